@@ -1,0 +1,896 @@
+"""Production rules for the fastapi-deploy stacks, as plain functions.
+
+The same functions run in two places:
+
+* under the real CLI, `policy/__main__.py` wraps them in a CrossGuard `PolicyPack`
+  (`pulumi preview --policy-pack policy`), fed with the engine's resource properties;
+* offline, `infra/plan.py` feeds them the resources recorded by the Pulumi mocks.
+
+Both sources give a resource as (Pulumi type token, properties with the engine's camelCase names), so
+a rule is written once. Resource rules look at one resource; stack rules look at the whole graph because
+the failure they prevent is a relation between two resources (the gunicorn keepalive in the container
+env vs. the ALB idle timeout, the pool in the env vs. the autoscaling maximum...). The runtime numbers
+they check are read from the container environment the deployer injects (contract section 1), so the
+rules see exactly what the process will see — not what a config file intended.
+
+This module imports nothing outside the standard library: the policy pack must start fast and must
+not depend on the deployer's code to judge the deployer's output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Enforcement = Literal["mandatory", "advisory"]
+
+# --- type tokens -------------------------------------------------------------------------------------
+ECS_TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+ECS_SERVICE = "aws:ecs/service:Service"
+LB = "aws:lb/loadBalancer:LoadBalancer"
+LB_LISTENER = "aws:lb/listener:Listener"
+LB_TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+AUTOSCALING_TARGET = "aws:appautoscaling/target:Target"
+IAM_POLICY = "aws:iam/policy:Policy"
+IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+IAM_ROLE = "aws:iam/role:Role"
+IAM_ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+LAMBDA_FUNCTION = "aws:lambda/function:Function"
+CLOUD_RUN_SERVICE = "gcp:cloudrunv2/service:Service"
+GCP_PROJECT_IAM = (
+    "gcp:projects/iAMMember:IAMMember",
+    "gcp:projects/iAMBinding:IAMBinding",
+)
+DOCKER_CONTAINER = "docker:index/container:Container"
+
+# --- platform facts (with the number each rule protects) --------------------------------------------
+#: ALB idle timeout when `idleTimeout` is not set (AWS default).
+ALB_DEFAULT_IDLE_TIMEOUT_S = 60
+#: ECS sends SIGKILL this long after SIGTERM when the container sets no `stopTimeout`.
+ECS_DEFAULT_STOP_TIMEOUT_S = 30
+#: Cloud Run gives a container 10 s between SIGTERM and SIGKILL; not configurable.
+CLOUD_RUN_STOP_GRACE_S = 10
+#: `docker stop` default grace when the container sets no stop timeout.
+DOCKER_DEFAULT_STOP_TIMEOUT_S = 10
+#: Cloud Run's default `maxInstanceCount` when the template sets none.
+CLOUD_RUN_DEFAULT_MAX_INSTANCES = 100
+#: Target-group deregistration delay above which a deploy waits for nothing (AWS default is 300 s).
+MAX_DEREGISTRATION_DELAY_S = 120
+#: Resident memory one uvicorn worker of this app needs under load (FastAPI + SQLAlchemy + asyncpg +
+#: prometheus + sentry ≈ 90-120 MiB; 128 keeps headroom). More workers than memory/128 get OOM-killed.
+WORKER_MEMORY_MIB = 128
+#: Async workers beyond 2 per vCPU only add context switches and tail latency (see bench/).
+MAX_WORKERS_PER_VCPU = 2
+
+SECRET_NAME_RE = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIALS?)", re.I)
+#: Env names that always carry credentials in this app (contract section 1).
+SECRET_ENV_NAMES = frozenset({"DATABASE_URL", "JWT_SECRET_KEY"})
+#: A URL with a password in its user-info part (`scheme://user:pass@host`).
+URL_WITH_PASSWORD_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.I)
+#: Values that are references the platform or the Lambda handler resolves, not secrets themselves.
+REFERENCE_RE = re.compile(r"^(ssm:/|secretsmanager:|gcp:|arn:aws[a-z-]*:(ssm|secretsmanager):)")
+
+#: AWS actions that only accept `Resource: "*"` (IAM has no resource-level permission for them).
+STAR_RESOURCE_ONLY_ACTIONS = frozenset(
+    {
+        "ecr:getauthorizationtoken",
+        "xray:puttracesegments",
+        "xray:puttelemetryrecords",
+        "cloudwatch:putmetricdata",
+        "ec2:createnetworkinterface",
+        "ec2:describenetworkinterfaces",
+        "ec2:deletenetworkinterface",
+        "ec2:assignprivateipaddresses",
+        "ec2:unassignprivateipaddresses",
+    }
+)
+BROAD_MANAGED_POLICY_RE = re.compile(r":policy/(AdministratorAccess|PowerUserAccess|.*FullAccess)$")
+BROAD_GCP_ROLES = frozenset({"roles/owner", "roles/editor", "roles/secretmanager.secretAccessor"})
+
+APP_ENV_MARKERS = ("APP_ENV", "WEB_CONCURRENCY")
+
+
+# --- data the rules see ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resource:
+    """One resource as a rule sees it: engine type token, URN, name and camelCase properties."""
+
+    type: str
+    inputs: Mapping[str, Any]
+    urn: str = ""
+    name: str = ""
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One finding: which rule, how bad, on which resource (None = the stack), and what to do."""
+
+    policy: str
+    enforcement: Enforcement
+    urn: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "enforcement": self.enforcement,
+            "urn": self.urn,
+            "message": self.message,
+        }
+
+
+ResourceCheck = Callable[[str, Mapping[str, Any]], list[str]]
+StackCheck = Callable[[Sequence[Resource]], list[tuple[str | None, str]]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named rule with its enforcement level; exactly one of `resource`/`stack` is set."""
+
+    name: str
+    description: str
+    enforcement: Enforcement
+    resource: ResourceCheck | None = None
+    stack: StackCheck | None = None
+
+
+# --- small helpers -----------------------------------------------------------------------------------
+def _json(value: Any) -> Any:
+    """Decode a JSON-string property (containerDefinitions, IAM policy); pass structures through."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def _num(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes"}
+    return bool(value)
+
+
+def container_definitions(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ECS task definition's containers (the input is a JSON string, as the engine receives it)."""
+    decoded = _json(inputs.get("containerDefinitions"))
+    return [c for c in _list(decoded) if isinstance(c, dict)]
+
+
+def _ecs_env(container: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        str(e.get("name")): str(e.get("value", ""))
+        for e in _list(container.get("environment"))
+        if isinstance(e, dict)
+    }
+
+
+def _cloud_run_containers(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    template = inputs.get("template") or {}
+    return [c for c in _list(template.get("containers")) if isinstance(c, dict)]
+
+
+def _cloud_run_env(container: Mapping[str, Any]) -> dict[str, str]:
+    """Plain env values only: entries with a `valueSource` (secretKeyRef) carry no value."""
+    return {
+        str(e.get("name")): str(e.get("value"))
+        for e in _list(container.get("envs"))
+        if isinstance(e, dict) and e.get("value") is not None
+    }
+
+
+def _docker_env(inputs: Mapping[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in _list(inputs.get("envs")):
+        if isinstance(item, str) and "=" in item:
+            key, _, value = item.partition("=")
+            env[key] = value
+    return env
+
+
+def _lambda_env(inputs: Mapping[str, Any]) -> dict[str, str]:
+    environment = inputs.get("environment") or {}
+    variables = environment.get("variables") if isinstance(environment, dict) else None
+    return {str(k): str(v) for k, v in (variables or {}).items()}
+
+
+def _is_app_env(env: Mapping[str, str]) -> bool:
+    return any(marker in env for marker in APP_ENV_MARKERS)
+
+
+def _memory_mib(value: Any) -> float | None:
+    """`512`, `"512"`, `"512Mi"`, `"1Gi"`, `"1G"` → MiB."""
+    if value is None:
+        return None
+    number = _num(value)
+    if number is not None:
+        return number
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(Mi|Gi|M|G|Ki|K)?\s*", str(value))
+    if not match:
+        return None
+    amount = float(match.group(1))
+    unit = match.group(2) or "Mi"
+    scale = {"Ki": 1 / 1024, "K": 1 / 1024, "Mi": 1.0, "M": 1.0, "Gi": 1024.0, "G": 1024.0}[unit]
+    return amount * scale
+
+
+def _cpu(value: Any) -> float | None:
+    """Cloud Run `"1"`, `"2"`, `"1000m"` → vCPU."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.endswith("m"):
+        number = _num(text[:-1])
+        return None if number is None else number / 1000
+    return _num(text)
+
+
+def _secret_env_problems(env: Mapping[str, str], where: str) -> list[str]:
+    problems = []
+    for key, value in sorted(env.items()):
+        if not value or REFERENCE_RE.match(value):
+            continue
+        if key in SECRET_ENV_NAMES or SECRET_NAME_RE.search(key) or URL_WITH_PASSWORD_RE.match(value):
+            # Never echo the value: the message lands in CI logs and PR comments.
+            problems.append(
+                f"{where}: env {key} holds a plaintext value; inject it from the secret store "
+                "(ECS `secrets`/valueFrom, Cloud Run secretKeyRef, Lambda `ssm:`/`secretsmanager:` reference)"
+            )
+    return problems
+
+
+# --- resource rules ----------------------------------------------------------------------------------
+def _is_root_user(user: Any) -> bool:
+    if user is None or str(user).strip() == "":
+        return True
+    name = str(user).split(":", 1)[0].strip()
+    return name in {"root", "0"}
+
+
+def check_non_root(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """Containers run as a non-root user, stated explicitly (the policy cannot see the image's USER)."""
+    problems = []
+    if type_token == ECS_TASK_DEFINITION:
+        for container in container_definitions(inputs):
+            if _is_root_user(container.get("user")):
+                problems.append(
+                    f"container {container.get('name')!r} runs as root (user={container.get('user')!r}); "
+                    "set `user` to the image's non-root uid, e.g. '10001:10001'"
+                )
+    elif (
+        type_token == DOCKER_CONTAINER
+        and _is_app_env(_docker_env(inputs))
+        and _is_root_user(inputs.get("user"))
+    ):
+        problems.append(
+            f"app container runs as root (user={inputs.get('user')!r}); set `user` to the image's uid"
+        )
+    return problems
+
+
+def _http_path(probe: Any) -> str | None:
+    if not isinstance(probe, dict):
+        return None
+    http = probe.get("httpGet") or {}
+    return http.get("path") if isinstance(http, dict) else None
+
+
+def check_health_checks(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """Every target has health checks: ECS container + target group, Cloud Run probes, Docker healthcheck."""
+    problems = []
+    if type_token == ECS_TASK_DEFINITION:
+        for container in container_definitions(inputs):
+            if container.get("essential", True) and not (container.get("healthCheck") or {}).get("command"):
+                problems.append(
+                    f"essential container {container.get('name')!r} has no healthCheck.command; ECS cannot "
+                    "tell a hung process from a healthy one"
+                )
+    elif type_token == LB_TARGET_GROUP:
+        health = inputs.get("healthCheck") or {}
+        if health.get("enabled") is False or not health.get("path"):
+            problems.append(
+                "target group has no HTTP health check path; set healthCheck.path to the liveness path"
+            )
+    elif type_token == CLOUD_RUN_SERVICE:
+        for container in _cloud_run_containers(inputs):
+            missing = [p for p in ("startupProbe", "livenessProbe") if not container.get(p)]
+            if missing:
+                problems.append(
+                    f"Cloud Run container {container.get('name') or container.get('image')!r} lacks "
+                    f"{' and '.join(missing)}"
+                )
+    elif type_token == DOCKER_CONTAINER and _is_app_env(_docker_env(inputs)):
+        tests = _list((inputs.get("healthcheck") or {}).get("tests"))
+        if not tests or tests[0] == "NONE":
+            problems.append(
+                "app container has no healthcheck; Docker and the proxy cannot route around a hang"
+            )
+    elif (
+        type_token == ECS_SERVICE
+        and _list(inputs.get("loadBalancers"))
+        and not _num(inputs.get("healthCheckGracePeriodSeconds"))
+    ):
+        problems.append(
+            "service behind a load balancer has no healthCheckGracePeriodSeconds; slow starts get killed"
+        )
+    return problems
+
+
+def check_liveness_independent(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """Liveness checks must not hit the readiness endpoint: a DB outage would restart every healthy task."""
+    paths: list[tuple[str, str]] = []
+    if type_token == CLOUD_RUN_SERVICE:
+        for container in _cloud_run_containers(inputs):
+            path = _http_path(container.get("livenessProbe"))
+            if path:
+                paths.append(("Cloud Run livenessProbe", path))
+    elif type_token == ECS_TASK_DEFINITION:
+        for container in container_definitions(inputs):
+            command = " ".join(str(c) for c in _list((container.get("healthCheck") or {}).get("command")))
+            if command:
+                paths.append((f"container {container.get('name')!r} healthCheck", command))
+    elif type_token == DOCKER_CONTAINER:
+        command = " ".join(str(c) for c in _list((inputs.get("healthcheck") or {}).get("tests")))
+        if command:
+            paths.append(("docker healthcheck", command))
+    return [
+        f"{where} probes {text!r}, which looks like the readiness (dependency) check; a database outage "
+        "would restart healthy instances in a loop — point it at the liveness path"
+        for where, text in paths
+        if re.search(r"/(ready|readiness|readyz)\b", text)
+    ]
+
+
+def check_no_plaintext_secrets(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """No credential in plain environment variables (they show up in consoles, describe calls and state)."""
+    if type_token == ECS_TASK_DEFINITION:
+        problems = []
+        for container in container_definitions(inputs):
+            problems += _secret_env_problems(_ecs_env(container), f"container {container.get('name')!r}")
+        return problems
+    if type_token == CLOUD_RUN_SERVICE:
+        problems = []
+        for container in _cloud_run_containers(inputs):
+            problems += _secret_env_problems(_cloud_run_env(container), "Cloud Run container")
+        return problems
+    if type_token == LAMBDA_FUNCTION:
+        return _secret_env_problems(_lambda_env(inputs), "Lambda function")
+    # Docker on a VPS has no secret store: values arrive as Pulumi secrets (encrypted in state) and the
+    # engine hands them to this rule unwrapped, so the rule cannot tell them apart. Not checked here.
+    return []
+
+
+def _statements(document: Any) -> list[dict[str, Any]]:
+    decoded = _json(document)
+    if not isinstance(decoded, dict):
+        return []
+    return [s for s in _list(decoded.get("Statement")) if isinstance(s, dict)]
+
+
+def _iam_document_problems(document: Any, where: str) -> list[str]:
+    problems = []
+    for index, statement in enumerate(_statements(document)):
+        if statement.get("Effect", "Allow") != "Allow":
+            continue
+        actions = [str(a) for a in _list(statement.get("Action"))]
+        resources = [str(r) for r in _list(statement.get("Resource"))]
+        if "NotAction" in statement or "NotResource" in statement:
+            problems.append(f"{where} statement {index}: NotAction/NotResource grants everything else")
+        wild_actions = [a for a in actions if a == "*" or a.endswith(":*")]
+        if wild_actions:
+            problems.append(
+                f"{where} statement {index}: wildcard action(s) {wild_actions}; list the API calls"
+            )
+        if "*" in resources and not all(a.lower() in STAR_RESOURCE_ONLY_ACTIONS for a in actions):
+            problems.append(
+                f"{where} statement {index}: Resource '*' for {actions}; name the exact ARNs "
+                "(the referenced secrets/parameters and their KMS key)"
+            )
+    return problems
+
+
+def check_iam_least_privilege(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """IAM without wildcard actions or resources; no broad managed policies; nothing project-wide on GCP."""
+    if type_token in (IAM_POLICY, IAM_ROLE_POLICY):
+        return _iam_document_problems(inputs.get("policy"), type_token.rsplit(":", 1)[-1])
+    if type_token == IAM_ROLE:
+        problems = []
+        for inline in _list(inputs.get("inlinePolicies")):
+            if isinstance(inline, dict):
+                problems += _iam_document_problems(
+                    inline.get("policy"), f"inline policy {inline.get('name')!r}"
+                )
+        for arn in _list(inputs.get("managedPolicyArns")):
+            if BROAD_MANAGED_POLICY_RE.search(str(arn)):
+                problems.append(f"role has the broad managed policy {arn}")
+        return problems
+    if type_token == IAM_ROLE_POLICY_ATTACHMENT:
+        arn = str(inputs.get("policyArn") or "")
+        return [f"attaches the broad managed policy {arn}"] if BROAD_MANAGED_POLICY_RE.search(arn) else []
+    if type_token in GCP_PROJECT_IAM:
+        role = str(inputs.get("role") or "")
+        if role in BROAD_GCP_ROLES:
+            return [f"project-wide {role}; grant it on the individual secret/resource instead"]
+    return []
+
+
+def check_alb_https(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """An HTTP listener only redirects to HTTPS: tokens and passwords must not travel in clear."""
+    if type_token != LB_LISTENER or str(inputs.get("protocol") or "").upper() != "HTTP":
+        return []
+    actions = [a for a in _list(inputs.get("defaultActions")) if isinstance(a, dict)]
+    redirects = [
+        a
+        for a in actions
+        if a.get("type") == "redirect"
+        and str((a.get("redirect") or {}).get("protocol", "")).upper() == "HTTPS"
+    ]
+    if redirects:
+        return []
+    return [
+        f"HTTP listener on port {inputs.get('port')} serves traffic in plain text; add a certificate "
+        "(app.ecs.certificate_arn) so it only redirects to HTTPS"
+    ]
+
+
+def check_log_retention(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """Log groups have a retention period (the default keeps — and bills — logs forever)."""
+    if type_token == LOG_GROUP and not _num(inputs.get("retentionInDays")):
+        return ["log group has no retentionInDays; CloudWatch keeps and bills its logs forever"]
+    return []
+
+
+def check_docker_log_rotation(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """Docker's json-file logs grow without bound unless `max-size` is set; a full disk takes the VPS down."""
+    if type_token != DOCKER_CONTAINER:
+        return []
+    driver = str(inputs.get("logDriver") or "json-file")
+    if driver in {"json-file", "local"} and not (inputs.get("logOpts") or {}).get("max-size"):
+        return [f"container logs ({driver}) have no logOpts max-size; the host disk fills up"]
+    return []
+
+
+def check_deployment_rollback(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """ECS deployments roll back automatically when new tasks never become healthy."""
+    if type_token != ECS_SERVICE:
+        return []
+    breaker = inputs.get("deploymentCircuitBreaker") or {}
+    if not (_truthy(breaker.get("enable")) and _truthy(breaker.get("rollback"))):
+        return [
+            "deploymentCircuitBreaker must be {enable: true, rollback: true}; otherwise a bad release "
+            "keeps replacing tasks forever and never returns to the last good one"
+        ]
+    return []
+
+
+def check_deregistration_delay(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
+    """Deregistration delay well below AWS's 300 s default (each deploy would wait 5 min per task)."""
+    if type_token != LB_TARGET_GROUP:
+        return []
+    delay = _num(inputs.get("deregistrationDelay"))
+    delay = 300 if delay is None else delay
+    if delay > MAX_DEREGISTRATION_DELAY_S:
+        return [
+            f"deregistrationDelay {delay:g}s; keep it >= the longest request and "
+            f"<= {MAX_DEREGISTRATION_DELAY_S}s"
+        ]
+    return []
+
+
+# --- runtime facts for the stack rules ---------------------------------------------------------------
+@dataclass
+class AppRuntime:
+    """What the app process gets on its platform, reconstructed from the resources."""
+
+    platform: Literal["ecs", "cloudrun", "lambda", "vps"]
+    urn: str
+    env: dict[str, str]
+    memory_mib: float | None = None
+    vcpu: float | None = None
+    stop_grace_s: float | None = None
+    lb_idle_timeout_s: float | None = None
+    #: instances that can run at once; None = unbounded (Lambda without reserved concurrency)
+    max_replicas: int | None = 1
+    min_replicas: int | None = 1
+    connection_budget: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def int_env(self, key: str, default: int) -> int:
+        value = _num(self.env.get(key))
+        return default if value is None else int(value)
+
+    def float_env(self, key: str, default: float) -> float:
+        value = _num(self.env.get(key))
+        return default if value is None else value
+
+
+def _by_type(resources: Sequence[Resource], token: str) -> list[Resource]:
+    return [r for r in resources if r.type == token]
+
+
+def _connection_budget(resources: Sequence[Resource], env: Mapping[str, str]) -> int | None:
+    """The database's connection budget: `DB_CONNECTION_BUDGET` in the env, or the target component's
+    `dbConnectionBudget`/`connectionBudget` input (components are registered with the engine too)."""
+    value = _num(env.get("DB_CONNECTION_BUDGET"))
+    if value is not None:
+        return int(value)
+    for resource in resources:
+        if not resource.type.startswith("fastapi-deploy:"):
+            continue
+        for holder in (resource.inputs, resource.inputs.get("tuning") or {}):
+            if not isinstance(holder, Mapping):
+                continue
+            for key in (
+                "dbConnectionBudget",
+                "connectionBudget",
+                "db_connection_budget",
+                "connection_budget",
+            ):
+                value = _num(holder.get(key))
+                if value is not None:
+                    return int(value)
+    return None
+
+
+def app_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
+    """Find the app container(s) and the platform numbers around them."""
+    runtimes: list[AppRuntime] = []
+    lbs = _by_type(resources, LB)
+    idle = _num(lbs[0].inputs.get("idleTimeout")) if lbs else None
+    scaling = _by_type(resources, AUTOSCALING_TARGET)
+    services = _by_type(resources, ECS_SERVICE)
+
+    for task in _by_type(resources, ECS_TASK_DEFINITION):
+        for container in container_definitions(task.inputs):
+            env = _ecs_env(container)
+            if not _is_app_env(env):
+                continue
+            cpu_units = _num(task.inputs.get("cpu"))
+            stop = _num(container.get("stopTimeout"))
+            max_replicas: int | None
+            min_replicas: int | None
+            if scaling:
+                max_replicas = int(_num(scaling[0].inputs.get("maxCapacity")) or 1)
+                min_replicas = int(_num(scaling[0].inputs.get("minCapacity")) or 1)
+            elif services:
+                desired = int(_num(services[0].inputs.get("desiredCount")) or 1)
+                max_replicas = min_replicas = desired
+            else:
+                max_replicas = min_replicas = 1
+            # ECS max 200 % during a deployment: old and new tasks hold connections at the same time.
+            max_percent = _num(services[0].inputs.get("deploymentMaximumPercent")) if services else None
+            surge = max(1.0, (max_percent or 200) / 100)
+            runtimes.append(
+                AppRuntime(
+                    platform="ecs",
+                    urn=task.urn,
+                    env=env,
+                    memory_mib=_memory_mib(container.get("memory")) or _memory_mib(task.inputs.get("memory")),
+                    vcpu=None if cpu_units is None else cpu_units / 1024,
+                    stop_grace_s=ECS_DEFAULT_STOP_TIMEOUT_S if stop is None else stop,
+                    lb_idle_timeout_s=(ALB_DEFAULT_IDLE_TIMEOUT_S if idle is None else idle) if lbs else None,
+                    max_replicas=math.ceil(max_replicas * surge),
+                    min_replicas=min_replicas,
+                    connection_budget=_connection_budget(resources, env),
+                )
+            )
+
+    for service in _by_type(resources, CLOUD_RUN_SERVICE):
+        template = service.inputs.get("template") or {}
+        scaling_block = template.get("scaling") or service.inputs.get("scaling") or {}
+        for container in _cloud_run_containers(service.inputs):
+            env = _cloud_run_env(container)
+            if not _is_app_env(env):
+                continue
+            limits = (container.get("resources") or {}).get("limits") or {}
+            max_instances = _num(scaling_block.get("maxInstanceCount"))
+            runtimes.append(
+                AppRuntime(
+                    platform="cloudrun",
+                    urn=service.urn,
+                    env=env,
+                    memory_mib=_memory_mib(limits.get("memory", "512Mi")),
+                    vcpu=_cpu(limits.get("cpu", "1")),
+                    stop_grace_s=CLOUD_RUN_STOP_GRACE_S,
+                    max_replicas=int(max_instances) if max_instances else CLOUD_RUN_DEFAULT_MAX_INSTANCES,
+                    min_replicas=int(_num(scaling_block.get("minInstanceCount")) or 0),
+                    connection_budget=_connection_budget(resources, env),
+                )
+            )
+
+    for function in _by_type(resources, LAMBDA_FUNCTION):
+        env = _lambda_env(function.inputs)
+        if not _is_app_env(env):
+            continue
+        reserved = _num(function.inputs.get("reservedConcurrentExecutions"))
+        runtimes.append(
+            AppRuntime(
+                platform="lambda",
+                urn=function.urn,
+                env=env,
+                memory_mib=_num(function.inputs.get("memorySize")) or 128,
+                # Each concurrent execution is its own process; -1 / unset = bounded only by the account.
+                max_replicas=int(reserved) if reserved is not None and reserved >= 0 else None,
+                min_replicas=None,
+                connection_budget=_connection_budget(resources, env),
+            )
+        )
+
+    for docker in _by_type(resources, DOCKER_CONTAINER):
+        env = _docker_env(docker.inputs)
+        if not _is_app_env(env):
+            continue
+        stop = _num(docker.inputs.get("stopTimeout"))
+        memory = _num(docker.inputs.get("memory"))
+        runtimes.append(
+            AppRuntime(
+                platform="vps",
+                urn=docker.urn,
+                env=env,
+                memory_mib=memory,
+                vcpu=_num(docker.inputs.get("cpus")),
+                stop_grace_s=DOCKER_DEFAULT_STOP_TIMEOUT_S if stop is None else stop,
+                max_replicas=1,
+                min_replicas=1,
+                connection_budget=_connection_budget(resources, env),
+            )
+        )
+    return runtimes
+
+
+# --- stack rules -------------------------------------------------------------------------------------
+def check_keepalive_above_lb_idle(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """Server keepalive > LB idle timeout, or the ALB reuses a socket gunicorn just closed → 502."""
+    findings: list[tuple[str | None, str]] = []
+    for rt in app_runtimes(resources):
+        if rt.lb_idle_timeout_s is None:
+            continue
+        keepalive = rt.float_env("GUNICORN_KEEPALIVE", 2)  # gunicorn's own default is 2 s
+        if keepalive <= rt.lb_idle_timeout_s:
+            findings.append(
+                (
+                    rt.urn,
+                    f"GUNICORN_KEEPALIVE={keepalive:g}s is not above the load balancer idle timeout "
+                    f"{rt.lb_idle_timeout_s:g}s; the ALB will send requests on connections gunicorn has "
+                    "closed and return 502s — keep it ≥ idle + 5 s",
+                )
+            )
+    return findings
+
+
+def check_graceful_below_stop_grace(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """Graceful drain < platform stop grace, or in-flight requests are SIGKILLed mid-response."""
+    findings: list[tuple[str | None, str]] = []
+    for rt in app_runtimes(resources):
+        if rt.stop_grace_s is None or rt.platform == "lambda":
+            continue
+        graceful = rt.float_env("GUNICORN_GRACEFUL_TIMEOUT", 30)  # gunicorn default 30 s
+        if graceful >= rt.stop_grace_s:
+            findings.append(
+                (
+                    rt.urn,
+                    f"GUNICORN_GRACEFUL_TIMEOUT={graceful:g}s is not below the {rt.platform} stop grace "
+                    f"{rt.stop_grace_s:g}s; SIGKILL arrives before workers finish in-flight requests",
+                )
+            )
+    return findings
+
+
+def check_workers_per_platform(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """Worker count fits the platform: 1 on Lambda, ≤ 2 per vCPU and within memory elsewhere."""
+    findings: list[tuple[str | None, str]] = []
+    for rt in app_runtimes(resources):
+        workers = rt.int_env("WEB_CONCURRENCY", 1)
+        if rt.platform == "lambda":
+            if workers != 1:
+                findings.append(
+                    (rt.urn, f"WEB_CONCURRENCY={workers} on Lambda; one execution serves one request, use 1")
+                )
+            if rt.env.get("DB_POOL_CLASS", "queue") != "null" and rt.int_env("DB_POOL_SIZE", 5) > 1:
+                findings.append(
+                    (
+                        rt.urn,
+                        "Lambda keeps a DB pool > 1 connection per execution; set DB_POOL_CLASS=null "
+                        "or DB_POOL_SIZE=1 (a frozen execution environment holds them idle)",
+                    )
+                )
+            continue
+        if workers < 1:
+            findings.append((rt.urn, f"WEB_CONCURRENCY={workers}; at least one worker is needed"))
+            continue
+        if rt.vcpu and workers > max(1, math.ceil(rt.vcpu * MAX_WORKERS_PER_VCPU)):
+            findings.append(
+                (
+                    rt.urn,
+                    f"WEB_CONCURRENCY={workers} on {rt.vcpu:g} vCPU; async workers ≈ cores "
+                    f"(≤ {MAX_WORKERS_PER_VCPU}/vCPU) — 2xcores+1 is a sync-worker rule",
+                )
+            )
+        if rt.memory_mib and workers * WORKER_MEMORY_MIB > rt.memory_mib:
+            findings.append(
+                (
+                    rt.urn,
+                    f"WEB_CONCURRENCY={workers} x ~{WORKER_MEMORY_MIB} MiB exceeds the {rt.memory_mib:g} MiB "
+                    "memory limit; workers would be OOM-killed under load",
+                )
+            )
+    return findings
+
+
+def check_connection_budget(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """(pool + overflow) x workers x max replicas ≤ the database's connection budget."""
+    findings: list[tuple[str | None, str]] = []
+    for rt in app_runtimes(resources):
+        if rt.platform == "lambda" or rt.env.get("DB_POOL_CLASS") == "null":
+            per_process = 1
+        else:
+            per_process = rt.int_env("DB_POOL_SIZE", 5) + rt.int_env("DB_MAX_OVERFLOW", 2)
+        workers = 1 if rt.platform == "lambda" else rt.int_env("WEB_CONCURRENCY", 1)
+        if rt.max_replicas is None:
+            findings.append(
+                (
+                    rt.urn,
+                    "Lambda has no reserved concurrency: up to the account limit (1000) executions can each "
+                    "open a connection; set reservedConcurrentExecutions within the DB connection budget",
+                )
+            )
+            continue
+        if rt.connection_budget is None:
+            continue
+        peak = per_process * workers * rt.max_replicas
+        if peak > rt.connection_budget:
+            findings.append(
+                (
+                    rt.urn,
+                    f"peak DB connections {per_process} per worker x {workers} workers x {rt.max_replicas} "
+                    f"instances (incl. deployment surge) = {peak} > budget {rt.connection_budget}",
+                )
+            )
+    return findings
+
+
+def check_cors_production(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """CORS `*` in production lets any website script the API with the user's browser."""
+    findings: list[tuple[str | None, str]] = []
+    for rt in app_runtimes(resources):
+        origins = [o.strip() for o in rt.env.get("CORS_ORIGINS", "").split(",")]
+        if rt.env.get("APP_ENV") == "production" and "*" in origins:
+            findings.append((rt.urn, "CORS_ORIGINS contains '*' in production; list the allowed origins"))
+    return findings
+
+
+def check_single_instance_production(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """A production service on one instance has no redundancy: one crash or host failure is an outage."""
+    findings: list[tuple[str | None, str]] = []
+    for rt in app_runtimes(resources):
+        if rt.env.get("APP_ENV") != "production" or rt.platform == "lambda":
+            continue
+        if rt.platform == "cloudrun":
+            single = rt.max_replicas is not None and rt.max_replicas <= 1
+        else:
+            single = rt.min_replicas is not None and rt.min_replicas <= 1
+        if single:
+            findings.append(
+                (
+                    rt.urn,
+                    f"production on a single {rt.platform} instance: no redundancy during a crash or deploy",
+                )
+            )
+    return findings
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("containers-non-root", "Containers run as an explicit non-root user", "mandatory", check_non_root),
+    Rule("health-checks-present", "Every target has health checks", "mandatory", check_health_checks),
+    Rule(
+        "liveness-independent-of-dependencies",
+        "Liveness checks do not probe the readiness (dependency) endpoint",
+        "advisory",
+        check_liveness_independent,
+    ),
+    Rule(
+        "no-plaintext-secrets",
+        "No secret values in plain environment",
+        "mandatory",
+        check_no_plaintext_secrets,
+    ),
+    Rule(
+        "iam-least-privilege",
+        "IAM without wildcard actions or resources",
+        "mandatory",
+        check_iam_least_privilege,
+    ),
+    Rule("alb-https-only", "The ALB serves HTTPS and only redirects HTTP", "advisory", check_alb_https),
+    Rule("log-retention", "Log groups have a retention period", "mandatory", check_log_retention),
+    Rule("docker-log-rotation", "Docker logs are rotated", "advisory", check_docker_log_rotation),
+    Rule(
+        "deployment-rollback", "ECS deployments roll back on failure", "mandatory", check_deployment_rollback
+    ),
+    Rule(
+        "deregistration-delay",
+        "Target-group deregistration delay well below the 300 s default",
+        "advisory",
+        check_deregistration_delay,
+    ),
+    Rule(
+        "keepalive-above-lb-idle",
+        "Server keepalive above the load balancer idle timeout",
+        "mandatory",
+        stack=check_keepalive_above_lb_idle,
+    ),
+    Rule(
+        "graceful-below-stop-grace",
+        "Graceful timeout below the platform's stop grace",
+        "mandatory",
+        stack=check_graceful_below_stop_grace,
+    ),
+    Rule(
+        "workers-per-platform",
+        "Worker count fits platform, CPU and memory",
+        "mandatory",
+        stack=check_workers_per_platform,
+    ),
+    Rule(
+        "db-connection-budget",
+        "DB pool x workers x max instances within the connection budget",
+        "mandatory",
+        stack=check_connection_budget,
+    ),
+    Rule(
+        "cors-not-wildcard-in-production",
+        "CORS is not '*' in production",
+        "mandatory",
+        stack=check_cors_production,
+    ),
+    Rule(
+        "single-instance-production",
+        "Production runs more than one instance",
+        "advisory",
+        stack=check_single_instance_production,
+    ),
+)
+
+
+def evaluate(resources: Iterable[Resource], rules: Sequence[Rule] = RULES) -> list[Violation]:
+    """Run every rule over a recorded resource graph (what `infra plan` does offline)."""
+    graph = list(resources)
+    violations: list[Violation] = []
+    for rule in rules:
+        if rule.resource is not None:
+            for resource in graph:
+                for message in rule.resource(resource.type, resource.inputs):
+                    violations.append(Violation(rule.name, rule.enforcement, resource.urn or None, message))
+        if rule.stack is not None:
+            for urn, message in rule.stack(graph):
+                violations.append(Violation(rule.name, rule.enforcement, urn, message))
+    return violations
+
+
+def iter_rules(kind: Literal["resource", "stack"]) -> Iterator[Rule]:
+    """Rules of one kind, for the CrossGuard adapter."""
+    for rule in RULES:
+        if (rule.resource if kind == "resource" else rule.stack) is not None:
+            yield rule
