@@ -1,0 +1,101 @@
+"""The CrossGuard adapter: the pack the real CLI loads wraps exactly the rules the offline plan runs."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policy import rules
+
+PACK_DIR = Path(__file__).resolve().parents[2] / "policy"
+
+
+def _policies() -> dict[str, Any]:
+    module = runpy.run_path(str(PACK_DIR / "__main__.py"), run_name="policy_pack_under_test")
+    return {p.name: p for p in module["build_policies"]()}
+
+
+def _opts() -> PolicyResourceOptions:
+    return PolicyResourceOptions(
+        protect=False,
+        ignore_changes=[],
+        delete_before_replace=None,
+        aliases=[],
+        additional_secret_outputs=[],
+        custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
+        parent=None,
+    )
+
+
+def test_project_file_is_a_python_policy_pack() -> None:
+    doc = yaml.safe_load((PACK_DIR / "PulumiPolicy.yaml").read_text())
+    assert doc["runtime"]["name"] == "python"
+    venv = PACK_DIR / doc["runtime"]["options"]["virtualenv"]
+    assert (venv / "bin" / "python").exists(), "the pack's virtualenv must be the project's .venv"
+
+
+def test_one_policy_per_rule_with_its_enforcement() -> None:
+    policies = _policies()
+    assert set(policies) == {r.name for r in rules.RULES}
+    for rule in rules.RULES:
+        policy = policies[rule.name]
+        expected = (
+            EnforcementLevel.MANDATORY if rule.enforcement == "mandatory" else EnforcementLevel.ADVISORY
+        )
+        assert policy.enforcement_level == expected
+        assert isinstance(policy, ResourceValidationPolicy if rule.resource else StackValidationPolicy)
+
+
+def test_resource_policy_reports_what_the_rule_finds() -> None:
+    policy = _policies()["log-retention"]
+    reported: list[tuple[str, Any]] = []
+    for props, expected in (({"retentionInDays": 30}, 0), ({"name": "/ecs/api"}, 1)):
+        reported.clear()
+        args = ResourceValidationArgs(rules.LOG_GROUP, props, "urn:lg", "lg", _opts(), None)
+        policy.validate(args, lambda message, urn=None: reported.append((message, urn)))
+        assert len(reported) == expected
+
+
+def test_stack_policy_sees_the_graph_and_reports_on_the_task_definition() -> None:
+    container = {
+        "name": "app",
+        "user": "10001",
+        "environment": [
+            {"name": "APP_ENV", "value": "production"},
+            {"name": "GUNICORN_KEEPALIVE", "value": "30"},
+        ],
+    }
+    graph = [
+        PolicyResource(rules.LB, {"idleTimeout": 60}, "urn:alb", "alb", _opts(), None, None, [], {}),
+        PolicyResource(
+            rules.ECS_TASK_DEFINITION,
+            {"containerDefinitions": json.dumps([container]), "cpu": "512", "memory": "1024"},
+            "urn:task",
+            "task",
+            _opts(),
+            None,
+            None,
+            [],
+            {},
+        ),
+    ]
+    reported: list[tuple[str, Any]] = []
+    _policies()["keepalive-above-lb-idle"].validate(
+        StackValidationArgs(graph), lambda message, urn=None: reported.append((message, urn))
+    )
+    assert [urn for _, urn in reported] == ["urn:task"]
+    assert "GUNICORN_KEEPALIVE=30s" in reported[0][0]

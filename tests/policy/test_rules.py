@@ -1,0 +1,495 @@
+"""Every policy rule passes a good resource and fails a bad one.
+
+Resources are written the way the engine hands them to CrossGuard and to the mocks: Pulumi type token
+plus camelCase inputs, with ECS container definitions and IAM documents as JSON strings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from policy import rules
+from policy.rules import Resource
+
+# --- builders of realistic good resources ------------------------------------------------------------
+APP_ENV = {
+    "APP_ENV": "production",
+    "WEB_CONCURRENCY": "2",
+    "GUNICORN_KEEPALIVE": "75",
+    "GUNICORN_GRACEFUL_TIMEOUT": "20",
+    "DB_POOL_SIZE": "5",
+    "DB_MAX_OVERFLOW": "2",
+    "CORS_ORIGINS": "https://app.example.com",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+}
+
+
+def ecs_container(**overrides: Any) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/api@sha256:" + "a" * 64,
+        "essential": True,
+        "user": "10001:10001",
+        "stopTimeout": 30,
+        "environment": [{"name": k, "value": v} for k, v in APP_ENV.items()],
+        "secrets": [
+            {"name": "DATABASE_URL", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/prod/api/db"}
+        ],
+        "healthCheck": {"command": ["CMD-SHELL", "curl -fsS http://localhost:8000/health || exit 1"]},
+    }
+    container.update(overrides)
+    return container
+
+
+def task_definition(*containers: dict[str, Any], cpu: str = "1024", memory: str = "2048") -> Resource:
+    return Resource(
+        type=rules.ECS_TASK_DEFINITION,
+        urn="urn:pulumi:prod-ecs::fastapi-deploy::aws:ecs/taskDefinition:TaskDefinition::api-task",
+        inputs={
+            "cpu": cpu,
+            "memory": memory,
+            "containerDefinitions": json.dumps(list(containers or [ecs_container()])),
+        },
+    )
+
+
+def ecs_env(resource: Resource) -> dict[str, str]:
+    return {
+        e["name"]: e["value"] for e in json.loads(resource.inputs["containerDefinitions"])[0]["environment"]
+    }
+
+
+def with_env(env: dict[str, str], **container_overrides: Any) -> Resource:
+    container = ecs_container(
+        environment=[{"name": k, "value": v} for k, v in env.items()], **container_overrides
+    )
+    return task_definition(container)
+
+
+def ecs_stack(
+    task: Resource | None = None,
+    *,
+    idle: int | None = 60,
+    max_capacity: int = 4,
+    min_capacity: int = 2,
+    budget: int = 90,
+) -> list[Resource]:
+    lb_inputs: dict[str, Any] = {"loadBalancerType": "application"}
+    if idle is not None:
+        lb_inputs["idleTimeout"] = idle
+    return [
+        Resource(
+            type="fastapi-deploy:ecs:FargateService", urn="urn:comp", inputs={"dbConnectionBudget": budget}
+        ),
+        Resource(type=rules.LB, urn="urn:alb", inputs=lb_inputs),
+        task or task_definition(),
+        Resource(
+            type=rules.ECS_SERVICE,
+            urn="urn:svc",
+            inputs={"desiredCount": min_capacity, "deploymentMaximumPercent": 200},
+        ),
+        Resource(
+            type=rules.AUTOSCALING_TARGET,
+            urn="urn:scaling",
+            inputs={"minCapacity": min_capacity, "maxCapacity": max_capacity},
+        ),
+    ]
+
+
+def cloud_run(env: dict[str, str] | None = None, **container_overrides: Any) -> Resource:
+    container: dict[str, Any] = {
+        "image": "us-central1-docker.pkg.dev/p/r/api@sha256:" + "b" * 64,
+        "envs": [{"name": k, "value": v} for k, v in (env or {**APP_ENV, "WEB_CONCURRENCY": "1"}).items()]
+        + [
+            {
+                "name": "DATABASE_URL",
+                "valueSource": {"secretKeyRef": {"secret": "db-url", "version": "latest"}},
+            }
+        ],
+        "resources": {"limits": {"cpu": "1", "memory": "512Mi"}},
+        "startupProbe": {"httpGet": {"path": "/health"}},
+        "livenessProbe": {"httpGet": {"path": "/health"}},
+    }
+    container.update(container_overrides)
+    return Resource(
+        type=rules.CLOUD_RUN_SERVICE,
+        urn="urn:run",
+        inputs={
+            "template": {"containers": [container], "scaling": {"minInstanceCount": 1, "maxInstanceCount": 5}}
+        },
+    )
+
+
+def lambda_function(env: dict[str, str] | None = None, **overrides: Any) -> Resource:
+    variables = env or {
+        "APP_ENV": "production",
+        "WEB_CONCURRENCY": "1",
+        "DB_POOL_CLASS": "null",
+        "DATABASE_URL": "ssm:/prod/api/database-url",
+        "JWT_SECRET_KEY": "secretsmanager:prod/api/jwt",
+    }
+    inputs: dict[str, Any] = {
+        "packageType": "Image",
+        "memorySize": 1024,
+        "reservedConcurrentExecutions": 20,
+        "environment": {"variables": variables},
+    }
+    inputs.update(overrides)
+    return Resource(type=rules.LAMBDA_FUNCTION, urn="urn:fn", inputs=inputs)
+
+
+def docker_container(env: dict[str, str] | None = None, **overrides: Any) -> Resource:
+    inputs: dict[str, Any] = {
+        "image": "ghcr.io/acme/api@sha256:" + "c" * 64,
+        "user": "10001",
+        "envs": [f"{k}={v}" for k, v in (env or APP_ENV).items()],
+        "healthcheck": {"tests": ["CMD", "curl", "-fsS", "http://localhost:8000/health"]},
+        "logDriver": "json-file",
+        "logOpts": {"max-size": "10m", "max-file": "3"},
+        "memory": 1024,
+        "cpus": "1",
+        "stopTimeout": 30,
+    }
+    inputs.update(overrides)
+    return Resource(type=rules.DOCKER_CONTAINER, urn="urn:docker", inputs=inputs)
+
+
+def resource_messages(rule: str, resource: Resource) -> list[str]:
+    found = [v for v in rules.evaluate([resource]) if v.policy == rule]
+    return [v.message for v in found]
+
+
+def stack_messages(rule: str, graph: list[Resource]) -> list[str]:
+    return [v.message for v in rules.evaluate(graph) if v.policy == rule]
+
+
+def iam(document: dict[str, Any], token: str = rules.IAM_ROLE_POLICY) -> Resource:
+    return Resource(type=token, urn="urn:iam", inputs={"role": "exec", "policy": json.dumps(document)})
+
+
+def statement(actions: list[str] | str, resources: list[str] | str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resources}],
+    }
+
+
+SECRET_ARN = "arn:aws:ssm:us-east-1:123456789012:parameter/prod/api/db"
+
+
+# --- resource rules ----------------------------------------------------------------------------------
+GOOD_AND_BAD: list[tuple[str, Resource, Resource]] = [
+    ("containers-non-root", task_definition(), task_definition(ecs_container(user="root"))),
+    (
+        "containers-non-root",
+        task_definition(),
+        task_definition({k: v for k, v in ecs_container().items() if k != "user"}),
+    ),
+    ("containers-non-root", task_definition(), task_definition(ecs_container(user="0:0"))),
+    ("containers-non-root", docker_container(), docker_container(user="root")),
+    ("health-checks-present", task_definition(), task_definition(ecs_container(healthCheck=None))),
+    (
+        "health-checks-present",
+        Resource(
+            type=rules.LB_TARGET_GROUP, urn="u", inputs={"healthCheck": {"path": "/health", "enabled": True}}
+        ),
+        Resource(type=rules.LB_TARGET_GROUP, urn="u", inputs={"healthCheck": {"enabled": False}}),
+    ),
+    ("health-checks-present", cloud_run(), cloud_run(livenessProbe=None)),
+    ("health-checks-present", docker_container(), docker_container(healthcheck=None)),
+    (
+        "health-checks-present",
+        Resource(
+            type=rules.ECS_SERVICE,
+            urn="u",
+            inputs={"loadBalancers": [{}], "healthCheckGracePeriodSeconds": 60},
+        ),
+        Resource(type=rules.ECS_SERVICE, urn="u", inputs={"loadBalancers": [{}]}),
+    ),
+    (
+        "liveness-independent-of-dependencies",
+        cloud_run(),
+        cloud_run(livenessProbe={"httpGet": {"path": "/ready"}}),
+    ),
+    (
+        "liveness-independent-of-dependencies",
+        task_definition(),
+        task_definition(
+            ecs_container(healthCheck={"command": ["CMD-SHELL", "curl -f http://localhost:8000/ready"]})
+        ),
+    ),
+    ("no-plaintext-secrets", task_definition(), with_env({**APP_ENV, "JWT_SECRET_KEY": "hunter2hunter2"})),
+    (
+        "no-plaintext-secrets",
+        task_definition(),
+        with_env({**APP_ENV, "REDIS_URL": "redis://:pw@cache:6379/0"}),
+    ),
+    ("no-plaintext-secrets", task_definition(), with_env({**APP_ENV, "STRIPE_API_KEY": "sk_live_x"})),
+    ("no-plaintext-secrets", cloud_run(), cloud_run({**APP_ENV, "DATABASE_URL": "postgresql://u:p@db/x"})),
+    (
+        "no-plaintext-secrets",
+        lambda_function(),
+        lambda_function({"APP_ENV": "production", "DATABASE_URL": "postgresql+asyncpg://u:p@db/app"}),
+    ),
+    (
+        "iam-least-privilege",
+        iam(statement(["ssm:GetParameters"], [SECRET_ARN])),
+        iam(statement("ssm:*", [SECRET_ARN])),
+    ),
+    (
+        "iam-least-privilege",
+        iam(statement(["ssm:GetParameters"], [SECRET_ARN])),
+        iam(statement(["ssm:GetParameters"], "*")),
+    ),
+    (
+        "iam-least-privilege",
+        iam(statement(["ecr:GetAuthorizationToken"], "*"), rules.IAM_POLICY),
+        iam(statement(["ecr:GetAuthorizationToken", "s3:GetObject"], "*"), rules.IAM_POLICY),
+    ),
+    (
+        "iam-least-privilege",
+        Resource(
+            type=rules.IAM_ROLE_POLICY_ATTACHMENT,
+            urn="u",
+            inputs={"policyArn": "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"},
+        ),
+        Resource(
+            type=rules.IAM_ROLE_POLICY_ATTACHMENT,
+            urn="u",
+            inputs={"policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+        ),
+    ),
+    (
+        "iam-least-privilege",
+        Resource(
+            type=rules.IAM_ROLE,
+            urn="u",
+            inputs={
+                "inlinePolicies": [
+                    {
+                        "name": "ok",
+                        "policy": json.dumps(
+                            statement("logs:PutLogEvents", "arn:aws:logs:us-east-1:1:log-group:x:*")
+                        ),
+                    }
+                ]
+            },
+        ),
+        Resource(
+            type=rules.IAM_ROLE,
+            urn="u",
+            inputs={"inlinePolicies": [{"name": "bad", "policy": json.dumps(statement("*", "*"))}]},
+        ),
+    ),
+    (
+        "iam-least-privilege",
+        Resource(
+            type="gcp:projects/iAMMember:IAMMember", urn="u", inputs={"role": "roles/logging.logWriter"}
+        ),
+        Resource(
+            type="gcp:projects/iAMMember:IAMMember",
+            urn="u",
+            inputs={"role": "roles/secretmanager.secretAccessor"},
+        ),
+    ),
+    (
+        "alb-https-only",
+        Resource(
+            type=rules.LB_LISTENER,
+            urn="u",
+            inputs={
+                "port": 80,
+                "protocol": "HTTP",
+                "defaultActions": [
+                    {
+                        "type": "redirect",
+                        "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"},
+                    }
+                ],
+            },
+        ),
+        Resource(
+            type=rules.LB_LISTENER,
+            urn="u",
+            inputs={
+                "port": 80,
+                "protocol": "HTTP",
+                "defaultActions": [{"type": "forward", "targetGroupArn": "arn:tg"}],
+            },
+        ),
+    ),
+    (
+        "log-retention",
+        Resource(type=rules.LOG_GROUP, urn="u", inputs={"retentionInDays": 30}),
+        Resource(type=rules.LOG_GROUP, urn="u", inputs={"name": "/ecs/api"}),
+    ),
+    ("docker-log-rotation", docker_container(), docker_container(logOpts=None)),
+    (
+        "deployment-rollback",
+        Resource(
+            type=rules.ECS_SERVICE,
+            urn="u",
+            inputs={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+        ),
+        Resource(
+            type=rules.ECS_SERVICE,
+            urn="u",
+            inputs={"deploymentCircuitBreaker": {"enable": True, "rollback": False}},
+        ),
+    ),
+    (
+        "deregistration-delay",
+        Resource(
+            type=rules.LB_TARGET_GROUP,
+            urn="u",
+            inputs={"deregistrationDelay": 35, "healthCheck": {"path": "/health"}},
+        ),
+        Resource(type=rules.LB_TARGET_GROUP, urn="u", inputs={"healthCheck": {"path": "/health"}}),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "good", "bad"), GOOD_AND_BAD, ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(GOOD_AND_BAD)]
+)
+def test_resource_rule_passes_good_and_fails_bad(rule: str, good: Resource, bad: Resource) -> None:
+    assert resource_messages(rule, good) == []
+    assert resource_messages(rule, bad), f"{rule} did not flag {bad.inputs}"
+
+
+def test_every_rule_is_covered_by_a_good_and_a_bad_case() -> None:
+    covered = {rule for rule, _, _ in GOOD_AND_BAD} | {name for name, _, _ in STACK_CASES}
+    assert covered == {rule.name for rule in rules.RULES}
+
+
+def test_secret_rule_never_echoes_the_value() -> None:
+    messages = resource_messages(
+        "no-plaintext-secrets", with_env({**APP_ENV, "JWT_SECRET_KEY": "TOPSECRET-42-xyz"})
+    )
+    assert messages
+    assert all("TOPSECRET-42-xyz" not in m and "JWT_SECRET_KEY" in m for m in messages)
+
+
+def test_plain_redis_url_and_references_are_not_secrets() -> None:
+    env = {**APP_ENV, "REDIS_URL": "redis://cache:6379/0", "DATABASE_URL": "secretsmanager:prod/db"}
+    assert resource_messages("no-plaintext-secrets", with_env(env)) == []
+
+
+# --- stack rules -------------------------------------------------------------------------------------
+def _env_task(**env: str) -> Resource:
+    return with_env({**APP_ENV, **env})
+
+
+STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
+    ("keepalive-above-lb-idle", ecs_stack(), ecs_stack(_env_task(GUNICORN_KEEPALIVE="60"))),
+    # Default ALB idle (60 s) applies when idleTimeout is not set; gunicorn's 2 s default is the classic 502.
+    (
+        "keepalive-above-lb-idle",
+        ecs_stack(idle=None),
+        ecs_stack(with_env({"APP_ENV": "production"}), idle=None),
+    ),
+    (
+        "keepalive-above-lb-idle",
+        ecs_stack(_env_task(GUNICORN_KEEPALIVE="400"), idle=350),
+        ecs_stack(idle=350),
+    ),
+    (
+        "graceful-below-stop-grace",
+        ecs_stack(),
+        ecs_stack(task_definition(ecs_container(stopTimeout=15))),
+    ),
+    ("graceful-below-stop-grace", [cloud_run({**APP_ENV, "GUNICORN_GRACEFUL_TIMEOUT": "8"})], [cloud_run()]),
+    ("graceful-below-stop-grace", [docker_container()], [docker_container(stopTimeout=None)]),
+    (
+        "workers-per-platform",
+        [lambda_function()],
+        [lambda_function({"APP_ENV": "production", "WEB_CONCURRENCY": "4"})],
+    ),
+    (
+        "workers-per-platform",
+        [lambda_function()],
+        [lambda_function({"APP_ENV": "production", "WEB_CONCURRENCY": "1", "DB_POOL_SIZE": "5"})],
+    ),
+    # 2 x cores + 1 = 5 sync-style workers on 2 vCPU / 512 MiB: too many for the CPU and the memory.
+    (
+        "workers-per-platform",
+        ecs_stack(),
+        ecs_stack(
+            task_definition(
+                ecs_container(
+                    environment=[
+                        {"name": "APP_ENV", "value": "production"},
+                        {"name": "WEB_CONCURRENCY", "value": "5"},
+                    ]
+                ),
+                cpu="1024",
+                memory="2048",
+            )
+        ),
+    ),
+    (
+        "workers-per-platform",
+        [docker_container()],
+        [docker_container({**APP_ENV, "WEB_CONCURRENCY": "9"}, memory=1024, cpus="4")],
+    ),
+    # 7 connections x 2 workers x 4 tasks x 200 % surge = 112 > 90.
+    ("db-connection-budget", ecs_stack(max_capacity=3), ecs_stack(max_capacity=4)),
+    ("db-connection-budget", [lambda_function()], [lambda_function(reservedConcurrentExecutions=None)]),
+    (
+        "cors-not-wildcard-in-production",
+        ecs_stack(),
+        ecs_stack(_env_task(CORS_ORIGINS="https://a.example.com,*")),
+    ),
+    ("single-instance-production", ecs_stack(), ecs_stack(min_capacity=1)),
+    (
+        "single-instance-production",
+        [docker_container({**APP_ENV, "APP_ENV": "staging"})],
+        [docker_container()],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "good", "bad"), STACK_CASES, ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(STACK_CASES)]
+)
+def test_stack_rule_passes_good_and_fails_bad(rule: str, good: list[Resource], bad: list[Resource]) -> None:
+    assert stack_messages(rule, good) == []
+    assert stack_messages(rule, bad), f"{rule} did not flag the bad stack"
+
+
+def test_cors_wildcard_outside_production_is_allowed() -> None:
+    assert (
+        stack_messages(
+            "cors-not-wildcard-in-production", ecs_stack(_env_task(APP_ENV="staging", CORS_ORIGINS="*"))
+        )
+        == []
+    )
+
+
+def test_connection_budget_message_shows_the_arithmetic() -> None:
+    (message,) = stack_messages("db-connection-budget", ecs_stack(max_capacity=4))
+    assert "7 per worker x 2 workers x 8 instances" in message
+    assert "112 > budget 90" in message
+
+
+def test_budget_read_from_env_when_no_component_carries_it() -> None:
+    graph = [
+        r for r in ecs_stack(_env_task(DB_CONNECTION_BUDGET="20")) if not r.type.startswith("fastapi-deploy:")
+    ]
+    assert stack_messages("db-connection-budget", graph)
+
+
+def test_stack_rules_ignore_non_app_containers() -> None:
+    proxy = Resource(type=rules.DOCKER_CONTAINER, urn="urn:caddy", inputs={"image": "caddy:2", "envs": []})
+    assert [v for v in rules.evaluate([proxy]) if v.policy != "docker-log-rotation"] == []
+
+
+def test_inputs_are_not_mutated() -> None:
+    graph = ecs_stack()
+    before = copy.deepcopy([dict(r.inputs) for r in graph])
+    rules.evaluate(graph)
+    assert [dict(r.inputs) for r in graph] == before
