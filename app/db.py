@@ -1,0 +1,56 @@
+"""Async SQLAlchemy engine built from the pool settings the deployer computed for this platform."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
+
+from app.settings import Settings
+
+
+def engine_kwargs(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments for `create_async_engine` (split out so tests can assert them)."""
+    connect_args: dict[str, Any] = {
+        # asyncpg's connect timeout: with a dead/black-holed DB a new connection fails after 3 s instead of
+        # the OS TCP timeout (~2 min), so requests fail fast rather than pile up behind it.
+        "timeout": settings.db_connect_timeout,
+        # Per-statement client-side timeout: a stuck query frees the worker long before gunicorn kills it.
+        "command_timeout": settings.db_command_timeout,
+        "server_settings": {"application_name": "fastapi-deploy"},
+    }
+    kw: dict[str, Any] = {"connect_args": connect_args, "pool_pre_ping": settings.db_pool_pre_ping}
+    if settings.db_pool_class == "null":
+        # Lambda: one request per execution environment and a frozen process between invocations; a
+        # pooled connection would sit idle (or be cut by the server) while counting against max_connections.
+        kw["poolclass"] = NullPool
+    else:
+        kw.update(
+            poolclass=AsyncAdaptedQueuePool,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            # Waiting 30 s (SQLAlchemy's default) for a pooled connection during a DB brown-out turns one slow
+            # dependency into a queue of hung requests; 5 s fails them with a 503 instead.
+            pool_timeout=settings.db_pool_timeout,
+            pool_recycle=settings.db_pool_recycle,
+        )
+    return kw
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """Create the engine (no connection is opened until first use)."""
+    return create_async_engine(settings.database_url.get_secret_value(), **engine_kwargs(settings))
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """FastAPI dependency: one session per request, closed (connection returned to the pool) afterwards."""
+    maker: async_sessionmaker[AsyncSession] = request.app.state.resources.sessionmaker
+    async with maker() as session:
+        yield session

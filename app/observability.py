@@ -1,0 +1,180 @@
+"""JSON logs with a request id, Prometheus metrics (multiprocess-aware) and Sentry.
+
+The request middleware is plain ASGI: BaseHTTPMiddleware wraps every response body in an extra task and
+memory stream, which costs throughput and breaks streaming/cancellation semantics.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from app.settings import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+# Accept a caller's id only if it is short and boring: it ends up in every log line of the request.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+REQUESTS = Counter("http_requests_total", "HTTP requests served", ["method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+log = logging.getLogger("app")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what CloudWatch, Cloud Logging or Loki index without parsing."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "pid": record.process,
+        }
+        rid = request_id_var.get()
+        if rid:
+            out["request_id"] = rid
+        for key, value in record.__dict__.items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(level: str) -> None:
+    """Route the root logger (and uvicorn's/gunicorn's) to stderr as JSON."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler._app_json = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    # Replace only our own handler (create_app may run more than once per process, e.g. in tests) and
+    # leave foreign ones such as pytest's capture handler alone.
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_app_json", False)] + [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+    # The middleware below writes one access line per request with the request id; uvicorn's would
+    # duplicate it.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def _route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    # Unmatched paths are collapsed so a scanner hitting random URLs cannot explode metric cardinality.
+    return path if isinstance(path, str) else "<unmatched>"
+
+
+class RequestContextMiddleware:
+    """Assigns/propagates X-Request-ID, logs one JSON access line and records metrics per HTTP request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _REQUEST_ID_RE.match(candidate):
+                    rid = candidate
+                break
+        rid = rid or uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_label(scope)
+            method = scope.get("method", "")
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(elapsed)
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "path": scope.get("path", ""),
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+
+def metrics_payload() -> tuple[bytes, str]:
+    """Exposition for /metrics. Under several gunicorn workers each worker writes its own mmap files in
+    PROMETHEUS_MULTIPROC_DIR and the scrape aggregates them; otherwise a scrape would only see whichever
+    worker happened to accept the connection (1/N of the traffic)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def sentry_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    """Drop info/debug events: they are log noise that burns the Sentry quota, not errors."""
+    if event.get("level") in ("info", "debug"):
+        return None
+    return event
+
+
+def init_sentry(settings: Settings) -> bool:
+    """Initialise Sentry only when SENTRY_DSN is set; returns whether it was initialised."""
+    if settings.sentry_dsn is None:
+        return False
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn.get_secret_value(),
+        environment=settings.app_env.value,
+        traces_sample_rate=settings.sentry_traces_sample_rate,
+        before_send=sentry_before_send,
+        send_default_pii=False,
+    )
+    return True

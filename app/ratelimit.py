@@ -1,0 +1,103 @@
+"""Fixed-window rate limiter shared by every worker and replica through Redis, with a local fallback.
+
+An in-process limiter multiplies the limit by the number of processes (4 workers x 5/minute = 20/minute
+per replica), so the counter lives in Redis. When Redis is unreachable the limiter degrades to a
+per-process window (logged), so login keeps working and is still limited instead of failing open.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("app.ratelimit")
+
+# INCR and PEXPIRE in one atomic step: a crash between two separate calls would leave a key without TTL,
+# locking the client out forever.
+_LUA_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+"""
+
+# After a Redis failure, skip Redis for this long: each attempt would otherwise add a socket timeout.
+REDIS_RETRY_AFTER_S = 5.0
+_LOCAL_MAX_KEYS = 10_000
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of one hit: whether it is allowed, and seconds until the window resets."""
+
+    allowed: bool
+    count: int
+    retry_after: int
+    degraded: bool
+
+
+class _LocalWindows:
+    """Per-process fixed windows; bounded so a spray of distinct keys cannot grow memory without limit."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, window_s: int, now: float) -> tuple[int, float]:
+        with self._lock:
+            reset_at, count = self._windows.get(key, (0.0, 0))
+            if now >= reset_at:
+                reset_at, count = now + window_s, 0
+            count += 1
+            if len(self._windows) >= _LOCAL_MAX_KEYS and key not in self._windows:
+                self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
+            self._windows[key] = (reset_at, count)
+            return count, reset_at - now
+
+
+class RateLimiter:
+    """`hit(keys)` counts one attempt against every key; refused if any key is over the limit."""
+
+    def __init__(self, redis: Redis | None, limit: int, window_s: int, prefix: str = "rl") -> None:
+        self.redis = redis
+        self.limit = limit
+        self.window_s = window_s
+        self.prefix = prefix
+        self._local = _LocalWindows()
+        self._redis_down_until = 0.0
+        self._script = redis.register_script(_LUA_HIT) if redis is not None else None
+
+    async def _hit_redis(self, key: str) -> tuple[int, float]:
+        assert self._script is not None
+        count, ttl_ms = await self._script(keys=[key], args=[self.window_s * 1000])
+        return int(count), int(ttl_ms) / 1000
+
+    async def hit(self, *keys: str) -> Decision:
+        now = time.monotonic()
+        full = [f"{self.prefix}:{k}" for k in keys]
+        results: list[tuple[int, float]] = []
+        degraded = self._script is None or now < self._redis_down_until
+        if not degraded:
+            try:
+                for k in full:
+                    results.append(await self._hit_redis(k))
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._redis_down_until = now + REDIS_RETRY_AFTER_S
+                log.warning(
+                    "rate limiter degraded: Redis unreachable, using per-process limits",
+                    extra={"error": type(exc).__name__, "retry_in_s": REDIS_RETRY_AFTER_S},
+                )
+                degraded, results = True, []
+        if degraded:
+            results = [self._local.hit(k, self.window_s, now) for k in full]
+        worst = max(results, key=lambda r: r[0])
+        allowed = all(count <= self.limit for count, _ in results)
+        retry = max(1, math.ceil(max(ttl for _, ttl in results))) if not allowed else 0
+        return Decision(allowed=allowed, count=worst[0], retry_after=retry, degraded=degraded)

@@ -1,0 +1,73 @@
+"""Liveness (/health), readiness (/ready) and metrics (/metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.observability import metrics_payload
+
+router = APIRouter(tags=["ops"])
+log = logging.getLogger("app.ready")
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: touches no dependency, so a DB outage never makes the platform restart healthy tasks."""
+    return {"status": "ok"}
+
+
+async def _check(name: str, probe: Callable[[], Awaitable[object]], limit_s: float) -> tuple[str, str | None]:
+    try:
+        await asyncio.wait_for(probe(), limit_s)
+    except TimeoutError:
+        return name, f"timed out after {limit_s}s"
+    except Exception as exc:
+        return name, f"{type(exc).__name__}: {str(exc)[:200]}"
+    return name, None
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: PostgreSQL `SELECT 1` and Redis `PING`, concurrently, each under READY_CHECK_TIMEOUT.
+
+    A hung dependency (SIGSTOPped server, black-holed packets) must not hang the probe: the platform's own
+    probe timeout would then mark the task unhealthy for the wrong reason and without saying which
+    dependency failed.
+    """
+    res = request.app.state.resources
+    timeout = request.app.state.settings.ready_check_timeout
+
+    async def pg() -> None:
+        async with res.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def redis() -> None:
+        await res.redis.ping()
+
+    start = time.perf_counter()
+    results = await asyncio.gather(_check("postgres", pg, timeout), _check("redis", redis, timeout))
+    checks = {name: ("ok" if err is None else err) for name, err in results}
+    failed = [name for name, err in results if err is not None]
+    body = {
+        "status": "ok" if not failed else "unavailable",
+        "checks": checks,
+        "failed": failed,
+        "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+    }
+    if failed:
+        log.warning("not ready", extra={"failed": failed, "checks": checks})
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    payload, content_type = metrics_payload()
+    return Response(payload, media_type=content_type)
