@@ -1,0 +1,184 @@
+"""`infra verify`: after `pulumi up`, prove the service is actually up.
+
+Reads the stack outputs (contract section 2), waits (bounded) until the platform reports the new version
+stable, smoke-tests the liveness and readiness endpoints over HTTP(S), and reports the image digest that
+is actually running. Exit 0 when all of that holds, 1 with the platform's own reason when not,
+2 for unusable arguments/outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from infra.ops.outputs import OutputsError, read_outputs, validate_outputs
+from infra.ops.rollout import (
+    CloudRunRollout,
+    EcsRollout,
+    LambdaRollout,
+    Observation,
+    Poller,
+    VpsRollout,
+    digest_of,
+    wait_until_stable,
+)
+from infra.ops.smoke import is_plain_http_to_remote, smoke_test
+
+Printer = Callable[[str], None]
+
+
+@dataclass
+class Clients:
+    """Where verify gets its platform clients; tests pass clients whose transport is faked."""
+
+    aws: Callable[[str, str], Any] | None = None
+    cloudrun_services: Any = None
+    cloudrun_revisions: Any = None
+
+    def aws_client(self, service: str, region: str) -> Any:
+        if self.aws is not None:
+            return self.aws(service, region)
+        import boto3
+
+        return boto3.client(service, region_name=region)  # type: ignore[call-overload]
+
+    def cloudrun(self) -> tuple[Any, Any]:
+        if self.cloudrun_services is None or self.cloudrun_revisions is None:
+            from google.cloud import run_v2
+
+            self.cloudrun_services = self.cloudrun_services or run_v2.ServicesClient()
+            self.cloudrun_revisions = self.cloudrun_revisions or run_v2.RevisionsClient()
+        return self.cloudrun_services, self.cloudrun_revisions
+
+
+def build_poller(outputs: dict[str, Any], clients: Clients, *, ssh_user: str = "deploy") -> Poller:
+    target = outputs["target"]
+    image = outputs.get("image")
+    if target == "ecs":
+        region = outputs["region"]
+        return EcsRollout(
+            clients.aws_client("ecs", region),
+            clients.aws_client("elbv2", region),
+            outputs["cluster_name"],
+            outputs["service_name"],
+            outputs.get("target_group_arn"),
+            image,
+        )
+    if target == "lambda":
+        return LambdaRollout(
+            clients.aws_client("lambda", outputs["region"]),
+            outputs["function_name"],
+            outputs.get("alias_name"),
+            image,
+        )
+    if target == "cloudrun":
+        services, revisions = clients.cloudrun()
+        return CloudRunRollout(
+            services, revisions, outputs["project"], outputs["region"], outputs["service_name"], image
+        )
+    return VpsRollout(outputs.get("ssh_user") or ssh_user, outputs["host"], outputs["container_name"], image)
+
+
+def run_verify(
+    outputs: dict[str, Any],
+    *,
+    clients: Clients | None = None,
+    timeout_s: float = 600.0,
+    interval_s: float = 10.0,
+    smoke: bool = True,
+    smoke_attempts: int = 3,
+    smoke_backoff_s: float = 2.0,
+    ssh_user: str = "deploy",
+    out: Printer = print,
+) -> int:
+    """Wait for stability, smoke-test, report the running digest. Returns the exit code."""
+    clients = clients or Clients()
+    target = outputs["target"]
+    out(f"verify: {target} stack, expecting image {outputs['image']}")
+    poller = build_poller(outputs, clients, ssh_user=ssh_user)
+    obs: Observation = wait_until_stable(poller, timeout_s=timeout_s, interval_s=interval_s, progress=out)
+    if obs.state != "stable":
+        out(f"FAILED: {obs.summary}")
+        if obs.reason:
+            out("platform says:")
+            for line in obs.reason.splitlines():
+                out(f"  {line}")
+        _report_images(obs, outputs, out)
+        return 1
+    failed = False
+    if smoke:
+        url = str(outputs["url"])
+        if is_plain_http_to_remote(url):
+            out(f"warning: {url} is plain HTTP; the smoke test cannot prove TLS works")
+        for res in smoke_test(
+            url,
+            [outputs["health_path"], outputs["ready_path"]],
+            attempts=smoke_attempts,
+            backoff_s=smoke_backoff_s,
+        ):
+            out(res.render())
+            failed = failed or not res.ok
+    _report_images(obs, outputs, out)
+    if failed:
+        out("FAILED: the platform reports the release stable but the smoke test did not pass")
+        return 1
+    out("verified: platform stable, health and readiness answer 200")
+    return 0
+
+
+def _report_images(obs: Observation, outputs: dict[str, Any], out: Printer) -> None:
+    expected = digest_of(outputs.get("image"))
+    for image in obs.running_images:
+        match = (
+            ""
+            if expected is None
+            else (" (= stack output)" if digest_of(image) == expected else " (DIFFERS)")
+        )
+        out(f"running image: {image}{match}")
+    if not obs.running_images:
+        out("running image: unknown (the platform did not report one)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="infra verify",
+        description="After a deploy: wait until the platform reports the release stable, then smoke-test it.",
+    )
+    p.add_argument("--stack", help="stack name (outputs read via `pulumi stack output` when the CLI exists)")
+    p.add_argument("--outputs", metavar="FILE", help="stack outputs JSON file (`pulumi stack output --json`)")
+    p.add_argument("--outputs-json", metavar="JSON", help="stack outputs as a JSON object")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for stability (default 600)")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between polls (default 10)")
+    p.add_argument("--no-smoke", action="store_true", help="skip the HTTP smoke test")
+    p.add_argument("--ssh-user", default="deploy", help="VPS ssh user when the outputs do not name one")
+    return p
+
+
+def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print) -> int:
+    """Entry point for `infra verify ...` (dispatched by infra/cli.py)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    if args.timeout <= 0 or args.interval <= 0:
+        print("--timeout and --interval must be positive", file=sys.stderr)
+        return 2
+    try:
+        outputs, source = read_outputs(args.stack, args.outputs, args.outputs_json)
+        validate_outputs(outputs, source)
+    except OutputsError as exc:
+        print(f"infra verify: {exc}", file=sys.stderr)
+        return 2
+    out(f"outputs from {source}")
+    return run_verify(
+        outputs,
+        clients=clients,
+        timeout_s=args.timeout,
+        interval_s=args.interval,
+        smoke=not args.no_smoke,
+        ssh_user=args.ssh_user,
+        out=out,
+    )
