@@ -1,0 +1,91 @@
+"""Target registry: ``target`` name -> the module that deploys it.
+
+A target module (``infra/targets/<module>.py``) exposes two functions:
+
+``deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]``
+    Creates the target's ComponentResource and returns the stack outputs of contract section 2
+    (``target``, ``url``, ``image``, ``health_path``, ``ready_path`` plus the target's own keys).
+
+``image_registry(ctx: RegistryContext) -> infra.image.Registry``  (optional)
+    Where a built image is pushed (ECR for AWS targets by default). Not called when the config gives an
+    existing ``image.digest``.
+
+The Pulumi program never imports a target module directly, so adding a target means adding a module
+and one line in :data:`TARGET_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from infra.config import StackConfigType
+    from infra.image import ImageResult
+    from infra.tuning import RuntimeTuning
+
+#: target -> module path. Edit (one line) when a target module is added or renamed.
+TARGET_MODULES: dict[str, str] = {
+    "ecs": "infra.targets.ecs",
+    "cloudrun": "infra.targets.cloudrun",
+    "lambda": "infra.targets.lambda_",
+    "vps": "infra.targets.vps",
+}
+
+#: Output keys every target must export (contract section 2).
+COMMON_OUTPUTS = ("target", "url", "image", "health_path", "ready_path")
+TARGET_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "ecs": ("region", "cluster_name", "service_name", "log_group", "target_group_arn", "load_balancer_dns"),
+    "cloudrun": ("project", "region", "service_name", "revision", "service_account"),
+    "lambda": ("region", "function_name", "function_arn", "alias_name", "log_group"),
+    "vps": ("host", "container_name", "domain"),
+}
+
+
+class TargetNotAvailable(RuntimeError):
+    """The config names a target whose module is not in this checkout."""
+
+
+@dataclass(frozen=True)
+class RegistryContext:
+    """What a target's ``image_registry`` receives."""
+
+    name: str
+    cfg: StackConfigType
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DeployContext:
+    """What a target's ``deploy`` receives: validated config, computed tuning, resolved image."""
+
+    #: Component name (``<app name>-<stack>``); children derive their names from it.
+    name: str
+    cfg: StackConfigType
+    tuning: RuntimeTuning
+    image: ImageResult
+    tags: dict[str, str]
+    opts: pulumi.ResourceOptions | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def module_for(target: str) -> ModuleType:
+    """Import the module that deploys ``target``."""
+    path = TARGET_MODULES.get(target)
+    if path is None:
+        raise TargetNotAvailable(
+            f"app.target: {target!r} has no deployer; known: {', '.join(TARGET_MODULES)}"
+        )
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError as exc:
+        if exc.name == path:
+            raise TargetNotAvailable(
+                f"app.target: {target!r} is not implemented in this checkout "
+                f"({path.replace('.', '/')}.py missing)"
+            ) from None
+        raise

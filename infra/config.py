@@ -1,0 +1,918 @@
+"""Stack configuration: one structured object per stack, validated before any resource exists.
+
+A stack file (``stacks/Pulumi.<stack>.yaml``) holds the provider keys (``aws:region``, ``gcp:project``,
+``gcp:region``) and one object under ``fastapi-deploy:app``. That object is parsed into a pydantic
+discriminated union on ``target`` (``ecs`` | ``cloudrun`` | ``lambda`` | ``vps``). Every error is a
+:class:`ConfigError` whose message names the key path (``app.ecs.memory: ...``) and the allowed values.
+
+Public names (other modules import these; keep them stable):
+``StackConfig`` (the union type), ``AppConfigBase``, ``EcsConfig``, ``CloudRunConfig``, ``LambdaConfig``,
+``VpsConfig``, the section models, ``ConfigError``, ``parse(data, stack=..., providers=...)``,
+``load_stack_file(path)``, ``load()`` (inside a Pulumi program), ``CONFIG_KEY``, ``FARGATE_COMBOS``,
+``fargate_memory_choices(cpu)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from infra.secrets import SecretRef, SecretRefError
+
+CONFIG_NAMESPACE = "fastapi-deploy"
+CONFIG_KEY = f"{CONFIG_NAMESPACE}:app"
+#: Placeholder shown for ``secure:`` values, which cannot be decrypted offline.
+SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a display placeholder, not a credential
+
+# Env names whose values are credentials: they must come from app.secrets (a reference injected natively
+# by the platform), never from app.env, so no credential ever sits in plaintext in state or the console.
+SECRET_ENV_NAMES = frozenset({"DATABASE_URL", "JWT_SECRET_KEY", "SENTRY_DSN"})
+# Env names that the tuning module owns (contract section 1): setting them by hand would silently
+# break the connection budget or the timeout chain, so they are refused with a pointer to the real knob.
+TUNING_ENV_NAMES = frozenset(
+    {
+        "APP_ENV",
+        "PORT",
+        "WEB_CONCURRENCY",
+        "GUNICORN_KEEPALIVE",
+        "GUNICORN_TIMEOUT",
+        "GUNICORN_GRACEFUL_TIMEOUT",
+        "GUNICORN_MAX_REQUESTS",
+        "GUNICORN_MAX_REQUESTS_JITTER",
+        "DB_POOL_CLASS",
+        "DB_POOL_SIZE",
+        "DB_MAX_OVERFLOW",
+        "DB_POOL_TIMEOUT",
+        "DB_POOL_RECYCLE",
+        "DB_POOL_PRE_PING",
+        "DB_CONNECT_TIMEOUT",
+        "READY_CHECK_TIMEOUT",
+        "CORS_ORIGINS",
+        "PROMETHEUS_MULTIPROC_DIR",
+    }
+)
+TARGETS = ("ecs", "cloudrun", "lambda", "vps")
+TARGETS_TUPLE = TARGETS
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,27}[a-z0-9]$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$")
+_CERT_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}")
+_PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
+
+# AWS Fargate task sizes (Linux): cpu units -> allowed memory MiB.
+# Source: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
+FARGATE_COMBOS: dict[int, tuple[int, int, int]] = {
+    # cpu: (min MiB, max MiB, step MiB)
+    256: (512, 2048, 512),  # 512, 1024, 2048 (1536 is NOT allowed; handled below)
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+# CloudWatch Logs accepts only these retention values (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+
+# API Gateway HTTP API integrations time out at 30 s (integration timeoutInMillis max 30000); a Lambda
+# running longer behind it keeps burning money after the client already got a 503.
+# Source: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
+HTTP_API_MAX_TIMEOUT_S = 30
+LAMBDA_MAX_TIMEOUT_S = 900
+# Cloud Run: request timeout up to 60 min; memory per CPU limits from
+# https://cloud.google.com/run/docs/configuring/services/memory-limits (max 4 GiB at 1 vCPU, 8 at 2,
+# 16 at 4, 24 at 6, 32 at 8).
+CLOUDRUN_MAX_TIMEOUT_S = 3600
+CLOUDRUN_CPUS = (1.0, 2.0, 4.0, 6.0, 8.0)
+CLOUDRUN_MAX_MEMORY_MIB_PER_CPU = {1.0: 4096, 2.0: 8192, 4.0: 16384, 6.0: 24576, 8.0: 32768}
+
+
+class ConfigError(ValueError):
+    """Invalid stack configuration. The message names the key path (``app.x.y``) and the fix."""
+
+
+def fargate_memory_choices(cpu: int) -> list[int]:
+    """All memory sizes (MiB) Fargate accepts for ``cpu`` units."""
+    if cpu == 256:
+        return [512, 1024, 2048]
+    lo, hi, step = FARGATE_COMBOS[cpu]
+    return list(range(lo, hi + 1, step))
+
+
+def _describe_fargate(cpu: int) -> str:
+    if cpu == 256:
+        return "512, 1024, 2048"
+    lo, hi, step = FARGATE_COMBOS[cpu]
+    return f"{lo}..{hi} in {step} steps"
+
+
+def parse_memory_mib(value: int | str) -> int:
+    """``512``, ``"512Mi"``, ``"2Gi"`` -> MiB."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(Mi|Gi|MiB|GiB)?\s*", str(value))
+    if not m:
+        raise ValueError(
+            f"{value!r} is not a memory size; use MiB as an integer or a string like '512Mi', '2Gi'"
+        )
+    number, unit = float(m.group(1)), (m.group(2) or "Mi")
+    mib = number * 1024 if unit.startswith("G") else number
+    if mib != int(mib):
+        raise ValueError(f"{value!r} is not a whole number of MiB")
+    return int(mib)
+
+
+class _Model(BaseModel):
+    """Strict base: unknown keys are errors (a typo must not silently fall back to a default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------------------------- common
+class BuildSpec(_Model):
+    """Build the image from a Docker context (once per deploy; pushed and deployed by digest)."""
+
+    context: str = "."
+    dockerfile: str = "Dockerfile"
+    platform: str = "linux/amd64"
+    target: str | None = None
+    #: Tag for the pushed image. Tags are immutable in the registry, so a tag must never be reused;
+    #: default: IMAGE_TAG env var, else the git commit (+ a hash of uncommitted changes).
+    tag: str | None = None
+    args: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, v: str) -> str:
+        if not _PLATFORM.match(v):
+            raise ValueError(f"{v!r} is not supported; allowed: linux/amd64, linux/arm64")
+        return v
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", v):
+            raise ValueError(f"{v!r} is not a valid Docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})")
+        if v == "latest":
+            raise ValueError("'latest' is mutable by convention; use a commit sha or version")
+        return v
+
+
+class ImageSpec(_Model):
+    """Either ``build`` (context/dockerfile/platform) or an existing ``digest`` (``repo@sha256:<64 hex>``)."""
+
+    build: BuildSpec | None = None
+    digest: str | None = None
+    #: ECR images kept by the lifecycle policy (older ones expire; the running digest is among the newest).
+    keep_images: int = Field(default=30, ge=5, le=1000)
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, v: str | None) -> str | None:
+        if v is not None and not _DIGEST_REF.match(v):
+            raise ValueError(
+                f"{v!r} is not a digest reference; expected 'registry/repo@sha256:<64 hex chars>' "
+                "(a tag can be re-pointed; a digest cannot)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ImageSpec:
+        if (self.build is None) == (self.digest is None):
+            raise ValueError("set exactly one of image.build (build and push) or image.digest (promote)")
+        return self
+
+    @property
+    def platform(self) -> str:
+        """The CPU architecture of the image (an existing digest is assumed linux/amd64 unless built)."""
+        return self.build.platform if self.build else "linux/amd64"
+
+
+class Scaling(_Model):
+    """Replica bounds. ``max`` feeds the DB connection budget (with the platform's deploy surge)."""
+
+    min: int = Field(ge=0, le=1000)
+    max: int = Field(ge=1, le=1000)
+    desired: int | None = Field(default=None, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _order(self) -> Scaling:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        if self.desired is not None and not (self.min <= self.desired <= self.max):
+            raise ValueError(
+                f"desired ({self.desired}) must be between min ({self.min}) and max ({self.max})"
+            )
+        return self
+
+    @property
+    def initial(self) -> int:
+        """Replica count at deploy time (desired, else min, at least 1)."""
+        return max(1, self.desired if self.desired is not None else self.min)
+
+
+class Health(_Model):
+    """Liveness (process up, no dependencies) and readiness (dependencies reachable) paths."""
+
+    liveness_path: str = "/health"
+    readiness_path: str = "/ready"
+
+    @field_validator("liveness_path", "readiness_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"{v!r} must start with '/', e.g. '/{v}'")
+        if any(c in v for c in " ?#") or len(v) > 1024:
+            raise ValueError(f"{v!r} must be a plain URL path (no spaces, query or fragment)")
+        return v
+
+
+class Database(_Model):
+    """The connection budget: what the database allows, minus what admins and migrations need."""
+
+    #: PostgreSQL ``max_connections`` (RDS: depends on the instance class; 100 is PostgreSQL's default).
+    max_connections: int = Field(default=100, ge=1, le=100_000)
+    #: Kept free for psql, Alembic migrations, monitoring and superuser_reserved_connections.
+    reserved_connections: int = Field(default=10, ge=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> Database:
+        if self.reserved_connections >= self.max_connections:
+            raise ValueError(
+                f"reserved_connections ({self.reserved_connections}) must be below max_connections "
+                f"({self.max_connections})"
+            )
+        return self
+
+    @property
+    def budget(self) -> int:
+        """Connections the service may open across all replicas and workers."""
+        return self.max_connections - self.reserved_connections
+
+
+class TuningOverrides(_Model):
+    """Escape hatches for the tuning module; each one is still checked against the connection budget."""
+
+    workers: int | None = Field(default=None, ge=1, le=64)
+    db_pool_size: int | None = Field(default=None, ge=1, le=100)
+    db_max_overflow: int | None = Field(default=None, ge=0, le=100)
+    db_pool_timeout_s: float | None = Field(default=None, gt=0, le=60)
+
+
+class CostAssumptions(_Model):
+    """Traffic assumptions for the offline cost estimate (``infra plan``)."""
+
+    requests_per_month: int = Field(default=10_000_000, ge=0)
+    avg_duration_ms: float = Field(default=100.0, gt=0)
+    egress_gb_per_month: float = Field(default=50.0, ge=0)
+    hours_per_month: float = Field(default=730.0, gt=0, le=744)
+
+
+Environment = Literal["production", "staging", "development"]
+
+
+class AppConfigBase(_Model):
+    """Fields every target shares. Subclasses add one per-target section named like the target."""
+
+    target: str
+    name: str
+    environment: Environment = "production"
+    image: ImageSpec
+    port: int = Field(default=8000, ge=1024, le=65535)
+    health: Health = Field(default_factory=Health)
+    database: Database = Field(default_factory=Database)
+    #: Longest request the service is expected to serve (seconds); drives drain/timeout settings.
+    request_timeout_s: int = Field(default=30, ge=1, le=3600)
+    env: dict[str, str] = Field(default_factory=dict)
+    #: ENV_NAME -> reference (``ssm:/path``, ``secretsmanager:name[:json-key]``, ``gcp:...``).
+    secrets: dict[str, str] = Field(default_factory=dict)
+    #: Customer-managed KMS keys that encrypt the referenced secrets (decrypt is granted on exactly these).
+    secret_kms_key_arns: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
+    domain: str | None = None
+    tuning: TuningOverrides = Field(default_factory=TuningOverrides)
+    cost: CostAssumptions = Field(default_factory=CostAssumptions)
+    #: Extra tags/labels on every resource (app, stack and managed-by are always added).
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    # Filled by the loaders, not by users.
+    stack: str = Field(default="dev", exclude=True)
+    providers: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"{v!r} must be 2-29 chars of lowercase letters, digits and '-', starting with a letter "
+                "(it prefixes resource names such as the ALB, which AWS limits to 32 chars)"
+            )
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"{key!r} is not a valid env var name (A-Z, 0-9, _)")
+            if key in SECRET_ENV_NAMES:
+                raise ValueError(
+                    f"{key} is a credential: put a reference in app.secrets.{key} "
+                    "(e.g. 'ssm:/prod/api/...'), never a value in app.env"
+                )
+            if key in TUNING_ENV_NAMES:
+                raise ValueError(
+                    f"{key} is computed by the deployer (infra/tuning.py); change app.tuning, "
+                    "app.scaling, app.database, the target's size or app.cors_origins instead"
+                )
+        return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, ref in v.items():
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"{key!r} is not a valid env var name (A-Z, 0-9, _)")
+            try:
+                SecretRef.parse(ref)
+            except SecretRefError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return v
+
+    @field_validator("secret_kms_key_arns")
+    @classmethod
+    def _kms(cls, v: list[str]) -> list[str]:
+        for arn in v:
+            if not re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}", arn):
+                raise ValueError(f"{arn!r} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/UUID)")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is not None and not _HOSTNAME.match(v):
+            raise ValueError(f"{v!r} is not a lowercase DNS hostname like 'api.example.com'")
+        return v
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:\d+)?", origin):
+                raise ValueError(f"{origin!r} is not an origin like 'https://app.example.com' (no path)")
+        return v
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> AppConfigBase:
+        if self.environment == "production" and "*" in self.cors_origins:
+            raise ValueError(
+                "cors_origins: '*' is refused in production (the app refuses it too); list the origins"
+            )
+        overlap = set(self.env) & set(self.secrets)
+        if overlap:
+            raise ValueError(f"env and secrets both set {sorted(overlap)}; keep each name in one place")
+        return self
+
+    # -- helpers used by targets and tuning -------------------------------------------------------
+    def secret_refs(self) -> dict[str, SecretRef]:
+        """Parsed ``app.secrets``."""
+        return {k: SecretRef.parse(v) for k, v in self.secrets.items()}
+
+    def resource_tags(self) -> dict[str, str]:
+        """Tags/labels for every resource: user tags plus app, stack, managed-by."""
+        return {**self.tags, "app": self.name, "stack": self.stack, "managed-by": "pulumi"}
+
+    @property
+    def region(self) -> str | None:
+        """The provider region (``aws:region`` / ``gcp:region``) if known."""
+        value = self.providers.get("aws:region")
+        return str(value) if value else None
+
+
+# -------------------------------------------------------------------------------------------------- ecs
+class NewVpc(_Model):
+    """Create a VPC with public + private subnets over ``az_count`` AZs."""
+
+    cidr: str = "10.0.0.0/16"
+    az_count: int = Field(default=2, ge=2, le=6)
+    #: "single": one NAT gateway (~$33/month each; an AZ outage cuts egress); "per_az": one per AZ.
+    nat_gateways: Literal["single", "per_az"] = "single"
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        m = re.fullmatch(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})", v)
+        if not m or any(int(x) > 255 for x in m.groups()[:4]) or not 16 <= int(m.group(5)) <= 22:
+            raise ValueError(f"{v!r} must be an IPv4 CIDR with a prefix between /16 and /22")
+        return v
+
+
+class ExistingVpc(_Model):
+    """Use an existing VPC: public subnets for the ALB, private subnets (with NAT egress) for tasks."""
+
+    vpc_id: str
+    public_subnet_ids: list[str]
+    private_subnet_ids: list[str]
+
+    @field_validator("vpc_id")
+    @classmethod
+    def _vpc(cls, v: str) -> str:
+        if not re.fullmatch(r"vpc-[0-9a-f]{8,17}", v):
+            raise ValueError(f"{v!r} is not a VPC id (vpc-xxxxxxxx)")
+        return v
+
+    @field_validator("public_subnet_ids", "private_subnet_ids")
+    @classmethod
+    def _subnets(cls, v: list[str]) -> list[str]:
+        if len(v) < 2:
+            raise ValueError("needs at least 2 subnets in different AZs (an ALB requires 2 AZs)")
+        for s in v:
+            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s):
+                raise ValueError(f"{s!r} is not a subnet id (subnet-xxxxxxxx)")
+        if len(set(v)) != len(v):
+            raise ValueError("subnet ids repeat")
+        return v
+
+
+def _vpc_kind(value: Any) -> str:
+    # Pick the VPC model by its keys so errors talk about the model the user meant.
+    if isinstance(value, ExistingVpc) or (isinstance(value, Mapping) and "vpc_id" in value):
+        return "existing"
+    return "new"
+
+
+class EcsAutoscaling(_Model):
+    """Target tracking between app.scaling.min and max."""
+
+    cpu_target_percent: float = Field(default=60.0, gt=0, le=95)
+    #: ALBRequestCountPerTarget (requests per target per minute).
+    requests_per_target: int | None = Field(default=1000, ge=1)
+    scale_in_cooldown_s: int = Field(default=300, ge=0, le=3600)
+    scale_out_cooldown_s: int = Field(default=60, ge=0, le=3600)
+
+
+class EcsAlarms(_Model):
+    """CloudWatch alarm thresholds (evaluated per minute)."""
+
+    http_5xx_per_minute: int = Field(default=10, ge=1)
+    p95_response_time_s: float = Field(default=1.0, gt=0)
+    unhealthy_hosts: int = Field(default=1, ge=1)
+    evaluation_periods: int = Field(default=3, ge=1, le=60)
+    #: SNS topic notified on alarm/OK (optional).
+    sns_topic_arn: str | None = None
+
+
+class EcsSettings(_Model):
+    """ECS Fargate behind an ALB."""
+
+    cpu: int = 512
+    memory: int = 1024
+    vpc: Annotated[
+        Annotated[NewVpc, Tag("new")] | Annotated[ExistingVpc, Tag("existing")], Discriminator(_vpc_kind)
+    ] = Field(default_factory=NewVpc)
+    certificate_arn: str | None = None
+    log_retention_days: int = 30
+    autoscaling: EcsAutoscaling = Field(default_factory=EcsAutoscaling)
+    alarms: EcsAlarms = Field(default_factory=EcsAlarms)
+    container_insights: bool = True
+    alb_deletion_protection: bool = False
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: int) -> int:
+        if v not in FARGATE_COMBOS:
+            raise ValueError(f"{v} is not a Fargate cpu; allowed: {', '.join(map(str, FARGATE_COMBOS))}")
+        return v
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{v} is not accepted by CloudWatch Logs; allowed: {list(LOG_RETENTION_DAYS)}")
+        return v
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _cert(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(
+            r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}", v
+        ):
+            raise ValueError(
+                f"{v!r} is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/UUID)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _memory(self) -> EcsSettings:
+        if self.memory not in fargate_memory_choices(self.cpu):
+            raise ValueError(
+                f"memory: {self.memory} is not valid with cpu {self.cpu}; "
+                f"allowed: {_describe_fargate(self.cpu)}"
+            )
+        return self
+
+    @property
+    def vcpu(self) -> float:
+        """vCPUs (1024 cpu units = 1 vCPU)."""
+        return self.cpu / 1024
+
+
+class EcsConfig(AppConfigBase):
+    """``target: ecs`` — ECS Fargate service behind an ALB."""
+
+    target: Literal["ecs"] = "ecs"
+    scaling: Scaling
+    ecs: EcsSettings = Field(default_factory=EcsSettings)
+
+    @model_validator(mode="after")
+    def _ecs_rules(self) -> EcsConfig:
+        for key, ref in self.secret_refs().items():
+            if ref.scheme not in ("ssm", "secretsmanager"):
+                raise ValueError(
+                    f"secrets.{key}: scheme {ref.scheme}: is not supported on target ecs; "
+                    "use ssm:/path or secretsmanager:name[:json-key]"
+                )
+        if self.scaling.max < 1:
+            raise ValueError("scaling.max must be at least 1")
+        cert = self.ecs.certificate_arn
+        region = self.region
+        if cert and region and cert.split(":")[3] != region:
+            raise ValueError(
+                f"ecs.certificate_arn: the certificate is in {cert.split(':')[3]} but the stack deploys to "
+                f"{region} (aws:region); an ALB can only use an ACM certificate from its own region"
+            )
+        if self.image.platform != "linux/amd64":
+            raise ValueError("image.build.platform: ECS tasks here run X86_64; use linux/amd64")
+        return self
+
+
+# --------------------------------------------------------------------------------------------- cloudrun
+class CloudRunSettings(_Model):
+    """Google Cloud Run (v2 service). Instances come from app.scaling (min/max instances)."""
+
+    project: str | None = None
+    region: str | None = None
+    cpu: float = 1.0
+    memory: int = 512
+    #: Max concurrent requests per instance (Cloud Run default 80; async FastAPI handles it).
+    concurrency: int = Field(default=80, ge=1, le=1000)
+    startup_cpu_boost: bool = True
+    #: CPU allocated only during requests (cheaper) unless true (needed for background work).
+    cpu_always_allocated: bool = False
+    ingress: Literal["all", "internal", "internal-and-cloud-load-balancing"] = "all"
+    public: bool = False
+    #: "project:region:instance" — mounted via the Cloud SQL connector volume.
+    cloud_sql_instance: str | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _mem(cls, v: Any) -> int:
+        return parse_memory_mib(v)
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: float) -> float:
+        if v not in CLOUDRUN_CPUS and not (0.08 <= v < 1):
+            raise ValueError(
+                f"{v} is not a Cloud Run cpu; allowed: 0.08..<1 or {', '.join(map(str, CLOUDRUN_CPUS))}"
+            )
+        return v
+
+    @field_validator("cloud_sql_instance")
+    @classmethod
+    def _sql(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z][a-z0-9:.\-]*:[a-z0-9-]+:[a-z][a-z0-9-]*", v):
+            raise ValueError(f"{v!r} is not a Cloud SQL connection name 'project:region:instance'")
+        return v
+
+    @model_validator(mode="after")
+    def _limits(self) -> CloudRunSettings:
+        if self.memory < 128:
+            raise ValueError(f"memory: {self.memory} MiB is below Cloud Run's minimum of 128Mi")
+        cap = CLOUDRUN_MAX_MEMORY_MIB_PER_CPU.get(self.cpu, 1024 if self.cpu < 1 else 4096)
+        if self.memory > cap:
+            raise ValueError(
+                f"memory: {self.memory} MiB is above {cap} MiB allowed with cpu {self.cpu}; raise cpu"
+            )
+        if self.cpu < 1 and self.concurrency != 1:
+            raise ValueError(f"concurrency: cpu {self.cpu} (< 1) requires concurrency 1 on Cloud Run")
+        return self
+
+
+class CloudRunConfig(AppConfigBase):
+    """``target: cloudrun`` — Google Cloud Run service."""
+
+    target: Literal["cloudrun"] = "cloudrun"
+    port: int = Field(default=8080, ge=1024, le=65535)
+    scaling: Scaling
+    cloudrun: CloudRunSettings = Field(default_factory=CloudRunSettings)
+
+    @model_validator(mode="after")
+    def _cloudrun_rules(self) -> CloudRunConfig:
+        for key, ref in self.secret_refs().items():
+            if ref.scheme != "gcp":
+                raise ValueError(
+                    f"secrets.{key}: scheme {ref.scheme}: is not supported on target cloudrun; "
+                    "use gcp:projects/P/secrets/S[/versions/V] or gcp:S"
+                )
+        if self.request_timeout_s > CLOUDRUN_MAX_TIMEOUT_S:
+            raise ValueError(f"request_timeout_s: Cloud Run allows at most {CLOUDRUN_MAX_TIMEOUT_S}")
+        if not self.gcp_project:
+            raise ValueError("cloudrun.project: required (or set gcp:project in the stack file)")
+        if not self.gcp_region:
+            raise ValueError("cloudrun.region: required (or set gcp:region in the stack file)")
+        return self
+
+    @property
+    def gcp_project(self) -> str | None:
+        """cloudrun.project, else the stack's gcp:project."""
+        return self.cloudrun.project or (
+            str(self.providers["gcp:project"]) if self.providers.get("gcp:project") else None
+        )
+
+    @property
+    def gcp_region(self) -> str | None:
+        """cloudrun.region, else the stack's gcp:region."""
+        return self.cloudrun.region or (
+            str(self.providers["gcp:region"]) if self.providers.get("gcp:region") else None
+        )
+
+    @property
+    def region(self) -> str | None:
+        """The GCP region."""
+        return self.gcp_region
+
+
+# ----------------------------------------------------------------------------------------------- lambda
+class LambdaThrottling(_Model):
+    """HTTP API stage throttling (protects the function's reserved concurrency and the database)."""
+
+    rate_limit: float = Field(default=100.0, gt=0)
+    burst_limit: int = Field(default=200, ge=1)
+
+
+class LambdaSettings(_Model):
+    """AWS Lambda (container image + Mangum)."""
+
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    memory_mb: int = Field(default=1024, ge=128, le=10240)
+    #: Function timeout; default app.request_timeout_s. Max 900, and 30 behind the HTTP API.
+    timeout_s: int | None = Field(default=None, ge=1, le=LAMBDA_MAX_TIMEOUT_S)
+    #: Required in effect: it is the replica bound of the DB connection budget (1 connection each).
+    reserved_concurrency: int | None = Field(default=None, ge=1)
+    provisioned_concurrency: int | None = Field(default=None, ge=1)
+    front: Literal["http_api", "function_url"] = "http_api"
+    throttling: LambdaThrottling = Field(default_factory=LambdaThrottling)
+    log_retention_days: int = 30
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{v} is not accepted by CloudWatch Logs; allowed: {list(LOG_RETENTION_DAYS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _rules(self) -> LambdaSettings:
+        if (
+            self.front == "http_api"
+            and self.timeout_s is not None
+            and self.timeout_s > HTTP_API_MAX_TIMEOUT_S
+        ):
+            raise ValueError(
+                f"timeout_s: {self.timeout_s} exceeds the API Gateway HTTP API integration limit of "
+                f"{HTTP_API_MAX_TIMEOUT_S} s; lower it or use front: function_url (up to 900 s)"
+            )
+        if (
+            self.provisioned_concurrency is not None
+            and self.reserved_concurrency is not None
+            and self.provisioned_concurrency > self.reserved_concurrency
+        ):
+            raise ValueError(
+                f"provisioned_concurrency ({self.provisioned_concurrency}) exceeds reserved_concurrency "
+                f"({self.reserved_concurrency})"
+            )
+        return self
+
+
+class LambdaConfig(AppConfigBase):
+    """``target: lambda`` — the same image on AWS Lambda through Mangum."""
+
+    target: Literal["lambda"] = "lambda"
+    lambda_: LambdaSettings = Field(default_factory=LambdaSettings, alias="lambda")
+
+    @model_validator(mode="after")
+    def _lambda_rules(self) -> LambdaConfig:
+        for key, ref in self.secret_refs().items():
+            if ref.scheme not in ("ssm", "secretsmanager"):
+                raise ValueError(
+                    f"secrets.{key}: scheme {ref.scheme}: is not supported on target lambda; "
+                    "use ssm:/path or secretsmanager:name[:json-key]"
+                )
+        arch = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}[self.lambda_.architecture]
+        if self.image.build is not None and self.image.platform != arch:
+            raise ValueError(
+                f"lambda.architecture: {self.lambda_.architecture} needs image.build.platform {arch}, "
+                f"not {self.image.platform}"
+            )
+        timeout = self.function_timeout_s
+        if self.lambda_.front == "http_api" and timeout > HTTP_API_MAX_TIMEOUT_S:
+            raise ValueError(
+                f"request_timeout_s: {timeout} exceeds the API Gateway HTTP API limit of "
+                f"{HTTP_API_MAX_TIMEOUT_S} s; "
+                "lower it or set lambda.front: function_url"
+            )
+        if timeout > LAMBDA_MAX_TIMEOUT_S:
+            raise ValueError(f"request_timeout_s: Lambda allows at most {LAMBDA_MAX_TIMEOUT_S} s")
+        return self
+
+    @property
+    def function_timeout_s(self) -> int:
+        """lambda.timeout_s, else app.request_timeout_s."""
+        return self.lambda_.timeout_s or self.request_timeout_s
+
+
+# -------------------------------------------------------------------------------------------------- vps
+class RegistryAuth(_Model):
+    """Credentials the VPS uses to pull the image (password is a secret reference)."""
+
+    server: str
+    username: str
+    password_secret: str | None = None
+
+    @field_validator("password_secret")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                SecretRef.parse(v)
+            except SecretRefError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
+class VpsSettings(_Model):
+    """An existing Linux host reached over SSH, running Docker."""
+
+    host: str
+    ssh_port: int = Field(default=22, ge=1, le=65535)
+    ssh_user: str = "deploy"
+    #: Reference to the private key (else the local ssh-agent is used).
+    ssh_key_secret: str | None = None
+    cpus: float = Field(default=1.0, gt=0, le=256)
+    memory: int = 1024
+    registry: RegistryAuth | None = None
+    acme_email: str | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _mem(cls, v: Any) -> int:
+        return parse_memory_mib(v)
+
+    @field_validator("ssh_key_secret")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                SecretRef.parse(v)
+            except SecretRefError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9.\-:]+", v):
+            raise ValueError(f"{v!r} is not a hostname or IP address")
+        return v
+
+
+class VpsConfig(AppConfigBase):
+    """``target: vps`` — Docker over SSH on one host, Caddy in front for TLS."""
+
+    target: Literal["vps"] = "vps"
+    scaling: Scaling = Field(default_factory=lambda: Scaling(min=1, max=1, desired=1))
+    vps: VpsSettings
+
+    @model_validator(mode="after")
+    def _vps_rules(self) -> VpsConfig:
+        if self.scaling.max != 1 or self.scaling.min > 1:
+            raise ValueError("scaling: a VPS runs one app container; use min 1, max 1 (or another target)")
+        if self.domain is None:
+            raise ValueError("domain: required for target vps (Caddy obtains its TLS certificate for it)")
+        return self
+
+
+StackConfig = Annotated[EcsConfig | CloudRunConfig | LambdaConfig | VpsConfig, Field(discriminator="target")]
+_ADAPTER: TypeAdapter[EcsConfig | CloudRunConfig | LambdaConfig | VpsConfig] = TypeAdapter(StackConfig)
+
+
+_TAGS = frozenset({*TARGETS_TUPLE, "new", "existing"})
+_PATH_IN_MSG = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.*)$", re.S)
+
+
+def _format(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        parts = list(err["loc"])
+        if parts and parts[0] in TARGETS_TUPLE:  # the discriminator tag pydantic prepends
+            parts = parts[1:]
+        loc = ".".join(str(p) for p in parts if not (isinstance(p, str) and p in ("new", "existing")))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see docs/deployer.md for the keys)"
+        elif err["type"] == "union_tag_invalid":
+            loc, msg = (
+                "target",
+                f"{err.get('input', {}).get('target')!r} is unknown; allowed: {', '.join(TARGETS)}",
+            )
+        elif err["type"] == "union_tag_not_found":
+            loc, msg = "target", f"required; one of {', '.join(TARGETS)}"
+        elif err["type"] == "missing":
+            msg = "required"
+        m = _PATH_IN_MSG.match(msg)
+        if m and " " not in m.group(1):  # a model validator naming a sub-key: fold it into the path
+            loc, msg = ".".join(x for x in (loc, m.group(1)) if x), m.group(2)
+        lines.append(f"app.{loc}: {msg}" if loc else f"app: {msg}")
+    return "; ".join(lines)
+
+
+def parse(data: Any, *, stack: str = "dev", providers: Mapping[str, Any] | None = None) -> StackConfigType:
+    """Validate the ``fastapi-deploy:app`` object. Raises :class:`ConfigError` naming the key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{CONFIG_KEY}: expected a mapping, got {type(data).__name__}")
+    payload = {**data, "stack": stack, "providers": dict(providers or {})}
+    try:
+        return _ADAPTER.validate_python(payload)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc)) from None
+
+
+StackConfigType = EcsConfig | CloudRunConfig | LambdaConfig | VpsConfig
+
+
+def _plain(value: Any) -> Any:
+    # `secure:` values cannot be decrypted without the stack's secrets provider.
+    if isinstance(value, Mapping) and set(value) == {"secure"}:
+        return SECRET_PLACEHOLDER
+    return value
+
+
+def load_stack_file(path: str | Path) -> StackConfigType:
+    """Parse ``stacks/Pulumi.<stack>.yaml`` offline (no Pulumi engine, no credentials)."""
+    import yaml
+
+    p = Path(path)
+    m = re.fullmatch(r"Pulumi\.(.+)\.ya?ml", p.name)
+    if not m:
+        raise ConfigError(f"{p}: stack files are named Pulumi.<stack>.yaml")
+    try:
+        doc = yaml.safe_load(p.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    cfg = doc.get("config") or {}
+    if CONFIG_KEY not in cfg:
+        raise ConfigError(f"{p}: missing the {CONFIG_KEY} object")
+    providers = {k: _plain(v) for k, v in cfg.items() if not k.startswith(f"{CONFIG_NAMESPACE}:")}
+    return parse(cfg[CONFIG_KEY], stack=m.group(1), providers=providers)
+
+
+def stack_file_config(path: str | Path) -> dict[str, Any]:
+    """The raw ``config:`` mapping of a stack file (for feeding Pulumi mocks' config)."""
+    import yaml
+
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    return dict(doc.get("config") or {})
+
+
+def load() -> StackConfigType:
+    """Inside a Pulumi program: read ``fastapi-deploy:app`` and provider keys from the stack config."""
+    import pulumi
+
+    data = pulumi.Config(CONFIG_NAMESPACE).require_object("app")
+    providers: dict[str, Any] = {}
+    for ns, keys in (("aws", ("region",)), ("gcp", ("project", "region"))):
+        conf = pulumi.Config(ns)
+        for key in keys:
+            value = conf.get(key)
+            if value:
+                providers[f"{ns}:{key}"] = value
+    return parse(data, stack=pulumi.get_stack(), providers=providers)

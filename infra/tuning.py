@@ -1,0 +1,508 @@
+"""The one place where runtime numbers live: platform + size + DB budget -> RuntimeTuning.
+
+Pure functions, no Pulumi, no I/O. Every target receives a :class:`RuntimeTuning`; it injects
+``tuning.env()`` into the container and uses the infra numbers (LB idle timeout, deregistration delay,
+stop timeout, health-check timings) for its resources, so the timeout chain can't drift apart.
+
+Rules (each one prevents a failure seen in production; numbers in the comments):
+
+* Workers = the platform's vCPU allotment (async uvicorn workers: one event loop saturates one core;
+  ``2*cores+1`` is a sync-worker rule that only adds context switching and tail latency), at least 1,
+  capped by memory (``MEMORY_PER_WORKER_MIB`` each after ``MEMORY_HEADROOM_MIB``). Lambda: always 1.
+* Connections: ``replicas_during_deploy * workers * (pool_size + max_overflow) <= budget`` where
+  replicas during a deploy are ``max * surge`` (ECS maximumPercent 200 runs old and new tasks side by
+  side; Cloud Run keeps old-revision instances until idle; a VPS redeploy starts the new container
+  before the old stops). The pool is derived from the budget; when even the minimum does not fit,
+  :class:`TuningError` names the keys to change.
+* Timeout chain: LB idle timeout (ALB 60) < server keepalive (75) — otherwise gunicorn closes an idle
+  connection the ALB is about to reuse and the client gets a 502. Graceful timeout (20) < platform stop
+  grace (ECS stopTimeout 30, Cloud Run 10) so workers finish before SIGKILL, and <= the deregistration
+  delay. Deregistration delay >= the longest request (request_timeout_s + 5) but far below the 300 s
+  default, which otherwise makes every deploy take 5+ minutes per batch.
+
+Public names: ``RuntimeTuning``, ``TuningError``, ``for_platform(cfg)``, ``tune(TuningInput)``,
+``TuningInput``, ``container_environment(cfg, tuning)``, ``ContainerHealth``, ``LbHealth`` and the constants.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from infra.config import StackConfigType
+
+Platform = Literal["ecs", "cloudrun", "lambda", "vps"]
+
+# --- memory per worker ---------------------------------------------------------------------------
+# RSS of one uvicorn worker running the app with SQLAlchemy + asyncpg + prometheus-client after warm-up
+# is ~90-120 MiB; 150 leaves room for request buffers. Headroom covers the gunicorn master (~40 MiB),
+# the Python runtime's fragmentation and the page cache; bench/ measures RSS and may adjust these.
+MEMORY_PER_WORKER_MIB = 150
+MEMORY_HEADROOM_MIB = 256
+MAX_WORKERS = 16
+
+# --- connection pool (per worker process) ---------------------------------------------------------
+DEFAULT_POOL_SIZE = 5
+DEFAULT_MAX_OVERFLOW = 2
+# A worker needs >= 2 connections: one for requests and one for /ready's SELECT 1, so a saturated pool
+# doesn't make the readiness probe (and the next deploy) fail.
+MIN_CONNECTIONS_PER_WORKER = 2
+# Fail fast when the pool is exhausted: a 5 s wait returns a 503 the client can retry; piling requests
+# up behind a 30 s wait turns a slow database into a full outage.
+POOL_TIMEOUT_S = 5
+# RDS/pgbouncer/NAT idle timeouts (350 s on NAT gateways) silently kill idle connections; recycling
+# below 30 min plus pre-ping avoids "connection was closed" errors on the first query after idle.
+POOL_RECYCLE_S = 1800
+CONNECT_TIMEOUT_S = 3
+READY_CHECK_TIMEOUT_S = 0.5
+
+# --- gunicorn -------------------------------------------------------------------------------------
+WORKER_SILENT_TIMEOUT_S = 30
+MAX_REQUESTS = 1000
+MAX_REQUESTS_JITTER = 100  # staggered so workers don't all restart at the same moment
+
+# --- load balancers and stop grace -----------------------------------------------------------------
+ALB_IDLE_TIMEOUT_S = 60  # ALB default idle timeout
+KEEPALIVE_MARGIN_S = 15  # keepalive = idle + 15 = 75: the server must never close first
+ECS_STOP_TIMEOUT_S = 30  # ECS default stopTimeout (max 120 on Fargate)
+CLOUDRUN_STOP_GRACE_S = 10  # Cloud Run sends SIGTERM, then SIGKILL 10 s later (not configurable)
+VPS_STOP_TIMEOUT_S = 30  # docker stop -t (Docker's default of 10 s is too short for a drain)
+GRACEFUL_MARGIN_S = 10  # graceful = stop grace - 10: time left to flush logs and exit before SIGKILL
+DRAIN_MARGIN_S = 5
+MAX_DEREGISTRATION_DELAY_S = 120
+# Proxy in front of the VPS container (Caddy): its upstream keepalive is set to this by the VPS target
+# (Caddy's default is 2 min, above our keepalive, which would produce 502s).
+VPS_PROXY_IDLE_TIMEOUT_S = 60
+
+# Replicas that may run at once during a deployment, relative to scaling.max.
+DEPLOY_SURGE = {"ecs": 2.0, "cloudrun": 2.0, "lambda": 1.0, "vps": 2.0}
+# ECS deployment maximumPercent / minimumHealthyPercent used by the ECS target (surge above matches).
+ECS_MAX_PERCENT = 200
+ECS_MIN_HEALTHY_PERCENT = 100
+# Lambda gives one full vCPU at 1769 MB.
+LAMBDA_MB_PER_VCPU = 1769
+
+
+class TuningError(ValueError):
+    """The requested size/scale cannot be tuned safely; the message names the config keys to change."""
+
+
+@dataclass(frozen=True)
+class ContainerHealth:
+    """Container (Docker/ECS) health check timings."""
+
+    interval_s: int = 10
+    timeout_s: int = 5
+    retries: int = 3
+    #: Failures during this window don't count; the app starts in a few seconds, 20 s covers cold CPU.
+    start_period_s: int = 20
+
+
+@dataclass(frozen=True)
+class LbHealth:
+    """Load balancer target health check timings."""
+
+    interval_s: int = 15
+    timeout_s: int = 5
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+    matcher: str = "200"
+
+
+@dataclass(frozen=True)
+class TuningInput:
+    """Everything tuning needs, independent of the config model (for unit tests and the bench)."""
+
+    platform: Platform
+    vcpu: float
+    memory_mib: int
+    max_replicas: int
+    db_budget: int
+    request_timeout_s: int = 30
+    app_env: str = "production"
+    port: int = 8000
+    workers: int | None = None
+    pool_size: int | None = None
+    max_overflow: int | None = None
+    pool_timeout_s: float | None = None
+    #: Names of the config keys behind each input, used in error messages.
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeTuning:
+    """Runtime settings for the container plus the platform numbers that must agree with them."""
+
+    platform: Platform
+    app_env: str
+    port: int
+    workers: int
+    keepalive_s: int
+    timeout_s: int
+    graceful_timeout_s: int
+    max_requests: int
+    max_requests_jitter: int
+    pool_class: Literal["queue", "null"]
+    pool_size: int
+    max_overflow: int
+    pool_timeout_s: float
+    pool_recycle_s: int
+    pool_pre_ping: bool
+    connect_timeout_s: int
+    ready_check_timeout_s: float
+    request_timeout_s: int
+    #: Platform numbers.
+    stop_timeout_s: int
+    lb_idle_timeout_s: int | None
+    deregistration_delay_s: int | None
+    health_check_grace_s: int | None
+    container_health: ContainerHealth | None
+    lb_health: LbHealth | None
+    container_concurrency: int | None
+    lambda_timeout_s: int | None
+    #: Connection budget accounting.
+    max_replicas: int
+    deploy_surge: float
+    connection_budget: int
+    vcpu: float
+    memory_mib: int
+
+    @property
+    def replicas_during_deploy(self) -> int:
+        """Upper bound of replicas alive at once (max replicas x deploy surge)."""
+        return math.ceil(self.max_replicas * self.deploy_surge)
+
+    @property
+    def connections_per_replica(self) -> int:
+        """Max DB connections one replica can open."""
+        return self.workers * (self.pool_size + self.max_overflow)
+
+    @property
+    def max_total_connections(self) -> int:
+        """Max DB connections the whole service can open during a deploy at max scale."""
+        return self.replicas_during_deploy * self.connections_per_replica
+
+    def env(self) -> dict[str, str]:
+        """Container env with the exact names of contract section 1 (values are strings)."""
+        return {
+            "APP_ENV": self.app_env,
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(self.workers),
+            "GUNICORN_KEEPALIVE": str(self.keepalive_s),
+            "GUNICORN_TIMEOUT": str(self.timeout_s),
+            "GUNICORN_GRACEFUL_TIMEOUT": str(self.graceful_timeout_s),
+            "GUNICORN_MAX_REQUESTS": str(self.max_requests),
+            "GUNICORN_MAX_REQUESTS_JITTER": str(self.max_requests_jitter),
+            "DB_POOL_CLASS": self.pool_class,
+            "DB_POOL_SIZE": str(self.pool_size),
+            "DB_MAX_OVERFLOW": str(self.max_overflow),
+            "DB_POOL_TIMEOUT": _num(self.pool_timeout_s),
+            "DB_POOL_RECYCLE": str(self.pool_recycle_s),
+            "DB_POOL_PRE_PING": "true" if self.pool_pre_ping else "false",
+            "DB_CONNECT_TIMEOUT": str(self.connect_timeout_s),
+            "READY_CHECK_TIMEOUT": _num(self.ready_check_timeout_s),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (for `infra plan`), including the derived budget numbers."""
+        d = asdict(self)
+        d.update(
+            replicas_during_deploy=self.replicas_during_deploy,
+            connections_per_replica=self.connections_per_replica,
+            max_total_connections=self.max_total_connections,
+            env=self.env(),
+        )
+        return d
+
+    def check(self) -> None:
+        """Assert the timeout chain and the budget; raises TuningError."""
+        if self.lb_idle_timeout_s is not None and self.keepalive_s <= self.lb_idle_timeout_s:
+            raise TuningError(
+                f"keepalive {self.keepalive_s}s must exceed the LB idle timeout {self.lb_idle_timeout_s}s"
+            )
+        if self.graceful_timeout_s >= self.stop_timeout_s:
+            raise TuningError(
+                f"graceful timeout {self.graceful_timeout_s}s must be below the stop grace "
+                f"{self.stop_timeout_s}s"
+            )
+        if self.deregistration_delay_s is not None:
+            if self.graceful_timeout_s > self.deregistration_delay_s:
+                raise TuningError("graceful timeout must not exceed the deregistration delay")
+            if self.deregistration_delay_s < self.request_timeout_s:
+                raise TuningError("deregistration delay must cover the longest request")
+        if self.max_total_connections > self.connection_budget:
+            raise TuningError(
+                f"{self.max_total_connections} connections exceed the budget of {self.connection_budget}"
+            )
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _workers(inp: TuningInput) -> int:
+    k = inp.keys
+    if inp.platform == "lambda":
+        if inp.workers not in (None, 1):
+            raise TuningError(
+                f"{k.get('workers', 'app.tuning.workers')}: Lambda runs one request per process; "
+                "remove it (must be 1)"
+            )
+        return 1
+    by_cpu = max(1, int(inp.vcpu))
+    by_mem = max(0, (inp.memory_mib - MEMORY_HEADROOM_MIB) // MEMORY_PER_WORKER_MIB)
+    if by_mem < 1:
+        raise TuningError(
+            f"{k.get('memory', 'memory')}: {inp.memory_mib} MiB leaves no room for one worker "
+            f"({MEMORY_HEADROOM_MIB} MiB headroom + {MEMORY_PER_WORKER_MIB} MiB per worker); raise it"
+        )
+    if inp.workers is not None:
+        if inp.workers > by_mem:
+            raise TuningError(
+                f"{k.get('workers', 'app.tuning.workers')}: {inp.workers} workers need "
+                f"{MEMORY_HEADROOM_MIB + inp.workers * MEMORY_PER_WORKER_MIB} MiB but "
+                f"{k.get('memory', 'memory')} is {inp.memory_mib}; lower workers or raise memory"
+            )
+        return inp.workers
+    return min(by_cpu, by_mem, MAX_WORKERS)
+
+
+def _pool(inp: TuningInput, workers: int, replicas: int) -> tuple[int, int]:
+    k = inp.keys
+    if inp.platform == "lambda":
+        # One request at a time per execution environment: one connection, no pool kept while frozen.
+        if inp.max_replicas * 1 > inp.db_budget:
+            raise TuningError(
+                f"{k.get('max_replicas', 'app.lambda.reserved_concurrency')}={inp.max_replicas} concurrent "
+                f"executions x 1 connection exceeds the database budget of {inp.db_budget} "
+                f"({k.get('budget', 'app.database.max_connections - app.database.reserved_connections')}); "
+                "lower the concurrency, raise app.database.max_connections, or put RDS Proxy in front"
+            )
+        return 1, 0
+    per_worker = inp.db_budget // (replicas * workers)
+    want_size = inp.pool_size if inp.pool_size is not None else DEFAULT_POOL_SIZE
+    want_overflow = inp.max_overflow if inp.max_overflow is not None else DEFAULT_MAX_OVERFLOW
+    explicit = inp.pool_size is not None or inp.max_overflow is not None
+    change = ", ".join(
+        [
+            k.get("budget_max", "app.database.max_connections"),
+            k.get("budget_reserved", "app.database.reserved_connections"),
+            k.get("max_replicas", "app.scaling.max"),
+            k.get("workers", "app.tuning.workers"),
+            k.get("size", "the target's cpu"),
+        ]
+    )
+    arithmetic = (
+        f"{replicas} replicas during a deploy ({k.get('max_replicas', 'app.scaling.max')}={inp.max_replicas} "
+        f"x surge {DEPLOY_SURGE[inp.platform]:g}) x {workers} workers"
+    )
+    if explicit:
+        need = replicas * workers * (want_size + want_overflow)
+        if need > inp.db_budget:
+            raise TuningError(
+                f"app.tuning.db_pool_size/db_max_overflow: {arithmetic} x ({want_size}+{want_overflow}) "
+                f"= {need} connections exceed the database budget of {inp.db_budget}; "
+                f"lower them or change one of: {change}"
+            )
+        return want_size, want_overflow
+    if per_worker < MIN_CONNECTIONS_PER_WORKER:
+        raise TuningError(
+            f"connection budget exceeded: {arithmetic} x {MIN_CONNECTIONS_PER_WORKER} connections minimum "
+            f"= {replicas * workers * MIN_CONNECTIONS_PER_WORKER} > budget {inp.db_budget}; "
+            f"change one of: {change}"
+        )
+    size = min(want_size, per_worker)
+    overflow = min(want_overflow, per_worker - size)
+    return size, overflow
+
+
+def tune(inp: TuningInput) -> RuntimeTuning:
+    """Compute the tuning for one platform. Raises :class:`TuningError` naming the keys to change."""
+    if inp.max_replicas < 1:
+        raise TuningError(f"{inp.keys.get('max_replicas', 'app.scaling.max')}: must be at least 1")
+    workers = _workers(inp)
+    surge = DEPLOY_SURGE[inp.platform]
+    replicas = math.ceil(inp.max_replicas * surge)
+    pool_size, max_overflow = _pool(inp, workers, replicas)
+    rt = inp.request_timeout_s
+    common: dict[str, Any] = dict(
+        platform=inp.platform,
+        app_env=inp.app_env,
+        port=inp.port,
+        workers=workers,
+        timeout_s=max(WORKER_SILENT_TIMEOUT_S, 0),
+        max_requests=MAX_REQUESTS,
+        max_requests_jitter=MAX_REQUESTS_JITTER,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout_s=inp.pool_timeout_s or POOL_TIMEOUT_S,
+        pool_recycle_s=POOL_RECYCLE_S,
+        pool_pre_ping=True,
+        connect_timeout_s=CONNECT_TIMEOUT_S,
+        ready_check_timeout_s=READY_CHECK_TIMEOUT_S,
+        request_timeout_s=rt,
+        max_replicas=inp.max_replicas,
+        deploy_surge=surge,
+        connection_budget=inp.db_budget,
+        vcpu=inp.vcpu,
+        memory_mib=inp.memory_mib,
+    )
+    if inp.platform == "ecs":
+        # ECS drains (deregistration delay) BEFORE it sends SIGTERM, so in-flight requests finish during
+        # the drain; SIGTERM then only has idle keep-alive connections to close within graceful_timeout.
+        graceful = ECS_STOP_TIMEOUT_S - GRACEFUL_MARGIN_S
+        dereg = min(MAX_DEREGISTRATION_DELAY_S, max(rt + DRAIN_MARGIN_S, graceful))
+        if rt + DRAIN_MARGIN_S > MAX_DEREGISTRATION_DELAY_S:
+            raise TuningError(
+                f"app.request_timeout_s: {rt} s requests would need a drain over "
+                f"{MAX_DEREGISTRATION_DELAY_S} s; "
+                "make long work asynchronous (a queue) or lower app.request_timeout_s"
+            )
+        tuning = RuntimeTuning(
+            **common,
+            keepalive_s=ALB_IDLE_TIMEOUT_S + KEEPALIVE_MARGIN_S,
+            graceful_timeout_s=graceful,
+            pool_class="queue",
+            stop_timeout_s=ECS_STOP_TIMEOUT_S,
+            lb_idle_timeout_s=ALB_IDLE_TIMEOUT_S,
+            deregistration_delay_s=dereg,
+            # ALB checks are ignored this long after a task starts: startPeriod + 3 intervals.
+            health_check_grace_s=60,
+            container_health=ContainerHealth(),
+            lb_health=LbHealth(),
+            container_concurrency=None,
+            lambda_timeout_s=None,
+        )
+    elif inp.platform == "cloudrun":
+        tuning = RuntimeTuning(
+            **common,
+            # Google's front end reuses connections to the container; 75 s is above any idle window we
+            # know of and costs nothing with async workers.
+            keepalive_s=ALB_IDLE_TIMEOUT_S + KEEPALIVE_MARGIN_S,
+            graceful_timeout_s=CLOUDRUN_STOP_GRACE_S - 2,
+            pool_class="queue",
+            stop_timeout_s=CLOUDRUN_STOP_GRACE_S,
+            lb_idle_timeout_s=None,
+            deregistration_delay_s=None,
+            health_check_grace_s=None,
+            container_health=ContainerHealth(),
+            lb_health=None,
+            container_concurrency=None,
+            lambda_timeout_s=None,
+        )
+    elif inp.platform == "lambda":
+        tuning = RuntimeTuning(
+            **{**common, "timeout_s": rt},
+            keepalive_s=ALB_IDLE_TIMEOUT_S + KEEPALIVE_MARGIN_S,  # unused by Mangum; keeps env complete
+            graceful_timeout_s=1,
+            pool_class="null",
+            stop_timeout_s=2,
+            lb_idle_timeout_s=None,
+            deregistration_delay_s=None,
+            health_check_grace_s=None,
+            container_health=None,
+            lb_health=None,
+            container_concurrency=1,
+            lambda_timeout_s=rt,
+        )
+    else:  # vps
+        stop = max(VPS_STOP_TIMEOUT_S, rt + GRACEFUL_MARGIN_S)
+        tuning = RuntimeTuning(
+            **common,
+            keepalive_s=VPS_PROXY_IDLE_TIMEOUT_S + KEEPALIVE_MARGIN_S,
+            graceful_timeout_s=stop - GRACEFUL_MARGIN_S,
+            pool_class="queue",
+            stop_timeout_s=stop,
+            lb_idle_timeout_s=VPS_PROXY_IDLE_TIMEOUT_S,
+            deregistration_delay_s=None,
+            health_check_grace_s=None,
+            container_health=ContainerHealth(),
+            lb_health=None,
+            container_concurrency=None,
+            lambda_timeout_s=None,
+        )
+    tuning.check()
+    return tuning
+
+
+def input_for(cfg: StackConfigType) -> TuningInput:
+    """Map a validated stack config onto :class:`TuningInput` (with config key names for errors)."""
+    from infra.config import CloudRunConfig, EcsConfig, LambdaConfig, VpsConfig
+
+    keys = {
+        "workers": "app.tuning.workers",
+        "budget_max": "app.database.max_connections",
+        "budget_reserved": "app.database.reserved_connections",
+        "max_replicas": "app.scaling.max",
+        "budget": "app.database.max_connections - app.database.reserved_connections",
+    }
+    t = cfg.tuning
+    extra: dict[str, Any] = dict(
+        db_budget=cfg.database.budget,
+        request_timeout_s=cfg.request_timeout_s,
+        app_env=cfg.environment,
+        port=cfg.port,
+        workers=t.workers,
+        pool_size=t.db_pool_size,
+        max_overflow=t.db_max_overflow,
+        pool_timeout_s=t.db_pool_timeout_s,
+    )
+    if isinstance(cfg, EcsConfig):
+        keys.update(size="app.ecs.cpu", memory="app.ecs.memory")
+        return TuningInput("ecs", cfg.ecs.vcpu, cfg.ecs.memory, cfg.scaling.max, keys=keys, **extra)
+    if isinstance(cfg, CloudRunConfig):
+        keys.update(size="app.cloudrun.cpu", memory="app.cloudrun.memory")
+        return TuningInput(
+            "cloudrun", cfg.cloudrun.cpu, cfg.cloudrun.memory, cfg.scaling.max, keys=keys, **extra
+        )
+    if isinstance(cfg, LambdaConfig):
+        lam = cfg.lambda_
+        keys.update(max_replicas="app.lambda.reserved_concurrency", size="app.lambda.memory_mb")
+        if lam.reserved_concurrency is None:
+            raise TuningError(
+                "app.lambda.reserved_concurrency: required — without it Lambda scales to the account limit "
+                "(1000 concurrent executions = 1000 DB connections); set it within the database budget "
+                f"({cfg.database.budget})"
+            )
+        extra["request_timeout_s"] = cfg.function_timeout_s
+        return TuningInput(
+            "lambda",
+            lam.memory_mb / LAMBDA_MB_PER_VCPU,
+            lam.memory_mb,
+            lam.reserved_concurrency,
+            keys=keys,
+            **extra,
+        )
+    if isinstance(cfg, VpsConfig):
+        keys.update(size="app.vps.cpus", memory="app.vps.memory")
+        return TuningInput("vps", cfg.vps.cpus, cfg.vps.memory, cfg.scaling.max, keys=keys, **extra)
+    raise TuningError(f"unknown target {cfg.target!r}")
+
+
+def for_platform(cfg: StackConfigType) -> RuntimeTuning:
+    """Tuning for a validated stack config (the function the Pulumi program calls)."""
+    tuning = tune(input_for(cfg))
+    if tuning.platform == "cloudrun":
+        from infra.config import CloudRunConfig
+
+        assert isinstance(cfg, CloudRunConfig)
+        tuning = _replace(tuning, container_concurrency=cfg.cloudrun.concurrency)
+    return tuning
+
+
+def _replace(t: RuntimeTuning, **changes: Any) -> RuntimeTuning:
+    from dataclasses import replace
+
+    return replace(t, **changes)
+
+
+def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[str, str]:
+    """Plain (non-secret) env for the container: user env + CORS + tuning env (tuning wins; config
+    validation already refuses user env that collides with tuning names)."""
+    env = dict(cfg.env)
+    if cfg.cors_origins:
+        env["CORS_ORIGINS"] = ",".join(cfg.cors_origins)
+    env.update(tuning.env())
+    return dict(sorted(env.items()))
