@@ -8,7 +8,6 @@ other request on that worker, not just the slow one.
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import Any
 
 from bench import harness as h
@@ -29,25 +28,47 @@ def run(quick: bool = False) -> dict[str, Any]:
     for label, path in VARIANTS:
         port = h.free_port()
         with h.Server(h.uvicorn_cmd("bench.apps.blocking:app", port), port, ready_path="/ping") as srv:
-            box: dict[str, h.WrkResult] = {}
-            t = threading.Thread(target=lambda p=path: box.__setitem__(
-                "r", h.run_wrk(srv.base + p, connections=conns, duration=duration, timeout=10)))
-            t.start()
+            fut = h.wrk_background(srv.base + path, connections=conns, duration=duration, timeout=10)
             probe = lg.run(port, [lg.Stream("ping", "/ping", 1, timeout=10, think=0.02)], duration)
-            t.join(timeout=duration + 60)
-            r = box["r"]
+            r = fut.result(timeout=duration + 60)
             ps = probe.summary("ping", 0.5)
-            rows.append({
-                "variant": label, "path": path, "connections": conns, "rps": round(r.rps, 1),
-                "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "max_ms": r.max_ms, "errors": r.failed,
-                "ping_requests": ps["requests"], "ping_p50_ms": ps["p50_ms"], "ping_p99_ms": ps["p99_ms"], "ping_max_ms": ps["max_ms"],
-                "ideal_rps": round(conns / 0.05, 1),
-            })
+            rows.append(
+                {
+                    "variant": label,
+                    "path": path,
+                    "connections": conns,
+                    "rps": round(r.rps, 1),
+                    "p50_ms": r.p50_ms,
+                    "p99_ms": r.p99_ms,
+                    "max_ms": r.max_ms,
+                    "errors": r.failed,
+                    "ping_requests": ps["requests"],
+                    "ping_p50_ms": ps["p50_ms"],
+                    "ping_p99_ms": ps["p99_ms"],
+                    "ping_max_ms": ps["max_ms"],
+                    "ideal_rps": round(conns / 0.05, 1),
+                }
+            )
             print(rows[-1], flush=True)
-    cols = ["variant", "rps", "p50_ms", "p99_ms", "errors", "ping_requests", "ping_p50_ms", "ping_p99_ms", "ping_max_ms"]
+    cols = [
+        "variant",
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "errors",
+        "ping_requests",
+        "ping_p50_ms",
+        "ping_p99_ms",
+        "ping_max_ms",
+    ]
     print(h.table(rows, cols))
-    data = {"machine": h.machine_info(), "work_ms": 50, "connections": conns, "duration_s": duration,
-            "rows": rows}
+    data = {
+        "machine": h.machine_info(),
+        "work_ms": 50,
+        "connections": conns,
+        "duration_s": duration,
+        "rows": rows,
+    }
     h.save_json("blocking", data)
     h.save_csv("blocking", rows)
     return data

@@ -7,6 +7,7 @@ Traffic is loopback only.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -74,8 +75,18 @@ def machine_info() -> dict[str, Any]:
     versions: dict[str, str] = {}
     from importlib import metadata
 
-    for dist in ("fastapi", "starlette", "uvicorn", "gunicorn", "uvloop", "httptools", "sqlalchemy", "asyncpg",
-                 "mangum", "pydantic"):
+    for dist in (
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "gunicorn",
+        "uvloop",
+        "httptools",
+        "sqlalchemy",
+        "asyncpg",
+        "mangum",
+        "pydantic",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
     wrk = shutil.which("wrk")
@@ -193,7 +204,9 @@ class Server:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise TimeoutError(f"server not answering {self.ready_path} after {self.start_timeout}s: {self.tail_log()}")
+        raise TimeoutError(
+            f"server not answering {self.ready_path} after {self.start_timeout}s: {self.tail_log()}"
+        )
 
     def wait_workers(self, n: int, timeout: float = 30.0) -> list[int]:
         """Wait until the master has `n` children that answer (gunicorn boots workers asynchronously)."""
@@ -235,10 +248,8 @@ class Server:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # leftovers (workers orphaned by a killed master) share the process group
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -260,12 +271,27 @@ class Server:
 
 def uvicorn_cmd(app: str, port: int, *, factory: bool = False, workers: int = 1) -> list[str]:
     """Single-process uvicorn (uvloop + httptools, access log off as in production)."""
-    cmd = [PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-           "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"]
+    cmd = [
+        PY,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+    ]
     if factory:
         cmd.append("--factory")
-    if workers > 1:
-        cmd += ["--workers", str(workers)]
+    # explicit, because uvicorn's --workers defaults to $WEB_CONCURRENCY (which the service env sets)
+    cmd += ["--workers", str(workers)]
     return cmd
 
 
@@ -301,14 +327,28 @@ class WrkResult:
 
     def row(self) -> dict[str, Any]:
         return {
-            "url": self.url, "connections": self.connections, "requests": self.requests,
-            "rps": round(self.rps, 1), "p50_ms": self.p50_ms, "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
-            "p999_ms": self.p999_ms, "max_ms": self.max_ms, "errors": self.errors,
+            "url": self.url,
+            "connections": self.connections,
+            "requests": self.requests,
+            "rps": round(self.rps, 1),
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+            "p999_ms": self.p999_ms,
+            "max_ms": self.max_ms,
+            "errors": self.errors,
         }
 
 
-def run_wrk(url: str, *, connections: int = 64, threads: int = 1, duration: float = 5.0,
-            timeout: float = 5.0, headers: Mapping[str, str] | None = None) -> WrkResult:
+def run_wrk(
+    url: str,
+    *,
+    connections: int = 64,
+    threads: int = 1,
+    duration: float = 5.0,
+    timeout: float = 5.0,
+    headers: Mapping[str, str] | None = None,
+) -> WrkResult:
     """Closed-loop load with `wrk`: `connections` keep-alive connections, fixed duration.
 
     One wrk thread by default: on a 2-core box every core wrk uses is taken from the server under test.
@@ -320,8 +360,19 @@ def run_wrk(url: str, *, connections: int = 64, threads: int = 1, duration: floa
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(_WRK_LUA)
         script = f.name
-    cmd = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "--timeout", f"{timeout:g}s",
-           "-s", script]
+    cmd = [
+        wrk,
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration:g}s",
+        "--timeout",
+        f"{timeout:g}s",
+        "-s",
+        script,
+    ]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
     cmd.append(url)
@@ -336,13 +387,25 @@ def run_wrk(url: str, *, connections: int = 64, threads: int = 1, duration: floa
     secs = d["duration_us"] / 1e6
     ms = 1000.0
     return WrkResult(
-        url=url, connections=connections, duration_s=round(secs, 2), requests=d["requests"],
+        url=url,
+        connections=connections,
+        duration_s=round(secs, 2),
+        requests=d["requests"],
         rps=d["requests"] / secs if secs else 0.0,
-        p50_ms=round(d["p50_us"] / ms, 2), p90_ms=round(d["p90_us"] / ms, 2), p95_ms=round(d["p95_us"] / ms, 2),
-        p99_ms=round(d["p99_us"] / ms, 2), p999_ms=round(d["p999_us"] / ms, 2),
-        max_ms=round(d["lat_max_us"] / ms, 2), mean_ms=round(d["lat_mean_us"] / ms, 2),
-        errors={"connect": d["err_connect"], "read": d["err_read"], "write": d["err_write"],
-                "status": d["err_status"], "timeout": d["err_timeout"]},
+        p50_ms=round(d["p50_us"] / ms, 2),
+        p90_ms=round(d["p90_us"] / ms, 2),
+        p95_ms=round(d["p95_us"] / ms, 2),
+        p99_ms=round(d["p99_us"] / ms, 2),
+        p999_ms=round(d["p999_us"] / ms, 2),
+        max_ms=round(d["lat_max_us"] / ms, 2),
+        mean_ms=round(d["lat_mean_us"] / ms, 2),
+        errors={
+            "connect": d["err_connect"],
+            "read": d["err_read"],
+            "write": d["err_write"],
+            "status": d["err_status"],
+            "timeout": d["err_timeout"],
+        },
     )
 
 
@@ -391,3 +454,11 @@ def timed(label: str) -> Iterator[None]:
         yield
     finally:
         print(f"<-- {label}: {time.monotonic() - t0:.1f}s", flush=True)
+
+
+def wrk_background(url: str, **kwargs: Any) -> concurrent.futures.Future[WrkResult]:
+    """Start `run_wrk` in a thread (so a probe client can measure meanwhile); `.result()` joins it."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    fut = pool.submit(run_wrk, url, **kwargs)
+    pool.shutdown(wait=False)
+    return fut

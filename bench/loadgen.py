@@ -52,6 +52,7 @@ class RunResult:
     duration: float
     records: dict[str, list[Rec]] = field(default_factory=dict)
     events: dict[str, float] = field(default_factory=dict)
+    t0_monotonic: float = 0.0
 
     def summary(self, stream: str, t0: float = 0.0, t1: float = float("inf")) -> dict[str, Any]:
         """Counts per kind and latency percentiles for requests SENT within [t0, t1)."""
@@ -122,8 +123,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _conn_loop(host: str, port: int, s: Stream, t_start: float, t_end: float, out: list[Rec],
-                     retry_pause: float) -> None:
+async def _conn_loop(
+    host: str, port: int, s: Stream, t_start: float, t_end: float, out: list[Rec], retry_pause: float
+) -> None:
     req = f"GET {s.path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: bench\r\n\r\n".encode()
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
@@ -169,15 +171,23 @@ async def _conn_loop(host: str, port: int, s: Stream, t_start: float, t_end: flo
             await writer.wait_closed()
 
 
-async def _run(host: str, port: int, streams: Sequence[Stream], duration: float,
-               actions: Sequence[tuple[float, str, Callable[[], Any]]], retry_pause: float) -> RunResult:
+async def _run(
+    host: str,
+    port: int,
+    streams: Sequence[Stream],
+    duration: float,
+    actions: Sequence[tuple[float, str, Callable[[], Any]]],
+    retry_pause: float,
+) -> RunResult:
     loop = asyncio.get_running_loop()
     t_start = loop.time()
     t_end = t_start + duration
     res = RunResult(duration=duration, records={s.name: [] for s in streams})
+    res.t0_monotonic = t_start  # loop.time() is time.monotonic(): lets other threads align their events
     tasks = [
         asyncio.create_task(_conn_loop(host, port, s, t_start, t_end, res.records[s.name], retry_pause))
-        for s in streams for _ in range(s.connections)
+        for s in streams
+        for _ in range(s.connections)
     ]
 
     async def scenario() -> None:
@@ -198,9 +208,14 @@ async def _run(host: str, port: int, streams: Sequence[Stream], duration: float,
     return res
 
 
-def run(port: int, streams: Sequence[Stream], duration: float,
-        actions: Sequence[tuple[float, str, Callable[[], Any]]] = (), host: str = "127.0.0.1",
-        retry_pause: float = 0.05) -> RunResult:
+def run(
+    port: int,
+    streams: Sequence[Stream],
+    duration: float,
+    actions: Sequence[tuple[float, str, Callable[[], Any]]] = (),
+    host: str = "127.0.0.1",
+    retry_pause: float = 0.05,
+) -> RunResult:
     """Run `streams` against 127.0.0.1:`port` for `duration` s, firing `actions` (at_s, label, fn) on time."""
     started = time.monotonic()
     res = asyncio.run(_run(host, port, streams, duration, actions, retry_pause))

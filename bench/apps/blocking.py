@@ -36,7 +36,7 @@ async def health() -> dict[str, str]:
 
 @app.get("/block/async-sleep")
 async def async_sleep() -> dict[str, str]:
-    time.sleep(WORK_S)  # noqa: ASYNC251 - deliberately wrong: this is what the benchmark demonstrates
+    time.sleep(WORK_S)
     return {"how": "time.sleep in async def"}
 
 

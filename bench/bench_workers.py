@@ -1,0 +1,141 @@
+"""2. Worker sweep: 1..(2 x cores + 1) uvicorn workers under gunicorn, CPU-light and DB-bound routes.
+
+For each worker count: throughput and p50/p99 at a fixed number of connections, plus memory per
+worker (RSS, and PSS which is what the container's memory cgroup is charged). Plots into
+bench/results/workers.png and workers_memory.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from bench import appenv
+from bench import harness as h
+
+ENDPOINTS = {"cpu-light /health": "/health", "db-bound /api/items": appenv.DB_PATH}
+
+
+def plot(rows: list[dict[str, Any]], cores: int) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label in ENDPOINTS:
+        pts = sorted(
+            (r["workers"], r["rps"], r["p99_ms"], r["p50_ms"]) for r in rows if r["endpoint"] == label
+        )
+        if not pts:
+            continue
+        w = [p[0] for p in pts]
+        axes[0].plot(w, [p[1] for p in pts], marker="o", label=label)
+        axes[1].plot(w, [p[2] for p in pts], marker="o", label=f"{label} p99")
+        axes[1].plot(w, [p[3] for p in pts], marker=".", linestyle=":", label=f"{label} p50")
+    for ax in axes:
+        ax.axvline(cores, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel(f"gunicorn uvicorn workers (box has {cores} cores; dashed = cores)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("requests/s")
+    axes[0].set_title("Throughput vs workers")
+    axes[1].set_ylabel("latency ms")
+    axes[1].set_title("Latency vs workers")
+    fig.tight_layout()
+    p = h.RESULTS / "workers.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    out.append(str(p))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    pts = sorted({r["workers"]: r for r in rows}.items())
+    ax.plot(
+        [w for w, _ in pts], [r["total_pss_mib"] for _, r in pts], marker="o", label="total PSS (cgroup-ish)"
+    )
+    ax.plot([w for w, _ in pts], [r["total_rss_mib"] for _, r in pts], marker="o", label="sum of RSS")
+    ax.set_xlabel("workers")
+    ax.set_ylabel("MiB")
+    ax.set_title("Service memory after load vs workers")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    p = h.RESULTS / "workers_memory.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    out.append(str(p))
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    cores = os.cpu_count() or 1
+    duration = 3.0 if quick else 6.0
+    conns = 64
+    counts = list(range(1, 2 * cores + 2))
+    machine = h.machine_info()
+    rows: list[dict[str, Any]] = []
+    with appenv.deps() as deps:
+        for n in counts:
+            srv = appenv.gunicorn_server(deps.env, n)
+            with h.timed(f"{n} workers"), srv:
+                srv.wait_workers(n)
+                for label, path in ENDPOINTS.items():
+                    h.run_wrk(srv.base + path, connections=conns, duration=1.0)
+                    r = h.run_wrk(srv.base + path, connections=conns, duration=duration)
+                    mem = srv.memory()
+                    rows.append(
+                        {
+                            "workers": n,
+                            "endpoint": label,
+                            "rps": round(r.rps, 1),
+                            "p50_ms": r.p50_ms,
+                            "p95_ms": r.p95_ms,
+                            "p99_ms": r.p99_ms,
+                            "max_ms": r.max_ms,
+                            "errors": r.failed,
+                            "worker_rss_mib": mem["worker_rss_mean_mib"],
+                            "worker_pss_mib": mem["worker_pss_mean_mib"],
+                            "master_rss_mib": round(mem["master"]["rss"] / 1024, 1),
+                            "total_pss_mib": mem["total_pss_mib"],
+                            "total_rss_mib": mem["total_rss_mib"],
+                            "loadavg_1m": h.loadavg()[0],
+                        }
+                    )
+                    print(rows[-1], flush=True)
+    for label in ENDPOINTS:
+        one = next((r["rps"] for r in rows if r["endpoint"] == label and r["workers"] == 1), None)
+        for r in rows:
+            if r["endpoint"] == label and one:
+                r["rps_vs_1_worker"] = round(r["rps"] / one, 2)
+    cols = [
+        "workers",
+        "endpoint",
+        "rps",
+        "rps_vs_1_worker",
+        "p50_ms",
+        "p99_ms",
+        "errors",
+        "worker_rss_mib",
+        "worker_pss_mib",
+        "total_pss_mib",
+    ]
+    print(h.table(rows, cols))
+    data = {
+        "machine": machine,
+        "connections": conns,
+        "duration_s": duration,
+        "loadavg_at_end": h.loadavg(),
+        "rows": rows,
+    }
+    h.save_json("workers", data)
+    h.save_csv("workers", rows)
+    data["plots"] = plot(rows, cores)
+    return data
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    run(ap.parse_args().quick)
