@@ -62,8 +62,14 @@ CLOUD_RUN_DEFAULT_MAX_INSTANCES = 100
 #: Target-group deregistration delay above which a deploy waits for nothing (AWS default is 300 s).
 MAX_DEREGISTRATION_DELAY_S = 120
 #: Resident memory one uvicorn worker of this app needs under load (FastAPI + SQLAlchemy + asyncpg +
-#: prometheus + sentry ≈ 90-120 MiB; 128 keeps headroom). More workers than memory/128 get OOM-killed.
-WORKER_MEMORY_MIB = 128
+#: prometheus ≈ 90-120 MiB; 150 leaves room for buffers) and the fixed part (gunicorn master, page cache,
+#: the platform's agent). Same numbers as infra/tuning.py (a test keeps them equal).
+WORKER_MEMORY_MIB = 150
+MEMORY_HEADROOM_MIB = 256
+#: Replicas alive at once during a deploy, per platform (ECS reads deploymentMaximumPercent instead):
+#: Cloud Run keeps old-revision instances until they idle out; a VPS redeploy starts the new container
+#: before stopping the old one.
+DEPLOY_SURGE = {"cloudrun": 2.0, "vps": 2.0}
 #: Async workers beyond 2 per vCPU only add context switches and tail latency (see bench/).
 MAX_WORKERS_PER_VCPU = 2
 
@@ -615,7 +621,10 @@ def app_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
                     memory_mib=_memory_mib(limits.get("memory", "512Mi")),
                     vcpu=_cpu(limits.get("cpu", "1")),
                     stop_grace_s=CLOUD_RUN_STOP_GRACE_S,
-                    max_replicas=int(max_instances) if max_instances else CLOUD_RUN_DEFAULT_MAX_INSTANCES,
+                    max_replicas=math.ceil(
+                        (int(max_instances) if max_instances else CLOUD_RUN_DEFAULT_MAX_INSTANCES)
+                        * DEPLOY_SURGE["cloudrun"]
+                    ),
                     min_replicas=int(_num(scaling_block.get("minInstanceCount")) or 0),
                     connection_budget=_connection_budget(resources, env),
                 )
@@ -653,7 +662,7 @@ def app_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
                 memory_mib=memory,
                 vcpu=_num(docker.inputs.get("cpus")),
                 stop_grace_s=DOCKER_DEFAULT_STOP_TIMEOUT_S if stop is None else stop,
-                max_replicas=1,
+                max_replicas=math.ceil(DEPLOY_SURGE["vps"]),
                 min_replicas=1,
                 connection_budget=_connection_budget(resources, env),
             )
@@ -729,12 +738,12 @@ def check_workers_per_platform(resources: Sequence[Resource]) -> list[tuple[str 
                     f"(≤ {MAX_WORKERS_PER_VCPU}/vCPU) — 2xcores+1 is a sync-worker rule",
                 )
             )
-        if rt.memory_mib and workers * WORKER_MEMORY_MIB > rt.memory_mib:
+        if rt.memory_mib and MEMORY_HEADROOM_MIB + workers * WORKER_MEMORY_MIB > rt.memory_mib:
             findings.append(
                 (
                     rt.urn,
-                    f"WEB_CONCURRENCY={workers} x ~{WORKER_MEMORY_MIB} MiB exceeds the {rt.memory_mib:g} MiB "
-                    "memory limit; workers would be OOM-killed under load",
+                    f"WEB_CONCURRENCY={workers} needs ~{MEMORY_HEADROOM_MIB} + {workers} x "
+                    f"{WORKER_MEMORY_MIB} MiB, more than the {rt.memory_mib:g} MiB limit; workers would be OOM-killed under load",
                 )
             )
     return findings
