@@ -743,7 +743,8 @@ def check_workers_per_platform(resources: Sequence[Resource]) -> list[tuple[str 
                 (
                     rt.urn,
                     f"WEB_CONCURRENCY={workers} needs ~{MEMORY_HEADROOM_MIB} + {workers} x "
-                    f"{WORKER_MEMORY_MIB} MiB, more than the {rt.memory_mib:g} MiB limit; workers would be OOM-killed under load",
+                    f"{WORKER_MEMORY_MIB} MiB, more than the {rt.memory_mib:g} MiB limit; "
+                    "workers would be OOM-killed under load",
                 )
             )
     return findings

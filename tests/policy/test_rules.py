@@ -493,3 +493,16 @@ def test_inputs_are_not_mutated() -> None:
     before = copy.deepcopy([dict(r.inputs) for r in graph])
     rules.evaluate(graph)
     assert [dict(r.inputs) for r in graph] == before
+
+
+def test_policy_constants_agree_with_the_tuning_module() -> None:
+    # The policy must not flag what tuning produces, nor let through what tuning would refuse.
+    from infra import tuning
+
+    assert rules.WORKER_MEMORY_MIB == tuning.MEMORY_PER_WORKER_MIB
+    assert rules.MEMORY_HEADROOM_MIB == tuning.MEMORY_HEADROOM_MIB
+    assert rules.ALB_DEFAULT_IDLE_TIMEOUT_S == tuning.ALB_IDLE_TIMEOUT_S
+    assert rules.CLOUD_RUN_STOP_GRACE_S == tuning.CLOUDRUN_STOP_GRACE_S
+    assert rules.MAX_DEREGISTRATION_DELAY_S == tuning.MAX_DEREGISTRATION_DELAY_S
+    for platform, surge in rules.DEPLOY_SURGE.items():
+        assert surge == tuning.DEPLOY_SURGE[platform]
