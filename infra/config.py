@@ -284,6 +284,8 @@ class CostAssumptions(_Model):
     avg_duration_ms: float = Field(default=100.0, gt=0)
     egress_gb_per_month: float = Field(default=50.0, ge=0)
     hours_per_month: float = Field(default=730.0, gt=0, le=744)
+    #: Flat monthly price of the VPS host (default: the price table's droplet-class price).
+    vps_monthly_usd: float | None = Field(default=None, ge=0)
 
 
 Environment = Literal["production", "staging", "development"]
