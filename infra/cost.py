@@ -1,0 +1,380 @@
+"""Monthly cost estimate from the recorded resource graph and traffic assumptions.
+
+Pure functions: resources (as the offline plan records them: type token + camelCase inputs) plus an
+:class:`Assumptions` → priced lines, using the dated price table in ``infra/prices.yaml`` (each price
+with its source URL). What the estimate knows comes from the same inputs a deploy would send — task
+size, desired count, memory size, min instances — so changing the stack config changes the estimate.
+
+Deliberately ignored (stated in every estimate): free tiers, savings plans / committed use discounts,
+taxes. Traffic is spread evenly over the month; at low traffic Cloud Run instance time is taken as
+requests x average duration (no overlap), an upper bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+PRICES_PATH = Path(__file__).with_name("prices.yaml")
+SECONDS_PER_HOUR = 3600
+#: One ALB LCU covers 25 new connections/s, 3000 active connections/min, 1 GB/h processed, 1000 rule evals/s.
+LCU_NEW_CONNECTIONS_PER_S = 25.0
+LCU_GB_PER_HOUR = 1.0
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Traffic and usage assumptions. The first four come from ``app.cost`` in the stack config."""
+
+    requests_per_month: int = 10_000_000
+    avg_duration_ms: float = 100.0
+    egress_gb_per_month: float = 50.0
+    hours_per_month: float = 730.0
+    #: JSON access log + app logs per request (~1 KB) → CloudWatch ingestion.
+    log_bytes_per_request: int = 1000
+    #: Traffic through NAT: image pulls, CloudWatch/SSM API calls from private subnets.
+    nat_processed_gb_per_month: float = 20.0
+    #: Registry storage for the kept images (~250 MB each x a handful).
+    image_storage_gb: float = 2.0
+    #: Flat monthly price of the VPS (None: the price table's default).
+    vps_monthly_usd: float | None = None
+
+    @classmethod
+    def from_config(cls, cost: Any) -> Assumptions:
+        """Build from ``app.cost`` (a pydantic model or mapping); unknown keys are ignored."""
+        data = cost.model_dump() if hasattr(cost, "model_dump") else dict(cost or {})
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and v is not None}
+        return cls(**known)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Price:
+    """One price with its unit and where it came from."""
+
+    price: float
+    unit: str
+    source: str
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """The dated price table (``infra/prices.yaml``)."""
+
+    as_of: str
+    currency: str
+    recheck: str
+    prices: Mapping[str, Mapping[str, Price]]
+
+    def __call__(self, provider: str, key: str) -> float:
+        return self.prices[provider][key].price
+
+    def sources(self) -> list[str]:
+        return sorted({p.source for table in self.prices.values() for p in table.values()})
+
+
+@lru_cache(maxsize=4)
+def load_prices(path: str | Path = PRICES_PATH) -> PriceTable:
+    """Parse the price table; every entry must carry price, unit and source."""
+    import yaml
+
+    doc = yaml.safe_load(Path(path).read_text())
+    prices: dict[str, dict[str, Price]] = {}
+    for provider in ("aws", "gcp", "vps"):
+        prices[provider] = {
+            key: Price(float(v["price"]), str(v["unit"]), str(v["source"]))
+            for key, v in (doc.get(provider) or {}).items()
+            if isinstance(v, dict)
+        }
+    return PriceTable(str(doc["as_of"]), str(doc.get("currency", "USD")), str(doc.get("recheck", "")), prices)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One priced line of the estimate."""
+
+    resource: str
+    monthly: float
+    basis: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"resource": self.resource, "monthly": round(self.monthly, 2), "basis": self.basis}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The monthly estimate: lines, total, assumptions and the price table's date and sources."""
+
+    lines: list[Line]
+    assumptions: Assumptions
+    prices: PriceTable
+
+    @property
+    def monthly_total(self) -> float:
+        return round(sum(line.monthly for line in self.lines), 2)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "currency": self.prices.currency,
+            "monthly_total": self.monthly_total,
+            "lines": [line.as_dict() for line in self.lines],
+            "assumptions": {
+                **self.assumptions.as_dict(),
+                "prices_as_of": self.prices.as_of,
+                "prices_note": self.prices.recheck,
+                "ignored": "free tiers, savings plans/committed use discounts, taxes",
+            },
+            "sources": self.prices.sources(),
+        }
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+def _type(resource: Mapping[str, Any]) -> str:
+    return str(resource.get("type", ""))
+
+
+def _inputs(resource: Mapping[str, Any]) -> Mapping[str, Any]:
+    inputs = resource.get("inputs")
+    return inputs if isinstance(inputs, Mapping) else {}
+
+
+def _label(resource: Mapping[str, Any]) -> str:
+    return f"{_type(resource).rsplit(':', 1)[-1]} {resource.get('name', '')}".strip()
+
+
+def _num(value: Any, default: float) -> float:
+    try:
+        return float(value) if value is not None and not isinstance(value, bool) else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _by_type(resources: Iterable[Mapping[str, Any]], token: str) -> list[Mapping[str, Any]]:
+    return [r for r in resources if _type(r) == token]
+
+
+def _gib(value: Any, default_mib: float) -> float:
+    text = str(value or "").strip()
+    for suffix, scale in (("Gi", 1024.0), ("G", 1e9 / 2**20), ("Mi", 1.0), ("M", 1e6 / 2**20)):
+        if text.endswith(suffix):
+            return _num(text[: -len(suffix)], default_mib) * scale / 1024
+    return _num(text or None, default_mib) / 1024
+
+
+def _money(x: float) -> str:
+    return f"${x:,.6g}" if x < 0.01 else f"${x:,.4g}"
+
+
+# --- per-platform pricing ----------------------------------------------------------------------------
+def _aws_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable) -> list[Line]:
+    lines: list[Line] = []
+    hours = a.hours_per_month
+    tasks = _by_type(resources, "aws:ecs/taskDefinition:TaskDefinition")
+    for service in _by_type(resources, "aws:ecs/service:Service"):
+        if not tasks:
+            break
+        task = _inputs(tasks[0])
+        count = _num(_inputs(service).get("desiredCount"), 1)
+        vcpu = _num(task.get("cpu"), 256) / 1024
+        gb = _num(task.get("memory"), 512) / 1024
+        arm = str((task.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")).upper() == "ARM64"
+        sfx = "arm" if arm else "x86"
+        cpu_price, gb_price = p("aws", f"fargate_vcpu_hour_{sfx}"), p("aws", f"fargate_gb_hour_{sfx}")
+        lines.append(
+            Line(
+                _label(service),
+                count * hours * (vcpu * cpu_price + gb * gb_price),
+                f"{count:g} task(s) x {hours:g} h x ({vcpu:g} vCPU x {_money(cpu_price)} + {gb:g} GB x "
+                f"{_money(gb_price)}) Fargate {sfx}; autoscaling above desired count adds to this",
+            )
+        )
+    rps = a.requests_per_month / (hours * SECONDS_PER_HOUR)
+    for lb in _by_type(resources, "aws:lb/loadBalancer:LoadBalancer"):
+        subnets = len(_inputs(lb).get("subnets") or []) or 2
+        # LCU = max over its dimensions; new connections ≈ requests (no client keepalive): upper bound.
+        lcu = max(rps / LCU_NEW_CONNECTIONS_PER_S, (a.egress_gb_per_month / hours) / LCU_GB_PER_HOUR)
+        lines.append(
+            Line(
+                _label(lb),
+                hours * (p("aws", "alb_hour") + lcu * p("aws", "alb_lcu_hour"))
+                + subnets * hours * p("aws", "public_ipv4_hour"),
+                f"{hours:g} h x ({_money(p('aws', 'alb_hour'))} + {lcu:.3f} LCU x "
+                f"{_money(p('aws', 'alb_lcu_hour'))}) + {subnets} public IPv4 x "
+                f"{_money(p('aws', 'public_ipv4_hour'))}/h",
+            )
+        )
+    nats = _by_type(resources, "aws:ec2/natGateway:NatGateway")
+    for nat in nats:
+        gb = a.nat_processed_gb_per_month / len(nats)
+        lines.append(
+            Line(
+                _label(nat),
+                hours * (p("aws", "nat_gateway_hour") + p("aws", "public_ipv4_hour"))
+                + gb * p("aws", "nat_gateway_gb"),
+                f"{hours:g} h x ({_money(p('aws', 'nat_gateway_hour'))} + its public IPv4 "
+                f"{_money(p('aws', 'public_ipv4_hour'))}) + {gb:g} GB x {_money(p('aws', 'nat_gateway_gb'))}",
+            )
+        )
+    log_groups = _by_type(resources, "aws:cloudwatch/logGroup:LogGroup")
+    if log_groups:
+        gb = a.requests_per_month * a.log_bytes_per_request / 1e9
+        for group in log_groups:
+            share = gb / len(log_groups)
+            retention_days = _num(_inputs(group).get("retentionInDays"), 3653)
+            stored = share * min(retention_days / 30, 120)
+            lines.append(
+                Line(
+                    _label(group),
+                    share * p("aws", "logs_ingest_gb") + stored * p("aws", "logs_storage_gb_month"),
+                    f"{share:.3g} GB ingested x {_money(p('aws', 'logs_ingest_gb'))} + {stored:.3g} GB kept "
+                    f"({retention_days:g} d retention) x {_money(p('aws', 'logs_storage_gb_month'))}",
+                )
+            )
+    alarms = _by_type(resources, "aws:cloudwatch/metricAlarm:MetricAlarm")
+    if alarms:
+        lines.append(
+            Line(
+                f"{len(alarms)} CloudWatch alarms",
+                len(alarms) * p("aws", "alarm_month"),
+                f"{len(alarms)} x {_money(p('aws', 'alarm_month'))}",
+            )
+        )
+    for function in _by_type(resources, "aws:lambda/function:Function"):
+        fn = _inputs(function)
+        gb = _num(fn.get("memorySize"), 128) / 1024
+        arm = "arm64" in [str(x) for x in fn.get("architectures") or []]
+        price = p("aws", "lambda_gb_second_arm" if arm else "lambda_gb_second_x86")
+        gb_s = a.requests_per_month * a.avg_duration_ms / 1000 * gb
+        lines.append(
+            Line(
+                _label(function),
+                gb_s * price + a.requests_per_month / 1e6 * p("aws", "lambda_requests_million"),
+                f"{a.requests_per_month:,} req x {a.avg_duration_ms:g} ms x {gb:g} GB = {gb_s:,.0f} GB-s x "
+                f"{_money(price)} + {a.requests_per_month / 1e6:g}M x "
+                f"{_money(p('aws', 'lambda_requests_million'))}",
+            )
+        )
+        for pc in _by_type(resources, "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig"):
+            n = _num(_inputs(pc).get("provisionedConcurrentExecutions"), 0)
+            gb_s = n * gb * hours * SECONDS_PER_HOUR
+            lines.append(
+                Line(
+                    _label(pc),
+                    gb_s * p("aws", "lambda_provisioned_gb_second"),
+                    f"{n:g} x {gb:g} GB x {hours:g} h = {gb_s:,.0f} GB-s x "
+                    f"{_money(p('aws', 'lambda_provisioned_gb_second'))}",
+                )
+            )
+    for api in _by_type(resources, "aws:apigatewayv2/api:Api"):
+        lines.append(
+            Line(
+                _label(api),
+                a.requests_per_month / 1e6 * p("aws", "http_api_requests_million"),
+                f"{a.requests_per_month / 1e6:g}M requests x {_money(p('aws', 'http_api_requests_million'))}",
+            )
+        )
+    for repo in _by_type(resources, "aws:ecr/repository:Repository"):
+        lines.append(
+            Line(
+                _label(repo),
+                a.image_storage_gb * p("aws", "ecr_storage_gb_month"),
+                f"{a.image_storage_gb:g} GB x {_money(p('aws', 'ecr_storage_gb_month'))}",
+            )
+        )
+    if any(_type(r).startswith("aws:") for r in resources) and (tasks or lines):
+        lines.append(
+            Line(
+                "data transfer out (AWS)",
+                a.egress_gb_per_month * p("aws", "data_transfer_out_gb"),
+                f"{a.egress_gb_per_month:g} GB x {_money(p('aws', 'data_transfer_out_gb'))}",
+            )
+        )
+    return lines
+
+
+def _cloud_run_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable) -> list[Line]:
+    lines: list[Line] = []
+    month_s = a.hours_per_month * SECONDS_PER_HOUR
+    for service in _by_type(resources, "gcp:cloudrunv2/service:Service"):
+        template = _inputs(service).get("template") or {}
+        containers = template.get("containers") or [{}]
+        resources_block = containers[0].get("resources") or {}
+        limits = resources_block.get("limits") or {}
+        vcpu = _num(str(limits.get("cpu", "1")).removesuffix("m"), 1) / (
+            1000 if str(limits.get("cpu", "")).endswith("m") else 1
+        )
+        gib = _gib(limits.get("memory", "512Mi"), 512)
+        scaling = template.get("scaling") or _inputs(service).get("scaling") or {}
+        min_instances = _num(scaling.get("minInstanceCount"), 0)
+        always = resources_block.get("cpuIdle") is False
+        active_s = a.requests_per_month * a.avg_duration_ms / 1000
+        if always:
+            instance_s = max(min_instances * month_s, active_s)
+            cost = instance_s * (
+                vcpu * p("gcp", "run_always_vcpu_second") + gib * p("gcp", "run_always_gib_second")
+            )
+            basis = (
+                f"CPU always allocated: {instance_s:,.0f} instance-s x ({vcpu:g} vCPU x "
+                f"{_money(p('gcp', 'run_always_vcpu_second'))} + {gib:g} GiB x "
+                f"{_money(p('gcp', 'run_always_gib_second'))})"
+            )
+        else:
+            idle_s = max(0.0, min_instances * month_s - active_s)
+            cost = (
+                active_s * (vcpu * p("gcp", "run_vcpu_second") + gib * p("gcp", "run_gib_second"))
+                + idle_s * (vcpu * p("gcp", "run_idle_vcpu_second") + gib * p("gcp", "run_idle_gib_second"))
+                + a.requests_per_month / 1e6 * p("gcp", "run_requests_million")
+            )
+            basis = (
+                f"{active_s:,.0f} active instance-s x ({vcpu:g} vCPU x "
+                f"{_money(p('gcp', 'run_vcpu_second'))} + "
+                f"{gib:g} GiB x {_money(p('gcp', 'run_gib_second'))}) + {idle_s:,.0f} idle min-instance-s + "
+                f"{a.requests_per_month / 1e6:g}M req x {_money(p('gcp', 'run_requests_million'))}"
+            )
+        lines.append(Line(_label(service), cost, basis))
+        lines.append(
+            Line(
+                "internet egress (GCP)",
+                a.egress_gb_per_month * p("gcp", "internet_egress_gb"),
+                f"{a.egress_gb_per_month:g} GB x {_money(p('gcp', 'internet_egress_gb'))}",
+            )
+        )
+    for repo in _by_type(resources, "gcp:artifactregistry/repository:Repository"):
+        lines.append(
+            Line(
+                _label(repo),
+                a.image_storage_gb * p("gcp", "artifact_registry_gb_month"),
+                f"{a.image_storage_gb:g} GB x {_money(p('gcp', 'artifact_registry_gb_month'))}",
+            )
+        )
+    return lines
+
+
+def _vps_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable) -> list[Line]:
+    if not _by_type(resources, "docker:index/container:Container"):
+        return []
+    price = a.vps_monthly_usd if a.vps_monthly_usd is not None else p("vps", "monthly")
+    source = (
+        "app.cost.vps_monthly_usd" if a.vps_monthly_usd is not None else p.prices["vps"]["monthly"].source
+    )
+    return [Line("VPS host", price, f"flat {_money(price)}/month ({source}); egress usually included")]
+
+
+def estimate(
+    resources: Iterable[Mapping[str, Any]],
+    assumptions: Assumptions | None = None,
+    prices: PriceTable | None = None,
+) -> Estimate:
+    """Price a recorded resource graph. Resources are dicts with ``type``, ``name`` and ``inputs``."""
+    graph = list(resources)
+    a = assumptions or Assumptions()
+    p = prices or load_prices()
+    lines = _aws_lines(graph, a, p) + _cloud_run_lines(graph, a, p) + _vps_lines(graph, a, p)
+    lines = [line for line in lines if not math.isnan(line.monthly)]
+    return Estimate(lines, a, p)

@@ -1,0 +1,125 @@
+"""Cost estimate: priced from the resources' own inputs and the stack's traffic assumptions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra import cost
+from infra.cost import Assumptions, estimate, load_prices
+
+PRICES = load_prices()
+
+
+def res(type_: str, name: str, **inputs: Any) -> dict[str, Any]:
+    return {"urn": f"urn:{name}", "type": type_, "name": name, "parent": None, "inputs": inputs}
+
+
+def ecs_graph(
+    desired: int = 2, cpu: str = "1024", memory: str = "2048", nats: int = 2
+) -> list[dict[str, Any]]:
+    graph = [
+        res("aws:ecs/taskDefinition:TaskDefinition", "api-task", cpu=cpu, memory=memory),
+        res("aws:ecs/service:Service", "api-svc", desiredCount=desired),
+        res("aws:lb/loadBalancer:LoadBalancer", "api-alb", subnets=["subnet-a", "subnet-b"]),
+        res("aws:cloudwatch/logGroup:LogGroup", "api-logs", retentionInDays=30),
+        res("aws:cloudwatch/metricAlarm:MetricAlarm", "api-5xx"),
+        res("aws:ecr/repository:Repository", "api-repo"),
+    ]
+    graph += [res("aws:ec2/natGateway:NatGateway", f"nat-{i}") for i in range(nats)]
+    return graph
+
+
+def line(est: cost.Estimate, prefix: str) -> cost.Line:
+    (found,) = [x for x in est.lines if x.resource.startswith(prefix)]
+    return found
+
+
+def test_every_price_has_a_source_unit_and_the_table_is_dated() -> None:
+    doc = yaml.safe_load(Path(cost.PRICES_PATH).read_text())
+    assert doc["as_of"]
+    assert "re-check" in doc["recheck"].lower() or "verify" in doc["recheck"].lower()
+    for provider in ("aws", "gcp", "vps"):
+        for key, entry in doc[provider].items():
+            if key == "region":
+                continue
+            assert entry["price"] > 0, key
+            assert entry["source"].startswith("https://"), key
+            assert entry["unit"], key
+
+
+def test_fargate_line_is_tasks_times_hours_times_size() -> None:
+    est = estimate(ecs_graph(desired=2), Assumptions(hours_per_month=730))
+    expected = (
+        2 * 730 * (1 * PRICES("aws", "fargate_vcpu_hour_x86") + 2 * PRICES("aws", "fargate_gb_hour_x86"))
+    )
+    assert line(est, "Service").monthly == pytest.approx(expected)
+    assert "2 task(s)" in line(est, "Service").basis
+
+
+def test_more_tasks_cost_more_and_total_is_the_sum_of_lines() -> None:
+    small, big = estimate(ecs_graph(desired=2)), estimate(ecs_graph(desired=6))
+    assert big.monthly_total > small.monthly_total
+    assert small.monthly_total == pytest.approx(sum(x.monthly for x in small.lines), abs=0.01)
+
+
+def test_nat_gateways_are_priced_per_gateway() -> None:
+    one, two = estimate(ecs_graph(nats=1)), estimate(ecs_graph(nats=2))
+    per_hour = PRICES("aws", "nat_gateway_hour") + PRICES("aws", "public_ipv4_hour")
+    assert two.monthly_total - one.monthly_total == pytest.approx(730 * per_hour, rel=1e-6)
+
+
+def test_traffic_assumptions_drive_lambda_cost() -> None:
+    graph = [
+        res("aws:lambda/function:Function", "api-fn", memorySize=1024, architectures=["x86_64"]),
+        res("aws:apigatewayv2/api:Api", "api-http", protocolType="HTTP"),
+    ]
+    a = Assumptions(requests_per_month=1_000_000, avg_duration_ms=100)
+    est = estimate(graph, a)
+    gb_s = 1_000_000 * 0.1 * 1.0
+    fn = gb_s * PRICES("aws", "lambda_gb_second_x86") + 1 * PRICES("aws", "lambda_requests_million")
+    assert line(est, "Function").monthly == pytest.approx(fn)
+    assert line(est, "Api").monthly == pytest.approx(PRICES("aws", "http_api_requests_million"))
+    doubled = estimate(graph, Assumptions(requests_per_month=2_000_000, avg_duration_ms=100))
+    assert line(doubled, "Function").monthly == pytest.approx(2 * fn)
+
+
+def test_cloud_run_min_instances_add_idle_cost() -> None:
+    def service(min_instances: int) -> list[dict[str, Any]]:
+        template = {
+            "containers": [{"resources": {"limits": {"cpu": "1", "memory": "512Mi"}}}],
+            "scaling": {"minInstanceCount": min_instances, "maxInstanceCount": 10},
+        }
+        return [res("gcp:cloudrunv2/service:Service", "api-run", template=template)]
+
+    zero, one = estimate(service(0)), estimate(service(1))
+    assert line(one, "Service").monthly > line(zero, "Service").monthly
+    assert "internet egress" in {x.resource.split(" (")[0] for x in zero.lines}
+
+
+def test_vps_is_flat_and_overridable_from_config() -> None:
+    graph = [res("docker:index/container:Container", "api")]
+    assert estimate(graph).monthly_total == pytest.approx(PRICES("vps", "monthly"))
+    assert estimate(graph, Assumptions(vps_monthly_usd=5.0)).monthly_total == pytest.approx(5.0)
+
+
+def test_assumptions_come_from_the_stack_config_cost_object() -> None:
+    from infra.config import load_stack_file
+
+    cfg = load_stack_file(Path(__file__).resolve().parents[2] / "stacks" / "Pulumi.prod-ecs.yaml")
+    a = Assumptions.from_config(cfg.cost)
+    assert a.requests_per_month == cfg.cost.requests_per_month
+    assert a.avg_duration_ms == cfg.cost.avg_duration_ms
+    assert a.egress_gb_per_month == cfg.cost.egress_gb_per_month
+
+
+def test_json_shape_matches_the_plan_contract() -> None:
+    doc = estimate(ecs_graph()).as_dict()
+    assert doc["currency"] == "USD"
+    assert isinstance(doc["monthly_total"], float)
+    assert all(set(x) == {"resource", "monthly", "basis"} for x in doc["lines"])
+    assert doc["assumptions"]["prices_as_of"] == PRICES.as_of
+    assert doc["assumptions"]["requests_per_month"] == Assumptions().requests_per_month
