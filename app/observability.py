@@ -15,11 +15,14 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Event, Hint
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -150,14 +153,14 @@ def metrics_payload() -> tuple[bytes, str]:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def sentry_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+def sentry_before_send(event: Event, hint: Hint) -> Event | None:
     """Drop info/debug events: they are log noise that burns the Sentry quota, not errors."""
     if event.get("level") in ("info", "debug"):
         return None

@@ -1,0 +1,86 @@
+"""Gunicorn configuration: every number comes from the environment the deployer computed (contract sec. 1).
+
+Nothing is derived from os.cpu_count(): inside a container it reports the HOST's cores (e.g. 64 on a
+Fargate/Cloud Run host for a 1-vCPU task), which would fork dozens of workers into a 2 GiB task and OOM it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(
+            f"gunicorn_conf: {name}={raw!r} is not an integer (unset it or give a number)"
+        ) from None
+    if value < 0:
+        raise SystemExit(f"gunicorn_conf: {name}={raw!r} must be >= 0")
+    return value
+
+
+_port = _int("PORT", 8000)
+bind = [f"0.0.0.0:{_port}"]
+workers = max(1, _int("WEB_CONCURRENCY", 1))
+worker_class = "uvicorn_worker.UvicornWorker"
+
+# Must exceed the load balancer's idle timeout (ALB: 60 s). Gunicorn's default of 2 s makes the ALB reuse
+# a connection the server already closed -> sporadic 502s.
+keepalive = _int("GUNICORN_KEEPALIVE", 75)
+timeout = _int("GUNICORN_TIMEOUT", 30)
+# Below the platform's stop grace (ECS stopTimeout 30 s, Cloud Run 10 s) so in-flight requests finish
+# before SIGKILL.
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 20)
+# Recycle workers to cap slow leaks; jitter so 4 workers don't all restart at the same request count.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+
+# The worker heartbeat file is touched every second; on a disk-backed /tmp (Docker overlay, EBS) that
+# can block for seconds under I/O pressure and get healthy workers killed. /dev/shm is RAM.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+# X-Forwarded-For/-Proto are trusted only from these peers. Behind an ALB or Cloud Run's front end the
+# container is reachable only through the LB, so the deployer sets FORWARDED_ALLOW_IPS=* there; the local
+# default trusts only loopback, so a direct client cannot forge its address to dodge the login limit.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# The app writes one JSON access line per request itself (with the request id).
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+capture_output = False
+
+# Prometheus multiprocess mode: must be set before any worker imports prometheus_client, i.e. here in
+# the master before fork. Each worker writes mmap files; /metrics aggregates them.
+_metrics_dir_created = False
+if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _base = "/dev/shm" if worker_tmp_dir else None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-", dir=_base)
+    _metrics_dir_created = True
+elif os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _d = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    _d.mkdir(parents=True, exist_ok=True)
+    for _stale in _d.glob("*.db"):  # counters from a previous run would otherwise be added to ours
+        _stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges must stop counting; its counters stay (they are history)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _metrics_dir_created:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

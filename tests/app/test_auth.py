@@ -1,0 +1,104 @@
+"""Login, JWT, and the login rate limit (Redis-backed; degraded per-process when Redis is down)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+import jwt
+import pytest
+
+from app.settings import Settings
+from devenv.services import RedisInstance
+from tests.app.conftest import USER_PASSWORD
+
+
+async def _login(client: httpx.AsyncClient, user: str, password: str = USER_PASSWORD) -> httpx.Response:
+    return await client.post("/api/auth/login", json={"username": user, "password": password})
+
+
+async def test_login_issues_a_working_jwt(
+    client: httpx.AsyncClient, users: list[str], settings: Settings
+) -> None:
+    r = await _login(client, "carol")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["token_type"] == "bearer"
+    claims = jwt.decode(body["access_token"], settings.jwt_key, algorithms=["HS256"])
+    assert claims["sub"] == "carol"
+    assert claims["exp"] - claims["iat"] == body["expires_in"] == 30 * 60
+    me = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.json() == {"username": "carol"}
+
+
+async def test_wrong_password_and_unknown_user_look_the_same(
+    client: httpx.AsyncClient, users: list[str]
+) -> None:
+    bad = await _login(client, "carol", "wrong")
+    unknown = await _login(client, "nobody-here", "wrong")
+    assert bad.status_code == unknown.status_code == 401
+    assert bad.json() == unknown.json()
+
+
+async def test_forged_tokens_are_rejected(client: httpx.AsyncClient, users: list[str]) -> None:
+    forged = jwt.encode(
+        {"sub": "alice", "exp": int(time.time()) + 60}, "some-other-key-" * 3, algorithm="HS256"
+    )
+    none_alg = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, None, algorithm="none")
+    expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 1}, "x" * 40, algorithm="HS256")
+    for tok in (forged, none_alg, expired):
+        r = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 401
+
+
+async def test_sixth_attempt_in_a_minute_is_refused(client: httpx.AsyncClient, users: list[str]) -> None:
+    statuses = [(await _login(client, "dave", "wrong")).status_code for _ in range(5)]
+    assert statuses == [401] * 5
+    r = await _login(client, "dave")  # even the right password: the limit counts attempts
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+
+
+async def test_limit_is_per_client_and_per_account(settings: Settings, users: list[str]) -> None:
+    """Another IP is not blocked by the first one's attempts, but the attacked account is."""
+    from app.main import create_app
+
+    app = create_app(settings)
+    try:
+
+        def client_from(ip: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app, client=(ip, 1234)), base_url="http://t"
+            )
+
+        async with client_from("203.0.113.1") as a, client_from("203.0.113.2") as b:
+            for _ in range(5):
+                await _login(a, "erin", "wrong")
+            assert (await _login(a, "alice")).status_code == 429  # same client, other account
+            assert (await _login(b, "alice")).status_code == 200  # other client, other account
+            assert (await _login(b, "erin")).status_code == 429  # other client, attacked account
+    finally:
+        await app.state.resources.close()
+
+
+async def test_redis_down_keeps_serving_and_still_limits(
+    client: httpx.AsyncClient, users: list[str], redis_server: RedisInstance, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_server.stop()
+    try:
+        caplog.set_level(logging.WARNING, logger="app.ratelimit")
+        timings = []
+        statuses = []
+        for _ in range(6):
+            start = time.perf_counter()
+            statuses.append((await _login(client, "bob")).status_code)
+            timings.append(time.perf_counter() - start)
+        assert statuses == [200] * 5 + [429], statuses
+        # Short Redis timeouts and a back-off: a dead Redis costs milliseconds, not seconds, per login.
+        assert max(timings) < 1.0, timings
+        assert any("rate limiter degraded" in r.getMessage() for r in caplog.records)
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/api/items")).status_code == 200
+    finally:
+        redis_server.start()

@@ -1,0 +1,90 @@
+"""The service under real gunicorn with 4 uvicorn workers: the limit and the metrics span all workers."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis as redis_sync
+
+from devenv.services import PostgresInstance, RedisInstance
+from tests.app.conftest import ROOT, USER_PASSWORD
+from tests.app.servers import Server, fresh_get, fresh_post, gunicorn
+
+WORKERS = 4
+
+
+@pytest.fixture(scope="module")
+def server(pg: PostgresInstance, redis_server: RedisInstance, users: list[str]) -> Iterator[Server]:
+    env = {
+        "DATABASE_URL": pg.url,
+        "REDIS_URL": redis_server.url,
+        "WEB_CONCURRENCY": str(WORKERS),
+        "APP_ENV": "development",
+        "GUNICORN_GRACEFUL_TIMEOUT": "5",
+    }
+    cmd = ["gunicorn", "-c", "app/gunicorn_conf.py", "app.main:create_app()"]
+    with gunicorn(cmd, env, cwd=ROOT) as srv:
+        yield srv
+
+
+def test_login_limit_is_shared_by_all_workers(server: Server, redis_server: RedisInstance) -> None:
+    """5/minute per client: the 6th attempt is refused although the attempts hit different workers.
+    With a per-process limiter each of the 4 workers would allow 5 (20/minute)."""
+    if redis_server.proc is None:
+        redis_server.start()
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        r.flushdb()
+    tag = uuid.uuid4().hex[:8]
+    statuses = []
+    ids = []
+    for i in range(6):
+        rid = f"rl-{tag}-{i}"
+        ids.append(rid)
+        resp = fresh_post(
+            f"{server.url}/api/auth/login",
+            json={"username": "bob", "password": USER_PASSWORD},
+            headers={"X-Request-ID": rid},
+        )
+        statuses.append(resp.status_code)
+        if resp.status_code == 429:
+            assert int(resp.headers["Retry-After"]) >= 1
+    assert statuses == [200] * 5 + [429], statuses
+    time.sleep(0.3)  # the access line is written right after the response
+    pids = server.pids_for(set(ids))
+    assert len(pids) == 6, pids
+    assert len(set(pids.values())) >= 2, f"all attempts landed on one worker: {pids}"
+
+
+def _health_count(metrics_text: str) -> float:
+    total = 0.0
+    for m in re.finditer(r"^http_requests_total\{([^}]*)\} ([0-9.e+]+)$", metrics_text, re.MULTILINE):
+        if 'route="/health"' in m.group(1) and 'status="200"' in m.group(1):
+            total += float(m.group(2))
+    return total
+
+
+def test_metrics_aggregate_requests_from_all_workers(server: Server) -> None:
+    before = _health_count(fresh_get(f"{server.url}/metrics").text)
+    tag = uuid.uuid4().hex[:8]
+    ids = {f"m-{tag}-{i}" for i in range(40)}
+    for rid in ids:
+        assert fresh_get(f"{server.url}/health", headers={"X-Request-ID": rid}).status_code == 200
+    deadline = time.monotonic() + 5
+    while True:
+        after = _health_count(fresh_get(f"{server.url}/metrics").text)
+        if after - before >= 40 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    pids = server.pids_for(ids)
+    assert len(set(pids.values())) >= 2, "requests did not spread over workers; the test would prove nothing"
+    # A per-process registry would report only the share of whichever worker answered the scrape.
+    assert after - before == 40, (before, after, sorted(set(pids.values())))
+
+
+def test_gunicorn_uses_configured_worker_count(server: Server) -> None:
+    boots = set(re.findall(r"Booting worker with pid: (\d+)", server.log_path.read_text()))
+    assert len(boots) >= WORKERS, boots

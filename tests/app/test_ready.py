@@ -1,0 +1,147 @@
+"""Liveness never touches dependencies; readiness fails fast (< 1 s) naming the dependency, and recovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from app.main import create_app
+from devenv.services import PostgresInstance, RedisInstance, postgres
+from tests.app.conftest import make_settings, run_alembic
+
+
+@pytest.fixture(scope="module")
+def fault_pg() -> Iterator[PostgresInstance]:
+    """A PostgreSQL of our own: these tests pause and stop it."""
+    with postgres() as inst:
+        run_alembic(inst.url, "upgrade", "head")
+        yield inst
+
+
+@pytest.fixture
+async def fclient(
+    fault_pg: PostgresInstance, redis_server: RedisInstance
+) -> AsyncIterator[httpx.AsyncClient]:
+    if redis_server.proc is None:
+        redis_server.start()
+    app = create_app(
+        make_settings(fault_pg.url, redis_server.url, db_pool_timeout=1.0, db_connect_timeout=1.0)
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=10
+    ) as c:
+        yield c
+    await app.state.resources.close()
+
+
+async def _timed_get(client: httpx.AsyncClient, path: str) -> tuple[httpx.Response, float]:
+    start = time.perf_counter()
+    r = await client.get(path)
+    return r, time.perf_counter() - start
+
+
+async def test_ready_ok_when_dependencies_up(fclient: httpx.AsyncClient) -> None:
+    r = await fclient.get("/ready")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+
+
+async def test_health_needs_no_dependency() -> None:
+    """Liveness answers even when neither database nor Redis exists: an outage must not restart tasks."""
+    app = create_app(make_settings("postgresql+asyncpg://u:p@127.0.0.1:9/x", "redis://127.0.0.1:9/0"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/health")).status_code == 200
+        assert (await c.get("/ready")).status_code == 503
+    await app.state.resources.close()
+
+
+def _freeze_backends(postmaster: int) -> list[int]:
+    """SIGSTOP the postmaster's children too (pause() stops only the postmaster, so already-open
+    connections would keep answering)."""
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True)
+    pids = [int(p) for p in children.stdout.split()]
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    return pids
+
+
+@pytest.mark.parametrize("open_connection", [False, True], ids=["new-connection", "pooled-connection"])
+async def test_ready_503_within_1s_when_postgres_hangs_then_recovers(
+    fclient: httpx.AsyncClient, fault_pg: PostgresInstance, open_connection: bool
+) -> None:
+    assert (await fclient.get("/ready")).status_code == 200
+    engine = fclient._transport.app.state.resources.engine  # type: ignore[attr-defined]
+    if not open_connection:
+        await engine.dispose()  # the check must open a connection to a postmaster that never answers
+    pid = fault_pg.pause()  # SIGSTOP: the kernel still accepts TCP connections, nothing answers
+    frozen = _freeze_backends(pid) if open_connection else []
+    try:
+        for _ in range(2):  # twice: a hung check must not poison the next probe
+            r, elapsed = await _timed_get(fclient, "/ready")
+            assert r.status_code == 503, r.text
+            assert elapsed < 1.0, elapsed
+            body = r.json()
+            assert body["failed"] == ["postgres"]
+            assert "timed out" in body["checks"]["postgres"]
+            assert body["checks"]["redis"] == "ok"
+        # Liveness is unaffected by the hang.
+        r, elapsed = await _timed_get(fclient, "/health")
+        assert r.status_code == 200
+        assert elapsed < 0.5
+    finally:
+        for p in frozen:
+            os.kill(p, signal.SIGCONT)
+        fault_pg.resume(pid)
+    deadline = time.monotonic() + 10
+    while (r := await fclient.get("/ready")).status_code != 200:
+        assert time.monotonic() < deadline, f"did not recover without restart: {r.text}"
+        await _sleep(0.2)
+    assert (await fclient.get("/api/items")).status_code == 200
+
+
+async def test_ready_503_when_postgres_stopped_then_recovers(
+    fclient: httpx.AsyncClient, fault_pg: PostgresInstance
+) -> None:
+    assert (await fclient.get("/ready")).status_code == 200
+    fault_pg.stop()
+    try:
+        r, elapsed = await _timed_get(fclient, "/ready")
+        assert r.status_code == 503
+        assert elapsed < 1.0
+        assert r.json()["failed"] == ["postgres"]
+        # Requests needing the DB fail cleanly with 503 (not a 500 traceback) while it is down.
+        items = await fclient.get("/api/items")
+        assert items.status_code == 503
+        assert items.json() == {"detail": "database unavailable"}
+    finally:
+        fault_pg.start()
+    deadline = time.monotonic() + 10
+    while (r := await fclient.get("/ready")).status_code != 200:
+        assert time.monotonic() < deadline, f"did not recover without restart: {r.text}"
+        await _sleep(0.2)
+
+
+async def test_ready_names_redis_when_it_is_down(
+    fclient: httpx.AsyncClient, redis_server: RedisInstance
+) -> None:
+    redis_server.stop()
+    try:
+        r, elapsed = await _timed_get(fclient, "/ready")
+        assert r.status_code == 503
+        assert elapsed < 1.0
+        assert r.json()["failed"] == ["redis"]
+    finally:
+        redis_server.start()
+    assert (await fclient.get("/ready")).status_code == 200
+
+
+async def _sleep(s: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(s)
