@@ -46,7 +46,8 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
 
 # The worker heartbeat file is touched every second; on a disk-backed /tmp (Docker overlay, EBS) that
 # can block for seconds under I/O pressure and get healthy workers killed. /dev/shm is RAM.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+_SHM = "/dev/shm"  # noqa: S108 - RAM-backed, per-container; files created with mkdtemp (0700)
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
 
 # X-Forwarded-For/-Proto are trusted only from these peers. Behind an ALB or Cloud Run's front end the
 # container is reachable only through the LB, so the deployer sets FORWARDED_ALLOW_IPS=* there; the local
@@ -63,7 +64,7 @@ capture_output = False
 # the master before fork. Each worker writes mmap files; /metrics aggregates them.
 _metrics_dir_created = False
 if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    _base = "/dev/shm" if worker_tmp_dir else None
+    _base = _SHM if worker_tmp_dir else None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-", dir=_base)
     _metrics_dir_created = True
 elif os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

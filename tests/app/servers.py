@@ -52,7 +52,7 @@ class Server:
 def gunicorn(
     cmd: list[str], env: dict[str, str], cwd: Path, user: str | None = None, port: int | None = None
 ) -> Iterator[Server]:
-    """Start `cmd` (a gunicorn command line) with PORT set; wait for /health; SIGTERM (then SIGKILL) on exit."""
+    """Start `cmd` (a gunicorn command line) with PORT set; wait for /health; stop it on exit."""
     port = port or free_port()
     full_env = {
         "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
