@@ -1,0 +1,42 @@
+"""AWS Lambda entry point: the same FastAPI app through Mangum.
+
+Image command override: `python -m awslambdaric app.lambda_handler.handler`. Mangum picks the adapter from
+the event shape: API Gateway HTTP API (v2), REST API (v1), ALB, and Function URLs (v2 payload).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from mangum import Mangum
+
+from app.main import create_app
+from app.secret_refs import resolve_env
+from app.settings import load_settings
+
+log = logging.getLogger("app.lambda")
+_adapter: Mangum | None = None
+
+
+def build() -> Mangum:
+    """Cold start: resolve secret references, load settings, build the app once per execution environment."""
+    resolved = resolve_env()
+    # One request at a time per execution environment, frozen between invocations: a pool would hold
+    # connections that can't be used concurrently and get cut while frozen. Default to no pool here.
+    os.environ.setdefault("DB_POOL_CLASS", "null")
+    settings = load_settings()
+    app = create_app(settings)
+    log.info("cold start", extra={"resolved_secret_refs": resolved})
+    # lifespan "off": Mangum would otherwise run startup+shutdown around EVERY invocation; our clients are
+    # created in create_app and need no startup hook.
+    return Mangum(app, lifespan="off")
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda handler."""
+    global _adapter
+    if _adapter is None:
+        _adapter = build()
+    return _adapter(event, context)
