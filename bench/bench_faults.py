@@ -180,9 +180,21 @@ def graceful(deps: appenv.Deps, quick: bool) -> dict[str, Any]:
 
 
 def recycling(deps: appenv.Deps, quick: bool) -> dict[str, Any]:
-    """max_requests set low so workers recycle many times during sustained load."""
+    """max_requests set so each worker recycles every ~3 s during sustained load.
+
+    First the same load without recycling (same run) gives the rate per worker; max_requests is then
+    rate x 3 s, so the run sees several recycles per worker while a replacement has time to boot
+    (a value below rate x boot time would keep every worker permanently rebooting).
+    """
     duration = 6.0 if quick else 12.0
-    max_req, jitter = 500, 50
+    streams = [lg.Stream("health", "/health", 8), lg.Stream("db", appenv.DB_PATH, 2)]
+    base = appenv.gunicorn_server(deps.env, 2)
+    with base:
+        base.wait_workers(2)
+        res0 = lg.run(base.port, streams, duration)
+    rps0 = sum(len(v) for v in res0.records.values()) / duration
+    max_req = max(100, int(rps0 / 2 * 3.0))
+    jitter = max(1, max_req // 10)
     srv = appenv.gunicorn_server(
         deps.env, 2, GUNICORN_MAX_REQUESTS=max_req, GUNICORN_MAX_REQUESTS_JITTER=jitter
     )
@@ -190,17 +202,9 @@ def recycling(deps: appenv.Deps, quick: bool) -> dict[str, Any]:
         srv.wait_workers(2)
         initial = set(h.children(srv.pid))
         with ChildWatcher(srv.pid) as w:
-            res = lg.run(
-                srv.port, [lg.Stream("health", "/health", 8), lg.Stream("db", appenv.DB_PATH, 2)], duration
-            )
-    # same load without recycling, same run: what recycling costs in throughput
-    base = appenv.gunicorn_server(deps.env, 2)
-    with base:
-        base.wait_workers(2)
-        res0 = lg.run(
-            base.port, [lg.Stream("health", "/health", 8), lg.Stream("db", appenv.DB_PATH, 2)], duration
-        )
+            res = lg.run(srv.port, streams, duration)
     spawned = [p for p in w.seen if p not in initial]
+    failed = res.summary("health")["failed"] + res.summary("db")["failed"]
     data = {
         "max_requests": max_req,
         "jitter": jitter,
@@ -208,9 +212,12 @@ def recycling(deps: appenv.Deps, quick: bool) -> dict[str, Any]:
         "workers_recycled": len(spawned),
         "health": res.summary("health"),
         "db": res.summary("db"),
-        "failed_total": res.summary("health")["failed"] + res.summary("db")["failed"],
+        "failed_total": failed,
+        "failed_per_recycle": round(failed / len(spawned), 1) if spawned else None,
+        "baseline_health": res0.summary("health"),
+        "baseline_db": res0.summary("db"),
         "rps_with_recycling": round(sum(len(v) for v in res.records.values()) / duration, 1),
-        "rps_without_recycling": round(sum(len(v) for v in res0.records.values()) / duration, 1),
+        "rps_without_recycling": round(rps0, 1),
     }
     print("recycling", data, flush=True)
     return data
@@ -219,25 +226,35 @@ def recycling(deps: appenv.Deps, quick: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- 5
 
 
+def _startup_ts(log: Path, pid: int) -> float | None:
+    """Epoch at which a worker logged "Application startup complete." (it accepts from then on)."""
+    with contextlib.suppress(OSError):
+        for line in log.read_text(errors="replace").splitlines():
+            if f'"pid": {pid}' in line and "startup complete" in line:
+                with contextlib.suppress(ValueError, KeyError):
+                    return float(json.loads(line)["ts"])
+    return None
+
+
 def crash(deps: appenv.Deps, quick: bool) -> dict[str, Any]:
-    """kill -9 one worker under load: requests lost, and when the replacement serves again."""
+    """kill -9 the busiest worker under load: requests lost, and when the replacement accepts again."""
     at = 2.0 if quick else 3.0
-    duration = at + (4.0 if quick else 6.0)
+    duration = at + (5.0 if quick else 7.0)
     srv = appenv.gunicorn_server(deps.env, 2)
     with srv:
-        workers = srv.wait_workers(2)
-        victim = workers[0]
-        box: dict[str, float] = {}
+        srv.wait_workers(2)
+        box: dict[str, Any] = {}
 
         def kill() -> None:
-            box["epoch"] = time.time()
-            box["mono"] = time.monotonic()
+            held = h.established_by_pid(srv.port, h.children(srv.pid))
+            victim = max(held, key=lambda p: held[p])
+            box.update(victim=victim, held=held, epoch=time.time(), mono=time.monotonic())
             os.kill(victim, signal.SIGKILL)
 
         with ChildWatcher(srv.pid) as w:
             res = lg.run(
                 srv.port,
-                [lg.Stream("health", "/health", 8), lg.Stream("db", appenv.DB_PATH, 4)],
+                [lg.Stream("health", "/health", 12), lg.Stream("db", appenv.DB_PATH, 4)],
                 duration,
                 actions=[(at, "kill9", kill)],
             )
@@ -245,11 +262,14 @@ def crash(deps: appenv.Deps, quick: bool) -> dict[str, Any]:
     t_kill = res.events["kill9:begin"]
     new = [p for p, t in w.seen.items() if t >= box["mono"]]
     replacement = min(new, key=lambda p: w.seen[p]) if new else None
+    ready_ts = _startup_ts(log, replacement) if (replacement and log) else None
     first_ts = _first_request_ts(log, replacement) if (replacement and log) else None
     data = {
-        "killed_pid": victim,
+        "killed_pid": box["victim"],
+        "connections_held_per_worker": {str(k): v for k, v in box["held"].items()},
         "killed_at_s": t_kill,
         "replacement_forked_after_s": round(w.seen[replacement] - box["mono"], 3) if replacement else None,
+        "replacement_accepting_after_s": round(ready_ts - box["epoch"], 3) if ready_ts else None,
         "replacement_first_request_after_s": round(first_ts - box["epoch"], 3) if first_ts else None,
         "lost": {s: _lost_before(res, s, duration + 1) for s in ("health", "db")},
         "health": res.summary("health"),
@@ -325,7 +345,9 @@ def db_outage(deps: appenv.Deps, quick: bool, mode: str) -> dict[str, Any]:
     per: dict[str, Any] = {}
     for s in streams:
         per[s.name] = {ph: res.summary(s.name, a, b) for ph, (a, b) in phases.items()}
-    during_db = [r for r in res.records["db"] if phases["during"][0] <= r.t < phases["during"][1]]
+    # every DB request that was in flight at any moment of the outage (sent before it and still waiting
+    # counts too: those are the ones that hang when nothing times out)
+    during_db = [r for r in res.records["db"] if r.t < t_up and r.t + r.lat > t_down]
     failed_during = [r for r in during_db if r.kind != "ok"]
     ok_after = sorted(r.t + r.lat for r in res.records["db"] if r.kind == "ok" and r.t >= t_up)
     bad_after = [r.t + r.lat for r in res.records["db"] if r.kind != "ok" and r.t + r.lat >= t_up]
@@ -338,6 +360,9 @@ def db_outage(deps: appenv.Deps, quick: bool, mode: str) -> dict[str, Any]:
         "db_down_at_s": t_down,
         "db_up_at_s": t_up,
         "streams": per,
+        "db_requests_overlapping_outage": len(during_db),
+        "db_ok_overlapping_outage": sum(1 for r in during_db if r.kind == "ok"),
+        "db_latency_max_overlapping_ms": round(max((r.lat for r in during_db), default=0) * 1000, 1),
         "db_failed_during": len(failed_during),
         "db_fast_failed_under_1s": sum(1 for r in failed_during if r.lat < 1.0),
         "db_failed_1s_to_timeout": sum(1 for r in failed_during if r.lat >= 1.0 and r.kind != "timeout"),

@@ -462,3 +462,25 @@ def wrk_background(url: str, **kwargs: Any) -> concurrent.futures.Future[WrkResu
     fut = pool.submit(run_wrk, url, **kwargs)
     pool.shutdown(wait=False)
     return fut
+
+
+def established_by_pid(port: int, pids: Sequence[int]) -> dict[int, int]:
+    """How many ESTABLISHED TCP connections on local `port` each process holds (from /proc/net/tcp)."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            f = line.split()
+            local_port = int(f[1].split(":")[1], 16)
+            if local_port == port and f[3] == "01":
+                inodes.add(f[9])
+    out: dict[int, int] = {}
+    for pid in pids:
+        n = 0
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        n += 1
+        out[pid] = n
+    return out
