@@ -6,6 +6,7 @@ stack config, so the same checks serve every target and the tests drive them wit
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable
@@ -120,8 +121,15 @@ def _ssm_key_id(ssm: Any, name: str) -> str | None:
     return str(found[0].get("KeyId")) if found and found[0].get("KeyId") else None
 
 
-def check_secretsmanager_secret(sm: Any, secret_id: str, region: str, where: str) -> Finding:
-    """Secret exists, is not scheduled for deletion, has a current value and decrypts for the caller."""
+def check_secretsmanager_secret(
+    sm: Any, secret_id: str, region: str, where: str, *, json_key: str | None = None
+) -> Finding:
+    """Secret exists, is not scheduled for deletion, has a current value and decrypts for the caller.
+
+    With `json_key` (reference `secretsmanager:name:key`) the value must be a JSON object holding that
+    key: ECS fails the task start with ResourceInitializationError otherwise. The value itself is only
+    parsed, never printed.
+    """
     check = "secretsmanager-secret"
     try:
         desc = sm.describe_secret(SecretId=secret_id)
@@ -145,7 +153,7 @@ def check_secretsmanager_secret(sm: Any, secret_id: str, region: str, where: str
             f"aws secretsmanager restore-secret --secret-id {_q(secret_id)} --region {region}",
         )
     try:
-        sm.get_secret_value(SecretId=secret_id)
+        value = sm.get_secret_value(SecretId=secret_id)
     except ClientError as exc:
         code = _code(exc)
         if code == "DecryptionFailure" or _mentions_kms(exc):
@@ -172,6 +180,28 @@ def check_secretsmanager_secret(sm: Any, secret_id: str, region: str, where: str
                 f"for you and for the execution role",
             )
         return blocking(check, f"cannot read secret {secret_id}: {code}: {_message(exc)}", where)
+    if json_key is not None:
+        try:
+            doc = json.loads(value.get("SecretString") or "")
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            return blocking(
+                check,
+                f"secret {secret_id} is not a JSON object, but the reference asks for its key {json_key!r}",
+                where,
+                f"aws secretsmanager put-secret-value --secret-id {_q(secret_id)} "
+                f'--secret-string \'{{"{json_key}": "<value>"}}\' --region {region}',
+            )
+        if json_key not in doc:
+            return blocking(
+                check,
+                f"secret {secret_id} has no JSON key {json_key!r} (keys: {sorted(doc)})",
+                where,
+                f"aws secretsmanager put-secret-value --secret-id {_q(secret_id)} "
+                f'--secret-string \'{{..., "{json_key}": "<value>"}}\' --region {region}',
+            )
+        return ok(check, f"secret {secret_id} exists, decrypts and holds key {json_key!r}", where)
     return ok(check, f"secret {secret_id} exists and decrypts", where)
 
 

@@ -1,0 +1,268 @@
+"""`infra doctor`: preflight a stack against the real account before `pulumi up`.
+
+Most failed first deploys are not Pulumi errors but something missing in the account: a secret that does
+not exist or cannot be decrypted (ECS tasks then die with `ResourceInitializationError` in a loop), a
+certificate in the wrong region, an image digest that is not in the registry, a database budget the
+service would exceed, a VPS without Docker. Each finding says what is wrong, where, and the command that
+fixes it. Exit 1 on blocking findings, 2 on an invalid stack config. Needs no Pulumi CLI: the stack file
+is parsed offline by `infra.config.load_stack_file`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.config import (
+    CloudRunConfig,
+    ConfigError,
+    EcsConfig,
+    LambdaConfig,
+    StackConfigType,
+    VpsConfig,
+    load_stack_file,
+)
+from infra.ops import aws_checks, gcp_checks, registry, vps
+from infra.ops.findings import Finding, blocking, has_blocking, ok, summary, warning
+from infra.secrets import SecretRef, SecretRefError
+
+Printer = Callable[[str], None]
+
+
+@dataclass
+class DoctorClients:
+    """Where doctor gets its cloud clients; tests pass clients whose transport is faked."""
+
+    aws: aws_checks.ClientFactory = aws_checks.default_client_factory
+    gcp_secrets: Any = None
+    oci_session: Any = None
+
+    def secret_manager(self) -> Any:
+        if self.gcp_secrets is None:
+            from google.cloud import secretmanager
+
+            self.gcp_secrets = secretmanager.SecretManagerServiceClient()
+        return self.gcp_secrets
+
+
+def _aws_region(cfg: StackConfigType) -> str | None:
+    value = cfg.providers.get("aws:region")
+    return str(value) if value else None
+
+
+def _gcp_project(cfg: StackConfigType) -> str | None:
+    if isinstance(cfg, CloudRunConfig):
+        return cfg.gcp_project
+    value = cfg.providers.get("gcp:project")
+    return str(value) if value else None
+
+
+def check_secret(
+    ref: SecretRef, where: str, cfg: StackConfigType, clients: DoctorClients, stack: str
+) -> Finding:
+    """Dispatch one reference to its store's check, in the region/project the platform will use."""
+    if ref.scheme in ("ssm", "secretsmanager"):
+        region = ref.given_arn.split(":")[3] if ref.given_arn else _aws_region(cfg)
+        if not region:
+            return blocking(
+                "secret",
+                f"{ref} needs an AWS region and the stack sets no aws:region",
+                where,
+                f"pulumi config set aws:region <region> --stack {stack}   # or edit the stack file",
+            )
+        if ref.scheme == "ssm":
+            return aws_checks.check_ssm_parameter(clients.aws("ssm", region), ref.name, region, where)
+        return aws_checks.check_secretsmanager_secret(
+            clients.aws("secretsmanager", region),
+            ref.given_arn or ref.name,
+            region,
+            where,
+            json_key=ref.json_key,
+        )
+    project = ref.project or _gcp_project(cfg)
+    if not project:
+        return blocking(
+            "gcp-secret",
+            f"{ref} names no project and the stack sets no gcp:project",
+            where,
+            f"use gcp:projects/<project>/secrets/{ref.name} or set gcp:project in the stack file",
+        )
+    return gcp_checks.check_gcp_secret(
+        clients.secret_manager(), project, ref.name, ref.version or "latest", where
+    )
+
+
+def check_image(cfg: StackConfigType, clients: DoctorClients, stack: str) -> list[Finding]:
+    if cfg.image.digest is None:
+        return [
+            ok(
+                "image",
+                "image is built and pushed by `pulumi up` (image.build); no existing digest to check",
+                "app.image.build",
+            )
+        ]
+    ref = cfg.image.digest
+    where = "app.image.digest"
+    if aws_checks.parse_ecr_image(ref) is not None:
+        region = _aws_region(cfg) or aws_checks.parse_ecr_image(ref).region  # type: ignore[union-attr]
+        return aws_checks.check_ecr_image(
+            clients.aws, ref, region, where, lambda_target=isinstance(cfg, LambdaConfig)
+        )
+    findings = []
+    if isinstance(cfg, LambdaConfig):
+        findings.append(
+            blocking(
+                "image", f"Lambda only runs images from ECR; {ref} is elsewhere", where, "push it to ECR"
+            )
+        )
+    findings.append(registry.check_oci_image(ref, where, session=clients.oci_session))
+    return findings
+
+
+def check_budget(cfg: StackConfigType, stack: str) -> list[Finding]:
+    """The tuning module's own arithmetic, run before deploy, plus the plausibility of its inputs."""
+    from infra import tuning
+
+    where = "app.database"
+    file_fix = f"edit stacks/Pulumi.{stack}.yaml"
+    try:
+        t = tuning.for_platform(cfg)
+        t.check()
+    except tuning.TuningError as exc:
+        return [blocking("db-budget", str(exc), where, file_fix)]
+    findings: list[Finding] = []
+    if "max_connections" not in cfg.database.model_fields_set:
+        findings.append(
+            warning(
+                "db-budget",
+                f"app.database.max_connections is not set; assuming PostgreSQL's default "
+                f"{cfg.database.max_connections}. RDS derives it from instance memory, so the real value may "
+                f"be much lower (db.t4g.micro: ~80) or higher",
+                where,
+                "psql \"$DATABASE_URL\" -c 'SHOW max_connections'   # then set app.database.max_connections",
+            )
+        )
+    if t.pool_class == "queue" and t.pool_size + t.max_overflow < tuning.MIN_CONNECTIONS_PER_WORKER + 1:
+        findings.append(
+            warning(
+                "db-budget",
+                f"each worker gets only {t.pool_size}+{t.max_overflow} connections: concurrent requests wait "
+                f"up to DB_POOL_TIMEOUT={t.pool_timeout_s:g}s for one and then fail with 503",
+                where,
+                "raise app.database.max_connections (or put RDS Proxy/PgBouncer in front); lower app.scaling.max",
+            )
+        )
+    findings.append(
+        ok(
+            "db-budget",
+            f"{t.max_total_connections} connections at most ({t.replicas_during_deploy} replicas in a deploy "
+            f"x {t.workers} workers x ({t.pool_size}+{t.max_overflow})) <= budget {t.connection_budget}",
+            where,
+        )
+    )
+    return findings
+
+
+def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None = None) -> list[Finding]:
+    """Every check that applies to this stack's target, in the order a deploy would hit them."""
+    clients = clients or DoctorClients()
+    findings: list[Finding] = []
+    if isinstance(cfg, EcsConfig | LambdaConfig) and not _aws_region(cfg):
+        findings.append(
+            blocking(
+                "region",
+                "the stack sets no aws:region",
+                f"stacks/Pulumi.{stack}.yaml",
+                f"pulumi config set aws:region <region> --stack {stack}",
+            )
+        )
+    refs: list[tuple[str, str]] = [(f"app.secrets.{k}", v) for k, v in sorted(cfg.secrets.items())]
+    if isinstance(cfg, VpsConfig):
+        if cfg.vps.ssh_key_secret:
+            refs.append(("app.vps.ssh_key_secret", cfg.vps.ssh_key_secret))
+        if cfg.vps.registry and cfg.vps.registry.password_secret:
+            refs.append(("app.vps.registry.password_secret", cfg.vps.registry.password_secret))
+    for where, raw in refs:
+        try:
+            ref = SecretRef.parse(raw)
+        except SecretRefError as exc:
+            findings.append(blocking("secret", str(exc), where))
+            continue
+        if isinstance(cfg, LambdaConfig | EcsConfig) and ref.scheme == "gcp":
+            findings.append(blocking("secret", f"{cfg.target} cannot read gcp: secrets", where))
+            continue
+        if isinstance(cfg, CloudRunConfig) and ref.scheme != "gcp":
+            findings.append(
+                blocking("secret", "Cloud Run injects only Secret Manager secrets (gcp:...)", where)
+            )
+            continue
+        findings.append(check_secret(ref, where, cfg, clients, stack))
+    findings.extend(check_image(cfg, clients, stack))
+    if isinstance(cfg, EcsConfig):
+        region = _aws_region(cfg)
+        if cfg.ecs.certificate_arn and region:
+            findings.extend(
+                aws_checks.check_acm_certificate(
+                    clients.aws, cfg.ecs.certificate_arn, cfg.domain, region, "app.ecs.certificate_arn"
+                )
+            )
+        elif not cfg.ecs.certificate_arn:
+            findings.append(
+                warning(
+                    "acm-certificate",
+                    "no certificate: the load balancer serves plain HTTP only",
+                    "app.ecs.certificate_arn",
+                    f"aws acm request-certificate --domain-name {cfg.domain or '<domain>'} "
+                    f"--validation-method DNS --region {region or '<region>'}",
+                )
+            )
+    findings.extend(check_budget(cfg, stack))
+    if isinstance(cfg, VpsConfig):
+        findings.append(
+            vps.check_vps_host(cfg.vps.ssh_user, cfg.vps.host, "app.vps.host", port=cfg.vps.ssh_port)
+        )
+    return findings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="infra doctor",
+        description="Preflight a stack against the real account: secrets, certificate, image, DB budget, VPS.",
+    )
+    p.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
+    p.add_argument("--stacks-dir", default="stacks", help="directory of stack files (default: stacks)")
+    p.add_argument("--json", action="store_true", help="print findings as JSON")
+    p.add_argument("--quiet", action="store_true", help="only print warnings and blocking findings")
+    return p
+
+
+def cli(argv: list[str], *, clients: DoctorClients | None = None, out: Printer = print) -> int:
+    """Entry point for `infra doctor ...` (dispatched by infra/cli.py)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    path = Path(args.stacks_dir) / f"Pulumi.{args.stack}.yaml"
+    if not path.is_file():
+        print(f"infra doctor: {path} does not exist", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_stack_file(path)
+    except ConfigError as exc:
+        print(f"infra doctor: {path}: {exc}", file=sys.stderr)
+        return 2
+    findings = run_doctor(cfg, args.stack, clients)
+    if args.json:
+        out(json.dumps([asdict(f) for f in findings], indent=2))
+    else:
+        out(f"doctor: stack {args.stack} ({cfg.target})")
+        for f in findings:
+            if not (args.quiet and f.severity.value == "ok"):
+                out(f.render())
+        out(summary(findings))
+    return 1 if has_blocking(findings) else 0
