@@ -1,0 +1,45 @@
+"""The Pulumi program: load config -> tune -> resolve the image -> one target component -> outputs.
+
+Run by the Pulumi CLI (``main: infra/`` in Pulumi.yaml, via runpy, so only ``infra/`` is on sys.path and
+the project itself must be installed by ``uv sync``), by the tests and by ``infra plan`` under mocks.
+Validation happens before the first resource is registered: a bad config registers nothing.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra import config as config_mod
+from infra import image as image_mod
+from infra import targets, tuning
+
+
+def main() -> None:
+    """Deploy one stack."""
+    cfg = config_mod.load()
+    runtime = tuning.for_platform(cfg)
+    module = targets.module_for(cfg.target)
+    name = f"{cfg.name}-{cfg.stack}"
+    tags = cfg.resource_tags()
+
+    registry = None
+    if cfg.image.build is not None:
+        make_registry = getattr(module, "image_registry", None)
+        registry = (
+            make_registry(targets.RegistryContext(name=name, cfg=cfg, tags=tags))
+            if make_registry is not None
+            else image_mod.ecr_registry(name, cfg.image, tags)
+        )
+    image = image_mod.resolve(name, cfg.image, registry)
+
+    outputs = module.deploy(targets.DeployContext(name=name, cfg=cfg, tuning=runtime, image=image, tags=tags))
+    missing = [k for k in (*targets.COMMON_OUTPUTS, *targets.TARGET_OUTPUTS[cfg.target]) if k not in outputs]
+    if missing:
+        raise RuntimeError(f"target {cfg.target} did not export {missing} (contract section 2)")
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    # The tuning the containers got, for `infra plan` and reviewers (no secrets in it).
+    pulumi.export("tuning", runtime.env())
+
+
+main()

@@ -1,0 +1,515 @@
+"""Run the real Pulumi program (``infra/__main__.py``) under Pulumi mocks and record what it registers.
+
+Used by the tests and by ``infra plan``. Nothing here talks to a cloud: provider invokes get realistic
+canned answers (account, region, AZs, registry auth, GCP project), and every registered resource is
+recorded with its URN, type token, name, parent URN and inputs exactly as the engine receives them
+(camelCase keys, secrets wrapped).
+
+Public names: ``RecordedResource``, ``ProgramResult``, ``RecordingMocks``, ``run_program(...)``,
+``run_stack_file(...)``, ``ACCOUNT_ID``, ``SECRET_MARK``, ``unwrap(value)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as _mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from infra import config as config_mod
+
+PROJECT = "fastapi-deploy"
+ACCOUNT_ID = "123456789012"
+#: How secret values appear in recorded inputs/outputs (never the value).
+SECRET_MARK = "[secret]"  # noqa: S105 - display placeholder
+MAIN = Path(__file__).resolve().parent / "__main__.py"
+_LOCK = threading.Lock()
+
+
+@dataclass
+class RecordedResource:
+    """One resource as the engine would receive it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    id: str
+    custom: bool
+    provider: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The plan's JSON shape, with secrets masked."""
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "inputs": mask_secrets(self.inputs),
+        }
+
+
+@dataclass
+class ProgramResult:
+    """Everything one mocked run produced."""
+
+    stack: str
+    resources: list[RecordedResource]
+    #: Stack outputs; secret outputs are replaced by ``SECRET_MARK``.
+    outputs: dict[str, Any]
+    secret_outputs: set[str] = field(default_factory=set)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def by_type(self, type_token: str) -> list[RecordedResource]:
+        """Resources with this type token (``aws:ecs/service:Service``)."""
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str) -> RecordedResource:
+        """Exactly one resource of this type (AssertionError otherwise)."""
+        found = self.by_type(type_token)
+        assert len(found) == 1, f"expected one {type_token}, found {[r.name for r in found]}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> RecordedResource:
+        """The resource with this URN."""
+        return next(r for r in self.resources if r.urn == urn)
+
+
+def is_secret(value: Any) -> bool:
+    """True for a value the engine would treat as secret."""
+    return rpc.is_rpc_secret(value)
+
+
+def unwrap(value: Any) -> Any:
+    """Recursively unwrap secret markers (for assertions that need the plain structure)."""
+    if rpc.is_rpc_secret(value):
+        return unwrap(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def mask_secrets(value: Any) -> Any:
+    """Recursively replace secret values by ``SECRET_MARK`` (for printing)."""
+    if rpc.is_rpc_secret(value):
+        return SECRET_MARK
+    if isinstance(value, dict):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def _fake_hex(*parts: str, n: int = 64) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:n]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Mocks with realistic answers for the invokes and computed outputs the four targets use."""
+
+    def __init__(
+        self,
+        region: str = "us-east-1",
+        account: str = ACCOUNT_ID,
+        gcp_project: str = "acme-prod",
+        gcp_region: str = "europe-west1",
+    ) -> None:
+        self.region = region
+        self.account = account
+        self.gcp_project = gcp_project
+        self.gcp_region = gcp_region
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    # ------------------------------------------------------------------------------------- invokes
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        tok, a = args.token, dict(args.args or {})
+        self.calls.append((tok, a))
+        region = a.get("region") or self.region
+        acct = self.account
+        answers: dict[str, Any] = {
+            "aws:index/getCallerIdentity:getCallerIdentity": {
+                "accountId": acct,
+                "arn": f"arn:aws:sts::{acct}:assumed-role/deployer/session",
+                "userId": "AROAEXAMPLEID:session",
+                "id": acct,
+            },
+            "aws:index/getRegion:getRegion": {
+                "name": region,
+                "region": region,
+                "id": region,
+                "endpoint": f"ec2.{region}.amazonaws.com",
+                "description": region,
+            },
+            "aws:index/getPartition:getPartition": {
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws",
+                "id": "aws",
+            },
+            "aws:index/getAvailabilityZones:getAvailabilityZones": {
+                "names": [f"{region}a", f"{region}b", f"{region}c"],
+                "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
+                "groupNames": [region],
+                "id": region,
+                "state": "available",
+            },
+            "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
+                "authorizationToken": "QVdTOm1vY2stdG9rZW4=",
+                "expiresAt": "2030-01-01T00:00:00Z",
+                "password": "mock-ecr-password",
+                "proxyEndpoint": f"https://{acct}.dkr.ecr.{region}.amazonaws.com",
+                "userName": "AWS",
+                "id": region,
+            },
+            "aws:elb/getServiceAccount:getServiceAccount": {
+                "arn": "arn:aws:iam::127311923021:root",
+                "id": "127311923021",
+            },
+            "aws:ec2/getVpc:getVpc": {
+                "id": a.get("id") or "vpc-0a1b2c3d4e5f60718",
+                "cidrBlock": "10.20.0.0/16",
+                "arn": f"arn:aws:ec2:{region}:{acct}:vpc/{a.get('id') or 'vpc-0a1b2c3d4e5f60718'}",
+            },
+            "aws:ec2/getSubnets:getSubnets": {
+                "ids": ["subnet-0a1b2c3d4e5f60011", "subnet-0a1b2c3d4e5f60012"]
+            },
+            "aws:ec2/getSubnet:getSubnet": {
+                "id": a.get("id") or "subnet-0a1b2c3d4e5f60011",
+                "availabilityZone": f"{region}a",
+                "cidrBlock": "10.20.1.0/24",
+                "vpcId": "vpc-0a1b2c3d4e5f60718",
+            },
+            "aws:ssm/getParameter:getParameter": {
+                "name": a.get("name", "/mock"),
+                "value": "mock-parameter-value",
+                "insecureValue": "mock-parameter-value",
+                "type": "SecureString",
+                "arn": f"arn:aws:ssm:{region}:{acct}:parameter{a.get('name', '/mock')}",
+                "version": 1,
+                "id": a.get("name", "/mock"),
+            },
+            "aws:secretsmanager/getSecretVersion:getSecretVersion": {
+                "secretId": a.get("secretId", "mock"),
+                "secretString": json.dumps({"url": "postgresql+asyncpg://mock", "value": "mock"}),
+                "arn": f"arn:aws:secretsmanager:{region}:{acct}:secret:{a.get('secretId', 'mock')}-AbCdEf",
+                "versionId": "00000000-0000-0000-0000-000000000000",
+                "versionStages": ["AWSCURRENT"],
+                "id": a.get("secretId", "mock"),
+            },
+            "aws:acm/getCertificate:getCertificate": {
+                "arn": f"arn:aws:acm:{region}:{acct}:certificate/0f6d1a4e-3b1c-4a2b-9e8f-1c2d3e4f5a6b",
+                "domain": a.get("domain", "api.example.com"),
+                "status": "ISSUED",
+                "id": "cert",
+            },
+            "aws:route53/getZone:getZone": {
+                "zoneId": "Z0123456789ABCDEFGHIJ",
+                "name": a.get("name", "example.com"),
+            },
+            "gcp:organizations/getClientConfig:getClientConfig": {
+                "project": self.gcp_project,
+                "region": self.gcp_region,
+                "zone": f"{self.gcp_region}-b",
+                "accessToken": "mock-access-token",
+                "id": "client-config",
+            },
+            "gcp:organizations/getProject:getProject": {
+                "projectId": a.get("projectId") or self.gcp_project,
+                "number": "123456789012",
+                "name": a.get("projectId") or self.gcp_project,
+                "id": f"projects/{a.get('projectId') or self.gcp_project}",
+            },
+            "gcp:secretmanager/getSecretVersion:getSecretVersion": {
+                "secret": a.get("secret", "mock"),
+                "secretData": "mock-secret-value",
+                "version": a.get("version", "latest"),
+                "name": f"projects/{self.gcp_project}/secrets/{a.get('secret', 'mock')}/versions/1",
+                "id": "mock",
+            },
+            "docker:index/getRegistryImage:getRegistryImage": {
+                "name": a.get("name", "mock"),
+                "sha256Digest": "sha256:" + _fake_hex(str(a.get("name"))),
+                "id": "mock",
+            },
+        }
+        if tok == "aws:iam/getPolicyDocument:getPolicyDocument":
+            return {"json": json.dumps(_policy_from_invoke(a)), "id": "policy"}, []
+        if tok in answers:
+            return dict(answers[tok]), []
+        # Unknown invokes: fail loudly so a new invoke gets a realistic answer instead of {}.
+        raise NotImplementedError(f"infra/mocks.py: no mock answer for invoke {tok!r}; add one")
+
+    # ----------------------------------------------------------------------------------- resources
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        typ, name, inputs = args.typ, args.name, dict(args.inputs)
+        region, acct = self.region, self.account
+        physical = inputs.get("name") or f"{name}-{_fake_hex(typ, name, n=7)}"
+        rid = f"{name}-id"
+        out: dict[str, Any] = {**inputs}
+        service = typ.split(":")[0]
+        if service == "aws":
+            mod = typ.split(":")[1].split("/")[0]
+            out.setdefault("arn", f"arn:aws:{mod}:{region}:{acct}:{name}")
+            out.setdefault("tagsAll", inputs.get("tags", {}))
+        if typ in (
+            "aws:ecs/cluster:Cluster",
+            "aws:ecs/service:Service",
+            "aws:cloudwatch/logGroup:LogGroup",
+            "aws:iam/role:Role",
+            "aws:lambda/function:Function",
+            "aws:ecr/repository:Repository",
+            "aws:lb/loadBalancer:LoadBalancer",
+            "aws:lb/targetGroup:TargetGroup",
+            "aws:ec2/securityGroup:SecurityGroup",
+            "aws:cloudwatch/metricAlarm:MetricAlarm",
+            "aws:appautoscaling/policy:Policy",
+            "aws:iam/policy:Policy",
+        ):
+            out["name"] = physical
+        if typ == "aws:ec2/vpc:Vpc":
+            rid = "vpc-0" + _fake_hex(name, n=16)
+        elif typ == "aws:ec2/subnet:Subnet":
+            rid = "subnet-0" + _fake_hex(name, n=16)
+            out["arn"] = f"arn:aws:ec2:{region}:{acct}:subnet/{rid}"
+        elif typ == "aws:ec2/securityGroup:SecurityGroup":
+            rid = "sg-0" + _fake_hex(name, n=16)
+            out["arn"] = f"arn:aws:ec2:{region}:{acct}:security-group/{rid}"
+        elif typ == "aws:ec2/internetGateway:InternetGateway":
+            rid = "igw-0" + _fake_hex(name, n=16)
+        elif typ == "aws:ec2/natGateway:NatGateway":
+            rid = "nat-0" + _fake_hex(name, n=16)
+        elif typ == "aws:ec2/eip:Eip":
+            rid = "eipalloc-0" + _fake_hex(name, n=16)
+            out["publicIp"] = "203.0.113.10"
+            out["allocationId"] = rid
+        elif typ == "aws:ec2/routeTable:RouteTable":
+            rid = "rtb-0" + _fake_hex(name, n=16)
+        elif typ == "aws:iam/role:Role":
+            out["arn"] = f"arn:aws:iam::{acct}:role/{physical}"
+            out["uniqueId"] = "AROA" + _fake_hex(name, n=16).upper()
+        elif typ == "aws:iam/policy:Policy":
+            out["arn"] = f"arn:aws:iam::{acct}:policy/{physical}"
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            out["arn"] = f"arn:aws:logs:{region}:{acct}:log-group:{physical}"
+        elif typ == "aws:ecs/cluster:Cluster":
+            out["arn"] = f"arn:aws:ecs:{region}:{acct}:cluster/{physical}"
+            rid = out["arn"]
+        elif typ == "aws:ecs/service:Service":
+            rid = f"arn:aws:ecs:{region}:{acct}:service/{physical}"
+        elif typ == "aws:ecs/taskDefinition:TaskDefinition":
+            out["revision"] = 1
+            out["arn"] = f"arn:aws:ecs:{region}:{acct}:task-definition/{inputs.get('family', name)}:1"
+            out["arnWithoutRevision"] = (
+                f"arn:aws:ecs:{region}:{acct}:task-definition/{inputs.get('family', name)}"
+            )
+        elif typ == "aws:lb/loadBalancer:LoadBalancer":
+            suffix = f"app/{physical}/{_fake_hex(name, n=16)}"
+            out["arn"] = f"arn:aws:elasticloadbalancing:{region}:{acct}:loadbalancer/{suffix}"
+            out["arnSuffix"] = suffix
+            out["dnsName"] = f"{physical}-1234567890.{region}.elb.amazonaws.com"
+            out["zoneId"] = "Z35SXDOTRQ7X7K"
+            rid = out["arn"]
+        elif typ == "aws:lb/targetGroup:TargetGroup":
+            suffix = f"targetgroup/{physical}/{_fake_hex(name, n=16)}"
+            out["arn"] = f"arn:aws:elasticloadbalancing:{region}:{acct}:{suffix}"
+            out["arnSuffix"] = suffix
+            rid = out["arn"]
+        elif typ == "aws:lb/listener:Listener":
+            out["arn"] = (
+                f"arn:aws:elasticloadbalancing:{region}:{acct}:listener/app/{name}/{_fake_hex(name, n=16)}"
+            )
+        elif typ == "aws:ecr/repository:Repository":
+            out["repositoryUrl"] = f"{acct}.dkr.ecr.{region}.amazonaws.com/{physical}"
+            out["registryId"] = acct
+            out["arn"] = f"arn:aws:ecr:{region}:{acct}:repository/{physical}"
+        elif typ == "aws:lambda/function:Function":
+            out["arn"] = f"arn:aws:lambda:{region}:{acct}:function:{physical}"
+            out["invokeArn"] = (
+                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{out['arn']}/invocations"
+            )
+            out["qualifiedArn"] = f"{out['arn']}:1"
+            out["version"] = "1"
+        elif typ == "aws:lambda/alias:Alias":
+            out["arn"] = (
+                f"arn:aws:lambda:{region}:{acct}:function:{inputs.get('functionName', name)}:{physical}"
+            )
+            out["invokeArn"] = (
+                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{out['arn']}/invocations"
+            )
+        elif typ == "aws:lambda/functionUrl:FunctionUrl":
+            out["functionUrl"] = f"https://{_fake_hex(name, n=32)}.lambda-url.{region}.on.aws/"
+        elif typ == "aws:apigatewayv2/api:Api":
+            api_id = _fake_hex(name, n=10)
+            rid = api_id
+            out["apiEndpoint"] = f"https://{api_id}.execute-api.{region}.amazonaws.com"
+            out["executionArn"] = f"arn:aws:execute-api:{region}:{acct}:{api_id}"
+        elif typ == "aws:apigatewayv2/stage:Stage":
+            out["invokeUrl"] = f"https://{_fake_hex(name, n=10)}.execute-api.{region}.amazonaws.com/"
+        elif typ == "docker:index/image:Image":
+            image_name = str(inputs.get("imageName", name))
+            repo = image_name.rsplit(":", 1)[0] if ":" in image_name.split("/")[-1] else image_name
+            out["repoDigest"] = f"{repo}@sha256:{_fake_hex(image_name)}"
+            out["imageName"] = image_name
+            out["platform"] = (inputs.get("build") or {}).get("platform", "linux/amd64")
+        elif typ == "docker:index/remoteImage:RemoteImage":
+            out["repoDigest"] = inputs.get("name", name)
+            out["imageId"] = "sha256:" + _fake_hex(name)
+        elif typ == "docker:index/container:Container":
+            out["containerLogs"] = None
+            rid = _fake_hex(name)
+        elif typ == "docker:index/network:Network":
+            rid = _fake_hex(name, n=12)
+        elif typ == "gcp:cloudrunv2/service:Service":
+            svc = inputs.get("name", physical)
+            loc = inputs.get("location", self.gcp_region)
+            proj = inputs.get("project", self.gcp_project)
+            out["uri"] = f"https://{svc}-{_fake_hex(name, n=10)}-{loc[:2]}.a.run.app"
+            out["latestReadyRevision"] = f"projects/{proj}/locations/{loc}/revisions/{svc}-00001-abc"
+            out["latestCreatedRevision"] = out["latestReadyRevision"]
+            out["uid"] = _fake_hex(name, n=32)
+            out["name"] = svc
+        elif typ == "gcp:serviceaccount/account:Account":
+            proj = inputs.get("project", self.gcp_project)
+            out["email"] = f"{inputs.get('accountId', name)}@{proj}.iam.gserviceaccount.com"
+            out["member"] = f"serviceAccount:{out['email']}"
+            out["name"] = f"projects/{proj}/serviceAccounts/{out['email']}"
+        elif typ == "gcp:artifactregistry/repository:Repository":
+            out["name"] = inputs.get("repositoryId", physical)
+            out["registryUri"] = (
+                f"{inputs.get('location', self.gcp_region)}-docker.pkg.dev/"
+                f"{inputs.get('project', self.gcp_project)}/{out['name']}"
+            )
+        elif typ == "gcp:secretmanager/secret:Secret":
+            out["name"] = f"projects/123456789012/secrets/{inputs.get('secretId', name)}"
+        return rid, out
+
+
+def _policy_from_invoke(a: Mapping[str, Any]) -> dict[str, Any]:
+    statements = []
+    for s in a.get("statements") or []:
+        stmt: dict[str, Any] = {"Effect": s.get("effect", "Allow")}
+        if s.get("actions"):
+            stmt["Action"] = s["actions"]
+        if s.get("resources"):
+            stmt["Resource"] = s["resources"]
+        for p in s.get("principals") or []:
+            stmt.setdefault("Principal", {})[p["type"]] = p["identifiers"]
+        statements.append(stmt)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+class _RecordingMonitor(_mocks.MockMonitor):
+    """MockMonitor that also keeps the parent URN and the raw inputs of every registration."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        inputs = rpc.deserialize_properties(request.object)
+        urn = response.urn
+        outputs = self.resources[urn].state if urn in self.resources else {}
+        self.recorded.append(
+            RecordedResource(
+                urn=urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                inputs=dict(inputs),
+                outputs=dict(outputs),
+                id=response.id,
+                custom=bool(request.custom),
+                provider=request.provider or None,
+            )
+        )
+        return response
+
+
+def _config_for_engine(raw: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Stack-file config -> the engine's flat ``ns:key -> string`` map (objects as JSON)."""
+    flat: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in raw.items():
+        if isinstance(value, Mapping) and set(value) == {"secure"}:
+            flat[key] = config_mod.SECRET_PLACEHOLDER
+            secret_keys.append(key)
+        elif isinstance(value, str):
+            flat[key] = value
+        else:
+            flat[key] = json.dumps(value)
+    return flat, secret_keys
+
+
+def run_program(
+    stack: str,
+    raw_config: Mapping[str, Any],
+    *,
+    mocks: RecordingMocks | None = None,
+    main: Path = MAIN,
+    preview: bool = False,
+) -> ProgramResult:
+    """Run ``infra/__main__.py`` (via runpy, like the CLI) for ``stack`` with ``raw_config`` under mocks.
+
+    ``raw_config`` is the ``config:`` mapping of a stack file. Exceptions from the program (``ConfigError``,
+    ``TuningError``) propagate; ``mocks`` (pass your own) then still holds what was recorded before the error.
+    """
+    if mocks is None:
+        mocks = RecordingMocks(
+            region=str(raw_config.get("aws:region") or "us-east-1"),
+            gcp_project=str(raw_config.get("gcp:project") or "acme-prod"),
+            gcp_region=str(raw_config.get("gcp:region") or "europe-west1"),
+        )
+    flat, secret_keys = _config_for_engine(raw_config)
+    with _LOCK:
+        monitor = _RecordingMonitor(mocks)
+        mocks.monitor = monitor  # type: ignore[attr-defined]
+        settings.ROOT.set(None)
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+        pulumi.runtime.set_all_config(flat, secret_keys)
+        settings.SETTINGS.rpc_manager.clear()
+        root = settings.get_root_resource()
+
+        def program() -> None:
+            runpy.run_path(str(main), run_name="__main__")
+
+        _sync_await(run_pulumi_func(program))
+        outputs: dict[str, Any] = {}
+        secret_outputs: set[str] = set()
+        for key, value in dict(getattr(root, "outputs", {}) or {}).items():
+            out = pulumi.Output.from_input(value)
+            resolved = _sync_await(out.future())
+            if _sync_await(out.is_secret()):
+                secret_outputs.add(key)
+                resolved = SECRET_MARK
+            outputs[key] = resolved
+        return ProgramResult(
+            stack=stack,
+            resources=list(monitor.recorded),
+            outputs=outputs,
+            secret_outputs=secret_outputs,
+            calls=list(mocks.calls),
+        )
+
+
+def run_stack_file(path: str | Path, *, mocks: RecordingMocks | None = None) -> ProgramResult:
+    """:func:`run_program` for ``stacks/Pulumi.<stack>.yaml``."""
+    p = Path(path)
+    stack = p.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
+    return run_program(stack, config_mod.stack_file_config(p), mocks=mocks)
