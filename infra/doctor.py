@@ -154,7 +154,7 @@ def check_budget(cfg: StackConfigType, stack: str) -> list[Finding]:
                 f"each worker gets only {t.pool_size}+{t.max_overflow} connections: concurrent requests wait "
                 f"up to DB_POOL_TIMEOUT={t.pool_timeout_s:g}s for one and then fail with 503",
                 where,
-                "raise app.database.max_connections (or put RDS Proxy/PgBouncer in front); lower app.scaling.max",
+                "raise app.database.max_connections (or add RDS Proxy/PgBouncer) or lower app.scaling.max",
             )
         )
     findings.append(
@@ -232,7 +232,7 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="infra doctor",
-        description="Preflight a stack against the real account: secrets, certificate, image, DB budget, VPS.",
+        description="Preflight a stack: secrets, certificate, image digest, DB budget, VPS host.",
     )
     p.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
     p.add_argument("--stacks-dir", default="stacks", help="directory of stack files (default: stacks)")
