@@ -1,0 +1,491 @@
+"""AWS Lambda via Mangum: the same image, the Lambda runtime interface client as its command.
+
+What a user gets from :class:`LambdaService`:
+
+- a container-image function (``package_type=Image``) running
+  ``python -m awslambdaric app.lambda_handler.handler`` (entry point + command, so whatever ENTRYPOINT
+  the image has for gunicorn is replaced), architecture from ``app.lambda.architecture``;
+- memory, timeout and reserved concurrency from config; the reserved concurrency is also the replica
+  bound of the DB connection budget (one connection per execution environment, ``DB_POOL_CLASS=null``);
+- optional provisioned concurrency on a ``live`` alias of a published version (cold starts removed for
+  that many environments; the alias always points at the version this deploy published);
+- an explicit log group ``/aws/lambda/<function>`` with retention (Lambda's implicit one never expires);
+- an execution role that may write to exactly that log group and read exactly the referenced
+  parameters/secrets (``ssm:GetParameter(s)`` / ``secretsmanager:GetSecretValue``), plus ``kms:Decrypt``
+  on the configured customer-managed keys only via SSM/Secrets Manager (``kms:ViaService``);
+- secrets passed as REFERENCES (``DATABASE_URL=ssm:/prod/api/db``): the handler resolves them once per
+  cold start, so no value is ever in the function configuration, in state or in the console;
+- an HTTP front: API Gateway HTTP API (``$default`` route and stage, stage throttling, access logs) by
+  default, or a Function URL.
+
+:func:`create_function_params` maps the registered function inputs to botocore's ``CreateFunction``
+request so tests validate names and types against AWS's own API model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import LambdaConfig
+from infra.secrets import SecretRef, aws_read_policy_statements
+from infra.targets import DeployContext
+from infra.tuning import RuntimeTuning, container_environment
+
+COMPONENT_TYPE = "fastapi-deploy:lambda:LambdaService"
+
+#: The Mangum adapter the app exposes (app/lambda_handler.py: ``handler = Mangum(app, ...)``).
+HANDLER = "app.lambda_handler.handler"
+#: awslambdaric is the Runtime Interface Client for images not built on AWS's base images.
+ENTRY_POINT = ["python", "-m", "awslambdaric"]
+ALIAS_NAME = "live"
+#: API Gateway HTTP API integrations time out at 30 s.
+HTTP_API_MAX_INTEGRATION_MS = 30_000
+#: Env names the Lambda runtime reserves (CreateFunction rejects them).
+#: Source: https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+_ARCH = {"x86_64": "x86_64", "arm64": "arm64"}
+
+
+@dataclass(frozen=True)
+class LambdaServiceArgs:
+    """Validated config, the Lambda tuning and the image digest ref (``ACCOUNT.dkr.ecr...@sha256:...``)."""
+
+    config: LambdaConfig
+    tuning: RuntimeTuning
+    image: pulumi.Input[str]
+
+
+def function_name(name: str) -> str:
+    """Lambda function names: letters, digits, '-' and '_', at most 64 chars."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", name)[:64]
+
+
+def handler_reference(ref: SecretRef) -> str:
+    """The reference in the syntax ``app/secret_refs.py`` resolves: ``ssm:NAME|ARN``,
+    ``secretsmanager:NAME|ARN[#json-key]`` (``#``, because a secret ARN itself contains ``:``)."""
+    if ref.scheme == "ssm":
+        return f"ssm:{ref.given_arn or ref.name}"
+    if ref.scheme == "secretsmanager":
+        return f"secretsmanager:{ref.given_arn or ref.name}" + (f"#{ref.json_key}" if ref.json_key else "")
+    raise ValueError(f"{ref}: gcp: references cannot be resolved on Lambda; use ssm: or secretsmanager:")
+
+
+def function_env(config: LambdaConfig, tuning: RuntimeTuning) -> dict[str, str]:
+    """Plain env + secret REFERENCES (resolved by the handler at cold start), never secret values."""
+    env = container_environment(config, tuning)
+    env.update({k: handler_reference(ref) for k, ref in config.secret_refs().items()})
+    clash = sorted(set(env) & RESERVED_ENV)
+    if clash:
+        raise ValueError(f"app.env: {clash} are reserved by the Lambda runtime; rename them")
+    return dict(sorted(env.items()))
+
+
+class LambdaService(pulumi.ComponentResource):
+    """The FastAPI image on Lambda behind an HTTP API or a Function URL (see the module docstring)."""
+
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+    log_group: aws.cloudwatch.LogGroup
+    alias: aws.lambda_.Alias | None
+    api: aws.apigatewayv2.Api | None
+    function_url: aws.lambda_.FunctionUrl | None
+    url: pulumi.Output[str]
+    function_arn: pulumi.Output[str]
+    function_name: pulumi.Output[str]
+    alias_name: pulumi.Output[str | None]
+    log_group_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: LambdaServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        cfg = args.config
+        lam = cfg.lambda_
+        # Validate before registering anything: a bad env must not leave half a stack behind.
+        env = function_env(cfg, args.tuning)
+        if args.tuning.pool_class != "null" or args.tuning.workers != 1:
+            raise ValueError(
+                "Lambda tuning must be one worker with DB_POOL_CLASS=null (one request at a time)"
+            )
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = cfg.resource_tags()
+        fn_name = function_name(name)
+        region = cfg.region or aws.get_region_output().region
+        identity = aws.get_caller_identity_output()
+        partition = aws.get_partition_output().partition
+
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/lambda/{fn_name}",
+            retention_in_days=lam.log_retention_days,
+            tags=tags,
+            opts=child,
+        )
+
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            description=f"Execution role of {fn_name}: its own log group and its referenced secrets only",
+            tags=tags,
+            opts=child,
+        )
+        # Not AWSLambdaBasicExecutionRole: that managed policy allows logs:* on every log group ("*").
+        logs_policy = aws.iam.RolePolicy(
+            f"{name}-logs-policy",
+            role=self.role.id,
+            policy=self.log_group.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "WriteOwnLogs",
+                                "Effect": "Allow",
+                                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                                "Resource": [f"{arn}:*"],
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=child,
+        )
+        depends: list[pulumi.Resource] = [self.log_group, logs_policy]
+
+        refs = cfg.secret_refs()
+        if refs:
+
+            def secrets_policy(values: list[Any]) -> str:
+                account, reg, part = values
+                statements = aws_read_policy_statements(
+                    refs,
+                    account,
+                    reg,
+                    kms_key_arns=cfg.secret_kms_key_arns,
+                    partition=part,
+                    ssm_actions=("ssm:GetParameter", "ssm:GetParameters"),
+                )
+                return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+            depends.append(
+                aws.iam.RolePolicy(
+                    f"{name}-secrets-policy",
+                    role=self.role.id,
+                    policy=pulumi.Output.all(identity.account_id, region, partition).apply(secrets_policy),
+                    opts=child,
+                )
+            )
+
+        publish = lam.provisioned_concurrency is not None
+        self.function = aws.lambda_.Function(
+            f"{name}-function",
+            name=fn_name,
+            description=f"{cfg.name} ({cfg.stack}) FastAPI via Mangum, managed by Pulumi",
+            package_type="Image",
+            image_uri=args.image,
+            image_config=aws.lambda_.FunctionImageConfigArgs(entry_points=ENTRY_POINT, commands=[HANDLER]),
+            architectures=[_ARCH[lam.architecture]],
+            role=self.role.arn,
+            memory_size=lam.memory_mb,
+            timeout=cfg.function_timeout_s,
+            reserved_concurrent_executions=lam.reserved_concurrency,
+            publish=publish,
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=env),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="Text", log_group=self.log_group.name
+            ),
+            tags=tags,
+            # The role's policies must exist before the first cold start tries to read secrets and log.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+        )
+
+        self.alias = None
+        invoke_arn: pulumi.Output[str] = self.function.invoke_arn
+        qualifier: pulumi.Input[str] | None = None
+        if publish:
+            self.alias = aws.lambda_.Alias(
+                f"{name}-alias",
+                name=ALIAS_NAME,
+                function_name=self.function.name,
+                function_version=self.function.version,
+                description="The version this deploy published; provisioned concurrency lives here",
+                opts=child,
+            )
+            aws.lambda_.ProvisionedConcurrencyConfig(
+                f"{name}-provisioned",
+                function_name=self.function.name,
+                qualifier=self.alias.name,
+                provisioned_concurrent_executions=lam.provisioned_concurrency,  # type: ignore[arg-type]
+                opts=child,
+            )
+            invoke_arn = self.alias.invoke_arn
+            qualifier = self.alias.name
+
+        self.api = None
+        self.function_url = None
+        if lam.front == "http_api":
+            self.api = aws.apigatewayv2.Api(
+                f"{name}-api",
+                name=fn_name,
+                protocol_type="HTTP",
+                description=f"HTTP front of {fn_name}",
+                tags=tags,
+                opts=child,
+            )
+            integration = aws.apigatewayv2.Integration(
+                f"{name}-integration",
+                api_id=self.api.id,
+                integration_type="AWS_PROXY",
+                integration_uri=invoke_arn,
+                payload_format_version="2.0",
+                timeout_milliseconds=min(HTTP_API_MAX_INTEGRATION_MS, cfg.function_timeout_s * 1000),
+                opts=child,
+            )
+            route = aws.apigatewayv2.Route(
+                f"{name}-route",
+                api_id=self.api.id,
+                route_key="$default",
+                target=integration.id.apply(lambda i: f"integrations/{i}"),
+                opts=child,
+            )
+            access_logs = aws.cloudwatch.LogGroup(
+                f"{name}-access-logs",
+                name=f"/aws/apigateway/{fn_name}",
+                retention_in_days=lam.log_retention_days,
+                tags=tags,
+                opts=child,
+            )
+            aws.apigatewayv2.Stage(
+                f"{name}-stage",
+                api_id=self.api.id,
+                name="$default",
+                auto_deploy=True,
+                # Stage throttling caps the request rate before it reaches the function and, through it,
+                # the database; over the limit clients get 429s instead of a connection storm.
+                default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
+                    throttling_rate_limit=lam.throttling.rate_limit,
+                    throttling_burst_limit=lam.throttling.burst_limit,
+                ),
+                access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
+                    destination_arn=access_logs.arn,
+                    format=json.dumps(
+                        {
+                            "requestId": "$context.requestId",
+                            "ip": "$context.identity.sourceIp",
+                            "routeKey": "$context.routeKey",
+                            "status": "$context.status",
+                            "latencyMs": "$context.responseLatency",
+                            "integrationError": "$context.integrationErrorMessage",
+                        }
+                    ),
+                ),
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[route]),
+            )
+            aws.lambda_.Permission(
+                f"{name}-apigw-invoke",
+                action="lambda:InvokeFunction",
+                function=self.function.name,
+                principal="apigateway.amazonaws.com",
+                # Only this API (any stage/route) may invoke the function.
+                source_arn=self.api.execution_arn.apply(lambda a: f"{a}/*/*"),
+                qualifier=qualifier,
+                opts=child,
+            )
+            self.url = self.api.api_endpoint
+        else:
+            self.function_url = aws.lambda_.FunctionUrl(
+                f"{name}-url",
+                function_name=self.function.name,
+                qualifier=qualifier,
+                authorization_type="NONE",
+                opts=child,
+            )
+            # A public Function URL needs both statements since AWS's October 2025 change.
+            aws.lambda_.Permission(
+                f"{name}-url-invoke",
+                action="lambda:InvokeFunctionUrl",
+                function=self.function.name,
+                principal="*",
+                function_url_auth_type="NONE",
+                qualifier=qualifier,
+                opts=child,
+            )
+            aws.lambda_.Permission(
+                f"{name}-url-invoke-function",
+                action="lambda:InvokeFunction",
+                function=self.function.name,
+                principal="*",
+                invoked_via_function_url=True,
+                qualifier=qualifier,
+                opts=child,
+            )
+            self.url = self.function_url.function_url
+
+        self.function_arn = self.function.arn
+        self.function_name = self.function.name
+        self.alias_name = self.alias.name if self.alias else pulumi.Output.from_input(None)
+        self.log_group_name = self.log_group.name
+        self.register_outputs(
+            {
+                "url": self.url,
+                "function_name": self.function_name,
+                "function_arn": self.function_arn,
+                "alias_name": self.alias_name,
+                "log_group": self.log_group_name,
+            }
+        )
+
+
+# ----------------------------------------------------------------------------------------- API check
+def create_function_params(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Recorded ``aws:lambda/function:Function`` inputs -> a botocore ``CreateFunction`` request."""
+    params: dict[str, Any] = {
+        "FunctionName": inputs.get("name"),
+        "Role": inputs.get("role"),
+        "Code": {"ImageUri": inputs.get("imageUri")},
+        "PackageType": inputs.get("packageType"),
+    }
+    optional = {
+        "description": "Description",
+        "memorySize": "MemorySize",
+        "timeout": "Timeout",
+        "architectures": "Architectures",
+        "publish": "Publish",
+        "tags": "Tags",
+    }
+    for src, dst in optional.items():
+        if inputs.get(src) is not None:
+            value = inputs[src]
+            # The engine carries numbers as JSON doubles; the provider sends the schema's integer.
+            params[dst] = int(value) if isinstance(value, float) and value.is_integer() else value
+    image = inputs.get("imageConfig") or {}
+    if image:
+        params["ImageConfig"] = {
+            k2: image[k1]
+            for k1, k2 in (
+                ("entryPoints", "EntryPoint"),
+                ("commands", "Command"),
+                ("workingDirectory", "WorkingDirectory"),
+            )
+            if k1 in image
+        }
+    env = inputs.get("environment") or {}
+    if env:
+        params["Environment"] = {"Variables": env.get("variables") or {}}
+    log = inputs.get("loggingConfig") or {}
+    if log:
+        params["LoggingConfig"] = {
+            k2: log[k1]
+            for k1, k2 in (
+                ("logFormat", "LogFormat"),
+                ("logGroup", "LogGroup"),
+                ("applicationLogLevel", "ApplicationLogLevel"),
+                ("systemLogLevel", "SystemLogLevel"),
+            )
+            if k1 in log
+        }
+    unknown = set(inputs) - {
+        "name", "role", "imageUri", "packageType", "imageConfig", "environment", "loggingConfig",
+        "reservedConcurrentExecutions", "__defaults", *optional,
+    }  # fmt: skip
+    if unknown:
+        raise KeyError(f"no CreateFunction mapping for inputs {sorted(unknown)}")
+    return params
+
+
+def ecr_pull_policy(function_arn_pattern: str, account: str) -> str:
+    """ECR repository policy letting the Lambda service pull for this account's functions only."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "LambdaECRImageRetrieval",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                    "Condition": {
+                        "StringLike": {"aws:sourceArn": function_arn_pattern},
+                        "StringEquals": {"aws:sourceAccount": account},
+                    },
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
+    """Create the Lambda component and return the stack outputs of contract section 2."""
+    cfg = ctx.cfg
+    assert isinstance(cfg, LambdaConfig)
+    svc = LambdaService(
+        ctx.name, LambdaServiceArgs(config=cfg, tuning=ctx.tuning, image=ctx.image.ref), opts=ctx.opts
+    )
+    if ctx.image.built and ctx.image.repository_url is not None:
+        # Lambda pulls the image with the service principal, not the execution role: without this policy
+        # Lambda tries to add its own (needs ecr:SetRepositoryPolicy) and the first deploy can fail.
+        identity = aws.get_caller_identity_output()
+        partition = aws.get_partition_output().partition
+        region = cfg.region or aws.get_region_output().region
+        aws.ecr.RepositoryPolicy(
+            f"{ctx.name}-lambda-pull",
+            repository=ctx.image.repository_url.apply(lambda u: u.split("/", 1)[1]),
+            policy=pulumi.Output.all(partition, region, identity.account_id).apply(
+                lambda v: ecr_pull_policy(
+                    f"arn:{v[0]}:lambda:{v[1]}:{v[2]}:function:{function_name(ctx.name)}*", v[2]
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=svc),
+        )
+    return {
+        "target": "lambda",
+        "url": svc.url,
+        "image": ctx.image.ref,
+        "health_path": cfg.health.liveness_path,
+        "ready_path": cfg.health.readiness_path,
+        "region": cfg.region or aws.get_region_output().region,
+        "function_name": svc.function_name,
+        "function_arn": svc.function_arn,
+        "alias_name": svc.alias_name,
+        "log_group": svc.log_group_name,
+    }

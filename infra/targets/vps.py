@@ -1,0 +1,384 @@
+"""A VPS: Docker over SSH, the app behind Caddy (automatic TLS), redeploys without dropping requests.
+
+What a user gets from :class:`VpsService`:
+
+- a ``pulumi_docker.Provider`` talking to ``ssh://user@host:port`` (ssh-agent, or a key read from a
+  secret reference), with registry credentials for the image's registry (ECR token, Artifact Registry
+  access token, or ``app.vps.registry`` username + password reference);
+- the image pulled BY DIGEST (``RemoteImage``) and kept on the host (the previous one too: rollback is a
+  re-deploy of the old digest without a download);
+- a private bridge network; the app container joins it under the alias ``app`` and publishes NO port —
+  only Caddy (80/443, TLS for ``app.domain`` from Let's Encrypt) is reachable from the internet;
+- the app container with a restart policy, CPU/memory limits (no swap), read-only root filesystem,
+  all capabilities dropped, rotated json-file logs, the tuning module's worker count for the host's
+  CPUs, and a Docker health check on the READINESS path;
+- secrets read at deploy time from Parameter Store / Secrets Manager / Secret Manager and passed only
+  as Pulumi secrets (encrypted in state, shown as ``[secret]``) — the env list is one secret value.
+
+Zero-downtime redeploy (details and limits in docs/targets.md):
+
+1. The app container has no fixed ``name`` (Pulumi auto-names it) and ``delete_before_replace=False``,
+   so a new digest or env creates the NEW container next to the old one first.
+2. ``wait=True``: the create only succeeds once Docker reports the new container healthy, i.e. its
+   ``/ready`` answers 200 (database reachable, secrets valid). Until then the old one keeps serving;
+   a bad release fails ``pulumi up`` and the old container is never removed.
+3. Both containers carry the network alias ``app``; Caddy resolves it every second (``dynamic a``) and
+   load-balances across all addresses, retrying a failed dial on the other one for up to 5 s.
+4. Only then does Pulumi delete the old container: ``docker stop`` sends SIGTERM with
+   ``stop_timeout`` (> gunicorn's graceful timeout) so in-flight requests finish; new connections to
+   it are refused and Caddy retries them on the new container.
+
+Caddy's configuration names the alias, not a container, so an app redeploy never touches Caddy.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from infra.config import VpsConfig
+from infra.image import ImageResult
+from infra.secrets import SecretRef
+from infra.targets import DeployContext
+from infra.tuning import RuntimeTuning, container_environment
+
+COMPONENT_TYPE = "fastapi-deploy:vps:VpsService"
+
+#: Caddy 2 terminates TLS (ACME HTTP-01/TLS-ALPN-01 on 80/443) and proxies to the app alias.
+CADDY_IMAGE = "caddy:2.10-alpine"
+#: The DNS name every app container answers to on the private network (Caddy's upstream).
+APP_ALIAS = "app"
+#: Caddy re-resolves the alias this often, so a new container gets traffic within ~1 s of joining.
+CADDY_REFRESH = "1s"
+#: How long Caddy keeps retrying a request whose upstream dial failed (old container stopping).
+CADDY_TRY_DURATION = "5s"
+
+
+@dataclass(frozen=True)
+class VpsServiceArgs:
+    """Validated config, the VPS tuning and the image digest ref to pull."""
+
+    config: VpsConfig
+    tuning: RuntimeTuning
+    image: ImageResult
+
+
+# ----------------------------------------------------------------------------------------- secrets
+def read_secret(
+    ref: SecretRef, *, gcp_project: str | None, opts: pulumi.InvokeOptions | None = None
+) -> pulumi.Output[str]:
+    """Read a secret's value at deploy time as a Pulumi secret (never printed, encrypted in state)."""
+    if ref.scheme == "ssm":
+        import pulumi_aws as aws
+
+        value = aws.ssm.get_parameter_output(
+            name=ref.given_arn or ref.name, with_decryption=True, opts=opts
+        ).value
+    elif ref.scheme == "secretsmanager":
+        import pulumi_aws as aws
+
+        raw = aws.secretsmanager.get_secret_version_output(
+            secret_id=ref.given_arn or ref.name, opts=opts
+        ).secret_string
+        key = ref.json_key
+        value = raw.apply(lambda s: str(json.loads(s)[key])) if key else raw
+    else:
+        import pulumi_gcp as gcp
+
+        project = ref.project or gcp_project
+        if not project:
+            raise ValueError(f"{ref}: no project in the reference and no gcp:project in the stack config")
+        value = gcp.secretmanager.get_secret_version_access_output(
+            secret=ref.name, project=project, version=ref.version or "latest", opts=opts
+        ).secret_data
+    return pulumi.Output.secret(value)
+
+
+# ----------------------------------------------------------------------------------------- caddy
+def render_caddyfile(domain: str, port: int, upstream_keepalive_s: int, acme_email: str | None) -> str:
+    """The Caddyfile: TLS for ``domain``, proxy to every container answering to the ``app`` alias."""
+    global_opts = [
+        "\t# no admin API: nothing on the host or network can reconfigure the proxy",
+        "\tadmin off",
+    ]
+    if acme_email:
+        global_opts.insert(0, f"\temail {acme_email}")
+    return "\n".join(
+        [
+            "{",
+            *global_opts,
+            "}",
+            "",
+            f"{domain} {{",
+            "\tencode zstd gzip",
+            "\treverse_proxy {",
+            "\t\t# every container with the alias; both old and new during a redeploy",
+            "\t\tdynamic a {",
+            f"\t\t\tname {APP_ALIAS}",
+            f"\t\t\tport {port}",
+            f"\t\t\trefresh {CADDY_REFRESH}",
+            "\t\t}",
+            "\t\tlb_policy round_robin",
+            "\t\t# a refused dial (container stopping) is retried on the other address",
+            f"\t\tlb_try_duration {CADDY_TRY_DURATION}",
+            "\t\tlb_try_interval 250ms",
+            "\t\tfail_duration 10s",
+            "\t\ttransport http {",
+            "\t\t\tdial_timeout 2s",
+            # Caddy's default upstream keepalive (2 min) outlives gunicorn's (75 s): the server would close
+            # connections Caddy is about to reuse -> 502. Proxy idle < server keepalive, as with the ALB.
+            f"\t\t\tkeepalive {upstream_keepalive_s}s",
+            "\t\t}",
+            "\t}",
+            "}",
+            "",
+        ]
+    )
+
+
+def healthcheck_command(port: int, path: str, timeout_s: int) -> list[str]:
+    """Docker health check: GET the readiness path with the image's own Python (no curl in the image)."""
+    code = (
+        "import sys,urllib.request\n"
+        f"try: urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout={timeout_s})\n"
+        "except Exception: sys.exit(1)"
+    )
+    return ["CMD", "python", "-c", code]
+
+
+_KEY_DIR: str | None = None
+
+
+def _write_key(material: str) -> str:
+    # The docker provider shells out to `ssh`, which needs the key in a file: a 0600 file in a private
+    # temp dir that is removed when the program exits.
+    global _KEY_DIR
+    if _KEY_DIR is None:
+        _KEY_DIR = tempfile.mkdtemp(prefix="fastapi-deploy-ssh-")
+        atexit.register(shutil.rmtree, _KEY_DIR, True)
+    path = os.path.join(_KEY_DIR, "id")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(material if material.endswith("\n") else material + "\n")
+    return path
+
+
+def _registry_host(image: str) -> str:
+    return image.split("/", 1)[0]
+
+
+class VpsService(pulumi.ComponentResource):
+    """The app and Caddy on one Docker host over SSH (see the module docstring)."""
+
+    provider: docker.Provider
+    network: docker.Network
+    image: docker.RemoteImage
+    app: docker.Container
+    proxy: docker.Container
+    url: pulumi.Output[str]
+    container_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VpsServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        cfg = args.config
+        vps = cfg.vps
+        tuning = args.tuning
+        health = tuning.container_health
+        if health is None:
+            raise ValueError("VPS tuning must define container health timings")
+        if tuning.graceful_timeout_s >= tuning.stop_timeout_s:
+            raise ValueError(
+                f"GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below the stop timeout "
+                f"{tuning.stop_timeout_s}s, or `docker stop` kills requests mid-drain"
+            )
+        domain = cfg.domain
+        assert domain  # VpsConfig requires it
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        gcp_project = cfg.providers.get("gcp:project")
+        invoke = pulumi.InvokeOptions(parent=self)
+
+        # --- provider: ssh + registry credentials ---------------------------------------------------
+        ssh_opts: pulumi.Input[list[str]] = ["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"]
+        if vps.ssh_key_secret:
+            key = read_secret(SecretRef.parse(vps.ssh_key_secret), gcp_project=gcp_project, opts=invoke)
+            ssh_opts = key.apply(
+                lambda k: ["-i", _write_key(k), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
+            )
+        self.provider = docker.Provider(
+            f"{name}-docker",
+            host=f"ssh://{vps.ssh_user}@{vps.host}:{vps.ssh_port}",
+            ssh_opts=ssh_opts,
+            registry_auth=self._registry_auth(cfg, args.image, gcp_project, invoke),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        on_host = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(cfg.resource_tags().items())]
+
+        self.network = docker.Network(
+            f"{name}-net",
+            driver="bridge",
+            labels=[
+                docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(cfg.resource_tags().items())
+            ],
+            opts=on_host,
+        )
+
+        # --- the app --------------------------------------------------------------------------------
+        self.image = docker.RemoteImage(
+            f"{name}-image",
+            name=args.image.ref,
+            # Keep the previous image on the host: rolling back is a redeploy without a pull, and the old
+            # container still references it while the new one starts.
+            keep_locally=True,
+            opts=on_host,
+        )
+        plain = [f"{k}={v}" for k, v in container_environment(cfg, tuning).items()]
+        secret_values = [
+            read_secret(ref, gcp_project=gcp_project, opts=invoke).apply(lambda v, k=k: f"{k}={v}")
+            for k, ref in sorted(cfg.secret_refs().items())
+        ]
+        # One secret Output for the whole list: plain values ride along encrypted, no secret leaks out.
+        envs = pulumi.Output.secret(pulumi.Output.all(*secret_values).apply(lambda s: plain + list(s)))
+
+        interval, timeout, retries, start = (
+            health.interval_s,
+            health.timeout_s,
+            health.retries,
+            health.start_period_s,
+        )
+        self.app = docker.Container(
+            f"{name}-app",
+            # No `name`: Pulumi auto-names it, so the replacement can be created while the old one runs.
+            image=self.image.image_id,
+            envs=envs,
+            restart="unless-stopped",
+            cpus=f"{vps.cpus:g}",
+            memory=vps.memory,
+            memory_swap=vps.memory,  # no swap: a leaking worker is OOM-killed and restarted, not thrashed
+            read_only=True,
+            tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},  # noqa: S108 - a tmpfs inside the container
+            security_opts=["no-new-privileges:true"],
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=self.network.name, aliases=[APP_ALIAS])
+            ],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=healthcheck_command(cfg.port, cfg.health.readiness_path, timeout),
+                interval=f"{interval}s",
+                timeout=f"{timeout}s",
+                retries=retries,
+                start_period=f"{start}s",
+                start_interval="2s",
+            ),
+            # Gate the deploy on readiness: the create fails (and the old container stays) unless the new
+            # one turns healthy within start period + 3 more intervals than the retries need.
+            wait=True,
+            wait_timeout=start + interval * (retries + 3),
+            stop_signal="SIGTERM",
+            stop_timeout=tuning.stop_timeout_s,
+            destroy_grace_seconds=tuning.stop_timeout_s,
+            log_driver="json-file",
+            log_opts={"max-size": "10m", "max-file": "5"},  # unrotated logs fill a small VPS disk
+            labels=labels,
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, delete_before_replace=False),
+        )
+
+        # --- the proxy ------------------------------------------------------------------------------
+        caddy_image = docker.RemoteImage(
+            f"{name}-caddy-image", name=CADDY_IMAGE, keep_locally=True, opts=on_host
+        )
+        caddy_data = docker.Volume(f"{name}-caddy-data", opts=on_host)  # certificates survive a replace
+        caddy_config = docker.Volume(f"{name}-caddy-config", opts=on_host)
+        caddyfile = render_caddyfile(domain, cfg.port, tuning.lb_idle_timeout_s or 60, vps.acme_email)
+        self.proxy = docker.Container(
+            f"{name}-caddy",
+            image=caddy_image.image_id,
+            restart="unless-stopped",
+            ports=[
+                docker.ContainerPortArgs(internal=80, external=80),
+                docker.ContainerPortArgs(internal=443, external=443),
+                docker.ContainerPortArgs(internal=443, external=443, protocol="udp"),  # HTTP/3
+            ],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
+            uploads=[docker.ContainerUploadArgs(file="/etc/caddy/Caddyfile", content=caddyfile)],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=caddy_data.name, container_path="/data"),
+                docker.ContainerVolumeArgs(volume_name=caddy_config.name, container_path="/config"),
+            ],
+            log_driver="json-file",
+            log_opts={"max-size": "10m", "max-file": "5"},
+            labels=labels,
+            # Host ports 80/443 cannot be bound twice: a Caddy change (rare: new domain or Caddy version)
+            # replaces it delete-first, a few seconds of downtime. App redeploys never touch it.
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, delete_before_replace=True),
+        )
+
+        self.url = pulumi.Output.from_input(f"https://{domain}")
+        self.container_name = self.app.name
+        self.register_outputs(
+            {"url": self.url, "host": vps.host, "container_name": self.container_name, "domain": domain}
+        )
+
+    def _registry_auth(
+        self, cfg: VpsConfig, image: ImageResult, gcp_project: Any, invoke: pulumi.InvokeOptions
+    ) -> list[docker.ProviderRegistryAuthArgs] | None:
+        reg = cfg.vps.registry
+        if reg is not None:
+            password = (
+                read_secret(SecretRef.parse(reg.password_secret), gcp_project=gcp_project, opts=invoke)
+                if reg.password_secret
+                else None
+            )
+            return [
+                docker.ProviderRegistryAuthArgs(address=reg.server, username=reg.username, password=password)
+            ]
+        host = _registry_host(cfg.image.digest) if cfg.image.digest else None
+        if image.built or (host and ".dkr.ecr." in host):
+            import pulumi_aws as aws
+
+            # ECR: a 12-hour token from the deployer's AWS credentials; nothing long-lived on the host.
+            token = aws.ecr.get_authorization_token_output(opts=invoke)
+            address: pulumi.Input[str] = host or (
+                image.repository_url.apply(_registry_host)
+                if image.repository_url is not None
+                else token.proxy_endpoint.apply(lambda e: e.removeprefix("https://"))
+            )
+            return [
+                docker.ProviderRegistryAuthArgs(
+                    address=address, username=token.user_name, password=pulumi.Output.secret(token.password)
+                )
+            ]
+        if host and host.endswith("-docker.pkg.dev"):
+            import pulumi_gcp as gcp
+
+            access = gcp.organizations.get_client_config_output(opts=invoke).access_token
+            return [
+                docker.ProviderRegistryAuthArgs(
+                    address=host, username="oauth2accesstoken", password=pulumi.Output.secret(access)
+                )
+            ]
+        return None  # a public registry
+
+
+def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
+    """Create the VPS component and return the stack outputs of contract section 2."""
+    cfg = ctx.cfg
+    assert isinstance(cfg, VpsConfig)
+    svc = VpsService(ctx.name, VpsServiceArgs(config=cfg, tuning=ctx.tuning, image=ctx.image), opts=ctx.opts)
+    return {
+        "target": "vps",
+        "url": svc.url,
+        "image": ctx.image.ref,
+        "health_path": cfg.health.liveness_path,
+        "ready_path": cfg.health.readiness_path,
+        "host": cfg.vps.host,
+        "container_name": svc.container_name,
+        "domain": cfg.domain,
+    }
