@@ -240,6 +240,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "name": f"projects/{self.gcp_project}/secrets/{a.get('secret', 'mock')}/versions/1",
                 "id": "mock",
             },
+            "gcp:secretmanager/getSecretVersionAccess:getSecretVersionAccess": {
+                "secret": a.get("secret", "mock"),
+                "secretData": "mock-secret-value",
+                "version": a.get("version", "latest"),
+                "name": f"projects/{self.gcp_project}/secrets/{a.get('secret', 'mock')}/versions/1",
+                "id": "mock",
+            },
             "docker:index/getRegistryImage:getRegistryImage": {
                 "name": a.get("name", "mock"),
                 "sha256Digest": "sha256:" + _fake_hex(str(a.get("name"))),
