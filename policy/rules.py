@@ -99,6 +99,8 @@ BROAD_MANAGED_POLICY_RE = re.compile(r":policy/(AdministratorAccess|PowerUserAcc
 BROAD_GCP_ROLES = frozenset({"roles/owner", "roles/editor", "roles/secretmanager.secretAccessor"})
 
 APP_ENV_MARKERS = ("APP_ENV", "WEB_CONCURRENCY")
+READINESS_PATH_RE = re.compile(r"/(ready|readiness|readyz)\b")
+LIVENESS_PATH_RE = re.compile(r"/(health|healthz|live|livez|liveness)\b")
 
 
 # --- data the rules see ------------------------------------------------------------------------------
@@ -346,7 +348,12 @@ def check_health_checks(type_token: str, inputs: Mapping[str, Any]) -> list[str]
 
 
 def check_liveness_independent(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
-    """Liveness checks must not hit the readiness endpoint: a DB outage would restart every healthy task."""
+    """Liveness checks must not hit the readiness endpoint: a DB outage would restart every healthy task.
+
+    Only checks whose failure restarts the instance: Cloud Run's livenessProbe and the ECS container
+    healthCheck (ECS replaces a task whose essential container turns unhealthy). Docker does not restart
+    an unhealthy container, so a VPS healthcheck on readiness is a gate, not a restart trigger.
+    """
     paths: list[tuple[str, str]] = []
     if type_token == CLOUD_RUN_SERVICE:
         for container in _cloud_run_containers(inputs):
@@ -358,15 +365,14 @@ def check_liveness_independent(type_token: str, inputs: Mapping[str, Any]) -> li
             command = " ".join(str(c) for c in _list((container.get("healthCheck") or {}).get("command")))
             if command:
                 paths.append((f"container {container.get('name')!r} healthCheck", command))
-    elif type_token == DOCKER_CONTAINER:
-        command = " ".join(str(c) for c in _list((inputs.get("healthcheck") or {}).get("tests")))
-        if command:
-            paths.append(("docker healthcheck", command))
     return [
-        f"{where} probes {text!r}, which looks like the readiness (dependency) check; a database outage "
+        f"{where} probes {' '.join(text.split())[:120]!r}, which looks like the readiness (dependency) "
+        "check; a database outage "
         "would restart healthy instances in a loop — point it at the liveness path"
         for where, text in paths
-        if re.search(r"/(ready|readiness|readyz)\b", text)
+        # A check that probes readiness only until the first success and liveness afterwards (both
+        # paths present) is a release gate, not a restart trigger on dependency outages.
+        if READINESS_PATH_RE.search(text) and not LIVENESS_PATH_RE.search(text)
     ]
 
 

@@ -366,6 +366,28 @@ def test_every_rule_is_covered_by_a_good_and_a_bad_case() -> None:
     assert covered == {rule.name for rule in rules.RULES}
 
 
+def test_ready_once_then_health_check_is_a_gate_not_a_liveness_problem() -> None:
+    command = [
+        "CMD-SHELL",
+        "test -f /tmp/ok && curl -f localhost:8000/health || curl -f localhost:8000/ready",
+    ]
+    assert (
+        resource_messages(
+            "liveness-independent-of-dependencies",
+            task_definition(ecs_container(healthCheck={"command": command})),
+        )
+        == []
+    )
+
+
+def test_docker_healthcheck_on_readiness_is_a_gate_not_a_restart_loop() -> None:
+    # Docker never restarts an unhealthy container, so probing /ready there cannot restart-storm.
+    probe = {"tests": ["CMD", "curl", "-fsS", "http://127.0.0.1:8000/ready"]}
+    assert (
+        resource_messages("liveness-independent-of-dependencies", docker_container(healthcheck=probe)) == []
+    )
+
+
 def test_secret_rule_never_echoes_the_value() -> None:
     messages = resource_messages(
         "no-plaintext-secrets", with_env({**APP_ENV, "JWT_SECRET_KEY": "TOPSECRET-42-xyz"})

@@ -1,0 +1,53 @@
+"""The ``infra`` console script: ``infra plan|doctor|verify``.
+
+``plan`` is the offline plan (:mod:`infra.plan`); ``doctor`` (preflight) and ``verify`` (post-deploy)
+belong to their own modules, which own their arguments. Subcommand modules are imported only when
+used, so ``infra plan`` does not pay for boto3 and ``infra --help`` starts instantly.
+
+Exit codes: 0 ok, 1 findings/failed, 2 invalid config or usage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+USAGE = """usage: infra <command> [options]
+
+commands:
+  plan     offline plan of a stack: resources, tuning, policy, monthly cost (no credentials)
+  doctor   preflight checks against the cloud before a deploy (secrets, certificates, registry)
+  verify   post-deploy checks of a stack's outputs (rollout, health, readiness, smoke test)
+
+Run `infra <command> --help` for the options of a command.
+"""
+
+#: command -> module exposing ``cli(argv: list[str]) -> int`` (contract section 3).
+COMMANDS = {"plan": "infra.plan", "doctor": "infra.doctor", "verify": "infra.verify"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to the subcommand's ``cli(argv)`` and return its exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        sys.stdout.write(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    module_name = COMMANDS.get(command)
+    if module_name is None:
+        sys.stderr.write(f"infra: unknown command {command!r}; choose one of {', '.join(COMMANDS)}\n")
+        return 2
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        missing = module_name.replace(".", "/") + ".py"
+        sys.stderr.write(f"infra {command}: not available in this checkout ({missing} is missing)\n")
+        return 2
+    return int(module.cli(rest))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,463 @@
+"""``infra plan``: what a deploy of a stack would do, computed with nothing but this repository.
+
+The real Pulumi program (``infra/__main__.py``) runs under the recording mocks of :mod:`infra.mocks`
+with the stack file's config; the recorded resource graph is then
+
+* printed like ``pulumi preview`` (tree of type/name with key inputs) or as JSON (the contract below),
+* judged by the policy pack's own rule functions (:mod:`policy.rules`, the same code CrossGuard runs),
+* priced by :mod:`infra.cost` with the stack's ``app.cost`` assumptions.
+
+JSON contract (tools rely on these names)::
+
+    {"stack", "target", "resources": [{"urn", "type", "name", "parent", "inputs"}], "outputs",
+     "tuning", "policy": {"violations": [{"policy", "enforcement", "urn", "message"}]},
+     "cost": {"currency", "monthly_total", "lines": [{"resource", "monthly", "basis"}], "assumptions"}}
+
+Secrets: ``secure:`` config values cannot be decrypted offline and never reach the program (the mocks
+substitute ``[secret]``); values the program marks secret are shown as ``[secret]``; plain env values
+whose name says they are credentials are masked too; and as a last guard every string that was a secret
+anywhere in the run is scrubbed from the rendered output.
+
+Exit codes: 0 no mandatory violation, 1 a mandatory violation, 2 invalid config (the message names the
+key) or a target missing from this checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from infra.mocks import ProgramResult, RecordingMocks
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STACKS_DIR = REPO_ROOT / "stacks"
+SECRET_MARK = "[secret]"  # noqa: S105 - the placeholder shown instead of a secret
+EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
+
+#: Inputs worth a glance in the text tree, per type token (the JSON has all of them).
+KEY_INPUTS: dict[str, tuple[str, ...]] = {
+    "aws:ec2/vpc:Vpc": ("cidrBlock",),
+    "aws:ec2/subnet:Subnet": ("cidrBlock", "availabilityZone", "mapPublicIpOnLaunch"),
+    "aws:ec2/securityGroup:SecurityGroup": ("description",),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ("fromPort", "toPort", "cidrIpv4"),
+    "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "internal", "idleTimeout"),
+    "aws:lb/listener:Listener": ("protocol", "port", "sslPolicy"),
+    "aws:lb/targetGroup:TargetGroup": ("targetType", "port", "deregistrationDelay"),
+    "aws:ecs/cluster:Cluster": (),
+    "aws:ecs/taskDefinition:TaskDefinition": ("cpu", "memory", "networkMode"),
+    "aws:ecs/service:Service": ("desiredCount", "launchType", "healthCheckGracePeriodSeconds"),
+    "aws:appautoscaling/target:Target": ("minCapacity", "maxCapacity"),
+    "aws:cloudwatch/logGroup:LogGroup": ("retentionInDays",),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("metricName", "threshold"),
+    "aws:ecr/repository:Repository": ("imageTagMutability",),
+    "aws:lambda/function:Function": ("packageType", "memorySize", "timeout", "reservedConcurrentExecutions"),
+    "aws:apigatewayv2/api:Api": ("protocolType",),
+    "gcp:cloudrunv2/service:Service": ("location", "ingress"),
+    "docker:index/container:Container": ("restart", "memory", "user"),
+}
+
+
+@dataclass
+class StackPlan:
+    """The plan of one stack (or why there is none)."""
+
+    stack: str
+    target: str | None = None
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    tuning: dict[str, Any] = field(default_factory=dict)
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    cost: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return EXIT_INVALID
+        if any(v["enforcement"] == "mandatory" for v in self.violations):
+            return EXIT_FINDINGS
+        return EXIT_OK
+
+    def as_json(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"stack": self.stack, "target": self.target, "error": self.error}
+        return {
+            "stack": self.stack,
+            "target": self.target,
+            "resources": self.resources,
+            "outputs": self.outputs,
+            "tuning": self.tuning,
+            "policy": {"violations": self.violations},
+            "cost": self.cost,
+        }
+
+
+# --- stack discovery ---------------------------------------------------------------------------------
+def stack_files(stacks_dir: Path = STACKS_DIR) -> list[Path]:
+    """Every ``Pulumi.<stack>.yaml`` in the stacks directory, sorted by name."""
+    return sorted(stacks_dir.glob("Pulumi.*.yaml"))
+
+
+def stack_name(path: Path) -> str:
+    return path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
+
+
+def resolve_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
+    """``prod-ecs`` → ``stacks/Pulumi.prod-ecs.yaml``; a path to a stack file is accepted too."""
+    candidate = Path(stack)
+    if candidate.suffix in {".yaml", ".yml"} and candidate.exists():
+        return candidate
+    path = stacks_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        known = ", ".join(stack_name(p) for p in stack_files(stacks_dir)) or "none"
+        raise FileNotFoundError(f"--stack {stack}: no {path}; known stacks: {known}, or 'all'")
+    return path
+
+
+def list_stacks(stacks_dir: Path = STACKS_DIR, prefix: str = "") -> dict[str, list[dict[str, str]]]:
+    """A GitHub Actions matrix of the stacks: which cloud to authenticate to, and the region.
+
+    Reads the raw YAML only (no validation), so one broken stack file cannot hide the others from CI;
+    the plan job of that stack reports the error.
+    """
+    import yaml
+
+    include = []
+    for path in stack_files(stacks_dir):
+        name = stack_name(path)
+        if not name.startswith(prefix):
+            continue
+        raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        app = raw.get("fastapi-deploy:app") or {}
+        target = str(app.get("target", "unknown"))
+        refs = [str(v) for v in (app.get("secrets") or {}).values()]
+        if target == "cloudrun" or (target == "vps" and refs and all(r.startswith("gcp:") for r in refs)):
+            cloud, region = (
+                "gcp",
+                str(raw.get("gcp:region") or (app.get("cloudrun") or {}).get("region") or ""),
+            )
+        else:
+            cloud, region = "aws", str(raw.get("aws:region") or "us-east-1")
+        include.append({"stack": name, "target": target, "cloud": cloud, "region": region})
+    return {"include": include}
+
+
+# --- secrets -----------------------------------------------------------------------------------------
+def _secret_env_name(name: str, value: str) -> bool:
+    from policy import rules
+
+    if not value or rules.REFERENCE_RE.match(value):
+        return False
+    return bool(
+        name in rules.SECRET_ENV_NAMES
+        or rules.SECRET_NAME_RE.search(name)
+        or rules.URL_WITH_PASSWORD_RE.match(value)
+    )
+
+
+def _mask_env_entries(kind: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Mask plain env values that are credentials by name or shape (the policy flags them; never printed)."""
+    if kind == "aws:ecs/taskDefinition:TaskDefinition" and isinstance(
+        inputs.get("containerDefinitions"), str
+    ):
+        try:
+            containers = json.loads(inputs["containerDefinitions"])
+        except ValueError:
+            return inputs
+        for container in containers if isinstance(containers, list) else []:
+            for entry in container.get("environment") or []:
+                if isinstance(entry, dict) and _secret_env_name(
+                    str(entry.get("name")), str(entry.get("value", ""))
+                ):
+                    entry["value"] = SECRET_MARK
+        return {**inputs, "containerDefinitions": json.dumps(containers)}
+    if kind == "aws:lambda/function:Function":
+        variables = (inputs.get("environment") or {}).get("variables")
+        if isinstance(variables, dict):
+            masked = {k: SECRET_MARK if _secret_env_name(k, str(v)) else v for k, v in variables.items()}
+            return {**inputs, "environment": {**inputs["environment"], "variables": masked}}
+    if kind == "gcp:cloudrunv2/service:Service":
+        for container in (inputs.get("template") or {}).get("containers") or []:
+            for entry in container.get("envs") or []:
+                if isinstance(entry, dict) and _secret_env_name(
+                    str(entry.get("name")), str(entry.get("value") or "")
+                ):
+                    entry["value"] = SECRET_MARK
+    if kind == "docker:index/container:Container" and isinstance(inputs.get("envs"), list):
+        envs = []
+        for item in inputs["envs"]:
+            key, sep, value = str(item).partition("=")
+            envs.append(f"{key}={SECRET_MARK}" if sep and _secret_env_name(key, value) else item)
+        return {**inputs, "envs": envs}
+    return inputs
+
+
+def _secret_strings(value: Any, secret_env: frozenset[str], inside: bool = False) -> set[str]:
+    """Strings that sit inside a secret wrapper, to scrub them from the rendered output.
+
+    A whole env list may be one secret (VPS); there only the values of credential env vars count, so
+    ``APP_ENV=production`` riding along inside the secret does not turn every "production" into
+    ``[secret]``.
+    """
+    from infra.mocks import is_secret, unwrap
+
+    found: set[str] = set()
+    if is_secret(value):
+        return _secret_strings(unwrap(value), secret_env, True)
+    if isinstance(value, Mapping):
+        for v in value.values():
+            found |= _secret_strings(v, secret_env, inside)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            found |= _secret_strings(v, secret_env, inside)
+    elif inside and isinstance(value, str):
+        key, sep, rest = value.partition("=")
+        if sep and re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
+            if key in secret_env or _secret_env_name(key, rest):
+                found |= {value, rest}
+        else:
+            found.add(value)
+    return {s for s in found if len(s) >= 6 and s != SECRET_MARK}
+
+
+def scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """Replace every occurrence of a secret string in any string of ``value``."""
+    ordered = sorted(set(secrets), key=len, reverse=True)
+    if not ordered:
+        return value
+    pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return pattern.sub(SECRET_MARK, v)
+        if isinstance(v, Mapping):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(value)
+
+
+# --- planning ----------------------------------------------------------------------------------------
+def plan_stack(
+    path: Path, *, mocks_factory: Callable[[Mapping[str, Any]], RecordingMocks] | None = None
+) -> StackPlan:
+    """Plan one stack file. Never raises for bad config: the error lands in ``StackPlan.error``."""
+    import time
+
+    started = time.perf_counter()
+    name = stack_name(path)
+    plan = StackPlan(stack=name)
+    from infra import config as config_mod
+    from infra import tuning as tuning_mod
+
+    try:
+        cfg = config_mod.load_stack_file(path)
+        plan.target = cfg.target
+        runtime = tuning_mod.for_platform(cfg)
+    except (config_mod.ConfigError, tuning_mod.TuningError) as exc:
+        plan.error = f"{path.name}: {exc}"
+        plan.seconds = time.perf_counter() - started
+        return plan
+
+    from infra import mocks as mocks_mod
+    from infra.targets import TargetNotAvailable
+
+    raw = config_mod.stack_file_config(path)
+    try:
+        result = mocks_mod.run_program(name, raw, mocks=mocks_factory(raw) if mocks_factory else None)
+    except (config_mod.ConfigError, tuning_mod.TuningError, TargetNotAvailable) as exc:
+        plan.error = f"{path.name}: {exc}"
+        plan.seconds = time.perf_counter() - started
+        return plan
+
+    _fill(plan, result, runtime.as_dict(), cfg)
+    plan.seconds = time.perf_counter() - started
+    return plan
+
+
+def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: Any) -> None:
+    from infra import cost as cost_mod
+    from infra.mocks import unwrap
+    from policy import rules
+
+    secret_env = frozenset(getattr(cfg, "secrets", {}) or {})
+    secrets: set[str] = set()
+    for r in result.resources:
+        secrets |= _secret_strings(r.inputs, secret_env)
+    graph = [
+        rules.Resource(type=r.type, inputs=unwrap(r.inputs), urn=r.urn, name=r.name, parent=r.parent)
+        for r in result.resources
+    ]
+    plan.violations = [v.as_dict() for v in rules.evaluate(graph)]
+    resources = []
+    for r in result.resources:
+        shown = r.as_json()
+        shown["inputs"] = _mask_env_entries(r.type, shown["inputs"])
+        resources.append(shown)
+    estimate = cost_mod.estimate(
+        [
+            {"type": r.type, "name": r.name, "urn": r.urn, "inputs": unwrap(r.inputs)}
+            for r in result.resources
+        ],
+        cost_mod.Assumptions.from_config(cfg.cost),
+    )
+    plan.resources = scrub(resources, secrets)
+    plan.outputs = scrub(dict(result.outputs), secrets)
+    plan.tuning = scrub(tuning, secrets)
+    plan.violations = scrub(plan.violations, secrets)
+    plan.cost = estimate.as_dict()
+
+
+# --- text rendering ----------------------------------------------------------------------------------
+def _short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # the engine hands numbers over as floats: show 90, not 90.0
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tree_lines(plan: StackPlan) -> list[str]:
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    urns = {r["urn"] for r in plan.resources}
+    for r in plan.resources:
+        parent = r["parent"] if r["parent"] in urns else None
+        children.setdefault(parent, []).append(r)
+    width = max((len(r["type"]) for r in plan.resources), default=20) + 6
+    lines = [f" +   {'pulumi:pulumi:Stack':<{width}} fastapi-deploy-{plan.stack}"]
+
+    def walk(parent: str | None, prefix: str) -> None:
+        kids = children.get(parent, [])
+        for i, r in enumerate(kids):
+            last = i == len(kids) - 1
+            branch = "└─ " if last else "├─ "
+            label = f"{prefix}{branch}{r['type']}"
+            keys = KEY_INPUTS.get(r["type"], ())
+            shown = " ".join(
+                f"{k}={_short(r['inputs'][k], 40)}" for k in keys if r["inputs"].get(k) is not None
+            )
+            lines.append(f" +   {label:<{width + len(prefix)}} {r['name']}{'  ' + shown if shown else ''}")
+            walk(r["urn"], prefix + ("   " if last else "│  "))
+
+    walk(None, "")
+    return lines
+
+
+def render_text(plan: StackPlan, out: TextIO) -> None:
+    """Print one plan like ``pulumi preview``, then tuning, policy and cost."""
+    w = out.write
+    if plan.error is not None:
+        w(f"error: stack {plan.stack}: {plan.error}\n")
+        return
+    w(f"Previewing update ({plan.stack}) - offline: the real program under Pulumi mocks, no cloud calls\n\n")
+    w("\n".join(_tree_lines(plan)) + "\n\n")
+    w(f"Resources:\n    + {len(plan.resources) + 1} to create\n\n")
+
+    w("Outputs:\n")
+    for key, value in plan.outputs.items():
+        if key != "tuning":
+            w(f"    {key:<18}: {_short(value, 90)}\n")
+    t = plan.tuning
+    w("\nTuning (injected into the container as env):\n")
+    if t:
+        w(
+            f"    workers {t.get('workers')} on {float(t.get('vcpu') or 0):.2g} vCPU / "
+            f"{t.get('memory_mib')} MiB; "
+            f"keepalive {t.get('keepalive_s')} s (LB idle {t.get('lb_idle_timeout_s')}); "
+            f"timeout {t.get('timeout_s')} s; graceful {t.get('graceful_timeout_s')} s "
+            f"(stop grace {t.get('stop_timeout_s')} s)\n"
+            f"    DB pool {t.get('pool_class')} {t.get('pool_size')}+{t.get('max_overflow')} per worker, "
+            f"timeout {t.get('pool_timeout_s')} s; peak {t.get('max_total_connections')} connections "
+            f"({t.get('replicas_during_deploy')} replicas during deploy) "
+            f"<= budget {t.get('connection_budget')}\n"
+        )
+        for key, value in sorted((t.get("env") or {}).items()):
+            w(f"    {key}={value}\n")
+
+    mandatory = [v for v in plan.violations if v["enforcement"] == "mandatory"]
+    advisory = [v for v in plan.violations if v["enforcement"] == "advisory"]
+    w(f"\nPolicy (policy/ pack): {len(mandatory)} mandatory, {len(advisory)} advisory violation(s)\n")
+    for v in mandatory + advisory:
+        where = v["urn"].rsplit("::", 1)[-1] if v["urn"] else "stack"
+        w(f"    [{v['enforcement']}] {v['policy']} ({where}): {v['message']}\n")
+
+    c = plan.cost
+    w(f"\nEstimated monthly cost: {c['currency']} {c['monthly_total']:,.2f}\n")
+    for line in sorted(c["lines"], key=lambda x: -x["monthly"]):
+        w(f"    {line['monthly']:>10,.2f}  {line['resource']:<34} {line['basis']}\n")
+    a = c["assumptions"]
+    w(
+        f"    assumptions: {a['requests_per_month']:,} requests/month, {a['avg_duration_ms']:g} ms average, "
+        f"{a['egress_gb_per_month']:g} GB egress, {a['hours_per_month']:g} h/month (app.cost overrides)\n"
+        f"    prices as of {a['prices_as_of']} ({a['prices_note']}); ignores {a['ignored']}\n"
+    )
+
+
+# --- entry point -------------------------------------------------------------------------------------
+def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``infra plan --stack STACK|all [--format text|json]`` and ``--list [--prefix P]``."""
+    import argparse
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = argparse.ArgumentParser(
+        prog="infra plan",
+        description="Offline plan: resources, tuning, policy results and monthly cost, without credentials.",
+    )
+    parser.add_argument("--stack", help="stack name (stacks/Pulumi.<stack>.yaml), a stack file, or 'all'")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="default: stacks/")
+    parser.add_argument(
+        "--list", action="store_true", help="print the stacks as a GitHub Actions matrix (JSON)"
+    )
+    parser.add_argument("--prefix", default="", help="with --list: only stacks whose name starts with this")
+    parser.add_argument("--timing", action="store_true", help="print the seconds each plan took (to stderr)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_INVALID if exc.code else EXIT_OK
+
+    if args.list:
+        out.write(json.dumps(list_stacks(args.stacks_dir, args.prefix)) + "\n")
+        return EXIT_OK
+    if not args.stack:
+        err.write("infra plan: --stack is required (a stack name from stacks/, or 'all')\n")
+        return EXIT_INVALID
+    try:
+        paths = (
+            stack_files(args.stacks_dir)
+            if args.stack == "all"
+            else [resolve_stack(args.stack, args.stacks_dir)]
+        )
+    except FileNotFoundError as exc:
+        err.write(f"infra plan: {exc}\n")
+        return EXIT_INVALID
+    if not paths:
+        err.write(f"infra plan: no Pulumi.*.yaml in {args.stacks_dir}\n")
+        return EXIT_INVALID
+
+    plans = []
+    for path in paths:
+        plan = plan_stack(path)
+        plans.append(plan)
+        if plan.error is not None:
+            err.write(f"infra plan: {plan.error}\n")
+        if args.format == "text":
+            render_text(plan, out)
+            if len(paths) > 1:
+                out.write("\n" + "=" * 100 + "\n\n")
+        if args.timing:
+            err.write(f"infra plan: {plan.stack} planned in {plan.seconds:.2f} s\n")
+    if args.format == "json":
+        doc: Any = plans[0].as_json() if args.stack != "all" else [p.as_json() for p in plans]
+        out.write(json.dumps(doc, indent=2, default=str) + "\n")
+    codes = {p.exit_code for p in plans}
+    return EXIT_INVALID if EXIT_INVALID in codes else (EXIT_FINDINGS if EXIT_FINDINGS in codes else EXIT_OK)
