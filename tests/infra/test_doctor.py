@@ -401,8 +401,8 @@ def vps_app(image: str) -> dict[str, Any]:
         ),
         (
             "",
-            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
-            "",
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+            "Is the docker daemon running?",
             1,
             "daemon is not running",
             "sudo systemctl enable --now docker",
