@@ -1,0 +1,386 @@
+"""The VPS target under Pulumi mocks: Docker over SSH, Caddy in front, secrets as Pulumi secrets, and the
+parts of the zero-downtime redeploy that a mock run can prove (see docs/targets.md for the rest).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra import config as config_mod
+from infra import mocks as mocks_mod
+from infra.config import ConfigError
+from infra.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program, unwrap
+from infra.targets import vps
+from infra.tuning import TuningError, for_platform
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "stacks" / "Pulumi.prod-vps.yaml"
+COMPONENT = "items-api-prod-vps"
+RECOGNISABLE = "s3cr3t-VALUE-must-not-leak-91ab"
+CONTAINER = "docker:index/container:Container"
+OTHER_DIGEST = "123456789012.dkr.ecr.eu-central-1.amazonaws.com/items-api@sha256:" + "e" * 64
+
+
+class Mocks(RecordingMocks):
+    """The core mocks; secret stores answer a recognisable value; containers get auto-names like the engine's."""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        a = dict(args.args or {})
+        if args.token == "aws:ssm/getParameter:getParameter":
+            self.calls.append((args.token, a))
+            return {
+                "name": a["name"],
+                "value": f"{RECOGNISABLE}{a['name']}",
+                "type": "SecureString",
+                "id": a["name"],
+            }
+        if args.token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
+            self.calls.append((args.token, a))
+            return {
+                "secretId": a["secretId"],
+                "secretString": json.dumps({"url": f"{RECOGNISABLE}-db"}),
+                "id": "x",
+            }
+        if args.token == "gcp:secretmanager/getSecretVersionAccess:getSecretVersionAccess":
+            self.calls.append((args.token, a))
+            return {"secret": a["secret"], "secretData": f"{RECOGNISABLE}-gcp", "version": "1", "id": "x"}
+        res = super().call(args)
+        return res if isinstance(res, dict) else res[0]
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        rid, out = super().new_resource(args)
+        digest = hashlib.sha256(json.dumps(unwrap(dict(args.inputs)), sort_keys=True, default=str).encode())
+        if args.typ.startswith("docker:index/") and not args.inputs.get("name"):
+            out["name"] = f"{args.name}-{digest.hexdigest()[:7]}"  # the engine's auto-name
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            out["imageId"] = "sha256:" + digest.hexdigest()  # the image id follows what was pulled
+        return rid, out
+
+
+def raw_config(**app_changes: Any) -> dict[str, Any]:
+    raw = config_mod.stack_file_config(STACK)
+    app = copy.deepcopy(raw[config_mod.CONFIG_KEY])
+    for key, value in app_changes.items():
+        if (
+            isinstance(value, dict)
+            and isinstance(app.get(key), dict)
+            and key not in ("secrets", "env", "image")
+        ):
+            app[key] = {**app[key], **value}
+        elif value is None:
+            app.pop(key, None)
+        else:
+            app[key] = value
+    raw[config_mod.CONFIG_KEY] = app
+    return raw
+
+
+def run(raw: dict[str, Any] | None = None, **app_changes: Any) -> ProgramResult:
+    raw = raw or raw_config(**app_changes)
+    return run_program("prod-vps", raw, mocks=Mocks(region=str(raw.get("aws:region") or "us-east-1")))
+
+
+@pytest.fixture(scope="module")
+def prod() -> ProgramResult:
+    return run()
+
+
+def containers(result: ProgramResult) -> dict[str, dict[str, Any]]:
+    return {r.name.removeprefix(f"{COMPONENT}-"): r.inputs for r in result.by_type(CONTAINER)}
+
+
+def provider_input(result: ProgramResult, key: str) -> Any:
+    """A docker provider input, unwrapped (the engine passes provider config as JSON strings)."""
+    (provider,) = [r for r in result.resources if r.type == "pulumi:providers:docker"]
+    value = unwrap(provider.inputs[key])
+    return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+
+
+def app_env(result: ProgramResult) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in unwrap(containers(result)["app"]["envs"]))
+
+
+# ---------------------------------------------------------------------------------- provider + image
+def test_provider_talks_to_the_host_over_ssh_with_registry_auth(prod: ProgramResult) -> None:
+    (provider,) = [r for r in prod.resources if r.type == "pulumi:providers:docker"]
+    assert provider.inputs["host"] == "ssh://deploy@203.0.113.10:22"
+    assert "BatchMode=yes" in provider_input(prod, "sshOpts")  # never hang on a prompt in CI
+    assert mocks_mod.is_secret(provider.inputs["registryAuth"])
+    (entry,) = provider_input(prod, "registryAuth")
+    assert entry["address"] == "123456789012.dkr.ecr.eu-central-1.amazonaws.com"
+    assert entry["username"] == "AWS"
+    assert "mock-ecr-password" not in json.dumps(mask_secrets(provider.inputs), default=str)
+    # Every container runs on that host, not on the machine running `pulumi up`.
+    for r in prod.by_type(CONTAINER):
+        assert r.provider
+        assert r.provider.startswith(provider.urn)
+
+
+def test_image_pulled_by_digest_and_kept(prod: ProgramResult) -> None:
+    (image,) = [
+        r for r in prod.by_type("docker:index/remoteImage:RemoteImage") if r.name == f"{COMPONENT}-image"
+    ]
+    assert image.inputs["name"] == prod.outputs["image"]
+    assert "@sha256:" in image.inputs["name"]
+    assert image.inputs["keepLocally"] is True
+    assert containers(prod)["app"]["image"] == image.outputs["imageId"]
+
+
+# ------------------------------------------------------------------------------------- app container
+def test_app_container_is_private_limited_and_hardened(prod: ProgramResult) -> None:
+    app = containers(prod)["app"]
+    assert "ports" not in app or not app["ports"], "the app must only be reachable through Caddy"
+    (net,) = app["networksAdvanced"]
+    assert net["aliases"] == [vps.APP_ALIAS]
+    assert net["name"] == prod.one("docker:index/network:Network").outputs["name"]
+    assert app["restart"] == "unless-stopped"
+    assert app["cpus"] == "2"
+    assert app["memory"] == 2048
+    assert app["memorySwap"] == 2048
+    assert app["readOnly"] is True
+    assert app["capabilities"] == {"drops": ["ALL"]}
+    assert app["securityOpts"] == ["no-new-privileges:true"]
+    assert app["logOpts"] == {"max-size": "10m", "max-file": "5"}
+
+
+def test_workers_come_from_the_hosts_cpus(prod: ProgramResult) -> None:
+    env = app_env(prod)
+    assert env["WEB_CONCURRENCY"] == "2"  # app.vps.cpus: 2 -> two async workers, not 2x2+1
+    assert env["APP_ENV"] == "production"
+    assert env["PORT"] == "8000"
+
+
+def test_health_check_on_readiness_gates_the_deploy(prod: ProgramResult) -> None:
+    app = containers(prod)["app"]
+    hc = app["healthcheck"]
+    assert hc["tests"][:3] == ["CMD", "python", "-c"]
+    assert "http://127.0.0.1:8000/ready" in hc["tests"][3]
+    assert app["wait"] is True
+    start = int(hc["startPeriod"].removesuffix("s"))
+    interval = int(hc["interval"].removesuffix("s"))
+    assert app["waitTimeout"] >= start + interval * hc["retries"]
+
+
+def test_health_check_command_fails_when_not_ready(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cmd = vps.healthcheck_command(9, "/ready", 1)  # port 9 (discard) refuses connections
+    code = subprocess.run([sys.executable, "-c", cmd[3]], timeout=20, check=False).returncode
+    assert code == 1
+
+
+def test_stop_timeout_outlasts_the_graceful_drain(prod: ProgramResult) -> None:
+    app = containers(prod)["app"]
+    graceful = int(app_env(prod)["GUNICORN_GRACEFUL_TIMEOUT"])
+    assert app["stopSignal"] == "SIGTERM"
+    assert app["stopTimeout"] > graceful
+    assert app["destroyGraceSeconds"] == app["stopTimeout"]
+
+
+# -------------------------------------------------------------------------------------------- secrets
+def test_secrets_read_at_deploy_time_stay_pulumi_secrets(prod: ProgramResult) -> None:
+    reads = {(t.split("/")[-1].split(":")[0], a.get("name") or a.get("secretId")) for t, a in prod.calls}
+    assert ("getParameter", "/prod/items-api-vps/redis-url") in reads
+    assert ("getParameter", "/prod/items-api-vps/jwt-secret-key") in reads
+    assert ("getSecretVersion", "prod/items-api-vps/db") in reads
+    assert all(a.get("withDecryption") for t, a in prod.calls if t.endswith("getParameter"))
+    app = next(r for r in prod.by_type(CONTAINER) if r.name == f"{COMPONENT}-app")
+    assert mocks_mod.is_secret(app.inputs["envs"])
+    env = app_env(prod)
+    assert env["DATABASE_URL"] == f"{RECOGNISABLE}-db"  # the JSON key was extracted
+    assert env["REDIS_URL"] == f"{RECOGNISABLE}/prod/items-api-vps/redis-url"
+    # ... and nowhere in plain sight: not in any input outside a secret, not in the outputs.
+    visible = json.dumps([mask_secrets(r.inputs) for r in prod.resources], default=str)
+    assert RECOGNISABLE not in visible
+    assert RECOGNISABLE in json.dumps([unwrap(r.inputs) for r in prod.resources], default=str)
+    assert RECOGNISABLE not in json.dumps(prod.outputs, default=str)
+
+
+def test_gcp_secret_and_registry_password_references() -> None:
+    result = run(
+        secrets={"DATABASE_URL": "gcp:projects/items-vault/secrets/db-url/versions/4"},
+        vps={
+            "registry": {
+                "server": "ghcr.io",
+                "username": "deploy-bot",
+                "password_secret": "ssm:/prod/ghcr-token",
+            }
+        },
+        image={"digest": "ghcr.io/acme/items-api@sha256:" + "c" * 64},
+    )
+    call = next(a for t, a in result.calls if t.endswith("getSecretVersionAccess"))
+    assert (call["secret"], call["project"], call["version"]) == ("db-url", "items-vault", "4")
+    assert app_env(result)["DATABASE_URL"] == f"{RECOGNISABLE}-gcp"
+    (provider,) = [r for r in result.resources if r.type == "pulumi:providers:docker"]
+    (entry,) = provider_input(result, "registryAuth")
+    assert (entry["address"], entry["username"]) == ("ghcr.io", "deploy-bot")
+    assert entry["password"] == f"{RECOGNISABLE}/prod/ghcr-token"
+    assert RECOGNISABLE not in json.dumps(mask_secrets(provider.inputs), default=str)
+
+
+def test_ssh_key_from_a_secret_is_written_0600() -> None:
+    result = run(vps={"ssh_key_secret": "ssm:/prod/vps-deploy-key"})
+    opts = provider_input(result, "sshOpts")
+    key_path = opts[opts.index("-i") + 1]
+    assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+    assert Path(key_path).read_text().startswith(RECOGNISABLE)
+
+
+# ------------------------------------------------------------------------------------------ caddy
+def test_caddy_terminates_tls_and_is_the_only_public_container(prod: ProgramResult) -> None:
+    caddy = containers(prod)["caddy"]
+    assert {(p["internal"], p["external"], p.get("protocol", "tcp")) for p in caddy["ports"]} == {
+        (80, 80, "tcp"),
+        (443, 443, "tcp"),
+        (443, 443, "udp"),
+    }
+    (upload,) = caddy["uploads"]
+    assert upload["file"] == "/etc/caddy/Caddyfile"
+    text = upload["content"]
+    assert "api.example.net {" in text
+    assert "email ops@example.net" in text
+    assert f"name {vps.APP_ALIAS}" in text
+    assert "port 8000" in text
+    assert {v["containerPath"] for v in caddy["volumes"]} == {"/data", "/config"}  # certificates persist
+
+
+def test_proxy_keepalive_is_below_the_servers(prod: ProgramResult) -> None:
+    text = containers(prod)["caddy"]["uploads"][0]["content"]
+    keepalive = int(text.split("keepalive ")[1].split("s")[0])
+    assert keepalive < int(app_env(prod)["GUNICORN_KEEPALIVE"])
+
+
+# ------------------------------------------------------------------------------ zero-downtime redeploy
+def test_redeploy_changes_only_the_app_container() -> None:
+    """A new digest must not touch Caddy, the network or the volumes (so TLS and routing stay up)."""
+    before = run()
+    after = run(image={"digest": OTHER_DIGEST})
+    a, b = ({r.name: r.inputs for r in res.resources if r.custom} for res in (before, after))
+    assert a.keys() == b.keys()
+    changed = {
+        n for n in a if json.dumps(unwrap(a[n]), sort_keys=True) != json.dumps(unwrap(b[n]), sort_keys=True)
+    }
+    assert changed == {f"{COMPONENT}-image", f"{COMPONENT}-app"}
+
+
+def test_new_container_is_created_before_the_old_one_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, tuple[bool, bool]] = {}
+    original = mocks_mod._RecordingMonitor.RegisterResource
+
+    def spy(self: Any, request: Any) -> Any:
+        seen[request.name] = (request.deleteBeforeReplace, request.deleteBeforeReplaceDefined)
+        return original(self, request)
+
+    monkeypatch.setattr(mocks_mod._RecordingMonitor, "RegisterResource", spy)
+    result = run()
+    app = containers(result)["app"]
+    # Explicitly create-before-delete (the option is sent as "defined", overriding any provider default) ...
+    assert seen[f"{COMPONENT}-app"] == (False, True)
+    # ... which only works because the container has no fixed name (the engine auto-names it) and
+    # publishes no host port: two generations can run side by side.
+    assert "name" not in app
+    assert not app.get("ports")
+    # Caddy binds 80/443, so it cannot overlap with itself: delete-first (only on Caddy changes).
+    assert seen[f"{COMPONENT}-caddy"] == (True, True)
+    # Caddy routes to the alias, never to a container name, so both generations get traffic.
+    text = containers(result)["caddy"]["uploads"][0]["content"]
+    assert "dynamic a" in text
+    assert result.outputs["container_name"] not in text
+    assert "lb_try_duration" in text
+
+
+def test_caddyfile_is_stable_text() -> None:
+    text = vps.render_caddyfile("api.example.net", 8000, 60, None)
+    assert "email" not in text
+    assert text.count("{") == text.count("}")
+    assert "admin off" in text
+
+
+# -------------------------------------------------------------------------------- graph and outputs
+def test_outputs_follow_the_contract(prod: ProgramResult) -> None:
+    out = prod.outputs
+    app = next(r for r in prod.by_type(CONTAINER) if r.name == f"{COMPONENT}-app")
+    assert out["target"] == "vps"
+    assert out["url"] == "https://api.example.net"
+    assert out["host"] == "203.0.113.10"
+    assert out["domain"] == "api.example.net"
+    assert out["container_name"] == app.outputs["name"]
+    assert out["container_name"].startswith(f"{COMPONENT}-app-")
+    assert (out["health_path"], out["ready_path"]) == ("/health", "/ready")
+    assert not prod.secret_outputs
+
+
+def test_children_carry_the_component_name(prod: ProgramResult) -> None:
+    comp = prod.one(vps.COMPONENT_TYPE)
+    children = [r for r in prod.resources if r.parent == comp.urn]
+    assert len(children) == 8
+    for r in children:
+        assert r.name.startswith(f"{COMPONENT}-"), r.name
+
+
+def test_component_outputs_resolve_under_runtime_test() -> None:
+    from infra.image import ImageResult
+
+    cfg = config_mod.load_stack_file(STACK)
+    pulumi.runtime.set_mocks(
+        Mocks(region="eu-central-1"), project="fastapi-deploy", stack="unit", preview=False
+    )
+
+    @pulumi.runtime.test
+    def check() -> pulumi.Output[None]:
+        image = ImageResult(ref=pulumi.Output.from_input(OTHER_DIGEST), platform="linux/amd64", built=False)
+        svc = vps.VpsService("unit", vps.VpsServiceArgs(config=cfg, tuning=for_platform(cfg), image=image))
+
+        def verify(values: list[Any]) -> None:
+            url, name, envs_secret = values
+            assert url == "https://api.example.net"
+            assert name.startswith("unit-app-")
+            assert envs_secret is True
+
+        return pulumi.Output.all(
+            svc.url, svc.container_name, pulumi.Output.from_input(svc.app.envs).is_secret()
+        ).apply(verify)
+
+    check()
+
+
+# ---------------------------------------------------------------------------------------- bad config
+BAD = [
+    ({"scaling": {"min": 1, "max": 2}}, ConfigError, "app.scaling"),
+    ({"domain": None}, ConfigError, "app.domain"),
+    ({"vps": {"host": "bad host!"}}, ConfigError, "app.vps.host"),
+    ({"vps": {"ssh_port": 0}}, ConfigError, "app.vps.ssh_port"),
+    ({"vps": {"memory": "256Mi"}}, TuningError, "app.vps.memory"),
+    ({"vps": {"ssh_key_secret": "file:/home/me/.ssh/id"}}, ConfigError, "app.vps.ssh_key_secret"),
+    (
+        {"vps": {"registry": {"server": "ghcr.io", "username": "u", "password_secret": "plain"}}},
+        ConfigError,
+        "password_secret",
+    ),
+    ({"tuning": {"workers": 20}}, TuningError, "app.tuning.workers"),
+    ({"image": {"digest": "items-api:latest"}}, ConfigError, "app.image.digest"),
+]
+
+
+@pytest.mark.parametrize(("changes", "error", "field"), BAD, ids=[f"{i}-{b[2]}" for i, b in enumerate(BAD)])
+def test_invalid_config_names_the_field_and_registers_nothing(
+    changes: dict[str, Any], error: type[Exception], field: str
+) -> None:
+    mocks = Mocks()
+    with pytest.raises(error) as exc:
+        run_program("prod-vps", raw_config(**changes), mocks=mocks)
+    assert field in str(exc.value)
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+    assert not [t for t, _ in mocks.calls if "Secret" in t or "Parameter" in t], (
+        "no secret read for a bad config"
+    )
