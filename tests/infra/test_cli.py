@@ -1,0 +1,73 @@
+"""The `infra` console script: dispatch, usage errors, and the exit-code contract."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from infra import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_command_prints_usage_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 2
+    assert "plan" in capsys.readouterr().out
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("plan", "doctor", "verify"))
+
+
+def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["deploy"]) == 2
+    assert "unknown command 'deploy'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["doctor", "verify"])
+def test_dispatches_argv_and_returns_the_exit_code(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+
+    def fake_cli(argv: list[str]) -> int:
+        seen.append(argv)
+        return 1
+
+    module = types.ModuleType(f"infra.{command}")
+    module.cli = fake_cli  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, f"infra.{command}", module)
+    assert cli.main([command, "--stack", "prod-ecs"]) == 1
+    assert seen == [["--stack", "prod-ecs"]]
+
+
+def test_missing_subcommand_module_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(cli.COMMANDS, "doctor", "infra.not_landed_yet")
+    assert cli.main(["doctor"]) == 2
+    assert "infra/not_landed_yet.py is missing" in capsys.readouterr().err
+
+
+def test_plan_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["plan"]) == 2
+    assert "--stack is required" in capsys.readouterr().err
+    assert cli.main(["plan", "--format", "yaml"]) == 2
+
+
+def test_console_script_is_installed_and_lists_stacks_without_importing_pulumi() -> None:
+    script = Path(sys.executable).with_name("infra")
+    assert script.exists(), "uv sync installs the `infra` console script ([project.scripts])"
+    probe = (
+        "import sys; from infra import cli; code = cli.main(['plan', '--list']); "
+        "assert 'pulumi' not in sys.modules, 'listing stacks must stay fast'; sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"include"' in result.stdout

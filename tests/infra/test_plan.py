@@ -1,0 +1,256 @@
+"""`infra plan`: the real program under mocks, the JSON contract, secrets, exit codes.
+
+Each plan runs `infra/__main__.py` for a stack file under `infra.mocks`; nothing here talks to a cloud.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from infra import plan as plan_mod
+from infra.mocks import RecordingMocks
+
+STACKS = plan_mod.stack_files()
+CANARY = "CANARY-s3cr3t-9f1c2e7d"  # a recognisable secret value that must never be printed
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = plan_mod.cli(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def write_stack(tmp_path: Path, base: str, edit: Any = None, name: str | None = None) -> Path:
+    """Copy stacks/Pulumi.<base>.yaml into tmp_path, optionally editing its config mapping."""
+    doc = yaml.safe_load((plan_mod.STACKS_DIR / f"Pulumi.{base}.yaml").read_text())
+    if edit is not None:
+        edit(doc["config"])
+    path = tmp_path / f"Pulumi.{name or base}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, plan_mod.StackPlan]:
+    planned = {plan_mod.stack_name(p): plan_mod.plan_stack(p) for p in STACKS}
+    # Bench-style timing (not an assertion): the first plan in a process pays for importing the SDKs.
+    for name, p in planned.items():
+        print(f"plan {name}: {p.seconds:.2f} s, {len(p.resources)} resources")
+    return planned
+
+
+def test_there_are_stacks_to_plan() -> None:
+    assert {"prod-ecs", "staging-ecs"} <= {plan_mod.stack_name(p) for p in STACKS}
+
+
+@pytest.mark.parametrize("path", STACKS, ids=[plan_mod.stack_name(p) for p in STACKS])
+def test_json_contract(plans: dict[str, plan_mod.StackPlan], path: Path) -> None:
+    p = plans[plan_mod.stack_name(path)]
+    assert p.error is None, p.error
+    doc = json.loads(json.dumps(p.as_json(), default=str))
+    assert set(doc) == {"stack", "target", "resources", "outputs", "tuning", "policy", "cost"}
+    assert doc["stack"] == plan_mod.stack_name(path)
+    assert doc["target"] in {"ecs", "cloudrun", "lambda", "vps"}
+    assert doc["resources"], "the program registered nothing"
+    urns = {r["urn"] for r in doc["resources"]}
+    for r in doc["resources"]:
+        assert set(r) == {"urn", "type", "name", "parent", "inputs"}
+        assert r["type"].count(":") >= 2, r["type"]  # a Pulumi type token, e.g. aws:ecs/service:Service
+        assert r["parent"] is None or r["parent"] in urns or "pulumi:pulumi:Stack" in r["parent"]
+    # The target's component is there, typed fastapi-deploy:<platform>:<Kind>.
+    assert any(r["type"].startswith(f"fastapi-deploy:{doc['target']}:") for r in doc["resources"])
+    for key in ("target", "url", "image", "health_path", "ready_path"):
+        assert key in doc["outputs"], key
+    assert doc["tuning"]["workers"] >= 1
+    assert doc["tuning"]["max_total_connections"] <= doc["tuning"]["connection_budget"]
+    for v in doc["policy"]["violations"]:
+        assert set(v) == {"policy", "enforcement", "urn", "message"}
+        assert v["enforcement"] in {"mandatory", "advisory"}
+    cost = doc["cost"]
+    assert cost["currency"] == "USD"
+    assert isinstance(cost["monthly_total"], float)
+    assert cost["monthly_total"] > 0
+    assert cost["lines"]
+    assert all(set(line) == {"resource", "monthly", "basis"} for line in cost["lines"])
+    assert {"requests_per_month", "avg_duration_ms", "egress_gb_per_month", "hours_per_month"} <= set(
+        cost["assumptions"]
+    )
+
+
+def test_inputs_are_camel_case_as_the_engine_receives_them(plans: dict[str, plan_mod.StackPlan]) -> None:
+    ecs = plans["prod-ecs"]
+    (service,) = [r for r in ecs.resources if r["type"] == "aws:ecs/service:Service"]
+    assert service["inputs"]["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    (task,) = [r for r in ecs.resources if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"]
+    assert isinstance(task["inputs"]["containerDefinitions"], str)  # a JSON string, like the engine's
+
+
+def test_plan_runs_the_real_program_for_the_stack_config(tmp_path: Path) -> None:
+    # Changing the stack file changes what the plan records: it is the program, not a copy of it.
+    def bump(config: dict[str, Any]) -> None:
+        config["fastapi-deploy:app"]["scaling"].update(min=3, desired=3)
+
+    p = plan_mod.plan_stack(write_stack(tmp_path, "prod-ecs", bump))
+    (service,) = [r for r in p.resources if r["type"] == "aws:ecs/service:Service"]
+    assert service["inputs"]["desiredCount"] == 3
+    base = plan_mod.plan_stack(plan_mod.STACKS_DIR / "Pulumi.prod-ecs.yaml")
+    assert p.cost["monthly_total"] > base.cost["monthly_total"]
+
+
+def test_cost_assumptions_come_from_the_stack_config(plans: dict[str, plan_mod.StackPlan]) -> None:
+    raw = yaml.safe_load((plan_mod.STACKS_DIR / "Pulumi.prod-ecs.yaml").read_text())
+    configured = raw["config"]["fastapi-deploy:app"]["cost"]
+    assumptions = plans["prod-ecs"].cost["assumptions"]
+    for key, value in configured.items():
+        assert assumptions[key] == value
+
+
+def test_policy_results_are_the_rule_functions_over_the_recorded_graph(
+    plans: dict[str, plan_mod.StackPlan],
+) -> None:
+    from policy import rules
+
+    p = plans["prod-ecs"]
+    graph = [
+        rules.Resource(type=r["type"], inputs=r["inputs"], urn=r["urn"], name=r["name"]) for r in p.resources
+    ]
+    assert [v.as_dict() for v in rules.evaluate(graph)] == p.violations
+
+
+# --- secrets -----------------------------------------------------------------------------------------
+class CanaryMocks(RecordingMocks):
+    """Every secret read returns the canary, as a real secret store would return the real value."""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        answer, failures = super().call(args)
+        answer = dict(answer)
+        for key in ("value", "insecureValue", "secretString", "secretData", "password"):
+            if key in answer:
+                answer[key] = (
+                    CANARY if key != "secretString" else json.dumps({"url": CANARY, "value": CANARY})
+                )
+        return answer, failures
+
+
+def _all_output(path: Path, mocks: Any = None) -> tuple[plan_mod.StackPlan, str]:
+    p = plan_mod.plan_stack(path, mocks_factory=mocks)
+    text = io.StringIO()
+    plan_mod.render_text(p, text)
+    return p, text.getvalue() + json.dumps(p.as_json(), default=str)
+
+
+def test_secret_values_read_at_deploy_time_never_appear(tmp_path: Path) -> None:
+    # The VPS target reads secret values at deploy time and passes them as Pulumi secrets.
+    def factory(raw: Mapping[str, Any]) -> RecordingMocks:
+        return CanaryMocks(region=str(raw.get("aws:region") or "us-east-1"))
+
+    path = plan_mod.STACKS_DIR / "Pulumi.prod-vps.yaml"
+    # The canary really flows into the program's resources (so the assertions below can fail)...
+    from infra import mocks as mocks_mod
+    from infra.config import stack_file_config
+
+    raw = stack_file_config(path)
+    recorded = mocks_mod.run_program("prod-vps", raw, mocks=factory(raw))
+    assert CANARY in json.dumps([mocks_mod.unwrap(r.inputs) for r in recorded.resources])
+    # ...and never out of the plan.
+    p, output = _all_output(path, factory)
+    assert p.error is None, p.error
+    assert CANARY not in output
+    assert plan_mod.SECRET_MARK in output
+
+
+def test_secure_config_values_are_shown_as_secret_and_never_printed(tmp_path: Path) -> None:
+    ciphertext = "v1:" + CANARY + ":AAAAAAAAAAAAAAAAAAAAAAAA"
+
+    def add_secure(config: dict[str, Any]) -> None:
+        config["aws:secretKey"] = {"secure": ciphertext}
+
+    p, output = _all_output(write_stack(tmp_path, "prod-ecs", add_secure))
+    assert p.error is None, p.error
+    assert CANARY not in output
+
+
+def test_plaintext_credential_in_env_is_masked_and_fails_the_policy(tmp_path: Path) -> None:
+    def add_plain(config: dict[str, Any]) -> None:
+        config["fastapi-deploy:app"]["env"]["PAYMENT_API_KEY"] = CANARY
+
+    path = write_stack(tmp_path, "prod-ecs", add_plain)
+    p, output = _all_output(path)
+    assert CANARY not in output
+    assert any(
+        v["policy"] == "no-plaintext-secrets" and v["enforcement"] == "mandatory" for v in p.violations
+    )
+    code, out, _ = run_cli("--stack", str(path), "--format", "json")
+    assert code == plan_mod.EXIT_FINDINGS
+    assert CANARY not in out
+
+
+# --- exit codes and CLI ------------------------------------------------------------------------------
+def test_exit_0_and_text_like_pulumi_preview_for_a_compliant_stack(
+    plans: dict[str, plan_mod.StackPlan],
+) -> None:
+    assert plans["prod-ecs"].exit_code == plan_mod.EXIT_OK, plans["prod-ecs"].violations
+    code, out, _ = run_cli("--stack", "prod-ecs")
+    assert code == 0
+    assert "Previewing update (prod-ecs)" in out
+    assert "├─ " in out
+    assert "aws:ecs/service:Service" in out
+    assert "WEB_CONCURRENCY=" in out
+    assert "Policy (policy/ pack)" in out
+    assert "Estimated monthly cost: USD" in out
+
+
+def test_exit_2_on_invalid_config_naming_the_field(tmp_path: Path) -> None:
+    def bad_memory(config: dict[str, Any]) -> None:
+        config["fastapi-deploy:app"]["ecs"]["memory"] = 3000
+
+    path = write_stack(tmp_path, "prod-ecs", bad_memory)
+    code, out, err = run_cli("--stack", str(path))
+    assert code == plan_mod.EXIT_INVALID
+    assert "app.ecs.memory" in err
+    assert "app.ecs.memory" in out
+
+
+def test_exit_2_on_unknown_stack_lists_the_known_ones() -> None:
+    code, _, err = run_cli("--stack", "no-such-stack")
+    assert code == plan_mod.EXIT_INVALID
+    assert "prod-ecs" in err
+
+
+def test_stack_all_plans_every_stack_and_returns_the_worst_exit_code(tmp_path: Path) -> None:
+    write_stack(tmp_path, "staging-ecs")
+
+    def bad(config: dict[str, Any]) -> None:
+        config["fastapi-deploy:app"]["health"]["liveness_path"] = "health"
+
+    write_stack(tmp_path, "prod-ecs", bad, name="broken")
+    code, out, err = run_cli("--stack", "all", "--stacks-dir", str(tmp_path), "--format", "json")
+    doc = json.loads(out)
+    assert [d["stack"] for d in doc] == ["broken", "staging-ecs"]
+    assert "error" in doc[0]
+    assert "app.health.liveness_path" in doc[0]["error"]
+    assert "resources" in doc[1]
+    assert code == plan_mod.EXIT_INVALID
+    assert "broken" in err
+
+
+def test_list_is_a_github_actions_matrix_of_every_stack() -> None:
+    code, out, _ = run_cli("--list")
+    assert code == 0
+    include = json.loads(out)["include"]
+    assert {row["stack"] for row in include} == {plan_mod.stack_name(p) for p in STACKS}
+    by_stack = {row["stack"]: row for row in include}
+    assert by_stack["prod-ecs"]["cloud"] == "aws"
+    assert by_stack["prod-ecs"]["region"] == "us-east-1"
+    if "prod-cloudrun" in by_stack:
+        assert by_stack["prod-cloudrun"]["cloud"] == "gcp"
+    code, out, _ = run_cli("--list", "--prefix", "staging-")
+    assert all(row["stack"].startswith("staging-") for row in json.loads(out)["include"])
