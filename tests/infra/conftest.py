@@ -1,0 +1,64 @@
+"""Shared fixtures for deployer tests: run the real Pulumi program under mocks for a stack or a config."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.mocks import ProgramResult, RecordingMocks, run_program
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = ROOT / "stacks"
+TEST_IMAGE_TAG = "test-0123456789ab"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _image_tag() -> Iterator[None]:
+    # The default tag comes from git; pin it so recorded inputs are deterministic.
+    old = os.environ.get("IMAGE_TAG")
+    os.environ["IMAGE_TAG"] = TEST_IMAGE_TAG
+    yield
+    if old is None:
+        os.environ.pop("IMAGE_TAG", None)
+    else:
+        os.environ["IMAGE_TAG"] = old
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The raw ``config:`` mapping of ``stacks/Pulumi.<stack>.yaml`` (a deep copy, safe to edit)."""
+    doc = yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())
+    return copy.deepcopy(doc["config"])
+
+
+@pytest.fixture(scope="session")
+def run_stack() -> Callable[..., ProgramResult]:
+    """Run the program for a stack file, optionally with edits to its ``fastapi-deploy:app`` object."""
+    cache: dict[str, ProgramResult] = {}
+
+    def run(stack: str, edit: Callable[[dict[str, Any]], None] | None = None) -> ProgramResult:
+        if edit is None and stack in cache:
+            return cache[stack]
+        raw = stack_config(stack)
+        if edit is not None:
+            edit(raw["fastapi-deploy:app"])
+        result = run_program(stack, raw)
+        if edit is None:
+            cache[stack] = result
+        return result
+
+    return run
+
+
+def run_raw(stack: str, raw: dict[str, Any]) -> tuple[RecordingMocks, Exception | None, ProgramResult | None]:
+    """Run the program and return (mocks, error, result): for tests that expect the program to refuse."""
+    mocks = RecordingMocks(region=str(raw.get("aws:region", "us-east-1")))
+    try:
+        return mocks, None, run_program(stack, raw, mocks=mocks)
+    except Exception as exc:  # the refusal under test
+        return mocks, exc, None
