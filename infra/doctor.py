@@ -187,11 +187,38 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
             refs.append(("app.vps.ssh_key_secret", cfg.vps.ssh_key_secret))
         if cfg.vps.registry and cfg.vps.registry.password_secret:
             refs.append(("app.vps.registry.password_secret", cfg.vps.registry.password_secret))
+    parsed: list[tuple[str, SecretRef]] = []
     for where, raw in refs:
         try:
-            ref = SecretRef.parse(raw)
+            parsed.append((where, SecretRef.parse(raw)))
         except SecretRefError as exc:
             findings.append(blocking("secret", str(exc), where))
+    ecr_image = cfg.image.digest is not None and aws_checks.parse_ecr_image(cfg.image.digest) is not None
+    uses_aws = (
+        isinstance(cfg, EcsConfig | LambdaConfig) or ecr_image or any(r.scheme != "gcp" for _, r in parsed)
+    )
+    aws_ok = True
+    if uses_aws:
+        region = _aws_region(cfg) or "us-east-1"
+        ident, account = aws_checks.check_aws_identity(clients.aws, region, "AWS credentials")
+        findings.append(ident)
+        aws_ok = account is not None
+    gcp_ok = True
+    if any(r.scheme == "gcp" for _, r in parsed):
+        try:
+            clients.secret_manager()
+        except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and friends
+            gcp_ok = False
+            findings.append(
+                blocking(
+                    "gcp-credentials",
+                    f"no usable Google credentials: {exc}",
+                    "Application Default Credentials",
+                    "gcloud auth application-default login",
+                )
+            )
+    for where, ref in parsed:
+        if (ref.scheme != "gcp" and not aws_ok) or (ref.scheme == "gcp" and not gcp_ok):
             continue
         if isinstance(cfg, LambdaConfig | EcsConfig) and ref.scheme == "gcp":
             findings.append(blocking("secret", f"{cfg.target} cannot read gcp: secrets", where))
@@ -202,8 +229,9 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
             )
             continue
         findings.append(check_secret(ref, where, cfg, clients, stack))
-    findings.extend(check_image(cfg, clients, stack))
-    if isinstance(cfg, EcsConfig):
+    if aws_ok or not ecr_image:
+        findings.extend(check_image(cfg, clients, stack))
+    if isinstance(cfg, EcsConfig) and aws_ok:
         region = _aws_region(cfg)
         if cfg.ecs.certificate_arn and region:
             findings.extend(

@@ -436,3 +436,28 @@ def check_ecr_image(
         tags = ",".join(detail.get("imageTags", [])) or "untagged"
         findings.append(ok(check, f"{img.digest[:19]}... exists in {img.repository} ({tags})", where))
     return findings
+
+
+# --------------------------------------------------------------------------------------------- identity
+
+
+def check_aws_identity(client_factory: ClientFactory, region: str, where: str) -> tuple[Finding, str | None]:
+    """STS GetCallerIdentity once, so missing credentials are one finding instead of one per check.
+
+    Returns (finding, account id or None when there is no usable identity).
+    """
+    check = "aws-credentials"
+    try:
+        ident = client_factory("sts", region).get_caller_identity()
+    except (ClientError, BotoCoreError) as exc:
+        return (
+            blocking(
+                check,
+                f"no usable AWS credentials: {exc}",
+                where,
+                "aws sso login --profile <profile> && export AWS_PROFILE=<profile>   # or aws configure",
+            ),
+            None,
+        )
+    account = str(ident.get("Account"))
+    return ok(check, f"checking as {ident.get('Arn')} (account {account})", where), account

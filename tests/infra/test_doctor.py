@@ -570,3 +570,20 @@ def test_cloudrun_secrets_via_secret_manager(tmp_path: Path) -> None:
     assert (
         "projects/shared-secrets/secrets/items-api-jwt/versions/3" in names
     )  # the pinned version, not latest
+
+
+def test_no_aws_credentials_is_one_finding_not_one_per_check(tmp_path: Path, monkeypatch) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no 1 s IMDS probe
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3 caches credentials other tests resolved
+    image = f"{DEFAULT_ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/items-api@sha256:" + "d" * 64
+    arn = f"arn:aws:acm:{REGION}:{DEFAULT_ACCOUNT_ID}:certificate/0f6d1a4e-3b1c-4a2b-9e8f-1c2d3e4f5a6b"
+    stacks = write_stack(tmp_path, "prod-ecs", ecs_app(image, arn), {"aws:region": REGION})
+    rc, text = run(stacks, "prod-ecs")
+    assert rc == 1
+    assert "no usable AWS credentials: Unable to locate credentials" in text
+    assert "aws sso login" in text
+    assert text.count("[BLOCKING]") == 1, text
