@@ -199,8 +199,9 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
     )
     aws_ok = True
     if uses_aws:
-        region = _aws_region(cfg) or "us-east-1"
-        ident, account = aws_checks.check_aws_identity(clients.aws, region, "AWS credentials")
+        ident, account = aws_checks.check_aws_identity(
+            clients.aws, _aws_region(cfg) or "us-east-1", "AWS credentials"
+        )
         findings.append(ident)
         aws_ok = account is not None
     gcp_ok = True
@@ -232,7 +233,7 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
     if aws_ok or not ecr_image:
         findings.extend(check_image(cfg, clients, stack))
     if isinstance(cfg, EcsConfig) and aws_ok:
-        region = _aws_region(cfg)
+        region: str | None = _aws_region(cfg)
         if cfg.ecs.certificate_arn and region:
             findings.extend(
                 aws_checks.check_acm_certificate(
