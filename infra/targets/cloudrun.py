@@ -316,7 +316,7 @@ def _to_api(value: Any) -> Any:
         for k, v in value.items():
             if k == "__defaults":
                 continue
-            key = _RENAME.get(k, k)
+            key = _RENAME.get(k) or k
             v = _to_api(v)
             if k == "ports" and isinstance(v, dict):
                 v = [v]  # Pulumi models the single container port as an object; the API has a list

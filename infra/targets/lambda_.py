@@ -253,7 +253,7 @@ class LambdaService(pulumi.ComponentResource):
                 f"{name}-provisioned",
                 function_name=self.function.name,
                 qualifier=self.alias.name,
-                provisioned_concurrent_executions=lam.provisioned_concurrency,  # type: ignore[arg-type]
+                provisioned_concurrent_executions=lam.provisioned_concurrency or 0,
                 opts=child,
             )
             invoke_arn = self.alias.invoke_arn

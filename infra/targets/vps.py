@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,6 +172,10 @@ def _write_key(material: str) -> str:
     return path
 
 
+def _env_line(key: str) -> Callable[[str], str]:
+    return lambda value: f"{key}={value}"
+
+
 def _registry_host(image: str) -> str:
     return image.split("/", 1)[0]
 
@@ -240,12 +245,15 @@ class VpsService(pulumi.ComponentResource):
             opts=on_host,
         )
         plain = [f"{k}={v}" for k, v in container_environment(cfg, tuning).items()]
-        secret_values = [
-            read_secret(ref, gcp_project=gcp_project, opts=invoke).apply(lambda v, k=k: f"{k}={v}")
+        secret_values: list[pulumi.Output[str]] = [
+            read_secret(ref, gcp_project=gcp_project, opts=invoke).apply(_env_line(k))
             for k, ref in sorted(cfg.secret_refs().items())
         ]
         # One secret Output for the whole list: plain values ride along encrypted, no secret leaks out.
-        envs = pulumi.Output.secret(pulumi.Output.all(*secret_values).apply(lambda s: plain + list(s)))
+        all_lines: pulumi.Output[list[str]] = pulumi.Output.all(*secret_values).apply(
+            lambda s: plain + list(s)
+        )
+        envs: pulumi.Output[list[str]] = pulumi.Output.secret(all_lines)
 
         interval, timeout, retries, start = (
             health.interval_s,

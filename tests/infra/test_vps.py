@@ -31,7 +31,7 @@ OTHER_DIGEST = "123456789012.dkr.ecr.eu-central-1.amazonaws.com/items-api@sha256
 
 
 class Mocks(RecordingMocks):
-    """The core mocks; secret stores answer a recognisable value; containers get auto-names like the engine's."""
+    """Core mocks; secret stores answer a recognisable value; docker resources get engine-style names."""
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         a = dict(args.args or {})
