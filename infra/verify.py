@@ -54,7 +54,9 @@ class Clients:
         return self.cloudrun_services, self.cloudrun_revisions
 
 
-def build_poller(outputs: dict[str, Any], clients: Clients, *, ssh_user: str = "deploy") -> Poller:
+def build_poller(
+    outputs: dict[str, Any], clients: Clients, *, ssh_user: str = "deploy", ssh_port: int = 22
+) -> Poller:
     target = outputs["target"]
     image = outputs.get("image")
     if target == "ecs":
@@ -79,7 +81,9 @@ def build_poller(outputs: dict[str, Any], clients: Clients, *, ssh_user: str = "
         return CloudRunRollout(
             services, revisions, outputs["project"], outputs["region"], outputs["service_name"], image
         )
-    return VpsRollout(outputs.get("ssh_user") or ssh_user, outputs["host"], outputs["container_name"], image)
+    return VpsRollout(
+        outputs.get("ssh_user") or ssh_user, outputs["host"], outputs["container_name"], image, port=ssh_port
+    )
 
 
 def run_verify(
@@ -92,13 +96,14 @@ def run_verify(
     smoke_attempts: int = 3,
     smoke_backoff_s: float = 2.0,
     ssh_user: str = "deploy",
+    ssh_port: int = 22,
     out: Printer = print,
 ) -> int:
     """Wait for stability, smoke-test, report the running digest. Returns the exit code."""
     clients = clients or Clients()
     target = outputs["target"]
     out(f"verify: {target} stack, expecting image {outputs['image']}")
-    poller = build_poller(outputs, clients, ssh_user=ssh_user)
+    poller = build_poller(outputs, clients, ssh_user=ssh_user, ssh_port=ssh_port)
     obs: Observation = wait_until_stable(poller, timeout_s=timeout_s, interval_s=interval_s, progress=out)
     if obs.state != "stable":
         out(f"FAILED: {obs.summary}")
@@ -153,7 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for stability (default 600)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between polls (default 10)")
     p.add_argument("--no-smoke", action="store_true", help="skip the HTTP smoke test")
-    p.add_argument("--ssh-user", default="deploy", help="VPS ssh user when the outputs do not name one")
+    p.add_argument(
+        "--stacks-dir", default="stacks", help="where Pulumi.<stack>.yaml lives (VPS ssh user/port)"
+    )
+    p.add_argument(
+        "--ssh-user", help="VPS ssh user (default: app.vps.ssh_user of the stack file, else deploy)"
+    )
     return p
 
 
@@ -173,12 +183,31 @@ def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print
         print(f"infra verify: {exc}", file=sys.stderr)
         return 2
     out(f"outputs from {source}")
+    ssh_user, ssh_port = _vps_login(args.stack, args.stacks_dir)
     return run_verify(
         outputs,
         clients=clients,
         timeout_s=args.timeout,
         interval_s=args.interval,
         smoke=not args.no_smoke,
-        ssh_user=args.ssh_user,
+        ssh_user=args.ssh_user or ssh_user,
+        ssh_port=ssh_port,
         out=out,
     )
+
+
+def _vps_login(stack: str | None, stacks_dir: str) -> tuple[str, int]:
+    """ssh user/port from the stack file when there is one (outputs carry only the host)."""
+    from pathlib import Path
+
+    from infra.config import ConfigError, VpsConfig, load_stack_file
+
+    path = Path(stacks_dir) / f"Pulumi.{stack}.yaml"
+    if stack and path.is_file():
+        try:
+            cfg = load_stack_file(path)
+        except ConfigError:
+            return "deploy", 22
+        if isinstance(cfg, VpsConfig):
+            return cfg.vps.ssh_user, cfg.vps.ssh_port
+    return "deploy", 22

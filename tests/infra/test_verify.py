@@ -560,12 +560,26 @@ def test_outputs_from_pulumi_cli_when_present(tmp_path: Path, monkeypatch, http)
     fake_executable(bindir, "pulumi", stdout=json.dumps(outputs))
     fake_executable(bindir, "ssh", stdout=_inspect("running", "healthy", outputs["image"]))
     monkeypatch.setenv("PATH", path_with(bindir))
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    app = {
+        "target": "vps",
+        "name": "items-api",
+        "image": {"digest": outputs["image"]},
+        "domain": "api.example.com",
+        "vps": {"host": "203.0.113.7", "ssh_user": "ops", "ssh_port": 2222},
+    }
+    (stacks / "Pulumi.prod-vps.yaml").write_text(json.dumps({"config": {"fastapi-deploy:app": app}}))
     out, emit = _lines()
-    rc = cli(["--stack", "prod-vps", "--timeout", "5", "--interval", "0.05"], out=emit)
+    rc = cli(
+        ["--stack", "prod-vps", "--stacks-dir", str(stacks), "--timeout", "5", "--interval", "0.05"], out=emit
+    )
     assert rc == 0, "\n".join(out)
     assert calls_of(bindir, "pulumi") == [
         ["stack", "output", "--json", "--show-secrets=false", "--stack", "prod-vps"]
     ]
+    # The ssh login comes from the stack file (outputs carry only the host).
+    assert calls_of(bindir, "ssh")[0][4:7] == ["-p", "2222", "ops@203.0.113.7"]
 
 
 def test_outputs_missing_contract_key_is_a_usage_error(capsys) -> None:
