@@ -20,15 +20,19 @@ APPS = {
     "hello": ("bench.apps.hello:app", False),
     "fastapi-bare": ("bench.apps.fastapi_bare:app", False),
     "service": (appenv.UVICORN_FACTORY, True),
+    # the same service with LOG_LEVEL=warning: isolates what the per-request JSON access log costs
+    "service-LOG_LEVEL=warning": (appenv.UVICORN_FACTORY, True),
 }
 
 
 def _server(kind: str, app: str, env: dict[str, str], workers: int) -> h.Server:
     port = h.free_port()
     module, factory = APPS[app]
+    if app.startswith("service-"):
+        env = {**env, "LOG_LEVEL": "warning"}
     if kind == "uvicorn-1proc":
         return h.Server(h.uvicorn_cmd(module, port, factory=factory), port, env={**env, "PORT": str(port)})
-    target = appenv.APP_FACTORY if app == "service" else module
+    target = appenv.APP_FACTORY if app.startswith("service") else module
     return h.Server(
         h.gunicorn_cmd(target, port, appenv.GUNICORN_CONF),
         port,
@@ -46,6 +50,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         ("gunicorn-prod", "hello", "/health"),
         ("gunicorn-prod", "fastapi-bare", "/health"),
         ("gunicorn-prod", "service", "/health"),
+        ("gunicorn-prod", "service-LOG_LEVEL=warning", "/health"),
         ("gunicorn-prod", "service", appenv.DB_PATH),
         ("uvicorn-1proc", "hello", "/health"),
         ("uvicorn-1proc", "fastapi-bare", "/health"),
@@ -61,7 +66,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     if kind == "gunicorn-prod":
                         srv.wait_workers(workers)
                     h.run_wrk(srv.base + path, connections=conns, duration=1.0)  # warm-up: pools, caches
-                    r = h.run_wrk(srv.base + path, connections=conns, duration=duration)
+                    res, cpu_ms = h.wrk_with_cpu(srv, path, connections=conns, duration=duration)
                     mem = srv.memory()
                 raw.append(
                     {
@@ -69,8 +74,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                         "server": kind,
                         "app": app,
                         "path": path,
-                        **r.row(),
+                        **res.row(),
                         "total_pss_mib": mem["total_pss_mib"],
+                        "server_cpu_ms_per_req": cpu_ms,
+                        "loadavg_1m": h.loadavg()[0],
                     }
                 )
                 print(raw[-1], flush=True)
@@ -97,6 +104,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 "vs_hello": round(r["rps"] / ceiling[kind], 3) if ceiling.get(kind) else None,
                 "vs_fastapi_bare": round(r["rps"] / bare[kind], 3) if bare.get(kind) else None,
                 "total_pss_mib": r["total_pss_mib"],
+                "server_cpu_ms_per_req": r["server_cpu_ms_per_req"],
             }
         )
     uv_by = {(r["app"], r["path"]): r["rps"] for r in rows if r["server"] == "uvicorn-1proc"}
@@ -117,6 +125,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "vs_hello",
         "vs_fastapi_bare",
         "gunicorn_vs_uvicorn",
+        "server_cpu_ms_per_req",
         "total_pss_mib",
     ]
     print(h.table(rows, cols))

@@ -484,3 +484,30 @@ def established_by_pid(port: int, pids: Sequence[int]) -> dict[int, int]:
                         n += 1
         out[pid] = n
     return out
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """user+system CPU seconds consumed so far by `pids` (from /proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / _CLK_TCK
+
+
+def wrk_with_cpu(srv: Server, path: str, **kwargs: Any) -> tuple[WrkResult, float]:
+    """run_wrk plus the server's CPU milliseconds per request (master + workers).
+
+    CPU per request barely moves when other tenants load the machine, unlike requests/s; capacity
+    on N dedicated cores is then roughly N x 1000 / cpu_ms_per_request.
+    """
+    pids = [srv.pid, *children(srv.pid)]
+    c0 = cpu_seconds(pids)
+    res = run_wrk(srv.base + path, **kwargs)
+    c1 = cpu_seconds(pids)
+    return res, round((c1 - c0) * 1000 / max(res.requests, 1), 3)
