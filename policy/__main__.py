@@ -8,7 +8,7 @@ stack. The functions are the ones `infra plan` evaluates offline, so the CLI and
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
 
 try:  # installed project (the pack runs in the project's .venv)
     from policy import rules
@@ -31,11 +32,42 @@ except ImportError:  # standalone copy of the pack: rules.py sits next to this f
 LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY}
 
 
+def known(value: Any) -> Any:
+    """Plain copy of CrossGuard's property proxy with values unknown during preview left out.
+
+    `dict(args.props)` would raise UnknownValueError on the first unknown property (an execution role
+    ARN created in the same deploy, say) and the SDK would then skip the whole policy for the resource.
+    Dropping just the unknown values keeps every check that only needs known ones; the rules treat a
+    missing value as "nothing to check" except where absence itself is the finding (and those inputs are
+    constants from the stack config, known at preview).
+    """
+    if isinstance(value, str | bytes):
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key in value:
+            try:
+                item = value[key]
+            except UnknownValueError:
+                continue
+            out[key] = known(item)
+        return out
+    if isinstance(value, Sequence):
+        items: list[Any] = []
+        for index in range(len(value)):
+            try:
+                items.append(known(value[index]))
+            except UnknownValueError:
+                continue
+        return items
+    return value
+
+
 def _resource_validator(
     check: rules.ResourceCheck,
 ) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        for message in check(args.resource_type, dict(args.props)):
+        for message in check(args.resource_type, known(args.props)):
             report_violation(message, None)
 
     return validate
@@ -46,7 +78,7 @@ def _stack_validator(check: rules.StackCheck) -> Callable[[StackValidationArgs, 
         graph = [
             rules.Resource(
                 type=r.resource_type,
-                inputs=dict(r.props),
+                inputs=known(r.props),
                 urn=r.urn,
                 name=r.name,
                 parent=r.parent.urn if r.parent is not None else None,

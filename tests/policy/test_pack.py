@@ -99,3 +99,21 @@ def test_stack_policy_sees_the_graph_and_reports_on_the_task_definition() -> Non
     )
     assert [urn for _, urn in reported] == ["urn:task"]
     assert "GUNICORN_KEEPALIVE=30s" in reported[0][0]
+
+
+def test_unknown_preview_values_do_not_hide_the_known_ones() -> None:
+    # During `pulumi preview` the execution role ARN of a new role is unknown; the container definitions
+    # are known. The root container must still be reported.
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+    props = unknown_checking_proxy(
+        {
+            "executionRoleArn": UNKNOWN_STRING_VALUE,
+            "containerDefinitions": json.dumps([{"name": "app", "user": "root", "environment": []}]),
+        }
+    )
+    reported: list[str] = []
+    args = ResourceValidationArgs(rules.ECS_TASK_DEFINITION, props, "urn:task", "task", _opts(), None)
+    _policies()["containers-non-root"].validate(args, lambda message, urn=None: reported.append(message))
+    assert len(reported) == 1
+    assert "root" in reported[0]
