@@ -1,0 +1,224 @@
+"""Stack config: every stack file in stacks/ parses; bad input fails with the key path and the fix."""
+
+# ruff: noqa: E501 - the tables below read best one case per line
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra import config as C
+from infra.config import ConfigError, fargate_memory_choices, load_stack_file, parse
+
+STACKS = Path(__file__).resolve().parents[2] / "stacks"
+AWS = {"aws:region": "us-east-1"}
+
+
+def ecs(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "target": "ecs",
+        "name": "api",
+        "image": {"build": {}},
+        "scaling": {"min": 1, "max": 2},
+        "secrets": {"DATABASE_URL": "ssm:/p/db"},
+    }
+    base.update(over)
+    return base
+
+
+def cloudrun(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "target": "cloudrun",
+        "name": "api",
+        "image": {"digest": "europe-docker.pkg.dev/p/r/api@sha256:" + "a" * 64},
+        "scaling": {"min": 0, "max": 5},
+        "cloudrun": {"project": "acme-prod", "region": "europe-west1"},
+    }
+    base.update(over)
+    return base
+
+
+def lam(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "target": "lambda",
+        "name": "api",
+        "image": {"build": {}},
+        "lambda": {"reserved_concurrency": 20},
+    }
+    base.update(over)
+    return base
+
+
+def vps(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "target": "vps",
+        "name": "api",
+        "image": {"digest": "ghcr.io/acme/api@sha256:" + "b" * 64},
+        "domain": "api.example.com",
+        "vps": {"host": "203.0.113.5"},
+    }
+    base.update(over)
+    return base
+
+
+@pytest.mark.parametrize("path", sorted(STACKS.glob("Pulumi.*.yaml")), ids=lambda p: p.name)
+def test_every_stack_file_in_the_repo_parses(path: Path) -> None:
+    cfg = load_stack_file(path)
+    assert cfg.stack == path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    assert cfg.target in C.TARGETS
+
+
+def test_prod_ecs_stack_parses_into_the_ecs_model() -> None:
+    cfg = load_stack_file(STACKS / "Pulumi.prod-ecs.yaml")
+    assert isinstance(cfg, C.EcsConfig)
+    assert cfg.region == "us-east-1"
+    assert cfg.ecs.vcpu == 1.0
+    assert cfg.database.budget == 370
+    assert cfg.secret_refs()["DATABASE_URL"].json_key == "url"
+    assert cfg.resource_tags() == {"app": "items-api", "stack": "prod-ecs", "managed-by": "pulumi"}
+
+
+@pytest.mark.parametrize("data", [ecs(), cloudrun(), lam(), vps()], ids=["ecs", "cloudrun", "lambda", "vps"])
+def test_each_target_parses_into_its_own_model(data: dict[str, Any]) -> None:
+    cfg = parse(data, providers=AWS)
+    assert type(cfg).__name__.lower().startswith(data["target"].replace("lambda", "lambda"))
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "ok"),
+    [
+        (256, 512, True), (256, 1536, False), (256, 2048, True), (512, 4096, True), (512, 5120, False),
+        (1024, 2048, True), (1024, 3000, False), (1024, 1024, False), (2048, 16384, True), (4096, 30720, True),
+        (4096, 31744, False), (8192, 20480, True), (8192, 17408, False), (16384, 122880, True),
+    ],
+)  # fmt: skip
+def test_fargate_cpu_memory_combinations(cpu: int, memory: int, ok: bool) -> None:
+    data = ecs(ecs={"cpu": cpu, "memory": memory})
+    if ok:
+        assert parse(data, providers=AWS).ecs.memory == memory  # type: ignore[union-attr]
+        assert memory in fargate_memory_choices(cpu)
+    else:
+        with pytest.raises(
+            ConfigError, match=rf"app\.ecs\.memory: {memory} is not valid with cpu {cpu}; allowed: "
+        ):
+            parse(data, providers=AWS)
+
+
+INVALID: list[tuple[dict[str, Any], str]] = [
+    ({**ecs(), "target": None}, "app.target"),
+    ({k: v for k, v in ecs().items() if k != "name"}, "app.name: required"),
+    (ecs(name="My_App"), "app.name: 'My_App' must be 2-29 chars"),
+    (ecs(image={}), "app.image: set exactly one of image.build"),
+    (ecs(image={"build": {}, "digest": "r/x@sha256:" + "0" * 64}), "app.image: set exactly one"),
+    (ecs(image={"digest": "repo/app:v1"}), "app.image.digest: 'repo/app:v1' is not a digest reference"),
+    (ecs(image={"build": {"platform": "windows/amd64"}}), "app.image.build.platform: 'windows/amd64' is not supported"),
+    (ecs(image={"build": {"tag": "latest"}}), "app.image.build.tag: 'latest' is mutable"),
+    (ecs(scaling={"min": 3, "max": 2}), "app.scaling: min (3) is above max (2)"),
+    (ecs(scaling={"min": 1, "max": 3, "desired": 4}), "app.scaling: desired (4) must be between"),
+    (ecs(health={"readiness_path": "ready"}), "app.health.readiness_path: 'ready' must start with '/'"),
+    (ecs(health={"liveness_path": "/health?x=1"}), "app.health.liveness_path:"),
+    (ecs(database={"max_connections": 10, "reserved_connections": 10}), "app.database: reserved_connections (10)"),
+    (ecs(secrets={"DATABASE_URL": "vault:kv/db"}), "app.secrets.DATABASE_URL: 'vault:kv/db': unknown scheme"),
+    (ecs(secrets={"DATABASE_URL": "ssm:relative/path"}), "app.secrets.DATABASE_URL:"),
+    (ecs(secrets={"database_url": "ssm:/p/db"}), "not a valid env var name"),
+    (ecs(secrets={"DATABASE_URL": "gcp:db"}), "app.secrets.DATABASE_URL: scheme gcp: is not supported on target ecs"),
+    (ecs(env={"JWT_SECRET_KEY": "x" * 40}), "app.env: JWT_SECRET_KEY is a credential"),
+    (ecs(env={"DB_POOL_SIZE": "50"}), "app.env: DB_POOL_SIZE is computed by the deployer"),
+    (ecs(env={"LOG_LEVEL": "info"}, secrets={"LOG_LEVEL": "ssm:/x"}), "app: env and secrets both set"),
+    (ecs(cors_origins=["*"]), "app.cors_origins: '*' is refused in production"),
+    (ecs(cors_origins=["https://a.example.com/path"]), "app.cors_origins:"),
+    (ecs(domain="API.Example.com"), "app.domain:"),
+    (ecs(secret_kms_key_arns=["alias/aws/ssm"]), "app.secret_kms_key_arns:"),
+    (ecs(ecs={"cpu": 3}), "app.ecs.cpu: 3 is not a Fargate cpu"),
+    (ecs(ecs={"log_retention_days": 31}), "app.ecs.log_retention_days: 31 is not accepted by CloudWatch"),
+    (ecs(ecs={"certificate_arn": "arn:aws:iam::123:server-certificate/x"}), "app.ecs.certificate_arn:"),
+    (ecs(ecs={"vpc": {"cidr": "10.0.0.0/8"}}), "app.ecs.vpc.cidr: '10.0.0.0/8' must be an IPv4 CIDR"),
+    (ecs(ecs={"vpc": {"az_count": 1}}), "app.ecs.vpc.az_count:"),
+    (ecs(ecs={"vpc": {"vpc_id": "vpc-0123456789abcdef0", "public_subnet_ids": ["subnet-0123456789abcdef0"] * 2,
+                      "private_subnet_ids": ["subnet-0123456789abcdef1", "subnet-0123456789abcdef2"]}}),
+     "app.ecs.vpc.public_subnet_ids: subnet ids repeat"),
+    (ecs(ecs={"autoscaling": {"cpu_target_percent": 120}}), "app.ecs.autoscaling.cpu_target_percent:"),
+    (ecs(ecs={"memroy": 2048}), "app.ecs.memroy: unknown key"),
+    (ecs(image={"build": {"platform": "linux/arm64"}}), "app.image.build.platform: ECS tasks here run X86_64"),
+    (cloudrun(cloudrun={"region": "europe-west1"}), "app.cloudrun.project: required"),
+    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 3}), "app.cloudrun.cpu: 3.0 is not a Cloud Run cpu"),
+    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 1, "memory": "8Gi"}), "app.cloudrun.memory: 8192 MiB"),
+    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.5}), "app.cloudrun.concurrency: cpu 0.5"),
+    (cloudrun(cloudrun={"project": "p1", "region": "r", "memory": "lots"}), "app.cloudrun.memory:"),
+    (cloudrun(secrets={"DATABASE_URL": "ssm:/db"}), "app.secrets.DATABASE_URL: scheme ssm: is not supported on target cloudrun"),
+    (cloudrun(request_timeout_s=4000), "app.request_timeout_s:"),
+    (lam(**{"lambda": {"memory_mb": 64}}), "app.lambda.memory_mb:"),
+    (lam(**{"lambda": {"timeout_s": 901, "front": "function_url"}}), "app.lambda.timeout_s:"),
+    (lam(**{"lambda": {"timeout_s": 60}}), "app.lambda.timeout_s: 60 exceeds the API Gateway HTTP API"),
+    (lam(request_timeout_s=45), "app.request_timeout_s: 45 exceeds the API Gateway HTTP API limit"),
+    (lam(**{"lambda": {"reserved_concurrency": 5, "provisioned_concurrency": 10}}), "app.lambda: provisioned_concurrency (10)"),
+    (lam(**{"lambda": {"architecture": "arm64"}}), "app.lambda.architecture: arm64 needs image.build.platform linux/arm64"),
+    (lam(scaling={"min": 1, "max": 2}), "app.scaling: unknown key"),
+    (vps(domain=None), "app.domain: required for target vps"),
+    (vps(scaling={"min": 1, "max": 3}), "app.scaling: a VPS runs one app container"),
+    (vps(vps={"host": "bad host!"}), "app.vps.host:"),
+    (vps(vps={"host": "h", "ssh_key_secret": "file:~/.ssh/id"}), "app.vps.ssh_key_secret:"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "fragment"), INVALID, ids=[f[1][:60] for f in INVALID])
+def test_invalid_config_names_the_key(data: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(data, providers=AWS)
+    assert fragment in str(err.value)
+
+
+def test_certificate_must_be_in_the_stack_region() -> None:
+    cert = "arn:aws:acm:eu-west-1:123456789012:certificate/0f6d1a4e-3b1c-4a2b-9e8f-1c2d3e4f5a6b"
+    assert parse(ecs(ecs={"certificate_arn": cert}), providers={"aws:region": "eu-west-1"})
+    with pytest.raises(ConfigError, match=r"app\.ecs\.certificate_arn: the certificate is in eu-west-1"):
+        parse(ecs(ecs={"certificate_arn": cert}), providers=AWS)
+
+
+def test_cloudrun_project_and_region_fall_back_to_provider_keys() -> None:
+    cfg = parse(cloudrun(cloudrun={}), providers={"gcp:project": "acme-x", "gcp:region": "us-central1"})
+    assert isinstance(cfg, C.CloudRunConfig)
+    assert (cfg.gcp_project, cfg.gcp_region, cfg.port) == ("acme-x", "us-central1", 8080)
+    assert cfg.cloudrun.memory == 512
+
+
+def test_memory_strings_are_normalised_to_mib() -> None:
+    cfg = parse(cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 2, "memory": "2Gi"}))
+    assert cfg.cloudrun.memory == 2048  # type: ignore[union-attr]
+    cfg = parse(vps(vps={"host": "h", "memory": "1536Mi"}))
+    assert cfg.vps.memory == 1536  # type: ignore[union-attr]
+
+
+def test_secure_values_are_placeholders_offline(tmp_path: Path) -> None:
+    doc = yaml.safe_load((STACKS / "Pulumi.prod-ecs.yaml").read_text())
+    doc["config"]["aws:profile"] = {"secure": "v1:abc"}
+    path = tmp_path / "Pulumi.x-ecs.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    cfg = load_stack_file(path)
+    assert cfg.providers["aws:profile"] == C.SECRET_PLACEHOLDER
+    assert cfg.stack == "x-ecs"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("stack.yaml", "config: {}", "stack files are named Pulumi.<stack>.yaml"),
+        ("Pulumi.a.yaml", "config: {}", "missing the fastapi-deploy:app object"),
+        ("Pulumi.b.yaml", "config: {fastapi-deploy:app: [1]}", "expected a mapping"),
+        ("Pulumi.c.yaml", "config: [", "cannot read"),
+    ],
+)
+def test_bad_stack_files(tmp_path: Path, name: str, text: str, fragment: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=None) as err:
+        load_stack_file(path)
+    assert fragment in str(err.value)
+
+
+def test_unknown_keys_are_errors_everywhere() -> None:
+    """A typo must not silently fall back to a default (e.g. `max_conections` -> budget 100)."""
+    with pytest.raises(ConfigError, match=r"app\.database\.max_conections: unknown key"):
+        parse(ecs(database={"max_conections": 500}), providers=AWS)

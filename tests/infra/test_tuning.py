@@ -1,0 +1,226 @@
+"""Tuning: workers from the CPU allotment (capped by memory), pool from the DB budget, a consistent
+timeout chain, and refusals that name the config keys to change."""
+
+# ruff: noqa: E501 - the tables below read best one case per line
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from infra import tuning as T
+from infra.config import parse
+from infra.tuning import TuningError, TuningInput, container_environment, for_platform, tune
+
+CONTRACT_ENV = {
+    "APP_ENV", "PORT", "WEB_CONCURRENCY", "GUNICORN_KEEPALIVE", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
+    "GUNICORN_MAX_REQUESTS", "GUNICORN_MAX_REQUESTS_JITTER", "DB_POOL_CLASS", "DB_POOL_SIZE", "DB_MAX_OVERFLOW",
+    "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_POOL_PRE_PING", "DB_CONNECT_TIMEOUT", "READY_CHECK_TIMEOUT",
+}  # fmt: skip
+
+
+def inp(
+    platform: T.Platform = "ecs",
+    vcpu: float = 1,
+    mem: int = 2048,
+    replicas: int = 2,
+    budget: int = 90,
+    **kw: Any,
+):
+    return TuningInput(platform, vcpu, mem, replicas, budget, **kw)
+
+
+@pytest.mark.parametrize(
+    ("vcpu", "mem", "workers"),
+    [
+        (0.25, 512, 1),  # never 0
+        (0.5, 1024, 1),
+        (1, 2048, 1),  # async workers = cores, not 2*1+1 = 3
+        (2, 4096, 2),
+        (4, 8192, 4),
+        (4, 512, 1),  # memory caps: (512-256)//150 = 1
+        (8, 1024, 5),  # (1024-256)//150 = 5 < 8
+        (16, 32768, 16),
+        (64, 122880, T.MAX_WORKERS),
+    ],
+)
+def test_workers_follow_vcpu_capped_by_memory(vcpu: float, mem: int, workers: int) -> None:
+    assert tune(inp(vcpu=vcpu, mem=mem, budget=10_000)).workers == workers
+
+
+def test_never_the_sync_worker_rule() -> None:
+    for vcpu in (1, 2, 4):
+        assert tune(inp(vcpu=vcpu, mem=16384, budget=10_000)).workers != 2 * vcpu + 1
+
+
+def test_lambda_is_one_worker_null_pool_one_connection() -> None:
+    t = tune(inp("lambda", vcpu=1024 / 1769, mem=1024, replicas=50, budget=90))
+    assert (t.workers, t.pool_class, t.pool_size, t.max_overflow) == (1, "null", 1, 0)
+    assert t.max_total_connections == 50
+    assert t.env()["DB_POOL_CLASS"] == "null"
+
+
+def test_lambda_refuses_more_concurrency_than_connections() -> None:
+    with pytest.raises(
+        TuningError, match=r"app\.lambda\.reserved_concurrency=100 .* exceeds the database budget of 90"
+    ):
+        tune(inp("lambda", replicas=100, budget=90, keys={"max_replicas": "app.lambda.reserved_concurrency"}))
+
+
+def test_lambda_rejects_a_worker_override() -> None:
+    with pytest.raises(TuningError, match=r"app\.tuning\.workers: Lambda runs one request per process"):
+        tune(inp("lambda", replicas=5, workers=2))
+
+
+def test_pool_is_derived_from_the_budget_including_the_deploy_surge() -> None:
+    # 10 tasks x 1 worker x (5+2) = 70 fits 90 -- but ECS runs old+new side by side: 20 x 7 = 140 does not.
+    t = tune(inp(replicas=10, budget=90))
+    assert t.replicas_during_deploy == 20
+    assert (t.pool_size, t.max_overflow) == (4, 0)  # 90 // 20 = 4 per worker
+    assert t.max_total_connections <= 90
+    roomy = tune(inp(replicas=10, budget=1000))
+    assert (roomy.pool_size, roomy.max_overflow) == (T.DEFAULT_POOL_SIZE, T.DEFAULT_MAX_OVERFLOW)
+
+
+def test_seed_advice_pool_20_overflow_50_is_refused() -> None:
+    """The domain notes' 20+50 per worker at 4 workers x 10 tasks melts a 100-connection database."""
+    with pytest.raises(TuningError) as err:
+        tune(inp(vcpu=4, mem=8192, replicas=10, budget=90, pool_size=20, max_overflow=50))
+    assert "5600 connections exceed the database budget of 90" in str(err.value)
+
+
+def test_budget_refusal_names_the_keys_to_change() -> None:
+    cfg = parse(
+        {
+            "target": "ecs",
+            "name": "api",
+            "image": {"build": {}},
+            "scaling": {"min": 2, "max": 20},
+            "database": {"max_connections": 50, "reserved_connections": 10},
+            "ecs": {"cpu": 2048, "memory": 4096},
+        }
+    )
+    with pytest.raises(TuningError) as err:
+        for_platform(cfg)
+    msg = str(err.value)
+    assert "40 replicas during a deploy (app.scaling.max=20 x surge 2) x 2 workers" in msg
+    for key in ("app.database.max_connections", "app.database.reserved_connections", "app.scaling.max",
+                "app.tuning.workers", "app.ecs.cpu"):  # fmt: skip
+        assert key in msg
+
+
+def test_worker_override_beyond_memory_is_refused() -> None:
+    with pytest.raises(
+        TuningError, match=r"app\.tuning\.workers: 8 workers need 1456 MiB but app\.ecs\.memory is 1024"
+    ):
+        tune(
+            inp(
+                vcpu=0.5,
+                mem=1024,
+                workers=8,
+                keys={"memory": "app.ecs.memory", "workers": "app.tuning.workers"},
+            )
+        )
+
+
+def test_memory_too_small_for_one_worker() -> None:
+    with pytest.raises(TuningError, match="leaves no room for one worker"):
+        tune(inp("vps", vcpu=1, mem=300))
+
+
+GRID = list(
+    itertools.product(
+        ["ecs", "cloudrun", "vps"], [0.5, 1, 2, 4], [1024, 4096, 16384], [1, 5, 30], [5, 30, 60]
+    )
+)
+
+
+@pytest.mark.parametrize(("platform", "vcpu", "mem", "replicas", "rt"), GRID)
+def test_timeout_chain_and_budget_hold_for_every_size(
+    platform: Any, vcpu: float, mem: int, replicas: int, rt: int
+) -> None:
+    t = tune(inp(platform, vcpu=vcpu, mem=mem, replicas=replicas, budget=5000, request_timeout_s=rt))
+    if t.lb_idle_timeout_s is not None:
+        assert t.keepalive_s > t.lb_idle_timeout_s
+    assert t.graceful_timeout_s < t.stop_timeout_s
+    if t.deregistration_delay_s is not None:
+        assert t.request_timeout_s <= t.deregistration_delay_s <= T.MAX_DEREGISTRATION_DELAY_S < 300
+        assert t.graceful_timeout_s <= t.deregistration_delay_s
+    assert t.max_total_connections <= t.connection_budget
+    assert 1 <= t.workers <= max(1, int(vcpu))
+
+
+def test_platform_numbers() -> None:
+    e = tune(inp("ecs"))
+    assert (e.lb_idle_timeout_s, e.keepalive_s, e.stop_timeout_s, e.graceful_timeout_s) == (60, 75, 30, 20)
+    assert e.deregistration_delay_s == 35
+    c = tune(inp("cloudrun"))
+    assert c.stop_timeout_s == 10
+    assert c.graceful_timeout_s < 10  # Cloud Run SIGKILLs 10 s after SIGTERM
+    v = tune(inp("vps", request_timeout_s=60))
+    assert v.stop_timeout_s == 70  # docker stop -t covers the longest request
+    assert v.keepalive_s > v.lb_idle_timeout_s  # type: ignore[operator]
+
+
+def test_ecs_refuses_requests_longer_than_a_sane_drain() -> None:
+    with pytest.raises(TuningError, match=r"app\.request_timeout_s: 200 s requests"):
+        tune(inp("ecs", request_timeout_s=200))
+
+
+def test_env_has_exactly_the_contract_names() -> None:
+    for platform in ("ecs", "cloudrun", "lambda", "vps"):
+        env = tune(inp(platform, replicas=2)).env()  # type: ignore[arg-type]
+        assert set(env) == CONTRACT_ENV
+        assert all(isinstance(v, str) for v in env.values())
+    env = tune(inp("ecs")).env()
+    assert env["DB_POOL_PRE_PING"] == "true"
+    assert env["READY_CHECK_TIMEOUT"] == "0.5"
+    assert env["DB_POOL_TIMEOUT"] == "5"
+
+
+def test_container_environment_merges_user_env_cors_and_tuning() -> None:
+    cfg = parse(
+        {
+            "target": "ecs",
+            "name": "api",
+            "environment": "staging",
+            "image": {"build": {}},
+            "scaling": {"min": 1, "max": 2},
+            "env": {"LOG_LEVEL": "debug"},
+            "cors_origins": ["https://a.example.com", "https://b.example.com"],
+        }
+    )
+    env = container_environment(cfg, for_platform(cfg))
+    assert env["LOG_LEVEL"] == "debug"
+    assert env["CORS_ORIGINS"] == "https://a.example.com,https://b.example.com"
+    assert env["APP_ENV"] == "staging"
+    assert "DATABASE_URL" not in env
+
+
+def test_lambda_without_reserved_concurrency_is_refused() -> None:
+    cfg = parse({"target": "lambda", "name": "api", "image": {"build": {}}})
+    with pytest.raises(TuningError, match=r"app\.lambda\.reserved_concurrency: required"):
+        for_platform(cfg)
+
+
+def test_cloudrun_gets_its_concurrency_hint() -> None:
+    cfg = parse(
+        {
+            "target": "cloudrun",
+            "name": "api",
+            "image": {"build": {}},
+            "scaling": {"min": 0, "max": 4},
+            "cloudrun": {
+                "project": "acme-prod",
+                "region": "europe-west1",
+                "cpu": 2,
+                "memory": "1Gi",
+                "concurrency": 40,
+            },
+        }
+    )
+    t = for_platform(cfg)
+    assert t.workers == 2
+    assert t.container_concurrency == 40
+    assert t.as_dict()["env"]["WEB_CONCURRENCY"] == "2"
