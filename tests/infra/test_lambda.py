@@ -11,11 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import botocore.session
 import pulumi
 import pytest
-from botocore.validate import ParamValidator
 
+from infra import apimodels
 from infra import config as config_mod
 from infra.config import ConfigError
 from infra.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program
@@ -106,23 +105,95 @@ def test_handler_named_in_the_command_exists_in_the_app() -> None:
 
 
 def test_function_parameters_match_botocore_create_function(prod: ProgramResult) -> None:
-    model = botocore.session.get_session().get_service_model("lambda")
-    shape = model.operation_model("CreateFunction").input_shape
     params = lam.create_function_params(fn_inputs(prod))
-    report = ParamValidator().validate(params, shape)
-    assert not report.has_errors(), report.generate_report()
-    concurrency = model.operation_model("PutFunctionConcurrency").input_shape
-    put = {
-        "FunctionName": params["FunctionName"],
-        "ReservedConcurrentExecutions": int(fn_inputs(prod)["reservedConcurrentExecutions"]),
-    }
-    assert not ParamValidator().validate(put, concurrency).has_errors()
-    # The check can fail: a memory size below Lambda's 128 MB minimum is refused by the same model.
+    apimodels.validate(("lambda", "CreateFunction"), params)
+    assert params["Architectures"][0] in apimodels.enum_values(("lambda", "CreateFunction"), "Architectures")
+    assert params["PackageType"] in apimodels.enum_values(("lambda", "CreateFunction"), "PackageType")
+    log_formats = apimodels.enum_values(("lambda", "CreateFunction"), "LoggingConfig.LogFormat")
+    assert params["LoggingConfig"]["LogFormat"] in log_formats
+    concurrency = fn_inputs(prod)["reservedConcurrentExecutions"]
+    put = {"FunctionName": params["FunctionName"], "ReservedConcurrentExecutions": concurrency}
+    apimodels.validate(("lambda", "PutFunctionConcurrency"), put)
+    # The check can fail: below-minimum memory, a string timeout and a misspelt key are all refused.
     bad = {**params, "MemorySize": 64, "Timeout": "25", "ImageConfig": {"Cmd": ["x"]}}
-    errors = ParamValidator().validate(bad, shape).generate_report()
-    assert "MemorySize" in errors
-    assert "Timeout" in errors
-    assert "Cmd" in errors
+    with pytest.raises(apimodels.ApiValidationError) as exc:
+        apimodels.validate(("lambda", "CreateFunction"), bad)
+    assert "MemorySize" in str(exc.value)
+    assert "Timeout" in str(exc.value)
+    assert "Cmd" in str(exc.value)
+
+
+def _api(inputs: dict[str, Any], mapping: dict[str, str], **fixed: Any) -> dict[str, Any]:
+    return {**fixed, **{dst: inputs[src] for src, dst in mapping.items() if inputs.get(src) is not None}}
+
+
+def test_alias_front_and_permissions_match_their_api_models(prod: ProgramResult) -> None:
+    alias = prod.one("aws:lambda/alias:Alias").inputs
+    apimodels.validate(
+        ("lambda", "CreateAlias"),
+        _api(alias, {"functionName": "FunctionName", "name": "Name", "functionVersion": "FunctionVersion"}),
+    )
+    pc = prod.one("aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig").inputs
+    apimodels.validate(
+        ("lambda", "PutProvisionedConcurrencyConfig"),
+        _api(
+            pc,
+            {
+                "functionName": "FunctionName",
+                "qualifier": "Qualifier",
+                "provisionedConcurrentExecutions": "ProvisionedConcurrentExecutions",
+            },
+        ),
+    )
+    for perm in prod.by_type("aws:lambda/permission:Permission"):
+        params = _api(
+            perm.inputs,
+            {
+                "function": "FunctionName",
+                "action": "Action",
+                "principal": "Principal",
+                "sourceArn": "SourceArn",
+                "qualifier": "Qualifier",
+                "functionUrlAuthType": "FunctionUrlAuthType",
+                "invokedViaFunctionUrl": "InvokedViaFunctionUrl",
+            },
+            StatementId=perm.name,
+        )
+        apimodels.validate(("lambda", "AddPermission"), params)
+    api_id = prod.one("aws:apigatewayv2/api:Api").id
+    integ = prod.one("aws:apigatewayv2/integration:Integration").inputs
+    apimodels.validate(
+        ("apigatewayv2", "CreateIntegration"),
+        _api(
+            integ,
+            {
+                "integrationType": "IntegrationType",
+                "integrationUri": "IntegrationUri",
+                "payloadFormatVersion": "PayloadFormatVersion",
+                "timeoutMilliseconds": "TimeoutInMillis",
+            },
+            ApiId=api_id,
+        ),
+    )
+    stage = prod.one("aws:apigatewayv2/stage:Stage").inputs
+    settings = stage["defaultRouteSettings"]
+    apimodels.validate(
+        ("apigatewayv2", "CreateStage"),
+        {
+            "ApiId": api_id,
+            "StageName": stage["name"],
+            "AutoDeploy": stage["autoDeploy"],
+            "DefaultRouteSettings": {
+                "ThrottlingBurstLimit": settings["throttlingBurstLimit"],
+                "ThrottlingRateLimit": settings["throttlingRateLimit"],
+            },
+            "AccessLogSettings": {
+                "DestinationArn": stage["accessLogSettings"]["destinationArn"],
+                "Format": stage["accessLogSettings"]["format"],
+            },
+            "Tags": stage["tags"],
+        },
+    )
 
 
 def test_runtime_env_is_one_request_at_a_time(prod: ProgramResult) -> None:
@@ -277,6 +348,10 @@ def test_function_url_front_and_no_alias_without_provisioned_concurrency() -> No
     assert fn_inputs(result)["publish"] is False
     url = result.one("aws:lambda/functionUrl:FunctionUrl").inputs
     assert url["authorizationType"] == "NONE"
+    apimodels.validate(
+        ("lambda", "CreateFunctionUrlConfig"),
+        {"FunctionName": url["functionName"], "AuthType": url["authorizationType"]},
+    )
     perms = {r.inputs["action"]: r.inputs for r in result.by_type("aws:lambda/permission:Permission")}
     assert perms["lambda:InvokeFunctionUrl"]["functionUrlAuthType"] == "NONE"
     assert perms["lambda:InvokeFunction"]["invokedViaFunctionUrl"] is True
