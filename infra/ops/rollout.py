@@ -114,6 +114,7 @@ class EcsRollout:
         self.target_group_arn = target_group_arn
         self.expected_digest = digest_of(expected_image)
         self._task_def_images: dict[str, list[str]] = {}
+        self._primary_id: str | None = None
 
     def poll(self) -> Observation:
         try:
@@ -132,6 +133,7 @@ class EcsRollout:
         primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
         if primary is None:
             return Observation("progress", "no PRIMARY deployment yet")
+        self._primary_id = primary.get("id")
         rollout = primary.get("rolloutState")
         running, desired = int(primary.get("runningCount", 0)), int(primary.get("desiredCount", 0))
         summary = (
@@ -243,16 +245,24 @@ class EcsRollout:
         """stoppedReason of recent stopped tasks, non-healthy targets, and the latest service events."""
         lines: list[str] = []
         try:
-            for task in self._tasks("STOPPED"):
+            stopped = self._tasks("STOPPED")
+            # Tasks of the new deployment carry its id in startedBy; old tasks stopped by the rollout
+            # itself ("Scaling activity initiated by deployment ...") are normal and listed after them.
+            stopped.sort(key=lambda t: t.get("startedBy") != self._primary_id)
+            for task in stopped:
+                new = (
+                    " (new deployment)"
+                    if self._primary_id and task.get("startedBy") == self._primary_id
+                    else ""
+                )
                 reasons = [task.get("stoppedReason") or task.get("stopCode") or "stopped"]
                 for c in task.get("containers", []):
                     if c.get("reason"):
                         reasons.append(f"container {c.get('name')}: {c['reason']}")
                     elif c.get("exitCode") not in (None, 0):
                         reasons.append(f"container {c.get('name')} exited {c.get('exitCode')}")
-                lines.append(
-                    f"stopped task {str(task.get('taskArn', '')).rsplit('/', 1)[-1]}: " + "; ".join(reasons)
-                )
+                task_id = str(task.get("taskArn", "")).rsplit("/", 1)[-1]
+                lines.append(f"stopped task {task_id}{new}: " + "; ".join(reasons))
             lines.extend(self.target_reasons())
             svc = self.ecs.describe_services(cluster=self.cluster, services=[self.service]).get(
                 "services", []

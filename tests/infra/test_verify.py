@@ -143,9 +143,22 @@ def test_ecs_settled_and_healthy_passes_smoke_and_reports_running_digest(aws, mo
 def test_ecs_stopped_task_reason_is_reported_when_rollout_never_settles(aws, monkeypatch, http) -> None:
     outputs = make_ecs(monkeypatch, http.url, running=0)
     ecs = boto3.client("ecs", region_name=REGION)
-    task = ecs.run_task(cluster="prod", taskDefinition="api", launchType="FARGATE", group="service:api")[
-        "tasks"
-    ][0]
+    deployment = ecs.describe_services(cluster="prod", services=["api"])["services"][0]["deployments"][0][
+        "id"
+    ]
+    old = ecs.run_task(
+        cluster="prod",
+        taskDefinition="api",
+        launchType="FARGATE",
+        group="service:api",
+        startedBy="ecs-svc/old",
+    )["tasks"][0]
+    ecs.stop_task(
+        cluster="prod", task=old["taskArn"], reason="Scaling activity initiated by deployment ecs-svc/1"
+    )
+    task = ecs.run_task(
+        cluster="prod", taskDefinition="api", launchType="FARGATE", group="service:api", startedBy=deployment
+    )["tasks"][0]
     reason = (
         "ResourceInitializationError: unable to pull secrets or registry auth: execution resource "
         "retrieval failed: unable to retrieve secret from asm: AccessDeniedException: kms:Decrypt"
@@ -159,7 +172,10 @@ def test_ecs_stopped_task_reason_is_reported_when_rollout_never_settles(aws, mon
     assert time.monotonic() - start < 5, "the wait must be bounded by --timeout"
     assert "primary IN_PROGRESS, running 0/2" in text  # progress line while waiting
     assert "not stable after 0 s" in text
-    assert reason in text
+    new_task = task["taskArn"].rsplit("/", 1)[-1]
+    assert f"stopped task {new_task} (new deployment): {reason}" in text
+    # the new deployment's failure is listed before the old task the rollout stopped on purpose
+    assert text.index(new_task) < text.index("Scaling activity initiated")
     assert http.hits == [], "no smoke test against a release that never became stable"
 
 
