@@ -35,4 +35,4 @@ test: lint typecheck
 	$(UV) run pytest -q
 
 run: sync
-	$(UV) run python -m app.devserver
+	$(UV) run python -m devenv.run

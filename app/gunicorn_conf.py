@@ -54,6 +54,10 @@ worker_tmp_dir = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else N
 # default trusts only loopback, so a direct client cannot forge its address to dodge the login limit.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
+# Gunicorn >= 25's control socket lives in $HOME (the image user has none: "Permission denied") and
+# lets anything in the container change the worker count behind the deployer's back. Not wanted.
+control_socket_disable = True
+
 # The app writes one JSON access line per request itself (with the request id).
 accesslog = None
 errorlog = "-"

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app.main import create_app
+from app.manage import create_user
 from app.models import User
 from app.security import hash_password
 from app.settings import Settings, load_settings
@@ -66,7 +67,7 @@ def users(pg: PostgresInstance) -> list[str]:
     """Users alice, bob, carol ... all with USER_PASSWORD."""
     names = ["alice", "bob", "carol", "dave", "erin"]
     for n in names:
-        asyncio.run(_create_user(pg.url, n, USER_PASSWORD))
+        asyncio.run(create_user(pg.url, n, USER_PASSWORD))
     return names
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -61,7 +62,8 @@ def gunicorn(
         "PYTHONDONTWRITEBYTECODE": "1",
         **env,
     }
-    argv = ["runuser", "-u", user, "--", *cmd] if user else cmd
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    argv = [runuser, "-u", user, "--", *cmd] if user else cmd
     with tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False) as logf:
         log_path = Path(logf.name)
         proc = subprocess.Popen(

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
+import uuid
 
 import httpx
 import jwt
 import pytest
 
+from app.manage import create_user
 from app.settings import Settings
-from devenv.services import RedisInstance
+from devenv.services import PostgresInstance, RedisInstance
 from tests.app.conftest import USER_PASSWORD
 
 
@@ -102,3 +107,34 @@ async def test_redis_down_keeps_serving_and_still_limits(
         assert (await client.get("/api/items")).status_code == 200
     finally:
         redis_server.start()
+
+
+def test_operator_creates_first_user_no_default_account(pg: PostgresInstance) -> None:
+    """Production has no seeded credentials: an operator creates users; short passwords are refused."""
+    env = {**os.environ, "DATABASE_URL": pg.url}
+    weak = subprocess.run(
+        [sys.executable, "-m", "app.manage", "create-user", "frank"],
+        env={**env, "NEW_USER_PASSWORD": "short"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert weak.returncode == 2
+    assert "at least 12 characters" in weak.stderr
+    ok = subprocess.run(
+        [sys.executable, "-m", "app.manage", "create-user", "frank"],
+        env={**env, "NEW_USER_PASSWORD": "frank-long-password"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
+async def test_created_user_can_log_in(client: httpx.AsyncClient, pg: PostgresInstance) -> None:
+    name = f"u{uuid.uuid4().hex[:8]}"
+    await create_user(pg.url, name, "a-good-long-password")
+    assert (await _login(client, name, "a-good-long-password")).status_code == 200
+    assert (
+        await client.post("/api/auth/login", json={"username": "demo", "password": "demo"})
+    ).status_code == 401

@@ -102,7 +102,9 @@ def lambda_handler(
         "REDIS_URL": redis_server.url,
     }.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.delenv("DB_POOL_CLASS", raising=False)
+    # build() defaults DB_POOL_CLASS in os.environ; set-then-delete makes monkeypatch remove it afterwards.
+    monkeypatch.setenv("DB_POOL_CLASS", "unset")
+    monkeypatch.delenv("DB_POOL_CLASS")
     monkeypatch.setattr(lh, "_adapter", None)
     yield lambda event: lh.handler(event, CONTEXT)
     adapter = lh._adapter
