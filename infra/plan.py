@@ -331,24 +331,27 @@ def _tree_lines(plan: StackPlan) -> list[str]:
     for r in plan.resources:
         parent = r["parent"] if r["parent"] in urns else None
         children.setdefault(parent, []).append(r)
-    width = max((len(r["type"]) for r in plan.resources), default=20) + 6
-    lines = [f" +   {'pulumi:pulumi:Stack':<{width}} fastapi-deploy-{plan.stack}"]
+    rows: list[tuple[str, str]] = [("pulumi:pulumi:Stack", f"fastapi-deploy-{plan.stack}")]
 
     def walk(parent: str | None, prefix: str) -> None:
         kids = children.get(parent, [])
         for i, r in enumerate(kids):
             last = i == len(kids) - 1
-            branch = "└─ " if last else "├─ "
-            label = f"{prefix}{branch}{r['type']}"
             keys = KEY_INPUTS.get(r["type"], ())
             shown = " ".join(
                 f"{k}={_short(r['inputs'][k], 40)}" for k in keys if r["inputs"].get(k) is not None
             )
-            lines.append(f" +   {label:<{width + len(prefix)}} {r['name']}{'  ' + shown if shown else ''}")
+            rows.append(
+                (
+                    f"{prefix}{'└─ ' if last else '├─ '}{r['type']}",
+                    r["name"] + (f"  {shown}" if shown else ""),
+                )
+            )
             walk(r["urn"], prefix + ("   " if last else "│  "))
 
     walk(None, "")
-    return lines
+    width = max(len(label) for label, _ in rows) + 2
+    return [f" +   {label:<{width}}{name}" for label, name in rows]
 
 
 def render_text(plan: StackPlan, out: TextIO) -> None:
