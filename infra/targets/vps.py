@@ -55,6 +55,9 @@ COMPONENT_TYPE = "fastapi-deploy:vps:VpsService"
 
 #: Caddy 2 terminates TLS (ACME HTTP-01/TLS-ALPN-01 on 80/443) and proxies to the app alias.
 CADDY_IMAGE = "caddy:2.10-alpine"
+#: The image's non-root user (Dockerfile ``USER 10001:10001``), stated explicitly so a base-image change
+#: can't silently make the app root on a host that also runs other things.
+IMAGE_USER = "10001:10001"
 #: The DNS name every app container answers to on the private network (Caddy's upstream).
 APP_ALIAS = "app"
 #: Caddy re-resolves the alias this often, so a new container gets traffic within ~1 s of joining.
@@ -265,6 +268,7 @@ class VpsService(pulumi.ComponentResource):
             f"{name}-app",
             # No `name`: Pulumi auto-names it, so the replacement can be created while the old one runs.
             image=self.image.image_id,
+            user=IMAGE_USER,
             envs=envs,
             restart="unless-stopped",
             cpus=f"{vps.cpus:g}",

@@ -146,6 +146,8 @@ def test_app_container_is_private_limited_and_hardened(prod: ProgramResult) -> N
     assert app["cpus"] == "2"
     assert app["memory"] == 2048
     assert app["memorySwap"] == 2048
+    assert app["user"] == vps.IMAGE_USER
+    assert f"USER {vps.IMAGE_USER}" in (ROOT / "Dockerfile").read_text()
     assert app["readOnly"] is True
     assert app["capabilities"] == {"drops": ["ALL"]}
     assert app["securityOpts"] == ["no-new-privileges:true"]
