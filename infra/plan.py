@@ -18,8 +18,8 @@ substitute ``[secret]``); values the program marks secret are shown as ``[secret
 whose name says they are credentials are masked too; and as a last guard every string that was a secret
 anywhere in the run is scrubbed from the rendered output.
 
-Exit codes: 0 no mandatory violation, 1 a mandatory violation, 2 invalid config (the message names the
-key) or a target missing from this checkout.
+Exit codes: 0 no mandatory violation, 1 a mandatory violation (or the program itself failed), 2 invalid
+config (the message names the key) or a target missing from this checkout.
 """
 
 from __future__ import annotations
@@ -75,12 +75,14 @@ class StackPlan:
     violations: list[dict[str, Any]] = field(default_factory=list)
     cost: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: The program itself failed (a bug or an unmocked call), as opposed to an invalid config.
+    crashed: bool = False
     seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
         if self.error is not None:
-            return EXIT_INVALID
+            return EXIT_FINDINGS if self.crashed else EXIT_INVALID
         if any(v["enforcement"] == "mandatory" for v in self.violations):
             return EXIT_FINDINGS
         return EXIT_OK
@@ -276,6 +278,11 @@ def plan_stack(
         result = mocks_mod.run_program(name, raw, mocks=mocks_factory(raw) if mocks_factory else None)
     except (config_mod.ConfigError, tuning_mod.TuningError, TargetNotAvailable) as exc:
         plan.error = f"{path.name}: {exc}"
+        plan.seconds = time.perf_counter() - started
+        return plan
+    except Exception as exc:  # the program failed: report it per stack instead of a bare traceback
+        plan.error = f"{path.name}: the Pulumi program failed under mocks: {type(exc).__name__}: {exc}"
+        plan.crashed = True
         plan.seconds = time.perf_counter() - started
         return plan
 

@@ -254,3 +254,16 @@ def test_list_is_a_github_actions_matrix_of_every_stack() -> None:
         assert by_stack["prod-cloudrun"]["cloud"] == "gcp"
     code, out, _ = run_cli("--list", "--prefix", "staging-")
     assert all(row["stack"].startswith("staging-") for row in json.loads(out)["include"])
+
+
+def test_a_failing_program_is_reported_per_stack_with_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra import mocks as mocks_mod
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("infra/mocks.py: no mock answer for invoke 'aws:x/getY:getY'; add one")
+
+    monkeypatch.setattr(mocks_mod, "run_program", broken)
+    code, out, err = run_cli("--stack", "prod-ecs")
+    assert code == plan_mod.EXIT_FINDINGS
+    assert "the Pulumi program failed under mocks: NotImplementedError" in err
+    assert "Traceback" not in out + err
