@@ -7,11 +7,26 @@ Validation happens before the first resource is registered: a bad config registe
 
 from __future__ import annotations
 
-import pulumi
+import os
+import sys
 
-from infra import config as config_mod
-from infra import image as image_mod
-from infra import targets, tuning
+# The CLI runs this DIRECTORY with runpy, which puts infra/ itself first on sys.path: any later
+# `import secrets` (the stdlib module; uuid, http, botocore... use it) would then load infra/secrets.py.
+# Drop infra/ from the path before importing anything else; the project is installed (`uv sync`), so
+# `infra.*` imports resolve through the package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if not p or os.path.abspath(p) != _HERE]
+for _shadowed in [
+    m for m, mod in sys.modules.items() if os.path.dirname(getattr(mod, "__file__", "") or "") == _HERE
+]:
+    if _shadowed != "__main__" and not _shadowed.startswith("infra"):
+        del sys.modules[_shadowed]
+
+import pulumi  # noqa: E402
+
+from infra import config as config_mod  # noqa: E402
+from infra import image as image_mod  # noqa: E402
+from infra import targets, tuning  # noqa: E402
 
 
 def main() -> None:

@@ -494,7 +494,9 @@ def run_program(
         root = settings.get_root_resource()
 
         def program() -> None:
-            runpy.run_path(str(main), run_name="__main__")
+            # The CLI runs the program DIRECTORY (Pulumi.yaml `main: infra/`), which puts infra/ first on
+            # sys.path while it runs; do exactly the same.
+            runpy.run_path(str(main.parent if main.name == "__main__.py" else main), run_name="__main__")
 
         _sync_await(run_pulumi_func(program))
         outputs: dict[str, Any] = {}
