@@ -97,6 +97,7 @@ def run_verify(
     smoke_backoff_s: float = 2.0,
     ssh_user: str = "deploy",
     ssh_port: int = 22,
+    id_token: str | None = None,
     out: Printer = print,
 ) -> int:
     """Wait for stability, smoke-test, report the running digest. Returns the exit code."""
@@ -118,12 +119,19 @@ def run_verify(
         url = str(outputs["url"])
         if is_plain_http_to_remote(url):
             out(f"warning: {url} is plain HTTP; the smoke test cannot prove TLS works")
-        for res in smoke_test(
-            url,
-            [outputs["health_path"], outputs["ready_path"]],
-            attempts=smoke_attempts,
-            backoff_s=smoke_backoff_s,
-        ):
+        paths = [outputs["health_path"], outputs["ready_path"]]
+        results = smoke_test(
+            url, paths, attempts=smoke_attempts, bearer_token=id_token, backoff_s=smoke_backoff_s
+        )
+        if not id_token and any(r.status in (401, 403) for r in results):
+            # A non-public Cloud Run service: retry once with an ID token if the caller's ADC can mint one.
+            token = _cloudrun_id_token(outputs)
+            if token:
+                out("the service requires authentication; retrying with an ID token from your credentials")
+                results = smoke_test(
+                    url, paths, attempts=smoke_attempts, bearer_token=token, backoff_s=smoke_backoff_s
+                )
+        for res in results:
             out(res.render())
             failed = failed or not res.ok
     _report_images(obs, outputs, out)
@@ -132,6 +140,24 @@ def run_verify(
         return 1
     out("verified: platform stable, health and readiness answer 200")
     return 0
+
+
+def _cloudrun_id_token(outputs: dict[str, Any]) -> str | None:
+    """An ID token for the service URL when the caller's ADC can mint one (service accounts can; user
+    credentials cannot: then `--id-token` is the way). Public services ignore it."""
+    if outputs.get("target") != "cloudrun":
+        return None
+    try:
+        import google.auth.transport.requests
+        import google.oauth2.id_token
+
+        return str(
+            google.oauth2.id_token.fetch_id_token(
+                google.auth.transport.requests.Request(), str(outputs["url"])
+            )
+        )
+    except Exception:  # no ADC / user credentials: fall back to an unauthenticated request
+        return None
 
 
 def _report_images(obs: Observation, outputs: dict[str, Any], out: Printer) -> None:
@@ -158,6 +184,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for stability (default 600)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between polls (default 10)")
     p.add_argument("--no-smoke", action="store_true", help="skip the HTTP smoke test")
+    p.add_argument(
+        "--id-token",
+        help="bearer token for a non-public Cloud Run service (e.g. $(gcloud auth print-identity-token))",
+    )
     p.add_argument(
         "--stacks-dir", default="stacks", help="where Pulumi.<stack>.yaml lives (VPS ssh user/port)"
     )
@@ -192,6 +222,7 @@ def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print
         smoke=not args.no_smoke,
         ssh_user=args.ssh_user or ssh_user,
         ssh_port=ssh_port,
+        id_token=args.id_token,
         out=out,
     )
 

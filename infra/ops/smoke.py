@@ -34,6 +34,7 @@ def smoke_test(
     request_timeout_s: float = 5.0,
     backoff_s: float = 2.0,
     verify_tls: bool = True,
+    bearer_token: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[SmokeResult]:
     """GET each path until it answers 200, at most `attempts` times each (DNS/LB propagation lag).
@@ -42,12 +43,17 @@ def smoke_test(
     """
     base = base_url if base_url.endswith("/") else base_url + "/"
     results: list[SmokeResult] = []
-    with httpx.Client(timeout=request_timeout_s, verify=verify_tls, follow_redirects=False) as client:
+    headers = {"user-agent": "infra-verify/1", "accept": "application/json"}
+    if bearer_token:
+        headers["authorization"] = f"Bearer {bearer_token}"
+    with httpx.Client(
+        timeout=request_timeout_s, verify=verify_tls, follow_redirects=False, headers=headers
+    ) as client:
         for path in paths:
             url = urljoin(base, path.lstrip("/"))
             result = _get(client, url)
             for _ in range(attempts - 1):
-                if result.ok:
+                if result.ok or result.status in (401, 403):
                     break
                 sleep(backoff_s)
                 result = _get(client, url)
@@ -58,7 +64,7 @@ def smoke_test(
 def _get(client: httpx.Client, url: str) -> SmokeResult:
     start = time.perf_counter()
     try:
-        resp = client.get(url, headers={"user-agent": "infra-verify/1", "accept": "application/json"})
+        resp = client.get(url)
     except httpx.HTTPError as exc:
         return SmokeResult(
             url, False, None, (time.perf_counter() - start) * 1000, f"{type(exc).__name__}: {exc}"
@@ -66,7 +72,12 @@ def _get(client: httpx.Client, url: str) -> SmokeResult:
     elapsed = (time.perf_counter() - start) * 1000
     if resp.status_code == 200:
         return SmokeResult(url, True, 200, elapsed, "")
-    if resp.is_redirect:
+    if resp.status_code in (401, 403):
+        detail = (
+            "the service requires authentication (a Cloud Run service without public invoker does): "
+            'rerun with --id-token "$(gcloud auth print-identity-token)"'
+        )
+    elif resp.is_redirect:
         detail = (
             f"redirects to {resp.headers.get('location')} (the stack url should be the final https:// url)"
         )

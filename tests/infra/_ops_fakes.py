@@ -71,6 +71,8 @@ class HttpFake:
 
     routes: dict[str, tuple[int, str]] = field(default_factory=dict)
     hits: list[str] = field(default_factory=list)
+    #: When set, requests without `Authorization: Bearer <token>` get 403 (a private Cloud Run service).
+    bearer: str | None = None
     url: str = ""
 
     @contextmanager
@@ -81,6 +83,8 @@ class HttpFake:
             def do_GET(self) -> None:
                 fake.hits.append(self.path)
                 status, body = fake.routes.get(self.path, (404, '{"detail":"Not Found"}'))
+                if fake.bearer and self.headers.get("Authorization") != f"Bearer {fake.bearer}":
+                    status, body = 403, "<h1>Error: Forbidden</h1>"
                 data = body.encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

@@ -463,6 +463,35 @@ def test_cloudrun_waits_through_reconciling_until_latest_revision_serves_100(htt
     assert f"running image: {image} (= stack output)" in text
 
 
+def test_cloudrun_private_service_needs_an_id_token(http, monkeypatch) -> None:
+    monkeypatch.setenv("NO_GCE_CHECK", "true")  # no metadata-server probe: no ADC on this machine
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent.json")
+    http.bearer = "id-t0k3n"
+    image = f"europe-west1-docker.pkg.dev/p1/app/api@{NEW}"
+    fake = _cloudrun(
+        [_service(ready=CS.CONDITION_SUCCEEDED, created=REV2, ready_rev=REV2)], {REV2: _revision(REV2, image)}
+    )
+    with fake.serve() as channel:
+        out, emit = _lines()
+        rc = run_verify(
+            _cr_outputs(http.url), clients=_cr_clients(channel), timeout_s=5, interval_s=0.05, out=emit
+        )
+        assert rc == 1
+        assert "/health -> 403 (" in "\n".join(out)
+        assert 'rerun with --id-token "$(gcloud auth print-identity-token)"' in "\n".join(out)
+        assert http.hits.count("/health") == 1, "an auth failure is not retried"
+        out, emit = _lines()
+        rc = run_verify(
+            _cr_outputs(http.url),
+            clients=_cr_clients(channel),
+            timeout_s=5,
+            interval_s=0.05,
+            id_token="id-t0k3n",
+            out=emit,
+        )
+        assert rc == 0, "\n".join(out)
+
+
 def test_cloudrun_failed_revision_reports_condition_message(http) -> None:
     msg = (
         "The user-provided container failed to start and listen on the port defined provided by the "
