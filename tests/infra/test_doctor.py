@@ -587,3 +587,32 @@ def test_no_aws_credentials_is_one_finding_not_one_per_check(tmp_path: Path, mon
     assert "no usable AWS credentials: Unable to locate credentials" in text
     assert "aws sso login" in text
     assert text.count("[BLOCKING]") == 1, text
+
+
+def test_console_script_dispatch_and_json_output(aws, tmp_path: Path, capsys) -> None:
+    from infra.cli import main
+
+    image, arn = good_account()
+    app = ecs_app(image, arn)
+    app["secrets"]["REDIS_URL"] = "ssm:/prod/items-api/missing"
+    stacks = write_stack(tmp_path, "prod-ecs", app, {"aws:region": REGION})
+    capsys.readouterr()
+    assert main(["doctor", "--stack", "prod-ecs", "--stacks-dir", str(stacks), "--json"]) == 1
+    findings = json.loads(capsys.readouterr().out)
+    blocking = [f for f in findings if f["severity"] == "blocking"]
+    assert blocking == [
+        {
+            "severity": "blocking",
+            "check": "ssm-parameter",
+            "what": "parameter /prod/items-api/missing does not exist in eu-west-1",
+            "where": "app.secrets.REDIS_URL",
+            "fix": "aws ssm put-parameter --name /prod/items-api/missing --type SecureString "
+            "--value '<value>' --region eu-west-1",
+        }
+    ]
+    assert {f["check"] for f in findings} >= {
+        "aws-credentials",
+        "secretsmanager-secret",
+        "acm-certificate",
+        "image",
+    }
