@@ -117,3 +117,74 @@ def test_unknown_preview_values_do_not_hide_the_known_ones() -> None:
     _policies()["containers-non-root"].validate(args, lambda message, urn=None: reported.append(message))
     assert len(reported) == 1
     assert "root" in reported[0]
+
+
+def _servicer() -> Any:
+    # The gRPC servicer that `PolicyPack(...)` serves to the Pulumi engine, built without the server loop.
+    from pulumi_policy.policy import _PolicyAnalyzerServicer
+
+    return _PolicyAnalyzerServicer(
+        "fastapi-deploy-production",
+        "0.1.0",
+        list(_policies().values()),
+        EnforcementLevel.ADVISORY,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def _struct(inputs: dict[str, Any]) -> Any:
+    from google.protobuf import struct_pb2
+
+    message = struct_pb2.Struct()
+    message.update(json.loads(json.dumps(inputs)))
+    return message
+
+
+def test_engine_protocol_reports_what_the_offline_plan_reports(tmp_path: Path) -> None:
+    """Feed the engine's Analyze/AnalyzeStack requests for a recorded graph to the pack's servicer and
+    compare with the offline plan's violations: the same rules, the same findings."""
+    from pulumi.runtime.proto import analyzer_pb2
+
+    from infra import mocks, plan
+
+    doc = yaml.safe_load((plan.STACKS_DIR / "Pulumi.staging-ecs.yaml").read_text())
+    doc["config"]["fastapi-deploy:app"].setdefault("env", {})["PAYMENT_API_KEY"] = "plain-text-credential"
+    path = tmp_path / "Pulumi.staging-ecs.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    planned = plan.plan_stack(path)
+    assert planned.error is None, planned.error
+    expected = {(v["policy"], v["enforcement"]) for v in planned.violations}
+    assert ("no-plaintext-secrets", "mandatory") in expected
+    assert ("alb-https-only", "advisory") in expected  # staging has no certificate
+
+    recorded = mocks.run_stack_file(path)
+    servicer = _servicer()
+    levels = {analyzer_pb2.MANDATORY: "mandatory", analyzer_pb2.ADVISORY: "advisory"}
+    found: set[tuple[str, str]] = set()
+    for r in recorded.resources:
+        request = analyzer_pb2.AnalyzeRequest(
+            type=r.type, properties=_struct(mocks.unwrap(r.inputs)), urn=r.urn, name=r.name
+        )
+        for d in servicer.Analyze(request, None).diagnostics:
+            found.add((d.policyName, levels[d.enforcementLevel]))
+    stack_request = analyzer_pb2.AnalyzeStackRequest(
+        resources=[
+            analyzer_pb2.AnalyzerResource(
+                type=r.type,
+                properties=_struct(mocks.unwrap(r.inputs)),
+                urn=r.urn,
+                name=r.name,
+                parent=r.parent or "",
+            )
+            for r in recorded.resources
+        ]
+    )
+    for d in servicer.AnalyzeStack(stack_request, None).diagnostics:
+        found.add((d.policyName, levels[d.enforcementLevel]))
+    assert found == expected
