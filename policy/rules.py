@@ -524,9 +524,12 @@ class AppRuntime:
     vcpu: float | None = None
     stop_grace_s: float | None = None
     lb_idle_timeout_s: float | None = None
-    #: instances that can run at once; None = unbounded (Lambda without reserved concurrency)
+    #: instances that can run at once, including the deploy surge; None = unbounded (Lambda without
+    #: reserved concurrency)
     max_replicas: int | None = 1
     min_replicas: int | None = 1
+    #: the configured maximum (no surge)
+    max_instances: int | None = 1
     connection_budget: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -631,6 +634,7 @@ def app_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
                         (int(max_instances) if max_instances else CLOUD_RUN_DEFAULT_MAX_INSTANCES)
                         * DEPLOY_SURGE["cloudrun"]
                     ),
+                    max_instances=int(max_instances) if max_instances else CLOUD_RUN_DEFAULT_MAX_INSTANCES,
                     min_replicas=int(_num(scaling_block.get("minInstanceCount")) or 0),
                     connection_budget=_connection_budget(resources, env),
                 )
@@ -805,7 +809,7 @@ def check_single_instance_production(resources: Sequence[Resource]) -> list[tupl
         if rt.env.get("APP_ENV") != "production" or rt.platform == "lambda":
             continue
         if rt.platform == "cloudrun":
-            single = rt.max_replicas is not None and rt.max_replicas <= 1
+            single = rt.max_instances is not None and rt.max_instances <= 1
         else:
             single = rt.min_replicas is not None and rt.min_replicas <= 1
         if single:

@@ -469,6 +469,20 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
     ("single-instance-production", ecs_stack(), ecs_stack(min_capacity=1)),
     (
         "single-instance-production",
+        [cloud_run()],
+        [
+            Resource(
+                type=rules.CLOUD_RUN_SERVICE,
+                urn="urn:run",
+                inputs={
+                    **cloud_run().inputs,
+                    "template": {**cloud_run().inputs["template"], "scaling": {"maxInstanceCount": 1}},
+                },
+            )
+        ],
+    ),
+    (
+        "single-instance-production",
         [docker_container({**APP_ENV, "APP_ENV": "staging"})],
         [docker_container()],
     ),
