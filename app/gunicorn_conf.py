@@ -63,6 +63,21 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 capture_output = False
+# The master's own lines (boot, worker timeouts/kills) as JSON too, so one log parser handles everything.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "app.observability.JsonFormatter"}},
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    },
+    # Workers attach their own JSON handler to root in create_app(); one here would duplicate every line.
+    "root": {"handlers": [], "level": "WARNING"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": [], "propagate": False},
+    },
+}
 
 # Prometheus multiprocess mode: must be set before any worker imports prometheus_client, i.e. here in
 # the master before fork. Each worker writes mmap files; /metrics aggregates them.

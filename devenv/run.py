@@ -87,6 +87,8 @@ def main() -> int:
             "REDIS_URL": rd.url,
             "PORT": port,
             "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
+            # The venv's gunicorn even when started as `.venv/bin/python -m devenv.run` (not via `uv run`).
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         subprocess.run(
             [sys.executable, "-m", "alembic", "-c", str(ROOT / "app" / "alembic.ini"), "upgrade", "head"],
