@@ -194,6 +194,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                     "import_handler_ms": med("import_ms"),
                     "first_invoke_health_ms": med("first_health_ms"),
                     "cold_total_ms": med("cold_total_ms"),
+                    "cold_total_cpu_ms": med("cold_total_cpu_ms"),
+                    "import_handler_cpu_ms": med("import_cpu_ms"),
                     "first_invoke_db_ms": med("first_db_ms"),
                     "warm_invoke_health_ms": round(
                         statistics.median(s["invocations"][1]["ms"] for s in ss), 2
@@ -221,6 +223,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             [
                 "variant",
                 "import_handler_ms",
+                "import_handler_cpu_ms",
                 "preimport_ms",
                 "first_invoke_health_ms",
                 "cold_total_ms",
