@@ -58,8 +58,10 @@ def wait_until_stable(
     progress: Callable[[str], None],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    heartbeat_s: float = 30.0,
 ) -> Observation:
-    """Poll until stable/failed or `timeout_s`; one progress line per poll whose summary changed.
+    """Poll until stable/failed or `timeout_s`; a progress line whenever the summary changes, and at
+    least every `heartbeat_s` while it does not (so a 10-minute wait never looks hung).
 
     Bounded in time by construction: the deadline is checked before every sleep, and the sleep never
     overshoots it, so `--timeout 600` returns within ~600 s plus one API call.
@@ -67,12 +69,14 @@ def wait_until_stable(
     start = clock()
     deadline = start + timeout_s
     last = ""
+    last_print = start
     while True:
         obs = poller.poll()
-        elapsed = clock() - start
-        if obs.summary != last or obs.state != "progress":
+        now = clock()
+        elapsed = now - start
+        if obs.summary != last or obs.state != "progress" or now - last_print >= heartbeat_s:
             progress(f"[{elapsed:5.0f}s] {obs.summary}")
-            last = obs.summary
+            last, last_print = obs.summary, now
         if obs.state != "progress":
             return obs
         remaining = deadline - clock()

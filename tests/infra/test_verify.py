@@ -22,6 +22,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ecs.models import ecs_backends
 
+from infra.ops.rollout import Observation, wait_until_stable
 from infra.verify import Clients, cli, run_verify
 from tests.infra._ops_fakes import GrpcFake, HttpFake, calls_of, fake_executable, path_with
 
@@ -95,8 +96,7 @@ def make_ecs(
     else:
         # moto reports a stopped instance target as unused/Target.InvalidState: the one non-healthy
         # state it can represent.
-        ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        inst = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        inst = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
         elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": inst, "Port": 8000}])
         ec2.stop_instances(InstanceIds=[inst])
     ecs.create_cluster(clusterName="prod")
@@ -688,3 +688,41 @@ def test_smoke_against_the_real_service_and_its_readiness_failure(aws, monkeypat
         assert '"failed":["redis"]' in text
     finally:
         rd.start()
+
+
+# ------------------------------------------------------------------------------------- waiting itself
+
+
+class _StuckPoller:
+    """A platform that never settles (what a stuck rollout looks like from the outside)."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def poll(self) -> Observation:
+        self.polls += 1
+        return Observation("progress", "primary IN_PROGRESS, running 1/2")
+
+    def explain(self) -> str:
+        return "stopped task abc: Essential container in task exited"
+
+
+def test_wait_is_bounded_and_shows_a_heartbeat_while_nothing_changes() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    lines: list[str] = []
+    poller = _StuckPoller()
+    obs = wait_until_stable(
+        poller, timeout_s=65, interval_s=10, progress=lines.append, clock=lambda: now[0], sleep=sleep
+    )
+    assert obs.state == "failed"
+    assert obs.summary == "not stable after 65 s: primary IN_PROGRESS, running 1/2"
+    assert obs.reason == "stopped task abc: Essential container in task exited"
+    assert sum(slept) == 65, "never sleeps past the deadline"
+    assert [line.split("]")[0] for line in lines] == ["[    0s", "[   30s", "[   60s"]
+    assert poller.polls == 8  # t = 0, 10, ..., 60, 65
