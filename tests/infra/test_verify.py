@@ -4,6 +4,7 @@ fake, fake `ssh`/`pulumi` executables on PATH, and smoke tests against real HTTP
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 import time
@@ -196,11 +197,18 @@ def test_ecs_failed_rollout_state_fails_fast_with_ecs_reason(aws, monkeypatch, h
     svc = ecs_backends[DEFAULT_ACCOUNT_ID][REGION].services["prod:api"]
     svc.deployments[0]["rolloutState"] = "FAILED"
     svc.deployments[0]["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
+    # ... nor writes service events; it returns the ones its model holds.
+    event = (
+        "(service api) is unable to consistently start tasks successfully. "
+        "For more information, see the Troubleshooting section."
+    )
+    svc.events.append({"id": "e1", "createdAt": datetime.datetime.now(datetime.UTC), "message": event})
     out, emit = _lines()
     rc = run_verify(outputs, timeout_s=30, interval_s=0.05, out=emit)
     text = "\n".join(out)
     assert rc == 1
     assert "ECS deployment circuit breaker: tasks failed to start." in text
+    assert f": {event}" in text
     assert "not stable after" not in text, "a FAILED rollout must not wait for the timeout"
 
 
