@@ -671,6 +671,33 @@ class LambdaThrottling(_Model):
     burst_limit: int = Field(default=200, ge=1)
 
 
+class LambdaVpc(_Model):
+    """Run the function in a VPC (to reach a private RDS): subnets with NAT egress + security groups."""
+
+    subnet_ids: list[str]
+    security_group_ids: list[str]
+
+    @field_validator("subnet_ids")
+    @classmethod
+    def _subnets(cls, v: list[str]) -> list[str]:
+        if len(v) < 2:
+            raise ValueError("needs at least 2 subnets in different AZs (an AZ outage must not stop it)")
+        for s in v:
+            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s):
+                raise ValueError(f"{s!r} is not a subnet id (subnet-xxxxxxxx)")
+        return v
+
+    @field_validator("security_group_ids")
+    @classmethod
+    def _sgs(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("needs at least one security group id")
+        for g in v:
+            if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g):
+                raise ValueError(f"{g!r} is not a security group id (sg-xxxxxxxx)")
+        return v
+
+
 class LambdaSettings(_Model):
     """AWS Lambda (container image + Mangum)."""
 
@@ -684,6 +711,7 @@ class LambdaSettings(_Model):
     front: Literal["http_api", "function_url"] = "http_api"
     throttling: LambdaThrottling = Field(default_factory=LambdaThrottling)
     log_retention_days: int = 30
+    vpc: LambdaVpc | None = None
 
     @field_validator("log_retention_days")
     @classmethod

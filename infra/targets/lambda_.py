@@ -32,7 +32,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import LambdaConfig
+from infra.config import LambdaConfig, LambdaVpc
 from infra.secrets import SecretRef, aws_read_policy_statements
 from infra.targets import DeployContext
 from infra.tuning import RuntimeTuning, container_environment
@@ -105,6 +105,43 @@ def function_env(config: LambdaConfig, tuning: RuntimeTuning) -> dict[str, str]:
     if clash:
         raise ValueError(f"app.env: {clash} are reserved by the Lambda runtime; rename them")
     return dict(sorted(env.items()))
+
+
+def vpc_statements(vpc: LambdaVpc, account: str, region: str, partition: str = "aws") -> list[dict[str, Any]]:
+    """What Lambda needs to attach the function to the VPC (instead of AWSLambdaVPCAccessExecutionRole).
+
+    ``ec2:Describe*`` has no resource-level permissions (AWS requires ``*``; read-only). Creating an ENI is
+    limited to the configured subnets and security groups; managing ENIs to this account and region.
+    """
+    ec2 = f"arn:{partition}:ec2:{region}:{account}"
+    return [
+        {
+            "Sid": "DescribeForVpcAttach",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "CreateEnisInConfiguredSubnets",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateNetworkInterface"],
+            "Resource": [
+                f"{ec2}:network-interface/*",
+                *(f"{ec2}:subnet/{s}" for s in vpc.subnet_ids),
+                *(f"{ec2}:security-group/{g}" for g in vpc.security_group_ids),
+            ],
+        },
+        {
+            "Sid": "ManageEnis",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            "Resource": [f"{ec2}:network-interface/*"],
+        },
+    ]
 
 
 class LambdaService(pulumi.ComponentResource):
@@ -214,6 +251,28 @@ class LambdaService(pulumi.ComponentResource):
                 )
             )
 
+        vpc_config = None
+        if lam.vpc is not None:
+            vpc = lam.vpc
+            vpc_config = aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=vpc.subnet_ids, security_group_ids=vpc.security_group_ids
+            )
+
+            def vpc_policy(values: list[Any]) -> str:
+                account, reg, part = values
+                return json.dumps(
+                    {"Version": "2012-10-17", "Statement": vpc_statements(vpc, account, reg, part)}
+                )
+
+            depends.append(
+                aws.iam.RolePolicy(
+                    f"{name}-vpc-policy",
+                    role=self.role.id,
+                    policy=pulumi.Output.all(identity.account_id, region, partition).apply(vpc_policy),
+                    opts=child,
+                )
+            )
+
         publish = lam.provisioned_concurrency is not None
         self.function = aws.lambda_.Function(
             f"{name}-function",
@@ -229,6 +288,7 @@ class LambdaService(pulumi.ComponentResource):
             reserved_concurrent_executions=lam.reserved_concurrency,
             publish=publish,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=env),
+            vpc_config=vpc_config,
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(
                 log_format="Text", log_group=self.log_group.name
             ),
@@ -408,6 +468,12 @@ def create_function_params(inputs: dict[str, Any]) -> dict[str, Any]:
             )
             if k1 in image
         }
+    vpc = inputs.get("vpcConfig") or {}
+    if vpc:
+        params["VpcConfig"] = {
+            "SubnetIds": vpc.get("subnetIds"),
+            "SecurityGroupIds": vpc.get("securityGroupIds"),
+        }
     env = inputs.get("environment") or {}
     if env:
         params["Environment"] = {"Variables": env.get("variables") or {}}
@@ -424,7 +490,7 @@ def create_function_params(inputs: dict[str, Any]) -> dict[str, Any]:
             if k1 in log
         }
     unknown = set(inputs) - {
-        "name", "role", "imageUri", "packageType", "imageConfig", "environment", "loggingConfig",
+        "name", "role", "imageUri", "packageType", "imageConfig", "environment", "loggingConfig", "vpcConfig",
         "reservedConcurrentExecutions", "__defaults", *optional,
     }  # fmt: skip
     if unknown:

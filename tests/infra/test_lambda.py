@@ -274,6 +274,10 @@ def test_role_reads_exactly_the_referenced_secrets(prod: ProgramResult) -> None:
 def test_no_wildcard_resources_and_no_managed_policies(prod: ProgramResult) -> None:
     for rp in prod.by_type("aws:iam/rolePolicy:RolePolicy"):
         for stmt in json.loads(rp.inputs["policy"])["Statement"]:
+            if stmt["Resource"] == "*":
+                # The one exception: EC2 Describe* has no resource-level permissions at all.
+                assert all(a.startswith("ec2:Describe") for a in stmt["Action"]), stmt
+                continue
             for res in stmt["Resource"]:
                 assert res != "*", rp.name
                 assert not res.endswith(":*:*"), (rp.name, res)
@@ -294,8 +298,25 @@ def test_no_wildcard_resources_and_no_managed_policies(prod: ProgramResult) -> N
 
 
 def test_no_secrets_policy_without_secrets() -> None:
-    result = run(secrets={}, secret_kms_key_arns=[])
+    result = run(secrets={}, secret_kms_key_arns=[], **{"lambda": {"vpc": None}})
     assert [r.name for r in result.by_type("aws:iam/rolePolicy:RolePolicy")] == [f"{COMPONENT}-logs-policy"]
+    assert "vpcConfig" not in fn_inputs(result)
+
+
+def test_vpc_attachment_is_scoped_to_the_configured_subnets(prod: ProgramResult) -> None:
+    assert fn_inputs(prod)["vpcConfig"] == {
+        "subnetIds": ["subnet-0a1b2c3d4e5f60021", "subnet-0a1b2c3d4e5f60022"],
+        "securityGroupIds": ["sg-0a1b2c3d4e5f60031"],
+    }
+    by_sid = {s["Sid"]: s for s in policy(prod, "-vpc-policy")["Statement"]}
+    ec2 = "arn:aws:ec2:us-east-1:123456789012"
+    assert by_sid["CreateEnisInConfiguredSubnets"]["Resource"] == [
+        f"{ec2}:network-interface/*",
+        f"{ec2}:subnet/subnet-0a1b2c3d4e5f60021",
+        f"{ec2}:subnet/subnet-0a1b2c3d4e5f60022",
+        f"{ec2}:security-group/sg-0a1b2c3d4e5f60031",
+    ]
+    assert by_sid["ManageEnis"]["Resource"] == [f"{ec2}:network-interface/*"]
 
 
 # ---------------------------------------------------------------------------------- logs and front
@@ -439,6 +460,27 @@ BAD = [
     ({"secrets": {"DATABASE_URL": "vault:db"}}, ConfigError, "DATABASE_URL"),
     ({"env": {"DATABASE_URL": "postgresql://u:p@h/db"}}, ConfigError, "app.env"),
     ({"secret_kms_key_arns": ["alias/aws/ssm"]}, ConfigError, "app.secret_kms_key_arns"),
+    (
+        {
+            "lambda": {
+                "vpc": {"subnet_ids": ["subnet-0a1b2c3d4e5f60021"], "security_group_ids": ["sg-0a1b2c3d"]}
+            }
+        },
+        ConfigError,
+        "app.lambda.vpc.subnet_ids",
+    ),
+    (
+        {
+            "lambda": {
+                "vpc": {
+                    "subnet_ids": ["subnet-0a1b2c3d4e5f60021", "subnet-0a1b2c3d4e5f60022"],
+                    "security_group_ids": [],
+                }
+            }
+        },
+        ConfigError,
+        "app.lambda.vpc.security_group_ids",
+    ),
 ]
 
 
