@@ -34,7 +34,12 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 
 # Accept a caller's id only if it is short and boring: it ends up in every log line of the request.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "request_id",
+    "color_message",  # uvicorn's ANSI-coloured duplicate of msg
+}
 
 REQUESTS = Counter("http_requests_total", "HTTP requests served", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -58,15 +63,25 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "pid": record.process,
         }
-        rid = request_id_var.get()
+        rid = getattr(record, "request_id", None) or request_id_var.get()
         if rid:
             out["request_id"] = rid
         for key, value in record.__dict__.items():
-            if key not in _STD_ATTRS and not key.startswith("_") and key != "color_message":
+            if key not in _STD_ATTRS and not key.startswith("_"):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
+
+
+def _stamp_request_id(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        record.request_id = request_id_var.get()
+        return record
+
+    make._app_stamp = True  # type: ignore[attr-defined]
+    return make
 
 
 def configure_logging(level: str) -> None:
@@ -79,6 +94,10 @@ def configure_logging(level: str) -> None:
     # leave foreign ones such as pytest's capture handler alone.
     root.handlers[:] = [h for h in root.handlers if not getattr(h, "_app_json", False)] + [handler]
     root.setLevel(level.upper())
+    # Stamp the request id when the record is created (in the request's context), not when a handler
+    # formats it - a queued or buffered handler would format it later, outside that context.
+    if not getattr(logging.getLogRecordFactory(), "_app_stamp", False):
+        logging.setLogRecordFactory(_stamp_request_id(logging.getLogRecordFactory()))
     for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []
