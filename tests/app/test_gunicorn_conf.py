@@ -1,0 +1,95 @@
+"""app/gunicorn_conf.py reads the deployer's numbers and nothing from the host."""
+
+from __future__ import annotations
+
+import ast
+import os
+import runpy
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.app.conftest import ROOT
+
+CONF = str(ROOT / "app" / "gunicorn_conf.py")
+VARS = (
+    "PORT",
+    "WEB_CONCURRENCY",
+    "GUNICORN_KEEPALIVE",
+    "GUNICORN_TIMEOUT",
+    "GUNICORN_GRACEFUL_TIMEOUT",
+    "GUNICORN_MAX_REQUESTS",
+    "GUNICORN_MAX_REQUESTS_JITTER",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "FORWARDED_ALLOW_IPS",
+)
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    for v in VARS:
+        monkeypatch.delenv(v, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    conf = runpy.run_path(CONF)
+    made = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if made and conf.get("_metrics_dir_created"):
+        shutil.rmtree(made, ignore_errors=True)
+    return conf
+
+
+def test_defaults_ignore_the_hosts_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # what a 1-vCPU Fargate task sees of its host
+    conf = _load(monkeypatch)
+    assert conf["workers"] == 1
+    assert conf["bind"] == ["0.0.0.0:8000"]
+    assert conf["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert (conf["keepalive"], conf["timeout"], conf["graceful_timeout"]) == (75, 30, 20)
+    assert (conf["max_requests"], conf["max_requests_jitter"]) == (1000, 100)
+    assert conf["keepalive"] > 60  # above the ALB idle timeout
+    assert conf["worker_tmp_dir"] == ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # one worker: the in-process registry is exact
+
+
+def test_values_come_from_the_deployers_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = _load(
+        monkeypatch,
+        PORT="8080",
+        WEB_CONCURRENCY="3",
+        GUNICORN_KEEPALIVE="65",
+        GUNICORN_TIMEOUT="45",
+        GUNICORN_GRACEFUL_TIMEOUT="8",
+        GUNICORN_MAX_REQUESTS="500",
+        GUNICORN_MAX_REQUESTS_JITTER="50",
+        FORWARDED_ALLOW_IPS="*",
+    )
+    assert conf["bind"] == ["0.0.0.0:8080"]
+    assert conf["workers"] == 3
+    assert (conf["keepalive"], conf["timeout"], conf["graceful_timeout"]) == (65, 45, 8)
+    assert (conf["max_requests"], conf["max_requests_jitter"]) == (500, 50)
+    assert conf["forwarded_allow_ips"] == "*"
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert conf["_metrics_dir_created"] is True
+    assert str(metrics_dir).startswith("/dev/shm/prometheus-") or not os.path.isdir("/dev/shm")
+
+
+def test_stale_metric_files_are_wiped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    _load(monkeypatch, WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit, match="WEB_CONCURRENCY='four' is not an integer"):
+        _load(monkeypatch, WEB_CONCURRENCY="four")
+
+
+def test_source_never_asks_the_host_for_cores() -> None:
+    tree = ast.parse(Path(CONF).read_text())
+    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
+    assert not {"cpu_count", "sched_getaffinity", "process_cpu_count"} & (names | imported)
+    assert "multiprocessing" not in imported
