@@ -71,3 +71,26 @@ def test_console_script_is_installed_and_lists_stacks_without_importing_pulumi()
     )
     assert result.returncode == 0, result.stderr
     assert '"include"' in result.stdout
+
+
+def test_plan_caches_bytecode_outside_the_source_tree(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # PYTHONDONTWRITEBYTECODE doubles a plan's time (SDK imports from source); the cache goes to XDG.
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("INFRA_NO_BYTECODE_CACHE", raising=False)
+    assert cli.main(["plan", "--list"]) == 0
+    assert sys.pycache_prefix == str(tmp_path / "fastapi-deploy" / "pycache")
+    assert sys.dont_write_bytecode is False
+
+
+def test_bytecode_cache_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("INFRA_NO_BYTECODE_CACHE", "1")
+    assert cli.main(["plan", "--list"]) == 0
+    assert sys.pycache_prefix is None
+    assert sys.dont_write_bytecode is True
