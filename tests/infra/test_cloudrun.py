@@ -174,6 +174,25 @@ def test_one_grant_per_secret_even_when_two_vars_share_it() -> None:
     assert len(result.by_type("gcp:secretmanager/secretIamMember:SecretIamMember")) == 1
 
 
+def test_service_waits_for_its_secret_grants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first revision must not start before its identity can read the secrets it mounts."""
+    from infra import mocks as mocks_mod
+
+    deps: dict[str, set[str]] = {}
+    original = mocks_mod._RecordingMonitor.RegisterResource
+
+    def spy(self: Any, request: Any) -> Any:
+        deps[request.name] = set(request.dependencies)
+        return original(self, request)
+
+    monkeypatch.setattr(mocks_mod._RecordingMonitor, "RegisterResource", spy)
+    result = run()
+    grants = {r.urn for r in result.by_type("gcp:secretmanager/secretIamMember:SecretIamMember")}
+    grants |= {r.urn for r in result.by_type("gcp:projects/iAMMember:IAMMember")}
+    assert len(grants) == 5
+    assert grants <= deps[f"{COMPONENT}-service"]
+
+
 def test_no_public_invoker_unless_configured(prod: ProgramResult, staging: ProgramResult) -> None:
     inv = prod.one("gcp:cloudrunv2/serviceIamMember:ServiceIamMember").inputs
     assert (inv["role"], inv["member"], inv["name"]) == (

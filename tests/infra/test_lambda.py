@@ -320,6 +320,27 @@ def test_vpc_attachment_is_scoped_to_the_configured_subnets(prod: ProgramResult)
 
 
 # ---------------------------------------------------------------------------------- logs and front
+def test_function_waits_for_its_policies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first cold start must be able to log and read its secrets."""
+    from infra import mocks as mocks_mod
+
+    deps: dict[str, set[str]] = {}
+    original = mocks_mod._RecordingMonitor.RegisterResource
+
+    def spy(self: Any, request: Any) -> Any:
+        deps[request.name] = set(request.dependencies)
+        return original(self, request)
+
+    monkeypatch.setattr(mocks_mod._RecordingMonitor, "RegisterResource", spy)
+    result = run()
+    needed = {r.urn for r in result.by_type("aws:iam/rolePolicy:RolePolicy")}
+    needed |= {
+        r.urn for r in result.by_type("aws:cloudwatch/logGroup:LogGroup") if r.name == f"{COMPONENT}-logs"
+    }
+    assert len(needed) == 4
+    assert needed <= deps[f"{COMPONENT}-function"]
+
+
 def test_log_group_with_retention_is_the_functions(prod: ProgramResult) -> None:
     groups = {r.inputs["name"]: r.inputs for r in prod.by_type("aws:cloudwatch/logGroup:LogGroup")}
     assert groups["/aws/lambda/items-api-prod-lambda"]["retentionInDays"] == 30
