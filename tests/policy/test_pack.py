@@ -188,3 +188,43 @@ def test_engine_protocol_reports_what_the_offline_plan_reports(tmp_path: Path) -
     for d in servicer.AnalyzeStack(stack_request, None).diagnostics:
         found.add((d.policyName, levels[d.enforcementLevel]))
     assert found == expected
+
+
+def test_the_pack_starts_like_the_cli_starts_it_and_answers_over_grpc() -> None:
+    """`pulumi-analyzer-policy-python` runs `python -m pulumi.policy ENGINE PROGRAM` in the pack directory;
+    the pack prints its gRPC port. Start it that way and talk to it as the engine does."""
+    import subprocess
+    import sys
+
+    import grpc
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pulumi.policy", "127.0.0.1:1", "."],
+        cwd=PACK_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = process.stdout.readline().strip() if process.stdout else ""
+        assert port.isdigit(), (
+            port,
+            process.stderr.read() if process.poll() is not None and process.stderr else "",
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            stub = analyzer_pb2_grpc.AnalyzerStub(channel)
+            info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+            assert info.name == "fastapi-deploy-production"
+            assert {p.name for p in info.policies} == {r.name for r in rules.RULES}
+            request = analyzer_pb2.AnalyzeRequest(
+                type=rules.LOG_GROUP, properties=_struct({"name": "/ecs/api"}), urn="urn:lg", name="lg"
+            )
+            diagnostics = stub.Analyze(request, timeout=30).diagnostics
+            assert [d.policyName for d in diagnostics] == ["log-retention"]
+            assert diagnostics[0].enforcementLevel == analyzer_pb2.MANDATORY
+    finally:
+        process.kill()
+        process.wait(timeout=10)
