@@ -36,6 +36,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -356,7 +357,11 @@ class VpsService(pulumi.ComponentResource):
             import pulumi_aws as aws
 
             # ECR: a 12-hour token from the deployer's AWS credentials; nothing long-lived on the host.
-            token = aws.ecr.get_authorization_token_output(opts=invoke)
+            # Tokens are per registry and region: ask for the ones in the image's host name.
+            m = re.fullmatch(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?", host or "")
+            token = aws.ecr.get_authorization_token_output(
+                registry_id=m.group(1) if m else None, region=m.group(2) if m else None, opts=invoke
+            )
             address: pulumi.Input[str] = host or (
                 image.repository_url.apply(_registry_host)
                 if image.repository_url is not None

@@ -118,6 +118,8 @@ def test_provider_talks_to_the_host_over_ssh_with_registry_auth(prod: ProgramRes
     (entry,) = provider_input(prod, "registryAuth")
     assert entry["address"] == "123456789012.dkr.ecr.eu-central-1.amazonaws.com"
     assert entry["username"] == "AWS"
+    token_call = next(a for t, a in prod.calls if t.endswith("getAuthorizationToken"))
+    assert (token_call["registryId"], token_call["region"]) == ("123456789012", "eu-central-1")
     assert "mock-ecr-password" not in json.dumps(mask_secrets(provider.inputs), default=str)
     # Every container runs on that host, not on the machine running `pulumi up`.
     for r in prod.by_type(CONTAINER):
