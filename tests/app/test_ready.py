@@ -145,3 +145,26 @@ async def _sleep(s: float) -> None:
     import asyncio
 
     await asyncio.sleep(s)
+
+
+async def test_exhausted_pool_fails_fast_with_503(pg: PostgresInstance, redis_server: RedisInstance) -> None:
+    """With every pooled connection busy a request waits DB_POOL_TIMEOUT, then gets a clean 503."""
+    if redis_server.proc is None:
+        redis_server.start()
+    s = make_settings(pg.url, redis_server.url, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3)
+    app = create_app(s)
+    engine = app.state.resources.engine
+    try:
+        async with (
+            engine.connect() as held,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+        ):
+            await held.exec_driver_sql("SELECT 1")
+            r, elapsed = await _timed_get(c, "/api/items")
+            assert r.status_code == 503
+            assert r.json() == {"detail": "database unavailable"}
+            assert 0.3 <= elapsed < 1.5
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            assert (await c.get("/api/items")).status_code == 200  # connection returned: serving again
+    finally:
+        await app.state.resources.close()
