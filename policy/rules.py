@@ -93,6 +93,7 @@ STAR_RESOURCE_ONLY_ACTIONS = frozenset(
         "ec2:deletenetworkinterface",
         "ec2:assignprivateipaddresses",
         "ec2:unassignprivateipaddresses",
+        "sts:getcalleridentity",
     }
 )
 BROAD_MANAGED_POLICY_RE = re.compile(r":policy/(AdministratorAccess|PowerUserAccess|.*FullAccess)$")
@@ -402,6 +403,14 @@ def _statements(document: Any) -> list[dict[str, Any]]:
     return [s for s in _list(decoded.get("Statement")) if isinstance(s, dict)]
 
 
+def _star_resource_only(action: str) -> bool:
+    # EC2 Describe* calls have no resource-level permissions at all: IAM only accepts "*" for them.
+    lowered = action.lower()
+    return lowered in STAR_RESOURCE_ONLY_ACTIONS or (
+        lowered.startswith("ec2:describe") and "*" not in lowered
+    )
+
+
 def _iam_document_problems(document: Any, where: str) -> list[str]:
     problems = []
     for index, statement in enumerate(_statements(document)):
@@ -416,7 +425,7 @@ def _iam_document_problems(document: Any, where: str) -> list[str]:
             problems.append(
                 f"{where} statement {index}: wildcard action(s) {wild_actions}; list the API calls"
             )
-        if "*" in resources and not all(a.lower() in STAR_RESOURCE_ONLY_ACTIONS for a in actions):
+        if "*" in resources and not all(_star_resource_only(a) for a in actions):
             problems.append(
                 f"{where} statement {index}: Resource '*' for {actions}; name the exact ARNs "
                 "(the referenced secrets/parameters and their KMS key)"

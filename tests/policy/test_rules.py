@@ -251,6 +251,12 @@ GOOD_AND_BAD: list[tuple[str, Resource, Resource]] = [
         iam(statement(["ecr:GetAuthorizationToken", "s3:GetObject"], "*"), rules.IAM_POLICY),
     ),
     (
+        # Lambda in a VPC: EC2 Describe* only accept "*"; the mutating ENI calls are scoped elsewhere.
+        "iam-least-privilege",
+        iam(statement(["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], "*")),
+        iam(statement(["ec2:Describe*"], "*")),
+    ),
+    (
         "iam-least-privilege",
         Resource(
             type=rules.IAM_ROLE_POLICY_ATTACHMENT,
