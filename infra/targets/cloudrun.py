@@ -46,6 +46,9 @@ CLOUDRUN_SIGTERM_GRACE_S = 10
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
 #: Startup probes may run at most 240 s in total (initialDelay + period x failureThreshold).
 STARTUP_BUDGET_S = 240
+#: The second-generation execution environment refuses less memory than this.
+#: Source: https://cloud.google.com/run/docs/about-execution-environments
+GEN2_MIN_MEMORY_MIB = 512
 
 _INGRESS = {
     "all": "INGRESS_TRAFFIC_ALL",
@@ -77,6 +80,11 @@ def gcp_labels(config: CloudRunConfig) -> dict[str, str]:
 def cpu_limit(cpu: float) -> str:
     """Cloud Run cpu quantity: whole vCPUs as ``"1"``, fractions as millicores (``"500m"``)."""
     return str(int(cpu)) if cpu >= 1 and cpu == int(cpu) else f"{round(cpu * 1000)}m"
+
+
+def execution_environment(memory_mib: int) -> str:
+    """Gen2 (full Linux compatibility, faster CPU and network) whenever it is allowed: it needs >= 512 MiB."""
+    return "EXECUTION_ENVIRONMENT_GEN2" if memory_mib >= GEN2_MIN_MEMORY_MIB else "EXECUTION_ENVIRONMENT_GEN1"
 
 
 def service_account_id(name: str) -> str:
@@ -261,7 +269,7 @@ class CloudRunService(pulumi.ComponentResource):
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 service_account=self.service_account.email,
                 labels=labels,
-                execution_environment="EXECUTION_ENVIRONMENT_GEN2",
+                execution_environment=execution_environment(cr.memory),
                 max_instance_request_concurrency=cr.concurrency,
                 timeout=f"{cfg.request_timeout_s}s",
                 scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(

@@ -245,6 +245,12 @@ def test_graceful_timeout_must_fit_the_sigterm_grace() -> None:
         )
 
 
+def test_small_instances_fall_back_to_gen1() -> None:
+    result = run(STAGING, cloudrun={"memory": "448Mi"})
+    assert result.one(SERVICE).inputs["template"]["executionEnvironment"] == "EXECUTION_ENVIRONMENT_GEN1"
+    assert cr.execution_environment(512) == "EXECUTION_ENVIRONMENT_GEN2"
+
+
 def test_cpu_quantities() -> None:
     assert [cr.cpu_limit(c) for c in (0.5, 1.0, 2.0, 4.0)] == ["500m", "1", "2", "4"]
 
