@@ -85,6 +85,17 @@ def test_json_contract(plans: dict[str, plan_mod.StackPlan], path: Path) -> None
     )
 
 
+@pytest.mark.parametrize("path", STACKS, ids=[plan_mod.stack_name(p) for p in STACKS])
+def test_every_stack_in_the_repo_passes_the_mandatory_policies(
+    plans: dict[str, plan_mod.StackPlan], path: Path
+) -> None:
+    # The same gate as CI's offline plan: a stack file committed here must be deployable under the pack.
+    p = plans[plan_mod.stack_name(path)]
+    mandatory = [v for v in p.violations if v["enforcement"] == "mandatory"]
+    assert mandatory == []
+    assert p.exit_code == plan_mod.EXIT_OK
+
+
 def test_inputs_are_camel_case_as_the_engine_receives_them(plans: dict[str, plan_mod.StackPlan]) -> None:
     ecs = plans["prod-ecs"]
     (service,) = [r for r in ecs.resources if r["type"] == "aws:ecs/service:Service"]
