@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -252,10 +254,56 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
             )
     findings.extend(check_budget(cfg, stack))
     if isinstance(cfg, VpsConfig):
-        findings.append(
-            vps.check_vps_host(cfg.vps.ssh_user, cfg.vps.host, "app.vps.host", port=cfg.vps.ssh_port)
-        )
+        findings.append(_check_vps(cfg, clients, findings))
     return findings
+
+
+def _check_vps(cfg: VpsConfig, clients: DoctorClients, findings: list[Finding]) -> Finding:
+    """SSH as the deploy will: with the key from app.vps.ssh_key_secret when set, else the user's agent."""
+    key_ref = cfg.vps.ssh_key_secret
+    if key_ref is None:
+        return vps.check_vps_host(cfg.vps.ssh_user, cfg.vps.host, "app.vps.host", port=cfg.vps.ssh_port)
+    if any(f.where == "app.vps.ssh_key_secret" and f.severity.value != "ok" for f in findings) or not any(
+        f.where == "app.vps.ssh_key_secret" for f in findings
+    ):
+        return blocking(
+            "vps-ssh-docker",
+            "not tried: the SSH key in app.vps.ssh_key_secret could not be read (see above)",
+            "app.vps.host",
+        )
+    material = read_secret_value(SecretRef.parse(key_ref), cfg, clients)
+    with tempfile.TemporaryDirectory(prefix="infra-doctor-ssh-") as tmp:
+        path = os.path.join(tmp, "id")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # ssh refuses group/world-readable
+        with os.fdopen(fd, "w") as f:
+            f.write(material if material.endswith("\n") else material + "\n")
+        return vps.check_vps_host(
+            cfg.vps.ssh_user,
+            cfg.vps.host,
+            "app.vps.host",
+            port=cfg.vps.ssh_port,
+            identity_file=path,
+            key_label="<key of app.vps.ssh_key_secret>",
+        )
+
+
+def read_secret_value(ref: SecretRef, cfg: StackConfigType, clients: DoctorClients) -> str:
+    """The secret's value, for the one check that needs it (the SSH key). Never printed or logged."""
+    if ref.scheme == "ssm":
+        region = ref.given_arn.split(":")[3] if ref.given_arn else (_aws_region(cfg) or "")
+        value = clients.aws("ssm", region).get_parameter(Name=ref.name, WithDecryption=True)["Parameter"][
+            "Value"
+        ]
+        return str(value)
+    if ref.scheme == "secretsmanager":
+        region = ref.given_arn.split(":")[3] if ref.given_arn else (_aws_region(cfg) or "")
+        raw = clients.aws("secretsmanager", region).get_secret_value(SecretId=ref.given_arn or ref.name)
+        text = str(raw.get("SecretString") or "")
+        return str(json.loads(text)[ref.json_key]) if ref.json_key else text
+    project = ref.project or _gcp_project(cfg) or ""
+    name = gcp_checks.secret_version_name(project, ref.name, ref.version or "latest")
+    resp = clients.secret_manager().access_secret_version(request={"name": name}, timeout=10.0)
+    return bytes(resp.payload.data).decode()
 
 
 def _parser() -> argparse.ArgumentParser:

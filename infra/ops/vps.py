@@ -20,7 +20,8 @@ def ssh_command(user: str, host: str, port: int = 22, identity_file: str | None 
     if port != 22:
         cmd += ["-p", str(port)]
     if identity_file:
-        cmd += ["-i", identity_file]
+        # Only this key, as the deploy's docker provider uses it: an agent key must not mask a bad one.
+        cmd += ["-i", identity_file, "-o", "IdentitiesOnly=yes"]
     return [*cmd, f"{user}@{host}"]
 
 
@@ -29,14 +30,25 @@ def run_ssh(argv: Sequence[str], timeout: float = SSH_TIMEOUT_S) -> subprocess.C
 
 
 def check_vps_host(
-    user: str, host: str, where: str, *, port: int = 22, identity_file: str | None = None
+    user: str,
+    host: str,
+    where: str,
+    *,
+    port: int = 22,
+    identity_file: str | None = None,
+    key_label: str | None = None,
 ) -> Finding:
-    """`ssh user@host docker version`: classify the failure into the one fix that unblocks the deploy."""
+    """`ssh user@host docker version`: classify the failure into the one fix that unblocks the deploy.
+
+    `identity_file` is a temporary file; fixes show `key_label` (e.g. `<key of app.vps.ssh_key_secret>`)
+    instead of its soon-deleted path.
+    """
     check = "vps-ssh-docker"
     target = f"{user}@{host}" + (f":{port}" if port != 22 else "")
     base = ssh_command(user, host, port, identity_file)
     argv = [*base, "docker", "version", "--format", "{{.Server.Version}}"]
-    login = shlex.join(base)
+    shown = ssh_command(user, host, port, key_label if identity_file else None)
+    login = shlex.join(shown)
     try:
         proc = run_ssh(argv)
     except FileNotFoundError:
@@ -73,7 +85,11 @@ def check_vps_host(
             check,
             f"SSH login as {user} refused (no usable key; BatchMode forbids passwords): {_last(err)}",
             where,
-            f"ssh-copy-id -p {port} {user}@{host}",
+            (
+                f"append the public half of {key_label} to ~{user}/.ssh/authorized_keys on {host}"
+                if identity_file and key_label
+                else f"ssh-copy-id -p {port} {user}@{host}"
+            ),
         )
     if any(s in low for s in ("could not resolve hostname", "name or service not known")):
         return blocking(check, f"cannot resolve {host}: {_last(err)}", where, f"dig +short {host}")

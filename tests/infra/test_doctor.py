@@ -616,3 +616,61 @@ def test_console_script_dispatch_and_json_output(aws, tmp_path: Path, capsys) ->
         "acm-certificate",
         "image",
     }
+
+
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def _recording_ssh(bindir: Path) -> None:
+    """An ssh that records argv plus the mode and content of the `-i` file, then answers a version."""
+    bindir.mkdir(parents=True, exist_ok=True)
+    script = bindir / "ssh"
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, os, sys\n"
+        "a = sys.argv[1:]\n"
+        "key = a[a.index('-i') + 1] if '-i' in a else None\n"
+        "rec = {'argv': a, 'mode': oct(os.stat(key).st_mode & 0o777) if key else None,\n"
+        "       'content': open(key).read() if key else None}\n"
+        f"open({str(bindir / 'rec.json')!r}, 'w').write(json.dumps(rec))\n"
+        "print('27.3.1')\n"
+    )
+    script.chmod(0o755)
+
+
+def test_vps_ssh_uses_the_deploy_key_from_the_secret_store(aws, tmp_path: Path, monkeypatch) -> None:
+    bindir = tmp_path / "bin"
+    _recording_ssh(bindir)
+    monkeypatch.setenv("PATH", path_with(bindir))
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name="/prod/vps/ssh-key", Type="SecureString", Value=KEY
+    )
+    app = vps_app(push_image())
+    app["vps"]["ssh_key_secret"] = "ssm:/prod/vps/ssh-key"
+    stacks = write_stack(tmp_path, "prod-vps", app, {"aws:region": REGION})
+    rc, text = run(stacks, "prod-vps")
+    assert rc == 0, text
+    rec = json.loads((bindir / "rec.json").read_text())
+    key_path = rec["argv"][rec["argv"].index("-i") + 1]
+    assert rec["argv"][rec["argv"].index("-i") + 2 : rec["argv"].index("-i") + 4] == [
+        "-o",
+        "IdentitiesOnly=yes",
+    ]
+    assert rec["mode"] == "0o600"
+    assert rec["content"] == KEY + "\n"
+    assert not Path(key_path).exists(), "the key file is removed after the check"
+    assert "b3BlbnNzaC1rZXktdjEAAAAA" not in text
+
+
+def test_vps_ssh_not_tried_when_the_deploy_key_is_unreadable(aws, tmp_path: Path, monkeypatch) -> None:
+    bindir = tmp_path / "bin"
+    fake_executable(bindir, "ssh", stdout="27.3.1\n")
+    monkeypatch.setenv("PATH", path_with(bindir))
+    app = vps_app(push_image())
+    app["vps"]["ssh_key_secret"] = "ssm:/prod/vps/ssh-key"
+    stacks = write_stack(tmp_path, "prod-vps", app, {"aws:region": REGION})
+    rc, text = run(stacks, "prod-vps")
+    assert rc == 1
+    assert "parameter /prod/vps/ssh-key does not exist" in text
+    assert "not tried: the SSH key in app.vps.ssh_key_secret could not be read" in text
+    assert calls_of(bindir, "ssh") == []
