@@ -55,7 +55,12 @@ class Clients:
 
 
 def build_poller(
-    outputs: dict[str, Any], clients: Clients, *, ssh_user: str = "deploy", ssh_port: int = 22
+    outputs: dict[str, Any],
+    clients: Clients,
+    *,
+    ssh_user: str = "deploy",
+    ssh_port: int = 22,
+    ssh_identity: str | None = None,
 ) -> Poller:
     target = outputs["target"]
     image = outputs.get("image")
@@ -82,7 +87,12 @@ def build_poller(
             services, revisions, outputs["project"], outputs["region"], outputs["service_name"], image
         )
     return VpsRollout(
-        outputs.get("ssh_user") or ssh_user, outputs["host"], outputs["container_name"], image, port=ssh_port
+        outputs.get("ssh_user") or ssh_user,
+        outputs["host"],
+        outputs["container_name"],
+        image,
+        port=ssh_port,
+        identity_file=ssh_identity,
     )
 
 
@@ -97,6 +107,7 @@ def run_verify(
     smoke_backoff_s: float = 2.0,
     ssh_user: str = "deploy",
     ssh_port: int = 22,
+    ssh_identity: str | None = None,
     id_token: str | None = None,
     out: Printer = print,
 ) -> int:
@@ -104,7 +115,7 @@ def run_verify(
     clients = clients or Clients()
     target = outputs["target"]
     out(f"verify: {target} stack, expecting image {outputs['image']}")
-    poller = build_poller(outputs, clients, ssh_user=ssh_user, ssh_port=ssh_port)
+    poller = build_poller(outputs, clients, ssh_user=ssh_user, ssh_port=ssh_port, ssh_identity=ssh_identity)
     obs: Observation = wait_until_stable(poller, timeout_s=timeout_s, interval_s=interval_s, progress=out)
     if obs.state != "stable":
         out(f"FAILED: {obs.summary}")
@@ -194,6 +205,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ssh-user", help="VPS ssh user (default: app.vps.ssh_user of the stack file, else deploy)"
     )
+    p.add_argument(
+        "--ssh-identity", metavar="FILE", help="VPS ssh private key file (default: your ssh agent)"
+    )
     return p
 
 
@@ -222,6 +236,7 @@ def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print
         smoke=not args.no_smoke,
         ssh_user=args.ssh_user or ssh_user,
         ssh_port=ssh_port,
+        ssh_identity=args.ssh_identity,
         id_token=args.id_token,
         out=out,
     )

@@ -491,9 +491,16 @@ class VpsRollout:
     """VPS: `docker inspect` over SSH: container running, health `healthy`, running the deployed image."""
 
     def __init__(
-        self, user: str, host: str, container: str, expected_image: str | None, *, port: int = 22
+        self,
+        user: str,
+        host: str,
+        container: str,
+        expected_image: str | None,
+        *,
+        port: int = 22,
+        identity_file: str | None = None,
     ) -> None:
-        self.base = vps_ops.ssh_command(user, host, port)
+        self.base = vps_ops.ssh_command(user, host, port, identity_file)
         self.container = container
         self.expected_digest = digest_of(expected_image)
         self._last_reason = ""

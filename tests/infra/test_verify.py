@@ -625,14 +625,29 @@ def test_outputs_from_pulumi_cli_when_present(tmp_path: Path, monkeypatch, http)
     (stacks / "Pulumi.prod-vps.yaml").write_text(json.dumps({"config": {"fastapi-deploy:app": app}}))
     out, emit = _lines()
     rc = cli(
-        ["--stack", "prod-vps", "--stacks-dir", str(stacks), "--timeout", "5", "--interval", "0.05"], out=emit
+        [
+            *("--stack", "prod-vps", "--stacks-dir", str(stacks), "--ssh-identity", "/keys/deploy"),
+            *("--timeout", "5", "--interval", "0.05"),
+        ],
+        out=emit,
     )
     assert rc == 0, "\n".join(out)
     assert calls_of(bindir, "pulumi") == [
         ["stack", "output", "--json", "--show-secrets=false", "--stack", "prod-vps"]
     ]
     # The ssh login comes from the stack file (outputs carry only the host).
-    assert calls_of(bindir, "ssh")[0][4:7] == ["-p", "2222", "ops@203.0.113.7"]
+    assert calls_of(bindir, "ssh")[0][4:] == [
+        "-p",
+        "2222",
+        "-i",
+        "/keys/deploy",
+        "-o",
+        "IdentitiesOnly=yes",
+        "ops@203.0.113.7",
+        "docker",
+        "inspect",
+        "api",
+    ]
 
 
 def test_outputs_missing_contract_key_is_a_usage_error(capsys) -> None:
