@@ -17,7 +17,7 @@ import pytest
 from google.protobuf.json_format import ParseError
 
 from infra import config as config_mod
-from infra.config import ConfigError
+from infra.config import CloudRunConfig, ConfigError
 from infra.mocks import ProgramResult, RecordingMocks, run_program
 from infra.targets import cloudrun as cr
 from infra.tuning import TuningError, for_platform
@@ -234,6 +234,7 @@ def test_runtime_env_fits_cloud_run(prod: ProgramResult) -> None:
 
 def test_graceful_timeout_must_fit_the_sigterm_grace() -> None:
     cfg = config_mod.load_stack_file(PROD)
+    assert isinstance(cfg, CloudRunConfig)
     import dataclasses
 
     bad = dataclasses.replace(for_platform(cfg), graceful_timeout_s=20)
@@ -308,6 +309,7 @@ def test_children_carry_the_component_name_and_labels(prod: ProgramResult) -> No
 
 def test_component_outputs_resolve_under_runtime_test() -> None:
     cfg = config_mod.load_stack_file(STAGING)
+    assert isinstance(cfg, CloudRunConfig)
     pulumi.runtime.set_mocks(
         Mocks(gcp_project="items-api-staging"), project="fastapi-deploy", stack="unit", preview=False
     )

@@ -16,7 +16,7 @@ import pytest
 
 from infra import apimodels
 from infra import config as config_mod
-from infra.config import ConfigError
+from infra.config import ConfigError, LambdaConfig
 from infra.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program
 from infra.targets import lambda_ as lam
 from infra.tuning import TuningError, for_platform
@@ -224,6 +224,7 @@ def test_references_resolve_with_the_apps_resolver() -> None:
     from app.secret_refs import resolve_env
 
     cfg = config_mod.load_stack_file(STACK)
+    assert isinstance(cfg, LambdaConfig)
     env = lam.function_env(cfg, for_platform(cfg))
     with moto.mock_aws():
         ssm = boto3.client("ssm", region_name="us-east-1")
@@ -441,6 +442,7 @@ def test_component_outputs_resolve_under_runtime_test() -> None:
     cfg = config_mod.parse(
         raw_config()[config_mod.CONFIG_KEY], stack="prod-lambda", providers={"aws:region": "us-east-1"}
     )
+    assert isinstance(cfg, LambdaConfig)
     pulumi.runtime.set_mocks(Mocks(), project="fastapi-deploy", stack="prod-lambda", preview=False)
 
     @pulumi.runtime.test

@@ -17,7 +17,7 @@ import pytest
 
 from infra import config as config_mod
 from infra import mocks as mocks_mod
-from infra.config import ConfigError
+from infra.config import ConfigError, VpsConfig
 from infra.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program, unwrap
 from infra.targets import vps
 from infra.tuning import TuningError, for_platform
@@ -336,6 +336,7 @@ def test_component_outputs_resolve_under_runtime_test() -> None:
     from infra.image import ImageResult
 
     cfg = config_mod.load_stack_file(STACK)
+    assert isinstance(cfg, VpsConfig)
     pulumi.runtime.set_mocks(
         Mocks(region="eu-central-1"), project="fastapi-deploy", stack="unit", preview=False
     )
