@@ -41,8 +41,10 @@ class Resources:
             settings.redis_url.get_secret_value(),
             socket_timeout=settings.redis_socket_timeout,
             socket_connect_timeout=settings.redis_socket_timeout,
-            # redis-py's default retries 3x with backoff: a dead Redis would add ~1 s to every login.
-            retry=Retry(NoBackoff(), 0),
+            # redis-py's default retries 3x with backoff: a dead Redis would add ~1 s to every login. One
+            # immediate retry (connection errors only, not timeouts) replaces a connection the server or a
+            # frozen Lambda environment dropped while idle.
+            retry=Retry(NoBackoff(), 1),
         )
         limit, window = settings.login_rate
         return cls(engine, create_sessionmaker(engine), redis, RateLimiter(redis, limit, window))

@@ -19,13 +19,18 @@ from redis.exceptions import RedisError
 log = logging.getLogger("app.ratelimit")
 
 # INCR and PEXPIRE in one atomic step: a crash between two separate calls would leave a key without TTL,
-# locking the client out forever.
+# locking the client out forever. All keys of one attempt in one round trip.
 _LUA_HIT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {n, ttl}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then redis.call('PEXPIRE', key, ARGV[1]); ttl = tonumber(ARGV[1]) end
+  out[#out + 1] = n
+  out[#out + 1] = ttl
+end
+return out
 """
 
 # After a Redis failure, skip Redis for this long: each attempt would otherwise add a socket timeout.
@@ -74,10 +79,10 @@ class RateLimiter:
         self._redis_down_until = 0.0
         self._script = redis.register_script(_LUA_HIT) if redis is not None else None
 
-    async def _hit_redis(self, key: str) -> tuple[int, float]:
+    async def _hit_redis(self, keys: list[str]) -> list[tuple[int, float]]:
         assert self._script is not None
-        count, ttl_ms = await self._script(keys=[key], args=[self.window_s * 1000])
-        return int(count), int(ttl_ms) / 1000
+        flat = await self._script(keys=keys, args=[self.window_s * 1000])
+        return [(int(flat[i]), int(flat[i + 1]) / 1000) for i in range(0, len(flat), 2)]
 
     async def hit(self, *keys: str) -> Decision:
         now = time.monotonic()
@@ -86,8 +91,7 @@ class RateLimiter:
         degraded = self._script is None or now < self._redis_down_until
         if not degraded:
             try:
-                for k in full:
-                    results.append(await self._hit_redis(k))
+                results = await self._hit_redis(full)
             except (RedisError, OSError, TimeoutError) as exc:
                 self._redis_down_until = now + REDIS_RETRY_AFTER_S
                 log.warning(

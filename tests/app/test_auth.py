@@ -138,3 +138,29 @@ async def test_created_user_can_log_in(client: httpx.AsyncClient, pg: PostgresIn
     assert (
         await client.post("/api/auth/login", json={"username": "demo", "password": "demo"})
     ).status_code == 401
+
+
+async def test_window_expires_and_keys_always_have_a_ttl(
+    settings: Settings, users: list[str], redis_server: RedisInstance
+) -> None:
+    import asyncio
+
+    import redis as redis_sync
+
+    from app.main import create_app
+
+    app = create_app(settings.model_copy(update={"login_rate_limit": "2/second"}))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            # Concurrently: the limit is checked before the (slow) password hash, so all three attempts hit
+            # Redis within milliseconds, well inside the 1 s window.
+            attempts = await asyncio.gather(*(_login(c, "erin", "wrong") for _ in range(3)))
+            assert sorted(a.status_code for a in attempts) == [401, 401, 429]
+            with redis_sync.Redis.from_url(redis_server.url) as r:
+                keys = r.keys("rl:login:*")
+                assert sorted(keys) == [b"rl:login:ip:127.0.0.1", b"rl:login:user:erin"]
+                assert all(0 < r.pttl(k) <= 1000 for k in keys)  # never a key without expiry
+            await asyncio.sleep(1.1)
+            assert (await _login(c, "erin")).status_code == 200
+    finally:
+        await app.state.resources.close()
