@@ -17,6 +17,9 @@ What a user gets from :class:`VpsService`:
 
 Zero-downtime redeploy (details and limits in docs/targets.md):
 
+0. A one-shot ``gate`` container runs the new image + env on the private network WITHOUT the ``app``
+   alias, starts the server and polls readiness; the app container's image waits for its exit code, so
+   a release that never becomes ready fails ``pulumi up`` before anything that serves traffic changes.
 1. The app container has no fixed ``name`` (Pulumi auto-names it) and ``delete_before_replace=False``,
    so a new digest or env creates the NEW container next to the old one first.
 2. ``wait=True``: the create only succeeds once Docker reports the new container healthy, i.e. its
@@ -37,6 +40,7 @@ import atexit
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -59,6 +63,10 @@ CADDY_IMAGE = "caddy:2.10-alpine"
 #: The image's non-root user (Dockerfile ``USER 10001:10001``), stated explicitly so a base-image change
 #: can't silently make the app root on a host that also runs other things.
 IMAGE_USER = "10001:10001"
+#: The image's server command (Dockerfile ``CMD``); the release gate starts exactly this.
+SERVER_COMMAND = ["gunicorn", "--config", "app/gunicorn_conf.py", "app.main:create_app()"]
+#: Seconds between the release gate's readiness polls.
+GATE_POLL_S = 2
 #: The DNS name every app container answers to on the private network (Caddy's upstream).
 APP_ALIAS = "app"
 #: Caddy re-resolves the alias this often, so a new container gets traffic within ~1 s of joining.
@@ -159,6 +167,41 @@ def healthcheck_command(port: int, path: str, timeout_s: int) -> list[str]:
     return ["CMD", "python", "-c", code]
 
 
+def gate_script(port: int, path: str, timeout_s: int, attempts: int, server: list[str] | None = None) -> str:
+    """Shell script of the release gate: start the server, poll readiness, stop it, exit 0 only if ready.
+
+    Exits 1 as soon as the server process dies (a settings error such as a placeholder JWT secret) or
+    when readiness never answers 200 within ``attempts x GATE_POLL_S`` seconds (wrong DATABASE_URL).
+    """
+    probe = shlex.join(healthcheck_command(port, path, timeout_s)[1:])
+    return "\n".join(
+        [
+            f"{shlex.join(server or SERVER_COMMAND)} &",
+            "pid=$!",
+            "i=0",
+            f"while [ $i -lt {attempts} ]; do",
+            f"  if {probe}; then kill -TERM $pid; wait $pid; echo 'release gate: ready'; exit 0; fi",
+            "  if ! kill -0 $pid 2>/dev/null; then echo 'release gate: server exited' >&2; exit 1; fi",
+            f"  i=$((i+1)); sleep {GATE_POLL_S}",
+            "done",
+            "kill -TERM $pid; wait $pid",
+            f"echo 'release gate: {path} not ready in time' >&2",
+            "exit 1",
+        ]
+    )
+
+
+def require_gate_passed(values: list[Any]) -> str:
+    """The app container's image id, but only once the release gate exited 0 (unknown in a preview)."""
+    exit_code, image_id, gate_name = values
+    if exit_code is not None and int(exit_code) != 0:
+        raise RuntimeError(
+            f"release gate failed (exit {int(exit_code)}): the new image/env never became ready, so the "
+            f"running container was left in place; see `docker logs {gate_name}` on the host"
+        )
+    return str(image_id)
+
+
 _KEY_DIR: str | None = None
 
 
@@ -191,6 +234,7 @@ class VpsService(pulumi.ComponentResource):
     network: docker.Network
     image: docker.RemoteImage
     app: docker.Container
+    gate: docker.Container
     proxy: docker.Container
     url: pulumi.Output[str]
     container_name: pulumi.Output[str]
@@ -259,6 +303,45 @@ class VpsService(pulumi.ComponentResource):
         )
         envs: pulumi.Output[list[str]] = pulumi.Output.secret(all_lines)
 
+        # --- release gate: the new image + env must reach readiness BEFORE anything serves traffic -----
+        # A one-shot container on the private network WITHOUT the `app` alias (Caddy never routes to it)
+        # starts the server and polls readiness. The app container's image input waits for its exit code,
+        # so a bad release fails `pulumi up` before the running container is touched.
+        gate_health = health.start_period_s + health.interval_s * health.retries
+        attempts = max(1, -(-gate_health // GATE_POLL_S))
+        self.gate = docker.Container(
+            f"{name}-gate",
+            image=self.image.image_id,
+            user=IMAGE_USER,
+            envs=envs,
+            command=[
+                "sh",
+                "-c",
+                gate_script(cfg.port, cfg.health.readiness_path, health.timeout_s, attempts),
+            ],
+            # attach: the create returns when the script exits; must_run=False keeps the exited container
+            # (and its exit code) instead of treating the exit as a failure. Logs stay on the host, not in
+            # state (logs=False): they could echo configuration.
+            attach=True,
+            must_run=False,
+            logs=False,
+            cpus=f"{vps.cpus:g}",
+            memory=vps.memory,
+            memory_swap=vps.memory,
+            read_only=True,
+            tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},  # noqa: S108 - a tmpfs inside the container
+            security_opts=["no-new-privileges:true"],
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
+            log_driver="json-file",
+            log_opts={"max-size": "10m", "max-file": "2"},
+            labels=labels,
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, delete_before_replace=True),
+        )
+        gated_image: pulumi.Output[str] = pulumi.Output.all(
+            self.gate.exit_code, self.image.image_id, self.gate.name
+        ).apply(require_gate_passed)
+
         interval, timeout, retries, start = (
             health.interval_s,
             health.timeout_s,
@@ -268,7 +351,7 @@ class VpsService(pulumi.ComponentResource):
         self.app = docker.Container(
             f"{name}-app",
             # No `name`: Pulumi auto-names it, so the replacement can be created while the old one runs.
-            image=self.image.image_id,
+            image=gated_image,
             user=IMAGE_USER,
             envs=envs,
             restart="unless-stopped",

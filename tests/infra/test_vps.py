@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ OTHER_DIGEST = "123456789012.dkr.ecr.eu-central-1.amazonaws.com/items-api@sha256
 
 class Mocks(RecordingMocks):
     """Core mocks; secret stores answer a recognisable value; docker resources get engine-style names."""
+
+    gate_exit_code = 0
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         a = dict(args.args or {})
@@ -63,6 +66,8 @@ class Mocks(RecordingMocks):
             out["name"] = f"{args.name}-{digest.hexdigest()[:7]}"  # the engine's auto-name
         if args.typ == "docker:index/remoteImage:RemoteImage":
             out["imageId"] = "sha256:" + digest.hexdigest()  # the image id follows what was pulled
+        if args.typ == CONTAINER and args.inputs.get("attach"):
+            out["exitCode"] = self.gate_exit_code  # what the release gate script exited with
         return rid, out
 
 
@@ -274,7 +279,7 @@ def test_redeploy_changes_only_the_app_container() -> None:
     changed = {
         n for n in a if json.dumps(unwrap(a[n]), sort_keys=True) != json.dumps(unwrap(b[n]), sort_keys=True)
     }
-    assert changed == {f"{COMPONENT}-image", f"{COMPONENT}-app"}
+    assert changed == {f"{COMPONENT}-image", f"{COMPONENT}-gate", f"{COMPONENT}-app"}
 
 
 def test_new_container_is_created_before_the_old_one_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,6 +308,71 @@ def test_new_container_is_created_before_the_old_one_is_removed(monkeypatch: pyt
     assert "lb_try_duration" in text
 
 
+def test_release_gate_runs_the_new_release_off_the_traffic_path(prod: ProgramResult) -> None:
+    gate, app = containers(prod)["gate"], containers(prod)["app"]
+    assert gate["image"] == app["image"]
+    assert unwrap(gate["envs"]) == unwrap(app["envs"])
+    assert mocks_mod.is_secret(gate["envs"])
+    (net,) = gate["networksAdvanced"]
+    assert not net.get("aliases"), "the gate must never be a Caddy upstream"
+    assert not gate.get("ports")
+    assert (gate["attach"], gate["mustRun"], gate["logs"]) == (True, False, False)
+    assert gate["command"][:2] == ["sh", "-c"]
+    assert "http://127.0.0.1:8000/ready" in gate["command"][2]
+    # The gate starts exactly the image's server command.
+    cmd_line = next(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")
+    )
+    assert json.loads(cmd_line.removeprefix("CMD ")) == vps.SERVER_COMMAND
+
+
+def test_failed_release_gate_never_touches_the_running_container() -> None:
+    mocks = Mocks(region="eu-central-1")
+    mocks.gate_exit_code = 1
+    with pytest.raises(Exception, match="release gate failed"):
+        run_program("prod-vps", raw_config(), mocks=mocks)
+    names = {r.name for r in mocks.monitor.recorded}  # type: ignore[attr-defined]
+    assert f"{COMPONENT}-gate" in names
+    assert (
+        f"{COMPONENT}-app" not in names
+    )  # no new app container, so the old one is neither replaced nor joined
+
+
+def _stub_server(tmp_path: Path, status: int, exit_immediately: bool = False) -> list[str]:
+    script = tmp_path / "stub.py"
+    script.write_text(
+        "import http.server, sys\n"
+        + ("sys.exit(3)\n" if exit_immediately else "")
+        + "class H(http.server.BaseHTTPRequestHandler):\n"
+        f"    def do_GET(self): self.send_response({status}); self.end_headers()\n"
+        "    def log_message(self, *a): pass\n"
+        "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
+    )
+    return [sys.executable, str(script)]
+
+
+@pytest.mark.parametrize(
+    ("status", "dies", "expected"),
+    [(200, False, 0), (503, False, 1), (200, True, 1)],
+    ids=["ready", "not-ready", "dies"],
+)
+def test_release_gate_script(tmp_path: Path, status: int, dies: bool, expected: int) -> None:
+    """Run the real gate script against a loopback stub server (bounded: 2 polls x 2 s)."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = [*_stub_server(tmp_path, status, dies), str(port)]
+    script = vps.gate_script(port, "/ready", 1, attempts=3, server=server)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(
+        ["sh", "-c", script], env=env, timeout=30, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == expected, proc.stderr
+
+
 def test_caddyfile_is_stable_text() -> None:
     text = vps.render_caddyfile("api.example.net", 8000, 60, None)
     assert "email" not in text
@@ -327,7 +397,7 @@ def test_outputs_follow_the_contract(prod: ProgramResult) -> None:
 def test_children_carry_the_component_name(prod: ProgramResult) -> None:
     comp = prod.one(vps.COMPONENT_TYPE)
     children = [r for r in prod.resources if r.parent == comp.urn]
-    assert len(children) == 8
+    assert len(children) == 9
     for r in children:
         assert r.name.startswith(f"{COMPONENT}-"), r.name
 
