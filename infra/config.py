@@ -67,6 +67,8 @@ TUNING_ENV_NAMES = frozenset(
 )
 TARGETS = ("ecs", "cloudrun", "lambda", "vps")
 TARGETS_TUPLE = TARGETS
+#: `<app.name>-<stack>` prefixes every resource; 40 keeps `<...>-exec-role-xxxxxxx` under IAM's 64.
+MAX_COMPONENT_NAME = 40
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,27}[a-z0-9]$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -384,6 +386,13 @@ class AppConfigBase(_Model):
 
     @model_validator(mode="after")
     def _production_rules(self) -> AppConfigBase:
+        component = f"{self.name}-{self.stack}"
+        if len(component) > MAX_COMPONENT_NAME:
+            raise ValueError(
+                f"name: '{component}' (app.name + '-' + stack) is {len(component)} chars; resource names "
+                f"derive from it and must fit AWS limits (IAM role 64 with suffixes), so keep it <= "
+                f"{MAX_COMPONENT_NAME}: shorten app.name"
+            )
         if self.environment == "production" and "*" in self.cors_origins:
             raise ValueError(
                 "cors_origins: '*' is refused in production (the app refuses it too); list the origins"

@@ -14,6 +14,7 @@ becomes healthy and the circuit breaker rolls it back.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -63,6 +64,19 @@ class FargateServiceArgs:
     tags: dict[str, str]
     #: ECR repository ARN when the image was built here (pull permission is scoped to it).
     repository_arn: pulumi.Input[str] | None = None
+
+
+def lb_physical_name(component: str, kind: str, *replace_triggers: object) -> str:
+    """A <= 32-char name for an ALB or target group (AWS's limit; Pulumi's auto-name would append 8
+    characters to the logical name and fail at `pulumi up` for names over 24 characters).
+
+    The hash covers the full component name (two stacks whose truncated heads collide still differ) and
+    the properties that force a replacement, so a replacement gets a new name and Pulumi can create the
+    new resource before deleting the old one (which the listener still points at).
+    """
+    digest = hashlib.sha256("|".join([component, kind, *map(str, replace_triggers)]).encode()).hexdigest()[:6]
+    head = component[: 32 - len(kind) - len(digest) - 2].rstrip("-")
+    return f"{head}-{kind}-{digest}"
 
 
 def health_command(live: str, ready: str, timeout_s: int) -> list[str]:
@@ -306,6 +320,7 @@ class FargateService(pulumi.ComponentResource):
         # ----------------------------------------------------------------------------------- ALB
         self.load_balancer = aws.lb.LoadBalancer(
             f"{name}-alb",
+            name=lb_physical_name(name, "alb", "application", "internet-facing"),
             load_balancer_type="application",
             internal=False,
             security_groups=[alb_sg.id],
@@ -321,6 +336,7 @@ class FargateService(pulumi.ComponentResource):
         lbh = tuning.lb_health
         self.target_group = aws.lb.TargetGroup(
             f"{name}-tg",
+            name=lb_physical_name(name, "tg", cfg.port, "HTTP", "ip", _vpc_key(ecs_cfg.vpc)),
             port=cfg.port,
             protocol="HTTP",
             target_type="ip",
@@ -727,6 +743,10 @@ class FargateService(pulumi.ComponentResource):
             )
             private.append(priv)
         return net.id, net.cidr_block, [s.id for s in public], [s.id for s in private]
+
+
+def _vpc_key(vpc: NewVpc | ExistingVpc) -> str:
+    return vpc.vpc_id if isinstance(vpc, ExistingVpc) else f"new:{vpc.cidr}"
 
 
 def _nth(i: int) -> Any:

@@ -218,6 +218,13 @@ def test_bad_stack_files(tmp_path: Path, name: str, text: str, fragment: str) ->
     assert fragment in str(err.value)
 
 
+def test_component_name_length_is_bounded_for_aws_name_limits() -> None:
+    with pytest.raises(
+        ConfigError, match=r"app\.name: 'abcdefghijklmnopqrstuvwxyz-a-rather-long-stack' .* shorten app\.name"
+    ):
+        parse(ecs(name="abcdefghijklmnopqrstuvwxyz"), stack="a-rather-long-stack", providers=AWS)
+
+
 def test_unknown_keys_are_errors_everywhere() -> None:
     """A typo must not silently fall back to a default (e.g. `max_conections` -> budget 100)."""
     with pytest.raises(ConfigError, match=r"app\.database\.max_conections: unknown key"):

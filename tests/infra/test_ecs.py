@@ -690,3 +690,24 @@ def test_program_dir_on_sys_path_does_not_shadow_stdlib_secrets(tmp_path: Any) -
     secrets_file, count = proc.stdout.split()
     assert not secrets_file.startswith(str(ROOT / "infra")), secrets_file
     assert int(count) > 40
+
+
+@pytest.mark.parametrize("stack", ["prod-ecs", "staging-ecs"])
+def test_alb_and_target_group_names_fit_aws_limits(run_stack: Any, stack: str) -> None:
+    """AWS caps both at 32 chars; Pulumi's auto-name (+8 chars) would fail `pulumi up` for long stacks."""
+    result = run_stack(stack)
+    for type_token in ("aws:lb/loadBalancer:LoadBalancer", TG):
+        physical = result.one(type_token).inputs["name"]
+        assert re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?", physical), physical
+        assert len(physical) <= 32
+
+
+def test_target_group_name_changes_when_a_replacement_is_forced() -> None:
+    """Create-before-delete needs a new name when port/protocol/VPC change (the listener holds the old)."""
+    base = ecs_target.lb_physical_name("items-api-prod-ecs", "tg", 8000, "HTTP", "ip", "vpc-1")
+    assert ecs_target.lb_physical_name("items-api-prod-ecs", "tg", 8000, "HTTP", "ip", "vpc-1") == base
+    assert ecs_target.lb_physical_name("items-api-prod-ecs", "tg", 8080, "HTTP", "ip", "vpc-1") != base
+    long_a = ecs_target.lb_physical_name("a-very-long-application-name-staging-ecs", "tg", 8000)
+    long_b = ecs_target.lb_physical_name("a-very-long-application-name-staging-ecs2", "tg", 8000)
+    assert long_a != long_b
+    assert max(len(long_a), len(long_b)) <= 32
