@@ -83,6 +83,20 @@ def default_tag(root: Path = PROJECT_ROOT) -> str:
     return f"git-{sha}" + (f"-dirty-{hashlib.sha256(diff).hexdigest()[:8]}" if diff else "")
 
 
+def build_path(relative: str) -> str:
+    """A build path relative to the project root, as the engine should store it.
+
+    The CLI runs the program from the project root, so the relative form is kept: an absolute path would
+    differ between a laptop and CI and make every `pulumi up` from the other machine rebuild the image.
+    Elsewhere (tests run from another directory) the absolute path is used.
+    """
+    target = (PROJECT_ROOT / relative).resolve()
+    if Path.cwd().resolve() == PROJECT_ROOT:
+        rel = os.path.relpath(target, PROJECT_ROOT)
+        return rel if rel != "" else "."
+    return str(target)
+
+
 def ecr_lifecycle_policy(keep_images: int) -> str:
     """ECR lifecycle policy JSON: expire untagged after 7 days, keep the newest ``keep_images`` tagged."""
     return json.dumps(
@@ -159,15 +173,15 @@ def resolve(
     import pulumi_docker as docker
 
     build = spec.build
-    context = (PROJECT_ROOT / build.context).resolve()
-    dockerfile = (context / build.dockerfile).resolve()
+    context = build_path(build.context)
+    dockerfile = build_path(str(Path(build.context) / build.dockerfile))
     tag = build.tag or default_tag()
     image = docker.Image(
         f"{name}-image",
         image_name=registry.repository_url.apply(lambda url: f"{url}:{tag}"),
         build=docker.DockerBuildArgs(
-            context=str(context),
-            dockerfile=str(dockerfile),
+            context=context,
+            dockerfile=dockerfile,
             platform=build.platform,
             target=build.target,
             args=build.args or None,

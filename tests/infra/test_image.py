@@ -80,3 +80,12 @@ def test_pushed_image_without_digest_is_refused() -> None:
 )
 def test_pull_permission_is_derived_only_for_ecr_digests(ref: str, arn: str | None) -> None:
     assert ecr_repository_arn_from_ref(ref) == arn
+
+
+def test_build_paths_are_stable_across_machines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the project root (how the CLI runs) paths stay relative, so CI and laptops don't diff."""
+    monkeypatch.chdir(image_mod.PROJECT_ROOT)
+    assert image_mod.build_path(".") == "."
+    assert image_mod.build_path("./Dockerfile") == "Dockerfile"
+    monkeypatch.chdir(tmp_path)
+    assert image_mod.build_path(".") == str(image_mod.PROJECT_ROOT)
