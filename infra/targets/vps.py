@@ -303,6 +303,21 @@ class VpsService(pulumi.ComponentResource):
         )
         envs: pulumi.Output[list[str]] = pulumi.Output.secret(all_lines)
 
+        interval, timeout, retries, start = (
+            health.interval_s,
+            health.timeout_s,
+            health.retries,
+            health.start_period_s,
+        )
+        healthcheck = docker.ContainerHealthcheckArgs(
+            tests=healthcheck_command(cfg.port, cfg.health.readiness_path, timeout),
+            interval=f"{interval}s",
+            timeout=f"{timeout}s",
+            retries=retries,
+            start_period=f"{start}s",
+            start_interval="2s",
+        )
+
         # --- release gate: the new image + env must reach readiness BEFORE anything serves traffic -----
         # A one-shot container on the private network WITHOUT the `app` alias (Caddy never routes to it)
         # starts the server and polls readiness. The app container's image input waits for its exit code,
@@ -325,6 +340,11 @@ class VpsService(pulumi.ComponentResource):
             attach=True,
             must_run=False,
             logs=False,
+            # While it runs it is an app like the others: same health check and SIGTERM drain.
+            healthcheck=healthcheck,
+            stop_signal="SIGTERM",
+            stop_timeout=tuning.stop_timeout_s,
+            destroy_grace_seconds=tuning.stop_timeout_s,
             cpus=f"{vps.cpus:g}",
             memory=vps.memory,
             memory_swap=vps.memory,
@@ -341,13 +361,6 @@ class VpsService(pulumi.ComponentResource):
         gated_image: pulumi.Output[str] = pulumi.Output.all(
             self.gate.exit_code, self.image.image_id, self.gate.name
         ).apply(require_gate_passed)
-
-        interval, timeout, retries, start = (
-            health.interval_s,
-            health.timeout_s,
-            health.retries,
-            health.start_period_s,
-        )
         self.app = docker.Container(
             f"{name}-app",
             # No `name`: Pulumi auto-names it, so the replacement can be created while the old one runs.
@@ -365,14 +378,7 @@ class VpsService(pulumi.ComponentResource):
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=self.network.name, aliases=[APP_ALIAS])
             ],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=healthcheck_command(cfg.port, cfg.health.readiness_path, timeout),
-                interval=f"{interval}s",
-                timeout=f"{timeout}s",
-                retries=retries,
-                start_period=f"{start}s",
-                start_interval="2s",
-            ),
+            healthcheck=healthcheck,
             # Gate the deploy on readiness: the create fails (and the old container stays) unless the new
             # one turns healthy within start period + 3 more intervals than the retries need.
             wait=True,
