@@ -16,7 +16,7 @@ import pytest
 
 from infra import apimodels
 from infra.config import ConfigError
-from infra.mocks import ACCOUNT_ID, ProgramResult, RecordedResource, RecordingMocks, unwrap
+from infra.mocks import ACCOUNT_ID, ProgramResult, RecordedResource, RecordingMocks, is_secret, unwrap
 from infra.targets import COMMON_OUTPUTS, TARGET_OUTPUTS
 from infra.targets import ecs as ecs_target
 from infra.tuning import TuningError
@@ -450,6 +450,8 @@ def test_ecr_repository_is_immutable_scanned_and_pruned(prod: ProgramResult) -> 
     assert image["build"]["platform"] == "linux/amd64"
     assert image["imageName"].endswith(":test-0123456789ab")
     assert unwrap(image["registry"])["username"] == "AWS"
+    # The registry password reaches the engine as a secret (encrypted in state, masked in the plan).
+    assert is_secret(image["registry"]) or is_secret(image["registry"]["password"])
 
 
 def test_existing_digest_is_promoted_without_building(run_stack: Any) -> None:
