@@ -34,6 +34,11 @@ def main() -> None:
     cfg = config_mod.load()
     runtime = tuning.for_platform(cfg)
     module = targets.module_for(cfg.target)
+    # Target checks that need the tuning (Lambda's 4 KB env limit, Cloud Run's 10 s SIGTERM grace) run
+    # before the first resource (registry, image) is registered.
+    precheck = getattr(module, "validate", None)
+    if precheck is not None:
+        precheck(cfg, runtime)
     name = f"{cfg.name}-{cfg.stack}"
     tags = cfg.resource_tags()
 

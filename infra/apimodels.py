@@ -71,6 +71,8 @@ def validate(op: tuple[str, str], params: Mapping[str, Any], *, coerce_wire_numb
     ints where the API wants an integer, as the provider does.
     """
     shape = operation(op).input_shape
+    if shape is None:
+        raise ApiValidationError(f"{op[0]}:{op[1]} takes no input")
     data = _coerce(shape, dict(params)) if coerce_wire_numbers else dict(params)
     report = ParamValidator().validate(data, shape)
     if report.has_errors():

@@ -6,6 +6,9 @@ A target module (``infra/targets/<module>.py``) exposes two functions:
     Creates the target's ComponentResource and returns the stack outputs of contract section 2
     (``target``, ``url``, ``image``, ``health_path``, ``ready_path`` plus the target's own keys).
 
+``validate(cfg, tuning) -> None``  (optional)
+    Target checks that need the tuning; called before any resource is registered. Raises with the key.
+
 ``image_registry(ctx: RegistryContext) -> infra.image.Registry``  (optional)
     Where a built image is pushed (ECR for AWS targets by default). Not called when the config gives an
     existing ``image.digest``.
