@@ -713,3 +713,16 @@ def test_target_group_name_changes_when_a_replacement_is_forced() -> None:
     long_b = ecs_target.lb_physical_name("a-very-long-application-name-staging-ecs2", "tg", 8000)
     assert long_a != long_b
     assert max(len(long_a), len(long_b)) <= 32
+
+
+def test_target_registry_names_missing_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra import targets
+
+    assert targets.module_for("ecs") is ecs_target
+    monkeypatch.setitem(targets.TARGET_MODULES, "nomad", "infra.targets.nomad")
+    with pytest.raises(
+        targets.TargetNotAvailable, match=r"app\.target: 'nomad' is not implemented .*nomad\.py missing"
+    ):
+        targets.module_for("nomad")
+    with pytest.raises(targets.TargetNotAvailable, match=r"app\.target: 'k8s' has no deployer"):
+        targets.module_for("k8s")
