@@ -30,7 +30,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import CloudRunConfig
+from infra.config import CloudRunConfig, StackConfigType
 from infra.image import Registry
 from infra.secrets import gcp_secret_id
 from infra.targets import DeployContext, RegistryContext
@@ -104,6 +104,17 @@ def plain_env(config: CloudRunConfig, tuning: RuntimeTuning) -> dict[str, str]:
     return {k: v for k, v in container_environment(config, tuning).items() if k not in RESERVED_ENV}
 
 
+def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
+    """Checks run before anything is registered (also by the program, before the registry and image)."""
+    assert isinstance(cfg, CloudRunConfig)
+    if tuning.graceful_timeout_s >= CLOUDRUN_SIGTERM_GRACE_S:
+        # A drain longer than the grace ends in SIGKILL mid-request.
+        raise ValueError(
+            f"GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below Cloud Run's "
+            f"{CLOUDRUN_SIGTERM_GRACE_S}s SIGTERM grace"
+        )
+
+
 class CloudRunService(pulumi.ComponentResource):
     """A Cloud Run v2 service with its own least-privilege service account (see the module docstring)."""
 
@@ -119,12 +130,7 @@ class CloudRunService(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: CloudRunServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        if args.tuning.graceful_timeout_s >= CLOUDRUN_SIGTERM_GRACE_S:
-            # Checked before anything is registered: a longer drain ends in SIGKILL mid-request.
-            raise ValueError(
-                f"GUNICORN_GRACEFUL_TIMEOUT {args.tuning.graceful_timeout_s}s must be below Cloud Run's "
-                f"{CLOUDRUN_SIGTERM_GRACE_S}s SIGTERM grace"
-            )
+        validate(args.config, args.tuning)
         super().__init__(COMPONENT_TYPE, name, None, opts)
         cfg = args.config
         cr = cfg.cloudrun

@@ -32,7 +32,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import LambdaConfig, LambdaVpc
+from infra.config import LambdaConfig, LambdaVpc, StackConfigType
 from infra.secrets import SecretRef, aws_read_policy_statements
 from infra.targets import DeployContext
 from infra.tuning import RuntimeTuning, container_environment
@@ -70,6 +70,9 @@ RESERVED_ENV = frozenset(
         "LAMBDA_RUNTIME_DIR",
     }
 )
+#: Lambda's limit on the total size of all environment variables (keys + values).
+#: Source: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+ENV_MAX_BYTES = 4096
 _ARCH = {"x86_64": "x86_64", "arm64": "arm64"}
 
 
@@ -104,7 +107,21 @@ def function_env(config: LambdaConfig, tuning: RuntimeTuning) -> dict[str, str]:
     clash = sorted(set(env) & RESERVED_ENV)
     if clash:
         raise ValueError(f"app.env: {clash} are reserved by the Lambda runtime; rename them")
+    size = sum(len(k) + len(v) for k, v in env.items())
+    if size > ENV_MAX_BYTES:
+        raise ValueError(
+            f"app.env: the function's environment is {size} bytes; Lambda allows {ENV_MAX_BYTES} in total "
+            "(move large values into SSM/Secrets Manager and reference them in app.secrets)"
+        )
     return dict(sorted(env.items()))
+
+
+def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
+    """Checks run before anything is registered: reserved/oversized env, one-request-at-a-time tuning."""
+    assert isinstance(cfg, LambdaConfig)
+    function_env(cfg, tuning)
+    if tuning.pool_class != "null" or tuning.workers != 1:
+        raise ValueError("Lambda tuning must be one worker with DB_POOL_CLASS=null (one request at a time)")
 
 
 def vpc_statements(vpc: LambdaVpc, account: str, region: str, partition: str = "aws") -> list[dict[str, Any]]:
@@ -165,11 +182,8 @@ class LambdaService(pulumi.ComponentResource):
         cfg = args.config
         lam = cfg.lambda_
         # Validate before registering anything: a bad env must not leave half a stack behind.
+        validate(cfg, args.tuning)
         env = function_env(cfg, args.tuning)
-        if args.tuning.pool_class != "null" or args.tuning.workers != 1:
-            raise ValueError(
-                "Lambda tuning must be one worker with DB_POOL_CLASS=null (one request at a time)"
-            )
         super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = cfg.resource_tags()

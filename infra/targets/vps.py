@@ -50,7 +50,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from infra.config import VpsConfig
+from infra.config import StackConfigType, VpsConfig
 from infra.image import ImageResult
 from infra.secrets import SecretRef
 from infra.targets import DeployContext
@@ -227,6 +227,18 @@ def _registry_host(image: str) -> str:
     return image.split("/", 1)[0]
 
 
+def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
+    """Checks run before anything is registered (also by the program, before the image)."""
+    assert isinstance(cfg, VpsConfig)
+    if tuning.container_health is None:
+        raise ValueError("VPS tuning must define container health timings")
+    if tuning.graceful_timeout_s >= tuning.stop_timeout_s:
+        raise ValueError(
+            f"GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below the stop timeout "
+            f"{tuning.stop_timeout_s}s, or `docker stop` kills requests mid-drain"
+        )
+
+
 class VpsService(pulumi.ComponentResource):
     """The app and Caddy on one Docker host over SSH (see the module docstring)."""
 
@@ -243,14 +255,9 @@ class VpsService(pulumi.ComponentResource):
         cfg = args.config
         vps = cfg.vps
         tuning = args.tuning
+        validate(cfg, tuning)
         health = tuning.container_health
-        if health is None:
-            raise ValueError("VPS tuning must define container health timings")
-        if tuning.graceful_timeout_s >= tuning.stop_timeout_s:
-            raise ValueError(
-                f"GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below the stop timeout "
-                f"{tuning.stop_timeout_s}s, or `docker stop` kills requests mid-drain"
-            )
+        assert health is not None
         domain = cfg.domain
         assert domain  # VpsConfig requires it
         super().__init__(COMPONENT_TYPE, name, None, opts)

@@ -507,6 +507,13 @@ BAD = [
 ]
 
 
+def test_oversized_environment_is_refused_before_anything_registers() -> None:
+    mocks = Mocks()
+    with pytest.raises(ValueError, match=r"app\.env: the function's environment is \d+ bytes"):
+        run_program("prod-lambda", raw_config(env={"BIG_BLOB": "x" * 4000}), mocks=mocks)
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("changes", "error", "field"), BAD, ids=[b[2] + "-" + str(i) for i, b in enumerate(BAD)]
 )
