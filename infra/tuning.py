@@ -332,7 +332,7 @@ def tune(inp: TuningInput) -> RuntimeTuning:
         app_env=inp.app_env,
         port=inp.port,
         workers=workers,
-        timeout_s=max(WORKER_SILENT_TIMEOUT_S, 0),
+        timeout_s=WORKER_SILENT_TIMEOUT_S,
         max_requests=MAX_REQUESTS,
         max_requests_jitter=MAX_REQUESTS_JITTER,
         pool_size=pool_size,
