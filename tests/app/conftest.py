@@ -13,13 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import redis as redis_sync
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from app.main import create_app
 from app.manage import create_user
-from app.models import User
-from app.security import hash_password
 from app.settings import Settings, load_settings
 from devenv.services import PostgresInstance, RedisInstance, postgres, redis
 
@@ -51,15 +47,6 @@ def pg() -> Iterator[PostgresInstance]:
 def redis_server() -> Iterator[RedisInstance]:
     with redis() as inst:
         yield inst
-
-
-async def _create_user(db_url: str, username: str, password: str) -> None:
-    engine = create_async_engine(db_url, poolclass=NullPool)
-    async with engine.begin() as conn:
-        await conn.execute(
-            User.__table__.insert().values(username=username, password_hash=hash_password(password))
-        )
-    await engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ async def test_forged_tokens_are_rejected(client: httpx.AsyncClient, users: list
     forged = jwt.encode(
         {"sub": "alice", "exp": int(time.time()) + 60}, "some-other-key-" * 3, algorithm="HS256"
     )
-    none_alg = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, None, algorithm="none")
+    none_alg = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, "", algorithm="none")
     expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 1}, "x" * 40, algorithm="HS256")
     for tok in (forged, none_alg, expired):
         r = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {tok}"})

@@ -29,7 +29,10 @@ VARS = (
 
 def _load(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
     for v in VARS:
-        monkeypatch.delenv(v, raising=False)
+        # set-then-delete: monkeypatch then restores the variable's original state (gunicorn_conf writes
+        # PROMETHEUS_MULTIPROC_DIR straight into os.environ; leaking it breaks /metrics in later tests).
+        monkeypatch.setenv(v, "placeholder")
+        monkeypatch.delenv(v)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     conf = runpy.run_path(CONF)

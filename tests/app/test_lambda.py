@@ -7,11 +7,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
 import redis as redis_sync
+from fastapi import FastAPI
 from moto import mock_aws
 
 import app.lambda_handler as lh
@@ -111,7 +112,7 @@ def lambda_handler(
     if adapter is not None:
         import asyncio
 
-        asyncio.get_event_loop().run_until_complete(adapter.app.state.resources.close())
+        asyncio.get_event_loop().run_until_complete(cast(FastAPI, adapter.app).state.resources.close())
 
 
 def _body(resp: dict[str, Any]) -> Any:
@@ -160,6 +161,7 @@ def test_every_event_kind_is_served(
     # Cold start happened once, with the references resolved and no pool kept between invocations.
     adapter = lh._adapter
     assert adapter is not None
-    settings = adapter.app.state.settings
+    state = cast(FastAPI, adapter.app).state
+    settings = state.settings
     assert settings.db_pool_class == "null"
-    assert type(adapter.app.state.resources.engine.sync_engine.pool).__name__ == "NullPool"
+    assert type(state.resources.engine.sync_engine.pool).__name__ == "NullPool"

@@ -8,6 +8,7 @@ import logging
 import httpx
 import pytest
 import sentry_sdk
+from sentry_sdk.types import Event
 
 from app.main import create_app
 from app.observability import JsonFormatter, init_sentry, sentry_before_send
@@ -83,9 +84,11 @@ async def test_cors_uses_configured_origins(settings: Settings) -> None:
 
 
 def test_sentry_drops_info_keeps_errors() -> None:
-    assert sentry_before_send({"level": "info", "message": "hi"}, {}) is None
-    assert sentry_before_send({"level": "debug"}, {}) is None
-    err = {"level": "error", "message": "bad"}
+    info: Event = {"level": "info", "message": "hi"}
+    debug: Event = {"level": "debug"}
+    assert sentry_before_send(info, {}) is None
+    assert sentry_before_send(debug, {}) is None
+    err: Event = {"level": "error", "message": "bad"}
     assert sentry_before_send(err, {}) is err
 
 
