@@ -89,16 +89,31 @@ class PostgresInstance:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         subprocess.run(
-            self._cmd("pg_ctl", "-D", str(self.datadir / "data"), "-o", opts,
-                      "-l", str(self.datadir / "pg.log"), "-w", "-t", "30", "start"),
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            self._cmd(
+                "pg_ctl",
+                "-D",
+                str(self.datadir / "data"),
+                "-o",
+                opts,
+                "-l",
+                str(self.datadir / "pg.log"),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         _wait_port(self.port, STARTUP_TIMEOUT_S)
 
     def stop(self, mode: str = "fast") -> None:
         subprocess.run(
             self._cmd("pg_ctl", "-D", str(self.datadir / "data"), "-m", mode, "-w", "-t", "30", "stop"),
-            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def pause(self) -> int:
@@ -112,7 +127,11 @@ class PostgresInstance:
 
 
 @contextlib.contextmanager
-def postgres(database: str = "app", user: str = "app", password: str = "app-test-pw") -> Iterator[PostgresInstance]:
+def postgres(
+    database: str = "app",
+    user: str = "app",
+    password: str = "app-test-pw",  # noqa: S107 - a throwaway loopback server's password, not a credential
+) -> Iterator[PostgresInstance]:
     """Start PostgreSQL in a temp dir on a free port; remove everything on exit."""
     bindir = _pg_bindir()
     run_as = "nobody" if os.geteuid() == 0 else None
@@ -128,15 +147,31 @@ def postgres(database: str = "app", user: str = "app", password: str = "app-test
             os.chown(pwfile, pw.pw_uid, pw.pw_gid)
         inst = PostgresInstance(tmp, free_port(), user, password, database, run_as, bindir)
         subprocess.run(
-            inst._cmd("initdb", "-D", str(tmp / "data"), "-U", user, f"--pwfile={pwfile}",
-                      "-A", "scram-sha-256", "--no-sync", "-E", "UTF8", "--locale=C"),
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            inst._cmd(
+                "initdb",
+                "-D",
+                str(tmp / "data"),
+                "-U",
+                user,
+                f"--pwfile={pwfile}",
+                "-A",
+                "scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         inst.start()
         subprocess.run(
             inst._cmd("createdb", "-h", "127.0.0.1", "-p", str(inst.port), "-U", user, database),
-            check=True, env={**os.environ, "PGPASSWORD": password},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            check=True,
+            env={**os.environ, "PGPASSWORD": password},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             yield inst
@@ -163,9 +198,23 @@ class RedisInstance:
         if not exe:
             raise RuntimeError("redis-server not found: install the 'redis-server' Debian package")
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         _wait_port(self.port, STARTUP_TIMEOUT_S)
 
