@@ -164,3 +164,18 @@ async def test_window_expires(settings: Settings, users: list[str], redis_server
             assert (await _login(c, "erin")).status_code == 200
     finally:
         await app.state.resources.close()
+
+
+async def test_client_cannot_pick_its_own_key_with_x_forwarded_for(client: httpx.AsyncClient) -> None:
+    """The app never reads X-Forwarded-For itself (only uvicorn does, for trusted peers)."""
+    statuses = [
+        (
+            await client.post(
+                "/api/auth/login",
+                json={"username": f"ghost{i}", "password": "wrong"},
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},
+            )
+        ).status_code
+        for i in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]

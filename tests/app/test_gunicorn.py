@@ -88,3 +88,24 @@ def test_metrics_aggregate_requests_from_all_workers(server: Server) -> None:
 def test_gunicorn_uses_configured_worker_count(server: Server) -> None:
     boots = set(re.findall(r"Booting worker with pid: (\d+)", server.log_path.read_text()))
     assert len(boots) >= WORKERS, boots
+
+
+def test_forwarded_for_from_the_trusted_proxy_identifies_clients(
+    server: Server, redis_server: RedisInstance
+) -> None:
+    """Behind the LB (a trusted peer: loopback by default) each X-Forwarded-For client has its own budget,
+    so one busy client does not lock everyone behind the same load balancer out."""
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        r.flushdb()
+    statuses = [
+        fresh_post(
+            f"{server.url}/api/auth/login",
+            json={"username": f"ghost{i}", "password": "wrong"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+        ).status_code
+        for i in range(7)
+    ]
+    assert statuses == [401] * 7, statuses
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        assert r.exists("rl:login:ip:203.0.113.6")
+        assert not r.exists("rl:login:ip:127.0.0.1")
