@@ -179,3 +179,36 @@ async def test_client_cannot_pick_its_own_key_with_x_forwarded_for(client: httpx
         for i in range(6)
     ]
     assert statuses == [401] * 5 + [429]
+
+
+async def test_password_hashing_does_not_block_other_requests(
+    client: httpx.AsyncClient, users: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 runs in a thread: while one login is hashing, other requests are still answered."""
+    import asyncio
+    import threading
+
+    from app import security
+
+    started, release = threading.Event(), threading.Event()
+    real_verify = security._hasher.verify
+
+    def slow_verify(password: str, hashed: str) -> bool:
+        started.set()
+        release.wait(10)  # blocks whatever thread runs it
+        return real_verify(password, hashed)
+
+    monkeypatch.setattr(security._hasher, "verify", slow_verify)
+    login = asyncio.create_task(_login(client, "alice"))
+    try:
+        for _ in range(200):
+            if started.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert started.is_set()
+        health = await asyncio.wait_for(client.get("/health"), 5)
+        assert health.status_code == 200
+        assert not login.done()  # the login is still hashing, yet /health was served
+    finally:
+        release.set()
+    assert (await login).status_code == 200
