@@ -13,6 +13,7 @@ import secrets
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench import harness as h
@@ -98,7 +99,9 @@ def deps() -> Iterator[Deps]:
         yield Deps(pg, rd, app_env(pg.url, rd.url))
 
 
-def gunicorn_server(env: Mapping[str, str], workers: int, **overrides: Any) -> h.Server:
+def gunicorn_server(
+    env: Mapping[str, str], workers: int, cgroup: Path | None = None, **overrides: Any
+) -> h.Server:
     port = h.free_port()
     return h.Server(
         h.gunicorn_cmd(APP_FACTORY, port, GUNICORN_CONF),
@@ -110,6 +113,7 @@ def gunicorn_server(env: Mapping[str, str], workers: int, **overrides: Any) -> h
             **{k: str(v) for k, v in overrides.items()},
         },
         ready_path="/health",
+        cgroup=cgroup,
     )
 
 

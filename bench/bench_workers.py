@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from bench import appenv
@@ -17,7 +18,7 @@ from bench import harness as h
 ENDPOINTS = {"cpu-light /health": "/health", "db-bound /api/items": appenv.DB_PATH}
 
 
-def plot(rows: list[dict[str, Any]], cores: int) -> list[str]:
+def plot(rows: list[dict[str, Any]], cores: int, name: str = "workers", note: str = "") -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,7 +38,7 @@ def plot(rows: list[dict[str, Any]], cores: int) -> list[str]:
         axes[1].plot(w, [p[3] for p in pts], marker=".", linestyle=":", label=f"{label} p50")
     for ax in axes:
         ax.axvline(cores, color="grey", linestyle="--", linewidth=0.8)
-        ax.set_xlabel(f"gunicorn uvicorn workers (box has {cores} cores; dashed = cores)")
+        ax.set_xlabel(f"gunicorn uvicorn workers ({cores} cores{note}; dashed = cores)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("requests/s")
@@ -45,7 +46,7 @@ def plot(rows: list[dict[str, Any]], cores: int) -> list[str]:
     axes[1].set_ylabel("latency ms")
     axes[1].set_title("Latency vs workers")
     fig.tight_layout()
-    p = h.RESULTS / "workers.png"
+    p = h.RESULTS / f"{name}.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
     out.append(str(p))
@@ -65,17 +66,29 @@ def plot(rows: list[dict[str, Any]], cores: int) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    p = h.RESULTS / "workers_memory.png"
+    p = h.RESULTS / f"{name}_memory.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
     out.append(str(p))
     return out
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    cores = os.cpu_count() or 1
+def run(quick: bool = False, vcpu: float | None = None) -> dict[str, Any]:
+    """Sweep on the whole machine, or (vcpu=N) with the server inside an N-CPU quota cgroup."""
+    if vcpu is not None:
+        with h.cpu_quota(vcpu) as cg:
+            return _run(quick, max(1, round(vcpu)), cg, f"workers_{vcpu:g}vcpu")
+    return _run(quick, os.cpu_count() or 1, None, "workers")
+
+
+def run_1vcpu(quick: bool = False) -> dict[str, Any]:
+    """The sweep inside a 1-vCPU CFS quota: the server sees 2 cores but may use one, as in a container."""
+    return run(quick, 1.0)
+
+
+def _run(quick: bool, cores: int, cgroup: Path | None, name: str) -> dict[str, Any]:
     duration = 3.0 if quick else 6.0
-    conns = 64
+    conns = 64 if cgroup is None else 32
     counts = list(range(1, 2 * cores + 2))
     rounds = 1 if quick else 2
     machine = h.machine_info()
@@ -84,12 +97,15 @@ def run(quick: bool = False) -> dict[str, Any]:
         # round 0 ascending, round 1 descending: a load spike from another tenant hits different counts
         order = [(rnd, n) for rnd in range(rounds) for n in (counts if rnd % 2 == 0 else counts[::-1])]
         for rnd, n in order:
-            srv = appenv.gunicorn_server(deps.env, n)
+            srv = appenv.gunicorn_server(deps.env, n, cgroup=cgroup)
             with h.timed(f"round {rnd}: {n} workers"), srv:
                 srv.wait_workers(n)
                 for label, path in ENDPOINTS.items():
                     h.run_wrk(srv.base + path, connections=conns, duration=1.0)
+                    thr0 = h.throttling(cgroup)
                     res, cpu_ms = h.wrk_with_cpu(srv, path, connections=conns, duration=duration)
+                    thr1 = h.throttling(cgroup)
+                    periods = max(1, thr1["nr_periods"] - thr0["nr_periods"])
                     mem = srv.memory()
                     raw.append(
                         {
@@ -98,6 +114,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                             "endpoint": label,
                             "rps": round(res.rps, 1),
                             "server_cpu_ms_per_req": cpu_ms,
+                            "throttled_pct_periods": round(
+                                100 * (thr1["nr_throttled"] - thr0["nr_throttled"]) / periods, 1
+                            ),
                             "p50_ms": res.p50_ms,
                             "p95_ms": res.p95_ms,
                             "p99_ms": res.p99_ms,
@@ -139,6 +158,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "p99_ms",
         "p99_ms_worst_round",
         "errors",
+        "throttled_pct_periods",
         "worker_rss_mib",
         "worker_pss_mib",
         "total_pss_mib",
@@ -153,9 +173,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         "rows": rows,
         "raw": raw,
     }
-    h.save_json("workers", data)
-    h.save_csv("workers", rows)
-    data["plots"] = plot(rows, cores)
+    data["cpu_quota_vcpu"] = cores if cgroup is not None else None
+    h.save_json(name, data)
+    h.save_csv(name, rows)
+    data["plots"] = plot(rows, cores, name, "" if cgroup is None else f" ({cores} vCPU CFS quota)")
     return data
 
 

@@ -168,6 +168,8 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     boot_seconds: float = 0.0
+    # cgroup (v1 cpu controller) directory to start the server in: models a container's CPU quota
+    cgroup: Path | None = None
 
     @property
     def base(self) -> str:
@@ -190,6 +192,9 @@ class Server:
         self.proc = subprocess.Popen(
             list(self.cmd), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        if self.cgroup is not None:
+            # before the interpreter has even imported gunicorn, so every forked worker inherits the quota
+            (self.cgroup / "cgroup.procs").write_text(str(self.proc.pid))
         log.close()
         deadline = self.started_at + self.start_timeout
         while time.monotonic() < deadline:
@@ -511,3 +516,43 @@ def wrk_with_cpu(srv: Server, path: str, **kwargs: Any) -> tuple[WrkResult, floa
     res = run_wrk(srv.base + path, **kwargs)
     c1 = cpu_seconds(pids)
     return res, round((c1 - c0) * 1000 / max(res.requests, 1), 3)
+
+
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+
+
+@contextlib.contextmanager
+def cpu_quota(vcpu: float) -> Iterator[Path]:
+    """A cgroup-v1 CPU quota of `vcpu` CPUs, like a Fargate task's or Cloud Run instance's CPU limit.
+
+    Processes moved into it are throttled by CFS bandwidth control exactly as in a container. Needs
+    root and the v1 cpu controller mounted at /sys/fs/cgroup/cpu; removed again on exit.
+    """
+    if not (CGROUP_CPU / "cpu.cfs_quota_us").exists():
+        raise RuntimeError(f"no cgroup-v1 cpu controller at {CGROUP_CPU}: cannot model a CPU quota here")
+    path = CGROUP_CPU / f"bench-quota-{os.getpid()}"
+    path.mkdir(exist_ok=True)
+    try:
+        (path / "cpu.cfs_period_us").write_text("100000")
+        (path / "cpu.cfs_quota_us").write_text(str(int(vcpu * 100000)))
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            for pid in (path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (CGROUP_CPU / "cgroup.procs").write_text(pid)
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def throttling(cgroup: Path | None) -> dict[str, int]:
+    """CFS throttling counters of a quota cgroup (periods throttled, total throttled ns)."""
+    out = {"nr_periods": 0, "nr_throttled": 0, "throttled_time": 0}
+    if cgroup is None:
+        return out
+    with contextlib.suppress(OSError):
+        for line in (cgroup / "cpu.stat").read_text().splitlines():
+            k, _, v = line.partition(" ")
+            if k in out:
+                out[k] = int(v)
+    return out

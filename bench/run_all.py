@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 import traceback
@@ -25,6 +26,7 @@ BENCHES = {
     "blocking": "bench.bench_blocking",
     "throughput": "bench.bench_throughput",
     "workers": "bench.bench_workers",
+    "workers-1vcpu": "bench.bench_workers:run_1vcpu",
     "faults": "bench.bench_faults",
 }
 
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         entry: dict[str, Any] = {"loadavg_at_start": h.loadavg()}
         try:
             with h.timed(name):
-                importlib.import_module(BENCHES[name]).run(args.quick)
+                module, _, func = BENCHES[name].partition(":")
+                getattr(importlib.import_module(module), func or "run")(args.quick)
             entry["ok"] = True
         except Exception as exc:  # one broken benchmark must not hide the others' numbers
             failed += 1
@@ -53,7 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         summary["benches"][name] = entry
     summary["total_seconds"] = round(time.monotonic() - t_all, 1)
     summary["loadavg_at_end"] = h.loadavg()
-    h.save_json("summary" + ("-quick" if args.quick else ""), summary)
+    name = "summary" + ("-quick" if args.quick else "")
+    prev = h.RESULTS / f"{name}.json"
+    if set(args.only) != set(BENCHES) and prev.exists():
+        # partial re-run: keep the other benchmarks' entries, record which ones were re-run and when
+        old = json.loads(prev.read_text())
+        summary["benches"] = {**old.get("benches", {}), **summary["benches"]}
+        summary["reruns"] = [
+            *old.get("reruns", []),
+            {"only": args.only, "time_utc": summary["machine"]["time_utc"]},
+        ]
+        summary["first_run_machine"] = old.get("first_run_machine", old.get("machine"))
+    h.save_json(name, summary)
     print(f"done in {summary['total_seconds']}s; {failed} benchmark(s) failed", flush=True)
     return 1 if failed else 0
 

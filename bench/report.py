@@ -1,0 +1,129 @@
+"""Print the Markdown tables of BENCHMARKS.md from bench/results/*.json (after `python -m bench.run_all`).
+
+uv run python -m bench.report > /tmp/tables.md
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bench import harness as h
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    p = h.RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def main() -> None:
+    d = _load("throughput")
+    if d:
+        print(f"## throughput (load avg {d['machine']['loadavg_at_start']} -> {d['loadavg_at_end']})\n")
+        print(
+            h.table(
+                d["rows"],
+                [
+                    "server",
+                    "app",
+                    "path",
+                    "rps",
+                    "p50_ms",
+                    "p95_ms",
+                    "p99_ms",
+                    "errors",
+                    "vs_hello",
+                    "vs_fastapi_bare",
+                    "gunicorn_vs_uvicorn",
+                    "server_cpu_ms_per_req",
+                    "total_pss_mib",
+                ],
+            )
+        )
+    d = _load("workers")
+    if d:
+        print(f"\n## workers (load avg {d['machine']['loadavg_at_start']} -> {d['loadavg_at_end']})\n")
+        print(
+            h.table(
+                d["rows"],
+                [
+                    "workers",
+                    "endpoint",
+                    "rps",
+                    "rps_vs_1_worker",
+                    "server_cpu_ms_per_req",
+                    "p50_ms",
+                    "p99_ms",
+                    "p99_ms_worst_round",
+                    "errors",
+                    "worker_rss_mib",
+                    "worker_pss_mib",
+                    "master_rss_mib",
+                    "total_pss_mib",
+                    "loadavg_1m",
+                ],
+            )
+        )
+    d = _load("blocking")
+    if d:
+        print("\n## blocking\n")
+        print(
+            h.table(
+                d["rows"],
+                [
+                    "variant",
+                    "rps",
+                    "ideal_rps",
+                    "p50_ms",
+                    "p99_ms",
+                    "errors",
+                    "ping_requests",
+                    "ping_p50_ms",
+                    "ping_p99_ms",
+                    "ping_max_ms",
+                ],
+            )
+        )
+    d = _load("coldstart")
+    if d:
+        print("\n## coldstart\n")
+        print(
+            h.table(
+                d["rows"],
+                [
+                    "variant",
+                    "import_handler_ms",
+                    "import_handler_cpu_ms",
+                    "preimport_ms",
+                    "first_invoke_health_ms",
+                    "cold_total_ms",
+                    "cold_total_cpu_ms",
+                    "cpu_vs_lazy",
+                    "first_invoke_db_ms",
+                    "warm_invoke_health_ms",
+                    "warm_invoke_db_ms",
+                    "rss_mib",
+                ],
+            )
+        )
+        print(f"\nlazily skipped: {d['lazily_skipped_modules']}; imports {d['importtime']['total_ms']} ms\n")
+        print(h.table(d["importtime"]["top"], ["package", "self_ms", "share_pct"]))
+        print(h.table(d["importtime_boto3"]["top"], ["package", "self_ms", "share_pct"]))
+    d = _load("footprint")
+    if d:
+        print(f"\n## footprint: {d['total_mib']} MiB, {d['distributions']} distributions\n")
+        print(h.table(d["rows"][:12], ["distribution", "mib", "share_pct"]))
+    d = _load("faults")
+    if d:
+        print("\n## faults\n")
+        print(
+            json.dumps({k: v for k, v in d.items() if k not in ("machine", "db_outage", "crash")}, indent=1)
+        )
+        if "crash" in d:
+            print(json.dumps({k: v for k, v in d["crash"].items() if k != "timeline_health"}, indent=1))
+        for mode, o in d.get("db_outage", {}).items():
+            print(mode, json.dumps({k: v for k, v in o.items() if k != "timeline"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
