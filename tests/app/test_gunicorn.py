@@ -36,27 +36,33 @@ def test_login_limit_is_shared_by_all_workers(server: Server, redis_server: Redi
     With a per-process limiter each of the 4 workers would allow 5 (20/minute)."""
     if redis_server.proc is None:
         redis_server.start()
-    with redis_sync.Redis.from_url(redis_server.url) as r:
-        r.flushdb()
-    tag = uuid.uuid4().hex[:8]
-    statuses = []
-    ids = []
-    for i in range(6):
-        rid = f"rl-{tag}-{i}"
-        ids.append(rid)
-        resp = fresh_post(
-            f"{server.url}/api/auth/login",
-            json={"username": "bob", "password": USER_PASSWORD},
-            headers={"X-Request-ID": rid},
-        )
-        statuses.append(resp.status_code)
-        if resp.status_code == 429:
-            assert int(resp.headers["Retry-After"]) >= 1
-    assert statuses == [200] * 5 + [429], statuses
-    time.sleep(0.3)  # the access line is written right after the response
-    pids = server.pids_for(set(ids))
-    assert len(pids) == 6, pids
-    assert len(set(pids.values())) >= 2, f"all attempts landed on one worker: {pids}"
+    # Fresh connections usually spread over the workers, but the kernel may hand all 6 to one; then the
+    # round proves nothing about sharing, so it is repeated (at most 3 rounds, each must limit correctly).
+    spread: dict[str, int] = {}
+    for _round in range(3):
+        with redis_sync.Redis.from_url(redis_server.url) as r:
+            r.flushdb()
+        tag = uuid.uuid4().hex[:8]
+        statuses = []
+        ids = []
+        for i in range(6):
+            rid = f"rl-{tag}-{i}"
+            ids.append(rid)
+            resp = fresh_post(
+                f"{server.url}/api/auth/login",
+                json={"username": "bob", "password": USER_PASSWORD},
+                headers={"X-Request-ID": rid},
+            )
+            statuses.append(resp.status_code)
+            if resp.status_code == 429:
+                assert int(resp.headers["Retry-After"]) >= 1
+        assert statuses == [200] * 5 + [429], statuses
+        time.sleep(0.3)  # the access line is written right after the response
+        spread = server.pids_for(set(ids))
+        assert len(spread) == 6, spread
+        if len(set(spread.values())) >= 2:
+            break
+    assert len(set(spread.values())) >= 2, f"all attempts landed on one worker in 3 rounds: {spread}"
 
 
 def _health_count(metrics_text: str) -> float:
