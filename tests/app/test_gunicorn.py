@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_sync
 
+from devenv.run import dockerfile_cmd
 from devenv.services import PostgresInstance, RedisInstance
 from tests.app.conftest import ROOT, USER_PASSWORD
 from tests.app.servers import Server, fresh_get, fresh_post, gunicorn
@@ -26,8 +27,7 @@ def server(pg: PostgresInstance, redis_server: RedisInstance, users: list[str]) 
         "APP_ENV": "development",
         "GUNICORN_GRACEFUL_TIMEOUT": "5",
     }
-    cmd = ["gunicorn", "-c", "app/gunicorn_conf.py", "app.main:create_app()"]
-    with gunicorn(cmd, env, cwd=ROOT) as srv:
+    with gunicorn(dockerfile_cmd(), env, cwd=ROOT) as srv:  # the image's own command
         yield srv
 
 
