@@ -11,6 +11,7 @@ Public names: ``RecordedResource``, ``ProgramResult``, ``RecordingMocks``, ``run
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -464,6 +465,24 @@ def _config_for_engine(raw: Mapping[str, Any]) -> tuple[dict[str, str], list[str
     return flat, secret_keys
 
 
+def ensure_event_loop() -> asyncio.AbstractEventLoop:
+    """Give this thread a usable default event loop and return it.
+
+    Pulumi's mocks and ``_sync_await`` drive the program on ``asyncio.get_event_loop()``. Anything that ran
+    earlier in the process may have closed that loop or unset it (pytest-asyncio does both after every async
+    test), after which Python 3.11 raises "There is no current event loop" instead of creating one.
+    """
+    policy = asyncio.get_event_loop_policy()
+    try:
+        loop = policy.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        policy.set_event_loop(loop)
+    return loop
+
+
 def run_program(
     stack: str,
     raw_config: Mapping[str, Any],
@@ -485,6 +504,7 @@ def run_program(
         )
     flat, secret_keys = _config_for_engine(raw_config)
     with _LOCK:
+        ensure_event_loop()
         monitor = _RecordingMonitor(mocks)
         mocks.monitor = monitor  # type: ignore[attr-defined]
         settings.ROOT.set(None)

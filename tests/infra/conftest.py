@@ -11,11 +11,18 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.mocks import ProgramResult, RecordingMocks, run_program
+from infra.mocks import ProgramResult, RecordingMocks, ensure_event_loop, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ROOT / "stacks"
 TEST_IMAGE_TAG = "test-0123456789ab"
+
+
+@pytest.fixture(autouse=True)
+def _event_loop_for_pulumi() -> None:
+    # Tests that call pulumi.runtime.set_mocks directly need a default loop even after async app tests
+    # (pytest-asyncio unsets it) ran earlier in the same session.
+    ensure_event_loop()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -331,7 +331,9 @@ def _quiet_gate_failures() -> None:
     # "never retrieved" when it is collected. Drop exactly those reports, pass everything else on.
     import asyncio
 
-    loop = asyncio.get_event_loop()
+    from infra.mocks import ensure_event_loop
+
+    loop = ensure_event_loop()
     previous = loop.get_exception_handler()
 
     def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
