@@ -63,6 +63,7 @@ TUNING_ENV_NAMES = frozenset(
         "READY_CHECK_TIMEOUT",
         "CORS_ORIGINS",
         "PROMETHEUS_MULTIPROC_DIR",
+        "FORWARDED_ALLOW_IPS",
     }
 )
 TARGETS = ("ecs", "cloudrun", "lambda", "vps")

@@ -76,6 +76,27 @@ MAX_DEREGISTRATION_DELAY_S = 120
 # (Caddy's default is 2 min, above our keepalive, which would produce 502s).
 VPS_PROXY_IDLE_TIMEOUT_S = 60
 
+# --- trusted proxy (FORWARDED_ALLOW_IPS) ----------------------------------------------------------------
+# gunicorn/uvicorn apply X-Forwarded-For only when the TCP peer is in FORWARDED_ALLOW_IPS (default
+# loopback). Behind a proxy the peer is always the proxy, so without this every client shares ONE login
+# rate-limit bucket (5/minute for the whole world) and the logs show the proxy's address.
+# Not `*` on ECS/VPS: uvicorn (0.54) with `*` takes the LEFTMOST X-Forwarded-For entry, and the ALB
+# APPENDS the client address to whatever the client sent, so a client sending its own header would get a
+# fresh rate-limit key per attempt. With a list, uvicorn walks right to left and stops at the first
+# untrusted hop: the address the ALB (whose nodes have VPC-private addresses) or Caddy (on the private
+# Docker bridge; 172.16/12 or 192.168/16 pools) saw. Only the proxy can reach the container there (ECS
+# tasks' security group admits only the ALB; the VPS app publishes no port), so trusting private ranges
+# trusts the proxy and nothing a client controls.
+PRIVATE_PROXY_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.1,::1"
+FORWARDED_ALLOW_IPS: dict[str, str] = {
+    "ecs": PRIVATE_PROXY_NETWORKS,
+    "vps": PRIVATE_PROXY_NETWORKS,
+    # Cloud Run: only Google's front end can reach the container, from addresses Google does not publish,
+    # and it REPLACES X-Forwarded-For with the client's address, so `*` is both necessary and safe.
+    "cloudrun": "*",
+    # Lambda: no proxy in front of a socket; Mangum takes the client address from the event.
+}
+
 # Replicas that may run at once during a deployment, relative to scaling.max.
 DEPLOY_SURGE = {"ecs": 2.0, "cloudrun": 2.0, "lambda": 1.0, "vps": 2.0}
 # ECS deployment maximumPercent / minimumHealthyPercent used by the ECS target (surge above matches).
@@ -186,7 +207,7 @@ class RuntimeTuning:
 
     def env(self) -> dict[str, str]:
         """Container env with the exact names of contract section 1 (values are strings)."""
-        return {
+        env = {
             "APP_ENV": self.app_env,
             "PORT": str(self.port),
             "WEB_CONCURRENCY": str(self.workers),
@@ -204,6 +225,9 @@ class RuntimeTuning:
             "DB_CONNECT_TIMEOUT": str(self.connect_timeout_s),
             "READY_CHECK_TIMEOUT": _num(self.ready_check_timeout_s),
         }
+        if self.platform in FORWARDED_ALLOW_IPS:
+            env["FORWARDED_ALLOW_IPS"] = FORWARDED_ALLOW_IPS[self.platform]
+        return env
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view (for `infra plan`), including the derived budget numbers."""

@@ -831,6 +831,46 @@ def check_single_instance_production(resources: Sequence[Resource]) -> list[tupl
     return findings
 
 
+#: Values of FORWARDED_ALLOW_IPS that trust nobody but the process's own host (gunicorn's default).
+LOOPBACK_ONLY = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def check_proxy_headers_trusted(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """Behind a load balancer/proxy, the app trusts the proxy's X-Forwarded-For (FORWARDED_ALLOW_IPS).
+
+    Without it the peer of every request is the proxy: all clients share one login rate-limit bucket
+    (5/minute for the whole world) and logs show the proxy's address. On ECS `*` is wrong too: uvicorn then
+    takes the LEFTMOST entry, which the client writes (the ALB appends its own observation to the right).
+    """
+    findings: list[tuple[str | None, str]] = []
+    for rt in app_runtimes(resources):
+        behind_proxy = rt.platform in ("cloudrun", "vps") or (
+            rt.platform == "ecs" and rt.lb_idle_timeout_s is not None
+        )
+        if not behind_proxy:
+            continue
+        raw = rt.env.get("FORWARDED_ALLOW_IPS", "")
+        trusted = {part.strip() for part in raw.split(",") if part.strip()}
+        if not trusted or trusted <= LOOPBACK_ONLY:
+            findings.append(
+                (
+                    rt.urn,
+                    f"{rt.platform}: FORWARDED_ALLOW_IPS is {raw or 'unset'} (loopback only) behind a "
+                    "proxy; every client then shares one login rate-limit bucket and logs show the proxy's "
+                    "address — trust the proxy's addresses",
+                )
+            )
+        elif rt.platform == "ecs" and "*" in trusted:
+            findings.append(
+                (
+                    rt.urn,
+                    "ecs: FORWARDED_ALLOW_IPS='*' makes uvicorn take the leftmost X-Forwarded-For entry, "
+                    "which the client writes (the ALB appends); trust the VPC's private ranges instead",
+                )
+            )
+    return findings
+
+
 RULES: tuple[Rule, ...] = (
     Rule("containers-non-root", "Containers run as an explicit non-root user", "mandatory", check_non_root),
     Rule("health-checks-present", "Every target has health checks", "mandatory", check_health_checks),
@@ -899,6 +939,12 @@ RULES: tuple[Rule, ...] = (
         "Production runs more than one instance",
         "advisory",
         stack=check_single_instance_production,
+    ),
+    Rule(
+        "proxy-headers-trusted",
+        "Proxy headers trusted behind a load balancer",
+        "advisory",
+        stack=check_proxy_headers_trusted,
     ),
 )
 

@@ -492,6 +492,27 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
         [docker_container({**APP_ENV, "APP_ENV": "staging"})],
         [docker_container()],
     ),
+    # Behind the ALB/Caddy/Google's front end, loopback-only trust makes every client one rate-limit key.
+    (
+        "proxy-headers-trusted",
+        ecs_stack(_env_task(FORWARDED_ALLOW_IPS="10.0.0.0/8,172.16.0.0/12,192.168.0.0/16")),
+        ecs_stack(),
+    ),
+    (
+        "proxy-headers-trusted",
+        ecs_stack(_env_task(FORWARDED_ALLOW_IPS="10.0.0.0/8")),
+        ecs_stack(_env_task(FORWARDED_ALLOW_IPS="*")),  # uvicorn takes the client-written leftmost entry
+    ),
+    (
+        "proxy-headers-trusted",
+        [cloud_run({**APP_ENV, "WEB_CONCURRENCY": "1", "FORWARDED_ALLOW_IPS": "*"})],
+        [cloud_run({**APP_ENV, "WEB_CONCURRENCY": "1", "FORWARDED_ALLOW_IPS": "127.0.0.1,::1"})],
+    ),
+    (
+        "proxy-headers-trusted",
+        [docker_container({**APP_ENV, "FORWARDED_ALLOW_IPS": "172.16.0.0/12"})],
+        [docker_container()],
+    ),
 ]
 
 
