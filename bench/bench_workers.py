@@ -33,17 +33,22 @@ def plot(rows: list[dict[str, Any]], cores: int, name: str = "workers", note: st
         if not pts:
             continue
         w = [p[0] for p in pts]
-        axes[0].plot(w, [p[1] for p in pts], marker="o", label=label)
+        # relative to 1 worker, so a 150 req/s DB route and a 3000 req/s /health share one axis
+        axes[0].plot(
+            w, [p[1] / pts[0][1] for p in pts], marker="o", label=f"{label} ({pts[0][1]:.0f} req/s at 1)"
+        )
         axes[1].plot(w, [p[2] for p in pts], marker="o", label=f"{label} p99")
         axes[1].plot(w, [p[3] for p in pts], marker=".", linestyle=":", label=f"{label} p50")
     for ax in axes:
         ax.axvline(cores, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xlabel(f"gunicorn uvicorn workers ({cores} cores{note}; dashed = cores)")
+        ax.set_xticks(sorted({r["workers"] for r in rows}))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("requests/s")
+    axes[0].set_ylabel("throughput relative to 1 worker")
     axes[0].set_title("Throughput vs workers")
-    axes[1].set_ylabel("latency ms")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("latency ms (log)")
     axes[1].set_title("Latency vs workers")
     fig.tight_layout()
     p = h.RESULTS / f"{name}.png"

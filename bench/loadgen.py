@@ -98,13 +98,14 @@ class RunResult:
         return [{"t": round(i * bucket, 3), "ok": ok[i], "failed": bad[i]} for i in range(n)]
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    """Read one HTTP/1.1 response (Content-Length or chunked); return the status."""
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one HTTP/1.1 response (Content-Length or chunked); return (status, server asked to close)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     length = -1
     chunked = False
+    close = False
     for line in lines[1:]:
         k, _, v = line.partition(":")
         k = k.strip().lower()
@@ -112,6 +113,8 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             length = int(v.strip())
         elif k == "transfer-encoding" and "chunked" in v.lower():
             chunked = True
+        elif k == "connection" and "close" in v.lower():
+            close = True
     if chunked:
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
@@ -120,7 +123,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
                 break
     elif length > 0:
         await reader.readexactly(length)
-    return status
+    return status, close
 
 
 async def _conn_loop(
@@ -134,6 +137,7 @@ async def _conn_loop(
         t0 = loop.time()
         kind, status = "ok", 0
         written = False
+        close = False
         try:
             async with asyncio.timeout(s.timeout):
                 if writer is None:
@@ -142,7 +146,7 @@ async def _conn_loop(
                 writer.write(req)
                 written = True
                 await writer.drain()
-                status = await _read_response(reader)
+                status, close = await _read_response(reader)
                 kind = "ok" if status < 400 else "http"
         except TimeoutError:
             kind = "timeout"
@@ -157,7 +161,14 @@ async def _conn_loop(
                 kind = "reset"
         lat = loop.time() - t0
         out.append(Rec(round(t0 - t_start, 4), round(lat, 5), kind, status))
-        if kind not in ("ok", "http") and writer is not None:
+        if close and writer is not None and kind in ("ok", "http"):
+            # `Connection: close` (a draining or recycling worker): a well-behaved client - and every load
+            # balancer - opens a new connection instead of reusing this one
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            reader = writer = None
+        elif kind not in ("ok", "http") and writer is not None:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
