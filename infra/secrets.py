@@ -94,12 +94,13 @@ class SecretRef:
                 if key is not None and not _JSON_KEY.match(key):
                     raise SecretRefError(f"{raw!r}: json key {key!r} may only contain letters, digits, _ . -")
                 return cls("secretsmanager", m.group(4), json_key=key, given_arn=arn)
-            name, _, key = body.partition(":")
+            name, sep, key = body.partition(":")
             if not _SM_NAME.match(name):
                 raise SecretRefError(
                     f"{raw!r}: a Secrets Manager name is 1-512 chars of letters, digits and /_+=.@-"
                 )
-            if ":" in key or (key and not _JSON_KEY.match(key)):
+            # `name:` (a key forgotten) is refused, not read as the whole secret.
+            if sep and not _JSON_KEY.match(key):
                 raise SecretRefError(f"{raw!r}: json key {key!r} may only contain letters, digits, _ . -")
             return cls("secretsmanager", name, json_key=key or None)
         if scheme == "gcp":

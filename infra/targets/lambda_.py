@@ -33,7 +33,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import LambdaConfig, LambdaVpc, StackConfigType
-from infra.secrets import SecretRef, aws_read_policy_statements
+from infra.secrets import aws_read_policy_statements, lambda_reference_env
 from infra.targets import DeployContext
 from infra.tuning import RuntimeTuning, container_environment
 
@@ -90,20 +90,12 @@ def function_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", name)[:64]
 
 
-def handler_reference(ref: SecretRef) -> str:
-    """The reference in the syntax ``app/secret_refs.py`` resolves: ``ssm:NAME|ARN``,
-    ``secretsmanager:NAME|ARN[#json-key]`` (``#``, because a secret ARN itself contains ``:``)."""
-    if ref.scheme == "ssm":
-        return f"ssm:{ref.given_arn or ref.name}"
-    if ref.scheme == "secretsmanager":
-        return f"secretsmanager:{ref.given_arn or ref.name}" + (f"#{ref.json_key}" if ref.json_key else "")
-    raise ValueError(f"{ref}: gcp: references cannot be resolved on Lambda; use ssm: or secretsmanager:")
-
-
 def function_env(config: LambdaConfig, tuning: RuntimeTuning) -> dict[str, str]:
     """Plain env + secret REFERENCES (resolved by the handler at cold start), never secret values."""
     env = container_environment(config, tuning)
-    env.update({k: handler_reference(ref) for k, ref in config.secret_refs().items()})
+    # The reference exactly as written in the stack config (str(SecretRef)): app/secret_refs.py parses the
+    # same grammar (tests/test_secret_ref_grammar.py runs both parsers over one table).
+    env.update(lambda_reference_env(config.secret_refs()))
     clash = sorted(set(env) & RESERVED_ENV)
     if clash:
         raise ValueError(f"app.env: {clash} are reserved by the Lambda runtime; rename them")

@@ -52,7 +52,7 @@ def test_references_resolved_from_ssm_and_secrets_manager(aws: None) -> None:
     env = {
         "DATABASE_URL": "ssm:/myapp/prod/db-url",
         "JWT_SECRET_KEY": "secretsmanager:myapp/prod/jwt",
-        "REDIS_URL": "secretsmanager:myapp/prod/redis#url",
+        "REDIS_URL": "secretsmanager:myapp/prod/redis:url",
         "LOG_LEVEL": "info",
     }
     assert sorted(resolve_env(env)) == ["DATABASE_URL", "JWT_SECRET_KEY", "REDIS_URL"]
@@ -66,12 +66,12 @@ def test_references_resolved_from_ssm_and_secrets_manager(aws: None) -> None:
 
 def test_unresolvable_reference_names_variable_and_reference(aws: None) -> None:
     boto3.client("secretsmanager").create_secret(Name="myapp/plain", SecretString="not-json")
-    env = {"DATABASE_URL": "ssm:/myapp/missing", "REDIS_URL": "secretsmanager:myapp/plain#url"}
+    env = {"DATABASE_URL": "ssm:/myapp/missing", "REDIS_URL": "secretsmanager:myapp/plain:url"}
     with pytest.raises(SecretReferenceError) as ei:
         resolve_env(env)
     msg = str(ei.value)
     assert "DATABASE_URL: cannot resolve 'ssm:/myapp/missing': ParameterNotFound" in msg
-    assert "REDIS_URL: cannot resolve 'secretsmanager:myapp/plain#url'" in msg
+    assert "REDIS_URL: cannot resolve 'secretsmanager:myapp/plain:url'" in msg
     assert "not-json" not in msg  # never the secret value
 
 

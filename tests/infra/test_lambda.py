@@ -207,7 +207,7 @@ def test_runtime_env_is_one_request_at_a_time(prod: ProgramResult) -> None:
 # ------------------------------------------------------------------------------------------ secrets
 def test_env_holds_references_never_values(prod: ProgramResult) -> None:
     env = fn_inputs(prod)["environment"]["variables"]
-    assert env["DATABASE_URL"] == "secretsmanager:prod/items-api/db#url"
+    assert env["DATABASE_URL"] == "secretsmanager:prod/items-api/db:url"
     assert env["REDIS_URL"] == "ssm:/prod/items-api/redis-url"
     assert env["JWT_SECRET_KEY"] == "ssm:/prod/items-api/jwt-secret-key"
     # The deployer never read a secret (no secret-store invoke), so no value can be anywhere.
