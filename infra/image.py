@@ -84,16 +84,18 @@ def default_tag(root: Path = PROJECT_ROOT) -> str:
 
 
 def build_path(relative: str) -> str:
-    """A build path relative to the project root, as the engine should store it.
+    """A build path (given relative to the project root) as the engine should store it.
 
-    The CLI runs the program from the project root, so the relative form is kept: an absolute path would
-    differ between a laptop and CI and make every `pulumi up` from the other machine rebuild the image.
-    Elsewhere (tests run from another directory) the absolute path is used.
+    Relative to the working directory whenever that is inside the project: an absolute path would differ
+    between a laptop and CI and make every `pulumi up` from the other machine rebuild the image. Under the
+    CLI the working directory is NOT the project root: `main: infra/` makes the engine run the program and
+    its providers in ``infra/`` (pulumi pkg/engine/project.go getPwdMain), so the context is ``..`` there.
+    Outside the project (tests run from elsewhere) the absolute path is used.
     """
     target = (PROJECT_ROOT / relative).resolve()
-    if Path.cwd().resolve() == PROJECT_ROOT:
-        rel = os.path.relpath(target, PROJECT_ROOT)
-        return rel if rel != "" else "."
+    cwd = Path.cwd().resolve()
+    if cwd == PROJECT_ROOT or PROJECT_ROOT in cwd.parents:
+        return os.path.relpath(target, cwd)
     return str(target)
 
 

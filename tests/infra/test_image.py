@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -89,3 +90,13 @@ def test_build_paths_are_stable_across_machines(tmp_path: Path, monkeypatch: pyt
     assert image_mod.build_path("./Dockerfile") == "Dockerfile"
     monkeypatch.chdir(tmp_path)
     assert image_mod.build_path(".") == str(image_mod.PROJECT_ROOT)
+
+
+def test_build_paths_stay_relative_under_the_cli_working_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`main: infra/` makes the CLI run the program (and the docker provider) with cwd = infra/
+    (pulumi/pulumi pkg/engine/project.go getPwdMain: a directory `main` becomes the pwd; issue #20305).
+    The paths must still be relative - and correct from there - or every machine diffs and rebuilds."""
+    monkeypatch.chdir(image_mod.PROJECT_ROOT / "infra")
+    context, dockerfile = image_mod.build_path("."), image_mod.build_path("./Dockerfile")
+    assert (context, dockerfile) == ("..", os.path.join("..", "Dockerfile"))
+    assert (Path.cwd() / dockerfile).resolve() == image_mod.PROJECT_ROOT / "Dockerfile"
