@@ -33,8 +33,11 @@ CONTAINER_NAME = "app"
 CONTAINER_USER = "10001:10001"
 TMP_VOLUME = "tmp"
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-#: Readiness must pass once before this marker exists; afterwards the check is liveness only.
-READY_MARKER = "/tmp/.ready-once"  # noqa: S108 - inside the container's private tmp volume
+#: Readiness must pass once before this marker exists; afterwards the check is liveness only. Not in the
+#: /tmp volume: Fargate creates bind-mount volumes root-owned 0755 (AWS "Use bind mounts with Amazon ECS"),
+#: so uid 10001 could not create it there and no task would ever turn healthy. /dev/shm is a per-container
+#: 1777 tmpfs on Fargate too; it also resets with the container, so a restarted container re-checks readiness.
+READY_MARKER = "/dev/shm/.ready-once"  # noqa: S108 - per-container tmpfs, not a shared host path
 
 # Container health check. Before the first success it probes READINESS (DB/Redis reachable): a release
 # with a bad DATABASE_URL never turns HEALTHY, ECS stops it after startPeriod + retries x interval and
@@ -233,7 +236,7 @@ class FargateService(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("fastapi-deploy:ecs:FargateService", name, None, opts)
+        super().__init__("fastapi-deploy:ecs:FargateService", name, args.tuning.component_props(), opts)
         cfg, tuning, tags = args.config, args.tuning, args.tags
         ecs_cfg = cfg.ecs
         child = pulumi.ResourceOptions(parent=self)

@@ -271,6 +271,21 @@ def test_container_health_check_gates_on_readiness_once_then_liveness(prod: Prog
     assert hc["retries"] >= 2
 
 
+def test_health_check_marker_is_writable_by_the_non_root_user_on_fargate(prod: ProgramResult) -> None:
+    """Fargate creates task bind-mount volumes root-owned with mode 0755 (AWS "Use bind mounts with Amazon
+    ECS", considerations; aws/containers-roadmap#938): uid 10001 cannot create the marker there, the script
+    dies with PermissionError and no task ever turns healthy. /dev/shm is a per-container 1777 tmpfs."""
+    c = container(prod)
+    script = c["healthCheck"]["command"][3]
+    marker = re.search(r"m='([^']+)'", script)
+    assert marker is not None
+    path = marker.group(1)
+    assert c["user"].split(":")[0] not in ("0", "root")
+    mounted = [m["containerPath"].rstrip("/") + "/" for m in c["mountPoints"]]
+    assert not any(path.startswith(m) for m in mounted), f"{path} is on a root-owned Fargate bind mount"
+    assert path.startswith("/dev/shm/")
+
+
 def test_health_check_script_behaviour(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Execute the real script against a fake server: ready gates the first success, then liveness only."""
     import http.server
