@@ -394,6 +394,13 @@ class AppConfigBase(_Model):
                 f"derive from it and must fit AWS limits (IAM role 64 with suffixes), so keep it <= "
                 f"{MAX_COMPONENT_NAME}: shorten app.name"
             )
+        if not re.fullmatch(r"[a-z0-9-]+", self.stack):
+            # Pulumi accepts A-Z, '_' and '.' in stack names; CreateLoadBalancer/CreateTargetGroup (letters,
+            # digits, '-') and CreateRepository (lowercase) refuse them, but only at `pulumi up`.
+            raise ValueError(
+                f"stack '{self.stack}' gives resource names like '{component}-alb'; they may only hold "
+                "lowercase letters, digits and '-' (ALB, target group, ECR repository): rename the stack"
+            )
         if self.environment == "production" and "*" in self.cors_origins:
             raise ValueError(
                 "cors_origins: '*' is refused in production (the app refuses it too); list the origins"

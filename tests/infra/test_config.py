@@ -225,6 +225,15 @@ def test_component_name_length_is_bounded_for_aws_name_limits() -> None:
         parse(ecs(name="abcdefghijklmnopqrstuvwxyz"), stack="a-rather-long-stack", providers=AWS)
 
 
+@pytest.mark.parametrize("stack", ["Prod", "prod_ecs", "prod.ecs"])
+def test_stack_names_pulumi_accepts_but_cloud_names_refuse_are_errors(stack: str) -> None:
+    """Pulumi stack names may hold A-Z, '_' and '.', but the component name is spliced into names that
+    refuse them at `pulumi up` (ALB/target group: letters, digits, '-'; ECR repository: lowercase)."""
+    with pytest.raises(ConfigError, match=rf"stack '{stack}' .*lowercase letters, digits and '-'"):
+        parse(ecs(), stack=stack, providers=AWS)
+    assert parse(ecs(), stack="prod-ecs-2", providers=AWS).stack == "prod-ecs-2"
+
+
 def test_unknown_keys_are_errors_everywhere() -> None:
     """A typo must not silently fall back to a default (e.g. `max_conections` -> budget 100)."""
     with pytest.raises(ConfigError, match=r"app\.database\.max_conections: unknown key"):
