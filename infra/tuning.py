@@ -229,6 +229,21 @@ class RuntimeTuning:
             env["FORWARDED_ALLOW_IPS"] = FORWARDED_ALLOW_IPS[self.platform]
         return env
 
+    def component_props(self) -> dict[str, Any]:
+        """Props every target component registers with the engine, so the policy pack's
+        `db-connection-budget` rule (which reads `dbConnectionBudget` off the `fastapi-deploy:*` component)
+        can check pool x workers x max replicas x deploy surge under `pulumi preview --policy-pack policy`.
+        The rule takes workers/pool/replicas from the real resources (env, autoscaling, deployment
+        settings); the others are here so the engine's view of the component shows the arithmetic."""
+        return {
+            "dbConnectionBudget": self.connection_budget,
+            "maxReplicas": self.max_replicas,
+            "deploySurge": self.deploy_surge,
+            "workers": self.workers,
+            "poolSize": self.pool_size,
+            "maxOverflow": self.max_overflow,
+        }
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view (for `infra plan`), including the derived budget numbers."""
         d = asdict(self)

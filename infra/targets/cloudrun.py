@@ -131,7 +131,7 @@ class CloudRunService(pulumi.ComponentResource):
         self, name: str, args: CloudRunServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         validate(args.config, args.tuning)
-        super().__init__(COMPONENT_TYPE, name, None, opts)
+        super().__init__(COMPONENT_TYPE, name, args.tuning.component_props(), opts)
         cfg = args.config
         cr = cfg.cloudrun
         project = cfg.gcp_project

@@ -176,7 +176,7 @@ class LambdaService(pulumi.ComponentResource):
         # Validate before registering anything: a bad env must not leave half a stack behind.
         validate(cfg, args.tuning)
         env = function_env(cfg, args.tuning)
-        super().__init__(COMPONENT_TYPE, name, None, opts)
+        super().__init__(COMPONENT_TYPE, name, args.tuning.component_props(), opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = cfg.resource_tags()
         fn_name = function_name(name)

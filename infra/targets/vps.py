@@ -260,7 +260,7 @@ class VpsService(pulumi.ComponentResource):
         assert health is not None
         domain = cfg.domain
         assert domain  # VpsConfig requires it
-        super().__init__(COMPONENT_TYPE, name, None, opts)
+        super().__init__(COMPONENT_TYPE, name, tuning.component_props(), opts)
         gcp_project = cfg.providers.get("gcp:project")
         invoke = pulumi.InvokeOptions(parent=self)
 
