@@ -36,15 +36,14 @@ Caddy's configuration names the alias, not a container, so an app redeploy never
 
 from __future__ import annotations
 
-import atexit
+import hashlib
 import json
 import os
 import re
 import shlex
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -69,6 +68,9 @@ SERVER_COMMAND = ["gunicorn", "--config", "app/gunicorn_conf.py", "app.main:crea
 GATE_POLL_S = 2
 #: The DNS name every app container answers to on the private network (Caddy's upstream).
 APP_ALIAS = "app"
+#: Docker label marking the one-shot release gate; the policy pack (policy/rules.py RELEASE_GATE_LABEL)
+#: reads it so the gate is not counted as a serving instance (it would double every stack finding).
+GATE_ROLE_LABEL = ("fastapi-deploy.role", "release-gate")
 #: Caddy re-resolves the alias this often, so a new container gets traffic within ~1 s of joining.
 CADDY_REFRESH = "1s"
 #: How long Caddy keeps retrying a request whose upstream dial failed (old container stopping).
@@ -202,21 +204,25 @@ def require_gate_passed(values: list[Any]) -> str:
     return str(image_id)
 
 
-_KEY_DIR: str | None = None
-
-
 def _write_key(material: str) -> str:
-    # The docker provider shells out to `ssh`, which needs the key in a file: a 0600 file in a private
-    # temp dir that is removed when the program exits.
-    global _KEY_DIR
-    if _KEY_DIR is None:
-        _KEY_DIR = tempfile.mkdtemp(prefix="fastapi-deploy-ssh-")
-        atexit.register(shutil.rmtree, _KEY_DIR, True)
-    path = os.path.join(_KEY_DIR, "id")
+    # The docker provider shells out to `ssh`, which needs the key in a file (0600, in a 0700 dir under
+    # ~/.ssh). The file must OUTLIVE this program: Pulumi deletes the replaced app container (every
+    # release) only after the program has exited, and `pulumi destroy`/`refresh` reuse the provider's
+    # stored ssh_opts without running it. A temp dir removed at exit made those ssh calls fail and left
+    # the old container serving. The name derives from the key, so an unchanged key gives unchanged
+    # ssh_opts (no provider diff on every preview) and a rotated key a visible one.
+    body = material if material.endswith("\n") else material + "\n"
+    ssh_dir = Path.home() / ".ssh"
+    key_dir = ssh_dir / "fastapi-deploy"
+    for d in (ssh_dir, key_dir):
+        d.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(key_dir, 0o700)
+    path = key_dir / f"id-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(material if material.endswith("\n") else material + "\n")
-    return path
+        f.write(body)
+    return str(path)
 
 
 def _env_line(key: str) -> Callable[[str], str]:
@@ -362,7 +368,7 @@ class VpsService(pulumi.ComponentResource):
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
             log_driver="json-file",
             log_opts={"max-size": "10m", "max-file": "2"},
-            labels=labels,
+            labels=[*labels, docker.ContainerLabelArgs(label=GATE_ROLE_LABEL[0], value=GATE_ROLE_LABEL[1])],
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, delete_before_replace=True),
         )
         gated_image: pulumi.Output[str] = pulumi.Output.all(

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -237,12 +238,39 @@ def test_gcp_secret_and_registry_password_references() -> None:
     assert RECOGNISABLE not in json.dumps(mask_secrets(provider.inputs), default=str)
 
 
-def test_ssh_key_from_a_secret_is_written_0600() -> None:
+def test_ssh_key_from_a_secret_is_written_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
     result = run(vps={"ssh_key_secret": "ssm:/prod/vps-deploy-key"})
     opts = provider_input(result, "sshOpts")
     key_path = opts[opts.index("-i") + 1]
     assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(Path(key_path).parent).st_mode) == 0o700
     assert Path(key_path).read_text().startswith(RECOGNISABLE)
+
+
+def test_ssh_key_file_outlives_the_program_and_its_path_is_stable(tmp_path: Path) -> None:
+    """Pulumi deletes the replaced app container (every release) only after the program has exited, and
+    `pulumi destroy`/`refresh` reuse the provider's stored ssh_opts without running it: a key file removed
+    at exit makes ssh fail there (old container left serving under the `app` alias). A path that changes
+    every run also diffs the provider on every preview."""
+    code = "import sys; from infra.targets import vps; print(vps._write_key(sys.argv[1]))"
+    env = {**os.environ, "HOME": str(tmp_path)}
+
+    def write(material: str) -> Path:
+        out = subprocess.run(
+            [sys.executable, "-c", code, material],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return Path(out.stdout.strip())
+
+    first = write("-----KEY A-----")
+    assert first.read_text() == "-----KEY A-----\n"  # still there after that process exited
+    assert write("-----KEY A-----") == first  # same key, same ssh_opts: no provider diff
+    assert write("-----KEY B-----") != first  # a rotated key is a visible provider change
 
 
 # ------------------------------------------------------------------------------------------ caddy
