@@ -100,6 +100,9 @@ BROAD_MANAGED_POLICY_RE = re.compile(r":policy/(AdministratorAccess|PowerUserAcc
 BROAD_GCP_ROLES = frozenset({"roles/owner", "roles/editor", "roles/secretmanager.secretAccessor"})
 
 APP_ENV_MARKERS = ("APP_ENV", "WEB_CONCURRENCY")
+#: Docker label (name, value) the VPS target puts on its one-shot release gate: it runs the app's image and
+#: env for a readiness check off the traffic path, so it is not a serving instance for the stack rules.
+RELEASE_GATE_LABEL = ("fastapi-deploy.role", "release-gate")
 READINESS_PATH_RE = re.compile(r"/(ready|readiness|readyz)\b")
 LIVENESS_PATH_RE = re.compile(r"/(health|healthz|live|livez|liveness)\b")
 
@@ -224,6 +227,21 @@ def _lambda_env(inputs: Mapping[str, Any]) -> dict[str, str]:
     environment = inputs.get("environment") or {}
     variables = environment.get("variables") if isinstance(environment, dict) else None
     return {str(k): str(v) for k, v in (variables or {}).items()}
+
+
+def _docker_labels(inputs: Mapping[str, Any]) -> dict[str, str]:
+    """Container labels: the engine's list of {label, value} (pulumi-docker) or a plain mapping."""
+    raw = inputs.get("labels")
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    return {
+        str(item.get("label")): str(item.get("value", "")) for item in _list(raw) if isinstance(item, Mapping)
+    }
+
+
+def _is_release_gate(inputs: Mapping[str, Any]) -> bool:
+    name, value = RELEASE_GATE_LABEL
+    return _docker_labels(inputs).get(name) == value
 
 
 def _is_app_env(env: Mapping[str, str]) -> bool:
@@ -669,7 +687,8 @@ def app_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
 
     for docker in _by_type(resources, DOCKER_CONTAINER):
         env = _docker_env(docker.inputs)
-        if not _is_app_env(env):
+        # The release gate exits before the new app starts: not an instance (resource rules still see it).
+        if not _is_app_env(env) or _is_release_gate(docker.inputs):
             continue
         stop = _num(docker.inputs.get("stopTimeout"))
         memory = _num(docker.inputs.get("memory"))

@@ -278,3 +278,14 @@ def test_a_failing_program_is_reported_per_stack_with_exit_1(monkeypatch: pytest
     assert code == plan_mod.EXIT_FINDINGS
     assert "the Pulumi program failed under mocks: NotImplementedError" in err
     assert "Traceback" not in out + err
+
+
+def test_vps_release_gate_is_not_counted_as_an_instance(plans: dict[str, plan_mod.StackPlan]) -> None:
+    """The one-shot gate runs the app's image + env but serves nothing: one app container, one finding."""
+    from infra.targets import vps as vps_mod
+    from policy import rules
+
+    assert vps_mod.GATE_ROLE_LABEL == rules.RELEASE_GATE_LABEL
+    single = [v for v in plans["prod-vps"].violations if v["policy"] == "single-instance-production"]
+    assert len(single) == 1, single
+    assert single[0]["urn"].endswith("-app")

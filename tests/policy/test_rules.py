@@ -551,6 +551,19 @@ def test_stack_rules_ignore_non_app_containers() -> None:
     assert [v for v in rules.evaluate([proxy]) if v.policy != "docker-log-rotation"] == []
 
 
+def test_release_gate_container_is_not_an_instance() -> None:
+    """The VPS release gate carries the app's env; labelled, it must not double the stack findings."""
+    gate_label = [{"label": rules.RELEASE_GATE_LABEL[0], "value": rules.RELEASE_GATE_LABEL[1]}]
+    app = docker_container()
+    gate = Resource(type=rules.DOCKER_CONTAINER, urn="urn:gate", inputs={**app.inputs, "labels": gate_label})
+    unlabelled = Resource(type=rules.DOCKER_CONTAINER, urn="urn:gate", inputs=dict(app.inputs))
+    assert len(stack_messages("single-instance-production", [app, unlabelled])) == 2
+    assert len(stack_messages("single-instance-production", [app, gate])) == 1
+    assert [rt.urn for rt in rules.app_runtimes([app, gate])] == ["urn:docker"]
+    # Resource rules still check the gate (it runs the image with the app's env).
+    assert resource_messages("containers-non-root", Resource(gate.type, {**gate.inputs, "user": None}))
+
+
 def test_inputs_are_not_mutated() -> None:
     graph = ecs_stack()
     before = copy.deepcopy([dict(r.inputs) for r in graph])
