@@ -22,6 +22,7 @@ any unknown field.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -88,8 +89,14 @@ def execution_environment(memory_mib: int) -> str:
 
 
 def service_account_id(name: str) -> str:
-    """A valid account id (6-30 chars, ``[a-z][-a-z0-9]*[a-z0-9]``) derived from the component name."""
-    base = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:25].rstrip("-")
+    """A valid account id (6-30 chars, ``[a-z][-a-z0-9]*[a-z0-9]``) derived from the component name.
+
+    Names over 25 characters keep a hash of the full name: plain truncation gave two stacks in one project
+    that share their first 25 characters the same account ("already exists" on the second `pulumi up`).
+    """
+    base = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")
+    if len(base) > 25:
+        base = base[:18].rstrip("-") + "-" + hashlib.sha256(name.encode()).hexdigest()[:6]
     return f"{base}-run" if len(base) >= 2 else f"svc-{base}-run"
 
 

@@ -370,3 +370,18 @@ def test_missing_project_is_named() -> None:
     del raw["gcp:project"]
     with pytest.raises(ConfigError, match=r"cloudrun\.project"):
         run_program("prod-cloudrun", raw, mocks=Mocks())
+
+
+def test_service_account_ids_of_long_names_do_not_collide() -> None:
+    """Account ids are 6-30 chars; plain truncation gave two stacks in one project sharing the first 25
+    characters the same account (the second `pulumi up` fails with "already exists", or both services
+    share one identity and its secret grants)."""
+    import re
+
+    a = cr.service_account_id("items-api-staging-cloudrun-eu")
+    b = cr.service_account_id("items-api-staging-cloudrun-us")
+    assert a != b
+    for account in (a, b, cr.service_account_id("ab"), cr.service_account_id("items-api-prod-cloudrun")):
+        assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account), account
+    # Short names are unchanged.
+    assert cr.service_account_id("items-api-prod-cloudrun") == "items-api-prod-cloudrun-run"
