@@ -378,6 +378,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             out["imageId"] = "sha256:" + _fake_hex(name)
         elif typ == "docker:index/container:Container":
             out["containerLogs"] = None
+            # Pulumi auto-names a container without `name` (resource name + random suffix); without this
+            # the VPS stack's `container_name` output printed as null in `infra plan`.
+            out["name"] = physical
             rid = _fake_hex(name)
         elif typ == "docker:index/network:Network":
             rid = _fake_hex(name, n=12)

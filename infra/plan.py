@@ -201,6 +201,10 @@ def _mask_env_entries(kind: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return inputs
 
 
+#: Keys inside a secret mapping whose values are addresses, not credentials (not scrubbed from the output).
+NOT_SECRET_KEYS = frozenset({"server", "address"})
+
+
 def _secret_strings(value: Any, secret_env: frozenset[str], inside: bool = False) -> set[str]:
     """Strings that sit inside a secret wrapper, to scrub them from the rendered output.
 
@@ -214,7 +218,11 @@ def _secret_strings(value: Any, secret_env: frozenset[str], inside: bool = False
     if is_secret(value):
         return _secret_strings(unwrap(value), secret_env, True)
     if isinstance(value, Mapping):
-        for v in value.values():
+        for k, v in value.items():
+            # A registry login is one secret {server, username, password}; the server is the registry's
+            # host and also the prefix of the image ref, which would otherwise print as "[secret]/...".
+            if inside and k in NOT_SECRET_KEYS and isinstance(v, str):
+                continue
             found |= _secret_strings(v, secret_env, inside)
     elif isinstance(value, list | tuple):
         for v in value:
@@ -378,10 +386,13 @@ def render_text(plan: StackPlan, out: TextIO) -> None:
     t = plan.tuning
     w("\nTuning (injected into the container as env):\n")
     if t:
+        idle = t.get("lb_idle_timeout_s")
+        # Cloud Run and Lambda have no LB idle timeout the keepalive must beat: say so instead of "None".
+        lb_idle = f"LB idle {idle} s" if idle is not None else "no LB idle timeout on this platform"
         w(
             f"    workers {t.get('workers')} on {float(t.get('vcpu') or 0):.2g} vCPU / "
             f"{t.get('memory_mib')} MiB; "
-            f"keepalive {t.get('keepalive_s')} s (LB idle {t.get('lb_idle_timeout_s')}); "
+            f"keepalive {t.get('keepalive_s')} s ({lb_idle}); "
             f"timeout {t.get('timeout_s')} s; graceful {t.get('graceful_timeout_s')} s "
             f"(stop grace {t.get('stop_timeout_s')} s)\n"
             f"    DB pool {t.get('pool_class')} {t.get('pool_size')}+{t.get('max_overflow')} per worker, "

@@ -180,6 +180,12 @@ def _num(value: Any) -> float | None:
         return None
 
 
+def _port(value: Any) -> str:
+    """The engine hands numbers over as floats: show port 80, not 80.0."""
+    number = _num(value)
+    return str(value) if number is None or not number.is_integer() else str(int(number))
+
+
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes"}
@@ -490,7 +496,7 @@ def check_alb_https(type_token: str, inputs: Mapping[str, Any]) -> list[str]:
     if redirects:
         return []
     return [
-        f"HTTP listener on port {inputs.get('port')} serves traffic in plain text; add a certificate "
+        f"HTTP listener on port {_port(inputs.get('port'))} serves traffic in plain text; add a certificate "
         "(app.ecs.certificate_arn) so it only redirects to HTTPS"
     ]
 

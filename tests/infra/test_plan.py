@@ -289,3 +289,31 @@ def test_vps_release_gate_is_not_counted_as_an_instance(plans: dict[str, plan_mo
     single = [v for v in plans["prod-vps"].violations if v["policy"] == "single-instance-production"]
     assert len(single) == 1, single
     assert single[0]["urn"].endswith("-app")
+
+
+def test_a_registry_login_does_not_hide_the_image_ref(plans: dict[str, plan_mod.StackPlan]) -> None:
+    """The registry login {server, username, password} is one secret; its server is the image ref's host
+    and must not turn the plan's image output into "[secret]/..." (the password stays hidden)."""
+    p = plans["prod-cloudrun"]
+    assert str(p.outputs["image"]).startswith("europe-west1-docker.pkg.dev/items-api-prod/")
+    (image,) = [r for r in p.resources if r["type"] == "docker:index/image:Image"]
+    assert image["inputs"]["registry"] == plan_mod.SECRET_MARK
+
+
+def test_text_plan_reads_like_a_reviewer_expects(plans: dict[str, plan_mod.StackPlan]) -> None:
+    out = io.StringIO()
+    plan_mod.render_text(plans["staging-ecs"], out)
+    plan_mod.render_text(plans["prod-lambda"], out)
+    text = out.getvalue()
+    assert "HTTP listener on port 80 serves" in text  # not "port 80.0" (the engine's float)
+    assert "LB idle None" not in text
+    assert "no LB idle timeout on this platform" in text
+
+
+def test_vps_container_name_output_is_the_auto_named_app_container(
+    plans: dict[str, plan_mod.StackPlan],
+) -> None:
+    # The app container has no fixed name (a replacement starts beside the old one): Pulumi auto-names it.
+    name = plans["prod-vps"].outputs["container_name"]
+    assert isinstance(name, str)
+    assert name.startswith("items-api-prod-vps-app-")
