@@ -79,7 +79,8 @@ SECRET_ENV_NAMES = frozenset({"DATABASE_URL", "JWT_SECRET_KEY"})
 #: A URL with a password in its user-info part (`scheme://user:pass@host`).
 URL_WITH_PASSWORD_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.I)
 #: Values that are references the platform or the Lambda handler resolves, not secrets themselves.
-REFERENCE_RE = re.compile(r"^(ssm:/|secretsmanager:|gcp:|arn:aws[a-z-]*:(ssm|secretsmanager):)")
+#: Same grammar as infra/secrets.py SecretRef (`ssm:` takes a path OR a parameter ARN).
+REFERENCE_RE = re.compile(r"^(ssm:(/|arn:)|secretsmanager:|gcp:|arn:aws[a-z-]*:(ssm|secretsmanager):)")
 
 #: AWS actions that only accept `Resource: "*"` (IAM has no resource-level permission for them).
 STAR_RESOURCE_ONLY_ACTIONS = frozenset(

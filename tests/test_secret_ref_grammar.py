@@ -21,6 +21,7 @@ from moto import mock_aws
 from app.secret_refs import SecretReferenceError, parse_reference, resolve_env
 from infra.mocks import run_program, unwrap
 from infra.secrets import SecretRef, SecretRefError
+from policy import rules
 
 ROOT = Path(__file__).resolve().parents[1]
 SM_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/items-api/db-AbCdEf"
@@ -64,6 +65,15 @@ def test_both_parsers_agree(raw: str, expected: tuple[str, str, str | None]) -> 
     assert app_view(raw) == expected
     # What the deployer writes into the Lambda env is the string the user wrote.
     assert str(SecretRef.parse(raw)) == raw
+
+
+@pytest.mark.parametrize(("raw", "expected"), VALID, ids=[r for r, _ in VALID])
+def test_the_policy_pack_treats_every_reference_as_a_reference(
+    raw: str, expected: tuple[str, str, str | None]
+) -> None:
+    # A reference in a Lambda env must not be reported as a plaintext secret (a mandatory violation).
+    inputs = {"environment": {"variables": {"JWT_SECRET_KEY": raw}}}
+    assert rules.check_no_plaintext_secrets(rules.LAMBDA_FUNCTION, inputs) == []
 
 
 @pytest.mark.parametrize("raw", INVALID)
