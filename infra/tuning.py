@@ -93,6 +93,9 @@ FORWARDED_ALLOW_IPS: dict[str, str] = {
     "vps": PRIVATE_PROXY_NETWORKS,
     # Cloud Run: only Google's front end can reach the container, from addresses Google does not publish,
     # and it REPLACES X-Forwarded-For with the client's address, so `*` is both necessary and safe.
+    # Known limit: with ingress through an external Application LB, that LB appends "<client>, <LB VIP>"
+    # to what the client sent, and `*` then takes the client-written leftmost entry; trusting the LB's VIP
+    # would need the address at tuning time (not known here).
     "cloudrun": "*",
     # Lambda: no proxy in front of a socket; Mangum takes the client address from the event.
 }
