@@ -248,4 +248,6 @@ def run(quick: bool = False) -> dict[str, Any]:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
-    run(ap.parse_args().quick)
+    quick = ap.parse_args().quick
+    h.set_quick(quick)
+    run(quick)

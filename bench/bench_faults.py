@@ -466,4 +466,5 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
     a = ap.parse_args()
+    h.set_quick(a.quick)
     run(a.quick, tuple(a.only))

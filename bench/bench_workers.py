@@ -188,4 +188,6 @@ def _run(quick: bool, cores: int, cgroup: Path | None, name: str) -> dict[str, A
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
-    run(ap.parse_args().quick)
+    quick = ap.parse_args().quick
+    h.set_quick(quick)
+    run(quick)

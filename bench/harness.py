@@ -29,6 +29,15 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
+
+
+def set_quick(quick: bool) -> None:
+    """Smoke runs write to bench/results/quick/ so they never overwrite the figures BENCHMARKS.md quotes."""
+    global RESULTS
+    if quick:
+        RESULTS = REPO / "bench" / "results" / "quick"
+
+
 VENV_BIN = Path(sys.executable).parent
 PY = sys.executable
 

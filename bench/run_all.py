@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short points, fewer samples (smoke run)")
     ap.add_argument("--only", nargs="*", choices=list(BENCHES), default=list(BENCHES))
     args = ap.parse_args(argv)
+    h.set_quick(args.quick)
     summary: dict[str, Any] = {"machine": h.machine_info(), "quick": args.quick, "benches": {}}
     print(f"machine: {summary['machine']}", flush=True)
     failed = 0
