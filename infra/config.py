@@ -106,6 +106,8 @@ LAMBDA_MAX_TIMEOUT_S = 900
 CLOUDRUN_MAX_TIMEOUT_S = 3600
 CLOUDRUN_CPUS = (1.0, 2.0, 4.0, 6.0, 8.0)
 CLOUDRUN_MAX_MEMORY_MIB_PER_CPU = {1.0: 4096, 2.0: 8192, 4.0: 16384, 6.0: 24576, 8.0: 32768}
+#: Source: https://cloud.google.com/run/docs/configuring/cpu ("minimum memory requirements for CPUs").
+CLOUDRUN_MIN_MEMORY_MIB_PER_CPU = {4.0: 2048, 6.0: 4096, 8.0: 4096}
 
 
 class ConfigError(ValueError):
@@ -626,13 +628,23 @@ class CloudRunSettings(_Model):
     def _limits(self) -> CloudRunSettings:
         if self.memory < 128:
             raise ValueError(f"memory: {self.memory} MiB is below Cloud Run's minimum of 128Mi")
-        cap = CLOUDRUN_MAX_MEMORY_MIB_PER_CPU.get(self.cpu, 1024 if self.cpu < 1 else 4096)
+        # Below 1 CPU: > 512 MiB needs >= 0.5 CPU, > 1 GiB a whole CPU (the Admin API refuses the revision).
+        fractional_cap = 512 if self.cpu < 0.5 else 1024
+        cap = CLOUDRUN_MAX_MEMORY_MIB_PER_CPU.get(self.cpu, fractional_cap if self.cpu < 1 else 4096)
         if self.memory > cap:
             raise ValueError(
                 f"memory: {self.memory} MiB is above {cap} MiB allowed with cpu {self.cpu}; raise cpu"
             )
+        floor = CLOUDRUN_MIN_MEMORY_MIB_PER_CPU.get(self.cpu, 0)
+        if self.memory < floor:
+            raise ValueError(f"memory: cpu {self.cpu} needs at least {floor} MiB on Cloud Run")
         if self.cpu < 1 and self.concurrency != 1:
             raise ValueError(f"concurrency: cpu {self.cpu} (< 1) requires concurrency 1 on Cloud Run")
+        if self.cpu < 1 and self.cpu_always_allocated:
+            raise ValueError(
+                f"cpu_always_allocated: cpu {self.cpu} (< 1) is only allocated during requests on Cloud "
+                "Run; use cpu 1 or set cpu_always_allocated: false"
+            )
         return self
 
 

@@ -83,9 +83,12 @@ def cpu_limit(cpu: float) -> str:
     return str(int(cpu)) if cpu >= 1 and cpu == int(cpu) else f"{round(cpu * 1000)}m"
 
 
-def execution_environment(memory_mib: int) -> str:
-    """Gen2 (full Linux compatibility, faster CPU and network) whenever it is allowed: it needs >= 512 MiB."""
-    return "EXECUTION_ENVIRONMENT_GEN2" if memory_mib >= GEN2_MIN_MEMORY_MIB else "EXECUTION_ENVIRONMENT_GEN1"
+def execution_environment(memory_mib: int, cpu: float = 1.0) -> str:
+    """Gen2 (full Linux compatibility, faster CPU and network) whenever it is allowed: it needs >= 512 MiB
+    and a whole CPU (cpu < 1 "must use the first generation", cloud.google.com/run/docs/configuring/cpu)."""
+    if memory_mib >= GEN2_MIN_MEMORY_MIB and cpu >= 1:
+        return "EXECUTION_ENVIRONMENT_GEN2"
+    return "EXECUTION_ENVIRONMENT_GEN1"
 
 
 def service_account_id(name: str) -> str:
@@ -282,7 +285,7 @@ class CloudRunService(pulumi.ComponentResource):
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 service_account=self.service_account.email,
                 labels=labels,
-                execution_environment=execution_environment(cr.memory),
+                execution_environment=execution_environment(cr.memory, cr.cpu),
                 max_instance_request_concurrency=cr.concurrency,
                 timeout=f"{cfg.request_timeout_s}s",
                 scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(

@@ -252,6 +252,16 @@ def test_small_instances_fall_back_to_gen1() -> None:
     assert cr.execution_environment(512) == "EXECUTION_ENVIRONMENT_GEN2"
 
 
+def test_fractional_cpu_runs_on_gen1() -> None:
+    """Cloud Run refuses a revision with cpu < 1 on the second generation ("You must use the first
+    generation execution environment", cloud.google.com/run/docs/configuring/cpu); 512Mi alone picked gen2."""
+    result = run(STAGING, cloudrun={"cpu": 0.5, "memory": "512Mi", "concurrency": 1})
+    template = result.one(SERVICE).inputs["template"]
+    assert template["containers"][0]["resources"]["limits"]["cpu"] == "500m"
+    assert template["executionEnvironment"] == "EXECUTION_ENVIRONMENT_GEN1"
+    assert cr.execution_environment(1024, cpu=1.0) == "EXECUTION_ENVIRONMENT_GEN2"
+
+
 def test_cpu_quantities() -> None:
     assert [cr.cpu_limit(c) for c in (0.5, 1.0, 2.0, 4.0)] == ["500m", "1", "2", "4"]
 

@@ -146,6 +146,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 3}), "app.cloudrun.cpu: 3.0 is not a Cloud Run cpu"),
     (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 1, "memory": "8Gi"}), "app.cloudrun.memory: 8192 MiB"),
     (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.5}), "app.cloudrun.concurrency: cpu 0.5"),
+    # cloud.google.com/run/docs/configuring/cpu: what the Admin API refuses, caught before `pulumi up`.
+    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.5, "concurrency": 1, "cpu_always_allocated": True}), "app.cloudrun.cpu_always_allocated: cpu 0.5 (< 1)"),
+    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.25, "concurrency": 1, "memory": "1Gi"}), "app.cloudrun.memory: 1024 MiB is above 512 MiB allowed with cpu 0.25"),
+    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 4, "memory": "1Gi"}), "app.cloudrun.memory: cpu 4.0 needs at least 2048 MiB"),
     (cloudrun(cloudrun={"project": "p1", "region": "r", "memory": "lots"}), "app.cloudrun.memory:"),
     (cloudrun(secrets={"DATABASE_URL": "ssm:/db"}), "app.secrets.DATABASE_URL: scheme ssm: is not supported on target cloudrun"),
     (cloudrun(request_timeout_s=4000), "app.request_timeout_s:"),
