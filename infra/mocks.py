@@ -50,6 +50,8 @@ class RecordedResource:
     id: str
     custom: bool
     provider: str | None = None
+    # URNs the engine must create first: explicit depends_on plus every resource an input Output came from.
+    dependencies: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The plan's JSON shape, with secrets masked."""
@@ -448,6 +450,7 @@ class _RecordingMonitor(_mocks.MockMonitor):
                 id=response.id,
                 custom=bool(request.custom),
                 provider=request.provider or None,
+                dependencies=tuple(request.dependencies),
             )
         )
         return response

@@ -83,6 +83,9 @@ class LambdaServiceArgs:
     config: LambdaConfig
     tuning: RuntimeTuning
     image: pulumi.Input[str]
+    # Set when the deployer built and pushed the image to its own ECR repository: the component then lets
+    # exactly this function pull from it, before the function exists (see the RepositoryPolicy below).
+    repository_url: pulumi.Input[str] | None = None
 
 
 def function_name(name: str) -> str:
@@ -275,6 +278,25 @@ class LambdaService(pulumi.ComponentResource):
                     f"{name}-vpc-policy",
                     role=self.role.id,
                     policy=pulumi.Output.all(identity.account_id, region, partition).apply(vpc_policy),
+                    opts=child,
+                )
+            )
+
+        if args.repository_url is not None:
+            # Lambda pulls the image with its service principal, not the execution role. Without this policy
+            # CreateFunction tries to add one itself (needs ecr:SetRepositoryPolicy); created in parallel with
+            # the function, the first deploy races it. So: policy first, function depends on it.
+            depends.append(
+                aws.ecr.RepositoryPolicy(
+                    f"{name}-lambda-pull",
+                    repository=pulumi.Output.from_input(args.repository_url).apply(
+                        lambda u: u.split("/", 1)[1]
+                    ),
+                    policy=pulumi.Output.all(partition, region, identity.account_id).apply(
+                        lambda v: ecr_pull_policy(
+                            f"arn:{v[0]}:lambda:{v[1]}:{v[2]}:function:{fn_name}*", v[2]
+                        )
+                    ),
                     opts=child,
                 )
             )
@@ -530,25 +552,12 @@ def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
     """Create the Lambda component and return the stack outputs of contract section 2."""
     cfg = ctx.cfg
     assert isinstance(cfg, LambdaConfig)
+    repository_url = ctx.image.repository_url if ctx.image.built else None
     svc = LambdaService(
-        ctx.name, LambdaServiceArgs(config=cfg, tuning=ctx.tuning, image=ctx.image.ref), opts=ctx.opts
+        ctx.name,
+        LambdaServiceArgs(config=cfg, tuning=ctx.tuning, image=ctx.image.ref, repository_url=repository_url),
+        opts=ctx.opts,
     )
-    if ctx.image.built and ctx.image.repository_url is not None:
-        # Lambda pulls the image with the service principal, not the execution role: without this policy
-        # Lambda tries to add its own (needs ecr:SetRepositoryPolicy) and the first deploy can fail.
-        identity = aws.get_caller_identity_output()
-        partition = aws.get_partition_output().partition
-        region = cfg.region or aws.get_region_output().region
-        aws.ecr.RepositoryPolicy(
-            f"{ctx.name}-lambda-pull",
-            repository=ctx.image.repository_url.apply(lambda u: u.split("/", 1)[1]),
-            policy=pulumi.Output.all(partition, region, identity.account_id).apply(
-                lambda v: ecr_pull_policy(
-                    f"arn:{v[0]}:lambda:{v[1]}:{v[2]}:function:{function_name(ctx.name)}*", v[2]
-                )
-            ),
-            opts=pulumi.ResourceOptions(parent=svc),
-        )
     return {
         "target": "lambda",
         "url": svc.url,

@@ -412,6 +412,15 @@ def test_ecr_lets_only_this_function_pull(prod: ProgramResult) -> None:
     )
 
 
+def test_pull_policy_exists_before_the_function(prod: ProgramResult) -> None:
+    # Created in parallel, CreateFunction races the policy and tries to set its own (ecr:SetRepositoryPolicy).
+    policy = prod.one("aws:ecr/repositoryPolicy:RepositoryPolicy")
+    function = prod.one("aws:lambda/function:Function")
+    assert policy.urn in function.dependencies
+    assert policy.parent == function.parent  # a child of the component, named after it
+    assert policy.name.startswith(function.parent.rsplit("::", 1)[1])
+
+
 # --------------------------------------------------------------------------------- graph and outputs
 def test_outputs_follow_the_contract(prod: ProgramResult) -> None:
     out = prod.outputs
