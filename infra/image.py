@@ -76,11 +76,28 @@ def default_tag(root: Path = PROJECT_ROOT) -> str:
         diff = subprocess.run(
             ["git", "diff", "HEAD", "--", "."], cwd=root, capture_output=True, timeout=10, check=True
         ).stdout
+        # Untracked (not ignored) files are in the build context too: a new file under app/ changes the
+        # image but not `git diff`, and pushing a reused tag to the IMMUTABLE repository then fails.
+        untracked = subprocess.run(
+            ["git", "ls-files", "--others", "--exclude-standard", "-z", "--", "."],
+            cwd=root,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise ImageError(
             "app.image.build.tag: cannot derive a tag from git here; set app.image.build.tag or IMAGE_TAG"
         ) from exc
-    return f"git-{sha}" + (f"-dirty-{hashlib.sha256(diff).hexdigest()[:8]}" if diff else "")
+    digest = hashlib.sha256(diff)
+    for rel in sorted(p for p in untracked.split(b"\0") if p):
+        digest.update(b"\0untracked\0" + rel + b"\0")
+        try:
+            digest.update((root / rel.decode()).read_bytes())
+        except OSError:
+            digest.update(b"<unreadable>")
+    dirty = bool(diff or untracked)
+    return f"git-{sha}" + (f"-dirty-{digest.hexdigest()[:8]}" if dirty else "")
 
 
 def build_path(relative: str) -> str:

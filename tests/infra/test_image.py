@@ -54,6 +54,25 @@ def test_default_tag_from_git_changes_with_uncommitted_changes(
     assert image_mod.default_tag(tmp_path) != dirty  # different bytes, different (immutable) tag
 
 
+def test_default_tag_changes_with_untracked_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A new file in the build context (e.g. app/routes/new.py before `git add`) changes the image bytes;
+    # reusing the commit's tag would make the push to the immutable repository fail.
+    monkeypatch.delenv("IMAGE_TAG", raising=False)
+    _git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text("ignored.txt\n")
+    (tmp_path / "a.txt").write_text("1")
+    _git(tmp_path, "add", "a.txt", ".gitignore")
+    _git(tmp_path, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "x")
+    clean = image_mod.default_tag(tmp_path)
+    (tmp_path / "ignored.txt").write_text("not in the context")
+    assert image_mod.default_tag(tmp_path) == clean  # ignored files don't count
+    (tmp_path / "new.py").write_text("v1")
+    with_new = image_mod.default_tag(tmp_path)
+    assert with_new.startswith(clean + "-dirty-")
+    (tmp_path / "new.py").write_text("v2")
+    assert image_mod.default_tag(tmp_path) not in (clean, with_new)
+
+
 def test_default_tag_without_git_asks_for_a_tag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IMAGE_TAG", raising=False)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
