@@ -16,8 +16,13 @@ from app.settings import Settings
 
 _hasher = PasswordHash((Argon2Hasher(),))
 # Verifying against this when the user does not exist keeps "unknown user" as slow as "wrong password",
-# so response time does not reveal which usernames exist.
-_DUMMY_HASH = _hasher.hash("dummy-password-for-timing")
+# so response time does not reveal which usernames exist. A literal (the hash of a random password nobody
+# kept), not `_hasher.hash(...)` at import: hashing here cost ~190 ms of CPU on every Lambda cold start and
+# every gunicorn worker boot (BENCHMARKS.md, cold start). Its argon2 parameters must equal the hasher's,
+# or the timing protection is gone: tests/app/test_auth.py checks that.
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$ZVO35NnXo0wxUJBQ0RlAnw$/jjpyEd450T65B4vkCsqj63xTgLxuJDNXxsDWfVXs1M"
+)
 _bearer = HTTPBearer(auto_error=False)
 
 

@@ -212,3 +212,14 @@ async def test_password_hashing_does_not_block_other_requests(
     finally:
         release.set()
     assert (await login).status_code == 200
+
+
+def test_dummy_hash_costs_what_a_real_hash_costs() -> None:
+    # Unknown users are verified against the precomputed dummy hash; if its argon2 parameters drifted from
+    # the hasher's (a pwdlib upgrade, a tuned cost), "unknown user" would answer faster than "wrong password".
+    from app import security
+
+    (hasher,) = security._hasher.hashers
+    assert hasher.identify(security._DUMMY_HASH)
+    assert not hasher.check_needs_rehash(security._DUMMY_HASH)
+    assert security._DUMMY_HASH.split("$")[3] == security.hash_password("x").split("$")[3]
