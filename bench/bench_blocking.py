@@ -7,7 +7,6 @@ other request on that worker, not just the slow one.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from bench import harness as h
@@ -75,8 +74,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    quick = ap.parse_args().quick
-    h.set_quick(quick)
-    run(quick)
+    h.main(run, __doc__)

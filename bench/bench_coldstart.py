@@ -14,7 +14,6 @@ outside our control) comes on top; this measures the part the code controls.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -246,8 +245,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    quick = ap.parse_args().quick
-    h.set_quick(quick)
-    run(quick)
+    h.main(run, __doc__)

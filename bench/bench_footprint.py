@@ -8,7 +8,6 @@ on-disk size per distribution. The base image (python:3.12-slim, ~120-150 MB) co
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -116,8 +115,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    quick = ap.parse_args().quick
-    h.set_quick(quick)
-    run(quick)
+    h.main(run, __doc__)

@@ -9,7 +9,6 @@ All in ONE run, interleaved, so the ratios survive a noisy shared machine:
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any
 
@@ -145,8 +144,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    quick = ap.parse_args().quick
-    h.set_quick(quick)
-    run(quick)
+    h.main(run, __doc__)

@@ -7,7 +7,6 @@ bench/results/workers.png and workers_memory.png.
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
@@ -186,8 +185,4 @@ def _run(quick: bool, cores: int, cgroup: Path | None, name: str) -> dict[str, A
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    quick = ap.parse_args().quick
-    h.set_quick(quick)
-    run(quick)
+    h.main(run, __doc__)

@@ -7,6 +7,7 @@ Traffic is loopback only.
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import contextlib
 import json
@@ -22,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -565,3 +566,12 @@ def throttling(cgroup: Path | None) -> dict[str, int]:
             if k in out:
                 out[k] = int(v)
     return out
+
+
+def main(run: Callable[[bool], Any], description: str | None) -> None:
+    """The command line every single benchmark script shares: `python -m bench.bench_X [--quick]`."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true", help="short smoke run, written to bench/results/quick/")
+    quick = ap.parse_args().quick
+    set_quick(quick)
+    run(quick)
