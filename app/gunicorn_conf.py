@@ -106,3 +106,33 @@ def child_exit(server: Any, worker: Any) -> None:
 def on_exit(server: Any) -> None:
     if _metrics_dir_created:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def on_starting(server: Any) -> None:
+    """MIGRATE_ON_START=true: `alembic upgrade head` once, in the master, before any worker forks.
+
+    In a child process (`python -m app.migrate`), so the master holds no event loop or DB connection
+    that forked workers would inherit, and a hung migration can be killed at a hard deadline. Failure
+    exits the master non-zero: the container never becomes healthy and the platform stops the release.
+    """
+    if os.environ.get("MIGRATE_ON_START", "").strip().lower() not in {"1", "true", "yes"}:
+        return
+    import subprocess
+    import sys
+
+    from app.migrate import DEFAULT_TIMEOUT_S
+
+    try:
+        budget = float(os.environ.get("MIGRATE_TIMEOUT", "") or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        budget = DEFAULT_TIMEOUT_S  # app.migrate itself reports the bad value and exits 1
+    try:
+        # app.migrate enforces MIGRATE_TIMEOUT itself; +10 s is the backstop if it cannot even do that.
+        rc = subprocess.run(
+            [sys.executable, "-m", "app.migrate"], timeout=budget + 10, check=False
+        ).returncode
+    except subprocess.TimeoutExpired:
+        rc = -1
+    if rc != 0:
+        server.log.error("migrate on start failed (exit %s); not starting workers", rc)
+        raise SystemExit(1)

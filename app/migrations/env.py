@@ -50,5 +50,8 @@ async def _run_async() -> None:
 
 if context.is_offline_mode():
     run_migrations_offline()
+elif (_conn := config.attributes.get("connection")) is not None:
+    # app.migrate passes the connection that holds the advisory lock (it runs us inside its event loop).
+    _do_run(_conn)
 else:
     asyncio.run(_run_async())
