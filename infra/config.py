@@ -64,6 +64,8 @@ TUNING_ENV_NAMES = frozenset(
         "CORS_ORIGINS",
         "PROMETHEUS_MULTIPROC_DIR",
         "FORWARDED_ALLOW_IPS",
+        "MIGRATE_ON_START",
+        "MIGRATE_TIMEOUT",
     }
 )
 TARGETS = ("ecs", "cloudrun", "lambda", "vps")
@@ -257,6 +259,10 @@ class Database(_Model):
     max_connections: int = Field(default=100, ge=1, le=100_000)
     #: Kept free for psql, Alembic migrations, monitoring and superuser_reserved_connections.
     reserved_connections: int = Field(default=10, ge=0)
+    #: ``on_start``: the gunicorn master runs ``alembic upgrade head`` under an advisory lock before the
+    #: workers fork (MIGRATE_ON_START=true). ``manual``: the operator runs ``python -m app.migrate`` as a
+    #: one-off. Unset = ``on_start`` on ecs/cloudrun/vps, ``manual`` on lambda.
+    migrate: Literal["on_start", "manual"] | None = None
 
     @model_validator(mode="after")
     def _fits(self) -> Database:
@@ -266,6 +272,12 @@ class Database(_Model):
                 f"({self.max_connections})"
             )
         return self
+
+    def migrate_mode(self, target: str) -> Literal["on_start", "manual"]:
+        """``migrate`` with the per-target default applied."""
+        if self.migrate is not None:
+            return self.migrate
+        return "manual" if target == "lambda" else "on_start"
 
     @property
     def budget(self) -> int:
@@ -780,6 +792,12 @@ class LambdaConfig(AppConfigBase):
 
     @model_validator(mode="after")
     def _lambda_rules(self) -> LambdaConfig:
+        if self.database.migrate == "on_start":
+            raise ValueError(
+                "app.database.migrate: on_start is refused on target lambda: every cold start (each new "
+                "execution environment) would connect and check the schema before its first request; "
+                "use manual and run `python -m app.migrate` as a one-off (docs/targets.md)"
+            )
         for key, ref in self.secret_refs().items():
             if ref.scheme not in ("ssm", "secretsmanager"):
                 raise ValueError(

@@ -118,6 +118,12 @@ class TuningError(ValueError):
     """The requested size/scale cannot be tuned safely; the message names the config keys to change."""
 
 
+# Cloud Run startup probe window (infra/targets/cloudrun.py: 24 probes x 5 s).
+CLOUDRUN_STARTUP_BUDGET_S = 120
+# Interpreter + alembic import + gunicorn boot + first /health after the migration, on a cold 1-vCPU task.
+MIGRATE_BOOT_MARGIN_S = 10
+
+
 @dataclass(frozen=True)
 class ContainerHealth:
     """Container (Docker/ECS) health check timings."""
@@ -552,4 +558,24 @@ def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[s
     if cfg.cors_origins:
         env["CORS_ORIGINS"] = ",".join(cfg.cors_origins)
     env.update(tuning.env())
+    if cfg.database.migrate_mode(cfg.target) == "on_start":
+        env["MIGRATE_ON_START"] = "true"
+        env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
     return dict(sorted(env.items()))
+
+
+def migrate_timeout_s(tuning: RuntimeTuning) -> int:
+    """MIGRATE_TIMEOUT for migrate-on-start: the platform's start budget minus the app's boot.
+
+    The migration runs before gunicorn listens, so it spends the window in which health checks don't yet
+    count: ECS/VPS container health = startPeriod 20 s + 3 x 10 s = 50 s (the ALB grace is 60 s); Cloud
+    Run's startup probe = 24 x 5 s = 120 s. Past that the platform kills the task mid-migration (PostgreSQL
+    rolls the DDL transaction back and releases the lock, the next task retries) — so app.migrate gives
+    up first with a readable error. Migrations longer than this belong in ``app.database.migrate: manual``.
+    """
+    if tuning.platform == "cloudrun":
+        budget = CLOUDRUN_STARTUP_BUDGET_S
+    else:
+        hc = tuning.container_health or ContainerHealth()
+        budget = hc.start_period_s + hc.interval_s * hc.retries
+    return max(10, budget - MIGRATE_BOOT_MARGIN_S)

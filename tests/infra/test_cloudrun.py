@@ -395,3 +395,16 @@ def test_service_account_ids_of_long_names_do_not_collide() -> None:
         assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account), account
     # Short names are unchanged.
     assert cr.service_account_id("items-api-prod-cloudrun") == "items-api-prod-cloudrun-run"
+
+
+def test_revisions_migrate_on_start_within_the_startup_probe_budget(prod: ProgramResult) -> None:
+    env = env_of(prod)
+    assert env["MIGRATE_ON_START"]["value"] == "true"
+    probe = container(prod)["startupProbe"]
+    assert int(env["MIGRATE_TIMEOUT"]["value"]) < probe["periodSeconds"] * probe["failureThreshold"]
+
+
+def test_manual_migrations_inject_nothing() -> None:
+    env = env_of(run(database={"migrate": "manual"}))
+    assert "MIGRATE_ON_START" not in env
+    assert "MIGRATE_TIMEOUT" not in env

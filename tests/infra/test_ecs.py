@@ -741,3 +741,13 @@ def test_target_registry_names_missing_targets(monkeypatch: pytest.MonkeyPatch) 
         targets.module_for("nomad")
     with pytest.raises(targets.TargetNotAvailable, match=r"app\.target: 'k8s' has no deployer"):
         targets.module_for("k8s")
+
+
+def test_tasks_migrate_on_start_within_the_container_health_budget(prod: ProgramResult) -> None:
+    """Default app.database.migrate on ECS is on_start; the migration must give up before the task's
+    health check (startPeriod + retries x interval) declares it unhealthy mid-migration."""
+    c = container(prod)
+    env = env_of(c)
+    assert env["MIGRATE_ON_START"] == "true"
+    hc = c["healthCheck"]
+    assert int(env["MIGRATE_TIMEOUT"]) < hc["startPeriod"] + hc["retries"] * hc["interval"]

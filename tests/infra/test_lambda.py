@@ -202,6 +202,8 @@ def test_runtime_env_is_one_request_at_a_time(prod: ProgramResult) -> None:
     assert env["DB_POOL_CLASS"] == "null", "a frozen environment must not keep a pool of dead connections"
     assert env["APP_ENV"] == "production"
     assert not set(env) & lam.RESERVED_ENV
+    # app.database.migrate defaults to manual here: a cold start must not run Alembic.
+    assert "MIGRATE_ON_START" not in env
 
 
 # ------------------------------------------------------------------------------------------ secrets
@@ -477,6 +479,8 @@ def test_component_outputs_resolve_under_runtime_test() -> None:
 # ---------------------------------------------------------------------------------------- bad config
 BAD = [
     ({"request_timeout_s": 60}, ConfigError, "request_timeout_s"),
+    ({"database": {"migrate": "on_start"}}, ConfigError, "app.database.migrate"),
+    ({"database": {"migrate": "sometimes"}}, ConfigError, "app.database.migrate"),
     (
         {"lambda": {"reserved_concurrency": None, "provisioned_concurrency": None}},
         TuningError,

@@ -509,3 +509,7 @@ def test_invalid_config_names_the_field_and_registers_nothing(
     assert not [t for t, _ in mocks.calls if "Secret" in t or "Parameter" in t], (
         "no secret read for a bad config"
     )
+
+
+def test_container_migrates_on_start(prod: ProgramResult) -> None:
+    assert app_env(prod)["MIGRATE_ON_START"] == "true"
