@@ -24,6 +24,24 @@ APPS = {
 }
 
 
+#: The table printed here and by bench/report.py.
+COLUMNS = [
+    "server",
+    "app",
+    "path",
+    "rps",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "errors",
+    "vs_hello",
+    "vs_fastapi_bare",
+    "gunicorn_vs_uvicorn",
+    "server_cpu_ms_per_req",
+    "total_pss_mib",
+]
+
+
 def _server(kind: str, app: str, env: dict[str, str], workers: int) -> h.Server:
     port = h.free_port()
     module, factory = APPS[app]
@@ -112,22 +130,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         r["gunicorn_vs_uvicorn"] = (
             round(r["rps"] / base, 3) if r["server"] == "gunicorn-prod" and base else None
         )
-    cols = [
-        "server",
-        "app",
-        "path",
-        "rps",
-        "p50_ms",
-        "p95_ms",
-        "p99_ms",
-        "errors",
-        "vs_hello",
-        "vs_fastapi_bare",
-        "gunicorn_vs_uvicorn",
-        "server_cpu_ms_per_req",
-        "total_pss_mib",
-    ]
-    print(h.table(rows, cols))
+    print(h.table(rows, COLUMNS))
     data = {
         "machine": machine,
         "connections": conns,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bench import bench_throughput
 from bench import harness as h
 
 
@@ -20,26 +21,7 @@ def main() -> None:
     d = _load("throughput")
     if d:
         print(f"## throughput (load avg {d['machine']['loadavg_at_start']} -> {d['loadavg_at_end']})\n")
-        print(
-            h.table(
-                d["rows"],
-                [
-                    "server",
-                    "app",
-                    "path",
-                    "rps",
-                    "p50_ms",
-                    "p95_ms",
-                    "p99_ms",
-                    "errors",
-                    "vs_hello",
-                    "vs_fastapi_bare",
-                    "gunicorn_vs_uvicorn",
-                    "server_cpu_ms_per_req",
-                    "total_pss_mib",
-                ],
-            )
-        )
+        print(h.table(d["rows"], bench_throughput.COLUMNS))
     d = _load("workers")
     if d:
         print(f"\n## workers (load avg {d['machine']['loadavg_at_start']} -> {d['loadavg_at_end']})\n")
