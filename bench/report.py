@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench import bench_throughput
+from bench import bench_plan, bench_throughput
 from bench import harness as h
 
 
@@ -105,6 +105,10 @@ def main() -> None:
             print(json.dumps({k: v for k, v in d["crash"].items() if k != "timeline_health"}, indent=1))
         for mode, o in d.get("db_outage", {}).items():
             print(mode, json.dumps({k: v for k, v in o.items() if k != "timeline"}, indent=1))
+    d = _load("plan")
+    if d:
+        print(f"\n## plan ({d['samples']} samples; load avg {d['machine']['loadavg_at_start']} -> {d['loadavg_at_end']})\n")
+        print(h.table(d["rows"], bench_plan.COLUMNS))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ BENCHES = {
     "workers": "bench.bench_workers",
     "workers-1vcpu": "bench.bench_workers:run_1vcpu",
     "faults": "bench.bench_faults",
+    "plan": "bench.bench_plan",
 }
 
 

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
 if TYPE_CHECKING:
     from infra.mocks import ProgramResult, RecordingMocks
@@ -299,11 +299,54 @@ def plan_stack(
     return plan
 
 
+class _Node(Protocol):
+    @property
+    def urn(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def parent(self) -> str | None: ...
+
+
+R = TypeVar("R", bound=_Node)
+
+
+def tree_order(resources: Iterable[R]) -> list[R]:
+    """The resources depth-first from the stack, siblings by (type, name): the same order every run.
+
+    Under mocks resources register as their inputs resolve, which varies from run to run with asyncio
+    scheduling; a plan posted on a pull request must not change when the program did not.
+    """
+    items = list(resources)
+    urns = {r.urn for r in items}
+    children: dict[str | None, list[R]] = {}
+    for r in items:
+        children.setdefault(r.parent if r.parent in urns else None, []).append(r)
+    ordered: list[R] = []
+    stack = [sorted(children.get(None, []), key=_sibling_key, reverse=True)]
+    while stack:
+        level = stack[-1]
+        if not level:
+            stack.pop()
+            continue
+        r = level.pop()
+        ordered.append(r)
+        stack.append(sorted(children.get(r.urn, []), key=_sibling_key, reverse=True))
+    return ordered
+
+
+def _sibling_key(r: _Node) -> tuple[str, str, str]:
+    return (r.type, r.name, r.urn)
+
+
 def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: Any) -> None:
     from infra import cost as cost_mod
     from infra.mocks import unwrap
     from policy import rules
 
+    result.resources[:] = tree_order(result.resources)
     secret_env = frozenset(getattr(cfg, "secrets", {}) or {})
     secrets: set[str] = set()
     for r in result.resources:

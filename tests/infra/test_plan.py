@@ -317,3 +317,33 @@ def test_vps_container_name_output_is_the_auto_named_app_container(
     name = plans["prod-vps"].outputs["container_name"]
     assert isinstance(name, str)
     assert name.startswith("items-api-prod-vps-app-")
+
+
+def test_resources_are_listed_in_the_same_tree_order_whatever_order_they_registered_in() -> None:
+    import random
+    from types import SimpleNamespace
+
+    stack = "urn:stack"
+    made = [
+        SimpleNamespace(urn="c", type="t:comp", name="svc", parent=stack),
+        SimpleNamespace(urn="c/b", type="aws:b", name="x", parent="c"),
+        SimpleNamespace(urn="c/a2", type="aws:a", name="y", parent="c"),
+        SimpleNamespace(urn="c/a1", type="aws:a", name="x", parent="c"),
+        SimpleNamespace(urn="c/a1/k", type="aws:k", name="k", parent="c/a1"),
+        SimpleNamespace(urn="img", type="docker:image", name="img", parent=stack),
+    ]
+    expected = ["img", "c", "c/a1", "c/a1/k", "c/a2", "c/b"]
+    rng = random.Random(5)
+    for _ in range(20):
+        shuffled = made[:]
+        rng.shuffle(shuffled)
+        assert [r.urn for r in plan_mod.tree_order(shuffled)] == expected
+
+
+def test_a_plan_lists_every_parent_before_its_children(plans: dict[str, plan_mod.StackPlan]) -> None:
+    for name, p in plans.items():
+        seen: set[str] = set()
+        urns = {r["urn"] for r in p.resources}
+        for r in p.resources:
+            assert r["parent"] not in urns or r["parent"] in seen, (name, r["urn"])
+            seen.add(r["urn"])
