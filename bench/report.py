@@ -107,7 +107,8 @@ def main() -> None:
             print(mode, json.dumps({k: v for k, v in o.items() if k != "timeline"}, indent=1))
     d = _load("plan")
     if d:
-        print(f"\n## plan ({d['samples']} samples; load avg {d['machine']['loadavg_at_start']} -> {d['loadavg_at_end']})\n")
+        load = f"load avg {d['machine']['loadavg_at_start']} -> {d['loadavg_at_end']}"
+        print(f"\n## plan ({d['samples']} samples; {load})\n")
         print(h.table(d["rows"], bench_plan.COLUMNS))
 
 

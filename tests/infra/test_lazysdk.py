@@ -92,7 +92,8 @@ def test_a_plan_touches_only_the_modules_it_uses_and_gets_the_sdks_own_classes()
         }))
         """
     )
-    assert probe["same_class"] and probe["same_args"]
+    assert probe["same_class"]
+    assert probe["same_args"]
     assert probe["outputs"] == "pulumi_aws.ec2.outputs"
     assert probe["dir_has_vpn"]  # every name the eager package has is still listed
     # The eager package imports ~180 modules; on demand it is the one used plus its shared types.
@@ -230,7 +231,8 @@ def test_a_generated_package_defers_its_star_imports_and_runs_the_rest(
         },
     )
     assert mod.REGISTERED == ["done"]  # the rest of the __init__ ran
-    assert "genpkg_ok.alpha" not in sys.modules and "genpkg_ok.beta" not in sys.modules
+    assert "genpkg_ok.alpha" not in sys.modules
+    assert "genpkg_ok.beta" not in sys.modules
     assert mod.Alpha.__module__ == "genpkg_ok.alpha"
     assert "genpkg_ok.beta" not in sys.modules  # only what was asked for
     assert mod.Shared.origin == "beta"  # the later star import wins, as it does eagerly
@@ -252,5 +254,7 @@ def test_a_package_not_in_the_generated_shape_is_imported_as_written(
         },
     )
     # Executed eagerly: both modules are loaded and every star-imported name is there.
-    assert "genpkg_odd.alpha" in sys.modules and "genpkg_odd.plain" in sys.modules
-    assert mod.helper() == 42 and mod.Alpha.__name__ == "Alpha"
+    assert "genpkg_odd.alpha" in sys.modules
+    assert "genpkg_odd.plain" in sys.modules
+    assert mod.helper() == 42
+    assert mod.Alpha.__name__ == "Alpha"
