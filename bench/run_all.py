@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/results/ (JSON, CSV, PNG). Not a test: it prints numbers.
 
-    uv run python -m bench.run_all            # full suite, ~10-15 min on a 2-core box
+    uv run python -m bench.run_all            # full suite, ~15-20 min on a 2-core box
     uv run python -m bench.run_all --quick    # smoke run, ~4 min: shorter points, fewer samples
     uv run python -m bench.run_all --only workers faults
 
