@@ -83,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.resources = resources
     app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(health.metrics_router)
     app.include_router(auth.router)
     app.include_router(items.router)
     app.add_exception_handler(sa_exc.OperationalError, _db_unavailable)

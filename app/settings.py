@@ -101,6 +101,11 @@ class Settings(BaseSettings):
 
     login_rate_limit: str = "5/minute"
 
+    # /metrics on the app's port. Off where nothing can scrape it privately (Lambda, Cloud Run): there it
+    # would only publish request counts and route names to the internet. ECS and the VPS keep it on for
+    # in-network scrapers and block the path at the load balancer / Caddy instead.
+    metrics_enabled: bool = True
+
     sentry_dsn: SecretStr | None = None
     sentry_traces_sample_rate: float = Field(0.1, ge=0.0, le=1.0)
 

@@ -8,7 +8,7 @@ checks a params dict against an operation's input shape offline, the same check 
 Public names: ``validate(("ecs", "RegisterTaskDefinition"), params)``, ``ApiValidationError``,
 ``input_members(op)``, and renderers from recorded Pulumi inputs to API params:
 ``ecs_register_task_definition_params``, ``ecs_create_service_params``, ``elbv2_create_target_group_params``,
-``elbv2_target_group_attributes``, ``ecr_create_repository_params``.
+``elbv2_target_group_attributes``, ``elbv2_create_rule_params``, ``ecr_create_repository_params``.
 """
 
 from __future__ import annotations
@@ -185,6 +185,44 @@ def elbv2_target_group_attributes(inputs: Mapping[str, Any], arn: str) -> dict[s
         delay = int(delay) if isinstance(delay, float) and delay.is_integer() else delay
         attrs.append({"Key": "deregistration_delay.timeout_seconds", "Value": str(delay)})
     return {"TargetGroupArn": arn, "Attributes": attrs}
+
+
+def elbv2_create_rule_params(inputs: Mapping[str, Any], listener_arn: str) -> dict[str, Any]:
+    """Recorded ``aws:lb/listenerRule:ListenerRule`` inputs (path-pattern / fixed-response rules) ->
+    ``CreateRule`` params."""
+    conditions = []
+    for c in inputs.get("conditions") or []:
+        if c.get("pathPattern"):
+            conditions.append(
+                {"Field": "path-pattern", "PathPatternConfig": {"Values": c["pathPattern"]["values"]}}
+            )
+        else:
+            raise ValueError(f"condition not mapped to CreateRule here: {sorted(c)}")
+    actions = []
+    for order, a in enumerate(inputs.get("actions") or [], start=1):
+        action: dict[str, Any] = {"Type": a["type"], "Order": order}
+        if a.get("fixedResponse"):
+            fr = a["fixedResponse"]
+            action["FixedResponseConfig"] = {
+                k: v
+                for k, v in {
+                    "StatusCode": fr.get("statusCode"),
+                    "ContentType": fr.get("contentType"),
+                    "MessageBody": fr.get("messageBody"),
+                }.items()
+                if v is not None
+            }
+        elif a.get("targetGroupArn"):
+            action["TargetGroupArn"] = a["targetGroupArn"]
+        actions.append(action)
+    params: dict[str, Any] = {
+        "ListenerArn": listener_arn,
+        "Priority": inputs.get("priority"),
+        "Conditions": conditions,
+        "Actions": actions,
+        "Tags": _tags(inputs.get("tags"), "Key", "Value"),
+    }
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def ecr_create_repository_params(inputs: Mapping[str, Any], name: str) -> dict[str, Any]:

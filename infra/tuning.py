@@ -105,6 +105,15 @@ FORWARDED_ALLOW_IPS: dict[str, str] = {
     # Lambda: no proxy in front of a socket; Mangum takes the client address from the event.
 }
 
+# --- /metrics exposure (METRICS_ENABLED) -----------------------------------------------------------------
+# Where a scraper can reach the container privately (ECS task IPs in the VPC, the VPS's Docker network)
+# /metrics stays on and the public path is blocked at the proxy (an ALB listener rule, a Caddy `respond`).
+# Where it cannot (Cloud Run and Lambda: every request arrives from the internet through the platform's
+# front end, and per-instance counters are useless to an external scraper anyway) the endpoint is removed,
+# unless the stack sets METRICS_ENABLED itself in app.env (a deliberate choice, e.g. a collector sidecar).
+METRICS_PRIVATELY_SCRAPABLE = {"ecs": True, "vps": True, "cloudrun": False, "lambda": False}
+METRICS_PATHS = ("/metrics", "/metrics/*")
+
 # Replicas that may run at once during a deployment, relative to scaling.max.
 DEPLOY_SURGE = {"ecs": 2.0, "cloudrun": 2.0, "lambda": 1.0, "vps": 2.0}
 # ECS deployment maximumPercent / minimumHealthyPercent used by the ECS target (surge above matches).
@@ -561,6 +570,8 @@ def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[s
     if cfg.database.migrate_mode(cfg.target) == "on_start":
         env["MIGRATE_ON_START"] = "true"
         env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
+    if not METRICS_PRIVATELY_SCRAPABLE[cfg.target]:
+        env.setdefault("METRICS_ENABLED", "false")  # the user's explicit app.env value stays
     return dict(sorted(env.items()))
 
 

@@ -14,6 +14,8 @@ from sqlalchemy import text
 from app.observability import metrics_payload
 
 router = APIRouter(tags=["ops"])
+#: /metrics, included only when METRICS_ENABLED (app.main).
+metrics_router = APIRouter(tags=["ops"])
 log = logging.getLogger("app.ready")
 
 
@@ -83,7 +85,12 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+@metrics_router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    # For in-network scrapers only. The ALB, Caddy and Google's front end all add X-Forwarded-For, so a
+    # request that came through any of them gets a 404 here even if the edge rule that blocks /metrics
+    # missed it (a percent-encoded path, a listener added later). Scrapers reach the app directly.
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
     payload, content_type = metrics_payload()
     return Response(payload, media_type=content_type)

@@ -26,7 +26,7 @@ import pulumi_aws as aws
 from infra import secrets as secrets_mod
 from infra.config import EcsConfig, ExistingVpc, NewVpc
 from infra.targets import DeployContext
-from infra.tuning import RuntimeTuning, container_environment
+from infra.tuning import METRICS_PATHS, RuntimeTuning, container_environment
 
 CONTAINER_NAME = "app"
 #: Numeric uid:gid so "non-root" holds whatever USER the image declares (files only need to be readable).
@@ -414,6 +414,30 @@ class FargateService(pulumi.ComponentResource):
                     opts=lb_child,
                 )
             )
+
+        # /metrics is for scrapers inside the VPC (they reach tasks on their private IPs); from the
+        # internet the ALB answers 404 itself. The app also refuses /metrics to anything carrying
+        # X-Forwarded-For, so an encoded path that slipped past this rule still gets nothing.
+        self.metrics_block = aws.lb.ListenerRule(
+            f"{name}-block-metrics",
+            listener_arn=listeners[0].arn,
+            priority=1,
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(METRICS_PATHS))
+                )
+            ],
+            actions=[
+                aws.lb.ListenerRuleActionArgs(
+                    type="fixed-response",
+                    fixed_response=aws.lb.ListenerRuleActionFixedResponseArgs(
+                        content_type="text/plain", message_body="Not Found", status_code="404"
+                    ),
+                )
+            ],
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=listeners[0]),
+        )
 
         # --------------------------------------------------------------------- cluster, logs, IAM
         self.cluster = aws.ecs.Cluster(

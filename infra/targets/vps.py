@@ -53,7 +53,7 @@ from infra.config import StackConfigType, VpsConfig
 from infra.image import ImageResult
 from infra.secrets import SecretRef
 from infra.targets import DeployContext
-from infra.tuning import RuntimeTuning, container_environment
+from infra.tuning import METRICS_PATHS, RuntimeTuning, container_environment
 
 COMPONENT_TYPE = "fastapi-deploy:vps:VpsService"
 
@@ -134,6 +134,9 @@ def render_caddyfile(domain: str, port: int, upstream_keepalive_s: int, acme_ema
             "",
             f"{domain} {{",
             "\tencode zstd gzip",
+            "\t# /metrics is for scrapers on the Docker network; from the internet Caddy answers 404 itself",
+            f"\t@metrics path {' '.join(METRICS_PATHS)}",
+            "\trespond @metrics 404",
             "\treverse_proxy {",
             "\t\t# every container with the alias; both old and new during a redeploy",
             "\t\tdynamic a {",

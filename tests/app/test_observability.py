@@ -110,3 +110,30 @@ def test_sentry_only_with_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     init_sentry(s2)
     assert calls[1]["traces_sample_rate"] == 0.5
+
+
+async def test_metrics_can_be_switched_off(settings: Settings) -> None:
+    # Lambda and Cloud Run have no private path a scraper could use: there /metrics must not exist.
+    app = create_app(settings.model_copy(update={"metrics_enabled": False}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.get("/health")
+        assert (await c.get("/metrics")).status_code == 404
+        assert (await c.get("/health")).status_code == 200
+    await app.state.resources.close()
+
+
+def test_metrics_enabled_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METRICS_ENABLED", raising=False)
+    assert load_settings(database_url=PG, redis_url=RD).metrics_enabled is True
+    monkeypatch.setenv("METRICS_ENABLED", "false")
+    assert load_settings(database_url=PG, redis_url=RD).metrics_enabled is False
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded"])
+async def test_metrics_are_not_served_through_a_proxy(client: httpx.AsyncClient, header: str) -> None:
+    # The ALB, Caddy and Google's front end add X-Forwarded-For; an in-network scraper does not.
+    assert (await client.get("/metrics")).status_code == 200
+    value = "for=203.0.113.7" if header == "Forwarded" else "203.0.113.7"
+    proxied = await client.get("/metrics", headers={header: value})
+    assert proxied.status_code == 404
+    assert "http_requests_total" not in proxied.text

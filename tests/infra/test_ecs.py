@@ -190,6 +190,25 @@ def test_alb_serves_https_with_a_modern_policy_and_redirects_http(prod: ProgramR
     assert alb["enableDeletionProtection"] is True
 
 
+def test_the_alb_answers_metrics_itself_and_never_forwards_it(
+    prod: ProgramResult, staging: ProgramResult
+) -> None:
+    for result, port in ((prod, 443), (staging, 80)):  # the listener that forwards to the app
+        (rule,) = result.by_type("aws:lb/listenerRule:ListenerRule")
+        listener = next(r for r in result.by_type("aws:lb/listener:Listener") if r.inputs["port"] == port)
+        assert rule.inputs["listenerArn"] == listener.outputs["arn"]
+        assert rule.parent == listener.urn
+        assert rule.inputs["priority"] == 1  # before anything else a later rule might add
+        (cond,) = rule.inputs["conditions"]
+        assert cond["pathPattern"]["values"] == ["/metrics", "/metrics/*"]
+        (action,) = rule.inputs["actions"]
+        assert action["type"] == "fixed-response"
+        assert action["fixedResponse"]["statusCode"] == "404"
+        params = apimodels.elbv2_create_rule_params(rule.inputs, listener.outputs["arn"])
+        apimodels.validate(("elbv2", "CreateRule"), params)
+        assert "fixed-response" in apimodels.enum_values(("elbv2", "CreateRule"), "Actions.Type")
+
+
 def test_target_group_checks_liveness_with_short_drain(prod: ProgramResult) -> None:
     tg = prod.one(TG).inputs
     assert tg["targetType"] == "ip"

@@ -5,6 +5,7 @@ timeout chain, and refusals that name the config keys to change."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -226,3 +227,28 @@ def test_cloudrun_gets_its_concurrency_hint() -> None:
     assert t.workers == 2
     assert t.container_concurrency == 40
     assert t.as_dict()["env"]["WEB_CONCURRENCY"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("stack", "expected"),
+    [
+        ("prod-ecs", None),  # on: scraped on the task's private IP, blocked at the ALB
+        ("prod-vps", None),  # on: scraped on the Docker network, blocked by Caddy
+        ("prod-cloudrun", "false"),
+        ("prod-lambda", "false"),
+    ],
+)
+def test_metrics_are_switched_off_where_no_private_scraper_can_reach_them(
+    stack: str, expected: str | None
+) -> None:
+    from infra.config import CONFIG_KEY, stack_file_config
+
+    raw = stack_file_config(Path(__file__).resolve().parents[2] / "stacks" / f"Pulumi.{stack}.yaml")
+    app = dict(raw[CONFIG_KEY])
+    app.pop("env", None)
+    providers = {k: v for k, v in raw.items() if k != CONFIG_KEY}
+    cfg = parse(app, stack=stack, providers=providers)
+    assert container_environment(cfg, for_platform(cfg)).get("METRICS_ENABLED") == expected
+    # An explicit choice in app.env is kept (e.g. a collector sidecar that scrapes localhost).
+    cfg = parse({**app, "env": {"METRICS_ENABLED": "true"}}, stack=stack, providers=providers)
+    assert container_environment(cfg, for_platform(cfg))["METRICS_ENABLED"] == "true"

@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -289,6 +290,51 @@ def test_caddy_terminates_tls_and_is_the_only_public_container(prod: ProgramResu
     assert f"name {vps.APP_ALIAS}" in text
     assert "port 8000" in text
     assert {v["containerPath"] for v in caddy["volumes"]} == {"/data", "/config"}  # certificates persist
+
+
+def _caddy() -> str:
+    found = shutil.which("caddy")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("caddy is not installed (.ci/run installs the Debian package)")
+        pytest.skip("caddy is not installed (apt-get install caddy)")
+    return found
+
+
+def test_caddyfile_is_accepted_by_caddy_and_answers_metrics_itself(
+    prod: ProgramResult, tmp_path: Path
+) -> None:
+    # The real Caddy (Debian's 2.6) parses and provisions the generated file: syntax, directive names,
+    # the dynamic upstream module and the TLS automation. Offline; nothing listens.
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(containers(prod)["caddy"]["uploads"][0]["content"])
+    out = subprocess.run(
+        [_caddy(), "adapt", "--config", str(caddyfile), "--adapter", "caddyfile", "--validate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "HOME": str(tmp_path),
+            "XDG_DATA_HOME": str(tmp_path),
+            "XDG_CONFIG_HOME": str(tmp_path),
+        },
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    config = json.loads(out.stdout.splitlines()[0])
+    assert config["admin"] == {"disabled": True}
+    (site,) = config["apps"]["http"]["servers"]["srv0"]["routes"]
+    assert site["match"] == [{"host": [prod.outputs["url"].removeprefix("https://").rstrip("/")]}]
+    routes = site["handle"][0]["routes"]
+    handlers = [route["handle"][0]["handler"] for route in routes]
+    # /metrics gets Caddy's own 404 BEFORE anything is proxied to the app.
+    blocked = handlers.index("static_response")
+    assert routes[blocked]["match"] == [{"path": ["/metrics", "/metrics/*"]}]
+    assert routes[blocked]["handle"][0]["status_code"] == 404
+    proxy = handlers.index("reverse_proxy")
+    assert blocked < proxy
+    assert routes[proxy]["handle"][0]["dynamic_upstreams"]["name"] == "app"
 
 
 def test_proxy_keepalive_is_below_the_servers(prod: ProgramResult) -> None:
