@@ -415,9 +415,9 @@ class FargateService(pulumi.ComponentResource):
                 )
             )
 
-        # /metrics is for scrapers inside the VPC (they reach tasks on their private IPs); from the
-        # internet the ALB answers 404 itself. The app also refuses /metrics to anything carrying
-        # X-Forwarded-For, so an encoded path that slipped past this rule still gets nothing.
+        # /metrics is for a collector sidecar on localhost (or a scraper the task security group is opened
+        # to); from the internet the ALB answers 404 itself. The app also refuses /metrics to anything
+        # carrying X-Forwarded-For, so an encoded path that slipped past this rule still gets nothing.
         self.metrics_block = aws.lb.ListenerRule(
             f"{name}-block-metrics",
             listener_arn=listeners[0].arn,
