@@ -43,6 +43,29 @@ def stack_config(stack: str) -> dict[str, Any]:
     return copy.deepcopy(doc["config"])
 
 
+#: Keys an edit replaces whole instead of merging into (a partial secrets/env/image map is its own value).
+REPLACED_WHOLE = ("secrets", "env", "image")
+
+
+def edited_config(stack: str | Path, **app_changes: Any) -> dict[str, Any]:
+    """A stack file's raw ``config:`` mapping with its ``fastapi-deploy:app`` object edited.
+
+    ``stack`` is a stack name or a stack file. A dict value is merged into the existing sub-object
+    (except :data:`REPLACED_WHOLE`), ``None`` removes the key, anything else replaces it.
+    """
+    path = stack if isinstance(stack, Path) else STACKS / f"Pulumi.{stack}.yaml"
+    raw = copy.deepcopy(yaml.safe_load(path.read_text())["config"])
+    app = raw["fastapi-deploy:app"]
+    for key, value in app_changes.items():
+        if isinstance(value, dict) and isinstance(app.get(key), dict) and key not in REPLACED_WHOLE:
+            app[key] = {**app[key], **value}
+        elif value is None:
+            app.pop(key, None)
+        else:
+            app[key] = value
+    return raw
+
+
 @pytest.fixture(scope="session")
 def run_stack() -> Callable[..., ProgramResult]:
     """Run the program for a stack file, optionally with edits to its ``fastapi-deploy:app`` object."""

@@ -6,7 +6,6 @@ misspelt or unknown field fails here instead of at deploy time.
 
 from __future__ import annotations
 
-import copy
 import json
 import warnings
 from pathlib import Path
@@ -21,6 +20,7 @@ from infra.config import CloudRunConfig, ConfigError
 from infra.mocks import ProgramResult, RecordingMocks, run_program
 from infra.targets import cloudrun as cr
 from infra.tuning import TuningError, for_platform
+from tests.infra.conftest import edited_config
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -51,17 +51,7 @@ class Mocks(RecordingMocks):
 
 
 def raw_config(path: Path = PROD, **app_changes: Any) -> dict[str, Any]:
-    raw = config_mod.stack_file_config(path)
-    app = copy.deepcopy(raw[config_mod.CONFIG_KEY])
-    for key, value in app_changes.items():
-        if isinstance(value, dict) and isinstance(app.get(key), dict) and key not in ("secrets", "env"):
-            app[key] = {**app[key], **value}
-        elif value is None:
-            app.pop(key, None)
-        else:
-            app[key] = value
-    raw[config_mod.CONFIG_KEY] = app
-    return raw
+    return edited_config(path, **app_changes)
 
 
 def run(path: Path = PROD, **app_changes: Any) -> ProgramResult:
@@ -174,23 +164,13 @@ def test_one_grant_per_secret_even_when_two_vars_share_it() -> None:
     assert len(result.by_type("gcp:secretmanager/secretIamMember:SecretIamMember")) == 1
 
 
-def test_service_waits_for_its_secret_grants(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_waits_for_its_secret_grants(prod: ProgramResult) -> None:
     """The first revision must not start before its identity can read the secrets it mounts."""
-    from infra import mocks as mocks_mod
-
-    deps: dict[str, set[str]] = {}
-    original = mocks_mod._RecordingMonitor.RegisterResource
-
-    def spy(self: Any, request: Any) -> Any:
-        deps[request.name] = set(request.dependencies)
-        return original(self, request)
-
-    monkeypatch.setattr(mocks_mod._RecordingMonitor, "RegisterResource", spy)
-    result = run()
-    grants = {r.urn for r in result.by_type("gcp:secretmanager/secretIamMember:SecretIamMember")}
-    grants |= {r.urn for r in result.by_type("gcp:projects/iAMMember:IAMMember")}
+    grants = {r.urn for r in prod.by_type("gcp:secretmanager/secretIamMember:SecretIamMember")}
+    grants |= {r.urn for r in prod.by_type("gcp:projects/iAMMember:IAMMember")}
     assert len(grants) == 5
-    assert grants <= deps[f"{COMPONENT}-service"]
+    # the engine's dependency list of the service's registration
+    assert grants <= set(prod.one(SERVICE).dependencies)
 
 
 def test_no_public_invoker_unless_configured(prod: ProgramResult, staging: ProgramResult) -> None:

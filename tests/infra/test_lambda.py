@@ -6,7 +6,6 @@ registered resource is recorded with the inputs the engine would receive.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from infra.config import ConfigError, LambdaConfig
 from infra.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program
 from infra.targets import lambda_ as lam
 from infra.tuning import TuningError, for_platform
+from tests.infra.conftest import edited_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "stacks" / "Pulumi.prod-lambda.yaml"
@@ -49,17 +49,7 @@ class Mocks(RecordingMocks):
 
 
 def raw_config(**app_changes: Any) -> dict[str, Any]:
-    raw = config_mod.stack_file_config(STACK)
-    app = copy.deepcopy(raw[config_mod.CONFIG_KEY])
-    for key, value in app_changes.items():
-        if isinstance(value, dict) and isinstance(app.get(key), dict) and key not in ("secrets", "env"):
-            app[key] = {**app[key], **value}
-        elif value is None:
-            app.pop(key, None)
-        else:
-            app[key] = value
-    raw[config_mod.CONFIG_KEY] = app
-    return raw
+    return edited_config(STACK, **app_changes)
 
 
 def run(**app_changes: Any) -> ProgramResult:
@@ -323,25 +313,15 @@ def test_vpc_attachment_is_scoped_to_the_configured_subnets(prod: ProgramResult)
 
 
 # ---------------------------------------------------------------------------------- logs and front
-def test_function_waits_for_its_policies(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_function_waits_for_its_policies(prod: ProgramResult) -> None:
     """The first cold start must be able to log and read its secrets."""
-    from infra import mocks as mocks_mod
-
-    deps: dict[str, set[str]] = {}
-    original = mocks_mod._RecordingMonitor.RegisterResource
-
-    def spy(self: Any, request: Any) -> Any:
-        deps[request.name] = set(request.dependencies)
-        return original(self, request)
-
-    monkeypatch.setattr(mocks_mod._RecordingMonitor, "RegisterResource", spy)
-    result = run()
-    needed = {r.urn for r in result.by_type("aws:iam/rolePolicy:RolePolicy")}
+    needed = {r.urn for r in prod.by_type("aws:iam/rolePolicy:RolePolicy")}
     needed |= {
-        r.urn for r in result.by_type("aws:cloudwatch/logGroup:LogGroup") if r.name == f"{COMPONENT}-logs"
+        r.urn for r in prod.by_type("aws:cloudwatch/logGroup:LogGroup") if r.name == f"{COMPONENT}-logs"
     }
     assert len(needed) == 4
-    assert needed <= deps[f"{COMPONENT}-function"]
+    # the engine's dependency list of the function's registration
+    assert needed <= set(prod.one("aws:lambda/function:Function").dependencies)
 
 
 def test_log_group_with_retention_is_the_functions(prod: ProgramResult) -> None:

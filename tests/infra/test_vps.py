@@ -4,7 +4,6 @@ parts of the zero-downtime redeploy that a mock run can prove (see docs/targets.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ from infra.config import ConfigError, VpsConfig
 from infra.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program, unwrap
 from infra.targets import vps
 from infra.tuning import TuningError, for_platform
+from tests.infra.conftest import edited_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "stacks" / "Pulumi.prod-vps.yaml"
@@ -74,21 +74,7 @@ class Mocks(RecordingMocks):
 
 
 def raw_config(**app_changes: Any) -> dict[str, Any]:
-    raw = config_mod.stack_file_config(STACK)
-    app = copy.deepcopy(raw[config_mod.CONFIG_KEY])
-    for key, value in app_changes.items():
-        if (
-            isinstance(value, dict)
-            and isinstance(app.get(key), dict)
-            and key not in ("secrets", "env", "image")
-        ):
-            app[key] = {**app[key], **value}
-        elif value is None:
-            app.pop(key, None)
-        else:
-            app[key] = value
-    raw[config_mod.CONFIG_KEY] = app
-    return raw
+    return edited_config(STACK, **app_changes)
 
 
 def run(raw: dict[str, Any] | None = None, **app_changes: Any) -> ProgramResult:
