@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -22,7 +20,47 @@ from app.ratelimit import RateLimiter
 from app.routes import auth, health, items
 from app.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 log = logging.getLogger("app")
+
+
+class LazyRedis:
+    """The Redis client, created - and redis-py imported - on first use.
+
+    Only login (rate limit) and /ready touch Redis. Importing redis-py costs ~0.1-0.2 s of CPU, which a
+    Lambda cold start serving anything else should not pay (BENCHMARKS.md, cold start).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Redis | None = None
+
+    def __call__(self) -> Redis:
+        if self._client is None:
+            from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            self._client = Redis.from_url(
+                self._settings.redis_url.get_secret_value(),
+                socket_timeout=self._settings.redis_socket_timeout,
+                socket_connect_timeout=self._settings.redis_socket_timeout,
+                # redis-py's default retries 3x with backoff: a dead Redis would add ~1 s to every login.
+                # One immediate retry (connection errors only, not timeouts) replaces a connection the
+                # server or a frozen Lambda environment dropped while idle.
+                retry=Retry(NoBackoff(), 1),
+            )
+        return self._client
+
+    @property
+    def created(self) -> bool:
+        return self._client is not None
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
 
 @dataclass
@@ -31,27 +69,23 @@ class Resources:
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    redis: Redis
     login_limiter: RateLimiter
+    lazy_redis: LazyRedis = field(repr=False)
+
+    @property
+    def redis(self) -> Redis:
+        return self.lazy_redis()
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:
         engine = create_engine(settings)
-        redis = Redis.from_url(
-            settings.redis_url.get_secret_value(),
-            socket_timeout=settings.redis_socket_timeout,
-            socket_connect_timeout=settings.redis_socket_timeout,
-            # redis-py's default retries 3x with backoff: a dead Redis would add ~1 s to every login. One
-            # immediate retry (connection errors only, not timeouts) replaces a connection the server or a
-            # frozen Lambda environment dropped while idle.
-            retry=Retry(NoBackoff(), 1),
-        )
+        redis = LazyRedis(settings)
         limit, window = settings.login_rate
-        return cls(engine, create_sessionmaker(engine), redis, RateLimiter(redis, limit, window))
+        return cls(engine, create_sessionmaker(engine), RateLimiter(redis, limit, window), redis)
 
     async def close(self) -> None:
         await self.engine.dispose()
-        await self.redis.aclose()
+        await self.lazy_redis.aclose()
 
 
 async def _db_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -11,10 +11,13 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
 
 log = logging.getLogger("app.ratelimit")
 
@@ -70,17 +73,23 @@ class _LocalWindows:
 class RateLimiter:
     """`hit(keys)` counts one attempt against every key; refused if any key is over the limit."""
 
-    def __init__(self, redis: Redis | None, limit: int, window_s: int, prefix: str = "rl") -> None:
-        self.redis = redis
+    def __init__(
+        self, redis: Callable[[], Redis] | None, limit: int, window_s: int, prefix: str = "rl"
+    ) -> None:
+        """``redis`` returns the client; it is called on the first hit, so redis-py is imported only
+        when something is actually rate limited. None: per-process limits only."""
+        self._redis = redis
         self.limit = limit
         self.window_s = window_s
         self.prefix = prefix
         self._local = _LocalWindows()
         self._redis_down_until = 0.0
-        self._script = redis.register_script(_LUA_HIT) if redis is not None else None
+        self._script: AsyncScript | None = None
 
     async def _hit_redis(self, keys: list[str]) -> list[tuple[int, float]]:
-        assert self._script is not None
+        assert self._redis is not None
+        if self._script is None:
+            self._script = self._redis().register_script(_LUA_HIT)
         flat = await self._script(keys=keys, args=[self.window_s * 1000])
         return [(int(flat[i]), int(flat[i + 1]) / 1000) for i in range(0, len(flat), 2)]
 
@@ -88,8 +97,10 @@ class RateLimiter:
         now = time.monotonic()
         full = [f"{self.prefix}:{k}" for k in keys]
         results: list[tuple[int, float]] = []
-        degraded = self._script is None or now < self._redis_down_until
+        degraded = self._redis is None or now < self._redis_down_until
         if not degraded:
+            from redis.exceptions import RedisError  # loaded with the client by now
+
             try:
                 results = await self._hit_redis(full)
             except (RedisError, OSError, TimeoutError) as exc:

@@ -191,14 +191,14 @@ async def test_password_hashing_does_not_block_other_requests(
     from app import security
 
     started, release = threading.Event(), threading.Event()
-    real_verify = security._hasher.verify
+    real_verify = security._hasher().verify
 
     def slow_verify(password: str, hashed: str) -> bool:
         started.set()
         release.wait(10)  # blocks whatever thread runs it
         return real_verify(password, hashed)
 
-    monkeypatch.setattr(security._hasher, "verify", slow_verify)
+    monkeypatch.setattr(security._hasher(), "verify", slow_verify)
     login = asyncio.create_task(_login(client, "alice"))
     try:
         for _ in range(200):
@@ -219,7 +219,7 @@ def test_dummy_hash_costs_what_a_real_hash_costs() -> None:
     # the hasher's (a pwdlib upgrade, a tuned cost), "unknown user" would answer faster than "wrong password".
     from app import security
 
-    (hasher,) = security._hasher.hashers
+    (hasher,) = security._hasher().hashers
     assert hasher.identify(security._DUMMY_HASH)
     assert not hasher.check_needs_rehash(security._DUMMY_HASH)
     assert security._DUMMY_HASH.split("$")[3] == security.hash_password("x").split("$")[3]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -23,6 +24,7 @@ from tests.app.lambda_events import KINDS
 
 REGION = "eu-west-1"
 JWT = "lambda-jwt-key-" + "x" * 40
+ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = SimpleNamespace(
     function_name="app",
     aws_request_id="0f5d2c1e-1111-2222-3333-444455556666",
@@ -79,6 +81,34 @@ def test_server_modes_do_not_import_boto3() -> None:
     code = "import sys, app.main, app.gunicorn_conf; print('boto3' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_cold_start_serving_health_imports_neither_redis_nor_the_auth_libraries() -> None:
+    # redis-py, pwdlib/argon2 and PyJWT are imported on first use (login, /ready, a bearer token): a cold
+    # start serving anything else does not pay for them (BENCHMARKS.md, cold start).
+    code = """
+import json, sys
+from types import SimpleNamespace
+from tests.app.lambda_events import http_api_v2
+import app.lambda_handler as lh
+ctx = SimpleNamespace(function_name="f", aws_request_id="r", get_remaining_time_in_millis=lambda: 10000)
+resp = lh.handler(http_api_v2("GET", "/health"), ctx)
+heavy = ("redis", "pwdlib", "argon2", "jwt", "boto3", "sentry_sdk")
+print(json.dumps({"status": resp["statusCode"], "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "APP_ENV": "production",
+        "DATABASE_URL": "postgresql+asyncpg://u:p@127.0.0.1:9/x",  # never connected for /health
+        "REDIS_URL": "redis://127.0.0.1:9/0",
+        "JWT_SECRET_KEY": "s3cr3t-" * 6,
+        "PYTHONPATH": str(ROOT),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"status": 200, "loaded": []}
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from devenv.run import dockerfile_cmd
 from devenv.services import PostgresInstance, RedisInstance, free_port, postgres
 from tests.app.conftest import ROOT
-from tests.app.servers import fresh_get, gunicorn
+from tests.app.servers import VENV_BIN, fresh_get, gunicorn
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ async def test_without_migrate_on_start_nothing_is_migrated(
 def test_gunicorn_exits_non_zero_when_migration_fails(redis_server: RedisInstance) -> None:
     """The release gate: no workers, no /health, a non-zero exit the platform sees."""
     env = {
-        "PATH": os.environ["PATH"],
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",  # the image's CMD is a bare `gunicorn`
         "PORT": str(free_port()),
         "DATABASE_URL": f"postgresql+asyncpg://app:s3cr3t-Pa55word@127.0.0.1:{free_port()}/app",
         "REDIS_URL": redis_server.url,
