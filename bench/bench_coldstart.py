@@ -176,6 +176,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             "lazy (as shipped)": ([], False),
             "eager (module-level imports)": (lazily_skipped, False),
             "lazy + secret refs (boto3 clients)": ([], True),
+            # what the service did before redis-py, pwdlib/argon2 and PyJWT moved to first use
+            "redis + auth libs at import (before)": (["redis.asyncio", "pwdlib", "argon2", "jwt"], False),
         }
         res: dict[str, list[dict[str, Any]]] = {k: [] for k in variants}
         for _ in range(samples):  # interleaved so machine noise hits every variant alike
