@@ -34,6 +34,7 @@ ECS_SERVICE = "aws:ecs/service:Service"
 LB = "aws:lb/loadBalancer:LoadBalancer"
 LB_LISTENER = "aws:lb/listener:Listener"
 LB_TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+LB_LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 AUTOSCALING_TARGET = "aws:appautoscaling/target:Target"
 IAM_POLICY = "aws:iam/policy:Policy"
 IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -897,6 +898,79 @@ def check_proxy_headers_trusted(resources: Sequence[Resource]) -> list[tuple[str
     return findings
 
 
+#: How pydantic reads METRICS_ENABLED=false (the app's setting is a bool).
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _metrics_enabled(env: Mapping[str, str]) -> bool:
+    return str(env.get("METRICS_ENABLED", "true")).strip().lower() not in _FALSE
+
+
+def _alb_blocks_metrics(resources: Sequence[Resource]) -> bool:
+    """A listener rule answers /metrics itself (fixed response / redirect), never forwarding it."""
+    for rule in _by_type(resources, LB_LISTENER_RULE):
+        paths = {
+            str(value)
+            for cond in _list(rule.inputs.get("conditions"))
+            if isinstance(cond, Mapping)
+            for value in _list((cond.get("pathPattern") or {}).get("values"))
+        }
+        actions = [a for a in _list(rule.inputs.get("actions")) if isinstance(a, Mapping)]
+        if "/metrics" in paths and actions and all(a.get("type") != "forward" for a in actions):
+            return True
+    return False
+
+
+def _caddy_blocks_metrics(resources: Sequence[Resource]) -> bool:
+    """A Caddyfile uploaded to a container answers /metrics with `respond ... 404` before proxying."""
+    for docker in _by_type(resources, DOCKER_CONTAINER):
+        for upload in _list(docker.inputs.get("uploads")):
+            content = str((upload or {}).get("content") or "") if isinstance(upload, Mapping) else ""
+            if "reverse_proxy" not in content:
+                continue
+            head = content.split("reverse_proxy", 1)[0]
+            if "/metrics" in head and re.search(r"^\s*respond\s+\S+\s+404\b", head, re.MULTILINE):
+                return True
+    return False
+
+
+def check_metrics_not_public(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """/metrics (request counts, route names) is not served to the internet.
+
+    ECS: an ALB listener rule answers it; VPS: Caddy answers it; Cloud Run and Lambda, which have no
+    private path an in-network scraper could use, switch it off (METRICS_ENABLED=false).
+    """
+    findings: list[tuple[str | None, str]] = []
+    for rt in app_runtimes(resources):
+        if not _metrics_enabled(rt.env):
+            continue
+        if rt.platform == "ecs" and rt.lb_idle_timeout_s is not None and not _alb_blocks_metrics(resources):
+            findings.append(
+                (
+                    rt.urn,
+                    "ecs: /metrics is forwarded by the ALB to the internet; add a listener rule answering "
+                    "/metrics with a fixed 404 (scrape tasks from a sidecar) or METRICS_ENABLED=false",
+                )
+            )
+        elif rt.platform == "vps" and not _caddy_blocks_metrics(resources):
+            findings.append(
+                (
+                    rt.urn,
+                    "vps: the proxy serves /metrics to the internet; answer it in the Caddyfile "
+                    "(respond 404) and scrape the container on its Docker network, or METRICS_ENABLED=false",
+                )
+            )
+        elif rt.platform in ("cloudrun", "lambda"):
+            findings.append(
+                (
+                    rt.urn,
+                    f"{rt.platform}: /metrics is public (every request comes from the internet) and "
+                    "per-instance counters are useless to a scraper; set METRICS_ENABLED=false",
+                )
+            )
+    return findings
+
+
 RULES: tuple[Rule, ...] = (
     Rule("containers-non-root", "Containers run as an explicit non-root user", "mandatory", check_non_root),
     Rule("health-checks-present", "Every target has health checks", "mandatory", check_health_checks),
@@ -971,6 +1045,12 @@ RULES: tuple[Rule, ...] = (
         "Proxy headers trusted behind a load balancer",
         "advisory",
         stack=check_proxy_headers_trusted,
+    ),
+    Rule(
+        "metrics-not-public",
+        "/metrics is not served to the internet",
+        "advisory",
+        stack=check_metrics_not_public,
     ),
 )
 

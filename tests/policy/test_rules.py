@@ -412,6 +412,39 @@ def _env_task(**env: str) -> Resource:
     return with_env({**APP_ENV, **env})
 
 
+def metrics_rule(action: str = "fixed-response") -> Resource:
+    act: dict[str, Any] = {"type": action}
+    if action == "fixed-response":
+        act["fixedResponse"] = {"contentType": "text/plain", "statusCode": "404"}
+    else:
+        act["targetGroupArn"] = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/1"
+    return Resource(
+        type=rules.LB_LISTENER_RULE,
+        urn="urn:metrics-rule",
+        inputs={
+            "priority": 1,
+            "conditions": [{"pathPattern": {"values": ["/metrics", "/metrics/*"]}}],
+            "actions": [act],
+        },
+    )
+
+
+def caddy(block_metrics: bool = True) -> Resource:
+    from infra.targets.vps import render_caddyfile
+
+    text = render_caddyfile("api.example.com", 8000, 60, None)
+    if not block_metrics:
+        text = "\n".join(line for line in text.splitlines() if "metrics" not in line)
+    return Resource(
+        type=rules.DOCKER_CONTAINER,
+        urn="urn:caddy",
+        inputs={
+            "image": "caddy@sha256:" + "d" * 64,
+            "uploads": [{"file": "/etc/caddy/Caddyfile", "content": text}],
+        },
+    )
+
+
 STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
     ("keepalive-above-lb-idle", ecs_stack(), ecs_stack(_env_task(GUNICORN_KEEPALIVE="60"))),
     # Default ALB idle (60 s) applies when idleTimeout is not set; gunicorn's 2 s default is the classic 502.
@@ -512,6 +545,24 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
         "proxy-headers-trusted",
         [docker_container({**APP_ENV, "FORWARDED_ALLOW_IPS": "172.16.0.0/12"})],
         [docker_container()],
+    ),
+    # /metrics: answered by the ALB / Caddy, or switched off where nothing can scrape it privately.
+    ("metrics-not-public", [*ecs_stack(), metrics_rule()], ecs_stack()),
+    (
+        "metrics-not-public",
+        ecs_stack(_env_task(METRICS_ENABLED="false")),
+        [*ecs_stack(), metrics_rule("forward")],
+    ),
+    ("metrics-not-public", [docker_container(), caddy()], [docker_container(), caddy(block_metrics=False)]),
+    (
+        "metrics-not-public",
+        [cloud_run({**APP_ENV, "WEB_CONCURRENCY": "1", "METRICS_ENABLED": "false"})],
+        [cloud_run()],
+    ),
+    (
+        "metrics-not-public",
+        [lambda_function({"APP_ENV": "production", "WEB_CONCURRENCY": "1", "METRICS_ENABLED": "False"})],
+        [lambda_function()],
     ),
 ]
 
