@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.observability import metrics_payload
+from app.schema import schema_problem
 
 router = APIRouter(tags=["ops"])
 #: /metrics, included only when METRICS_ENABLED (app.main).
@@ -53,7 +54,8 @@ async def _check(name: str, probe: Callable[[], Awaitable[object]], limit_s: flo
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: PostgreSQL `SELECT 1` and Redis `PING`, concurrently, each under READY_CHECK_TIMEOUT.
+    """Readiness: PostgreSQL and Redis answer (concurrently, each under READY_CHECK_TIMEOUT), and the
+    database schema is one this release can serve (:mod:`app.schema`).
 
     A hung dependency (SIGSTOPped server, black-holed packets) must not hang the probe: the platform's own
     probe timeout would then mark the task unhealthy for the wrong reason and without saying which
@@ -61,10 +63,15 @@ async def ready(request: Request) -> JSONResponse:
     """
     res = request.app.state.resources
     timeout = request.app.state.settings.ready_check_timeout
+    db_versions: list[list[str] | None] = []
 
     async def pg() -> None:
         async with res.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            present = (await conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL"))).scalar()
+            rows = None
+            if present:
+                rows = list((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
+            db_versions.append(rows)
 
     async def redis() -> None:
         await res.redis.ping()
@@ -73,6 +80,11 @@ async def ready(request: Request) -> JSONResponse:
     results = await asyncio.gather(_check("postgres", pg, timeout), _check("redis", redis, timeout))
     checks = {name: ("ok" if err is None else err) for name, err in results}
     failed = [name for name, err in results if err is not None]
+    if db_versions:  # PostgreSQL answered: is its schema one this code can serve?
+        problem = schema_problem(db_versions[0])
+        checks["schema"] = problem or "ok"
+        if problem:
+            failed.append("schema")
     body = {
         "status": "ok" if not failed else "unavailable",
         "checks": checks,

@@ -49,7 +49,7 @@ async def _timed_get(client: httpx.AsyncClient, path: str) -> tuple[httpx.Respon
 async def test_ready_ok_when_dependencies_up(fclient: httpx.AsyncClient) -> None:
     r = await fclient.get("/ready")
     assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+    assert r.json()["checks"] == {"postgres": "ok", "redis": "ok", "schema": "ok"}
 
 
 async def test_health_needs_no_dependency() -> None:
@@ -168,3 +168,60 @@ async def test_exhausted_pool_fails_fast_with_503(pg: PostgresInstance, redis_se
             assert (await c.get("/api/items")).status_code == 200  # connection returned: serving again
     finally:
         await app.state.resources.close()
+
+
+# ------------------------------------------------------------------------------------------- schema
+async def _set_versions(pg: PostgresInstance, *versions: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(pg.dsn)
+    try:
+        await conn.execute("DELETE FROM alembic_version")
+        for v in versions:
+            await conn.execute("INSERT INTO alembic_version (version_num) VALUES ($1)", v)
+    finally:
+        await conn.close()
+
+
+async def test_ready_refuses_a_database_this_release_has_not_migrated(
+    fclient: httpx.AsyncClient, fault_pg: PostgresInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import schema
+
+    # This release's code knows 0001 and a newer 0002; the database is still at 0001 (migration forgotten).
+    newer = schema.Revisions(known=frozenset({"0001", "0002"}), heads=frozenset({"0002"}))
+    monkeypatch.setattr(schema, "code_revisions", lambda: newer)
+    r = await fclient.get("/ready")
+    assert r.status_code == 503
+    body = r.json()
+    assert body["failed"] == ["schema"]
+    assert body["checks"]["postgres"] == "ok"
+    assert body["checks"]["schema"] == (
+        "schema behind this release: database at 0001; this release needs 0002: run migrations"
+    )
+
+
+async def test_ready_accepts_a_database_a_newer_release_migrated_ahead(
+    fclient: httpx.AsyncClient, fault_pg: PostgresInstance
+) -> None:
+    # Expand/contract: during a rollout the old release keeps serving on the new schema.
+    await _set_versions(fault_pg, "0002_added_by_the_next_release")
+    try:
+        r = await fclient.get("/ready")
+        assert r.status_code == 200, r.text
+        assert r.json()["checks"]["schema"] == "ok"
+    finally:
+        await _set_versions(fault_pg, "0001")
+
+
+async def test_ready_refuses_a_database_that_was_never_migrated(redis_server: RedisInstance) -> None:
+    if redis_server.proc is None:
+        redis_server.start()
+    with postgres() as empty:  # no Alembic run: no alembic_version table
+        app = create_app(make_settings(empty.url, redis_server.url))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.get("/ready")
+        await app.state.resources.close()
+    assert r.status_code == 503
+    assert r.json()["failed"] == ["schema"]
+    assert r.json()["checks"]["schema"].startswith("database not migrated (no alembic_version table)")

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -678,6 +681,14 @@ def real_service() -> Iterator[tuple[str, Any]]:
     from devenv.services import free_port, postgres, redis
 
     with postgres() as pg, redis() as rd:
+        # migrated, as a release is before it serves (/ready refuses a database behind the code)
+        subprocess.run(
+            [sys.executable, "-m", "app.migrate"],
+            env={**os.environ, "DATABASE_URL": pg.url},
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         app = create_app(load_settings(database_url=pg.url, redis_url=rd.url, app_env="development"))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
