@@ -121,8 +121,17 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+        raw = v.get_secret_value()
+        if not raw.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        # The client is created on first use (app.main.LazyRedis), so a bad port must fail here, at start,
+        # not at the first login. Never echo the URL: it may carry a password.
+        from urllib.parse import urlsplit
+
+        try:
+            _ = urlsplit(raw).port  # raises on a non-numeric or out-of-range port
+        except ValueError:
+            raise ValueError("has an invalid port (expected redis://[:password@]host:PORT/DB)") from None
         return v
 
     @field_validator("login_rate_limit")

@@ -48,6 +48,9 @@ def test_missing_database_url_is_named_with_fix(monkeypatch: pytest.MonkeyPatch)
         ("LOGIN_RATE_LIMIT", "five per minute", "LOGIN_RATE_LIMIT: 'five per minute' is not a rate"),
         ("DATABASE_URL", "postgresql://u:p@h/db", "DATABASE_URL: must use the asyncpg driver"),
         ("READY_CHECK_TIMEOUT", "2", "READY_CHECK_TIMEOUT: Input should be less than or equal to 0.9"),
+        # The Redis client is created on first use, so a bad port is caught here, at start.
+        ("REDIS_URL", "redis://:hunter2@cache:63790a/0", "REDIS_URL: has an invalid port"),
+        ("REDIS_URL", "redis://cache:99999/0", "REDIS_URL: has an invalid port"),
     ],
 )
 def test_invalid_values_are_named(monkeypatch: pytest.MonkeyPatch, var: str, value: str, needle: str) -> None:
