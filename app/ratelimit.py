@@ -103,11 +103,18 @@ class RateLimiter:
 
             try:
                 results = await self._hit_redis(full)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (RedisError, OSError, TimeoutError, ValueError) as exc:
+                # ValueError: the client is built on first use, and redis-py refuses some REDIS_URL options
+                # only then (the port is checked at start). Degrade like an outage rather than fail logins.
                 self._redis_down_until = now + REDIS_RETRY_AFTER_S
                 log.warning(
-                    "rate limiter degraded: Redis unreachable, using per-process limits",
-                    extra={"error": type(exc).__name__, "retry_in_s": REDIS_RETRY_AFTER_S},
+                    "rate limiter degraded: Redis unavailable, using per-process limits",
+                    extra={
+                        "error": type(exc).__name__,
+                        # redis-py's URL errors name the option, never the URL (which may hold a password)
+                        **({"detail": str(exc)[:200]} if isinstance(exc, ValueError) else {}),
+                        "retry_in_s": REDIS_RETRY_AFTER_S,
+                    },
                 )
                 degraded, results = True, []
         if degraded:

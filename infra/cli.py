@@ -9,11 +9,12 @@ Exit codes: 0 ok, 1 findings/failed, 2 invalid config or usage.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 USAGE = """usage: infra <command> [options]
@@ -50,19 +51,36 @@ def _cache_bytecode_outside_the_tree() -> None:
     sys.dont_write_bytecode = False
 
 
-def _load_provider_sdks_on_demand() -> None:
-    """Let `infra plan` import only the provider SDK modules the program uses (:mod:`infra.lazysdk`).
+@contextlib.contextmanager
+def _set_up_for_planning() -> Iterator[None]:
+    """The `infra plan` process: provider SDKs loaded on demand, the cyclic GC paused; undone afterwards.
 
-    A plan is mostly Python importing generated provider classes (``pulumi_aws.ec2`` alone is ~180
-    modules); loading only what the program touches takes the ECS plan from ~2.3 s to ~1.6 s on a
-    2-vCPU machine (bench/bench_plan.py). It must happen before anything imports ``pulumi_aws``, so it
-    belongs to the process entry point. ``INFRA_PLAN_EAGER_SDK=1`` turns it off; the plan is
-    byte-identical either way (tests/infra/test_lazysdk.py).
+    * Only the provider SDK modules the program uses are imported (:mod:`infra.lazysdk`): a plan is mostly
+      Python importing generated provider classes (``pulumi_aws.ec2`` alone is ~180 modules). Must be in
+      place before anything imports ``pulumi_aws``. ``INFRA_PLAN_EAGER_SDK=1`` turns it off; the plan is
+      byte-identical either way (tests/infra/test_lazysdk.py).
+    * The cyclic GC is paused: importing a few hundred thousand long-lived objects (generated classes)
+      made it rescan them repeatedly; peak memory for `--stack all` is the same ~120 MB either way.
+      Reference counting still frees memory.
+
+    Together they take the ECS plan from ~2.1 s to ~1.4 s on a 2-vCPU machine (bench/bench_plan.py,
+    BENCHMARKS.md section 9). Both are undone on the way out, so a caller that runs `main(["plan", ...])`
+    in-process (tests) gets its interpreter back as it was (modules already loaded on demand stay so).
     """
-    if not os.environ.get("INFRA_PLAN_EAGER_SDK"):
-        from infra import lazysdk
+    from infra import lazysdk
 
+    installed = not os.environ.get("INFRA_PLAN_EAGER_SDK")
+    if installed:
         lazysdk.install()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        if installed:
+            lazysdk.uninstall()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,26 +91,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     module_name = COMMANDS.get(command)
-    if command == "plan":
-        _cache_bytecode_outside_the_tree()
-        _load_provider_sdks_on_demand()
-        # A short-lived command that builds a few hundred thousand long-lived objects (generated classes)
-        # and little garbage: the cyclic GC would keep re-scanning them while the SDKs import. Pausing it
-        # saves ~0.2 s of a ~1.6 s ECS plan; peak memory for `--stack all` is the same ~120 MB with or
-        # without it (bench/bench_plan.py, BENCHMARKS.md section 8). Reference counting still frees memory.
-        gc.disable()
     if module_name is None:
         sys.stderr.write(f"infra: unknown command {command!r}; choose one of {', '.join(COMMANDS)}\n")
         return 2
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        missing = module_name.replace(".", "/") + ".py"
-        sys.stderr.write(f"infra {command}: not available in this checkout ({missing} is missing)\n")
-        return 2
-    return int(module.cli(rest))
+    with contextlib.ExitStack() as stack:
+        if command == "plan":
+            _cache_bytecode_outside_the_tree()
+            stack.enter_context(_set_up_for_planning())
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            missing = module_name.replace(".", "/") + ".py"
+            sys.stderr.write(f"infra {command}: not available in this checkout ({missing} is missing)\n")
+            return 2
+        return int(module.cli(rest))
 
 
 if __name__ == "__main__":

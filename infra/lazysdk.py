@@ -14,9 +14,10 @@ eager ``__init__`` would export: the index is each star-imported module's
 as with star imports), and ``outputs`` is a submodule. The classes that come
 back are the SDK's own, unchanged, from their own modules.
 
-Only sub-packages whose ``__init__`` is nothing but star imports (which is
-all of them in the generated SDKs, except ``config``) are touched; anything
-else is imported the ordinary way. ``pulumi up`` and ``pulumi preview`` never
+Only packages whose ``__init__`` star-imports modules that all declare
+``__all__`` (every generated sub-package except ``config``, and
+``pulumi_docker``) are touched; the rest of such an ``__init__`` runs as
+written, and anything else is imported the ordinary way. ``pulumi up`` and ``pulumi preview`` never
 install the finder: it is used by ``infra plan`` (and tests of it), and a
 test proves that the plan of every stack is identical with and without it.
 """
@@ -81,6 +82,8 @@ class _LazyPackage(types.ModuleType):
     _lazysdk_submodules: frozenset[str]
 
     def __getattr__(self, attr: str) -> object:
+        if attr == "__all__":  # `from pulumi_aws.ec2 import *`: every exported name, as eagerly
+            return sorted(name for name in self._lazysdk_index if not name.startswith("_"))
         source = self._lazysdk_index.get(attr)
         if source is not None:
             value = getattr(importlib.import_module(f"{self.__name__}.{source}"), attr)

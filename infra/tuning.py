@@ -106,8 +106,9 @@ FORWARDED_ALLOW_IPS: dict[str, str] = {
 }
 
 # --- /metrics exposure (METRICS_ENABLED) -----------------------------------------------------------------
-# Where a scraper can reach the container privately (ECS task IPs in the VPC, the VPS's Docker network)
-# /metrics stays on and the public path is blocked at the proxy (an ALB listener rule, a Caddy `respond`).
+# Where a scraper can reach the container privately (a collector sidecar in the ECS task, on localhost:
+# the task security group admits only the ALB; the VPS's Docker network) /metrics stays on and the public
+# path is blocked at the proxy (an ALB listener rule, a Caddy `respond`).
 # Where it cannot (Cloud Run and Lambda: every request arrives from the internet through the platform's
 # front end, and per-instance counters are useless to an external scraper anyway) the endpoint is removed,
 # unless the stack sets METRICS_ENABLED itself in app.env (a deliberate choice, e.g. a collector sidecar).

@@ -922,15 +922,25 @@ def _alb_blocks_metrics(resources: Sequence[Resource]) -> bool:
 
 
 def _caddy_blocks_metrics(resources: Sequence[Resource]) -> bool:
-    """A Caddyfile uploaded to a container answers /metrics with `respond ... 404` before proxying."""
+    """A Caddyfile uploaded to a container answers /metrics with 404 before it proxies anything:
+    ``@m path /metrics ...`` + ``respond @m 404``, or ``respond /metrics... 404``."""
     for docker in _by_type(resources, DOCKER_CONTAINER):
         for upload in _list(docker.inputs.get("uploads")):
             content = str((upload or {}).get("content") or "") if isinstance(upload, Mapping) else ""
-            if "reverse_proxy" not in content:
+            lines = [line.split("#", 1)[0].strip() for line in content.splitlines()]  # drop comments
+            text = "\n".join(lines)
+            if "reverse_proxy" not in text:
                 continue
-            head = content.split("reverse_proxy", 1)[0]
-            if "/metrics" in head and re.search(r"^\s*respond\s+\S+\s+404\b", head, re.MULTILINE):
-                return True
+            head = text.split("reverse_proxy", 1)[0]
+            matchers = {
+                m.group(1)
+                for m in re.finditer(r"^@(\w+)\s+path\s+(.*)$", head, re.MULTILINE)
+                if "/metrics" in m.group(2).split()
+            }
+            for m in re.finditer(r"^respond\s+(\S+)\s+404\b", head, re.MULTILINE):
+                target = m.group(1)
+                if target.removeprefix("@") in matchers or target.startswith("/metrics"):
+                    return True
     return False
 
 

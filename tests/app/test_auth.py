@@ -12,6 +12,7 @@ import uuid
 import httpx
 import jwt
 import pytest
+from pydantic import SecretStr
 
 from app.manage import create_user
 from app.settings import Settings
@@ -115,6 +116,33 @@ async def test_redis_down_keeps_serving_and_still_limits(
         assert (await client.get("/api/items")).status_code == 200
     finally:
         redis_server.start()
+
+
+async def test_a_redis_url_option_redis_py_refuses_degrades_instead_of_failing_logins(
+    settings: Settings, users: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The client is built on first use; redis-py checks URL options only then. Logins must keep working
+    # (per-process limit) and /ready must name Redis, not answer 500.
+    from app.main import create_app
+
+    bad = settings.model_copy(
+        update={"redis_url": SecretStr("redis://:hunter2@127.0.0.1:6379/0?socket_timeout=soon")}
+    )
+    app = create_app(bad)
+    caplog.set_level(logging.WARNING, logger="app.ratelimit")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            assert (await _login(c, "carol")).status_code == 200
+            ready = await c.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["failed"] == ["redis"]
+        assert "socket_timeout" in ready.json()["checks"]["redis"]
+        assert "hunter2" not in ready.text
+        degraded = [r for r in caplog.records if "rate limiter degraded" in r.getMessage()]
+        assert degraded
+        assert degraded[0].error == "ValueError"  # type: ignore[attr-defined]
+    finally:
+        await app.state.resources.close()
 
 
 def test_operator_creates_first_user_no_default_account(pg: PostgresInstance) -> None:

@@ -94,3 +94,19 @@ def test_bytecode_cache_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert cli.main(["plan", "--list"]) == 0
     assert sys.pycache_prefix is None
     assert sys.dont_write_bytecode is True
+
+
+def test_plan_gives_the_interpreter_back_as_it_was(capsys: pytest.CaptureFixture[str]) -> None:
+    # `infra plan` pauses the GC and loads provider SDKs on demand for its own run only: a caller running
+    # it in-process (as these tests do) must not be left with either.
+    import gc
+    import sys
+
+    from infra import lazysdk
+
+    assert gc.isenabled()
+    assert cli.main(["plan", "--list"]) == 0
+    assert cli.main(["plan", "--stack", "no-such-stack"]) == 2
+    capsys.readouterr()
+    assert gc.isenabled()
+    assert lazysdk._FINDER not in sys.meta_path

@@ -85,7 +85,6 @@ def test_a_plan_touches_only_the_modules_it_uses_and_gets_the_sdks_own_classes()
         print(json.dumps({
             "same_class": sg is sg_module.SecurityGroup,
             "same_args": args is inputs_module.SecurityGroupIngressArgs,
-            "type_token": sg._type_token if hasattr(sg, "_type_token") else None,
             "loaded": loaded,
             "outputs": aws.ec2.outputs.__name__,
             "dir_has_vpn": "VpnGateway" in dir(aws.ec2),
@@ -162,6 +161,26 @@ def test_a_function_spelled_like_its_module_stays_the_function() -> None:
         "after_direct_import": True,
         "submodule": "module",
     }
+
+
+def test_a_star_import_gets_every_exported_name() -> None:
+    probe = _python(
+        """
+        import json
+        from infra import lazysdk
+        lazysdk.install()
+        namespace = {}
+        exec("from pulumi_aws.ecs import *", namespace)
+        print(json.dumps({
+            "cluster": namespace["Cluster"].__module__,
+            "get_cluster": type(namespace["get_cluster"]).__name__,
+            "count": len(namespace),
+        }))
+        """
+    )
+    assert probe["cluster"] == "pulumi_aws.ecs.cluster"
+    assert probe["get_cluster"] == "function"
+    assert probe["count"] > 100
 
 
 def test_an_unknown_name_is_an_attribute_error_naming_the_package() -> None:

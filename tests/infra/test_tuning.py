@@ -232,7 +232,7 @@ def test_cloudrun_gets_its_concurrency_hint() -> None:
 @pytest.mark.parametrize(
     ("stack", "expected"),
     [
-        ("prod-ecs", None),  # on: scraped on the task's private IP, blocked at the ALB
+        ("prod-ecs", None),  # on: scraped by a sidecar on localhost, blocked at the ALB
         ("prod-vps", None),  # on: scraped on the Docker network, blocked by Caddy
         ("prod-cloudrun", "false"),
         ("prod-lambda", "false"),

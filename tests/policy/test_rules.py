@@ -429,12 +429,15 @@ def metrics_rule(action: str = "fixed-response") -> Resource:
     )
 
 
-def caddy(block_metrics: bool = True) -> Resource:
+def caddy(block_metrics: bool | str = True) -> Resource:
     from infra.targets.vps import render_caddyfile
 
     text = render_caddyfile("api.example.com", 8000, 60, None)
-    if not block_metrics:
+    if block_metrics is False:
         text = "\n".join(line for line in text.splitlines() if "metrics" not in line)
+    elif block_metrics == "other-path":  # a 404 for something else, /metrics only in a comment
+        text = text.replace("@metrics path /metrics /metrics/*", "@admin path /admin")
+        text = text.replace("respond @metrics 404", "respond @admin 404")
     return Resource(
         type=rules.DOCKER_CONTAINER,
         urn="urn:caddy",
@@ -554,6 +557,7 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
         [*ecs_stack(), metrics_rule("forward")],
     ),
     ("metrics-not-public", [docker_container(), caddy()], [docker_container(), caddy(block_metrics=False)]),
+    ("metrics-not-public", [docker_container(), caddy()], [docker_container(), caddy("other-path")]),
     (
         "metrics-not-public",
         [cloud_run({**APP_ENV, "WEB_CONCURRENCY": "1", "METRICS_ENABLED": "false"})],
