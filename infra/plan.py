@@ -32,12 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
+from app import contract
+
 if TYPE_CHECKING:
     from infra.mocks import ProgramResult, RecordingMocks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STACKS_DIR = REPO_ROOT / "stacks"
-SECRET_MARK = "[secret]"  # noqa: S105 - the placeholder shown instead of a secret
+SECRET_MARK = contract.SECRET_MASK
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
 
 #: Inputs worth a glance in the text tree, per type token (the JSON has all of them).
@@ -155,7 +157,7 @@ def list_stacks(stacks_dir: Path = STACKS_DIR, prefix: str = "") -> dict[str, li
 def _secret_env_name(name: str, value: str) -> bool:
     from policy import rules
 
-    if not value or rules.REFERENCE_RE.match(value):
+    if not value or rules.is_reference(value):
         return False
     return bool(
         name in rules.SECRET_ENV_NAMES
@@ -267,12 +269,14 @@ def plan_stack(
     name = stack_name(path)
     plan = StackPlan(stack=name)
     from infra import config as config_mod
+    from infra import service_env
     from infra import tuning as tuning_mod
 
     try:
         cfg = config_mod.load_stack_file(path)
         plan.target = cfg.target
         runtime = tuning_mod.for_platform(cfg)
+        service_env.check(cfg, runtime)
     except (config_mod.ConfigError, tuning_mod.TuningError) as exc:
         plan.error = f"{path.name}: {exc}"
         plan.seconds = time.perf_counter() - started

@@ -77,6 +77,8 @@ VPS_STOP_TIMEOUT_S = 30  # docker stop -t (Docker's default of 10 s is too short
 GRACEFUL_MARGIN_S = 10  # graceful = stop grace - 10: time left to flush logs and exit before SIGKILL
 DRAIN_MARGIN_S = 5
 MAX_DEREGISTRATION_DELAY_S = 120
+#: The longest request ECS can drain within MAX_DEREGISTRATION_DELAY_S.
+ECS_MAX_REQUEST_TIMEOUT_S = MAX_DEREGISTRATION_DELAY_S - DRAIN_MARGIN_S
 # Proxy in front of the VPS container (Caddy): its upstream keepalive is set to this by the VPS target
 # (Caddy's default is 2 min, above our keepalive, which would produce 502s).
 VPS_PROXY_IDLE_TIMEOUT_S = 60
@@ -417,19 +419,24 @@ def tune(inp: TuningInput) -> RuntimeTuning:
         # the drain; SIGTERM then only has idle keep-alive connections to close within graceful_timeout.
         graceful = ECS_STOP_TIMEOUT_S - GRACEFUL_MARGIN_S
         dereg = min(MAX_DEREGISTRATION_DELAY_S, max(rt + DRAIN_MARGIN_S, graceful))
-        if rt + DRAIN_MARGIN_S > MAX_DEREGISTRATION_DELAY_S:
+        if rt > ECS_MAX_REQUEST_TIMEOUT_S:
             raise TuningError(
-                f"app.request_timeout_s: {rt} s requests would need a drain over "
-                f"{MAX_DEREGISTRATION_DELAY_S} s; "
-                "make long work asynchronous (a queue) or lower app.request_timeout_s"
+                f"app.request_timeout_s: {rt} s is above the maximum of {ECS_MAX_REQUEST_TIMEOUT_S} s on ECS "
+                f"(the drain before SIGTERM, request + {DRAIN_MARGIN_S} s, is capped at "
+                f"{MAX_DEREGISTRATION_DELAY_S} s so a deploy stays minutes, not hours); lower it to "
+                f"{ECS_MAX_REQUEST_TIMEOUT_S} or less, or make long work asynchronous (a queue)"
             )
+        # The ALB closes a connection that carried no byte for its idle timeout, so a request may not run
+        # longer than it: above the default 60 s the idle timeout follows the request timeout, and the
+        # keepalive (which must outlive the idle timeout, or the ALB reuses a closed connection: 502) follows.
+        idle = max(ALB_IDLE_TIMEOUT_S, rt + DRAIN_MARGIN_S)
         tuning = RuntimeTuning(
             **common,
-            keepalive_s=ALB_IDLE_TIMEOUT_S + KEEPALIVE_MARGIN_S,
+            keepalive_s=idle + KEEPALIVE_MARGIN_S,
             graceful_timeout_s=graceful,
             pool_class="queue",
             stop_timeout_s=ECS_STOP_TIMEOUT_S,
-            lb_idle_timeout_s=ALB_IDLE_TIMEOUT_S,
+            lb_idle_timeout_s=idle,
             deregistration_delay_s=dereg,
             # ALB checks are ignored this long after a task starts: startPeriod + 3 intervals.
             health_check_grace_s=60,

@@ -126,7 +126,7 @@ def _unbuffered_stdout() -> None:
     not depend on how the pack was launched.
     """
     raw = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115 - lives as stdout
-    sys.stdout = io.TextIOWrapper(raw, write_through=True)  # type: ignore[arg-type]
+    sys.stdout = io.TextIOWrapper(raw, write_through=True)
 
 
 if __name__ == "__main__":  # the analyzer runs this file as __main__; importing it stays side-effect free

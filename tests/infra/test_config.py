@@ -120,7 +120,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (ecs(health={"readiness_path": "ready"}), "app.health.readiness_path: 'ready' must start with '/'"),
     (ecs(health={"liveness_path": "/health?x=1"}), "app.health.liveness_path:"),
     (ecs(database={"max_connections": 10, "reserved_connections": 10}), "app.database: reserved_connections (10)"),
-    (ecs(secrets={"DATABASE_URL": "vault:kv/db"}), "app.secrets.DATABASE_URL: 'vault:kv/db': unknown scheme"),
+    (ecs(secrets={"DATABASE_URL": "vault:kv/db"}), "app.secrets.DATABASE_URL: 'vault:…' (11 chars): unknown scheme 'vault'"),
     (ecs(secrets={"DATABASE_URL": "ssm:relative/path"}), "app.secrets.DATABASE_URL:"),
     (ecs(secrets={"database_url": "ssm:/p/db"}), "not a valid env var name"),
     (ecs(secrets={"DATABASE_URL": "gcp:db"}), "app.secrets.DATABASE_URL: scheme gcp: is not supported on target ecs"),
@@ -143,14 +143,14 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (ecs(ecs={"memroy": 2048}), "app.ecs.memroy: unknown key"),
     (ecs(image={"build": {"platform": "linux/arm64"}}), "app.image.build.platform: ECS tasks here run X86_64"),
     (cloudrun(cloudrun={"region": "europe-west1"}), "app.cloudrun.project: required"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 3}), "app.cloudrun.cpu: 3.0 is not a Cloud Run cpu"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 1, "memory": "8Gi"}), "app.cloudrun.memory: 8192 MiB"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.5}), "app.cloudrun.concurrency: cpu 0.5"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 3}), "app.cloudrun.cpu: 3.0 is not a Cloud Run cpu"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 1, "memory": "8Gi"}), "app.cloudrun.memory: 8192 MiB"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 0.5}), "app.cloudrun.concurrency: cpu 0.5"),
     # cloud.google.com/run/docs/configuring/cpu: what the Admin API refuses, caught before `pulumi up`.
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.5, "concurrency": 1, "cpu_always_allocated": True}), "app.cloudrun.cpu_always_allocated: cpu 0.5 (< 1)"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.25, "concurrency": 1, "memory": "1Gi"}), "app.cloudrun.memory: 1024 MiB is above 512 MiB allowed with cpu 0.25"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 4, "memory": "1Gi"}), "app.cloudrun.memory: cpu 4.0 needs at least 2048 MiB"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "memory": "lots"}), "app.cloudrun.memory:"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 0.5, "concurrency": 1, "cpu_always_allocated": True}), "app.cloudrun.cpu_always_allocated: cpu 0.5 (< 1)"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 0.25, "concurrency": 1, "memory": "1Gi"}), "app.cloudrun.memory: 1024 MiB is above 512 MiB allowed with cpu 0.25"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 4, "memory": "1Gi"}), "app.cloudrun.memory: cpu 4.0 needs at least 2048 MiB"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "memory": "lots"}), "app.cloudrun.memory:"),
     (cloudrun(secrets={"DATABASE_URL": "ssm:/db"}), "app.secrets.DATABASE_URL: scheme ssm: is not supported on target cloudrun"),
     (cloudrun(request_timeout_s=4000), "app.request_timeout_s:"),
     (lam(**{"lambda": {"memory_mb": 64}}), "app.lambda.memory_mb:"),
@@ -189,7 +189,7 @@ def test_cloudrun_project_and_region_fall_back_to_provider_keys() -> None:
 
 
 def test_memory_strings_are_normalised_to_mib() -> None:
-    cfg = parse(cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 2, "memory": "2Gi"}))
+    cfg = parse(cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 2, "memory": "2Gi"}))
     assert cfg.cloudrun.memory == 2048  # type: ignore[union-attr]
     cfg = parse(vps(vps={"host": "h", "memory": "1536Mi"}))
     assert cfg.vps.memory == 1536  # type: ignore[union-attr]

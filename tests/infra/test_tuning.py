@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 
 from infra import tuning as T
-from infra.config import parse
+from infra.config import parse as parse_with
 from infra.tuning import TuningError, TuningInput, container_environment, for_platform, tune
+
+
+def parse(data: dict[str, Any]) -> Any:
+    """A stack's app object with the provider region every AWS stack file sets."""
+    return parse_with(data, providers={"aws:region": "us-east-1", "gcp:region": "europe-west1"})
+
 
 CONTRACT_ENV = {
     "APP_ENV", "PORT", "WEB_CONCURRENCY", "GUNICORN_KEEPALIVE", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
@@ -165,7 +171,7 @@ def test_platform_numbers() -> None:
 
 
 def test_ecs_refuses_requests_longer_than_a_sane_drain() -> None:
-    with pytest.raises(TuningError, match=r"app\.request_timeout_s: 200 s requests"):
+    with pytest.raises(TuningError, match=r"app\.request_timeout_s: 200 s is above the maximum of 115 s"):
         tune(inp("ecs", request_timeout_s=200))
 
 
@@ -247,8 +253,8 @@ def test_metrics_are_switched_off_where_no_private_scraper_can_reach_them(
     app = dict(raw[CONFIG_KEY])
     app.pop("env", None)
     providers = {k: v for k, v in raw.items() if k != CONFIG_KEY}
-    cfg = parse(app, stack=stack, providers=providers)
+    cfg = parse_with(app, stack=stack, providers=providers)
     assert container_environment(cfg, for_platform(cfg)).get("METRICS_ENABLED") == expected
     # An explicit choice in app.env is kept (e.g. a collector sidecar that scrapes localhost).
-    cfg = parse({**app, "env": {"METRICS_ENABLED": "true"}}, stack=stack, providers=providers)
+    cfg = parse_with({**app, "env": {"METRICS_ENABLED": "true"}}, stack=stack, providers=providers)
     assert container_environment(cfg, for_platform(cfg))["METRICS_ENABLED"] == "true"

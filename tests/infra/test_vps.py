@@ -205,7 +205,11 @@ def test_secrets_read_at_deploy_time_stay_pulumi_secrets(prod: ProgramResult) ->
 
 def test_gcp_secret_and_registry_password_references() -> None:
     result = run(
-        secrets={"DATABASE_URL": "gcp:projects/items-vault/secrets/db-url/versions/4"},
+        secrets={
+            "DATABASE_URL": "gcp:projects/items-vault/secrets/db-url/versions/4",
+            "REDIS_URL": "ssm:/prod/items-api-vps/redis-url",
+            "JWT_SECRET_KEY": "ssm:/prod/items-api-vps/jwt-secret-key",
+        },
         vps={
             "registry": {
                 "server": "ghcr.io",
