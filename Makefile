@@ -4,8 +4,8 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 STACK ?= prod-ecs
 # uv's own TLS stack ignores the system certificate store; behind a TLS-intercepting proxy (whose CA is in
 # the system store) the first `uv sync` would fail with "invalid peer certificate: UnknownIssuer". Use the
-# system store, as pip and curl do.
-export UV_NATIVE_TLS ?= 1
+# system store, as pip and curl do (UV_SYSTEM_CERTS: uv >= 0.13; older uv called it UV_NATIVE_TLS).
+export UV_SYSTEM_CERTS ?= 1
 
 .PHONY: help uv sync plan plan-json doctor verify test lint typecheck run
 
@@ -25,7 +25,7 @@ $(CURDIR)/.tools/bin/uv:
 	  echo "make: python3 cannot create virtual environments; on Debian/Ubuntu: apt-get install python3-venv" >&2; \
 	  exit 1; }
 	python3 -m venv $(CURDIR)/.tools
-	$(CURDIR)/.tools/bin/pip install --quiet 'uv>=0.5'
+	$(CURDIR)/.tools/bin/pip install --quiet 'uv>=0.13,<1'
 
 uv: $(UV)
 

@@ -80,6 +80,8 @@ class StackPlan:
     #: The program itself failed (a bug or an unmocked call), as opposed to an invalid config.
     crashed: bool = False
     seconds: float = 0.0
+    #: Where the deploy goes and which stack key says so (text output only; the JSON has it in outputs).
+    region: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -275,6 +277,7 @@ def plan_stack(
     try:
         cfg = config_mod.load_stack_file(path)
         plan.target = cfg.target
+        plan.region = _region_line(cfg, path)
         runtime = tuning_mod.for_platform(cfg)
         service_env.check(cfg, runtime)
     except (config_mod.ConfigError, tuning_mod.TuningError) as exc:
@@ -343,6 +346,17 @@ def tree_order(resources: Iterable[R]) -> list[R]:
 
 def _sibling_key(r: _Node) -> tuple[str, str, str]:
     return (r.type, r.name, r.urn)
+
+
+def _region_line(cfg: Any, path: Path) -> str | None:
+    from infra.config import CloudRunConfig
+
+    if isinstance(cfg, CloudRunConfig):
+        key = "app.cloudrun.region" if cfg.cloudrun.region else "gcp:region"
+        return f"{cfg.gcp_region} ({key} in {path.name})"
+    if cfg.region:
+        return f"{cfg.region} (aws:region in {path.name}; never taken from AWS_REGION or a profile)"
+    return None
 
 
 def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: Any) -> None:
@@ -422,7 +436,10 @@ def render_text(plan: StackPlan, out: TextIO) -> None:
     if plan.error is not None:
         w(f"error: stack {plan.stack}: {plan.error}\n")
         return
-    w(f"Previewing update ({plan.stack}) - offline: the real program under Pulumi mocks, no cloud calls\n\n")
+    w(f"Previewing update ({plan.stack}) - offline: the real program under Pulumi mocks, no cloud calls\n")
+    if plan.region:
+        w(f"Region: {plan.region}\n")
+    w("\n")
     w("\n".join(_tree_lines(plan)) + "\n\n")
     w(f"Resources:\n    + {len(plan.resources) + 1} to create\n\n")
 
