@@ -367,3 +367,24 @@ def test_dummy_hash_costs_what_a_real_hash_costs() -> None:
     assert hasher.identify(security._DUMMY_HASH)
     assert not hasher.check_needs_rehash(security._DUMMY_HASH)
     assert security._DUMMY_HASH.split("$")[3] == security.hash_password("x").split("$")[3]
+
+
+async def test_degraded_counters_stay_bounded_under_a_spray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Redis the counters live in each worker: a spray of addresses and usernames must not grow its
+    memory without limit, and limiting must go on."""
+    from app import ratelimit
+
+    monkeypatch.setattr(ratelimit, "_LOCAL_MAX_KEYS", 100)
+    limiter = ratelimit.LoginLimiter(
+        None, ratelimit.Rate(5, 60), ratelimit.Rate(30, 60), ratelimit.Rate(100, 3600)
+    )
+    for i in range(1000):
+        decision = await limiter.check(f"10.0.{i // 256}.{i % 256}", f"user{i}")
+        assert decision.allowed
+        assert decision.degraded
+        await limiter.settle(decision, succeeded=True)
+    assert len(limiter._local._windows) <= 100
+    assert len(limiter._local._known) <= 100
+    decisions = [await limiter.check("192.0.2.1", "alice") for _ in range(6)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert decisions[-1].refused_by == ("address+username",)
