@@ -162,3 +162,39 @@ def test_a_direct_client_cannot_get_a_fresh_bucket_with_x_forwarded_for(
         keys = {k.decode() for k in r.keys("rl:login:*")}
     assert "rl:login:addr_user:127.0.0.2|dave" in keys
     assert not [k for k in keys if "198.51.100." in k], keys
+
+
+def test_username_failure_ceiling_holds_across_proxied_addresses(
+    pg: PostgresInstance, redis_server: RedisInstance, users: list[str]
+) -> None:
+    """A botnet behind the load balancer (X-Forwarded-For from the trusted 127.0.0.1), each address far below
+    5/minute, fills the username's failure ceiling (6/hour here; 2 workers, fresh connections); then new
+    addresses are refused while the owner's address still logs in."""
+    if redis_server.proc is None:
+        redis_server.start()
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        r.flushdb()
+    env = {
+        "DATABASE_URL": pg.url,
+        "REDIS_URL": redis_server.url,
+        "WEB_CONCURRENCY": "2",
+        "APP_ENV": "development",
+        "GUNICORN_GRACEFUL_TIMEOUT": "5",
+        "LOGIN_USER_FAILURE_LIMIT": "6/hour",
+    }
+    with gunicorn(dockerfile_cmd(), env, cwd=ROOT) as srv:
+
+        def login(address: str, password: str) -> httpx.Response:
+            return fresh_post(
+                f"{srv.url}/api/auth/login",
+                json={"username": "alice", "password": password},
+                headers={"X-Forwarded-For": address},
+            )
+
+        assert login("198.51.100.30", USER_PASSWORD).status_code == 200  # the owner, at home
+        statuses = [login(f"203.0.113.{i + 1}", "guess").status_code for i in range(6)]
+        assert statuses == [401] * 6
+        refused = login("203.0.113.99", USER_PASSWORD)
+        assert refused.status_code == 429
+        assert 60 < int(refused.headers["Retry-After"]) <= 3600
+        assert login("198.51.100.30", USER_PASSWORD).status_code == 200
