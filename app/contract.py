@@ -88,6 +88,10 @@ FIX_HINTS = {
     "CORS_ORIGINS": "list explicit origins, e.g. CORS_ORIGINS=https://app.example.com,https://admin.example.com",
     "CORS_ALLOW_HEADERS": "list explicit headers, e.g. CORS_ALLOW_HEADERS=Authorization,Content-Type",
     "LOGIN_RATE_LIMIT": "use the form <count>/<second|minute|hour|day>, e.g. LOGIN_RATE_LIMIT=5/minute",
+    "LOGIN_ADDRESS_RATE_LIMIT": "use the form <count>/<second|minute|hour|day>, "
+    "e.g. LOGIN_ADDRESS_RATE_LIMIT=30/minute",
+    "LOGIN_USER_FAILURE_LIMIT": "use the form <count>/<second|minute|hour|day>, "
+    "e.g. LOGIN_USER_FAILURE_LIMIT=100/hour",
     "LOG_LEVEL": f"use one of {', '.join(LOG_LEVELS)}, e.g. LOG_LEVEL=info",
     "DB_POOL_CLASS": "use DB_POOL_CLASS=queue (servers) or DB_POOL_CLASS=null (Lambda)",
 }

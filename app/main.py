@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import create_engine, create_sessionmaker
 from app.observability import RequestContextMiddleware, configure_logging, init_sentry
-from app.ratelimit import RateLimiter
+from app.ratelimit import LoginLimiter, Rate
 from app.routes import auth, health, items
 from app.settings import Settings, load_settings
 
@@ -69,7 +69,7 @@ class Resources:
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    login_limiter: RateLimiter
+    login_limiter: LoginLimiter
     lazy_redis: LazyRedis = field(repr=False)
 
     @property
@@ -80,8 +80,9 @@ class Resources:
     def build(cls, settings: Settings) -> Resources:
         engine = create_engine(settings)
         redis = LazyRedis(settings)
-        limit, window = settings.login_rate
-        return cls(engine, create_sessionmaker(engine), RateLimiter(redis, limit, window), redis)
+        pair, address, user = (Rate(n, s) for n, s in settings.login_rates)
+        limiter = LoginLimiter(redis, per_address_user=pair, per_address=address, per_user_failures=user)
+        return cls(engine, create_sessionmaker(engine), limiter, redis)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -76,7 +75,11 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     cors_allow_headers: str = "Authorization,Content-Type,X-Request-ID"
 
+    # Login limits (app/ratelimit.py, docs/service.md): attempts per (client address, username), attempts per
+    # client address across usernames, and failed attempts per username across all addresses.
     login_rate_limit: str = "5/minute"
+    login_address_rate_limit: str = "30/minute"
+    login_user_failure_limit: str = "100/hour"
 
     # /metrics on the app's port. Off where nothing can scrape it privately (Lambda, Cloud Run): there it
     # would only publish request counts and route names to the internet. ECS and the VPS keep it on for
@@ -104,7 +107,7 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return v
 
-    @field_validator("login_rate_limit")
+    @field_validator("login_rate_limit", "login_address_rate_limit", "login_user_failure_limit")
     @classmethod
     def _rate(cls, v: str) -> str:
         contract.parse_rate(v)
@@ -132,6 +135,24 @@ class Settings(BaseSettings):
                 raise ValueError("CORS_ALLOW_HEADERS: '*' is refused in production")
         return self
 
+    @model_validator(mode="after")
+    def _login_limits_coherent(self) -> Settings:
+        (pair, pair_s), (addr, addr_s), (user, _) = self.login_rates
+        if addr * pair_s < pair * addr_s:  # compared as rates: addr/addr_s < pair/pair_s
+            raise ValueError(
+                f"LOGIN_ADDRESS_RATE_LIMIT: {self.login_address_rate_limit!r} is a lower rate than "
+                f"LOGIN_RATE_LIMIT ({self.login_rate_limit!r}), which then never applies -> set "
+                "LOGIN_ADDRESS_RATE_LIMIT several times higher (default 30/minute) or lower LOGIN_RATE_LIMIT"
+            )
+        if user < pair:
+            raise ValueError(
+                f"LOGIN_USER_FAILURE_LIMIT: {self.login_user_failure_limit!r} allows fewer failures than "
+                f"LOGIN_RATE_LIMIT ({self.login_rate_limit!r}) allows attempts, so one address could lock "
+                "the account out of every new address in one window -> set LOGIN_USER_FAILURE_LIMIT to "
+                "many times LOGIN_RATE_LIMIT's count (default 100/hour)"
+            )
+        return self
+
     @property
     def cors_origin_list(self) -> list[str]:
         return _split_csv(self.cors_origins)
@@ -140,10 +161,19 @@ class Settings(BaseSettings):
     def cors_header_list(self) -> list[str]:
         return _split_csv(self.cors_allow_headers)
 
-    @cached_property
+    @property
     def login_rate(self) -> tuple[int, int]:
-        """(attempts, window seconds) parsed from LOGIN_RATE_LIMIT."""
+        """(attempts, window seconds) per (client address, username), from LOGIN_RATE_LIMIT."""
         return contract.parse_rate(self.login_rate_limit)
+
+    @property
+    def login_rates(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """(count, window seconds) of LOGIN_RATE_LIMIT, LOGIN_ADDRESS_RATE_LIMIT, LOGIN_USER_FAILURE_LIMIT."""
+        return (
+            contract.parse_rate(self.login_rate_limit),
+            contract.parse_rate(self.login_address_rate_limit),
+            contract.parse_rate(self.login_user_failure_limit),
+        )
 
     @property
     def jwt_key(self) -> str:
@@ -164,7 +194,7 @@ def _problems(err: ValidationError) -> list[tuple[str, str]]:
             name, _, msg = msg.partition(": ")
         if e["type"] == "missing":
             msg = "is required but not set"
-        hint = _FIX_HINTS.get(name)
+        hint = None if " -> " in msg else _FIX_HINTS.get(name)  # a message may carry its own fix
         out.append((name, msg + (f" -> {hint}" if hint else "")))
     return out
 
