@@ -85,8 +85,8 @@ VPS_PROXY_IDLE_TIMEOUT_S = 60
 
 # --- trusted proxy (FORWARDED_ALLOW_IPS) ----------------------------------------------------------------
 # gunicorn/uvicorn apply X-Forwarded-For only when the TCP peer is in FORWARDED_ALLOW_IPS (default
-# loopback). Behind a proxy the peer is always the proxy, so without this every client shares ONE login
-# rate-limit bucket (5/minute for the whole world) and the logs show the proxy's address.
+# loopback). Behind a proxy the peer is always the proxy, so without this every client shares the proxy's
+# login limits (30 attempts/minute and 5 per username for the whole world) and the logs show its address.
 # Not `*` on ECS/VPS: uvicorn (0.54) with `*` takes the LEFTMOST X-Forwarded-For entry, and the ALB
 # APPENDS the client address to whatever the client sent, so a client sending its own header would get a
 # fresh rate-limit key per attempt. With a list, uvicorn walks right to left and stops at the first

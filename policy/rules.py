@@ -871,9 +871,10 @@ LOOPBACK_ONLY = frozenset({"127.0.0.1", "::1", "localhost"})
 def check_proxy_headers_trusted(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
     """Behind a load balancer/proxy, the app trusts the proxy's X-Forwarded-For (FORWARDED_ALLOW_IPS).
 
-    Without it the peer of every request is the proxy: all clients share one login rate-limit bucket
-    (5/minute for the whole world) and logs show the proxy's address. On ECS `*` is wrong too: uvicorn then
-    takes the LEFTMOST entry, which the client writes (the ALB appends its own observation to the right).
+    Without it the peer of every request is the proxy: all clients share the proxy's login limits
+    (30 attempts/minute, 5 per username, for the whole world) and logs show the proxy's address. On ECS
+    `*` is wrong too: uvicorn then takes the LEFTMOST entry, which the client writes (the ALB appends its
+    own observation to the right).
     """
     findings: list[tuple[str | None, str]] = []
     for rt in app_runtimes(resources):
