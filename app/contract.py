@@ -151,11 +151,16 @@ STAND_INS = {
 # ----------------------------------------------------------------------------------------------- masking
 #: Shown wherever a secret value (or a value that may be one) would otherwise be printed.
 SECRET_MASK = "[secret]"  # noqa: S105 - a display placeholder, not a credential
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]{0,30}):")
+#: A URL scheme (``postgresql+asyncpg://``) or a reference scheme; anything else before a ':' may be secret
+#: (``AKIA...:...``, ``hunter2:...``) and is not shown.
+_SCHEME = re.compile(r"^(?:([a-z][a-z0-9+.\-]{0,19}):(?=//)|(ssm|secretsmanager|gcp|arn|vault|file|env):)")
+#: ``scheme://user:password@`` — a credential inside a URL.
+URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.I)
 
 
 def mask(value: object) -> str:
-    """A printable description of a value that may be a secret: its scheme, first characters and length.
+    """A printable description of a value that may be a secret: a URL or reference scheme, else the first
+    three characters, and the length.
 
     ``mask("postgresql://u:pw@db/x")`` -> ``'postgresql:…' (22 chars)``; ``mask("s3cr3t-value")`` ->
     ``'s3c…' (12 chars)``. Enough to recognise what was pasted, never enough to use it.
@@ -164,6 +169,12 @@ def mask(value: object) -> str:
     m = _SCHEME.match(text)
     shown = m.group(0) if m else text[:3]
     return f"'{shown}…' ({len(text)} chars)"
+
+
+def shown_scheme(value: str) -> str | None:
+    """The scheme :func:`mask` shows for ``value`` (None when it shows none)."""
+    m = _SCHEME.match(value)
+    return (m.group(1) or m.group(2)) if m else None
 
 
 # ------------------------------------------------------------------------------- secret-reference grammar
@@ -237,7 +248,7 @@ def parse_secret_ref(raw: object) -> ParsedSecretRef:
         raise SecretRefSyntaxError(
             f"{mask(raw)}: expected gcp:projects/P/secrets/S[/versions/V] or gcp:S[/versions/V]"
         )
-    if _SCHEME.match(raw):  # mask() shows exactly this scheme, nothing after it
+    if shown_scheme(raw) == scheme:  # mask() shows exactly this scheme, nothing after it
         raise SecretRefSyntaxError(f"{mask(raw)}: unknown scheme {scheme!r}; use {SECRET_REF_FORMS}")
     raise SecretRefSyntaxError(f"{mask(raw)} is not a secret reference; use {SECRET_REF_FORMS}")
 

@@ -45,6 +45,10 @@ SECRET_ENV_NAMES = contract.CREDENTIAL_ENV_NAMES
 # Env names that the tuning module owns: setting them by hand would silently break the connection budget
 # or the timeout chain, so they are refused with a pointer to the real knob.
 TUNING_ENV_NAMES = contract.TUNING_ENV_NAMES
+_TUNING_OWNED = (
+    "is computed by the deployer (infra/tuning.py); change app.environment, app.tuning, app.scaling, "
+    "app.database, the target's size or app.cors_origins instead"
+)
 TARGETS = ("ecs", "cloudrun", "lambda", "vps")
 TARGETS_TUPLE = TARGETS
 #: `<app.name>-<stack>` prefixes every resource; 40 keeps `<...>-exec-role-xxxxxxx` under IAM's 64.
@@ -335,9 +339,11 @@ class AppConfigBase(_Model):
                     "(e.g. 'ssm:/prod/api/...'), never a value in app.env"
                 )
             if key in TUNING_ENV_NAMES:
+                raise ValueError(f"{key} {_TUNING_OWNED}")
+            if contract.URL_WITH_PASSWORD.match(v[key]):
                 raise ValueError(
-                    f"{key} is computed by the deployer (infra/tuning.py); change app.tuning, "
-                    "app.scaling, app.database, the target's size or app.cors_origins instead"
+                    f"{key}: the URL carries a password; store it in a secret store and put the reference in "
+                    f"app.secrets.{key} (e.g. 'ssm:/prod/api/{key.lower().replace('_', '-')}')"
                 )
         return v
 
@@ -347,6 +353,8 @@ class AppConfigBase(_Model):
         for key, ref in v.items():
             if not _ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not a valid env var name (A-Z, 0-9, _)")
+            if key in TUNING_ENV_NAMES:
+                raise ValueError(f"{key} {_TUNING_OWNED}")
             try:
                 SecretRef.parse(ref)
             except SecretRefError as exc:
@@ -791,6 +799,14 @@ class LambdaConfig(AppConfigBase):
                 f"lambda.architecture: {self.lambda_.architecture} needs image.build.platform {arch}, "
                 f"not {self.image.platform}"
             )
+        for key, value in self.env.items():
+            if value.startswith(("ssm:", "secretsmanager:")):
+                # The cold start resolves every env value that starts like a reference (app/secret_refs.py).
+                raise ValueError(
+                    f"env.{key}: looks like a secret reference; on Lambda references go in "
+                    f"app.secrets.{key} (an app.env value starting with ssm: or secretsmanager: would be "
+                    "resolved at cold start)"
+                )
         timeout = self.function_timeout_s
         if self.lambda_.front == "http_api" and timeout > HTTP_API_MAX_TIMEOUT_S:
             raise ValueError(
@@ -872,6 +888,12 @@ class VpsConfig(AppConfigBase):
 
     @model_validator(mode="after")
     def _vps_rules(self) -> VpsConfig:
+        for key, ref in self.secret_refs().items():
+            if ref.scheme == "gcp" and not ref.project and not self.providers.get("gcp:project"):
+                raise ValueError(
+                    f"secrets.{key}: a gcp: reference on a VPS needs its project: write "
+                    f"gcp:projects/PROJECT/secrets/{ref.name} or set gcp:project in the stack file"
+                )
         if self.scaling.max != 1 or self.scaling.min > 1:
             raise ValueError("scaling: a VPS runs one app container; use min 1, max 1 (or another target)")
         if self.domain is None:
@@ -906,6 +928,8 @@ def _format(exc: ValidationError) -> str:
             loc, msg = "target", f"required; one of {', '.join(TARGETS)}"
         elif err["type"] == "missing":
             msg = "required"
+        elif err["type"] == "string_type" and parts[:1] in (["env"], ["secrets"]):
+            msg = "must be a string: quote it in the stack file (e.g. '0.1', 'true', '5')"
         m = _PATH_IN_MSG.match(msg)
         if m and " " not in m.group(1):  # a model validator naming a sub-key: fold it into the path
             loc, msg = ".".join(x for x in (loc, m.group(1)) if x), m.group(2)
@@ -995,12 +1019,35 @@ def provider_problems(target: object, providers: Mapping[str, Any], stack: str) 
     return found
 
 
+def _uses_aws(data: Mapping[str, Any]) -> bool:
+    """A non-AWS target that still reads AWS: secret references in SSM/Secrets Manager or an ECR image."""
+
+    def section(obj: Any, key: str) -> Mapping[str, Any]:
+        value = obj.get(key) if isinstance(obj, Mapping) else None
+        return value if isinstance(value, Mapping) else {}
+
+    vps = section(data, "vps")
+    refs = [*section(data, "secrets").values(), vps.get("ssh_key_secret")]
+    refs.append(section(vps, "registry").get("password_secret"))
+    digest = str(section(data, "image").get("digest") or "")
+    return any(isinstance(r, str) and r.startswith(("ssm:", "secretsmanager:")) for r in refs) or bool(
+        re.match(r"^\d{12}\.dkr\.ecr\.", digest)
+    )
+
+
 def parse(data: Any, *, stack: str = "dev", providers: Mapping[str, Any] | None = None) -> StackConfigType:
     """Validate the ``fastapi-deploy:app`` object. Raises :class:`ConfigError` naming the key."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{CONFIG_KEY}: expected a mapping, got {type(data).__name__}")
     providers = dict(providers or {})
     problems = provider_problems(data.get("target"), providers, stack)
+    if data.get("target") == "vps" and not providers.get("aws:region") and _uses_aws(data):
+        problems.append(
+            "aws:region: required when a vps stack reads AWS (ssm:/secretsmanager: references or an ECR "
+            "image): set it in the stack file "
+            f"(`pulumi config set aws:region eu-central-1 --stack {stack}`); "
+            "the deployer does not fall back to AWS_REGION or a profile"
+        )
     if problems:
         # The app object is not read against a region that is missing or wrong (a certificate in "the
         # wrong region" would only blame the certificate for the region's mistake).
@@ -1032,9 +1079,17 @@ def load_stack_file(path: str | Path) -> StackConfigType:
         raise ConfigError(f"{p}: stack files are named Pulumi.<stack>.yaml")
     try:
         doc = yaml.safe_load(p.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: cannot read: {exc}") from None
-    cfg = doc.get("config") or {}
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        # Not str(exc): PyYAML quotes the offending line, which may hold a pasted secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    cfg = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{p}: expected a mapping with a `config:` key (a Pulumi stack file)")
     if CONFIG_KEY not in cfg:
         raise ConfigError(f"{p}: missing the {CONFIG_KEY} object")
     providers = {k: _plain(v) for k, v in cfg.items() if not k.startswith(f"{CONFIG_NAMESPACE}:")}

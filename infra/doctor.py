@@ -353,20 +353,17 @@ def cli(argv: list[str], *, clients: DoctorClients | None = None, out: Printer =
     except ConfigError as exc:
         print(f"infra doctor: {path}: {exc}", file=sys.stderr)
         return 2
-    try:
+
+    def doctor() -> int:
         findings = run_doctor(cfg, args.stack, clients)
-    except Exception as exc:
-        reason = access.describe(exc)
-        if reason is None:
-            raise  # a bug: keep the traceback
-        print(f"infra doctor: could not check stack {args.stack}: {reason}", file=sys.stderr)
-        return access.EXIT_UNREACHABLE
-    if args.json:
-        out(json.dumps([asdict(f) for f in findings], indent=2))
-    else:
-        out(f"doctor: stack {args.stack} ({cfg.target})")
-        for f in findings:
-            if not (args.quiet and f.severity.value == "ok"):
-                out(f.render())
-        out(summary(findings))
-    return 1 if has_blocking(findings) else 0
+        if args.json:
+            out(json.dumps([asdict(f) for f in findings], indent=2))
+        else:
+            out(f"doctor: stack {args.stack} ({cfg.target})")
+            for f in findings:
+                if not (args.quiet and f.severity.value == "ok"):
+                    out(f.render())
+            out(summary(findings))
+        return 1 if has_blocking(findings) else 0
+
+    return access.unreachable_is_exit_3(doctor, "infra doctor", f"stack {args.stack}")

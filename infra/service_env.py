@@ -22,6 +22,17 @@ if TYPE_CHECKING:
 
 #: How alike an unknown name must be to a known one to be called a typo (difflib ratio).
 TYPO_CUTOFF = 0.8
+#: The stack key behind a tuning-owned env name, for "did you mean" advice.
+_KNOBS = {
+    "CORS_ORIGINS": "app.cors_origins",
+    "APP_ENV": "app.environment",
+    "PORT": "app.port",
+    "WEB_CONCURRENCY": "app.tuning.workers (or the target's cpu)",
+    "DB_POOL_SIZE": "app.tuning.db_pool_size",
+    "DB_MAX_OVERFLOW": "app.tuning.db_max_overflow",
+    "DB_POOL_TIMEOUT": "app.tuning.db_pool_timeout_s",
+    "MIGRATE_ON_START": "app.database.migrate",
+}
 
 
 def _example_reference(cfg: StackConfigType, name: str) -> str:
@@ -47,6 +58,11 @@ def _where(cfg: StackConfigType, name: str, tuning_env: dict[str, str]) -> str:
     return f"app.env.{name}"
 
 
+def _extends(name: str, known: str) -> bool:
+    """``name`` is ``known`` plus whole ``_``-separated words (REDIS_URL_2, READ_DATABASE_URL)."""
+    return name.startswith(known + "_") or name.endswith("_" + known) or f"_{known}_" in name
+
+
 def problems(cfg: StackConfigType, runtime: RuntimeTuning) -> list[str]:
     """One line per setting the service would refuse, naming the stack key and the fix; never a value."""
     from infra.tuning import container_environment
@@ -68,12 +84,22 @@ def problems(cfg: StackConfigType, runtime: RuntimeTuning) -> list[str]:
         for name in sorted(names):
             if name in KNOWN_ENV_NAMES:
                 continue
+            # A known name plus words of the user's (READ_DATABASE_URL, REDIS_URL_2, LOG_LEVEL_SQL) is a
+            # variable of their own; a truncated or misspelt one (JWT_SECRET, LOGIN_RATE_LIMITS) is a typo.
+            if any(_extends(name, known) for known in KNOWN_ENV_NAMES):
+                continue
             close = difflib.get_close_matches(name, sorted(KNOWN_ENV_NAMES), n=1, cutoff=TYPO_CUTOFF)
-            if close:
-                lines.append(
-                    f"app.{section}.{name}: the service reads no setting {name}; did you mean {close[0]}? "
-                    f"(rename the key to {close[0]}, or give your own variable a name unlike the service's)"
-                )
+            if not close:
+                continue
+            meant = close[0]
+            fix = (
+                f"{meant} is computed by the deployer: set {_KNOBS.get(meant, 'app.tuning')} instead"
+                if meant in contract.TUNING_ENV_NAMES
+                else f"rename the key to {meant}, or give your own variable a name unlike the service's"
+            )
+            lines.append(
+                f"app.{section}.{name}: the service reads no setting {name}; did you mean {meant}? ({fix})"
+            )
     return lines
 
 

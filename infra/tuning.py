@@ -427,8 +427,8 @@ def tune(inp: TuningInput) -> RuntimeTuning:
                 f"{ECS_MAX_REQUEST_TIMEOUT_S} or less, or make long work asynchronous (a queue)"
             )
         # The ALB closes a connection that carried no byte for its idle timeout, so a request may not run
-        # longer than it: above the default 60 s the idle timeout follows the request timeout, and the
-        # keepalive (which must outlive the idle timeout, or the ALB reuses a closed connection: 502) follows.
+        # longer than it: from request_timeout_s 56 (+ 5 s margin > the default 60 s) the idle timeout
+        # follows, and so does the keepalive (it must outlive the idle timeout, or the ALB gets 502s).
         idle = max(ALB_IDLE_TIMEOUT_S, rt + DRAIN_MARGIN_S)
         tuning = RuntimeTuning(
             **common,

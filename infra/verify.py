@@ -231,8 +231,8 @@ def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print
         return 2
     out(f"outputs from {source}")
     ssh_user, ssh_port = _vps_login(args.stack, args.stacks_dir)
-    try:
-        return run_verify(
+    return access.unreachable_is_exit_3(
+        lambda: run_verify(
             outputs,
             clients=clients,
             timeout_s=args.timeout,
@@ -243,13 +243,10 @@ def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print
             ssh_identity=args.ssh_identity,
             id_token=args.id_token,
             out=out,
-        )
-    except Exception as exc:
-        reason = access.describe(exc)
-        if reason is None:
-            raise  # a bug: keep the traceback
-        print(f"infra verify: could not check stack {args.stack or source}: {reason}", file=sys.stderr)
-        return access.EXIT_UNREACHABLE
+        ),
+        "infra verify",
+        f"stack {args.stack}" if args.stack else f"the stack in {source}",
+    )
 
 
 def _vps_login(stack: str | None, stacks_dir: str) -> tuple[str, int]:

@@ -9,6 +9,8 @@ never a traceback. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import subprocess
+import sys
+from collections.abc import Callable
 
 #: Exit codes shared by `infra doctor` and `infra verify` (listed in their --help).
 EXIT_OK = 0
@@ -18,10 +20,11 @@ EXIT_UNREACHABLE = 3
 
 EXIT_CODES_HELP = """exit codes:
   0  every check passed
-  1  a check failed (a blocking finding, or the release is not live/healthy)
+  1  a check failed: a blocking finding, or the release is not live/healthy. A check that could not be
+     made (no credentials, a denied permission, an unreachable host) is such a finding and names why
   2  invalid usage, stack config or stack outputs
-  3  could not check: missing or expired credentials, a denied permission, or the cloud API / host
-     unreachable (one line says which; nothing was changed)"""
+  3  the run stopped early on missing or expired credentials, a denied permission, or an unreachable
+     cloud API outside any single check (one line says which; nothing was changed)"""
 
 _AWS_DENIED = frozenset(
     {
@@ -81,6 +84,18 @@ def describe(exc: BaseException) -> str | None:
     if isinstance(exc, ConnectionError | TimeoutError):
         return f"the network: {type(exc).__name__}: {exc}"
     return None
+
+
+def unreachable_is_exit_3(run: Callable[[], int], command: str, what: str) -> int:
+    """``run()``, with a credential, permission or network error printed as one line and exit code 3."""
+    try:
+        return run()
+    except Exception as exc:
+        reason = describe(exc)
+        if reason is None:
+            raise  # a bug: keep the traceback
+        print(f"{command}: could not check {what}: {reason}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 def _argv0(cmd: object) -> str:

@@ -49,7 +49,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from infra.config import StackConfigType, VpsConfig
+from infra.config import ConfigError, StackConfigType, VpsConfig
 from infra.image import ImageResult
 from infra.secrets import SecretRef
 from infra.targets import DeployContext
@@ -110,7 +110,7 @@ def read_secret(
 
         project = ref.project or gcp_project
         if not project:
-            raise ValueError(f"{ref}: no project in the reference and no gcp:project in the stack config")
+            raise ConfigError(f"{ref}: no project in the reference and no gcp:project in the stack config")
         value = gcp.secretmanager.get_secret_version_access_output(
             secret=ref.name, project=project, version=ref.version or "latest", opts=opts
         ).secret_data
@@ -240,9 +240,9 @@ def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
     """Checks run before anything is registered (also by the program, before the image)."""
     assert isinstance(cfg, VpsConfig)
     if tuning.container_health is None:
-        raise ValueError("VPS tuning must define container health timings")
+        raise ConfigError("VPS tuning must define container health timings")
     if tuning.graceful_timeout_s >= tuning.stop_timeout_s:
-        raise ValueError(
+        raise ConfigError(
             f"GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below the stop timeout "
             f"{tuning.stop_timeout_s}s, or `docker stop` kills requests mid-drain"
         )

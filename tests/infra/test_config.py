@@ -211,7 +211,7 @@ def test_secure_values_are_placeholders_offline(tmp_path: Path) -> None:
         ("stack.yaml", "config: {}", "stack files are named Pulumi.<stack>.yaml"),
         ("Pulumi.a.yaml", "config: {}", "missing the fastapi-deploy:app object"),
         ("Pulumi.b.yaml", "config: {fastapi-deploy:app: [1]}", "expected a mapping"),
-        ("Pulumi.c.yaml", "config: [", "cannot read"),
+        ("Pulumi.c.yaml", "config: [", "not valid YAML at line"),
     ],
 )
 def test_bad_stack_files(tmp_path: Path, name: str, text: str, fragment: str) -> None:

@@ -41,26 +41,23 @@ def app(**changes: Any) -> Edit:
     return edit
 
 
-def secrets(stack: str, **changes: str | None) -> Edit:
-    """Edit app.secrets of ``stack``: None removes a name, a string sets it."""
-    current = dict(stack_config(stack)["fastapi-deploy:app"].get("secrets") or {})
-    for key, value in changes.items():
-        if value is None:
-            current.pop(key, None)
-        else:
-            current[key] = value
-    return app(secrets=current)
+def edited_map(section: str) -> Callable[..., Edit]:
+    """An editor of ``app.<section>`` of a stack: None removes a name, a string sets it."""
+
+    def for_stack(stack: str, **changes: str | None) -> Edit:
+        current = dict(stack_config(stack)["fastapi-deploy:app"].get(section) or {})
+        for key, value in changes.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+        return app(**{section: current})
+
+    return for_stack
 
 
-def env(stack: str, **changes: str | None) -> Edit:
-    """Edit app.env of ``stack`` the same way."""
-    current = dict(stack_config(stack)["fastapi-deploy:app"].get("env") or {})
-    for key, value in changes.items():
-        if value is None:
-            current.pop(key, None)
-        else:
-            current[key] = value
-    return app(env=current)
+secrets = edited_map("secrets")
+env = edited_map("env")
 
 
 def both(*edits: Edit) -> Edit:
@@ -124,6 +121,18 @@ CASES: list[tuple[str, Edit, tuple[str, ...]]] = [
     # --- secrets pasted where a reference belongs: refused, never echoed -------------------------------
     ("prod-ecs", secrets("prod-ecs", DATABASE_URL=PASTED_SECRET), ("app.secrets.DATABASE_URL:", f"({len(PASTED_SECRET)} chars)")),
     ("prod-vps", secrets("prod-vps", JWT_SECRET_KEY="k8Zq3-pasted-jwt-signing-key-value-0123456789"), ("app.secrets.JWT_SECRET_KEY:", "chars)")),
+    ("prod-ecs", secrets("prod-ecs", JWT_SECRET_KEY="hunter2supersecretvaluexyz:hunter2again"), ("app.secrets.JWT_SECRET_KEY: 'hun…' (39 chars)",)),
+    ("prod-vps", both(secrets("prod-vps", REDIS_URL=None), env("prod-vps", REDIS_URL="redis://:hunter2pw@cache:6379/0")), ("app.env.REDIS_URL: the URL carries a password", "app.secrets.REDIS_URL")),
+    # --- names the deployer owns, wherever they are put ------------------------------------------------
+    ("prod-ecs", secrets("prod-ecs", APP_ENV="ssm:/prod/x/appenv"), ("APP_ENV is computed by the deployer", "app.environment")),
+    ("prod-cloudrun", secrets("prod-cloudrun", PORT="gcp:port"), ("PORT is computed by the deployer",)),
+    ("prod-ecs", env("prod-ecs", CORS_ORIGIN="https://app.example.com"), ("app.env.CORS_ORIGIN:", "did you mean CORS_ORIGINS?", "set app.cors_origins instead")),
+    # --- target limits that used to surface as a crash under the program -----------------------------
+    ("prod-lambda", env("prod-lambda", AWS_REGION="us-east-1"), ("app.env: ['AWS_REGION'] are reserved by the Lambda runtime",)),
+    ("prod-lambda", env("prod-lambda", BIG="x" * 5000), ("app.env: the function's environment is", "bytes; Lambda allows 4096")),
+    ("prod-lambda", env("prod-lambda", FEATURE_FLAG="ssm:feature-flag"), ("app.env.FEATURE_FLAG: looks like a secret reference", "app.secrets.FEATURE_FLAG")),
+    ("prod-vps", both(provider(**{"gcp:project": None}), secrets("prod-vps", JWT_SECRET_KEY="gcp:jwt")), ("app.secrets.JWT_SECRET_KEY: a gcp: reference on a VPS needs its project",)),
+    ("prod-vps", provider(**{"aws:region": None}), ("aws:region: required when a vps stack reads AWS",)),
     # --- provider settings --------------------------------------------------------------------------
     ("prod-ecs", provider(**{"aws:region": None}), ("aws:region: required for target ecs", "pulumi config set aws:region")),
     ("prod-lambda", provider(**{"aws:region": None}), ("aws:region: required for target lambda",)),
@@ -149,8 +158,8 @@ def test_the_plan_refuses_what_the_service_would_refuse(
     for fragment in fragments:
         assert fragment in message
     assert mocks.monitor.recorded == [], "nothing may be registered before the config is known good"  # type: ignore[attr-defined]
-    assert "Sup3r-s3cret-pw" not in message
-    assert "k8Zq3-pasted" not in message
+    for leaked in ("Sup3r-s3cret-pw", "k8Zq3-pasted", "hunter2"):
+        assert leaked not in message
 
 
 def test_the_cases_cover_every_target() -> None:
@@ -179,6 +188,43 @@ def test_a_requests_timeout_above_the_alb_default_raises_the_whole_chain() -> No
     (tg,) = result.by_type("aws:lb/targetGroup:TargetGroup")
     assert int(tg.inputs["deregistrationDelay"]) == 95
     assert result.outputs["tuning"]["GUNICORN_KEEPALIVE"] == "110"
+
+
+@pytest.mark.parametrize("name", ["READ_DATABASE_URL", "REDIS_URL_2", "LOG_LEVEL_SQL", "SENTRY_DSN_STAGING"])
+def test_a_variable_that_extends_a_known_name_is_not_a_typo(name: str) -> None:
+    raw = stack_config("prod-ecs")
+    raw["fastapi-deploy:app"]["secrets"][name] = "ssm:/prod/items-api/own-variable"
+    _, error, _ = run_raw("prod-ecs", raw)
+    assert error is None
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "config:\n  fastapi-deploy:app:\n    secrets:\n      JWT_SECRET_KEY: hunter2pw: x\n",
+            "line 4, column",
+        ),
+        ('config:\n  aws:region: "hunter2pw\n', "not valid YAML"),
+        ("- hunter2pw\n- b\n", "expected a mapping with a `config:` key"),
+    ],
+)
+def test_a_broken_stack_file_is_one_line_that_does_not_quote_it(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    path = tmp_path / "Pulumi.broken.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as err:
+        config.load_stack_file(path)
+    assert fragment in str(err.value)
+    assert "hunter2pw" not in str(err.value)
+
+
+def test_an_unquoted_yaml_number_says_to_quote_it() -> None:
+    raw = stack_config("prod-ecs")
+    raw["fastapi-deploy:app"]["env"]["SENTRY_TRACES_SAMPLE_RATE"] = 0.1
+    _, error, _ = run_raw("prod-ecs", raw)
+    assert "app.env.SENTRY_TRACES_SAMPLE_RATE: must be a string: quote it" in str(error)
 
 
 def write_stack(tmp_path: Path, stack: str, edit: Edit) -> Path:

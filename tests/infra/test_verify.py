@@ -805,4 +805,4 @@ def test_verify_and_doctor_document_their_exit_codes(capsys) -> None:
         assert module.cli(["--help"]) == 0
         text = capsys.readouterr().out
         assert "exit codes:" in text
-        assert "3  could not check" in text
+        assert "3  the run stopped early" in text
