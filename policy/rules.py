@@ -85,7 +85,7 @@ SECRET_NAME_RE = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|API_KEY|
 #: Env names that always carry credentials in this app (contract section 1).
 SECRET_ENV_NAMES = contract.CREDENTIAL_ENV_NAMES
 #: A URL with a password in its user-info part (`scheme://user:pass@host`).
-URL_WITH_PASSWORD_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.I)
+URL_WITH_PASSWORD_RE = contract.URL_WITH_PASSWORD
 #: Values that are references the platform or the Lambda handler resolves, not secrets themselves.
 is_reference = contract.looks_like_reference
 
