@@ -385,6 +385,8 @@ def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: A
             for r in result.resources
         ],
         cost_mod.Assumptions.from_config(cfg.cost),
+        provider=cost_mod.TARGET_PROVIDER.get(str(cfg.target)),
+        region=getattr(cfg, "region", None),
     )
     plan.resources = scrub(resources, secrets)
     plan.outputs = scrub(dict(result.outputs), secrets)
@@ -484,6 +486,8 @@ def render_text(plan: StackPlan, out: TextIO) -> None:
         f"{a['egress_gb_per_month']:g} GB egress, {a['hours_per_month']:g} h/month (app.cost overrides)\n"
         f"    prices as of {a['prices_as_of']} ({a['prices_note']}); ignores {a['ignored']}\n"
     )
+    if c.get("price_note"):
+        w(f"    prices: {c['price_note']}\n")
 
 
 # --- entry point -------------------------------------------------------------------------------------
