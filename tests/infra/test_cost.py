@@ -133,11 +133,13 @@ def test_every_region_has_a_read_date_sources_and_only_known_keys() -> None:
     for provider, entries in doc["regions"].items():
         for region, entry in entries.items():
             assert entry["read"], (provider, region)
-            assert entry["sources"] and all(s.startswith("https://") for s in entry["sources"]), region
+            assert entry["sources"], region
+            assert all(s.startswith("https://") for s in entry["sources"]), region
             assert entry["note"], region
             for key, price in (entry.get("prices") or {}).items():
                 assert key in doc[provider], (region, key)
-                assert price["price"] > 0 and price["source"].startswith("https://"), (region, key)
+                assert price["price"] > 0, (region, key)
+                assert price["source"].startswith("https://"), (region, key)
                 assert price["evidence"], (region, key)  # where the regional figure was actually seen
 
 
@@ -162,7 +164,8 @@ def test_regional_prices_replace_the_base_figures_they_have() -> None:
     doc = west.as_dict()
     assert doc["region"] == doc["price_region"] == "eu-west-1"
     assert doc["fallback_from"] is None
-    assert doc["price_read"] and doc["price_sources"]
+    assert doc["price_read"]
+    assert doc["price_sources"]
     # Figures not found for eu-west-1 are listed (only those this estimate used), never silently reused.
     assert "fargate_vcpu_hour_x86" in doc["price_fallback_keys"]
     assert "lambda_gb_second_x86" not in doc["price_fallback_keys"]
@@ -200,5 +203,6 @@ def test_vps_is_not_region_priced() -> None:
     doc = estimate(
         [res("docker:index/container:Container", "api")], provider="vps", region="eu-central-1"
     ).as_dict()
-    assert doc["price_region"] is None and doc["fallback_from"] is None
+    assert doc["price_region"] is None
+    assert doc["fallback_from"] is None
     assert "flat VPS price" in doc["price_note"]

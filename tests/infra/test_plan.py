@@ -377,10 +377,11 @@ def test_a_region_without_a_price_table_falls_back_and_the_plan_says_so(tmp_path
 
     path = write_stack(tmp_path, "staging-ecs", to_sydney)
     code, out, _ = run_cli("--stack", str(path), "--format", "json")
+    assert code == plan_mod.EXIT_OK
     doc = json.loads(out)
     assert doc["cost"]["fallback_from"] == "ap-southeast-2"
     assert doc["cost"]["price_region"] == "us-east-1"
-    code, out, _ = run_cli("--stack", str(path))
+    _code, out, _ = run_cli("--stack", str(path))
     assert (
         "NOTE: no price table for aws region ap-southeast-2; priced with us-east-1 prices (fallback)" in out
     )
