@@ -492,7 +492,7 @@ def render_text(plan: StackPlan, out: TextIO) -> None:
 
 # --- entry point -------------------------------------------------------------------------------------
 def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """``infra plan --stack STACK|all [--format text|json]`` and ``--list [--prefix P]``."""
+    """``infra plan --stack STACK|all [--format text|json] [--diff PREVIOUS.json]``; ``--list``."""
     import argparse
 
     out = out or sys.stdout
@@ -509,6 +509,13 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     )
     parser.add_argument("--prefix", default="", help="with --list: only stacks whose name starts with this")
     parser.add_argument("--timing", action="store_true", help="print the seconds each plan took (to stderr)")
+    parser.add_argument(
+        "--diff",
+        type=Path,
+        metavar="PREVIOUS.json",
+        help="compare with a previous `infra plan --format json` output: resources added/changed/removed and "
+        "the monthly cost delta, as Markdown for a pull-request comment (--format json: the diff as JSON)",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -532,6 +539,8 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     if not paths:
         err.write(f"infra plan: no Pulumi.*.yaml in {args.stacks_dir}\n")
         return EXIT_INVALID
+    if args.diff is not None:
+        return _cli_diff(args, paths, out, err)
 
     plans = []
     for path in paths:
@@ -548,5 +557,35 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     if args.format == "json":
         doc: Any = plans[0].as_json() if args.stack != "all" else [p.as_json() for p in plans]
         out.write(json.dumps(doc, indent=2, default=str) + "\n")
+    return _worst(plans)
+
+
+def _worst(plans: Iterable[StackPlan]) -> int:
     codes = {p.exit_code for p in plans}
     return EXIT_INVALID if EXIT_INVALID in codes else (EXIT_FINDINGS if EXIT_FINDINGS in codes else EXIT_OK)
+
+
+def _cli_diff(args: Any, paths: list[Path], out: TextIO, err: TextIO) -> int:
+    """``--diff PREVIOUS.json``: the previous file is checked before any planning (exit 2, one message)."""
+    from infra import plandiff
+
+    try:
+        previous = plandiff.load_previous(args.diff)
+    except plandiff.PreviousPlanError as exc:
+        err.write(f"infra plan: --diff {exc}\n")
+        return EXIT_INVALID
+    plans = []
+    for path in paths:
+        plan = plan_stack(path)
+        plans.append(plan)
+        if plan.error is not None:
+            err.write(f"infra plan: {plan.error}\n")
+        if args.timing:
+            err.write(f"infra plan: {plan.stack} planned in {plan.seconds:.2f} s\n")
+    current = [json.loads(json.dumps(p.as_json(), default=str)) for p in plans]
+    doc = plandiff.diff_plans(previous, current, all_stacks=args.stack == "all", source=str(args.diff))
+    if args.format == "json":
+        out.write(json.dumps(doc, indent=2, default=str) + "\n")
+    else:
+        out.write(plandiff.render_markdown(doc))
+    return _worst(plans)
