@@ -11,7 +11,11 @@ JSON contract (tools rely on these names)::
 
     {"stack", "target", "resources": [{"urn", "type", "name", "parent", "inputs"}], "outputs",
      "tuning", "policy": {"violations": [{"policy", "enforcement", "urn", "message"}]},
-     "cost": {"currency", "monthly_total", "lines": [{"resource", "monthly", "basis"}], "assumptions"}}
+     "cost": {"currency", "monthly_total", "lines": [{"resource", "monthly", "basis"}], "assumptions",
+              "sources", "region", "price_region", "fallback_from", "price_fallback_keys", "price_read",
+              "price_sources", "price_note"}}
+
+Keys are only ever added. ``--diff PREVIOUS.json`` compares with such a document (:mod:`infra.plandiff`).
 
 Secrets: ``secure:`` config values cannot be decrypted offline and never reach the program (the mocks
 substitute ``[secret]``); values the program marks secret are shown as ``[secret]``; plain env values
