@@ -218,7 +218,9 @@ def load_prices(path: str | Path = PRICES_PATH) -> PriceTable:
     """Parse the price table; every entry must carry price, unit and source, every region read + sources."""
     import yaml
 
-    doc = yaml.safe_load(Path(path).read_text())
+    # The table grew with the regions; libyaml's loader (when present) parses it ~3x faster than pure Python.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    doc = yaml.load(Path(path).read_text(), Loader=loader)  # noqa: S506 - a safe loader either way
     prices: dict[str, dict[str, Price]] = {}
     base_regions: dict[str, str] = {}
     for provider in ("aws", "gcp", "vps"):
