@@ -33,6 +33,8 @@ MIN_PRODUCTION_SECRET_LEN = 32
 # Only used when APP_ENV=development and no key is set, so `make run` works with zero setup.
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-key-never-use-in-production-0123456789"  # noqa: S105
 
+DEFAULT_MAX_REQUEST_BODY_BYTES = 1024 * 1024
+
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -100,6 +102,11 @@ class Settings(BaseSettings):
     cors_allow_headers: str = "Authorization,Content-Type,X-Request-ID"
 
     login_rate_limit: str = "5/minute"
+
+    # Largest request body accepted (bytes), enforced while the body streams in (app.bodylimit). The API
+    # takes small JSON documents and a login form: 1 MiB is generous. The deployer injects it from
+    # app.max_request_body_bytes (Caddy enforces the same number on the VPS; Lambda caps it at 6 MB).
+    max_request_body_bytes: int = Field(DEFAULT_MAX_REQUEST_BODY_BYTES, ge=1024, le=1024 * 1024 * 1024)
 
     # /metrics on the app's port. Off where nothing can scrape it privately (Lambda, Cloud Run): there it
     # would only publish request counts and route names to the internet. ECS and the VPS keep it on for
