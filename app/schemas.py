@@ -149,6 +149,7 @@ def _resp(status: int, model: type[BaseModel], description: str) -> Responses:
 
 
 #: Responses any operation can produce (declared so the OpenAPI document matches what is served).
+UNREADABLE_BODY: Responses = _resp(400, ErrorOut, "request body could not be read (e.g. not UTF-8)")
 BODY_TOO_LARGE: Responses = _resp(413, ErrorOut, "request body larger than MAX_REQUEST_BODY_BYTES")
 INVALID: Responses = _resp(
     422, ValidationErrorOut, "invalid input: locations and messages, never the values sent"

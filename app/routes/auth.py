@@ -17,13 +17,18 @@ from app.schemas import (
     INVALID,
     RATE_LIMITED,
     UNAUTHORIZED,
+    UNREADABLE_BODY,
     LoginIn,
     TokenOut,
     UserOut,
 )
 from app.security import current_username, issue_token, verify_password
 
-router = APIRouter(prefix="/api/auth", tags=["auth"], responses={**BODY_TOO_LARGE, **INVALID, **UNAUTHORIZED})
+router = APIRouter(
+    prefix="/api/auth",
+    tags=["auth"],
+    responses={**UNREADABLE_BODY, **BODY_TOO_LARGE, **INVALID, **UNAUTHORIZED},
+)
 log = logging.getLogger("app.auth")
 
 

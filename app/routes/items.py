@@ -21,6 +21,7 @@ from app.schemas import (
     INVALID,
     NOT_FOUND,
     UNAUTHORIZED,
+    UNREADABLE_BODY,
     CategoryIn,
     CategoryOut,
     ItemIn,
@@ -30,7 +31,11 @@ from app.schemas import (
 )
 from app.security import current_username
 
-router = APIRouter(prefix="/api", tags=["items"], responses={**BODY_TOO_LARGE, **INVALID, **DB_UNAVAILABLE})
+router = APIRouter(
+    prefix="/api",
+    tags=["items"],
+    responses={**UNREADABLE_BODY, **BODY_TOO_LARGE, **INVALID, **DB_UNAVAILABLE},
+)
 Session = Annotated[AsyncSession, Depends(get_session)]
 User = Annotated[str, Depends(current_username)]
 # Bounded to the INTEGER columns they are compared with: a larger number is a 422, not an asyncpg error.
