@@ -3,9 +3,9 @@ keeps serving. In-process against real PostgreSQL and Redis; the body limit also
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import select
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -333,18 +333,16 @@ def _raw_request(url: str, head: bytes, body_chunks: Iterator[bytes], timeout: f
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as s:
         s.sendall(head)
-        s.setblocking(False)
         answer = b""
         for chunk in body_chunks:
-            with contextlib.suppress(BlockingIOError, BrokenPipeError, ConnectionResetError):
-                s.sendall(chunk)
             try:
-                data = s.recv(65536)
-                answer += data
-                if b"\r\n\r\n" in answer:
-                    break
-            except BlockingIOError:
-                continue
+                s.sendall(chunk)  # blocking: never a partial frame (that would corrupt the chunked framing)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([s], [], [], 0)[0]:  # an answer is waiting (recv on a socket with a timeout
+                answer += s.recv(65536)  # would wait for one, even with MSG_DONTWAIT)
+            if b"\r\n\r\n" in answer:
+                break
         s.settimeout(timeout)
         while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
             data = s.recv(65536)
