@@ -121,7 +121,10 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, guarded_send)
         except Exception as exc:
-            if not (exceeded and _is_body_too_large(exc)):
+            # Once the body ran over, whatever the app raised (our exception, or another one wrapping it
+            # in code that caught it) is the consequence of the client's mistake: a 413, not a 500 with a
+            # traceback. A response already under way cannot be replaced; then the error propagates.
+            if not exceeded or (started and not _is_body_too_large(exc)):
                 raise
             if not started and not replaced:
                 replaced = True

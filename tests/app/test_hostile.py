@@ -381,3 +381,35 @@ def test_gunicorn_answers_413_to_a_large_upload_and_keeps_serving(served: Any, c
     assert [r["status"] for r in logs if r.get("msg") == "request" and r.get("path") == "/api/auth/login"][
         -1
     ] == 413
+
+
+# ------------------------------------------------------------- the middleware around code that misbehaves
+async def _swallowing_app(scope: Any, receive: Any, send: Any) -> None:
+    """Reads the body, catches the limit's exception and answers something else (as FastAPI does for
+    other body-read errors, with a 400)."""
+    try:
+        while (await receive()).get("more_body"):
+            pass
+    except Exception:  # deliberately careless code
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"bad"})
+
+
+async def _wrapping_app(scope: Any, receive: Any, send: Any) -> None:
+    """Reads the body and lets the limit's exception escape wrapped in another one."""
+    try:
+        while (await receive()).get("more_body"):
+            pass
+    except Exception as exc:
+        raise RuntimeError("while reading the body") from exc
+
+
+@pytest.mark.parametrize("inner", [_swallowing_app, _wrapping_app], ids=["swallows", "wraps"])
+async def test_whatever_the_app_does_with_the_limit_the_client_gets_the_413(inner: Any) -> None:
+    from app.bodylimit import BodyLimitMiddleware
+
+    app = BodyLimitMiddleware(inner, max_bytes=4096)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post("/", content=Upload(100_000))
+    assert r.status_code == 413
+    assert r.json() == {"detail": "request body exceeds 4096 bytes"}
