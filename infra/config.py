@@ -33,6 +33,7 @@ from pydantic import (
 
 from app import contract
 from infra.secrets import SecretRef, SecretRefError
+from infra.tuning import DEFAULT_MAX_REQUEST_BODY_BYTES
 
 CONFIG_NAMESPACE = "fastapi-deploy"
 CONFIG_KEY = f"{CONFIG_NAMESPACE}:app"
@@ -82,6 +83,11 @@ LOG_RETENTION_DAYS = (
 # running longer behind it keeps burning money after the client already got a 503.
 # Source: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
 HTTP_API_MAX_TIMEOUT_S = 30
+# Lambda's synchronous invocation payload limit (request and response each): the event JSON carrying the
+# body, its headers and, for binary bodies, base64 (4/3 the size) must fit in it.
+LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+MIN_REQUEST_BODY_BYTES = 1024
+MAX_REQUEST_BODY_BYTES = 1024 * 1024 * 1024
 LAMBDA_MAX_TIMEOUT_S = 900
 # Cloud Run: request timeout up to 60 min; memory per CPU limits from
 # https://cloud.google.com/run/docs/configuring/services/memory-limits (max 4 GiB at 1 vCPU, 8 at 2,
@@ -301,6 +307,11 @@ class AppConfigBase(_Model):
     database: Database = Field(default_factory=Database)
     #: Longest request the service is expected to serve (seconds); drives drain/timeout settings.
     request_timeout_s: int = Field(default=30, ge=1, le=3600)
+    #: Largest request body accepted (bytes): MAX_REQUEST_BODY_BYTES for the app, Caddy's
+    #: request_body max_size on the VPS. The ALB cannot limit bodies: on ECS the app enforces it.
+    max_request_body_bytes: int = Field(
+        default=DEFAULT_MAX_REQUEST_BODY_BYTES, ge=MIN_REQUEST_BODY_BYTES, le=MAX_REQUEST_BODY_BYTES
+    )
     env: dict[str, str] = Field(default_factory=dict)
     #: ENV_NAME -> reference (``ssm:/path``, ``secretsmanager:name[:json-key]``, ``gcp:...``).
     secrets: dict[str, str] = Field(default_factory=dict)
@@ -807,6 +818,13 @@ class LambdaConfig(AppConfigBase):
                     f"app.secrets.{key} (an app.env value starting with ssm: or secretsmanager: would be "
                     "resolved at cold start)"
                 )
+        if self.max_request_body_bytes > LAMBDA_MAX_PAYLOAD_BYTES:
+            raise ValueError(
+                f"max_request_body_bytes: {self.max_request_body_bytes} exceeds what Lambda accepts: a "
+                f"synchronous invocation payload is at most {LAMBDA_MAX_PAYLOAD_BYTES} bytes (6 MB), "
+                "event headers included (API Gateway and function URLs refuse larger requests before the "
+                f"app sees them); set it to {LAMBDA_MAX_PAYLOAD_BYTES} or less"
+            )
         timeout = self.function_timeout_s
         if self.lambda_.front == "http_api" and timeout > HTTP_API_MAX_TIMEOUT_S:
             raise ValueError(
