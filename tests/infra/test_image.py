@@ -128,8 +128,9 @@ PROMOTED_DIGEST = "sha256:" + "ab" * 32
 
 
 def _promote(stack: str, repository: str) -> Any:
-    """The program for ``stack`` after deploy.yml's `pulumi config set --path app.image.digest ...`: the
-    stack file keeps ``image.build`` and gains ``image.digest`` (the staging digest copied into its registry)."""
+    """The program for ``stack`` after deploy.yml's `pulumi config set --path app.image.digest ...`:
+    the stack file keeps ``image.build`` and gains ``image.digest`` (staging's digest, copied into its
+    registry). Returns (promoted run, unedited run)."""
     from tests.infra.conftest import stack_config
 
     raw = stack_config(stack)
@@ -150,7 +151,9 @@ def test_promoting_a_digest_keeps_the_registry_and_builds_nothing() -> None:
     assert built.by_type("docker:index/image:Image"), "the unpromoted stack builds (the comparison is real)"
     assert not promoted.by_type("docker:index/image:Image")
     assert promoted.outputs["image"] == f"{repo}@{PROMOTED_DIGEST}"
-    (container,) = json.loads(promoted.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    (container,) = json.loads(
+        promoted.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"]
+    )
     assert container["image"] == f"{repo}@{PROMOTED_DIGEST}"
     # Pull permission names the repository the digest is in (derived from the reference).
     pol = next(
