@@ -605,3 +605,41 @@ def test_promotion_to_artifact_registry_logs_in_with_the_google_token(tmp_path: 
     assert f"pulumi config set --path app.image.digest {ar_repo}@{DIGEST} --stack prod-cloudrun" in calls(
         tmp_path
     )
+
+
+def _evaluate(expression: str, row: dict[str, str]) -> Any:
+    """A GitHub expression over one matrix row, as Python (&&/|| short-circuit the same way)."""
+    expr = expression.strip().removeprefix("${{").removesuffix("}}")
+    expr = re.sub(r"matrix\.(\w+)", lambda m: repr(row.get(m.group(1), "")), expr)
+    # The staging image is in ECR (staging-ecs), the state backend is Pulumi Cloud.
+    expr = expr.replace("contains(needs.staging-image.outputs.ref, '.dkr.ecr.')", "True")
+    expr = expr.replace("startsWith(vars.PULUMI_BACKEND_URL, 's3://')", "False")
+    expr = expr.replace("&&", " and ").replace("||", " or ")
+    return eval(expr)  # noqa: S307 - a fixed expression from our own workflow files
+
+
+def test_aws_credentials_always_get_an_aws_region() -> None:
+    """A matrix leg on GCP that still needs AWS (the promotion reads staging's ECR) must not pass its GCP
+    region to the AWS credentials action (its STS call would go to sts.europe-west1.amazonaws.com)."""
+    rows = json.loads(
+        subprocess.run(
+            [str(Path(sys.executable).with_name("infra")), "plan", "--list"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )["include"]
+    checked = 0
+    for name, job_name, step in all_steps():
+        if not str(step.get("uses", "")).startswith("aws-actions/configure-aws-credentials@"):
+            continue
+        for row in rows:
+            if "if" in step and not _evaluate(step["if"], row):
+                continue
+            region = _evaluate(step["with"]["aws-region"], row)
+            aws_region = re.fullmatch(r"(us|eu|ap|ca|sa|me|af|il|mx)-[a-z]+-\d", region)
+            assert aws_region, (name, job_name, row, region)
+            checked += 1
+    assert checked > 10
