@@ -171,7 +171,14 @@ class BuildSpec(_Model):
 
 
 class ImageSpec(_Model):
-    """Either ``build`` (context/dockerfile/platform) or an existing ``digest`` (``repo@sha256:<64 hex>``)."""
+    """``build`` (context/dockerfile/platform), an existing ``digest`` (``repo@sha256:<64 hex>``), or both.
+
+    * ``build`` only: the stack owns a registry (ECR / Artifact Registry), builds, pushes, deploys by digest.
+    * ``digest`` only: nothing is built and the stack owns no registry; the digest is deployed as given.
+    * both (the promote path, ``deploy.yml``): the stack keeps the registry its ``build`` created, so a
+      promotion does not delete it, but builds nothing and deploys ``digest``, which CI copied into that
+      registry from staging (``pulumi config set --path app.image.digest ...``).
+    """
 
     build: BuildSpec | None = None
     digest: str | None = None
@@ -189,10 +196,18 @@ class ImageSpec(_Model):
         return v
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> ImageSpec:
-        if (self.build is None) == (self.digest is None):
-            raise ValueError("set exactly one of image.build (build and push) or image.digest (promote)")
+    def _build_or_digest(self) -> ImageSpec:
+        if self.build is None and self.digest is None:
+            raise ValueError(
+                "set image.build (build and push), image.digest (deploy an existing digest), or both "
+                "(keep this stack's registry, deploy the digest promoted into it, build nothing)"
+            )
         return self
+
+    @property
+    def promoted(self) -> bool:
+        """A digest was promoted into the registry this stack owns: keep the registry, build nothing."""
+        return self.build is not None and self.digest is not None
 
     @property
     def platform(self) -> str:

@@ -183,9 +183,19 @@ def ecr_registry(
 def resolve(
     name: str, spec: ImageSpec, registry: Registry | None, opts: pulumi.ResourceOptions | None = None
 ) -> ImageResult:
-    """Build and push (``spec.build``) or take the existing digest (``spec.digest``)."""
+    """Build and push (``spec.build``) or take the existing digest (``spec.digest``).
+
+    With both (a promotion), the digest wins and nothing is built; ``registry`` is still created by the
+    caller so the promotion does not delete it. ``repository_arn`` stays unset then: a target derives the
+    pull permission from the digest reference itself, which names the repository the bytes really are in.
+    """
     if spec.digest is not None:
-        return ImageResult(ref=pulumi.Output.from_input(spec.digest), platform=spec.platform, built=False)
+        return ImageResult(
+            ref=pulumi.Output.from_input(spec.digest),
+            platform=spec.platform,
+            built=False,
+            repository_url=registry.repository_url if registry is not None else None,
+        )
     assert spec.build is not None
     if registry is None:
         raise ImageError("app.image: this target has no registry to push to; set app.image.digest")

@@ -552,7 +552,8 @@ def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
     """Create the Lambda component and return the stack outputs of contract section 2."""
     cfg = ctx.cfg
     assert isinstance(cfg, LambdaConfig)
-    repository_url = ctx.image.repository_url if ctx.image.built else None
+    # Built here or promoted into the registry this stack owns: Lambda needs the pull policy on it.
+    repository_url = ctx.image.repository_url
     svc = LambdaService(
         ctx.name,
         LambdaServiceArgs(config=cfg, tuning=ctx.tuning, image=ctx.image.ref, repository_url=repository_url),

@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infra import image as image_mod
+from infra.mocks import run_program
 from infra.targets.ecs import ecr_repository_arn_from_ref
 
 
@@ -119,3 +121,61 @@ def test_build_paths_stay_relative_under_the_cli_working_directory(monkeypatch: 
     context, dockerfile = image_mod.build_path("."), image_mod.build_path("./Dockerfile")
     assert (context, dockerfile) == ("..", os.path.join("..", "Dockerfile"))
     assert (Path.cwd() / dockerfile).resolve() == image_mod.PROJECT_ROOT / "Dockerfile"
+
+
+# ------------------------------------------------------------------------- promotion (deploy.yml)
+PROMOTED_DIGEST = "sha256:" + "ab" * 32
+
+
+def _promote(stack: str, repository: str) -> Any:
+    """The program for ``stack`` after deploy.yml's `pulumi config set --path app.image.digest ...`:
+    the stack file keeps ``image.build`` and gains ``image.digest`` (staging's digest, copied into its
+    registry). Returns (promoted run, unedited run)."""
+    from tests.infra.conftest import stack_config
+
+    raw = stack_config(stack)
+    app = raw["fastapi-deploy:app"]
+    assert app["image"].get("build"), f"{stack} is expected to own a registry (image.build)"
+    app["image"]["digest"] = f"{repository}@{PROMOTED_DIGEST}"
+    return run_program(stack, raw), run_program(stack, stack_config(stack))
+
+
+def test_promoting_a_digest_keeps_the_registry_and_builds_nothing() -> None:
+    """Switching prod-ecs to the promoted digest must not delete its ECR repository (the registry the digest
+    was copied into) and must not build: the task runs exactly the promoted bytes."""
+    repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/items-api-prod-ecs-repo-1a2b3c4"
+    promoted, built = _promote("prod-ecs", repo)
+    kept = ("aws:ecr/repository:Repository", "aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    for kind in kept:
+        assert [r.name for r in promoted.by_type(kind)] == [r.name for r in built.by_type(kind)] != []
+    assert built.by_type("docker:index/image:Image"), "the unpromoted stack builds (the comparison is real)"
+    assert not promoted.by_type("docker:index/image:Image")
+    assert promoted.outputs["image"] == f"{repo}@{PROMOTED_DIGEST}"
+    (container,) = json.loads(
+        promoted.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"]
+    )
+    assert container["image"] == f"{repo}@{PROMOTED_DIGEST}"
+    # Pull permission names the repository the digest is in (derived from the reference).
+    pol = next(
+        r for r in promoted.by_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith("-exec-policy")
+    )
+    resources = json.dumps(json.loads(pol.inputs["policy"]))
+    assert ecr_repository_arn_from_ref(f"{repo}@{PROMOTED_DIGEST}") in resources
+
+
+def test_promoting_to_lambda_keeps_the_repository_pull_policy() -> None:
+    repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/items-api-prod-lambda-repo-1a2b3c4"
+    promoted, built = _promote("prod-lambda", repo)
+    policies = "aws:ecr/repositoryPolicy:RepositoryPolicy"
+    assert [r.name for r in promoted.by_type(policies)] == [r.name for r in built.by_type(policies)] != []
+    assert not promoted.by_type("docker:index/image:Image")
+    assert promoted.one("aws:lambda/function:Function").inputs["imageUri"] == f"{repo}@{PROMOTED_DIGEST}"
+
+
+def test_promoting_to_cloud_run_keeps_the_artifact_registry_repository() -> None:
+    repo = "europe-west1-docker.pkg.dev/items-api-prod/items-api/items-api"
+    promoted, built = _promote("prod-cloudrun", repo)
+    kind = "gcp:artifactregistry/repository:Repository"
+    assert [r.name for r in promoted.by_type(kind)] == [r.name for r in built.by_type(kind)] != []
+    assert not promoted.by_type("docker:index/image:Image")
+    assert promoted.outputs["image"] == f"{repo}@{PROMOTED_DIGEST}"
