@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from app import contract
-from infra.secrets import SecretRef, SecretRefError
+from infra.secret_refs import SecretRef, SecretRefError
 
 CONFIG_NAMESPACE = "fastapi-deploy"
 CONFIG_KEY = f"{CONFIG_NAMESPACE}:app"
