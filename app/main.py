@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.bodylimit import BodyLimitMiddleware
 from app.db import create_engine, create_sessionmaker
 from app.observability import RequestContextMiddleware, configure_logging, init_sentry
 from app.ratelimit import LoginLimiter, Rate
@@ -95,6 +97,18 @@ async def _db_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "database unavailable"}, status_code=503, headers={"Retry-After": "5"})
 
 
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's default 422 carries each error's `input` (the value sent: a password from a form-encoded
+    # login, a whole body when it was not JSON) and `ctx` (the JSON decoder's message). Locations, messages
+    # and types are enough to fix a request; the values stay with the client - and out of the logs.
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app from `settings` (default: the environment; raises SettingsError naming bad variables)."""
     settings = settings or load_settings()
@@ -122,11 +136,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(health.metrics_router)
     app.include_router(auth.router)
     app.include_router(items.router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(sa_exc.OperationalError, _db_unavailable)
     app.add_exception_handler(sa_exc.InterfaceError, _db_unavailable)
     app.add_exception_handler(sa_exc.TimeoutError, _db_unavailable)
     app.add_exception_handler(ConnectionError, _db_unavailable)
     app.add_exception_handler(TimeoutError, _db_unavailable)
+    # Innermost of ours: a 413 still gets CORS headers (a browser can read it) and a request id.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -23,6 +23,7 @@ DEVELOPMENT_JWT_SECRET = "development-only-jwt-key-never-use-in-production-01234
 _FIX_HINTS = contract.FIX_HINTS
 PLACEHOLDER_SECRETS = contract.PLACEHOLDER_SECRETS
 MIN_PRODUCTION_SECRET_LEN = contract.MIN_PRODUCTION_SECRET_LEN
+DEFAULT_MAX_REQUEST_BODY_BYTES = 1024 * 1024
 
 
 class SettingsError(RuntimeError):
@@ -80,6 +81,11 @@ class Settings(BaseSettings):
     login_rate_limit: str = "5/minute"
     login_address_rate_limit: str = "30/minute"
     login_user_failure_limit: str = "100/hour"
+
+    # Largest request body accepted (bytes), enforced while the body streams in (app.bodylimit). The API
+    # takes small JSON documents and a login form: 1 MiB is generous. The deployer injects it from
+    # app.max_request_body_bytes (Caddy enforces the same number on the VPS; Lambda caps it at 6 MB).
+    max_request_body_bytes: int = Field(DEFAULT_MAX_REQUEST_BODY_BYTES, ge=1024, le=1024 * 1024 * 1024)
 
     # /metrics on the app's port. Off where nothing can scrape it privately (Lambda, Cloud Run): there it
     # would only publish request counts and route names to the internet. ECS and the VPS keep it on for

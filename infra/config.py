@@ -35,6 +35,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from app import contract
 from infra.secret_refs import SecretRef, SecretRefError
+from infra.tuning import DEFAULT_MAX_REQUEST_BODY_BYTES
 
 CONFIG_NAMESPACE = "fastapi-deploy"
 CONFIG_KEY = f"{CONFIG_NAMESPACE}:app"
@@ -84,6 +85,11 @@ LOG_RETENTION_DAYS = (
 # running longer behind it keeps burning money after the client already got a 503.
 # Source: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
 HTTP_API_MAX_TIMEOUT_S = 30
+# Lambda's synchronous invocation payload limit (request and response each): the event JSON carrying the
+# body, its headers and, for binary bodies, base64 (4/3 the size) must fit in it.
+LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+MIN_REQUEST_BODY_BYTES = 1024
+MAX_REQUEST_BODY_BYTES = 1024 * 1024 * 1024
 LAMBDA_MAX_TIMEOUT_S = 900
 # Cloud Run: request timeout up to 60 min; memory per CPU limits from
 # https://cloud.google.com/run/docs/configuring/services/memory-limits (max 4 GiB at 1 vCPU, 8 at 2,
@@ -351,6 +357,13 @@ class AppConfigBase(_Model):
     """Longest request the service is expected to serve (seconds); drives drain and platform timeouts.
     At most: ECS 115 (above 60 the ALB idle timeout, keepalive and drain rise with it), Cloud Run 3600,
     Lambda 30 behind the HTTP API and 900 with a function URL."""
+    max_request_body_bytes: int = Field(
+        default=DEFAULT_MAX_REQUEST_BODY_BYTES, ge=MIN_REQUEST_BODY_BYTES, le=MAX_REQUEST_BODY_BYTES
+    )
+    """Largest request body accepted (bytes): MAX_REQUEST_BODY_BYTES for the app (413 above it, enforced
+    while the body streams in), Caddy's request_body max_size on the VPS. The ALB cannot limit bodies: on
+    ECS the app enforces it. On lambda at most 6291456 (the 6 MB synchronous invocation payload, headers
+    included: API Gateway and function URLs refuse more before the app runs)."""
     env: dict[str, str] = Field(default_factory=dict)
     """Plain environment variables; credential names, tuning-owned names and URLs with a password are
     refused."""
@@ -912,6 +925,13 @@ class LambdaConfig(AppConfigBase):
                     f"app.secrets.{key} (an app.env value starting with ssm: or secretsmanager: would be "
                     "resolved at cold start)"
                 )
+        if self.max_request_body_bytes > LAMBDA_MAX_PAYLOAD_BYTES:
+            raise ValueError(
+                f"max_request_body_bytes: {self.max_request_body_bytes} exceeds what Lambda accepts: a "
+                f"synchronous invocation payload is at most {LAMBDA_MAX_PAYLOAD_BYTES} bytes (6 MB), "
+                "event headers included (API Gateway and function URLs refuse larger requests before the "
+                f"app sees them); set it to {LAMBDA_MAX_PAYLOAD_BYTES} or less"
+            )
         timeout = self.function_timeout_s
         if self.lambda_.front == "http_api" and timeout > HTTP_API_MAX_TIMEOUT_S:
             raise ValueError(

@@ -11,7 +11,11 @@ JSON contract (tools rely on these names)::
 
     {"stack", "target", "resources": [{"urn", "type", "name", "parent", "inputs"}], "outputs",
      "tuning", "policy": {"violations": [{"policy", "enforcement", "urn", "message"}]},
-     "cost": {"currency", "monthly_total", "lines": [{"resource", "monthly", "basis"}], "assumptions"}}
+     "cost": {"currency", "monthly_total", "lines": [{"resource", "monthly", "basis"}], "assumptions",
+              "sources", "region", "price_region", "fallback_from", "price_fallback_keys", "price_read",
+              "price_sources", "price_note"}}
+
+Keys are only ever added. ``--diff PREVIOUS.json`` compares with such a document (:mod:`infra.plandiff`).
 
 Secrets: ``secure:`` config values cannot be decrypted offline and never reach the program (the mocks
 substitute ``[secret]``); values the program marks secret are shown as ``[secret]``; plain env values
@@ -385,6 +389,8 @@ def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: A
             for r in result.resources
         ],
         cost_mod.Assumptions.from_config(cfg.cost),
+        provider=cost_mod.TARGET_PROVIDER.get(str(cfg.target)),
+        region=getattr(cfg, "region", None),
     )
     plan.resources = scrub(resources, secrets)
     plan.outputs = scrub(dict(result.outputs), secrets)
@@ -484,11 +490,13 @@ def render_text(plan: StackPlan, out: TextIO) -> None:
         f"{a['egress_gb_per_month']:g} GB egress, {a['hours_per_month']:g} h/month (app.cost overrides)\n"
         f"    prices as of {a['prices_as_of']} ({a['prices_note']}); ignores {a['ignored']}\n"
     )
+    if c.get("price_note"):
+        w(f"    prices: {c['price_note']}\n")
 
 
 # --- entry point -------------------------------------------------------------------------------------
 def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """``infra plan --stack STACK|all [--format text|json]`` and ``--list [--prefix P]``."""
+    """``infra plan --stack STACK|all [--format text|json] [--diff PREVIOUS.json]``; ``--list``."""
     import argparse
 
     out = out or sys.stdout
@@ -505,6 +513,13 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     )
     parser.add_argument("--prefix", default="", help="with --list: only stacks whose name starts with this")
     parser.add_argument("--timing", action="store_true", help="print the seconds each plan took (to stderr)")
+    parser.add_argument(
+        "--diff",
+        type=Path,
+        metavar="PREVIOUS.json",
+        help="compare with a previous `infra plan --format json` output: resources added/changed/removed and "
+        "the monthly cost delta, as Markdown for a pull-request comment (--format json: the diff as JSON)",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -528,6 +543,8 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     if not paths:
         err.write(f"infra plan: no Pulumi.*.yaml in {args.stacks_dir}\n")
         return EXIT_INVALID
+    if args.diff is not None:
+        return _cli_diff(args, paths, out, err)
 
     plans = []
     for path in paths:
@@ -544,5 +561,35 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     if args.format == "json":
         doc: Any = plans[0].as_json() if args.stack != "all" else [p.as_json() for p in plans]
         out.write(json.dumps(doc, indent=2, default=str) + "\n")
+    return _worst(plans)
+
+
+def _worst(plans: Iterable[StackPlan]) -> int:
     codes = {p.exit_code for p in plans}
     return EXIT_INVALID if EXIT_INVALID in codes else (EXIT_FINDINGS if EXIT_FINDINGS in codes else EXIT_OK)
+
+
+def _cli_diff(args: Any, paths: list[Path], out: TextIO, err: TextIO) -> int:
+    """``--diff PREVIOUS.json``: the previous file is checked before any planning (exit 2, one message)."""
+    from infra import plandiff
+
+    try:
+        previous = plandiff.load_previous(args.diff)
+    except plandiff.PreviousPlanError as exc:
+        err.write(f"infra plan: --diff {exc}\n")
+        return EXIT_INVALID
+    plans = []
+    for path in paths:
+        plan = plan_stack(path)
+        plans.append(plan)
+        if plan.error is not None:
+            err.write(f"infra plan: {plan.error}\n")
+        if args.timing:
+            err.write(f"infra plan: {plan.stack} planned in {plan.seconds:.2f} s\n")
+    current = [json.loads(json.dumps(p.as_json(), default=str)) for p in plans]
+    doc = plandiff.diff_plans(previous, current, all_stacks=args.stack == "all", source=str(args.diff))
+    if args.format == "json":
+        out.write(json.dumps(doc, indent=2, default=str) + "\n")
+    else:
+        out.write(plandiff.render_markdown(doc))
+    return _worst(plans)

@@ -58,6 +58,13 @@ POOL_RECYCLE_S = 1800
 CONNECT_TIMEOUT_S = 3
 READY_CHECK_TIMEOUT_S = 0.5
 
+# --- request body limit (MAX_REQUEST_BODY_BYTES) ----------------------------------------------------
+# The API takes small JSON documents and a login form; 1 MiB is generous. The app enforces it while the
+# body streams in (app/bodylimit.py) on every platform - the ALB and Cloud Run's front end cannot limit
+# bodies - and Caddy enforces the same number on the VPS (request_body max_size). Stack key:
+# app.max_request_body_bytes (capped on Lambda at the 6 MB synchronous invocation payload).
+DEFAULT_MAX_REQUEST_BODY_BYTES = 1024 * 1024
+
 # --- gunicorn -------------------------------------------------------------------------------------
 WORKER_SILENT_TIMEOUT_S = 30
 # A leak guard, not a routine: each recycle resets the busy keep-alive connections of that worker (measured
@@ -174,6 +181,7 @@ class TuningInput:
     pool_size: int | None = None
     max_overflow: int | None = None
     pool_timeout_s: float | None = None
+    max_request_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES
     #: Names of the config keys behind each input, used in error messages.
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -215,6 +223,8 @@ class RuntimeTuning:
     connection_budget: int
     vcpu: float
     memory_mib: int
+    #: Largest request body the app (and Caddy on the VPS) accepts.
+    max_request_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES
 
     @property
     def replicas_during_deploy(self) -> int:
@@ -250,6 +260,7 @@ class RuntimeTuning:
             "DB_POOL_PRE_PING": "true" if self.pool_pre_ping else "false",
             "DB_CONNECT_TIMEOUT": str(self.connect_timeout_s),
             "READY_CHECK_TIMEOUT": _num(self.ready_check_timeout_s),
+            "MAX_REQUEST_BODY_BYTES": str(self.max_request_body_bytes),
         }
         if self.platform in FORWARDED_ALLOW_IPS:
             env["FORWARDED_ALLOW_IPS"] = FORWARDED_ALLOW_IPS[self.platform]
@@ -413,6 +424,7 @@ def tune(inp: TuningInput) -> RuntimeTuning:
         connection_budget=inp.db_budget,
         vcpu=inp.vcpu,
         memory_mib=inp.memory_mib,
+        max_request_body_bytes=inp.max_request_body_bytes,
     )
     if inp.platform == "ecs":
         # ECS drains (deregistration delay) BEFORE it sends SIGTERM, so in-flight requests finish during
@@ -518,6 +530,7 @@ def input_for(cfg: StackConfigType) -> TuningInput:
         pool_size=t.db_pool_size,
         max_overflow=t.db_max_overflow,
         pool_timeout_s=t.db_pool_timeout_s,
+        max_request_body_bytes=cfg.max_request_body_bytes,
     )
     if isinstance(cfg, EcsConfig):
         keys.update(size="app.ecs.cpu", memory="app.ecs.memory")

@@ -11,10 +11,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import get_session
 from app.models import User
-from app.schemas import LoginIn, TokenOut, UserOut
+from app.schemas import (
+    BODY_TOO_LARGE,
+    DB_UNAVAILABLE,
+    INVALID,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    UNREADABLE_BODY,
+    LoginIn,
+    TokenOut,
+    UserOut,
+)
 from app.security import current_username, issue_token, verify_password
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(
+    prefix="/api/auth",
+    tags=["auth"],
+    responses={**UNREADABLE_BODY, **BODY_TOO_LARGE, **INVALID, **UNAUTHORIZED},
+)
 log = logging.getLogger("app.auth")
 
 
@@ -25,7 +39,7 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/login", response_model=TokenOut)
+@router.post("/login", response_model=TokenOut, responses={**RATE_LIMITED, **DB_UNAVAILABLE})
 async def login(
     body: LoginIn, request: Request, session: Annotated[AsyncSession, Depends(get_session)]
 ) -> TokenOut:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,12 +13,33 @@ from sqlalchemy.sql import Select
 
 from app.db import get_session
 from app.models import Category, Item, Review
-from app.schemas import CategoryIn, CategoryOut, ItemIn, ItemOut, ReviewIn, ReviewOut
+from app.schemas import (
+    BODY_TOO_LARGE,
+    CONFLICT,
+    DB_UNAVAILABLE,
+    INT32_MAX,
+    INVALID,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    UNREADABLE_BODY,
+    CategoryIn,
+    CategoryOut,
+    ItemIn,
+    ItemOut,
+    ReviewIn,
+    ReviewOut,
+)
 from app.security import current_username
 
-router = APIRouter(prefix="/api", tags=["items"])
+router = APIRouter(
+    prefix="/api",
+    tags=["items"],
+    responses={**UNREADABLE_BODY, **BODY_TOO_LARGE, **INVALID, **DB_UNAVAILABLE},
+)
 Session = Annotated[AsyncSession, Depends(get_session)]
 User = Annotated[str, Depends(current_username)]
+# Bounded to the INTEGER columns they are compared with: a larger number is a 422, not an asyncpg error.
+ItemId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 
 
 def _items_query() -> Select[Item]:
@@ -32,23 +53,28 @@ async def list_categories(session: Session) -> list[Category]:
     return list((await session.scalars(select(Category).order_by(Category.id))).all())
 
 
-@router.post("/categories", response_model=CategoryOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/categories",
+    response_model=CategoryOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**UNAUTHORIZED, **CONFLICT},
+)
 async def create_category(body: CategoryIn, session: Session, _user: User) -> Category:
     cat = Category(name=body.name)
     session.add(cat)
     try:
         await session.commit()
     except IntegrityError:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"category {body.name!r} already exists") from None
+        raise HTTPException(status.HTTP_409_CONFLICT, "a category with this name already exists") from None
     return cat
 
 
 @router.get("/items", response_model=list[ItemOut])
 async def list_items(
     session: Session,
-    category_id: int | None = None,
+    category_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> list[Item]:
     q = _items_query().order_by(Item.id).limit(limit).offset(offset)
     if category_id is not None:
@@ -63,16 +89,18 @@ async def _get_item(session: AsyncSession, item_id: int) -> Item:
     return item
 
 
-@router.get("/items/{item_id}", response_model=ItemOut)
-async def get_item(item_id: int, session: Session) -> Item:
+@router.get("/items/{item_id}", response_model=ItemOut, responses=NOT_FOUND)
+async def get_item(item_id: ItemId, session: Session) -> Item:
     return await _get_item(session, item_id)
 
 
-@router.post("/items", response_model=ItemOut, status_code=status.HTTP_201_CREATED)
+@router.post("/items", response_model=ItemOut, status_code=status.HTTP_201_CREATED, responses=UNAUTHORIZED)
 async def create_item(body: ItemIn, session: Session, _user: User) -> Item:
     if await session.get(Category, body.category_id) is None:
+        # The same shape as every other 422 (app.main's validation handler), so clients parse one format.
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"category_id {body.category_id} does not exist"
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["body", "category_id"], "msg": "category does not exist", "type": "not_found"}],
         )
     item = Item(**body.model_dump())
     session.add(item)
@@ -81,8 +109,13 @@ async def create_item(body: ItemIn, session: Session, _user: User) -> Item:
     return await _get_item(session, item.id)
 
 
-@router.post("/items/{item_id}/reviews", response_model=ReviewOut, status_code=status.HTTP_201_CREATED)
-async def create_review(item_id: int, body: ReviewIn, session: Session, _user: User) -> Review:
+@router.post(
+    "/items/{item_id}/reviews",
+    response_model=ReviewOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**UNAUTHORIZED, **NOT_FOUND},
+)
+async def create_review(item_id: ItemId, body: ReviewIn, session: Session, _user: User) -> Review:
     if await session.get(Item, item_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"item {item_id} not found")
     review = Review(item_id=item_id, **body.model_dump())

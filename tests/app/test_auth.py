@@ -246,14 +246,18 @@ async def test_a_redis_url_option_redis_py_refuses_degrades_instead_of_failing_l
     )
     app = create_app(bad)
     caplog.set_level(logging.WARNING, logger="app.ratelimit")
+    caplog.set_level(logging.WARNING, logger="app.ready")
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             assert (await _login(c, "carol")).status_code == 200
             ready = await c.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["failed"] == ["redis"]
-        assert "socket_timeout" in ready.json()["checks"]["redis"]
+        assert ready.json()["checks"]["redis"] == "failed"  # the public probe names it, nothing more
+        not_ready = [r for r in caplog.records if r.getMessage() == "not ready"]
+        assert "socket_timeout" in not_ready[-1].reasons["redis"]  # type: ignore[attr-defined]
         assert "hunter2" not in ready.text
+        assert "hunter2" not in caplog.text
         degraded = [r for r in caplog.records if "rate limiter degraded" in r.getMessage()]
         assert degraded
         assert degraded[0].error == "ValueError"  # type: ignore[attr-defined]

@@ -50,6 +50,12 @@ def test_missing_database_url_is_named_with_fix(monkeypatch: pytest.MonkeyPatch)
         ("LOGIN_USER_FAILURE_LIMIT", "0/hour", "LOGIN_USER_FAILURE_LIMIT: is not a rate"),
         ("DATABASE_URL", "postgresql://u:p@h/db", "DATABASE_URL: must use the asyncpg driver"),
         ("READY_CHECK_TIMEOUT", "2", "READY_CHECK_TIMEOUT: Input should be less than or equal to 0.9"),
+        ("MAX_REQUEST_BODY_BYTES", "1MB", "MAX_REQUEST_BODY_BYTES: Input should be a valid integer"),
+        (
+            "MAX_REQUEST_BODY_BYTES",
+            "100",
+            "MAX_REQUEST_BODY_BYTES: Input should be greater than or equal to 1024",
+        ),
         # The Redis client is created on first use, so a bad port is caught here, at start.
         ("REDIS_URL", "redis://:hunter2@cache:63790a/0", "REDIS_URL: has an invalid port"),
         ("REDIS_URL", "redis://cache:99999/0", "REDIS_URL: has an invalid port"),
@@ -129,6 +135,7 @@ def test_contract_env_vars_reach_the_engine(monkeypatch: pytest.MonkeyPatch) -> 
         "LOGIN_ADDRESS_RATE_LIMIT": "40/hour",
         "LOGIN_USER_FAILURE_LIMIT": "500/day",
         "READY_CHECK_TIMEOUT": "0.3",
+        "MAX_REQUEST_BODY_BYTES": "65536",
         "SENTRY_TRACES_SAMPLE_RATE": "0.25",
         "PORT": "8080",
     }
@@ -147,6 +154,7 @@ def test_contract_env_vars_reach_the_engine(monkeypatch: pytest.MonkeyPatch) -> 
     assert s.login_rates == ((10, 3600), (40, 3600), (500, 86400))
     assert (s.ready_check_timeout, s.sentry_traces_sample_rate, s.port) == (0.3, 0.25, 8080)
     assert s.db_connect_timeout == 1.5
+    assert s.max_request_body_bytes == 65536
 
 
 def test_login_limit_defaults_reach_the_limiter() -> None:

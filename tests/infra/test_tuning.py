@@ -24,6 +24,7 @@ CONTRACT_ENV = {
     "APP_ENV", "PORT", "WEB_CONCURRENCY", "GUNICORN_KEEPALIVE", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
     "GUNICORN_MAX_REQUESTS", "GUNICORN_MAX_REQUESTS_JITTER", "DB_POOL_CLASS", "DB_POOL_SIZE", "DB_MAX_OVERFLOW",
     "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_POOL_PRE_PING", "DB_CONNECT_TIMEOUT", "READY_CHECK_TIMEOUT",
+    "MAX_REQUEST_BODY_BYTES",
 }  # fmt: skip
 
 
@@ -186,6 +187,18 @@ def test_env_has_exactly_the_contract_names() -> None:
     assert env["DB_POOL_PRE_PING"] == "true"
     assert env["READY_CHECK_TIMEOUT"] == "0.5"
     assert env["DB_POOL_TIMEOUT"] == "5"
+    assert env["MAX_REQUEST_BODY_BYTES"] == "1048576"  # 1 MiB unless the stack says otherwise
+
+
+@pytest.mark.parametrize("target", ["ecs", "cloudrun", "lambda", "vps"])
+def test_the_stack_body_limit_reaches_the_container_on_every_target(target: str) -> None:
+    from tests.infra.test_config import cloudrun, ecs, lam, vps
+
+    data = {"ecs": ecs, "cloudrun": cloudrun, "lambda": lam, "vps": vps}[target](
+        max_request_body_bytes=262144
+    )
+    cfg = parse(data, providers={"aws:region": "us-east-1"})
+    assert container_environment(cfg, for_platform(cfg))["MAX_REQUEST_BODY_BYTES"] == "262144"
 
 
 def test_container_environment_merges_user_env_cors_and_tuning() -> None:
