@@ -7,7 +7,7 @@ STACK ?= prod-ecs
 # system store, as pip and curl do (UV_SYSTEM_CERTS: uv >= 0.13; older uv called it UV_NATIVE_TLS).
 export UV_SYSTEM_CERTS ?= 1
 
-.PHONY: help uv sync plan plan-json doctor verify test lint typecheck run
+.PHONY: help uv sync plan plan-json doctor verify test lint typecheck run docs
 
 help:
 	@echo "make plan [STACK=prod-ecs]   offline plan (resources, tuning, policy, cost) - no cloud credentials"
@@ -17,6 +17,7 @@ help:
 	@echo "                             OUTPUTS=file.json from \`pulumi stack output --json\`)"
 	@echo "make test                    lint, type-check and the whole test suite"
 	@echo "make run                     the service locally exactly as the container runs it"
+	@echo "make docs                    regenerate docs/stack-config.md from the stack config models"
 	@echo "Any other command: $(UV) run infra --help"
 
 # uv from PyPI into a project-local tool venv when it is not already on PATH.
@@ -57,3 +58,6 @@ test: lint typecheck
 
 run: sync
 	$(UV) run python -m devenv.run
+
+docs: sync
+	$(UV) run python -m infra.reference

@@ -2,32 +2,20 @@
 
 Run by the Pulumi CLI (``main: infra/`` in Pulumi.yaml, via runpy, so only ``infra/`` is on sys.path and
 the project itself must be installed by ``uv sync``), by the tests and by ``infra plan`` under mocks.
+With ``infra/`` first on sys.path its modules are also importable as top-level names, so none of them may
+be named like a stdlib module (tests/infra/test_program_imports.py); ``infra.*`` imports resolve through
+the installed package.
 Validation happens before the first resource is registered: a bad config registers nothing.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import pulumi
 
-# The CLI runs this DIRECTORY with runpy, which puts infra/ itself first on sys.path: any later
-# `import secrets` (the stdlib module; uuid, http, botocore... use it) would then load infra/secrets.py.
-# Drop infra/ from the path before importing anything else; the project is installed (`uv sync`), so
-# `infra.*` imports resolve through the package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if not p or os.path.abspath(p) != _HERE]
-for _shadowed in [
-    m for m, mod in sys.modules.items() if os.path.dirname(getattr(mod, "__file__", "") or "") == _HERE
-]:
-    if _shadowed != "__main__" and not _shadowed.startswith("infra"):
-        del sys.modules[_shadowed]
-
-import pulumi  # noqa: E402
-
-from infra import config as config_mod  # noqa: E402
-from infra import image as image_mod  # noqa: E402
-from infra import service_env, targets, tuning  # noqa: E402
-from infra.secrets import SecretRefError  # noqa: E402
+from infra import config as config_mod
+from infra import image as image_mod
+from infra import service_env, targets, tuning
+from infra.secret_refs import SecretRefError
 
 #: Errors that mean "the stack config is wrong": one clean message under the CLI, not a traceback.
 CONFIG_ERRORS = (config_mod.ConfigError, tuning.TuningError, SecretRefError, targets.TargetNotAvailable)

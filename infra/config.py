@@ -27,12 +27,14 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from app import contract
-from infra.secrets import SecretRef, SecretRefError
+from infra.secret_refs import SecretRef, SecretRefError
 from infra.tuning import DEFAULT_MAX_REQUEST_BODY_BYTES
 
 CONFIG_NAMESPACE = "fastapi-deploy"
@@ -134,10 +136,22 @@ def parse_memory_mib(value: int | str) -> int:
     return int(mib)
 
 
+#: Memory in MiB; the loaders also accept ``"512Mi"``/``"2Gi"`` (``parse_memory_mib``): the schema says so.
+MemoryMiB = Annotated[
+    int,
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": r"^\d+(\.\d+)?(Mi|Gi|MiB|GiB)?$"}]}
+    ),
+]
+
+
 class _Model(BaseModel):
     """Strict base: unknown keys are errors (a typo must not silently fall back to a default)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Field docstrings become the descriptions of the JSON schema (docs/stack-config.md is generated from it).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------- common
@@ -145,13 +159,19 @@ class BuildSpec(_Model):
     """Build the image from a Docker context (once per deploy; pushed and deployed by digest)."""
 
     context: str = "."
+    """Docker build context, relative to the project root."""
     dockerfile: str = "Dockerfile"
+    """Dockerfile, relative to the context."""
     platform: str = "linux/amd64"
+    """``linux/amd64`` or ``linux/arm64`` (ECS runs X86_64; Lambda must match ``lambda.architecture``)."""
     target: str | None = None
-    #: Tag for the pushed image. Tags are immutable in the registry, so a tag must never be reused;
-    #: default: IMAGE_TAG env var, else the git commit (+ a hash of uncommitted changes).
+    """Multi-stage build target."""
     tag: str | None = None
+    """Tag for the pushed image. Tags are immutable in the registry, so a tag must never be reused; default:
+    IMAGE_TAG env var, else the git commit (+ a hash of uncommitted changes).
+    """
     args: dict[str, str] = Field(default_factory=dict)
+    """Build arguments."""
 
     @field_validator("platform")
     @classmethod
@@ -182,8 +202,12 @@ class ImageSpec(_Model):
 
     build: BuildSpec | None = None
     digest: str | None = None
-    #: ECR images kept by the lifecycle policy (older ones expire; the running digest is among the newest).
+    """Deploy an already-built image: ``registry/repo@sha256:<64 hex>`` (a tag can be re-pointed; a digest
+    cannot). Alone: the stack owns no registry. With ``build``: the promote path (deploy.yml) — the stack
+    keeps the registry ``build`` created, builds nothing and deploys this digest."""
     keep_images: int = Field(default=30, ge=5, le=1000)
+    """ECR images kept by the lifecycle policy (older ones expire; the running digest is among the newest);
+    untagged images expire after 7 days."""
 
     @field_validator("digest")
     @classmethod
@@ -219,8 +243,11 @@ class Scaling(_Model):
     """Replica bounds. ``max`` feeds the DB connection budget (with the platform's deploy surge)."""
 
     min: int = Field(ge=0, le=1000)
+    """Fewest replicas (``min <= desired <= max``)."""
     max: int = Field(ge=1, le=1000)
+    """Most replicas; the connection budget is checked against it."""
     desired: int | None = Field(default=None, ge=0, le=1000)
+    """Replicas at deploy time (default: ``min``, at least 1)."""
 
     @model_validator(mode="after")
     def _order(self) -> Scaling:
@@ -242,7 +269,9 @@ class Health(_Model):
     """Liveness (process up, no dependencies) and readiness (dependencies reachable) paths."""
 
     liveness_path: str = "/health"
+    """Process up, no dependencies checked. A plain path starting with ``/``."""
     readiness_path: str = "/ready"
+    """Dependencies reachable. A plain path starting with ``/``."""
 
     @field_validator("liveness_path", "readiness_path")
     @classmethod
@@ -255,16 +284,22 @@ class Health(_Model):
 
 
 class Database(_Model):
-    """The connection budget: what the database allows, minus what admins and migrations need."""
+    """The connection budget: what the database allows, minus what admins and migrations need.
 
-    #: PostgreSQL ``max_connections`` (RDS: depends on the instance class; 100 is PostgreSQL's default).
+    Budget = ``max_connections - reserved_connections``; ``scaling.max`` x deploy surge x workers x
+    (pool + overflow) must fit in it.
+    """
+
     max_connections: int = Field(default=100, ge=1, le=100_000)
-    #: Kept free for psql, Alembic migrations, monitoring and superuser_reserved_connections.
+    """PostgreSQL ``max_connections`` (RDS: depends on the instance class; 100 is PostgreSQL's default)."""
     reserved_connections: int = Field(default=10, ge=0)
-    #: ``on_start``: the gunicorn master runs ``alembic upgrade head`` under an advisory lock before the
-    #: workers fork (MIGRATE_ON_START=true). ``manual``: the operator runs ``python -m app.migrate`` as a
-    #: one-off. Unset = ``on_start`` on ecs/cloudrun/vps, ``manual`` on lambda.
+    """Kept free for psql, Alembic migrations, monitoring and superuser_reserved_connections."""
     migrate: Literal["on_start", "manual"] | None = None
+    """``on_start``: the gunicorn master runs ``alembic upgrade head`` under an advisory lock before the
+    workers fork (MIGRATE_ON_START=true). ``manual``: the operator runs ``python -m app.migrate`` as a
+    one-off. Unset = ``on_start`` on ecs/cloudrun/vps, ``manual`` on lambda (``on_start`` is refused there:
+    every cold start would pay for it).
+    """
 
     @model_validator(mode="after")
     def _fits(self) -> Database:
@@ -291,20 +326,28 @@ class TuningOverrides(_Model):
     """Escape hatches for the tuning module; each one is still checked against the connection budget."""
 
     workers: int | None = Field(default=None, ge=1, le=64)
+    """Gunicorn workers per replica (default: the vCPU allotment, capped by memory)."""
     db_pool_size: int | None = Field(default=None, ge=1, le=100)
+    """SQLAlchemy pool size per worker (default 5, shrunk to fit the budget)."""
     db_max_overflow: int | None = Field(default=None, ge=0, le=100)
+    """SQLAlchemy max overflow per worker (default 2)."""
     db_pool_timeout_s: float | None = Field(default=None, gt=0, le=60)
+    """Seconds to wait for a pooled connection before a 503 (default 5)."""
 
 
 class CostAssumptions(_Model):
     """Traffic assumptions for the offline cost estimate (``infra plan``)."""
 
     requests_per_month: int = Field(default=10_000_000, ge=0)
+    """Requests per month."""
     avg_duration_ms: float = Field(default=100.0, gt=0)
+    """Average request duration (Lambda and Cloud Run bill by it)."""
     egress_gb_per_month: float = Field(default=50.0, ge=0)
+    """Data sent to the internet per month."""
     hours_per_month: float = Field(default=730.0, gt=0, le=744)
-    #: Flat monthly price of the VPS host (default: the price table's droplet-class price).
+    """Hours the always-on resources run per month."""
     vps_monthly_usd: float | None = Field(default=None, ge=0)
+    """Flat monthly price of the VPS host (default: the price table's droplet-class price)."""
 
 
 Environment = Literal["production", "staging", "development"]
@@ -314,34 +357,49 @@ class AppConfigBase(_Model):
     """Fields every target shares. Subclasses add one per-target section named like the target."""
 
     target: str
+    """Selects the model and the component: ``ecs``, ``cloudrun``, ``lambda`` or ``vps``."""
     name: str
+    """2-29 chars of lowercase letters, digits and ``-``, starting with a letter; prefixes every resource
+    (``<name>-<stack>-...``, at most 40 chars)."""
     environment: Environment = "production"
+    """Becomes ``APP_ENV`` in the container."""
     image: ImageSpec
     port: int = Field(default=8000, ge=1024, le=65535)
+    """Port the container listens on."""
     health: Health = Field(default_factory=Health)
     database: Database = Field(default_factory=Database)
-    #: Longest request the service is expected to serve (seconds); drives drain/timeout settings.
     request_timeout_s: int = Field(default=30, ge=1, le=3600)
-    #: Largest request body accepted (bytes): MAX_REQUEST_BODY_BYTES for the app, Caddy's
-    #: request_body max_size on the VPS. The ALB cannot limit bodies: on ECS the app enforces it.
+    """Longest request the service is expected to serve (seconds); drives drain and platform timeouts.
+    At most: ECS 115 (above 60 the ALB idle timeout, keepalive and drain rise with it), Cloud Run 3600,
+    Lambda 30 behind the HTTP API and 900 with a function URL."""
     max_request_body_bytes: int = Field(
         default=DEFAULT_MAX_REQUEST_BODY_BYTES, ge=MIN_REQUEST_BODY_BYTES, le=MAX_REQUEST_BODY_BYTES
     )
+    """Largest request body accepted (bytes): MAX_REQUEST_BODY_BYTES for the app (413 above it, enforced
+    while the body streams in), Caddy's request_body max_size on the VPS. The ALB cannot limit bodies: on
+    ECS the app enforces it. On lambda at most 6291456 (the 6 MB synchronous invocation payload, headers
+    included: API Gateway and function URLs refuse more before the app runs)."""
     env: dict[str, str] = Field(default_factory=dict)
-    #: ENV_NAME -> reference (``ssm:/path``, ``secretsmanager:name[:json-key]``, ``gcp:...``).
+    """Plain environment variables; credential names, tuning-owned names and URLs with a password are
+    refused."""
     secrets: dict[str, str] = Field(default_factory=dict)
-    #: Customer-managed KMS keys that encrypt the referenced secrets (decrypt is granted on exactly these).
+    """ENV_NAME -> secret reference (``ssm:/path``, ``secretsmanager:name[:json-key]``, ``gcp:...``; the
+    schemes each target accepts are in its section), injected natively by the platform."""
     secret_kms_key_arns: list[str] = Field(default_factory=list)
+    """Customer-managed KMS keys that encrypt the referenced secrets (decrypt is granted on exactly these)."""
     cors_origins: list[str] = Field(default_factory=list)
+    """Allowed CORS origins like ``https://app.example.com`` (no path); ``*`` is refused in production."""
     domain: str | None = None
+    """Public hostname. ECS: the URL output (the DNS record is the user's); required on vps (Caddy's TLS
+    certificate)."""
     tuning: TuningOverrides = Field(default_factory=TuningOverrides)
     cost: CostAssumptions = Field(default_factory=CostAssumptions)
-    #: Extra tags/labels on every resource (app, stack and managed-by are always added).
     tags: dict[str, str] = Field(default_factory=dict)
+    """Extra tags/labels on every resource (app, stack and managed-by are always added)."""
 
     # Filled by the loaders, not by users.
-    stack: str = Field(default="dev", exclude=True)
-    providers: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    stack: SkipJsonSchema[str] = Field(default="dev", exclude=True)
+    providers: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict, exclude=True)
 
     @field_validator("name")
     @classmethod
@@ -456,9 +514,11 @@ class NewVpc(_Model):
     """Create a VPC with public + private subnets over ``az_count`` AZs."""
 
     cidr: str = "10.0.0.0/16"
+    """IPv4 CIDR with a prefix between /16 and /22."""
     az_count: int = Field(default=2, ge=2, le=6)
-    #: "single": one NAT gateway (~$33/month each; an AZ outage cuts egress); "per_az": one per AZ.
+    """Availability zones (one public and one private subnet each)."""
     nat_gateways: Literal["single", "per_az"] = "single"
+    """``single``: one NAT gateway (~$33/month each; an AZ outage cuts egress); ``per_az``: one per AZ."""
 
     @field_validator("cidr")
     @classmethod
@@ -473,8 +533,11 @@ class ExistingVpc(_Model):
     """Use an existing VPC: public subnets for the ALB, private subnets (with NAT egress) for tasks."""
 
     vpc_id: str
+    """``vpc-xxxxxxxx``."""
     public_subnet_ids: list[str]
+    """At least 2 subnets in different AZs, for the ALB."""
     private_subnet_ids: list[str]
+    """At least 2 subnets in different AZs with NAT egress, for the tasks."""
 
     @field_validator("vpc_id")
     @classmethod
@@ -507,37 +570,51 @@ class EcsAutoscaling(_Model):
     """Target tracking between app.scaling.min and max."""
 
     cpu_target_percent: float = Field(default=60.0, gt=0, le=95)
-    #: ALBRequestCountPerTarget (requests per target per minute).
+    """Average CPU the target tracking keeps."""
     requests_per_target: int | None = Field(default=1000, ge=1)
+    """ALBRequestCountPerTarget (requests per target per minute)."""
     scale_in_cooldown_s: int = Field(default=300, ge=0, le=3600)
+    """Seconds between scale-in steps."""
     scale_out_cooldown_s: int = Field(default=60, ge=0, le=3600)
+    """Seconds between scale-out steps."""
 
 
 class EcsAlarms(_Model):
     """CloudWatch alarm thresholds (evaluated per minute)."""
 
     http_5xx_per_minute: int = Field(default=10, ge=1)
+    """5xx responses per minute."""
     p95_response_time_s: float = Field(default=1.0, gt=0)
+    """p95 target response time."""
     unhealthy_hosts: int = Field(default=1, ge=1)
+    """Unhealthy targets behind the ALB."""
     evaluation_periods: int = Field(default=3, ge=1, le=60)
-    #: SNS topic notified on alarm/OK (optional).
+    """Minutes over the threshold before the alarm fires."""
     sns_topic_arn: str | None = None
+    """SNS topic notified on alarm/OK (optional)."""
 
 
 class EcsSettings(_Model):
     """ECS Fargate behind an ALB."""
 
-    cpu: int = 512
+    cpu: int = Field(default=512, json_schema_extra={"enum": list(FARGATE_COMBOS)})
+    """CPU units (1024 = 1 vCPU)."""
     memory: int = 1024
+    """MiB; must be one of the sizes Fargate allows with ``cpu`` (table below)."""
     vpc: Annotated[
         Annotated[NewVpc, Tag("new")] | Annotated[ExistingVpc, Tag("existing")], Discriminator(_vpc_kind)
     ] = Field(default_factory=NewVpc)
+    """A new VPC (``cidr``, ``az_count``, ``nat_gateways``) or an existing one (``vpc_id``, subnets)."""
     certificate_arn: str | None = None
-    log_retention_days: int = 30
+    """ACM certificate for HTTPS on the ALB; must be in the stack's ``aws:region``."""
+    log_retention_days: int = Field(default=30, json_schema_extra={"enum": list(LOG_RETENTION_DAYS)})
+    """CloudWatch Logs retention (only the values CloudWatch accepts)."""
     autoscaling: EcsAutoscaling = Field(default_factory=EcsAutoscaling)
     alarms: EcsAlarms = Field(default_factory=EcsAlarms)
     container_insights: bool = True
+    """CloudWatch Container Insights on the cluster."""
     alb_deletion_protection: bool = False
+    """Deletion protection on the ALB."""
 
     @field_validator("cpu")
     @classmethod
@@ -580,10 +657,14 @@ class EcsSettings(_Model):
 
 
 class EcsConfig(AppConfigBase):
-    """``target: ecs`` — ECS Fargate service behind an ALB."""
+    """``target: ecs`` — ECS Fargate service behind an ALB.
+
+    Secrets: ``ssm:`` and ``secretsmanager:`` references. Needs ``aws:region`` in the stack file.
+    """
 
     target: Literal["ecs"] = "ecs"
     scaling: Scaling
+    """Task count bounds (required)."""
     ecs: EcsSettings = Field(default_factory=EcsSettings)
 
     @model_validator(mode="after")
@@ -613,18 +694,25 @@ class CloudRunSettings(_Model):
     """Google Cloud Run (v2 service). Instances come from app.scaling (min/max instances)."""
 
     project: str | None = None
+    """GCP project (default: the stack's ``gcp:project``)."""
     region: str | None = None
+    """Cloud Run region (default: the stack's ``gcp:region``)."""
     cpu: float = 1.0
-    memory: int = 512
-    #: Max concurrent requests per instance (Cloud Run default 80; async FastAPI handles it).
+    """vCPUs: 0.08 to below 1 (then concurrency must be 1), or 1, 2, 4, 6, 8."""
+    memory: MemoryMiB = 512
+    """MiB, or a string like ``512Mi``, ``2Gi``; at least 128, capped per cpu (4 GiB per vCPU)."""
     concurrency: int = Field(default=80, ge=1, le=1000)
+    """Max concurrent requests per instance (Cloud Run default 80; async FastAPI handles it)."""
     startup_cpu_boost: bool = True
-    #: CPU allocated only during requests (cheaper) unless true (needed for background work).
+    """Extra CPU during startup."""
     cpu_always_allocated: bool = False
+    """CPU allocated only during requests (cheaper) unless true (needed for background work)."""
     ingress: Literal["all", "internal", "internal-and-cloud-load-balancing"] = "all"
+    """Where requests may come from."""
     public: bool = False
-    #: "project:region:instance" — mounted via the Cloud SQL connector volume.
+    """Grant ``roles/run.invoker`` to ``allUsers`` (unauthenticated access)."""
     cloud_sql_instance: str | None = None
+    """Cloud SQL connection name ``project:region:instance``, mounted via the Cloud SQL connector volume."""
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -672,11 +760,17 @@ class CloudRunSettings(_Model):
 
 
 class CloudRunConfig(AppConfigBase):
-    """``target: cloudrun`` — Google Cloud Run service."""
+    """``target: cloudrun`` — Google Cloud Run service.
+
+    Secrets: ``gcp:`` references. The project and region come from ``cloudrun.project``/``cloudrun.region``
+    or the stack's ``gcp:project``/``gcp:region``.
+    """
 
     target: Literal["cloudrun"] = "cloudrun"
     port: int = Field(default=8080, ge=1024, le=65535)
+    """Port the container listens on (Cloud Run's default is 8080)."""
     scaling: Scaling
+    """Instance bounds (min/max instances; required)."""
     cloudrun: CloudRunSettings = Field(default_factory=CloudRunSettings)
 
     @model_validator(mode="after")
@@ -724,14 +818,18 @@ class LambdaThrottling(_Model):
     """HTTP API stage throttling (protects the function's reserved concurrency and the database)."""
 
     rate_limit: float = Field(default=100.0, gt=0)
+    """Steady-state requests per second."""
     burst_limit: int = Field(default=200, ge=1)
+    """Burst requests."""
 
 
 class LambdaVpc(_Model):
     """Run the function in a VPC (to reach a private RDS): subnets with NAT egress + security groups."""
 
     subnet_ids: list[str]
+    """At least 2 subnets in different AZs with NAT egress."""
     security_group_ids: list[str]
+    """At least one security group."""
 
     @field_validator("subnet_ids")
     @classmethod
@@ -758,15 +856,20 @@ class LambdaSettings(_Model):
     """AWS Lambda (container image + Mangum)."""
 
     architecture: Literal["x86_64", "arm64"] = "x86_64"
+    """Must match ``image.build.platform``."""
     memory_mb: int = Field(default=1024, ge=128, le=10240)
-    #: Function timeout; default app.request_timeout_s. Max 900, and 30 behind the HTTP API.
+    """Function memory (CPU scales with it)."""
     timeout_s: int | None = Field(default=None, ge=1, le=LAMBDA_MAX_TIMEOUT_S)
-    #: Required in effect: it is the replica bound of the DB connection budget (1 connection each).
+    """Function timeout; default app.request_timeout_s. Max 900, and 30 behind the HTTP API."""
     reserved_concurrency: int | None = Field(default=None, ge=1)
+    """Required in effect: it is the replica bound of the DB connection budget (1 connection each)."""
     provisioned_concurrency: int | None = Field(default=None, ge=1)
+    """Pre-initialized environments; at most ``reserved_concurrency``."""
     front: Literal["http_api", "function_url"] = "http_api"
+    """API Gateway HTTP API (30 s integration timeout) or a function URL (up to 900 s)."""
     throttling: LambdaThrottling = Field(default_factory=LambdaThrottling)
-    log_retention_days: int = 30
+    log_retention_days: int = Field(default=30, json_schema_extra={"enum": list(LOG_RETENTION_DAYS)})
+    """CloudWatch Logs retention (only the values CloudWatch accepts)."""
     vpc: LambdaVpc | None = None
 
     @field_validator("log_retention_days")
@@ -800,7 +903,11 @@ class LambdaSettings(_Model):
 
 
 class LambdaConfig(AppConfigBase):
-    """``target: lambda`` — the same image on AWS Lambda through Mangum."""
+    """``target: lambda`` — the same image on AWS Lambda through Mangum.
+
+    Secrets: ``ssm:`` and ``secretsmanager:`` references, resolved at cold start. No ``scaling``: the
+    replica bound is ``lambda.reserved_concurrency``. Needs ``aws:region`` in the stack file.
+    """
 
     target: Literal["lambda"] = "lambda"
     lambda_: LambdaSettings = Field(default_factory=LambdaSettings, alias="lambda")
@@ -862,8 +969,11 @@ class RegistryAuth(_Model):
     """Credentials the VPS uses to pull the image (password is a secret reference)."""
 
     server: str
+    """Registry host, e.g. ``ghcr.io``."""
     username: str
+    """Registry user."""
     password_secret: str | None = None
+    """Secret reference to the password or token."""
 
     @field_validator("password_secret")
     @classmethod
@@ -880,14 +990,20 @@ class VpsSettings(_Model):
     """An existing Linux host reached over SSH, running Docker."""
 
     host: str
+    """Hostname or IP address."""
     ssh_port: int = Field(default=22, ge=1, le=65535)
+    """SSH port."""
     ssh_user: str = "deploy"
-    #: Reference to the private key (else the local ssh-agent is used).
+    """SSH user (must be allowed to run Docker)."""
     ssh_key_secret: str | None = None
+    """Reference to the private key (else the local ssh-agent is used)."""
     cpus: float = Field(default=1.0, gt=0, le=256)
-    memory: int = 1024
+    """CPUs of the host given to the app container (drives the worker count)."""
+    memory: MemoryMiB = 1024
+    """Memory limit of the app container: MiB, or a string like ``512Mi``, ``2Gi``."""
     registry: RegistryAuth | None = None
     acme_email: str | None = None
+    """Contact email for Caddy's ACME account."""
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -913,10 +1029,15 @@ class VpsSettings(_Model):
 
 
 class VpsConfig(AppConfigBase):
-    """``target: vps`` — Docker over SSH on one host, Caddy in front for TLS."""
+    """``target: vps`` — Docker over SSH on one host, Caddy in front for TLS.
+
+    ``domain`` is required. Secrets: any scheme, read at deploy time (a ``gcp:`` reference needs its
+    project: in the reference or the stack's ``gcp:project``).
+    """
 
     target: Literal["vps"] = "vps"
     scaling: Scaling = Field(default_factory=lambda: Scaling(min=1, max=1, desired=1))
+    """Fixed: one app container (min 1, max 1)."""
     vps: VpsSettings
 
     @model_validator(mode="after")
@@ -951,7 +1072,7 @@ def _format(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in parts if not (isinstance(p, str) and p in ("new", "existing")))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see docs/deployer.md for the keys)"
+            msg = "unknown key (check the spelling; see docs/stack-config.md for the keys)"
         elif err["type"] == "union_tag_invalid":
             loc, msg = (
                 "target",

@@ -31,7 +31,7 @@ from infra.config import (
 )
 from infra.ops import access, aws_checks, gcp_checks, registry, vps
 from infra.ops.findings import Finding, blocking, has_blocking, ok, summary, warning
-from infra.secrets import SecretRef, SecretRefError
+from infra.secret_refs import SecretRef, SecretRefError
 
 Printer = Callable[[str], None]
 

@@ -33,7 +33,7 @@ import pulumi_gcp as gcp
 
 from infra.config import CloudRunConfig, ConfigError, StackConfigType
 from infra.image import Registry
-from infra.secrets import gcp_secret_id
+from infra.secret_refs import gcp_secret_id
 from infra.targets import DeployContext, RegistryContext
 from infra.tuning import RuntimeTuning, container_environment
 

@@ -23,7 +23,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import secrets as secrets_mod
+from infra import secret_refs as refs_mod
 from infra.config import EcsConfig, ExistingVpc, NewVpc
 from infra.targets import DeployContext
 from infra.tuning import METRICS_PATHS, RuntimeTuning, container_environment
@@ -112,7 +112,7 @@ def task_execution_policy(
     partition: str,
     log_group_arn: str,
     repository_arn: str | None,
-    secret_refs: dict[str, secrets_mod.SecretRef],
+    secret_refs: dict[str, refs_mod.SecretRef],
     kms_key_arns: list[str],
 ) -> dict[str, Any]:
     """The execution role's inline policy: pull this image, write this log group, read these secrets."""
@@ -141,9 +141,7 @@ def task_execution_policy(
             "Resource": [f"{log_group_arn}:log-stream:*"],
         }
     )
-    statements += secrets_mod.aws_read_policy_statements(
-        secret_refs, account, region, kms_key_arns, partition
-    )
+    statements += refs_mod.aws_read_policy_statements(secret_refs, account, region, kms_key_arns, partition)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -192,7 +190,7 @@ def container_definitions(
                 {"containerPort": cfg.port, "hostPort": cfg.port, "protocol": "tcp", "name": "http"}
             ],
             "environment": [{"name": k, "value": v} for k, v in env.items()],
-            "secrets": secrets_mod.ecs_secrets(cfg.secret_refs(), account, region, partition),
+            "secrets": refs_mod.ecs_secrets(cfg.secret_refs(), account, region, partition),
             "mountPoints": [{"sourceVolume": TMP_VOLUME, "containerPath": "/tmp", "readOnly": False}],  # noqa: S108
             # tini as PID 1: forwards SIGTERM to gunicorn and reaps zombies.
             "linuxParameters": {"initProcessEnabled": True},

@@ -33,7 +33,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import ConfigError, LambdaConfig, LambdaVpc, StackConfigType
-from infra.secrets import aws_read_policy_statements, lambda_reference_env
+from infra.secret_refs import aws_read_policy_statements, lambda_reference_env
 from infra.targets import DeployContext
 from infra.tuning import RuntimeTuning, container_environment
 

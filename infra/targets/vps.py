@@ -51,7 +51,7 @@ import pulumi_docker as docker
 
 from infra.config import ConfigError, StackConfigType, VpsConfig
 from infra.image import ImageResult
-from infra.secrets import SecretRef
+from infra.secret_refs import SecretRef
 from infra.targets import DeployContext
 from infra.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,

@@ -689,44 +689,6 @@ def test_component_outputs_resolve_through_output_apply() -> Any:
     ).apply(check)
 
 
-# ------------------------------------------------------------------- the program as the CLI runs it
-PROBE = """
-import importlib, sys
-import infra.mocks as m
-import infra.targets.ecs as ecs
-orig, seen = ecs.deploy, []
-def deploy(ctx):
-    sys.modules.pop("secrets", None)
-    seen.append(importlib.import_module("secrets").__file__)
-    return orig(ctx)
-ecs.deploy = deploy
-result = m.run_stack_file("stacks/Pulumi.prod-ecs.yaml")
-print(seen[0], len(result.resources))
-"""
-
-
-def test_program_dir_on_sys_path_does_not_shadow_stdlib_secrets(tmp_path: Any) -> None:
-    """`main: infra/` makes runpy put infra/ first on sys.path; infra/secrets.py must not replace the
-    stdlib `secrets` for libraries imported while the program runs. Run from another cwd, so `infra`
-    resolves only through the installed project, as under `pulumi up`."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.infra.conftest import ROOT
-
-    script = PROBE.replace("stacks/", str(ROOT / "stacks") + "/")
-    env = {**os.environ, "IMAGE_TAG": "probe"}
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    secrets_file, count = proc.stdout.split()
-    assert not secrets_file.startswith(str(ROOT / "infra")), secrets_file
-    assert int(count) > 40
-
-
 @pytest.mark.parametrize("stack", ["prod-ecs", "staging-ecs"])
 def test_alb_and_target_group_names_fit_aws_limits(run_stack: Any, stack: str) -> None:
     """AWS caps both at 32 chars; Pulumi's auto-name (+8 chars) would fail `pulumi up` for long stacks."""
