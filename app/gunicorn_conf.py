@@ -136,8 +136,23 @@ def when_ready(server: Any) -> None:
     and the collector never writes to the pages the workers share with the master (app/gctune.py)."""
     from app import gctune
 
+    if preload_app:
+        _import_what_workers_import()
     if gctune.freeze(collect=True):
         server.log.info("gc frozen in master", extra={"gc_frozen": gc_freeze_count()})
+
+
+def _import_what_workers_import() -> None:
+    """uvicorn imports its HTTP/WebSocket protocol and lifespan modules in each worker when it loads its
+    config (~0.1-0.2 s per worker boot here); done once in the master, a forked worker has them."""
+    from uvicorn.config import Config
+
+    from app.workers import DrainingUvicornWorker
+
+    async def _noop(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - never served
+        return None
+
+    Config(app=_noop, log_config=None, lifespan="on", **DrainingUvicornWorker.CONFIG_KWARGS).load()
 
 
 def post_fork(server: Any, worker: Any) -> None:
