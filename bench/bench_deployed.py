@@ -143,6 +143,7 @@ def _measure(srv: h.Server, path: str, duration: float, conns: int) -> dict[str,
     socket_errors = sum(v for k, v in res.errors.items() if k != "status")
     return {
         **res.row(),
+        "path": path,
         "socket_errors": socket_errors,
         "status_errors": res.errors["status"],
         "recycles": len([p for p in watch.seen if p not in initial]),
@@ -230,8 +231,9 @@ def run(quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS) 
         "rows": rows,
         "raw": raw,
     }
-    h.save_json("deployed", data)
-    h.save_csv("deployed", rows)
+    name = "deployed_" + "_".join(stacks)
+    h.save_json(name, data)
+    h.save_csv(name, rows)
     return data
 
 
