@@ -16,7 +16,9 @@ All run the Dockerfile's CMD (gunicorn -c app/gunicorn_conf.py ...), bound to lo
 `--recycle-window`: how long a recycle leaves a ONE-worker task (prod-ecs) without an accepting worker.
 The deployed prod-ecs env, except GUNICORN_MAX_REQUESTS forced low (labelled) so that recycles happen every
 few seconds; wrk loads /health while a probe opens a fresh connection every 1 ms and records when each
-answer arrives. Per recycle: the longest gap between two answered probes (= no worker serving).
+answer arrives. Per recycle: from the server's JSON log, the old worker's "Maximum request limit exceeded"
+to the replacement's "Application startup complete"; and, client side, the longest gap between two
+answered probes (= no worker serving, plus the probe's own queueing behind wrk's 8 connections).
 """
 
 from __future__ import annotations
@@ -301,6 +303,33 @@ def _windows(probes: list[tuple[float, float, bool]], events: list[float]) -> di
     }
 
 
+def _log_windows(log: Path) -> list[float]:
+    """Per recycle, from the server's own JSON log: milliseconds from the old worker's "Maximum request
+    limit ... exceeded" (it stops accepting right then) to the next worker's "Application startup
+    complete" (it accepts from then on). Both releases log these uvicorn lines through the app's JSON
+    handler, with pid and epoch ts (ms resolution)."""
+    stops: list[float] = []
+    starts: list[float] = []
+    for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        msg = str(rec.get("msg", ""))
+        if msg.startswith("Maximum request limit"):
+            stops.append(float(rec["ts"]))
+        elif msg.startswith("Application startup complete"):
+            starts.append(float(rec["ts"]))
+    out = []
+    for t0 in stops:
+        nxt = [t for t in starts if t >= t0]
+        if nxt:
+            out.append(round((min(nxt) - t0) * 1000, 1))
+    return out
+
+
 def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 2) -> dict[str, Any]:
     duration = 10.0 if quick else 20.0
     machine = h.machine_info()
@@ -323,8 +352,10 @@ def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 
                         stop_at = time.monotonic() + duration
                         t = threading.Thread(target=_probe, args=(srv.port, stop_at, probes), daemon=True)
                         t.start()
-                        res = h.run_wrk(srv.base + "/health", connections=64, duration=duration, timeout=10)
+                        # 8 connections: the worker is still saturated, but a probe queues behind 8, not 64
+                        res = h.run_wrk(srv.base + "/health", connections=8, duration=duration, timeout=10)
                         t.join(timeout=15)
+                    log_windows = _log_windows(srv.log_path) if srv.log_path else []
                     # a recycle = the old worker exiting; the window closes when the replacement answers
                     events = sorted(watch.gone.values())
                     spawned = [p for p in watch.seen if p not in initial]
@@ -334,6 +365,11 @@ def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 
                     "forced_GUNICORN_MAX_REQUESTS": max_requests,
                     "WEB_CONCURRENCY": v.env.get("WEB_CONCURRENCY"),
                     "recycles": len(spawned),
+                    "log_window_ms_per_recycle": log_windows,
+                    "log_window_ms_median": sorted(log_windows)[len(log_windows) // 2]
+                    if log_windows
+                    else None,
+                    "log_window_ms_max": max(log_windows, default=None),
                     **_windows(probes, events),
                     "wrk_rps": round(res.rps, 1),
                     "wrk_socket_errors": sum(x for k, x in res.errors.items() if k != "status"),
@@ -347,6 +383,8 @@ def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 
         "round",
         "variant",
         "recycles",
+        "log_window_ms_median",
+        "log_window_ms_max",
         "window_ms_median",
         "window_ms_max",
         "gap_ms_p99_without_recycle",
