@@ -405,6 +405,57 @@ def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 
     return data
 
 
+def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
+    """CPU per request of the service vs the bare apps with no server and no socket: each in a fresh
+    interpreter with the deployed prod-ecs env (GC settings applied as gunicorn's hooks do), requests
+    driven straight into the ASGI app (bench_gc's driver). Takes uvicorn, wrk and the kernel out of the
+    comparison, and uses CPU time, so it holds on a loaded box."""
+    import os
+    import sys
+
+    from bench.bench_gc import _CHILD
+
+    counts = {"/health": 5000 if quick else 20000, appenv.DB_PATH: 300 if quick else 1500}
+    apps = {"service": None, "fastapi-bare": BARE, "fastapi-sqla": SQLA}
+    pairs = [("/health", "service"), ("/health", "fastapi-bare")]
+    pairs += [(appenv.DB_PATH, "service"), (appenv.DB_PATH, "fastapi-sqla")]
+    raw: list[dict[str, Any]] = []
+    machine = h.machine_info()
+    with appenv.deps() as deps:
+        env = {**os.environ, **deployer_env("prod-ecs", h.REPO)}
+        env = {k: v for k, v in env.items() if k not in NOT_DEPLOYABLE_HERE}
+        for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY"):
+            env[k] = deps.env[k]
+        env["PYTHONPATH"] = str(h.REPO)
+        for rnd in range(rounds):
+            for path, name in pairs if rnd % 2 == 0 else pairs[::-1]:
+                spec = apps[name]
+                argv = [sys.executable, "-c", _CHILD, path, str(counts[path]), *([spec] if spec else [])]
+                out = subprocess.run(
+                    argv, cwd=h.REPO, env=env, capture_output=True, text=True, timeout=600, check=True
+                )
+                row = {
+                    "round": rnd,
+                    "app": name,
+                    "path": path,
+                    **json.loads(out.stdout.strip().splitlines()[-1]),
+                }
+                row["loadavg_1m"] = h.loadavg()[0]
+                raw.append(row)
+                print(row, flush=True)
+    rows = []
+    for path, name in pairs:
+        pts = sorted(r["cpu_ms_per_req"] for r in raw if r["app"] == name and r["path"] == path)
+        rows.append({"path": path, "app": name, "cpu_ms_per_req_median": round(pts[len(pts) // 2], 4)})
+    for r in rows:
+        bare = next(x for x in rows if x["path"] == r["path"] and x["app"] != "service")
+        r["bare_cpu_over_this"] = round(bare["cpu_ms_per_req_median"] / r["cpu_ms_per_req_median"], 2)
+    print(h.table(rows, list(rows[0])))
+    data = {"machine": machine, "rounds": rounds, "rows": rows, "raw": raw, "loadavg_at_end": h.loadavg()}
+    h.save_json("deployed_inprocess", data)
+    return data
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10-s runs, written to bench/results/quick/")
@@ -412,9 +463,12 @@ def main() -> None:
     ap.add_argument("--stack", action="append", choices=STACKS, help="default: both")
     ap.add_argument("--recycle-window", action="store_true", help="only the forced-recycle probe run")
     ap.add_argument("--max-requests", type=int, default=4000, help="forced value for --recycle-window")
+    ap.add_argument("--inprocess", action="store_true", help="only the in-process CPU/request comparison")
     a = ap.parse_args()
     h.set_quick(a.quick)
-    if a.recycle_window:
+    if a.inprocess:
+        inprocess(a.quick, max(1, a.rounds))
+    elif a.recycle_window:
         recycle_window(a.quick, a.max_requests, max(1, a.rounds))
     else:
         run(a.quick, a.rounds, tuple(a.stack or STACKS))

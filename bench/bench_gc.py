@@ -27,12 +27,22 @@ VARIANTS: dict[str, dict[str, str]] = {
     "freeze + 50000,20,100": {"GC_FREEZE": "true", "GC_THRESHOLD": "50000,20,100"},
 }
 
-# Runs inside the fresh interpreter: argv = path, requests
+# Runs inside the fresh interpreter: argv = path, requests[, module:attr of another app to drive]
 _CHILD = r"""
-import asyncio, gc, json, sys, time
+import asyncio, gc, importlib, json, sys, time
 n = int(sys.argv[2]); path = sys.argv[1]
-from app.main import create_app
-app = create_app()
+if len(sys.argv) > 3:
+    mod, _, attr = sys.argv[3].partition(":")
+    app = getattr(importlib.import_module(mod), attr)
+    class _R:
+        async def close(self):
+            engine = getattr(importlib.import_module(mod), "engine", None)
+            if engine is not None:
+                await engine.dispose()
+    app.state.resources = _R()
+else:
+    from app.main import create_app
+    app = create_app()
 from app import gctune
 gctune.apply()            # GC_THRESHOLD + GC_FREEZE as the gunicorn hooks apply them
 import uvloop
