@@ -168,9 +168,9 @@ def test_keep_alive_clients_lose_nothing_when_a_worker_recycles(
     pg: PostgresInstance, redis_server: RedisInstance
 ) -> None:
     """2 workers (as on prod-vps) with GUNICORN_MAX_REQUESTS FORCED to 30 (labelled; deployed: 10000):
-    4 clients each reuse ONE keep-alive connection. A stopping worker no longer closes connections with a
-    request on the wire: it answers with `Connection: close` (the client reconnects, to the other worker
-    or the replacement) - uvicorn's own shutdown reset them."""
+    4 clients keep reusing their keep-alive connection (100 requests each). A stopping worker no longer
+    closes connections with a request on the wire: it answers with `Connection: close` (the client
+    reconnects, to the other worker or the replacement) - uvicorn's own shutdown reset them."""
     env = _env(
         pg, redis_server, WEB_CONCURRENCY="2", GUNICORN_MAX_REQUESTS="30", GUNICORN_MAX_REQUESTS_JITTER="0"
     )
@@ -179,7 +179,7 @@ def test_keep_alive_clients_lose_nothing_when_a_worker_recycles(
         def client(n: int) -> tuple[list[str], int]:
             errors, closes = [], 0
             with httpx.Client(timeout=10) as c:  # keep-alive; httpx honours Connection: close
-                for _ in range(60):
+                for _ in range(100):
                     try:
                         r = c.get(f"{srv.url}/health")
                         if r.status_code != 200:
@@ -193,5 +193,7 @@ def test_keep_alive_clients_lose_nothing_when_a_worker_recycles(
             results = [f.result(timeout=120) for f in [pool.submit(client, n) for n in range(4)]]
         boots = re.findall(r"Booting worker with pid: (\d+)", srv.log_path.read_text())
     assert [e for errs, _ in results for e in errs] == []
-    assert len(boots) >= 2 + 3  # 240 requests / 30 per worker: several recycles happened
+    # 400 requests at 30 per worker: recycles happened (how many depends on how the kernel spread the
+    # connections and on the 1-s drains overlapping the run; one is enough to prove the point)
+    assert len(boots) >= 2 + 1, boots
     assert sum(c for _, c in results) >= 1  # ... and clients were told to reconnect instead of being reset
