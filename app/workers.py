@@ -34,15 +34,15 @@ DRAIN_S = 1.0
 _POLL_S = 0.01
 
 
-class _CloseWhenDraining:
-    """Adds ``Connection: close`` to every response that starts once the worker is draining."""
+class _CloseResponses:
+    """Wraps one connection's app once its worker drains: every response it starts carries
+    ``Connection: close``. Installed per open connection at drain time, so a running worker pays nothing."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.draining = False
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if not self.draining or scope["type"] != "http":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
@@ -54,10 +54,19 @@ class _CloseWhenDraining:
         await self.app(scope, receive, send_closing)
 
 
+def _close_after_next_response(conn: Any) -> None:
+    # uvicorn's HTTP protocols take `self.app` for each new request on the connection
+    app = getattr(conn, "app", None)
+    if app is not None and not isinstance(app, _CloseResponses):
+        conn.app = _CloseResponses(app)
+    cycle = getattr(conn, "cycle", None)
+    if cycle is not None and not cycle.response_complete:
+        cycle.keep_alive = False  # a response already being built closes the connection too
+
+
 class DrainingServer(Server):
-    def __init__(self, config: Any, gate: _CloseWhenDraining, drain_s: float = DRAIN_S) -> None:
+    def __init__(self, config: Any, drain_s: float = DRAIN_S) -> None:
         super().__init__(config)
-        self.gate = gate
         self.drain_s = drain_s
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -65,14 +74,12 @@ class DrainingServer(Server):
             server.close()
         for sock in sockets or []:
             sock.close()
-        self.gate.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.drain_s
         while self.server_state.connections and not self.force_exit and loop.time() < deadline:
+            # every poll: also catches a connection accepted just before the listener closed
             for conn in list(self.server_state.connections):
-                cycle = getattr(conn, "cycle", None)
-                if cycle is not None and not cycle.response_complete:
-                    cycle.keep_alive = False  # a response already being built closes the connection too
+                _close_after_next_response(conn)
             await asyncio.sleep(_POLL_S)
         await super().shutdown(sockets=None)
 
@@ -81,9 +88,8 @@ class DrainingUvicornWorker(UvicornWorker):
     """``uvicorn_worker.UvicornWorker`` whose server drains before it closes idle connections."""
 
     async def _serve(self) -> None:
-        gate = _CloseWhenDraining(self.wsgi)
-        self.config.app = gate
-        server = DrainingServer(config=self.config, gate=gate)
+        self.config.app = self.wsgi
+        server = DrainingServer(config=self.config)
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:
