@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ def _int(name: str, default: int) -> int:
 _port = _int("PORT", 8000)
 bind = [f"0.0.0.0:{_port}"]
 workers = max(1, _int("WEB_CONCURRENCY", 1))
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn's worker, draining its open connections before it closes them (app/workers.py).
+worker_class = "app.workers.DrainingUvicornWorker"
 
 # Must exceed the load balancer's idle timeout (ALB: 60 s). Gunicorn's default of 2 s makes the ALB reuse
 # a connection the server already closed -> sporadic 502s.
@@ -41,8 +43,28 @@ timeout = _int("GUNICORN_TIMEOUT", 30)
 # before SIGKILL.
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 20)
 # Recycle workers to cap slow leaks; jitter so 4 workers don't all restart at the same request count.
+# (The deployer sets 0 for a single worker: a recycle would leave the task without a worker.)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SystemExit(f"gunicorn_conf: {name}={raw!r} is not a boolean (true/false)")
+
+
+# Import the app once in the master; workers are forked from it. A replacement worker (max_requests,
+# crash) is then serving within milliseconds instead of re-importing the app (~1 s of CPU; with one
+# worker the task had NO accepting worker for that long). Safe because create_app() opens nothing: the
+# engine connects on first use, Redis is created on first use, Sentry starts its thread on first event,
+# and PROMETHEUS_MULTIPROC_DIR is set below before prometheus_client is imported (tests/app/test_preload.py).
+preload_app = _bool("GUNICORN_PRELOAD_APP", True)
 
 # The worker heartbeat file is touched every second; on a disk-backed /tmp (Docker overlay, EBS) that
 # can block for seconds under I/O pressure and get healthy workers killed. /dev/shm is RAM.
@@ -108,6 +130,55 @@ def on_exit(server: Any) -> None:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
+def when_ready(server: Any) -> None:
+    """Master, after the (preloaded) app is imported and before the first fork: GC_FREEZE moves the
+    import-time objects into the permanent generation, so no worker's full collection walks them again
+    and the collector never writes to the pages the workers share with the master (app/gctune.py)."""
+    from app import gctune
+
+    if preload_app:
+        _import_what_workers_import()
+    if gctune.freeze(collect=True):
+        server.log.info("gc frozen in master", extra={"gc_frozen": gc_freeze_count()})
+
+
+def _import_what_workers_import() -> None:
+    """uvicorn imports its HTTP/WebSocket protocol and lifespan modules in each worker when it loads its
+    config (~0.1-0.2 s per worker boot here); done once in the master, a forked worker has them."""
+    from uvicorn.config import Config
+
+    from app.workers import DrainingUvicornWorker
+
+    async def _noop(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - never served
+        return None
+
+    Config(app=_noop, log_config=None, lifespan="on", **DrainingUvicornWorker.CONFIG_KWARGS).load()
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Worker, right after fork: GC_THRESHOLD (the master keeps Python's default)."""
+    from app import gctune
+
+    gctune.apply_threshold()
+
+
+def post_worker_init(worker: Any) -> None:
+    """Worker, app loaded: freeze what loading added (everything, without preload), and route uvicorn's
+    loggers to the app's JSON handler. The uvicorn worker re-points them at gunicorn's handlers when it is
+    constructed, which with a preloaded app happens after create_app() configured logging."""
+    from app import gctune
+
+    gctune.freeze()
+    if "app.observability" in sys.modules:
+        sys.modules["app.observability"].route_server_loggers()
+
+
+def gc_freeze_count() -> int:
+    import gc
+
+    return gc.get_freeze_count()
+
+
 def on_starting(server: Any) -> None:
     """MIGRATE_ON_START=true: `alembic upgrade head` once, in the master, before any worker forks.
 
@@ -115,10 +186,16 @@ def on_starting(server: Any) -> None:
     that forked workers would inherit, and a hung migration can be killed at a hard deadline. Failure
     exits the master non-zero: the container never becomes healthy and the platform stops the release.
     """
+    from app import gctune
+
+    try:  # fail at start, in the master, naming the variable (not in every worker after fork)
+        gctune.threshold_from_env()
+    except gctune.GcConfigError as exc:
+        server.log.error("%s", exc)
+        raise SystemExit(1) from None
     if os.environ.get("MIGRATE_ON_START", "").strip().lower() not in {"1", "true", "yes"}:
         return
     import subprocess
-    import sys
 
     from app.migrate import DEFAULT_TIMEOUT_S
 

@@ -180,6 +180,8 @@ class Server:
     boot_seconds: float = 0.0
     # cgroup (v1 cpu controller) directory to start the server in: models a container's CPU quota
     cgroup: Path | None = None
+    # working directory (default: the repo); bench_deployed runs an older release from an exported tree
+    cwd: Path | None = None
 
     @property
     def base(self) -> str:
@@ -200,7 +202,12 @@ class Server:
         log = self.log_path.open("wb")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            list(self.cmd), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            list(self.cmd),
+            cwd=self.cwd or REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if self.cgroup is not None:
             # before the interpreter has even imported gunicorn, so every forked worker inherits the quota

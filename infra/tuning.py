@@ -72,8 +72,25 @@ WORKER_SILENT_TIMEOUT_S = 30
 # without recycling; worker RSS stayed flat in every sweep: BENCHMARKS.md section 4). At 100 req/s per worker
 # 1000 recycles every 10 s; 10000 every ~2 min. Jitter 10 % so workers don't restart together.
 # (The app's own default without a deployer stays 1000/100.)
+# With ONE worker there is nothing to fail over to: gunicorn forks the replacement only after the old worker
+# has exited, so each recycle left the task with no accepting worker (0.7-1.3 s without preload; measured
+# with a 1-ms probe in BENCHMARKS.md "Deployed settings") and reset every keep-alive connection. A single
+# worker therefore gets 0 (no recycling); the memory limit of the task/container stays the backstop.
 MAX_REQUESTS = 10000
 MAX_REQUESTS_JITTER = 1000
+SINGLE_WORKER_MAX_REQUESTS = 0
+
+# --- garbage collector (app/gctune.py; applied by app/gunicorn_conf.py) ----------------------------------
+# gc.freeze() after the app is imported (in the preloading master, before the workers fork): the ~90k
+# import-time objects leave the collector's generations, so full collections stop walking them (gen-2
+# pauses of 40-82 ms before) and stop dirtying the pages shared with the master.
+GC_FREEZE = True
+# gc.set_threshold in each worker. None = Python's default (700, 10, 10). Chosen by measurement
+# (BENCHMARKS.md "Deployed settings").
+GC_THRESHOLD: tuple[int, int, int] | None = (7000, 10, 10)
+# Lambda's handler process is not started by gunicorn; its GC is left to app/lambda_handler.py (which can
+# call app.gctune.apply()), so these variables are not injected there.
+GC_PLATFORMS = frozenset({"ecs", "cloudrun", "vps"})
 
 # --- load balancers and stop grace -----------------------------------------------------------------
 ALB_IDLE_TIMEOUT_S = 60  # ALB default idle timeout
@@ -225,6 +242,9 @@ class RuntimeTuning:
     memory_mib: int
     #: Largest request body the app (and Caddy on the VPS) accepts.
     max_request_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES
+    #: GC_FREEZE / GC_THRESHOLD (gunicorn platforms only).
+    gc_freeze: bool = False
+    gc_threshold: tuple[int, int, int] | None = None
 
     @property
     def replicas_during_deploy(self) -> int:
@@ -264,6 +284,9 @@ class RuntimeTuning:
         }
         if self.platform in FORWARDED_ALLOW_IPS:
             env["FORWARDED_ALLOW_IPS"] = FORWARDED_ALLOW_IPS[self.platform]
+        if self.platform in GC_PLATFORMS:
+            env["GC_FREEZE"] = "true" if self.gc_freeze else "false"
+            env["GC_THRESHOLD"] = ",".join(map(str, self.gc_threshold)) if self.gc_threshold else ""
         return env
 
     def component_props(self) -> dict[str, Any]:
@@ -409,8 +432,8 @@ def tune(inp: TuningInput) -> RuntimeTuning:
         port=inp.port,
         workers=workers,
         timeout_s=WORKER_SILENT_TIMEOUT_S,
-        max_requests=MAX_REQUESTS,
-        max_requests_jitter=MAX_REQUESTS_JITTER,
+        max_requests=MAX_REQUESTS if workers > 1 else SINGLE_WORKER_MAX_REQUESTS,
+        max_requests_jitter=MAX_REQUESTS_JITTER if workers > 1 else 0,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout_s=inp.pool_timeout_s or POOL_TIMEOUT_S,
@@ -425,6 +448,8 @@ def tune(inp: TuningInput) -> RuntimeTuning:
         vcpu=inp.vcpu,
         memory_mib=inp.memory_mib,
         max_request_body_bytes=inp.max_request_body_bytes,
+        gc_freeze=GC_FREEZE if inp.platform in GC_PLATFORMS else False,
+        gc_threshold=GC_THRESHOLD if inp.platform in GC_PLATFORMS else None,
     )
     if inp.platform == "ecs":
         # ECS drains (deregistration delay) BEFORE it sends SIGTERM, so in-flight requests finish during

@@ -36,6 +36,8 @@ TUNING_ENV_NAMES = frozenset(
         "GUNICORN_GRACEFUL_TIMEOUT",
         "GUNICORN_MAX_REQUESTS",
         "GUNICORN_MAX_REQUESTS_JITTER",
+        "GC_FREEZE",
+        "GC_THRESHOLD",
         "DB_POOL_CLASS",
         "DB_POOL_SIZE",
         "DB_MAX_OVERFLOW",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gc
 import os
 import runpy
 import shutil
@@ -24,6 +25,9 @@ VARS = (
     "GUNICORN_MAX_REQUESTS_JITTER",
     "PROMETHEUS_MULTIPROC_DIR",
     "FORWARDED_ALLOW_IPS",
+    "GUNICORN_PRELOAD_APP",
+    "GC_FREEZE",
+    "GC_THRESHOLD",
 )
 
 
@@ -47,12 +51,13 @@ def test_defaults_ignore_the_hosts_cpu_count(monkeypatch: pytest.MonkeyPatch) ->
     conf = _load(monkeypatch)
     assert conf["workers"] == 1
     assert conf["bind"] == ["0.0.0.0:8000"]
-    assert conf["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert conf["worker_class"] == "app.workers.DrainingUvicornWorker"
     assert (conf["keepalive"], conf["timeout"], conf["graceful_timeout"]) == (75, 30, 20)
     assert (conf["max_requests"], conf["max_requests_jitter"]) == (1000, 100)
     assert conf["keepalive"] > 60  # above the ALB idle timeout
     assert conf["worker_tmp_dir"] == ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
+    assert conf["preload_app"] is True  # replacements fork from the imported app (tests/app/test_preload.py)
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # one worker: the in-process registry is exact
 
 
@@ -96,3 +101,61 @@ def test_source_never_asks_the_host_for_cores() -> None:
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
     assert not {"cpu_count", "sched_getaffinity", "process_cpu_count"} & (names | imported)
     assert "multiprocessing" not in imported
+
+
+def test_preload_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _load(monkeypatch, GUNICORN_PRELOAD_APP="false")["preload_app"] is False
+    with pytest.raises(SystemExit, match="GUNICORN_PRELOAD_APP='maybe' is not a boolean"):
+        _load(monkeypatch, GUNICORN_PRELOAD_APP="maybe")
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.lines.append(msg % args if args else msg)
+
+    error = info
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.log = _Log()
+
+
+@pytest.fixture
+def gc_state() -> Any:
+    before = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*before)
+
+
+def test_gc_hooks_apply_the_deployers_settings(monkeypatch: pytest.MonkeyPatch, gc_state: None) -> None:
+    conf = _load(monkeypatch, GC_FREEZE="true", GC_THRESHOLD="7000,10,10")
+    server = _Server()
+    conf["on_starting"](server)  # validates, nothing else without MIGRATE_ON_START
+    conf["when_ready"](server)  # master, before the first fork
+    assert gc.get_freeze_count() > 1000  # everything imported so far is in the permanent generation
+    assert any("gc frozen" in line for line in server.log.lines)
+    conf["post_fork"](server, object())  # worker
+    assert gc.get_threshold() == (7000, 10, 10)
+
+
+def test_gc_hooks_change_nothing_without_the_env(monkeypatch: pytest.MonkeyPatch, gc_state: None) -> None:
+    conf = _load(monkeypatch)
+    gc.set_threshold(700, 10, 10)
+    conf["when_ready"](_Server())
+    conf["post_fork"](_Server(), object())
+    conf["post_worker_init"](object())
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_bad_gc_threshold_stops_the_master(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = _load(monkeypatch, GC_THRESHOLD="7000,10")
+    server = _Server()
+    with pytest.raises(SystemExit):
+        conf["on_starting"](server)
+    assert any("GC_THRESHOLD='7000,10'" in line for line in server.log.lines)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
+from typing import Any
 
 import httpx
 import pytest
 import sentry_sdk
 from sentry_sdk.types import Event
 
+from app import observability
 from app.main import create_app
-from app.observability import JsonFormatter, init_sentry, sentry_before_send
+from app.observability import (
+    JsonFormatter,
+    configure_logging,
+    init_sentry,
+    request_id_var,
+    sentry_before_send,
+)
 from app.settings import Settings, load_settings
 
 PG = "postgresql+asyncpg://u:p@127.0.0.1:9/x"
@@ -158,3 +168,71 @@ async def test_metrics_are_not_served_through_a_proxy(client: httpx.AsyncClient,
     proxied = await client.get("/metrics", headers={header: value})
     assert proxied.status_code == 404
     assert "http_requests_total" not in proxied.text
+
+
+@pytest.fixture
+def json_only_root(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Root with only configure_logging()'s JSON handler (as in gunicorn), writing to a buffer."""
+    configure_logging("info")
+    root = logging.getLogger()
+    handler = next(h for h in root.handlers if getattr(h, "_app_json", False))
+    buf = io.StringIO()
+    monkeypatch.setattr(handler, "stream", buf)
+    monkeypatch.setattr(root, "handlers", [handler])  # pytest's capture handlers off for this test
+    return buf
+
+
+def test_fast_access_line_is_what_the_formatter_writes(json_only_root: io.StringIO) -> None:
+    """The access line skips the logging machinery when only the JSON handler listens; it must be the
+    same JSON object, keys in the same order, as JsonFormatter gives for log.info("request", extra=...)."""
+    token = request_id_var.set("rid-fast")
+    try:
+        observability.access_log("rid-fast", "GET", '/x"\n{y}', "<unmatched>", 404, 1.25)
+        observability.log.info(
+            "request",
+            extra={
+                "method": "GET",
+                "path": '/x"\n{y}',
+                "route": "<unmatched>",
+                "status": 404,
+                "duration_ms": 1.25,
+            },
+        )
+    finally:
+        request_id_var.reset(token)
+    fast_line, slow_line = json_only_root.getvalue().splitlines()
+    fast, slow = json.loads(fast_line), json.loads(slow_line)
+    assert list(fast) == list(slow) == [
+        "ts", "level", "logger", "msg", "pid", "request_id",
+        "method", "path", "route", "status", "duration_ms",
+    ]  # fmt: skip
+    assert {k: v for k, v in fast.items() if k != "ts"} == {k: v for k, v in slow.items() if k != "ts"}
+    assert fast["pid"] == os.getpid()
+    assert abs(fast["ts"] - slow["ts"]) < 5
+
+
+def test_access_log_builds_nothing_when_info_is_off(
+    json_only_root: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logging.getLogger().setLevel(logging.WARNING)
+    monkeypatch.setattr(observability, "_write_access_line", lambda *a: pytest.fail("built a line"))
+    observability.access_log("r", "GET", "/health", "/health", 200, 0.1)
+    assert json_only_root.getvalue() == ""
+
+
+async def test_requests_write_one_json_line_each(json_only_root: io.StringIO, settings: Settings) -> None:
+    app = create_app(settings)
+    # create_app() re-ran configure_logging: point the new handler at the buffer too
+    root = logging.getLogger()
+    handler = next(h for h in root.handlers if getattr(h, "_app_json", False))
+    handler.stream = json_only_root  # type: ignore[attr-defined]
+    root.handlers = [handler]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for _ in range(3):
+            assert (await c.get("/health", headers={"X-Request-ID": "one-line"})).status_code == 200
+    await app.state.resources.close()
+    lines = [json.loads(x) for x in json_only_root.getvalue().splitlines()]
+    access = [x for x in lines if x.get("msg") == "request"]
+    assert len(access) == 3
+    assert all(x["request_id"] == "one-line" and x["route"] == "/health" for x in access)
+    assert all(x["status"] == 200 and x["method"] == "GET" and x["path"] == "/health" for x in access)

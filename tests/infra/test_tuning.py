@@ -180,7 +180,10 @@ def test_env_has_exactly_the_contract_names() -> None:
     for platform in ("ecs", "cloudrun", "lambda", "vps"):
         env = tune(inp(platform, replicas=2)).env()  # type: ignore[arg-type]
         # The trusted-proxy list goes to every platform with a proxy in front of a socket, not to Lambda.
-        expected = CONTRACT_ENV | ({"FORWARDED_ALLOW_IPS"} if platform != "lambda" else set())
+        # GC_FREEZE/GC_THRESHOLD are applied by gunicorn_conf, so only where gunicorn runs.
+        expected = CONTRACT_ENV | (
+            {"FORWARDED_ALLOW_IPS", "GC_FREEZE", "GC_THRESHOLD"} if platform != "lambda" else set()
+        )
         assert set(env) == expected
         assert all(isinstance(v, str) for v in env.values())
     env = tune(inp("ecs")).env()
@@ -271,3 +274,47 @@ def test_metrics_are_switched_off_where_no_private_scraper_can_reach_them(
     # An explicit choice in app.env is kept (e.g. a collector sidecar that scrapes localhost).
     cfg = parse_with({**app, "env": {"METRICS_ENABLED": "true"}}, stack=stack, providers=providers)
     assert container_environment(cfg, for_platform(cfg))["METRICS_ENABLED"] == "true"
+
+
+@pytest.mark.parametrize("platform", ["ecs", "cloudrun", "vps"])
+def test_a_single_worker_is_never_recycled(platform: T.Platform) -> None:
+    """gunicorn forks the replacement only after the old worker exited: with one worker every recycle left
+    the task without an accepting worker (BENCHMARKS.md "Deployed settings"). More workers keep the leak
+    guard, jittered."""
+    one = tune(inp(platform, vcpu=1, mem=2048, budget=10_000))
+    assert one.workers == 1
+    assert (one.env()["GUNICORN_MAX_REQUESTS"], one.env()["GUNICORN_MAX_REQUESTS_JITTER"]) == ("0", "0")
+    two = tune(inp(platform, vcpu=2, mem=4096, budget=10_000))
+    assert two.workers == 2
+    assert (two.max_requests, two.max_requests_jitter) == (T.MAX_REQUESTS, T.MAX_REQUESTS_JITTER)
+    assert two.max_requests_jitter >= two.max_requests // 10
+
+
+def test_gc_settings_go_to_gunicorn_platforms_only() -> None:
+    for platform in ("ecs", "cloudrun", "vps"):
+        env = tune(inp(platform, replicas=2)).env()  # type: ignore[arg-type]
+        assert env["GC_FREEZE"] == "true"
+        assert env["GC_THRESHOLD"] == ",".join(map(str, T.GC_THRESHOLD or ()))
+    lam = tune(inp("lambda", vcpu=1024 / 1769, mem=1024, replicas=5)).env()
+    assert "GC_FREEZE" not in lam
+    assert "GC_THRESHOLD" not in lam
+
+
+def test_gc_env_is_what_the_app_parses() -> None:
+    from app import gctune
+
+    env = tune(inp("ecs")).env()
+    assert gctune.freeze_from_env(env) is T.GC_FREEZE
+    assert gctune.threshold_from_env(env) == T.GC_THRESHOLD
+
+
+def test_prod_stacks_get_the_measured_recycling_and_gc() -> None:
+    stacks = Path(__file__).resolve().parents[2] / "stacks"
+    from infra.config import load_stack_file
+
+    for name, workers in (("prod-ecs", 1), ("prod-vps", 2)):
+        cfg = load_stack_file(stacks / f"Pulumi.{name}.yaml")
+        env = container_environment(cfg, for_platform(cfg))
+        assert env["WEB_CONCURRENCY"] == str(workers)
+        assert env["GUNICORN_MAX_REQUESTS"] == ("0" if workers == 1 else str(T.MAX_REQUESTS))
+        assert env["GC_FREEZE"] == "true"

@@ -1,0 +1,478 @@
+"""10. The service under the env the DEPLOYER injects (prod-ecs, prod-vps), before vs after, vs bare apps.
+
+Nothing here is hand-picked: each variant's env is what `infra` computes for the stack's container
+(`infra.tuning.container_environment(cfg, for_platform(cfg))`, i.e. the plan's task definition / container
+env), computed by the release that runs it. Only what cannot be deployed locally is replaced, and recorded:
+the secrets (DATABASE_URL, REDIS_URL, JWT_SECRET_KEY point at throwaway local services), PORT (a free
+loopback port) and MIGRATE_ON_START/MIGRATE_TIMEOUT (the benchmark migrates once beforehand).
+
+Variants, in ONE run, interleaved per endpoint:
+  service-before  the release this branch started from (`git archive`d to a temp dir), its own deployer env
+  service         this tree, its deployer env
+  fastapi-bare    bench.apps.fastapi_bare under the same gunicorn config, env and worker count (/health)
+  fastapi-sqla    bench.apps.fastapi_sqla: bare FastAPI + SQLAlchemy/asyncpg, the DB route's query (DB)
+All run the Dockerfile's CMD (gunicorn -c app/gunicorn_conf.py ...), bound to loopback.
+
+`--recycle-window`: how long a recycle leaves a ONE-worker task (prod-ecs) without an accepting worker.
+The deployed prod-ecs env, except GUNICORN_MAX_REQUESTS forced low (labelled) so that recycles happen every
+few seconds; wrk loads /health while a probe opens a fresh connection every 1 ms and records when each
+answer arrives. Per recycle: from the server's JSON log, the old worker's "Maximum request limit exceeded"
+to the replacement's "Application startup complete"; and, client side, the longest gap between two
+answered probes (= no worker serving, plus the probe's own queueing behind wrk's 8 connections).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import appenv
+from bench import harness as h
+from bench.bench_faults import ChildWatcher
+from devenv.run import dockerfile_cmd
+
+STACKS = ("prod-ecs", "prod-vps")
+SERVICE = "app.main:create_app()"
+BARE = "bench.apps.fastapi_bare:app"
+SQLA = "bench.apps.fastapi_sqla:app"
+# Replaced locally (recorded in the results); everything else is the deployer's.
+NOT_DEPLOYABLE_HERE = ("MIGRATE_ON_START", "MIGRATE_TIMEOUT")
+
+_ENV_SNIPPET = """
+import json, sys
+from infra.config import load_stack_file
+from infra.plan import resolve_stack
+from infra.tuning import container_environment, for_platform
+cfg = load_stack_file(resolve_stack(sys.argv[1]))
+print(json.dumps(container_environment(cfg, for_platform(cfg))))
+"""
+
+
+def deployer_env(stack: str, tree: Path) -> dict[str, str]:
+    """The container env `tree`'s deployer computes for `stack` (non-secret part; secrets are refs)."""
+    out = subprocess.run(
+        [h.PY, "-c", _ENV_SNIPPET, stack],
+        cwd=tree,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "HOME": "/tmp"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    env: dict[str, str] = json.loads(out.stdout)
+    return env
+
+
+def export_tree(rev: str) -> Path:
+    """`git archive` of `rev` into a temp dir (read-only use; no worktree is touched)."""
+    dest = Path(tempfile.mkdtemp(prefix=f"bench-before-{rev[:10]}-"))
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev], cwd=h.REPO, capture_output=True, timeout=120, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True, timeout=120)
+    return dest
+
+
+def base_rev() -> str:
+    out = subprocess.run(
+        ["git", "merge-base", "HEAD", "main"], cwd=h.REPO, capture_output=True, text=True, timeout=30
+    )
+    return out.stdout.strip() or "HEAD"
+
+
+def tree_cpu_seconds(master: int) -> float:
+    """CPU of the master, its live workers AND the workers it already reaped (recycled ones).
+
+    Recycled workers vanish from /proc; their CPU lands in the master's cutime/cstime once reaped.
+    """
+    total = h.cpu_seconds([master, *h.children(master)])
+    with suppress(OSError, IndexError, ValueError):
+        stat = Path(f"/proc/{master}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[13]) + int(fields[14])) / h._CLK_TCK  # cutime, cstime
+    return total
+
+
+@dataclass
+class Variant:
+    name: str
+    target: str
+    tree: Path
+    env: dict[str, str]
+
+
+def _server(v: Variant, deps_env: dict[str, str], **overrides: Any) -> h.Server:
+    port = h.free_port()
+    cmd = dockerfile_cmd(v.tree / "Dockerfile")
+    # the image's CMD; the app argument is swapped for the bare apps
+    if cmd[0] != "gunicorn" or cmd[-1] != SERVICE:
+        raise RuntimeError(f"unexpected Dockerfile CMD {cmd}")
+    argv = [str(h.VENV_BIN / "gunicorn"), *cmd[1:-1], "--bind", f"127.0.0.1:{port}", v.target]
+    env = {k: val for k, val in v.env.items() if k not in NOT_DEPLOYABLE_HERE}
+    env.update(
+        DATABASE_URL=deps_env["DATABASE_URL"],
+        REDIS_URL=deps_env["REDIS_URL"],
+        JWT_SECRET_KEY=deps_env["JWT_SECRET_KEY"],
+        PORT=str(port),
+        PYTHONPATH=str(v.tree),
+    )
+    env.update({k: str(x) for k, x in overrides.items()})
+    return h.Server(argv, port, env=env, ready_path="/health", cwd=v.tree, start_timeout=60)
+
+
+def _measure(srv: h.Server, path: str, duration: float, conns: int) -> dict[str, Any]:
+    workers = int(srv.env.get("WEB_CONCURRENCY", "1"))
+    srv.wait_workers(workers)
+    h.run_wrk(srv.base + path, connections=conns, duration=2.0)  # warm-up: pools, caches
+    load0 = h.loadavg()[0]
+    initial = set(h.children(srv.pid))
+    c0 = tree_cpu_seconds(srv.pid)
+    with ChildWatcher(srv.pid) as watch:
+        res = h.run_wrk(srv.base + path, connections=conns, duration=duration, timeout=10)
+    c1 = tree_cpu_seconds(srv.pid)
+    socket_errors = sum(v for k, v in res.errors.items() if k != "status")
+    return {
+        **res.row(),
+        "path": path,
+        "socket_errors": socket_errors,
+        "status_errors": res.errors["status"],
+        "recycles": len([p for p in watch.seen if p not in initial]),
+        "server_cpu_ms_per_req": round((c1 - c0) * 1000 / max(res.requests, 1), 3),
+        "total_pss_mib": srv.memory()["total_pss_mib"],
+        "loadavg_1m_start": load0,
+        "loadavg_1m_end": h.loadavg()[0],
+    }
+
+
+def _env_row(env: dict[str, str]) -> dict[str, str]:
+    keys = ("WEB_CONCURRENCY", "GUNICORN_MAX_REQUESTS", "GUNICORN_MAX_REQUESTS_JITTER", "GC_FREEZE")
+    return {k: env.get(k, "(unset)") for k in (*keys, "GC_THRESHOLD", "LOG_LEVEL")}
+
+
+@contextmanager
+def _before_tree(rev: str) -> Iterator[Path]:
+    tree = export_tree(rev)
+    try:
+        yield tree
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+COLUMNS = [
+    "stack",
+    "path",
+    "variant",
+    "rps",
+    "vs_bare",
+    "p50_ms",
+    "p99_ms",
+    "p99_vs_bare",
+    "max_ms",
+    "socket_errors",
+    "status_errors",
+    "recycles",
+    "server_cpu_ms_per_req",
+    "loadavg_1m_start",
+]
+
+
+def run(quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS) -> dict[str, Any]:
+    duration = 10.0 if quick else 60.0
+    conns = 64
+    machine = h.machine_info()
+    rev = base_rev()
+    raw: list[dict[str, Any]] = []
+    envs: dict[str, Any] = {}
+    with _before_tree(rev) as before, appenv.deps() as deps:
+        for stack in stacks:
+            after_env = deployer_env(stack, h.REPO)
+            before_env = deployer_env(stack, before)
+            envs[stack] = {"after": after_env, "before": before_env}
+            variants = {
+                "service-before": Variant(f"service-before ({rev[:7]})", SERVICE, before, before_env),
+                "service": Variant("service", SERVICE, h.REPO, after_env),
+                "fastapi-bare": Variant("fastapi-bare", BARE, h.REPO, after_env),
+                "fastapi-sqla": Variant("fastapi+sqlalchemy bare", SQLA, h.REPO, after_env),
+            }
+            plan = [
+                ("/health", ["service-before", "fastapi-bare", "service"]),
+                (appenv.DB_PATH, ["service-before", "fastapi-sqla", "service"]),
+            ]
+            for rnd in range(rounds):
+                for path, names in plan:
+                    for key in names if rnd % 2 == 0 else names[::-1]:
+                        v = variants[key]
+                        with h.timed(f"{stack} round {rnd} {v.name} {path}"), _server(v, deps.env) as srv:
+                            row = _measure(srv, path, duration, conns)
+                        row.update(round=rnd, stack=stack, variant=key, label=v.name, **_env_row(v.env))
+                        raw.append(row)
+                        print(row, flush=True)
+    rows = _summarise(raw)
+    print(h.table(rows, COLUMNS))
+    data = {
+        "machine": machine,
+        "before_rev": rev,
+        "connections": conns,
+        "duration_s": duration,
+        "rounds": rounds,
+        "deployer_env": envs,
+        "replaced_locally": ["DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "PORT", *NOT_DEPLOYABLE_HERE],
+        "loadavg_at_end": h.loadavg(),
+        "rows": rows,
+        "raw": raw,
+    }
+    name = "deployed_" + "_".join(stacks)
+    h.save_json(name, data)
+    h.save_csv(name, rows)
+    return data
+
+
+def _summarise(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best round per (stack, path, variant) by req/s; ratios against the bare app of the same endpoint."""
+    best: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in raw:
+        key = (r["stack"], r["path"], r["variant"])
+        if key not in best or r["rps"] > best[key]["rps"]:
+            best[key] = dict(r)
+    for (stack, path, _), r in best.items():
+        bare_key = "fastapi-bare" if path == "/health" else "fastapi-sqla"
+        bare = best.get((stack, path, bare_key))
+        if bare and bare["rps"]:
+            r["vs_bare"] = round(r["rps"] / bare["rps"], 2)
+            r["p99_vs_bare"] = round(r["p99_ms"] / bare["p99_ms"], 2) if bare["p99_ms"] else None
+    return list(best.values())
+
+
+# ------------------------------------------------------------------------------------ recycle window
+
+
+def _probe(port: int, stop_at: float, out: list[tuple[float, float, bool]], interval: float = 0.001) -> None:
+    """Fresh connection + GET /health every `interval` s until `stop_at` (bounded: 5 s per request,
+    at most 200k probes). Records (sent, answered, ok) in monotonic seconds."""
+    req = b"GET /health HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    while time.monotonic() < stop_at and len(out) < 200_000:
+        t0 = time.monotonic()
+        ok = False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(req)
+                data = b""
+                while len(data) < 65536:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                ok = data.startswith(b"HTTP/1.1 200")
+        except OSError:
+            ok = False
+        t1 = time.monotonic()
+        out.append((t0, t1, ok))
+        pause = interval - (time.monotonic() - t0)
+        if pause > 0:
+            time.sleep(pause)
+
+
+def _windows(probes: list[tuple[float, float, bool]], events: list[float]) -> dict[str, Any]:
+    """Per recycle event: the longest gap between consecutive successful answers within [-1 s, +3 s]."""
+    done = sorted(t1 for _, t1, ok in probes if ok)
+    gaps = [(b - a, a) for a, b in itertools.pairwise(done)]
+    per = []
+    for ev in events:
+        near = [g for g, a in gaps if ev - 1.0 <= a <= ev + 3.0]
+        per.append(round(max(near, default=0.0) * 1000, 1))
+    quiet = sorted(g for g, a in gaps if all(abs(a - ev) > 3.0 for ev in events))
+    return {
+        "window_ms_per_recycle": per,
+        "window_ms_max": max(per, default=None),
+        "window_ms_median": sorted(per)[len(per) // 2] if per else None,
+        "gap_ms_p99_without_recycle": round(quiet[int(len(quiet) * 0.99)] * 1000, 1) if quiet else None,
+        "probes": len(probes),
+        "probes_failed": sum(1 for *_, ok in probes if not ok),
+    }
+
+
+def _log_windows(log: Path) -> list[float]:
+    """Per recycle, from the server's own JSON log: milliseconds from the old worker's "Maximum request
+    limit ... exceeded" (it stops accepting right then) to the next worker's "Application startup
+    complete" (it accepts from then on). Both releases log these uvicorn lines through the app's JSON
+    handler, with pid and epoch ts (ms resolution)."""
+    stops: list[float] = []
+    starts: list[float] = []
+    for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        msg = str(rec.get("msg", ""))
+        if msg.startswith("Maximum request limit"):
+            stops.append(float(rec["ts"]))
+        elif msg.startswith("Application startup complete"):
+            starts.append(float(rec["ts"]))
+    out = []
+    for t0 in stops:
+        nxt = [t for t in starts if t >= t0]
+        if nxt:
+            out.append(round((min(nxt) - t0) * 1000, 1))
+    return out
+
+
+def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 2) -> dict[str, Any]:
+    duration = 10.0 if quick else 20.0
+    machine = h.machine_info()
+    rev = base_rev()
+    raw: list[dict[str, Any]] = []
+    with _before_tree(rev) as before, appenv.deps() as deps:
+        variants = [
+            Variant(f"before ({rev[:7]}, no preload)", SERVICE, before, deployer_env("prod-ecs", before)),
+            Variant("after (preload)", SERVICE, h.REPO, deployer_env("prod-ecs", h.REPO)),
+        ]
+        for rnd in range(rounds):
+            for v in variants if rnd % 2 == 0 else variants[::-1]:
+                forced = {"GUNICORN_MAX_REQUESTS": max_requests, "GUNICORN_MAX_REQUESTS_JITTER": 0}
+                with h.timed(f"recycle window round {rnd} {v.name}"), _server(v, deps.env, **forced) as srv:
+                    srv.wait_workers(1)
+                    initial = set(h.children(srv.pid))
+                    probes: list[tuple[float, float, bool]] = []
+                    load0 = h.loadavg()[0]
+                    with ChildWatcher(srv.pid) as watch:
+                        stop_at = time.monotonic() + duration
+                        t = threading.Thread(target=_probe, args=(srv.port, stop_at, probes), daemon=True)
+                        t.start()
+                        # 8 connections: the worker is still saturated, but a probe queues behind 8, not 64
+                        res = h.run_wrk(srv.base + "/health", connections=8, duration=duration, timeout=10)
+                        t.join(timeout=15)
+                    log_windows = _log_windows(srv.log_path) if srv.log_path else []
+                    # a recycle = the old worker exiting; the window closes when the replacement answers
+                    events = sorted(watch.gone.values())
+                    spawned = [p for p in watch.seen if p not in initial]
+                row = {
+                    "round": rnd,
+                    "variant": v.name,
+                    "forced_GUNICORN_MAX_REQUESTS": max_requests,
+                    "WEB_CONCURRENCY": v.env.get("WEB_CONCURRENCY"),
+                    "recycles": len(spawned),
+                    "log_window_ms_per_recycle": log_windows,
+                    "log_window_ms_median": sorted(log_windows)[len(log_windows) // 2]
+                    if log_windows
+                    else None,
+                    "log_window_ms_max": max(log_windows, default=None),
+                    **_windows(probes, events),
+                    "wrk_rps": round(res.rps, 1),
+                    "wrk_socket_errors": sum(x for k, x in res.errors.items() if k != "status"),
+                    "wrk_p99_ms": res.p99_ms,
+                    "wrk_max_ms": res.max_ms,
+                    "loadavg_1m_start": load0,
+                }
+                raw.append(row)
+                print(row, flush=True)
+    cols = [
+        "round",
+        "variant",
+        "recycles",
+        "log_window_ms_median",
+        "log_window_ms_max",
+        "window_ms_median",
+        "window_ms_max",
+        "gap_ms_p99_without_recycle",
+        "probes_failed",
+        "wrk_socket_errors",
+        "wrk_rps",
+        "loadavg_1m_start",
+    ]
+    print(h.table(raw, cols))
+    data = {
+        "machine": machine,
+        "before_rev": rev,
+        "label": f"prod-ecs deployed env with GUNICORN_MAX_REQUESTS forced to {max_requests} (jitter 0)",
+        "duration_s": duration,
+        "rows": raw,
+    }
+    h.save_json("deployed_recycle_window", data)
+    return data
+
+
+def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
+    """CPU per request of the service vs the bare apps with no server and no socket: each in a fresh
+    interpreter with the deployed prod-ecs env (GC settings applied as gunicorn's hooks do), requests
+    driven straight into the ASGI app (bench_gc's driver). Takes uvicorn, wrk and the kernel out of the
+    comparison, and uses CPU time, so it holds on a loaded box."""
+    import os
+    import sys
+
+    from bench.bench_gc import _CHILD
+
+    counts = {"/health": 5000 if quick else 20000, appenv.DB_PATH: 300 if quick else 1500}
+    apps = {"service": None, "fastapi-bare": BARE, "fastapi-sqla": SQLA}
+    pairs = [("/health", "service"), ("/health", "fastapi-bare")]
+    pairs += [(appenv.DB_PATH, "service"), (appenv.DB_PATH, "fastapi-sqla")]
+    raw: list[dict[str, Any]] = []
+    machine = h.machine_info()
+    with appenv.deps() as deps:
+        env = {**os.environ, **deployer_env("prod-ecs", h.REPO)}
+        env = {k: v for k, v in env.items() if k not in NOT_DEPLOYABLE_HERE}
+        for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY"):
+            env[k] = deps.env[k]
+        env["PYTHONPATH"] = str(h.REPO)
+        for rnd in range(rounds):
+            for path, name in pairs if rnd % 2 == 0 else pairs[::-1]:
+                spec = apps[name]
+                argv = [sys.executable, "-c", _CHILD, path, str(counts[path]), *([spec] if spec else [])]
+                out = subprocess.run(
+                    argv, cwd=h.REPO, env=env, capture_output=True, text=True, timeout=600, check=True
+                )
+                row = {
+                    "round": rnd,
+                    "app": name,
+                    "path": path,
+                    **json.loads(out.stdout.strip().splitlines()[-1]),
+                }
+                row["loadavg_1m"] = h.loadavg()[0]
+                raw.append(row)
+                print(row, flush=True)
+    rows = []
+    for path, name in pairs:
+        pts = sorted(r["cpu_ms_per_req"] for r in raw if r["app"] == name and r["path"] == path)
+        rows.append({"path": path, "app": name, "cpu_ms_per_req_median": round(pts[len(pts) // 2], 4)})
+    for r in rows:
+        bare = next(x for x in rows if x["path"] == r["path"] and x["app"] != "service")
+        r["bare_cpu_over_this"] = round(bare["cpu_ms_per_req_median"] / r["cpu_ms_per_req_median"], 2)
+    print(h.table(rows, list(rows[0])))
+    data = {"machine": machine, "rounds": rounds, "rows": rows, "raw": raw, "loadavg_at_end": h.loadavg()}
+    h.save_json("deployed_inprocess", data)
+    return data
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10-s runs, written to bench/results/quick/")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--stack", action="append", choices=STACKS, help="default: both")
+    ap.add_argument("--recycle-window", action="store_true", help="only the forced-recycle probe run")
+    ap.add_argument("--max-requests", type=int, default=4000, help="forced value for --recycle-window")
+    ap.add_argument("--inprocess", action="store_true", help="only the in-process CPU/request comparison")
+    a = ap.parse_args()
+    h.set_quick(a.quick)
+    if a.inprocess:
+        inprocess(a.quick, max(1, a.rounds))
+    elif a.recycle_window:
+        recycle_window(a.quick, a.max_requests, max(1, a.rounds))
+    else:
+        run(a.quick, a.rounds, tuple(a.stack or STACKS))
+
+
+if __name__ == "__main__":
+    main()
