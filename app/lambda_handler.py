@@ -27,7 +27,10 @@ def build() -> Mangum:
     # connections that can't be used concurrently and get cut while frozen. Default to no pool here.
     os.environ.setdefault("DB_POOL_CLASS", "null")
     settings = load_settings()
-    app = create_app(settings)
+    # SQLAlchemy, asyncpg, the ORM models and the engine are loaded by the first request that needs the
+    # database, not here: a cold start serving /health (or anything without the DB) does not pay ~0.5 s of
+    # CPU for them (BENCHMARKS.md, cold start).
+    app = create_app(settings, eager_db=False)
     log.info("cold start", extra={"resolved_secret_refs": resolved})
     # lifespan "off": Mangum would otherwise run startup+shutdown around EVERY invocation; our clients are
     # created in create_app and need no startup hook.

@@ -7,6 +7,7 @@ memory stream, which costs throughput and breaks streaming/cancellation semantic
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -17,11 +18,10 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
     from sentry_sdk.types import Event, Hint
 
 Scope = MutableMapping[str, Any]
@@ -41,13 +41,22 @@ _STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) |
     "color_message",  # uvicorn's ANSI-coloured duplicate of msg
 }
 
-REQUESTS = Counter("http_requests_total", "HTTP requests served", ["method", "route", "status"])
-LATENCY = Histogram(
-    "http_request_duration_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
+
+@functools.cache
+def http_metrics() -> tuple[Counter, Histogram]:
+    """The request counter and latency histogram, created (and prometheus-client imported) once, on first
+    use: with METRICS_ENABLED=false (Lambda, Cloud Run) nothing can scrape them, so nothing records them."""
+    from prometheus_client import Counter, Histogram
+
+    requests = Counter("http_requests_total", "HTTP requests served", ["method", "route", "status"])
+    latency = Histogram(
+        "http_request_duration_seconds",
+        "HTTP request latency",
+        ["method", "route"],
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    )
+    return requests, latency
+
 
 log = logging.getLogger("app")
 
@@ -115,10 +124,12 @@ def _route_label(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    """Assigns/propagates X-Request-ID, logs one JSON access line and records metrics per HTTP request."""
+    """Assigns/propagates X-Request-ID, logs one JSON access line and records metrics per HTTP request
+    (``metrics=False``: no metrics, and prometheus-client is never imported)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: bool = True) -> None:
         self.app = app
+        self._metrics = http_metrics() if metrics else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,8 +160,9 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             route = _route_label(scope)
             method = scope.get("method", "")
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(method, route).observe(elapsed)
+            if self._metrics is not None:
+                self._metrics[0].labels(method, route, str(status)).inc()
+                self._metrics[1].labels(method, route).observe(elapsed)
             log.info(
                 "request",
                 extra={
@@ -168,6 +180,8 @@ def metrics_payload() -> tuple[bytes, str]:
     """Exposition for /metrics. Under several gunicorn workers each worker writes its own mmap files in
     PROMETHEUS_MULTIPROC_DIR and the scrape aggregates them; otherwise a scrape would only see whichever
     worker happened to accept the connection (1/N of the traffic)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

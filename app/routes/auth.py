@@ -6,11 +6,8 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import get_session
-from app.models import User
+from app.db import SessionDep
 from app.schemas import LoginIn, TokenOut, UserOut
 from app.security import current_username, issue_token, verify_password
 
@@ -26,9 +23,9 @@ def client_ip(request: Request) -> str:
 
 
 @router.post("/login", response_model=TokenOut)
-async def login(
-    body: LoginIn, request: Request, session: Annotated[AsyncSession, Depends(get_session)]
-) -> TokenOut:
+async def login(body: LoginIn, request: Request, session: SessionDep) -> TokenOut:
+    from app import queries  # SQLAlchemy and the models, on first use (see app.queries)
+
     limiter = request.app.state.resources.login_limiter
     # Counted per client and per account: per-IP alone lets a botnet spray one account, per-account alone
     # lets one client spray many accounts. Counted before the password check so guessing costs an attempt.
@@ -40,7 +37,7 @@ async def login(
             "too many login attempts, retry later",
             headers={"Retry-After": str(decision.retry_after)},
         )
-    user = (await session.scalars(select(User).where(User.username == body.username))).one_or_none()
+    user = await queries.find_user(session, body.username)
     ok = await verify_password(body.password, user.password_hash if user else None)
     if not ok:
         raise HTTPException(
