@@ -284,6 +284,12 @@ def variants(before: Path | None, nopyc: Path) -> dict[str, dict[str, Any]]:
         "spec": {**v["service /health"]["spec"], "preexec": BOTO_CLIENTS},
         "floor": "minimal /health",
     }
+    # ... and with the collector left running through the cold start (app.lambda_handler._cold_start).
+    gc_on = "import gc; gc.disable = gc.freeze = lambda: None"
+    v["service DB, GC during cold start"] = {
+        **v["service DB"],
+        "spec": {**v["service DB"]["spec"], "preexec": gc_on},
+    }
     v["service /health, app/ not compiled"] = {
         **v["service /health"],
         "path": nopyc,
