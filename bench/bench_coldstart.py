@@ -167,6 +167,18 @@ COLUMNS = [
     "rss_mib",
 ]
 
+CPU_COLUMNS = [
+    "variant",
+    "cold_path",
+    "import_cpu_ms",
+    "settings_cpu_ms",
+    "build_cpu_ms",
+    "request_cpu_ms",
+    "cold_total_cpu_ms",
+    "vs_floor_cpu",
+    "warm_cpu_ms",
+]
+
 _SERVICE_WRAP = {
     "resolve_env": "settings",
     "load_settings": "settings",
@@ -402,20 +414,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         data["importtime"] = {p: importtime(env, p) for p in ("/health", DB_PATH)}
     print("load average (start, after each round):", data["loadavg"])
     print(h.table(data["rows"], COLUMNS))
-    print(
-        h.table(
-            data["rows"],
-            [
-                "variant",
-                "cold_path",
-                "import_cpu_ms",
-                "settings_cpu_ms",
-                "build_cpu_ms",
-                "request_cpu_ms",
-                "warm_cpu_ms",
-            ],
-        )
-    )
+    print(h.table(data["rows"], CPU_COLUMNS))
     for r in data["rows"]:
         print(f"{r['variant']} ({r['cold_path']}): loaded after the first invoke: {r['loaded_after_first']}")
     for p, it in data["importtime"].items():
