@@ -19,6 +19,11 @@ from app.settings import load_settings
 
 log = logging.getLogger("app.lambda")
 _adapter: Mangum | None = None
+#: Provisioned concurrency (and SnapStart) run INIT - importing this module - before any request arrives
+#: (AWS_LAMBDA_INITIALIZATION_TYPE is set by Lambda). Then nobody waits for it: build everything there,
+#: database stack included, so no request pays for it. On demand, INIT and the first request are both in
+#: the caller's latency, and only what that request needs is loaded.
+_AHEAD_OF_TIME = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in {"provisioned-concurrency", "snap-start"}
 
 
 def build() -> Mangum:
@@ -28,10 +33,10 @@ def build() -> Mangum:
     # connections that can't be used concurrently and get cut while frozen. Default to no pool here.
     os.environ.setdefault("DB_POOL_CLASS", "null")
     settings = load_settings()
-    # SQLAlchemy, asyncpg, the ORM models and the engine are loaded by the first request that needs the
-    # database, not here: a cold start serving /health (or anything without the DB) does not pay ~0.5 s of
-    # CPU for them (BENCHMARKS.md, cold start).
-    app = create_app(settings, eager_db=False)
+    # On demand, SQLAlchemy, asyncpg, the ORM models and the engine are loaded by the first request that
+    # needs the database, not here: a cold start serving /health (or anything without the DB) does not pay
+    # ~0.4 s of CPU for them (BENCHMARKS.md, cold start).
+    app = create_app(settings, eager_db=_AHEAD_OF_TIME)
     log.info("cold start", extra={"resolved_secret_refs": resolved})
     # lifespan "off": Mangum would otherwise run startup+shutdown around EVERY invocation; our clients are
     # created in create_app and need no startup hook.
@@ -50,9 +55,9 @@ def _cold_start(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Build the app and serve the first event without garbage collection, then freeze what that allocated.
 
     Building the app and the first request's lazy imports (the database stack) allocate ~10^5 long-lived
-    objects; the collector would scan them all in gen-2 passes that find nothing to free (~0.05 s of CPU on
-    the first response, BENCHMARKS.md). gc.freeze() moves them out of the collector's view for good, so
-    warm invocations' collections do not rescan them either.
+    objects; the collector would scan them in gen-2 passes that find next to nothing to free (measured
+    ~0.05 s of CPU on a cold DB request, BENCHMARKS.md §7). gc.freeze() moves them out of the collector's
+    view for good, so warm invocations' collections do not rescan them either.
     """
     global _adapter
     enabled = gc.isenabled()
@@ -64,3 +69,8 @@ def _cold_start(event: dict[str, Any], context: Any) -> dict[str, Any]:
         gc.freeze()
         if enabled:
             gc.enable()
+
+
+if _AHEAD_OF_TIME:
+    _adapter = build()
+    gc.freeze()

@@ -193,6 +193,29 @@ def test_servers_load_the_database_stack_at_boot_not_on_a_users_request() -> Non
     assert out.stdout.split() == ["True", "True"]
 
 
+def test_provisioned_concurrency_builds_everything_during_init() -> None:
+    # INIT runs before any request there: the database stack and the engine are loaded at import, so the
+    # first request pays nothing. On demand they wait for the first request that needs them.
+    code = (
+        "import sys, app.lambda_handler as lh; a = lh._adapter; "
+        "print(a is not None, a is not None and a.app.state.resources._engine is not None, "
+        "all(m in sys.modules for m in ('sqlalchemy.orm', 'asyncpg', 'app.models', 'app.queries')))"
+    )
+    env = _lambda_env("postgresql+asyncpg://u:p@127.0.0.1:9/x", "redis://127.0.0.1:9/0")
+    seen = {}
+    for init in ("provisioned-concurrency", "on-demand"):
+        env["AWS_LAMBDA_INITIALIZATION_TYPE"] = init
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen[init] = out.stdout.split()
+    assert seen == {
+        "provisioned-concurrency": ["True", "True", "True"],
+        "on-demand": ["False", "False", "False"],
+    }
+
+
 def test_lazy_lambda_cold_start_serves_exactly_what_the_eagerly_built_app_serves(
     pg: PostgresInstance, redis_server: RedisInstance, users: list[str]
 ) -> None:
