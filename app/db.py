@@ -1,8 +1,9 @@
 """Async SQLAlchemy engine built from the pool settings the deployer computed for this platform.
 
-Importing this module does not import SQLAlchemy or asyncpg (~0.5 s of CPU on a slow Lambda vCPU): the
-engine, the session factory and the query modules load them on first use, so a Lambda cold start that
-serves /health never pays for them (BENCHMARKS.md, cold start). Servers create the engine at boot anyway.
+Importing this module does not import SQLAlchemy or asyncpg (~0.3 s of CPU on the benchmark VM, about as
+much as FastAPI): the engine, the session factory and app.queries load them on first use, so a Lambda cold
+start that serves /health never pays for them (BENCHMARKS.md §7). Servers load them at boot
+(create_app(eager_db=True)).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def build() -> Mangum:
     settings = load_settings()
     # On demand, SQLAlchemy, asyncpg, the ORM models and the engine are loaded by the first request that
     # needs the database, not here: a cold start serving /health (or anything without the DB) does not pay
-    # ~0.4 s of CPU for them (BENCHMARKS.md, cold start).
+    # for them (~0.3 s of CPU on the benchmark VM, BENCHMARKS.md §7).
     app = create_app(settings, eager_db=_AHEAD_OF_TIME)
     log.info("cold start", extra={"resolved_secret_refs": resolved})
     # lifespan "off": Mangum would otherwise run startup+shutdown around EVERY invocation; our clients are
