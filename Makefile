@@ -2,18 +2,30 @@
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 STACK ?= prod-ecs
+# uv's own TLS stack ignores the system certificate store; behind a TLS-intercepting proxy (whose CA is in
+# the system store) the first `uv sync` would fail with "invalid peer certificate: UnknownIssuer". Use the
+# system store, as pip and curl do (UV_SYSTEM_CERTS: uv >= 0.13; older uv called it UV_NATIVE_TLS).
+export UV_SYSTEM_CERTS ?= 1
 
-.PHONY: help uv sync plan test lint typecheck run
+.PHONY: help uv sync plan plan-json doctor verify test lint typecheck run
 
 help:
-	@echo "make plan [STACK=prod-ecs]  offline plan (resources, tuning, policy, cost) - no cloud credentials"
-	@echo "make test                   lint, type-check and the whole test suite"
-	@echo "make run                    the service locally exactly as the container runs it"
+	@echo "make plan [STACK=prod-ecs]   offline plan (resources, tuning, policy, cost) - no cloud credentials"
+	@echo "make plan-json [STACK=...]   the same as JSON (the machine-readable contract)"
+	@echo "make doctor STACK=...        preflight against the cloud (needs credentials)"
+	@echo "make verify STACK=...        post-deploy checks of a stack's outputs (needs the Pulumi CLI or"
+	@echo "                             OUTPUTS=file.json from \`pulumi stack output --json\`)"
+	@echo "make test                    lint, type-check and the whole test suite"
+	@echo "make run                     the service locally exactly as the container runs it"
+	@echo "Any other command: $(UV) run infra --help"
 
 # uv from PyPI into a project-local tool venv when it is not already on PATH.
 $(CURDIR)/.tools/bin/uv:
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "make: python3 cannot create virtual environments; on Debian/Ubuntu: apt-get install python3-venv" >&2; \
+	  exit 1; }
 	python3 -m venv $(CURDIR)/.tools
-	$(CURDIR)/.tools/bin/pip install --quiet 'uv>=0.5'
+	$(CURDIR)/.tools/bin/pip install --quiet 'uv>=0.13,<1'
 
 uv: $(UV)
 
@@ -22,6 +34,15 @@ sync: uv
 
 plan: sync
 	$(UV) run infra plan --stack $(STACK)
+
+plan-json: sync
+	$(UV) run infra plan --stack $(STACK) --format json
+
+doctor: sync
+	$(UV) run infra doctor --stack $(STACK)
+
+verify: sync
+	$(UV) run infra verify --stack $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS))
 
 lint: sync
 	$(UV) run ruff check .

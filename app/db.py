@@ -32,7 +32,13 @@ def engine_kwargs(settings: Settings) -> dict[str, Any]:
         "command_timeout": settings.db_command_timeout,
         "server_settings": {"application_name": "fastapi-deploy"},
     }
-    kw: dict[str, Any] = {"connect_args": connect_args, "pool_pre_ping": settings.db_pool_pre_ping}
+    kw: dict[str, Any] = {
+        "connect_args": connect_args,
+        "pool_pre_ping": settings.db_pool_pre_ping,
+        # SQLAlchemy puts the statement's parameters (a username, an item's text...) into the message of
+        # every DBAPI error, which the 503 handler logs and Sentry records: keep values out of both.
+        "hide_parameters": True,
+    }
     if settings.db_pool_class == "null":
         # Lambda: one request per execution environment and a frozen process between invocations; a
         # pooled connection would sit idle (or be cut by the server) while counting against max_connections.

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from app.bodylimit import BodyLimitMiddleware
 from app.db import create_engine, create_sessionmaker, unavailable_errors
 from app.observability import (
     ASGIApp,
@@ -24,7 +26,7 @@ from app.observability import (
     configure_logging,
     init_sentry,
 )
-from app.ratelimit import RateLimiter
+from app.ratelimit import LoginLimiter, Rate
 from app.routes import auth, health, items
 from app.settings import Settings, load_settings
 
@@ -82,7 +84,7 @@ class Resources:
     """
 
     settings: Settings = field(repr=False)
-    login_limiter: RateLimiter
+    login_limiter: LoginLimiter
     lazy_redis: LazyRedis = field(repr=False)
     _engine: AsyncEngine | None = field(default=None, repr=False)
     _sessionmaker: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
@@ -106,8 +108,9 @@ class Resources:
     @classmethod
     def build(cls, settings: Settings) -> Resources:
         redis = LazyRedis(settings)
-        limit, window = settings.login_rate
-        return cls(settings, RateLimiter(redis, limit, window), redis)
+        pair, address, user = (Rate(n, s) for n, s in settings.login_rates)
+        limiter = LoginLimiter(redis, per_address_user=pair, per_address=address, per_user_failures=user)
+        return cls(settings, limiter, redis)
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -119,6 +122,18 @@ async def _db_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # Pool exhausted / DB unreachable: a clean 503 the LB and clients understand, not a 500 with a traceback.
     log.error("database unavailable", extra={"error": type(exc).__name__, "detail": str(exc)[:200]})
     return JSONResponse({"detail": "database unavailable"}, status_code=503, headers={"Retry-After": "5"})
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's default 422 carries each error's `input` (the value sent: a password from a form-encoded
+    # login, a whole body when it was not JSON) and `ctx` (the JSON decoder's message). Locations, messages
+    # and types are enough to fix a request; the values stay with the client - and out of the logs.
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
 
 
 class DatabaseUnavailableMiddleware:
@@ -189,8 +204,12 @@ def create_app(settings: Settings | None = None, *, eager_db: bool = True) -> Fa
         app.include_router(health.metrics_router)
     app.include_router(auth.router)
     app.include_router(items.router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    # DB outages -> 503: a middleware, not exception handlers keyed on SQLAlchemy's classes (see there).
     # Added first = innermost, where exception handlers run.
     app.add_middleware(DatabaseUnavailableMiddleware)
+    # Inside CORS and the request id: a 413 still gets CORS headers (a browser can read it) and a request id.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

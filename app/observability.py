@@ -193,10 +193,23 @@ def metrics_payload() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+_SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+
+
 def sentry_before_send(event: Event, hint: Hint) -> Event | None:
-    """Drop info/debug events: they are log noise that burns the Sentry quota, not errors."""
+    """Drop info/debug events (log noise that burns the Sentry quota, not errors) and anything a client
+    sent that may be a credential: the request body (a login's password), cookies, bearer tokens."""
     if event.get("level") in ("info", "debug"):
         return None
+    request = event.get("request")
+    if isinstance(request, dict):
+        request.pop("data", None)
+        request.pop("cookies", None)
+        headers = request.get("headers")
+        if isinstance(headers, dict):
+            for name in list(headers):
+                if name.lower() in _SENSITIVE_HEADERS:
+                    headers[name] = "[Filtered]"
     return event
 
 
@@ -212,5 +225,9 @@ def init_sentry(settings: Settings) -> bool:
         traces_sample_rate=settings.sentry_traces_sample_rate,
         before_send=sentry_before_send,
         send_default_pii=False,
+        # Never attach request bodies (a login's password, whatever a client posted) nor the local
+        # variables of a failing frame (the parsed LoginIn is one) to an event.
+        max_request_body_size="never",
+        include_local_variables=False,
     )
     return True

@@ -4,8 +4,8 @@ Used on Lambda, where the platform cannot inject a secret's value natively: the 
 in the env var and the function resolves it once per execution environment (cold start). boto3 is
 imported lazily so gunicorn workers on ECS / Cloud Run / VPS never pay its ~0.3 s import.
 
-The grammar is the one users write in the stack config (``infra/secrets.py`` SecretRef; a contract test
-runs both parsers over one table):
+The grammar is the one users write in the stack config, defined once in ``app/contract.py`` (the deployer's
+``infra/secrets.py`` SecretRef and the policy pack parse with the same function):
 
 * ``ssm:/path`` or ``ssm:arn:aws:ssm:REGION:ACCOUNT:parameter/path``
 * ``secretsmanager:NAME[:json-key]`` — a Secrets Manager name cannot contain ``:``, so the first ``:``
@@ -18,21 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from app import contract
+
 SSM_PREFIX = "ssm:"
 SM_PREFIX = "secretsmanager:"
-
-_SSM_PATH = re.compile(r"^(/[A-Za-z0-9_.\-]+)+$")
-_SSM_ARN = re.compile(r"^arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter/[A-Za-z0-9_.\-/]+$")
-_SM_NAME = re.compile(r"^[A-Za-z0-9/_+=.@\-]{1,512}$")
-_SM_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@\-]+$")
-_JSON_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,256}$")
-#: Parts of a Secrets Manager ARN when split on ':' (arn, partition, service, region, account, secret, name).
-_ARN_PARTS = 7
 
 
 class SecretReferenceError(RuntimeError):
@@ -53,27 +46,12 @@ class Reference:
 
 
 def parse_reference(ref: str) -> Reference:
-    """Parse one reference; ValueError (naming the accepted forms, not a value) when it is malformed."""
-    if ref.startswith(SSM_PREFIX):
-        body = ref[len(SSM_PREFIX) :]
-        if _SSM_PATH.match(body) or _SSM_ARN.match(body):
-            return Reference("ssm", body)
-        raise ValueError("expected ssm:/path or ssm:arn:aws:ssm:REGION:ACCOUNT:parameter/path")
-    if ref.startswith(SM_PREFIX):
-        body = ref[len(SM_PREFIX) :]
-        if body.startswith("arn:"):
-            parts = body.split(":")
-            arn, keys = ":".join(parts[:_ARN_PARTS]), parts[_ARN_PARTS:]
-            if not _SM_ARN.match(arn) or len(keys) > 1 or not all(_JSON_KEY.match(k) for k in keys):
-                raise ValueError(
-                    "expected secretsmanager:arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME[:key]"
-                )
-            return Reference("secretsmanager", arn, keys[0] if keys else None)
-        name, sep, key = body.partition(":")
-        if not _SM_NAME.match(name) or (sep and not _JSON_KEY.match(key)):
-            raise ValueError("expected secretsmanager:NAME[:json-key] (key: letters, digits, _ . -)")
-        return Reference("secretsmanager", name, key or None)
-    raise ValueError("not a reference; expected ssm:... or secretsmanager:...")
+    """Parse one AWS reference with the contract's grammar; ValueError (the value masked) when malformed."""
+    if not is_reference(ref):
+        raise ValueError("not a reference; expected ssm:... or secretsmanager:...")
+    parsed = contract.parse_secret_ref(ref)
+    kind: Literal["ssm", "secretsmanager"] = "ssm" if parsed.scheme == "ssm" else "secretsmanager"
+    return Reference(kind, parsed.aws_id, parsed.json_key)
 
 
 def _fetch(ref: str, clients: dict[str, Any]) -> str:
@@ -99,6 +77,16 @@ def _fetch(ref: str, clients: dict[str, Any]) -> str:
     return str(value)
 
 
+def _shown(value: str) -> str:
+    """The reference as written when it parses (a name or ARN, not sensitive), else masked: a malformed one
+    may be a pasted secret."""
+    try:
+        parse_reference(value)
+    except ValueError:
+        return contract.mask(value)
+    return repr(value)
+
+
 def resolve_env(environ: MutableMapping[str, str] | None = None) -> list[str]:
     """Replace every env var whose value is a reference by the referenced value, in place.
 
@@ -116,7 +104,7 @@ def resolve_env(environ: MutableMapping[str, str] | None = None) -> list[str]:
         except Exception as exc:
             # Print the reference (a name/ARN, not sensitive) and the AWS error code, never a value.
             code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
-            errors.append(f"  {key}: cannot resolve {value!r}: {code}: {exc}")
+            errors.append(f"  {key}: cannot resolve {_shown(value)}: {code}: {exc}")
     if errors:
         raise SecretReferenceError(
             "secret references could not be resolved (check the name and the function role's "

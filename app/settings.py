@@ -7,46 +7,23 @@ instead of a traceback deep inside SQLAlchemy on the first request.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-# Values people paste from tutorials; a JWT key from this list is as good as none.
-PLACEHOLDER_SECRETS = frozenset(
-    {
-        "changethis",
-        "changeme",
-        "secret",
-        "password",
-        "dev",
-        "development",
-        "test",
-        "jwt-secret",
-        "your-secret-key",
-    }
-)
-MIN_PRODUCTION_SECRET_LEN = 32
+from app import contract
+
 # Only used when APP_ENV=development and no key is set, so `make run` works with zero setup.
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-key-never-use-in-production-0123456789"  # noqa: S105
 
-_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
-_PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-
-_FIX_HINTS = {
-    "DATABASE_URL": "set DATABASE_URL=postgresql+asyncpg://user:password@host:5432/dbname",
-    "REDIS_URL": "set REDIS_URL=redis://host:6379/0",
-    "JWT_SECRET_KEY": "set JWT_SECRET_KEY to a random string of at least "
-    f"{MIN_PRODUCTION_SECRET_LEN} characters "
-    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)",
-    "CORS_ORIGINS": "list explicit origins, e.g. CORS_ORIGINS=https://app.example.com,https://admin.example.com",
-    "CORS_ALLOW_HEADERS": "list explicit headers, e.g. CORS_ALLOW_HEADERS=Authorization,Content-Type",
-    "LOGIN_RATE_LIMIT": "use the form <count>/<second|minute|hour|day>, e.g. LOGIN_RATE_LIMIT=5/minute",
-    "DB_POOL_CLASS": "use DB_POOL_CLASS=queue (servers) or DB_POOL_CLASS=null (Lambda)",
-}
+# The names, checks and hints the deployer applies to a stack before `pulumi up` (app/contract.py).
+_FIX_HINTS = contract.FIX_HINTS
+PLACEHOLDER_SECRETS = contract.PLACEHOLDER_SECRETS
+MIN_PRODUCTION_SECRET_LEN = contract.MIN_PRODUCTION_SECRET_LEN
+DEFAULT_MAX_REQUEST_BODY_BYTES = 1024 * 1024
 
 
 class SettingsError(RuntimeError):
@@ -99,7 +76,16 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     cors_allow_headers: str = "Authorization,Content-Type,X-Request-ID"
 
+    # Login limits (app/ratelimit.py, docs/service.md): attempts per (client address, username), attempts per
+    # client address across usernames, and failed attempts per username across all addresses.
     login_rate_limit: str = "5/minute"
+    login_address_rate_limit: str = "30/minute"
+    login_user_failure_limit: str = "100/hour"
+
+    # Largest request body accepted (bytes), enforced while the body streams in (app.bodylimit). The API
+    # takes small JSON documents and a login form: 1 MiB is generous. The deployer injects it from
+    # app.max_request_body_bytes (Caddy enforces the same number on the VPS; Lambda caps it at 6 MB).
+    max_request_body_bytes: int = Field(DEFAULT_MAX_REQUEST_BODY_BYTES, ge=1024, le=1024 * 1024 * 1024)
 
     # /metrics on the app's port. Off where nothing can scrape it privately (Lambda, Cloud Run): there it
     # would only publish request counts and route names to the internet. ECS and the VPS keep it on for
@@ -112,34 +98,25 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _asyncpg_url(cls, v: SecretStr) -> SecretStr:
-        raw = v.get_secret_value()
-        if not raw.startswith("postgresql+asyncpg://"):
-            scheme = raw.split("://", 1)[0] if "://" in raw else "<none>"
-            raise ValueError(f"must use the asyncpg driver (postgresql+asyncpg://...), got scheme {scheme!r}")
+        problem = contract.database_url_problem(v.get_secret_value())
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: SecretStr) -> SecretStr:
-        raw = v.get_secret_value()
-        if not raw.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
         # The client is created on first use (app.main.LazyRedis), so a bad port must fail here, at start,
         # not at the first login. Never echo the URL: it may carry a password.
-        from urllib.parse import urlsplit
-
-        try:
-            _ = urlsplit(raw).port  # raises on a non-numeric or out-of-range port
-        except ValueError:
-            raise ValueError("has an invalid port (expected redis://[:password@]host:PORT/DB)") from None
+        problem = contract.redis_url_problem(v.get_secret_value())
+        if problem:
+            raise ValueError(problem)
         return v
 
-    @field_validator("login_rate_limit")
+    @field_validator("login_rate_limit", "login_address_rate_limit", "login_user_failure_limit")
     @classmethod
     def _rate(cls, v: str) -> str:
-        m = _RATE_RE.match(v)
-        if not m or int(m.group(1)) < 1:
-            raise ValueError(f"{v!r} is not a rate")
+        contract.parse_rate(v)
         return v
 
     @field_validator("jwt_secret_key", "sentry_dsn", mode="before")
@@ -152,19 +129,34 @@ class Settings(BaseSettings):
         if self.app_env is AppEnv.development:
             return self
         key = self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else ""
-        if not key:
-            raise ValueError(f"JWT_SECRET_KEY: required when APP_ENV={self.app_env.value}")
-        if key.lower() in PLACEHOLDER_SECRETS or key == DEVELOPMENT_JWT_SECRET:
-            raise ValueError("JWT_SECRET_KEY: is a well-known placeholder value")
-        if len(key) < MIN_PRODUCTION_SECRET_LEN:
-            raise ValueError(
-                f"JWT_SECRET_KEY: is {len(key)} characters, at least {MIN_PRODUCTION_SECRET_LEN} are required"
-            )
+        problem = contract.jwt_secret_problem(key, self.app_env.value)
+        if problem is None and key == DEVELOPMENT_JWT_SECRET:
+            problem = "is a well-known placeholder value"
+        if problem:
+            raise ValueError(f"JWT_SECRET_KEY: {problem}")
         if self.app_env is AppEnv.production:
             if "*" in self.cors_origin_list:
                 raise ValueError("CORS_ORIGINS: '*' is refused in production")
             if "*" in self.cors_header_list:
                 raise ValueError("CORS_ALLOW_HEADERS: '*' is refused in production")
+        return self
+
+    @model_validator(mode="after")
+    def _login_limits_coherent(self) -> Settings:
+        (pair, pair_s), (addr, addr_s), (user, _) = self.login_rates
+        if addr * pair_s < pair * addr_s:  # compared as rates: addr/addr_s < pair/pair_s
+            raise ValueError(
+                f"LOGIN_ADDRESS_RATE_LIMIT: {self.login_address_rate_limit!r} is a lower rate than "
+                f"LOGIN_RATE_LIMIT ({self.login_rate_limit!r}), which then never applies -> set "
+                "LOGIN_ADDRESS_RATE_LIMIT several times higher (default 30/minute) or lower LOGIN_RATE_LIMIT"
+            )
+        if user < pair:
+            raise ValueError(
+                f"LOGIN_USER_FAILURE_LIMIT: {self.login_user_failure_limit!r} allows fewer failures than "
+                f"LOGIN_RATE_LIMIT ({self.login_rate_limit!r}) allows attempts, so one address could lock "
+                "the account out of every new address in one window -> set LOGIN_USER_FAILURE_LIMIT to "
+                "many times LOGIN_RATE_LIMIT's count (default 100/hour)"
+            )
         return self
 
     @property
@@ -175,12 +167,19 @@ class Settings(BaseSettings):
     def cors_header_list(self) -> list[str]:
         return _split_csv(self.cors_allow_headers)
 
-    @cached_property
+    @property
     def login_rate(self) -> tuple[int, int]:
-        """(attempts, window seconds) parsed from LOGIN_RATE_LIMIT."""
-        m = _RATE_RE.match(self.login_rate_limit)
-        assert m is not None  # validated above
-        return int(m.group(1)), _PERIOD_SECONDS[m.group(2)]
+        """(attempts, window seconds) per (client address, username), from LOGIN_RATE_LIMIT."""
+        return contract.parse_rate(self.login_rate_limit)
+
+    @property
+    def login_rates(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """(count, window seconds) of LOGIN_RATE_LIMIT, LOGIN_ADDRESS_RATE_LIMIT, LOGIN_USER_FAILURE_LIMIT."""
+        return (
+            contract.parse_rate(self.login_rate_limit),
+            contract.parse_rate(self.login_address_rate_limit),
+            contract.parse_rate(self.login_user_failure_limit),
+        )
 
     @property
     def jwt_key(self) -> str:
@@ -189,8 +188,9 @@ class Settings(BaseSettings):
         return DEVELOPMENT_JWT_SECRET  # development only: the validator refuses this elsewhere
 
 
-def _describe(err: ValidationError) -> str:
-    lines = []
+def _problems(err: ValidationError) -> list[tuple[str, str]]:
+    """(ENV_NAME, "problem [-> fix]") per error; pydantic's messages never include the value sent."""
+    out = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         msg = str(e["msg"]).removeprefix("Value error, ")
@@ -200,8 +200,13 @@ def _describe(err: ValidationError) -> str:
             name, _, msg = msg.partition(": ")
         if e["type"] == "missing":
             msg = "is required but not set"
-        hint = _FIX_HINTS.get(name)
-        lines.append(f"  {name}: {msg}" + (f" -> {hint}" if hint else ""))
+        hint = None if " -> " in msg else _FIX_HINTS.get(name)  # a message may carry its own fix
+        out.append((name, msg + (f" -> {hint}" if hint else "")))
+    return out
+
+
+def _describe(err: ValidationError) -> str:
+    lines = [f"  {name}: {problem}" for name, problem in _problems(err)]
     return "invalid service settings:\n" + "\n".join(lines)
 
 
@@ -211,3 +216,56 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
         raise SettingsError(_describe(err)) from None
+
+
+class _GivenOnly(Settings):
+    """The same model and validators, fed only what the caller passes (not this process's environment)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+#: Every env name the service or its gunicorn configuration reads.
+KNOWN_ENV_NAMES = frozenset({name.upper() for name in Settings.model_fields} | contract.TUNING_ENV_NAMES)
+
+
+def environment_problems(env: Mapping[str, str], secret_names: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """What the service would refuse at start in this environment, before it ever starts.
+
+    ``env`` holds the literal values a container will get; ``secret_names`` the variables whose value is a
+    secret reference, resolved only at start. Literal values go through the model's own validators; a
+    referenced credential is replaced by a stand-in that passes them (its real value is checked at start and
+    by `infra doctor`), so a missing required setting is reported but an unreadable one is not guessed at.
+    Returns ``[(ENV_NAME, "problem -> fix"), ...]``; values are never part of a message.
+    """
+    fields = {name.upper(): name for name in Settings.model_fields}
+    secrets = {name.upper() for name in secret_names}
+    given: dict[str, object] = {}
+    for key, value in env.items():
+        if key.upper() in fields and key.upper() not in secrets:
+            given[fields[key.upper()]] = value
+    for key in secrets:
+        if key in fields and key in contract.STAND_INS:
+            given[fields[key]] = contract.STAND_INS[key]
+    problems: list[tuple[str, str]] = []
+    try:
+        _GivenOnly(**given)  # type: ignore[arg-type]
+    except ValidationError as err:
+        problems = _problems(err)
+    # The model checks these only once every field is valid; report them alongside the field errors.
+    app_env = str(given.get("app_env") or AppEnv.development.value)
+    if app_env != AppEnv.development.value:
+        for name in contract.REQUIRED_OUTSIDE_DEVELOPMENT:
+            present = name in secrets or any(k.upper() == name for k in env)
+            if not present and all(n != name for n, _ in problems):
+                hint = _FIX_HINTS.get(name)
+                problems.append((name, f"required when APP_ENV={app_env}" + (f" -> {hint}" if hint else "")))
+    return problems

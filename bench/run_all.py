@@ -29,6 +29,7 @@ BENCHES = {
     "workers-1vcpu": "bench.bench_workers:run_1vcpu",
     "faults": "bench.bench_faults",
     "plan": "bench.bench_plan",
+    "body-limit": "bench.bench_body_limit",
 }
 
 

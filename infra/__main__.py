@@ -26,13 +26,19 @@ import pulumi  # noqa: E402
 
 from infra import config as config_mod  # noqa: E402
 from infra import image as image_mod  # noqa: E402
-from infra import targets, tuning  # noqa: E402
+from infra import service_env, targets, tuning  # noqa: E402
+from infra.secrets import SecretRefError  # noqa: E402
+
+#: Errors that mean "the stack config is wrong": one clean message under the CLI, not a traceback.
+CONFIG_ERRORS = (config_mod.ConfigError, tuning.TuningError, SecretRefError, targets.TargetNotAvailable)
 
 
 def main() -> None:
     """Deploy one stack."""
     cfg = config_mod.load()
     runtime = tuning.for_platform(cfg)
+    # What the service would refuse at start (a missing DATABASE_URL, LOG_LEVEL: verbose) fails here.
+    service_env.check(cfg, runtime)
     module = targets.module_for(cfg.target)
     # Target checks that need the tuning (Lambda's 4 KB env limit, Cloud Run's 10 s SIGTERM grace) run
     # before the first resource (registry, image) is registered.
@@ -62,4 +68,11 @@ def main() -> None:
     pulumi.export("tuning", runtime.env())
 
 
-main()
+try:
+    main()
+except CONFIG_ERRORS as exc:
+    # The CLI's language host prints a RunError's message alone and a traceback for anything else; a bad
+    # stack config deserves one clean message naming the key. The raised error is both a RunError and the
+    # original type, so callers running this file under mocks (tests, `infra plan`) still catch ConfigError.
+    clean = type(type(exc).__name__, (pulumi.RunError, type(exc)), {"__module__": type(exc).__module__})
+    raise clean(str(exc)) from None

@@ -106,7 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             missing = module_name.replace(".", "/") + ".py"
             sys.stderr.write(f"infra {command}: not available in this checkout ({missing} is missing)\n")
             return 2
-        return int(module.cli(rest))
+        try:
+            return int(module.cli(rest))
+        except BrokenPipeError:  # `infra plan | head`: the reader left; no traceback for that
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # 128 + SIGPIPE, as shells report it
 
 
 if __name__ == "__main__":

@@ -31,42 +31,24 @@ from pydantic import (
     model_validator,
 )
 
+from app import contract
 from infra.secrets import SecretRef, SecretRefError
+from infra.tuning import DEFAULT_MAX_REQUEST_BODY_BYTES
 
 CONFIG_NAMESPACE = "fastapi-deploy"
 CONFIG_KEY = f"{CONFIG_NAMESPACE}:app"
 #: Placeholder shown for ``secure:`` values, which cannot be decrypted offline.
-SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a display placeholder, not a credential
+SECRET_PLACEHOLDER = contract.SECRET_MASK
 
 # Env names whose values are credentials: they must come from app.secrets (a reference injected natively
 # by the platform), never from app.env, so no credential ever sits in plaintext in state or the console.
-SECRET_ENV_NAMES = frozenset({"DATABASE_URL", "JWT_SECRET_KEY", "SENTRY_DSN"})
-# Env names that the tuning module owns (contract section 1): setting them by hand would silently
-# break the connection budget or the timeout chain, so they are refused with a pointer to the real knob.
-TUNING_ENV_NAMES = frozenset(
-    {
-        "APP_ENV",
-        "PORT",
-        "WEB_CONCURRENCY",
-        "GUNICORN_KEEPALIVE",
-        "GUNICORN_TIMEOUT",
-        "GUNICORN_GRACEFUL_TIMEOUT",
-        "GUNICORN_MAX_REQUESTS",
-        "GUNICORN_MAX_REQUESTS_JITTER",
-        "DB_POOL_CLASS",
-        "DB_POOL_SIZE",
-        "DB_MAX_OVERFLOW",
-        "DB_POOL_TIMEOUT",
-        "DB_POOL_RECYCLE",
-        "DB_POOL_PRE_PING",
-        "DB_CONNECT_TIMEOUT",
-        "READY_CHECK_TIMEOUT",
-        "CORS_ORIGINS",
-        "PROMETHEUS_MULTIPROC_DIR",
-        "FORWARDED_ALLOW_IPS",
-        "MIGRATE_ON_START",
-        "MIGRATE_TIMEOUT",
-    }
+SECRET_ENV_NAMES = contract.CREDENTIAL_ENV_NAMES
+# Env names that the tuning module owns: setting them by hand would silently break the connection budget
+# or the timeout chain, so they are refused with a pointer to the real knob.
+TUNING_ENV_NAMES = contract.TUNING_ENV_NAMES
+_TUNING_OWNED = (
+    "is computed by the deployer (infra/tuning.py); change app.environment, app.tuning, app.scaling, "
+    "app.database, the target's size or app.cors_origins instead"
 )
 TARGETS = ("ecs", "cloudrun", "lambda", "vps")
 TARGETS_TUPLE = TARGETS
@@ -101,6 +83,11 @@ LOG_RETENTION_DAYS = (
 # running longer behind it keeps burning money after the client already got a 503.
 # Source: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
 HTTP_API_MAX_TIMEOUT_S = 30
+# Lambda's synchronous invocation payload limit (request and response each): the event JSON carrying the
+# body, its headers and, for binary bodies, base64 (4/3 the size) must fit in it.
+LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+MIN_REQUEST_BODY_BYTES = 1024
+MAX_REQUEST_BODY_BYTES = 1024 * 1024 * 1024
 LAMBDA_MAX_TIMEOUT_S = 900
 # Cloud Run: request timeout up to 60 min; memory per CPU limits from
 # https://cloud.google.com/run/docs/configuring/services/memory-limits (max 4 GiB at 1 vCPU, 8 at 2,
@@ -320,6 +307,11 @@ class AppConfigBase(_Model):
     database: Database = Field(default_factory=Database)
     #: Longest request the service is expected to serve (seconds); drives drain/timeout settings.
     request_timeout_s: int = Field(default=30, ge=1, le=3600)
+    #: Largest request body accepted (bytes): MAX_REQUEST_BODY_BYTES for the app, Caddy's
+    #: request_body max_size on the VPS. The ALB cannot limit bodies: on ECS the app enforces it.
+    max_request_body_bytes: int = Field(
+        default=DEFAULT_MAX_REQUEST_BODY_BYTES, ge=MIN_REQUEST_BODY_BYTES, le=MAX_REQUEST_BODY_BYTES
+    )
     env: dict[str, str] = Field(default_factory=dict)
     #: ENV_NAME -> reference (``ssm:/path``, ``secretsmanager:name[:json-key]``, ``gcp:...``).
     secrets: dict[str, str] = Field(default_factory=dict)
@@ -358,9 +350,11 @@ class AppConfigBase(_Model):
                     "(e.g. 'ssm:/prod/api/...'), never a value in app.env"
                 )
             if key in TUNING_ENV_NAMES:
+                raise ValueError(f"{key} {_TUNING_OWNED}")
+            if contract.URL_WITH_PASSWORD.match(v[key]):
                 raise ValueError(
-                    f"{key} is computed by the deployer (infra/tuning.py); change app.tuning, "
-                    "app.scaling, app.database, the target's size or app.cors_origins instead"
+                    f"{key}: the URL carries a password; store it in a secret store and put the reference in "
+                    f"app.secrets.{key} (e.g. 'ssm:/prod/api/{key.lower().replace('_', '-')}')"
                 )
         return v
 
@@ -370,6 +364,8 @@ class AppConfigBase(_Model):
         for key, ref in v.items():
             if not _ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not a valid env var name (A-Z, 0-9, _)")
+            if key in TUNING_ENV_NAMES:
+                raise ValueError(f"{key} {_TUNING_OWNED}")
             try:
                 SecretRef.parse(ref)
             except SecretRefError as exc:
@@ -682,6 +678,10 @@ class CloudRunConfig(AppConfigBase):
             raise ValueError("cloudrun.project: required (or set gcp:project in the stack file)")
         if not self.gcp_region:
             raise ValueError("cloudrun.region: required (or set gcp:region in the stack file)")
+        if self.cloudrun.region:
+            problem = gcp_region_problem(self.cloudrun.region)
+            if problem:
+                raise ValueError(f"cloudrun.region: {problem}")
         return self
 
     @property
@@ -810,6 +810,21 @@ class LambdaConfig(AppConfigBase):
                 f"lambda.architecture: {self.lambda_.architecture} needs image.build.platform {arch}, "
                 f"not {self.image.platform}"
             )
+        for key, value in self.env.items():
+            if value.startswith(("ssm:", "secretsmanager:")):
+                # The cold start resolves every env value that starts like a reference (app/secret_refs.py).
+                raise ValueError(
+                    f"env.{key}: looks like a secret reference; on Lambda references go in "
+                    f"app.secrets.{key} (an app.env value starting with ssm: or secretsmanager: would be "
+                    "resolved at cold start)"
+                )
+        if self.max_request_body_bytes > LAMBDA_MAX_PAYLOAD_BYTES:
+            raise ValueError(
+                f"max_request_body_bytes: {self.max_request_body_bytes} exceeds what Lambda accepts: a "
+                f"synchronous invocation payload is at most {LAMBDA_MAX_PAYLOAD_BYTES} bytes (6 MB), "
+                "event headers included (API Gateway and function URLs refuse larger requests before the "
+                f"app sees them); set it to {LAMBDA_MAX_PAYLOAD_BYTES} or less"
+            )
         timeout = self.function_timeout_s
         if self.lambda_.front == "http_api" and timeout > HTTP_API_MAX_TIMEOUT_S:
             raise ValueError(
@@ -891,6 +906,12 @@ class VpsConfig(AppConfigBase):
 
     @model_validator(mode="after")
     def _vps_rules(self) -> VpsConfig:
+        for key, ref in self.secret_refs().items():
+            if ref.scheme == "gcp" and not ref.project and not self.providers.get("gcp:project"):
+                raise ValueError(
+                    f"secrets.{key}: a gcp: reference on a VPS needs its project: write "
+                    f"gcp:projects/PROJECT/secrets/{ref.name} or set gcp:project in the stack file"
+                )
         if self.scaling.max != 1 or self.scaling.min > 1:
             raise ValueError("scaling: a VPS runs one app container; use min 1, max 1 (or another target)")
         if self.domain is None:
@@ -925,6 +946,8 @@ def _format(exc: ValidationError) -> str:
             loc, msg = "target", f"required; one of {', '.join(TARGETS)}"
         elif err["type"] == "missing":
             msg = "required"
+        elif err["type"] == "string_type" and parts[:1] in (["env"], ["secrets"]):
+            msg = "must be a string: quote it in the stack file (e.g. '0.1', 'true', '5')"
         m = _PATH_IN_MSG.match(msg)
         if m and " " not in m.group(1):  # a model validator naming a sub-key: fold it into the path
             loc, msg = ".".join(x for x in (loc, m.group(1)) if x), m.group(2)
@@ -932,11 +955,122 @@ def _format(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def aws_regions() -> frozenset[str]:
+    """Every region of every partition botocore knows (its ``partitions.json``; ``*-global`` left out).
+
+    Read from the data file rather than through a botocore session: ~10 ms instead of ~1 s per plan.
+    """
+    import json
+
+    import botocore
+
+    data = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())
+    return frozenset(
+        region
+        for partition in data["partitions"]
+        for region in partition.get("regions", {})
+        if not region.endswith("-global")
+    )
+
+
+#: Cloud Run regions, from https://cloud.google.com/run/docs/locations (Tier 1 and Tier 2 pricing lists),
+#: read 2026-11-29. A region Google adds later is refused until it is added here.
+CLOUD_RUN_REGIONS = frozenset(
+    {
+        "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3",
+        "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2", "australia-southeast1",
+        "australia-southeast2", "europe-central2", "europe-north1", "europe-southwest1", "europe-west1",
+        "europe-west10", "europe-west12", "europe-west2", "europe-west3", "europe-west4", "europe-west6",
+        "europe-west8", "europe-west9", "me-central1", "me-central2", "me-west1", "northamerica-northeast1",
+        "northamerica-northeast2", "southamerica-east1", "southamerica-west1", "us-central1", "us-east1",
+        "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
+    }
+)  # fmt: skip
+CLOUD_RUN_REGIONS_SOURCE = "https://cloud.google.com/run/docs/locations (read 2026-11-29)"
+#: Targets that deploy to AWS and so need ``aws:region``.
+AWS_TARGETS = ("ecs", "lambda")
+
+
+def _closest(value: str, choices: frozenset[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(value, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def gcp_region_problem(region: str) -> str | None:
+    """Why ``region`` is not a Cloud Run region, or None."""
+    if region in CLOUD_RUN_REGIONS:
+        return None
+    return (
+        f"{region!r} is not a Cloud Run region{_closest(region, CLOUD_RUN_REGIONS)} "
+        f"(list: {CLOUD_RUN_REGIONS_SOURCE})"
+    )
+
+
+def provider_problems(target: object, providers: Mapping[str, Any], stack: str) -> list[str]:
+    """Provider keys of the stack file (``aws:region``, ``gcp:region``), checked before the app object.
+
+    ``aws:region`` is required on AWS targets. The AWS provider itself would fall back to ``AWS_REGION``,
+    ``AWS_DEFAULT_REGION`` or the profile's region when it is unset, so the same stack would deploy to
+    whichever region the shell happens to carry, and the offline plan could not know which: the deployer
+    refuses instead, and the region always comes from the stack file.
+    """
+    found: list[str] = []
+    region = providers.get("aws:region")
+    if target in AWS_TARGETS and not region:
+        found.append(
+            f"aws:region: required for target {target}; set it in the stack file "
+            f"(`pulumi config set aws:region us-east-1 --stack {stack}`). The deployer does not fall back "
+            "to AWS_REGION or a profile, so a plan and a deploy can never disagree on the region"
+        )
+    elif region and str(region) not in aws_regions():
+        found.append(
+            f"aws:region: {str(region)!r} is not an AWS region{_closest(str(region), aws_regions())} "
+            "(regions known to botocore)"
+        )
+    gcp_region = providers.get("gcp:region")
+    if gcp_region and target == "cloudrun":
+        problem = gcp_region_problem(str(gcp_region))
+        if problem:
+            found.append(f"gcp:region: {problem}")
+    return found
+
+
+def _uses_aws(data: Mapping[str, Any]) -> bool:
+    """A non-AWS target that still reads AWS: secret references in SSM/Secrets Manager or an ECR image."""
+
+    def section(obj: Any, key: str) -> Mapping[str, Any]:
+        value = obj.get(key) if isinstance(obj, Mapping) else None
+        return value if isinstance(value, Mapping) else {}
+
+    vps = section(data, "vps")
+    refs = [*section(data, "secrets").values(), vps.get("ssh_key_secret")]
+    refs.append(section(vps, "registry").get("password_secret"))
+    digest = str(section(data, "image").get("digest") or "")
+    return any(isinstance(r, str) and r.startswith(("ssm:", "secretsmanager:")) for r in refs) or bool(
+        re.match(r"^\d{12}\.dkr\.ecr\.", digest)
+    )
+
+
 def parse(data: Any, *, stack: str = "dev", providers: Mapping[str, Any] | None = None) -> StackConfigType:
     """Validate the ``fastapi-deploy:app`` object. Raises :class:`ConfigError` naming the key."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{CONFIG_KEY}: expected a mapping, got {type(data).__name__}")
-    payload = {**data, "stack": stack, "providers": dict(providers or {})}
+    providers = dict(providers or {})
+    problems = provider_problems(data.get("target"), providers, stack)
+    if data.get("target") == "vps" and not providers.get("aws:region") and _uses_aws(data):
+        problems.append(
+            "aws:region: required when a vps stack reads AWS (ssm:/secretsmanager: references or an ECR "
+            "image): set it in the stack file "
+            f"(`pulumi config set aws:region eu-central-1 --stack {stack}`); "
+            "the deployer does not fall back to AWS_REGION or a profile"
+        )
+    if problems:
+        # The app object is not read against a region that is missing or wrong (a certificate in "the
+        # wrong region" would only blame the certificate for the region's mistake).
+        raise ConfigError("; ".join(problems))
+    payload = {**data, "stack": stack, "providers": providers}
     try:
         return _ADAPTER.validate_python(payload)
     except ValidationError as exc:
@@ -963,9 +1097,17 @@ def load_stack_file(path: str | Path) -> StackConfigType:
         raise ConfigError(f"{p}: stack files are named Pulumi.<stack>.yaml")
     try:
         doc = yaml.safe_load(p.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: cannot read: {exc}") from None
-    cfg = doc.get("config") or {}
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        # Not str(exc): PyYAML quotes the offending line, which may hold a pasted secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    cfg = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{p}: expected a mapping with a `config:` key (a Pulumi stack file)")
     if CONFIG_KEY not in cfg:
         raise ConfigError(f"{p}: missing the {CONFIG_KEY} object")
     providers = {k: _plain(v) for k, v in cfg.items() if not k.startswith(f"{CONFIG_NAMESPACE}:")}

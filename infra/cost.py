@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -64,35 +64,195 @@ class Price:
 
 
 @dataclass(frozen=True)
+class RegionPrices:
+    """One region's entry in ``regions:`` of the price table: what differs from the base region, and why.
+
+    ``prices`` are the figures that differ (each with its source); ``same_as_base`` the keys confirmed
+    equal to the base figure; every other key of the provider is a documented fallback to the base.
+    """
+
+    provider: str
+    region: str
+    read: str
+    sources: tuple[str, ...]
+    note: str
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    same_as_base: frozenset[str] = frozenset()
+    tier: int | None = None
+
+
+@dataclass(frozen=True)
 class PriceTable:
-    """The dated price table (``infra/prices.yaml``)."""
+    """The dated price table (``infra/prices.yaml``), resolved for one region by :meth:`for_region`.
+
+    ``prices`` of a table fresh from :func:`load_prices` are the base regions' (aws: us-east-1, gcp:
+    us-central1). :meth:`for_region` returns a copy whose provider prices are that region's, and which
+    records which region was asked for, whose prices are used, and which figures fell back to the base.
+    """
 
     as_of: str
     currency: str
     recheck: str
     prices: Mapping[str, Mapping[str, Price]]
+    regions: Mapping[str, Mapping[str, RegionPrices]] = field(default_factory=dict)
+    base_regions: Mapping[str, str] = field(default_factory=dict)
+    #: Set by :meth:`for_region`: the provider priced, the region asked for, the region whose table is used.
+    provider: str | None = None
+    requested_region: str | None = None
+    price_region: str | None = None
+    #: Keys priced with the base region's figure because the region's own was not found.
+    fallback_keys: tuple[str, ...] = ()
+    #: The keys an estimate looked up (so the plan lists only the fallbacks that priced something).
+    used: set[str] = field(default_factory=set, compare=False, hash=False)
 
     def __call__(self, provider: str, key: str) -> float:
+        if provider == self.provider:
+            self.used.add(key)
         return self.prices[provider][key].price
+
+    @property
+    def used_fallback_keys(self) -> tuple[str, ...]:
+        """The fallback figures this table actually priced with (all of them before any lookup)."""
+        return tuple(k for k in self.fallback_keys if k in self.used) if self.used else self.fallback_keys
 
     def sources(self) -> list[str]:
         return sorted({p.source for table in self.prices.values() for p in table.values()})
 
+    def for_region(self, provider: str, region: str | None) -> PriceTable:
+        """This table with ``provider``'s prices for ``region``; an unknown region falls back to the base.
+
+        Never silent: the result's :attr:`fallback_from` names the region that had no table, and
+        :attr:`fallback_keys` the figures that are the base region's.
+        """
+        base = self.base_regions.get(provider)
+        if provider not in self.regions or not region:
+            # VPS: one flat price, nothing regional to resolve.
+            return replace(
+                self, provider=provider, requested_region=region, price_region=None, fallback_keys=()
+            )
+        entry = self.regions[provider].get(region)
+        if entry is None:
+            return replace(
+                self,
+                provider=provider,
+                requested_region=region,
+                price_region=base,
+                fallback_keys=tuple(sorted(self.prices[provider])),
+            )
+        merged = {**self.prices[provider], **entry.prices}
+        fallback = (
+            ()
+            if region == base
+            else tuple(
+                sorted(
+                    k for k in self.prices[provider] if k not in entry.prices and k not in entry.same_as_base
+                )
+            )
+        )
+        return replace(
+            self,
+            prices={**self.prices, provider: merged},
+            provider=provider,
+            requested_region=region,
+            price_region=region,
+            fallback_keys=fallback,
+        )
+
+    @property
+    def fallback_from(self) -> str | None:
+        """The region asked for when it has no price table (priced with the base region's), else None."""
+        if self.requested_region and self.price_region and self.requested_region != self.price_region:
+            return self.requested_region
+        return None
+
+    @property
+    def region_entry(self) -> RegionPrices | None:
+        if self.provider is None or self.price_region is None:
+            return None
+        return self.regions.get(self.provider, {}).get(self.price_region)
+
+    def region_note(self) -> str:
+        """One sentence for the text plan: whose prices, from when, and what fell back."""
+        if self.provider is None:
+            return (
+                f"base-region prices ({', '.join(f'{k}: {v}' for k, v in sorted(self.base_regions.items()))})"
+            )
+        if self.price_region is None:
+            return "flat VPS price (not region-dependent)"
+        if self.fallback_from:
+            return (
+                f"NOTE: no price table for {self.provider} region {self.fallback_from}; priced with "
+                f"{self.price_region} prices (fallback) - real prices there may differ"
+            )
+        entry = self.region_entry
+        read = f"read {entry.read}" if entry else f"as of {self.as_of}"
+        text = f"{self.price_region} prices ({read}; sources in the JSON cost.price_sources)"
+        if self.used_fallback_keys:
+            base = self.base_regions.get(self.provider, "base")
+            text += (
+                f"; {len(self.used_fallback_keys)} figure(s) used here are the {base} ones, not found for "
+                f"{self.price_region} (documented fallback): {', '.join(self.used_fallback_keys)}"
+            )
+        return text
+
+    def region_dict(self) -> dict[str, Any]:
+        """The JSON fields added to ``cost`` (the plan contract only grows)."""
+        entry = self.region_entry
+        return {
+            "region": self.requested_region,
+            "price_region": self.price_region,
+            "fallback_from": self.fallback_from,
+            "price_fallback_keys": list(self.used_fallback_keys),
+            "price_read": entry.read if entry else None,
+            "price_sources": list(entry.sources) if entry else [],
+            "price_note": self.region_note(),
+        }
+
+
+def _price(v: Mapping[str, Any]) -> Price:
+    return Price(float(v["price"]), str(v["unit"]), str(v["source"]))
+
 
 @lru_cache(maxsize=4)
 def load_prices(path: str | Path = PRICES_PATH) -> PriceTable:
-    """Parse the price table; every entry must carry price, unit and source."""
+    """Parse the price table; every entry must carry price, unit and source, every region read + sources."""
     import yaml
 
-    doc = yaml.safe_load(Path(path).read_text())
+    # The table grew with the regions; libyaml's loader (when present) parses it ~3x faster than pure Python.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    doc = yaml.load(Path(path).read_text(), Loader=loader)  # noqa: S506 - a safe loader either way
     prices: dict[str, dict[str, Price]] = {}
+    base_regions: dict[str, str] = {}
     for provider in ("aws", "gcp", "vps"):
-        prices[provider] = {
-            key: Price(float(v["price"]), str(v["unit"]), str(v["source"]))
-            for key, v in (doc.get(provider) or {}).items()
-            if isinstance(v, dict)
-        }
-    return PriceTable(str(doc["as_of"]), str(doc.get("currency", "USD")), str(doc.get("recheck", "")), prices)
+        section = doc.get(provider) or {}
+        prices[provider] = {key: _price(v) for key, v in section.items() if isinstance(v, dict)}
+        if section.get("region"):
+            base_regions[provider] = str(section["region"])
+    regions: dict[str, dict[str, RegionPrices]] = {}
+    for provider, entries in (doc.get("regions") or {}).items():
+        for region, e in (entries or {}).items():
+            overrides = {key: _price(v) for key, v in (e.get("prices") or {}).items()}
+            unknown = (set(overrides) | set(e.get("same_as_base") or ())) - set(prices.get(provider, {}))
+            if unknown:
+                raise ValueError(f"{path}: regions.{provider}.{region}: unknown price keys {sorted(unknown)}")
+            regions.setdefault(provider, {})[region] = RegionPrices(
+                provider=provider,
+                region=region,
+                read=str(e["read"]),
+                sources=tuple(str(s) for s in e["sources"]),
+                note=" ".join(str(e.get("note", "")).split()),
+                prices=overrides,
+                same_as_base=frozenset(e.get("same_as_base") or ()),
+                tier=e.get("tier"),
+            )
+    return PriceTable(
+        str(doc["as_of"]),
+        str(doc.get("currency", "USD")),
+        str(doc.get("recheck", "")),
+        prices,
+        regions,
+        base_regions,
+    )
 
 
 @dataclass(frozen=True)
@@ -131,6 +291,7 @@ class Estimate:
                 "ignored": "free tiers, savings plans/committed use discounts, taxes",
             },
             "sources": self.prices.sources(),
+            **self.prices.region_dict(),
         }
 
 
@@ -366,15 +527,30 @@ def _vps_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable
     return [Line("VPS host", price, f"flat {_money(price)}/month ({source}); egress usually included")]
 
 
+#: Which price table a deploy target is priced with.
+TARGET_PROVIDER = {"ecs": "aws", "lambda": "aws", "cloudrun": "gcp", "vps": "vps"}
+
+
 def estimate(
     resources: Iterable[Mapping[str, Any]],
     assumptions: Assumptions | None = None,
     prices: PriceTable | None = None,
+    *,
+    provider: str | None = None,
+    region: str | None = None,
 ) -> Estimate:
-    """Price a recorded resource graph. Resources are dicts with ``type``, ``name`` and ``inputs``."""
+    """Price a recorded resource graph. Resources are dicts with ``type``, ``name`` and ``inputs``.
+
+    With ``provider`` (aws/gcp/vps) and ``region`` the provider's prices are that region's
+    (:meth:`PriceTable.for_region`); a region without a table is priced with the base region's and the
+    estimate says so. Without them the base regions' prices are used (and the estimate says that too).
+    """
     graph = list(resources)
     a = assumptions or Assumptions()
     p = prices or load_prices()
+    if provider is not None:
+        p = p.for_region(provider, region)
+    p = replace(p, used=set())
     lines = _aws_lines(graph, a, p) + _cloud_run_lines(graph, a, p) + _vps_lines(graph, a, p)
     lines = [line for line in lines if not math.isnan(line.monthly)]
     return Estimate(lines, a, p)

@@ -29,7 +29,7 @@ from infra.config import (
     VpsConfig,
     load_stack_file,
 )
-from infra.ops import aws_checks, gcp_checks, registry, vps
+from infra.ops import access, aws_checks, gcp_checks, registry, vps
 from infra.ops.findings import Finding, blocking, has_blocking, ok, summary, warning
 from infra.secrets import SecretRef, SecretRefError
 
@@ -170,6 +170,23 @@ def check_budget(cfg: StackConfigType, stack: str) -> list[Finding]:
     return findings
 
 
+def check_service_env(cfg: StackConfigType, stack: str) -> list[Finding]:
+    """What the service would refuse at start (the same check `infra plan` and `pulumi up` run)."""
+    from infra import service_env, tuning
+
+    try:
+        runtime = tuning.for_platform(cfg)
+    except tuning.TuningError:
+        return []  # reported by check_budget
+    problems = service_env.problems(cfg, runtime)
+    if not problems:
+        return [
+            ok("service-env", "the container's environment passes the service's own settings checks", "app")
+        ]
+    fix = f"edit stacks/Pulumi.{stack}.yaml"
+    return [blocking("service-env", line, line.split(":", 1)[0], fix) for line in problems]
+
+
 def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None = None) -> list[Finding]:
     """Every check that applies to this stack's target, in the order a deploy would hit them."""
     clients = clients or DoctorClients()
@@ -253,6 +270,7 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
                 )
             )
     findings.extend(check_budget(cfg, stack))
+    findings.extend(check_service_env(cfg, stack))
     if isinstance(cfg, VpsConfig):
         findings.append(_check_vps(cfg, clients, findings))
     return findings
@@ -310,6 +328,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="infra doctor",
         description="Preflight a stack: secrets, certificate, image digest, DB budget, VPS host.",
+        epilog=access.EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
     p.add_argument("--stacks-dir", default="stacks", help="directory of stack files (default: stacks)")
@@ -333,13 +353,17 @@ def cli(argv: list[str], *, clients: DoctorClients | None = None, out: Printer =
     except ConfigError as exc:
         print(f"infra doctor: {path}: {exc}", file=sys.stderr)
         return 2
-    findings = run_doctor(cfg, args.stack, clients)
-    if args.json:
-        out(json.dumps([asdict(f) for f in findings], indent=2))
-    else:
-        out(f"doctor: stack {args.stack} ({cfg.target})")
-        for f in findings:
-            if not (args.quiet and f.severity.value == "ok"):
-                out(f.render())
-        out(summary(findings))
-    return 1 if has_blocking(findings) else 0
+
+    def doctor() -> int:
+        findings = run_doctor(cfg, args.stack, clients)
+        if args.json:
+            out(json.dumps([asdict(f) for f in findings], indent=2))
+        else:
+            out(f"doctor: stack {args.stack} ({cfg.target})")
+            for f in findings:
+                if not (args.quiet and f.severity.value == "ok"):
+                    out(f.render())
+            out(summary(findings))
+        return 1 if has_blocking(findings) else 0
+
+    return access.unreachable_is_exit_3(doctor, "infra doctor", f"stack {args.stack}")

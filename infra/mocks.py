@@ -27,12 +27,13 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from app import contract
 from infra import config as config_mod
 
 PROJECT = "fastapi-deploy"
 ACCOUNT_ID = "123456789012"
 #: How secret values appear in recorded inputs/outputs (never the value).
-SECRET_MARK = "[secret]"  # noqa: S105 - display placeholder
+SECRET_MARK = contract.SECRET_MASK
 MAIN = Path(__file__).resolve().parent / "__main__.py"
 _LOCK = threading.Lock()
 

@@ -11,7 +11,11 @@ JSON contract (tools rely on these names)::
 
     {"stack", "target", "resources": [{"urn", "type", "name", "parent", "inputs"}], "outputs",
      "tuning", "policy": {"violations": [{"policy", "enforcement", "urn", "message"}]},
-     "cost": {"currency", "monthly_total", "lines": [{"resource", "monthly", "basis"}], "assumptions"}}
+     "cost": {"currency", "monthly_total", "lines": [{"resource", "monthly", "basis"}], "assumptions",
+              "sources", "region", "price_region", "fallback_from", "price_fallback_keys", "price_read",
+              "price_sources", "price_note"}}
+
+Keys are only ever added. ``--diff PREVIOUS.json`` compares with such a document (:mod:`infra.plandiff`).
 
 Secrets: ``secure:`` config values cannot be decrypted offline and never reach the program (the mocks
 substitute ``[secret]``); values the program marks secret are shown as ``[secret]``; plain env values
@@ -32,12 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
+from app import contract
+
 if TYPE_CHECKING:
     from infra.mocks import ProgramResult, RecordingMocks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STACKS_DIR = REPO_ROOT / "stacks"
-SECRET_MARK = "[secret]"  # noqa: S105 - the placeholder shown instead of a secret
+SECRET_MARK = contract.SECRET_MASK
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
 
 #: Inputs worth a glance in the text tree, per type token (the JSON has all of them).
@@ -78,6 +84,8 @@ class StackPlan:
     #: The program itself failed (a bug or an unmocked call), as opposed to an invalid config.
     crashed: bool = False
     seconds: float = 0.0
+    #: Where the deploy goes and which stack key says so (text output only; the JSON has it in outputs).
+    region: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -155,7 +163,7 @@ def list_stacks(stacks_dir: Path = STACKS_DIR, prefix: str = "") -> dict[str, li
 def _secret_env_name(name: str, value: str) -> bool:
     from policy import rules
 
-    if not value or rules.REFERENCE_RE.match(value):
+    if not value or rules.is_reference(value):
         return False
     return bool(
         name in rules.SECRET_ENV_NAMES
@@ -267,12 +275,15 @@ def plan_stack(
     name = stack_name(path)
     plan = StackPlan(stack=name)
     from infra import config as config_mod
+    from infra import service_env
     from infra import tuning as tuning_mod
 
     try:
         cfg = config_mod.load_stack_file(path)
         plan.target = cfg.target
+        plan.region = _region_line(cfg, path)
         runtime = tuning_mod.for_platform(cfg)
+        service_env.check(cfg, runtime)
     except (config_mod.ConfigError, tuning_mod.TuningError) as exc:
         plan.error = f"{path.name}: {exc}"
         plan.seconds = time.perf_counter() - started
@@ -341,6 +352,17 @@ def _sibling_key(r: _Node) -> tuple[str, str, str]:
     return (r.type, r.name, r.urn)
 
 
+def _region_line(cfg: Any, path: Path) -> str | None:
+    from infra.config import CloudRunConfig
+
+    if isinstance(cfg, CloudRunConfig):
+        key = "app.cloudrun.region" if cfg.cloudrun.region else "gcp:region"
+        return f"{cfg.gcp_region} ({key} in {path.name})"
+    if cfg.region:
+        return f"{cfg.region} (aws:region in {path.name}; never taken from AWS_REGION or a profile)"
+    return None
+
+
 def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: Any) -> None:
     from infra import cost as cost_mod
     from infra.mocks import unwrap
@@ -367,6 +389,8 @@ def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: A
             for r in result.resources
         ],
         cost_mod.Assumptions.from_config(cfg.cost),
+        provider=cost_mod.TARGET_PROVIDER.get(str(cfg.target)),
+        region=getattr(cfg, "region", None),
     )
     plan.resources = scrub(resources, secrets)
     plan.outputs = scrub(dict(result.outputs), secrets)
@@ -418,7 +442,10 @@ def render_text(plan: StackPlan, out: TextIO) -> None:
     if plan.error is not None:
         w(f"error: stack {plan.stack}: {plan.error}\n")
         return
-    w(f"Previewing update ({plan.stack}) - offline: the real program under Pulumi mocks, no cloud calls\n\n")
+    w(f"Previewing update ({plan.stack}) - offline: the real program under Pulumi mocks, no cloud calls\n")
+    if plan.region:
+        w(f"Region: {plan.region}\n")
+    w("\n")
     w("\n".join(_tree_lines(plan)) + "\n\n")
     w(f"Resources:\n    + {len(plan.resources) + 1} to create\n\n")
 
@@ -463,11 +490,13 @@ def render_text(plan: StackPlan, out: TextIO) -> None:
         f"{a['egress_gb_per_month']:g} GB egress, {a['hours_per_month']:g} h/month (app.cost overrides)\n"
         f"    prices as of {a['prices_as_of']} ({a['prices_note']}); ignores {a['ignored']}\n"
     )
+    if c.get("price_note"):
+        w(f"    prices: {c['price_note']}\n")
 
 
 # --- entry point -------------------------------------------------------------------------------------
 def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """``infra plan --stack STACK|all [--format text|json]`` and ``--list [--prefix P]``."""
+    """``infra plan --stack STACK|all [--format text|json] [--diff PREVIOUS.json]``; ``--list``."""
     import argparse
 
     out = out or sys.stdout
@@ -484,6 +513,13 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     )
     parser.add_argument("--prefix", default="", help="with --list: only stacks whose name starts with this")
     parser.add_argument("--timing", action="store_true", help="print the seconds each plan took (to stderr)")
+    parser.add_argument(
+        "--diff",
+        type=Path,
+        metavar="PREVIOUS.json",
+        help="compare with a previous `infra plan --format json` output: resources added/changed/removed and "
+        "the monthly cost delta, as Markdown for a pull-request comment (--format json: the diff as JSON)",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -507,6 +543,8 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     if not paths:
         err.write(f"infra plan: no Pulumi.*.yaml in {args.stacks_dir}\n")
         return EXIT_INVALID
+    if args.diff is not None:
+        return _cli_diff(args, paths, out, err)
 
     plans = []
     for path in paths:
@@ -523,5 +561,35 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     if args.format == "json":
         doc: Any = plans[0].as_json() if args.stack != "all" else [p.as_json() for p in plans]
         out.write(json.dumps(doc, indent=2, default=str) + "\n")
+    return _worst(plans)
+
+
+def _worst(plans: Iterable[StackPlan]) -> int:
     codes = {p.exit_code for p in plans}
     return EXIT_INVALID if EXIT_INVALID in codes else (EXIT_FINDINGS if EXIT_FINDINGS in codes else EXIT_OK)
+
+
+def _cli_diff(args: Any, paths: list[Path], out: TextIO, err: TextIO) -> int:
+    """``--diff PREVIOUS.json``: the previous file is checked before any planning (exit 2, one message)."""
+    from infra import plandiff
+
+    try:
+        previous = plandiff.load_previous(args.diff)
+    except plandiff.PreviousPlanError as exc:
+        err.write(f"infra plan: --diff {exc}\n")
+        return EXIT_INVALID
+    plans = []
+    for path in paths:
+        plan = plan_stack(path)
+        plans.append(plan)
+        if plan.error is not None:
+            err.write(f"infra plan: {plan.error}\n")
+        if args.timing:
+            err.write(f"infra plan: {plan.stack} planned in {plan.seconds:.2f} s\n")
+    current = [json.loads(json.dumps(p.as_json(), default=str)) for p in plans]
+    doc = plandiff.diff_plans(previous, current, all_stacks=args.stack == "all", source=str(args.diff))
+    if args.format == "json":
+        out.write(json.dumps(doc, indent=2, default=str) + "\n")
+    else:
+        out.write(plandiff.render_markdown(doc))
+    return _worst(plans)

@@ -21,38 +21,27 @@ Public names: ``SecretRef``, ``SecretRefError``, ``SecretRef.parse``, ``.arn(...
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
+
+from app import contract
 
 Scheme = Literal["ssm", "secretsmanager", "gcp"]
 SCHEMES: tuple[Scheme, ...] = ("ssm", "secretsmanager", "gcp")
 
-_SSM_PATH = re.compile(r"^(/[A-Za-z0-9_.\-]+)+$")
-_SSM_ARN = re.compile(r"^arn:(aws[a-z-]*):ssm:([a-z0-9-]+):(\d{12}):parameter(/[A-Za-z0-9_.\-/]+)$")
-_SM_NAME = re.compile(r"^[A-Za-z0-9/_+=.@\-]{1,512}$")
-_SM_ARN = re.compile(r"^arn:(aws[a-z-]*):secretsmanager:([a-z0-9-]+):(\d{12}):secret:([A-Za-z0-9/_+=.@\-]+)$")
-_JSON_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,256}$")
-_GCP_FULL = re.compile(
-    r"^projects/([a-z][a-z0-9\-]{4,28}[a-z0-9]|\d+)/secrets/([A-Za-z0-9_\-]{1,255})(?:/versions/(\w+))?$"
-)
-_GCP_SHORT = re.compile(r"^([A-Za-z0-9_\-]{1,255})(?:/versions/(\w+))?$")
-
-
-class SecretRefError(ValueError):
-    """A secret reference that cannot be parsed; the message shows the accepted forms."""
-
-
-FORMS = (
-    "ssm:/path, secretsmanager:name[:json-key], secretsmanager:ARN[:json-key], "
-    "gcp:projects/P/secrets/S[/versions/V] or gcp:S"
-)
+#: A secret reference that cannot be parsed; the message shows the accepted forms and the value masked.
+SecretRefError = contract.SecretRefSyntaxError
+FORMS = contract.SECRET_REF_FORMS
 
 
 @dataclass(frozen=True)
 class SecretRef:
-    """A parsed reference to a secret stored in a cloud secret store (never the value)."""
+    """A parsed reference to a secret stored in a cloud secret store (never the value).
+
+    The grammar is the contract's (:func:`app.contract.parse_secret_ref`), shared with the Lambda
+    resolver in the image and the policy pack.
+    """
 
     scheme: Scheme
     #: ssm: the parameter path (``/a/b``); secretsmanager: the name; gcp: the secret id.
@@ -69,51 +58,11 @@ class SecretRef:
     @classmethod
     def parse(cls, raw: str) -> SecretRef:
         """Parse ``scheme:body``. Raises :class:`SecretRefError` naming the accepted forms."""
-        if not isinstance(raw, str) or ":" not in raw:
-            raise SecretRefError(f"{raw!r} is not a secret reference; use {FORMS}")
-        scheme, body = raw.split(":", 1)
-        if scheme == "ssm":
-            m = _SSM_ARN.match(body)
-            if m:
-                return cls("ssm", m.group(4), given_arn=body)
-            if not _SSM_PATH.match(body):
-                raise SecretRefError(
-                    f"{raw!r}: an ssm: reference is an absolute parameter path like ssm:/prod/api/jwt"
-                )
-            return cls("ssm", body)
-        if scheme == "secretsmanager":
-            if body.startswith("arn:"):
-                parts = body.split(":")
-                arn, key = ":".join(parts[:7]), (parts[7] if len(parts) > 7 else None)
-                m = _SM_ARN.match(arn)
-                if not m or len(parts) > 8:
-                    raise SecretRefError(
-                        f"{raw!r}: expected "
-                        "secretsmanager:arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME[:json-key]"
-                    )
-                if key is not None and not _JSON_KEY.match(key):
-                    raise SecretRefError(f"{raw!r}: json key {key!r} may only contain letters, digits, _ . -")
-                return cls("secretsmanager", m.group(4), json_key=key, given_arn=arn)
-            name, sep, key = body.partition(":")
-            if not _SM_NAME.match(name):
-                raise SecretRefError(
-                    f"{raw!r}: a Secrets Manager name is 1-512 chars of letters, digits and /_+=.@-"
-                )
-            # `name:` (a key forgotten) is refused, not read as the whole secret.
-            if sep and not _JSON_KEY.match(key):
-                raise SecretRefError(f"{raw!r}: json key {key!r} may only contain letters, digits, _ . -")
-            return cls("secretsmanager", name, json_key=key or None)
-        if scheme == "gcp":
-            m = _GCP_FULL.match(body)
-            if m:
-                return cls("gcp", m.group(2), version=m.group(3) or "latest", project=m.group(1))
-            m = _GCP_SHORT.match(body)
-            if m:
-                return cls("gcp", m.group(1), version=m.group(2) or "latest")
-            raise SecretRefError(
-                f"{raw!r}: expected gcp:projects/P/secrets/S[/versions/V] or gcp:S[/versions/V]"
-            )
-        raise SecretRefError(f"{raw!r}: unknown scheme {scheme!r}; use {FORMS}")
+        p = contract.parse_secret_ref(raw)
+        return cls(
+            cast(Scheme, p.scheme), p.name, json_key=p.json_key, version=p.version, project=p.project,
+            given_arn=p.given_arn,
+        )  # fmt: skip
 
     def __str__(self) -> str:
         if self.scheme == "ssm":

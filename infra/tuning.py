@@ -58,6 +58,13 @@ POOL_RECYCLE_S = 1800
 CONNECT_TIMEOUT_S = 3
 READY_CHECK_TIMEOUT_S = 0.5
 
+# --- request body limit (MAX_REQUEST_BODY_BYTES) ----------------------------------------------------
+# The API takes small JSON documents and a login form; 1 MiB is generous. The app enforces it while the
+# body streams in (app/bodylimit.py) on every platform - the ALB and Cloud Run's front end cannot limit
+# bodies - and Caddy enforces the same number on the VPS (request_body max_size). Stack key:
+# app.max_request_body_bytes (capped on Lambda at the 6 MB synchronous invocation payload).
+DEFAULT_MAX_REQUEST_BODY_BYTES = 1024 * 1024
+
 # --- gunicorn -------------------------------------------------------------------------------------
 WORKER_SILENT_TIMEOUT_S = 30
 # A leak guard, not a routine: each recycle resets the busy keep-alive connections of that worker (measured
@@ -77,14 +84,16 @@ VPS_STOP_TIMEOUT_S = 30  # docker stop -t (Docker's default of 10 s is too short
 GRACEFUL_MARGIN_S = 10  # graceful = stop grace - 10: time left to flush logs and exit before SIGKILL
 DRAIN_MARGIN_S = 5
 MAX_DEREGISTRATION_DELAY_S = 120
+#: The longest request ECS can drain within MAX_DEREGISTRATION_DELAY_S.
+ECS_MAX_REQUEST_TIMEOUT_S = MAX_DEREGISTRATION_DELAY_S - DRAIN_MARGIN_S
 # Proxy in front of the VPS container (Caddy): its upstream keepalive is set to this by the VPS target
 # (Caddy's default is 2 min, above our keepalive, which would produce 502s).
 VPS_PROXY_IDLE_TIMEOUT_S = 60
 
 # --- trusted proxy (FORWARDED_ALLOW_IPS) ----------------------------------------------------------------
 # gunicorn/uvicorn apply X-Forwarded-For only when the TCP peer is in FORWARDED_ALLOW_IPS (default
-# loopback). Behind a proxy the peer is always the proxy, so without this every client shares ONE login
-# rate-limit bucket (5/minute for the whole world) and the logs show the proxy's address.
+# loopback). Behind a proxy the peer is always the proxy, so without this every client shares the proxy's
+# login limits (30 attempts/minute and 5 per username for the whole world) and the logs show its address.
 # Not `*` on ECS/VPS: uvicorn (0.54) with `*` takes the LEFTMOST X-Forwarded-For entry, and the ALB
 # APPENDS the client address to whatever the client sent, so a client sending its own header would get a
 # fresh rate-limit key per attempt. With a list, uvicorn walks right to left and stops at the first
@@ -172,6 +181,7 @@ class TuningInput:
     pool_size: int | None = None
     max_overflow: int | None = None
     pool_timeout_s: float | None = None
+    max_request_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES
     #: Names of the config keys behind each input, used in error messages.
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -213,6 +223,8 @@ class RuntimeTuning:
     connection_budget: int
     vcpu: float
     memory_mib: int
+    #: Largest request body the app (and Caddy on the VPS) accepts.
+    max_request_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES
 
     @property
     def replicas_during_deploy(self) -> int:
@@ -248,6 +260,7 @@ class RuntimeTuning:
             "DB_POOL_PRE_PING": "true" if self.pool_pre_ping else "false",
             "DB_CONNECT_TIMEOUT": str(self.connect_timeout_s),
             "READY_CHECK_TIMEOUT": _num(self.ready_check_timeout_s),
+            "MAX_REQUEST_BODY_BYTES": str(self.max_request_body_bytes),
         }
         if self.platform in FORWARDED_ALLOW_IPS:
             env["FORWARDED_ALLOW_IPS"] = FORWARDED_ALLOW_IPS[self.platform]
@@ -411,25 +424,31 @@ def tune(inp: TuningInput) -> RuntimeTuning:
         connection_budget=inp.db_budget,
         vcpu=inp.vcpu,
         memory_mib=inp.memory_mib,
+        max_request_body_bytes=inp.max_request_body_bytes,
     )
     if inp.platform == "ecs":
         # ECS drains (deregistration delay) BEFORE it sends SIGTERM, so in-flight requests finish during
         # the drain; SIGTERM then only has idle keep-alive connections to close within graceful_timeout.
         graceful = ECS_STOP_TIMEOUT_S - GRACEFUL_MARGIN_S
         dereg = min(MAX_DEREGISTRATION_DELAY_S, max(rt + DRAIN_MARGIN_S, graceful))
-        if rt + DRAIN_MARGIN_S > MAX_DEREGISTRATION_DELAY_S:
+        if rt > ECS_MAX_REQUEST_TIMEOUT_S:
             raise TuningError(
-                f"app.request_timeout_s: {rt} s requests would need a drain over "
-                f"{MAX_DEREGISTRATION_DELAY_S} s; "
-                "make long work asynchronous (a queue) or lower app.request_timeout_s"
+                f"app.request_timeout_s: {rt} s is above the maximum of {ECS_MAX_REQUEST_TIMEOUT_S} s on ECS "
+                f"(the drain before SIGTERM, request + {DRAIN_MARGIN_S} s, is capped at "
+                f"{MAX_DEREGISTRATION_DELAY_S} s so a deploy stays minutes, not hours); lower it to "
+                f"{ECS_MAX_REQUEST_TIMEOUT_S} or less, or make long work asynchronous (a queue)"
             )
+        # The ALB closes a connection that carried no byte for its idle timeout, so a request may not run
+        # longer than it: from request_timeout_s 56 (+ 5 s margin > the default 60 s) the idle timeout
+        # follows, and so does the keepalive (it must outlive the idle timeout, or the ALB gets 502s).
+        idle = max(ALB_IDLE_TIMEOUT_S, rt + DRAIN_MARGIN_S)
         tuning = RuntimeTuning(
             **common,
-            keepalive_s=ALB_IDLE_TIMEOUT_S + KEEPALIVE_MARGIN_S,
+            keepalive_s=idle + KEEPALIVE_MARGIN_S,
             graceful_timeout_s=graceful,
             pool_class="queue",
             stop_timeout_s=ECS_STOP_TIMEOUT_S,
-            lb_idle_timeout_s=ALB_IDLE_TIMEOUT_S,
+            lb_idle_timeout_s=idle,
             deregistration_delay_s=dereg,
             # ALB checks are ignored this long after a task starts: startPeriod + 3 intervals.
             health_check_grace_s=60,
@@ -511,6 +530,7 @@ def input_for(cfg: StackConfigType) -> TuningInput:
         pool_size=t.db_pool_size,
         max_overflow=t.db_max_overflow,
         pool_timeout_s=t.db_pool_timeout_s,
+        max_request_body_bytes=cfg.max_request_body_bytes,
     )
     if isinstance(cfg, EcsConfig):
         keys.update(size="app.ecs.cpu", memory="app.ecs.memory")

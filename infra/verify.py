@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from infra.ops import access
 from infra.ops.outputs import OutputsError, read_outputs, validate_outputs
 from infra.ops.rollout import (
     CloudRunRollout,
@@ -188,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="infra verify",
         description="After a deploy: wait until the platform reports the release stable, then smoke-test it.",
+        epilog=access.EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--stack", help="stack name (outputs read via `pulumi stack output` when the CLI exists)")
     p.add_argument("--outputs", metavar="FILE", help="stack outputs JSON file (`pulumi stack output --json`)")
@@ -228,17 +231,21 @@ def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print
         return 2
     out(f"outputs from {source}")
     ssh_user, ssh_port = _vps_login(args.stack, args.stacks_dir)
-    return run_verify(
-        outputs,
-        clients=clients,
-        timeout_s=args.timeout,
-        interval_s=args.interval,
-        smoke=not args.no_smoke,
-        ssh_user=args.ssh_user or ssh_user,
-        ssh_port=ssh_port,
-        ssh_identity=args.ssh_identity,
-        id_token=args.id_token,
-        out=out,
+    return access.unreachable_is_exit_3(
+        lambda: run_verify(
+            outputs,
+            clients=clients,
+            timeout_s=args.timeout,
+            interval_s=args.interval,
+            smoke=not args.no_smoke,
+            ssh_user=args.ssh_user or ssh_user,
+            ssh_port=ssh_port,
+            ssh_identity=args.ssh_identity,
+            id_token=args.id_token,
+            out=out,
+        ),
+        "infra verify",
+        f"stack {args.stack}" if args.stack else f"the stack in {source}",
     )
 
 

@@ -7,6 +7,7 @@ stack. The functions are the ones `infra plan` evaluates offline, so the CLI and
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -116,5 +117,18 @@ def build_policies() -> list[Any]:
     return policies
 
 
+def _unbuffered_stdout() -> None:
+    """Make the port line reach the engine at once, whatever the interpreter's buffering.
+
+    The SDK writes the gRPC port with ``sys.stdout.buffer.write`` and never flushes; with stdout a pipe
+    (as under the engine) it sits in the buffer, and the engine waits for it forever, unless the
+    interpreter happens to run unbuffered (``-u``/``PYTHONUNBUFFERED``). A raw, write-through stdout does
+    not depend on how the pack was launched.
+    """
+    raw = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115 - lives as stdout
+    sys.stdout = io.TextIOWrapper(raw, write_through=True)
+
+
 if __name__ == "__main__":  # the analyzer runs this file as __main__; importing it stays side-effect free
+    _unbuffered_stdout()
     PolicyPack(name="fastapi-deploy-production", policies=build_policies())

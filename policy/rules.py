@@ -13,8 +13,10 @@ env vs. the ALB idle timeout, the pool in the env vs. the autoscaling maximum...
 they check are read from the container environment the deployer injects (contract section 1), so the
 rules see exactly what the process will see — not what a config file intended.
 
-This module imports nothing outside the standard library: the policy pack must start fast and must
-not depend on the deployer's code to judge the deployer's output.
+This module imports nothing outside the standard library but the service/deployer contract
+(``app/contract.py``, itself standard library only): the policy pack must start fast and must not depend
+on the deployer's code to judge the deployer's output. A standalone copy of the pack (``policy/`` alone,
+without the project installed) uses ``policy/contract.py``, a byte-for-byte copy (tests/test_contract.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+try:  # the pack runs in the project's virtualenv (PulumiPolicy.yaml), where the service is installed
+    from app import contract
+except ImportError:  # a standalone copy of policy/: the contract's copy sits next to this file
+    import contract  # type: ignore[no-redef]
 
 Enforcement = Literal["mandatory", "advisory"]
 
@@ -76,12 +83,11 @@ MAX_WORKERS_PER_VCPU = 2
 
 SECRET_NAME_RE = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIALS?)", re.I)
 #: Env names that always carry credentials in this app (contract section 1).
-SECRET_ENV_NAMES = frozenset({"DATABASE_URL", "JWT_SECRET_KEY"})
+SECRET_ENV_NAMES = contract.CREDENTIAL_ENV_NAMES
 #: A URL with a password in its user-info part (`scheme://user:pass@host`).
-URL_WITH_PASSWORD_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.I)
+URL_WITH_PASSWORD_RE = contract.URL_WITH_PASSWORD
 #: Values that are references the platform or the Lambda handler resolves, not secrets themselves.
-#: Same grammar as infra/secrets.py SecretRef (`ssm:` takes a path OR a parameter ARN).
-REFERENCE_RE = re.compile(r"^(ssm:(/|arn:)|secretsmanager:|gcp:|arn:aws[a-z-]*:(ssm|secretsmanager):)")
+is_reference = contract.looks_like_reference
 
 #: AWS actions that only accept `Resource: "*"` (IAM has no resource-level permission for them).
 STAR_RESOURCE_ONLY_ACTIONS = frozenset(
@@ -286,7 +292,7 @@ def _cpu(value: Any) -> float | None:
 def _secret_env_problems(env: Mapping[str, str], where: str) -> list[str]:
     problems = []
     for key, value in sorted(env.items()):
-        if not value or REFERENCE_RE.match(value):
+        if not value or is_reference(value):
             continue
         if key in SECRET_ENV_NAMES or SECRET_NAME_RE.search(key) or URL_WITH_PASSWORD_RE.match(value):
             # Never echo the value: the message lands in CI logs and PR comments.
@@ -865,9 +871,10 @@ LOOPBACK_ONLY = frozenset({"127.0.0.1", "::1", "localhost"})
 def check_proxy_headers_trusted(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
     """Behind a load balancer/proxy, the app trusts the proxy's X-Forwarded-For (FORWARDED_ALLOW_IPS).
 
-    Without it the peer of every request is the proxy: all clients share one login rate-limit bucket
-    (5/minute for the whole world) and logs show the proxy's address. On ECS `*` is wrong too: uvicorn then
-    takes the LEFTMOST entry, which the client writes (the ALB appends its own observation to the right).
+    Without it the peer of every request is the proxy: all clients share the proxy's login limits
+    (30 attempts/minute, 5 per username, for the whole world) and logs show the proxy's address. On ECS
+    `*` is wrong too: uvicorn then takes the LEFTMOST entry, which the client writes (the ALB appends its
+    own observation to the right).
     """
     findings: list[tuple[str | None, str]] = []
     for rt in app_runtimes(resources):

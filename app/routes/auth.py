@@ -8,10 +8,24 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from app.db import SessionDep
-from app.schemas import LoginIn, TokenOut, UserOut
+from app.schemas import (
+    BODY_TOO_LARGE,
+    DB_UNAVAILABLE,
+    INVALID,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    UNREADABLE_BODY,
+    LoginIn,
+    TokenOut,
+    UserOut,
+)
 from app.security import current_username, issue_token, verify_password
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(
+    prefix="/api/auth",
+    tags=["auth"],
+    responses={**UNREADABLE_BODY, **BODY_TOO_LARGE, **INVALID, **UNAUTHORIZED},
+)
 log = logging.getLogger("app.auth")
 
 
@@ -22,23 +36,34 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/login", response_model=TokenOut)
+@router.post("/login", response_model=TokenOut, responses={**RATE_LIMITED, **DB_UNAVAILABLE})
 async def login(body: LoginIn, request: Request, session: SessionDep) -> TokenOut:
     from app import queries  # SQLAlchemy and the models, on first use (see app.queries)
 
     limiter = request.app.state.resources.login_limiter
-    # Counted per client and per account: per-IP alone lets a botnet spray one account, per-account alone
-    # lets one client spray many accounts. Counted before the password check so guessing costs an attempt.
-    decision = await limiter.hit(f"login:ip:{client_ip(request)}", f"login:user:{body.username.lower()}")
+    # Counted before the password check, so guessing costs an attempt whatever its outcome. The limits are per
+    # (address, username), per address, and on FAILED checks per username across addresses; an account at
+    # its failure ceiling stays open to the addresses it was logged in from (app/ratelimit.py).
+    decision = await limiter.check(client_ip(request), body.username)
     if not decision.allowed:
-        log.warning("login rate limited", extra={"username": body.username, "degraded": decision.degraded})
+        log.warning(
+            "login rate limited",
+            extra={"username": body.username, "limits": decision.refused_by, "degraded": decision.degraded},
+        )
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             "too many login attempts, retry later",
             headers={"Retry-After": str(decision.retry_after)},
         )
-    user = await queries.find_user(session, body.username)
-    ok = await verify_password(body.password, user.password_hash if user else None)
+    ok: bool | None = None  # None: no verdict (an error before or inside the check)
+    try:
+        user = await queries.find_user(session, body.username)
+        ok = await verify_password(body.password, user.password_hash if user else None)
+    finally:
+        # Only a wrong password keeps its reservation on the per-username failure counter: a database
+        # outage must not push the owner's account to its ceiling.
+        if ok is not False:
+            await limiter.settle(decision, succeeded=bool(ok))
     if not ok:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from app.observability import metrics_payload
 from app.schema import schema_problem
+from app.schemas import ReadyOut
 
 router = APIRouter(tags=["ops"])
 #: /metrics, included only when METRICS_ENABLED (app.main).
@@ -30,6 +32,13 @@ async def health() -> dict[str, str]:
 # garbage-collected, and capped so a long outage cannot pile up connections, one per probe.
 _abandoned: set[asyncio.Task[object]] = set()
 _MAX_ABANDONED = 4
+# userinfo in any URL an exception message might quote (redis-py and asyncpg quote host:port, not URLs,
+# but a driver that did would put the password in the log)
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _redact(detail: str) -> str:
+    return _URL_CREDENTIALS.sub("***@", detail)
 
 
 async def _check(name: str, probe: Callable[[], Awaitable[object]], limit_s: float) -> tuple[str, str | None]:
@@ -47,14 +56,18 @@ async def _check(name: str, probe: Callable[[], Awaitable[object]], limit_s: flo
         return name, f"timed out after {limit_s}s"
     exc = task.exception()
     if exc is not None:
-        return name, f"{type(exc).__name__}: {str(exc)[:200]}"
+        return name, _redact(f"{type(exc).__name__}: {str(exc)[:200]}")
     return name, None
 
 
-@router.get("/ready")
+@router.get("/ready", responses={200: {"model": ReadyOut}, 503: {"model": ReadyOut}})
 async def ready(request: Request) -> JSONResponse:
     """Readiness: PostgreSQL and Redis answer (concurrently, each under READY_CHECK_TIMEOUT), and the
     database schema is one this release can serve (:mod:`app.schema`).
+
+    The answer is public (the platform probes it, but so can anyone who reaches the port): it names the
+    failed dependency and nothing else. Why it failed (exception text with host and port, the timeout,
+    the revision) goes to the log line ``not ready``.
 
     A hung dependency (SIGSTOPped server, black-holed packets) must not hang the probe: the platform's own
     probe timeout would then mark the task unhealthy for the wrong reason and without saying which
@@ -91,21 +104,21 @@ async def ready(request: Request) -> JSONResponse:
 
     start = time.perf_counter()
     results = await asyncio.gather(_check("postgres", pg, timeout), _check("redis", redis, timeout))
-    checks = {name: ("ok" if err is None else err) for name, err in results}
-    failed = [name for name, err in results if err is not None]
+    reasons = {name: err for name, err in results if err is not None}
     if db_versions:  # PostgreSQL answered: is its schema one this code can serve?
         problem = schema_problem(db_versions[0])
-        checks["schema"] = problem or "ok"
         if problem:
-            failed.append("schema")
+            reasons["schema"] = problem
+    names = [name for name, _ in results] + (["schema"] if db_versions else [])
+    failed = [name for name in names if name in reasons]
     body = {
         "status": "ok" if not failed else "unavailable",
-        "checks": checks,
+        "checks": {name: ("failed" if name in reasons else "ok") for name in names},
         "failed": failed,
         "duration_ms": round((time.perf_counter() - start) * 1000, 1),
     }
     if failed:
-        log.warning("not ready", extra={"failed": failed, "checks": checks})
+        log.warning("not ready", extra={"failed": failed, "reasons": reasons})
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)
 

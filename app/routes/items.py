@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
 from app.db import SessionDep
-from app.schemas import CategoryIn, CategoryOut, ItemIn, ItemOut, ReviewIn, ReviewOut
+from app.schemas import (
+    BODY_TOO_LARGE,
+    CONFLICT,
+    DB_UNAVAILABLE,
+    INT32_MAX,
+    INVALID,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    UNREADABLE_BODY,
+    CategoryIn,
+    CategoryOut,
+    ItemIn,
+    ItemOut,
+    ReviewIn,
+    ReviewOut,
+)
 from app.security import current_username
 
 if TYPE_CHECKING:
@@ -15,9 +30,15 @@ if TYPE_CHECKING:
 
     from app.models import Category, Item, Review
 
-router = APIRouter(prefix="/api", tags=["items"])
+router = APIRouter(
+    prefix="/api",
+    tags=["items"],
+    responses={**UNREADABLE_BODY, **BODY_TOO_LARGE, **INVALID, **DB_UNAVAILABLE},
+)
 Session = SessionDep
 User = Annotated[str, Depends(current_username)]
+# Bounded to the INTEGER columns they are compared with: a larger number is a 422, not an asyncpg error.
+ItemId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 
 
 @router.get("/categories", response_model=list[CategoryOut])
@@ -27,22 +48,27 @@ async def list_categories(session: Session) -> list[Category]:
     return await queries.list_categories(session)
 
 
-@router.post("/categories", response_model=CategoryOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/categories",
+    response_model=CategoryOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**UNAUTHORIZED, **CONFLICT},
+)
 async def create_category(body: CategoryIn, session: Session, _user: User) -> Category:
     from app import queries
 
     cat = await queries.create_category(session, body.name)
     if cat is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"category {body.name!r} already exists")
+        raise HTTPException(status.HTTP_409_CONFLICT, "a category with this name already exists")
     return cat
 
 
 @router.get("/items", response_model=list[ItemOut])
 async def list_items(
     session: Session,
-    category_id: int | None = None,
+    category_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> list[Item]:
     from app import queries
 
@@ -58,24 +84,31 @@ async def _get_item(session: AsyncSession, item_id: int) -> Item:
     return item
 
 
-@router.get("/items/{item_id}", response_model=ItemOut)
-async def get_item(item_id: int, session: Session) -> Item:
+@router.get("/items/{item_id}", response_model=ItemOut, responses=NOT_FOUND)
+async def get_item(item_id: ItemId, session: Session) -> Item:
     return await _get_item(session, item_id)
 
 
-@router.post("/items", response_model=ItemOut, status_code=status.HTTP_201_CREATED)
+@router.post("/items", response_model=ItemOut, status_code=status.HTTP_201_CREATED, responses=UNAUTHORIZED)
 async def create_item(body: ItemIn, session: Session, _user: User) -> Item:
     from app import queries
 
     if not await queries.category_exists(session, body.category_id):
+        # The same shape as every other 422 (app.main's validation handler), so clients parse one format.
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"category_id {body.category_id} does not exist"
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["body", "category_id"], "msg": "category does not exist", "type": "not_found"}],
         )
     return await _get_item(session, await queries.insert_item(session, body.model_dump()))
 
 
-@router.post("/items/{item_id}/reviews", response_model=ReviewOut, status_code=status.HTTP_201_CREATED)
-async def create_review(item_id: int, body: ReviewIn, session: Session, _user: User) -> Review:
+@router.post(
+    "/items/{item_id}/reviews",
+    response_model=ReviewOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**UNAUTHORIZED, **NOT_FOUND},
+)
+async def create_review(item_id: ItemId, body: ReviewIn, session: Session, _user: User) -> Review:
     from app import queries
 
     if not await queries.item_exists(session, item_id):

@@ -8,13 +8,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-COMMON = ("target", "url", "image", "health_path", "ready_path")
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "ecs": ("region", "cluster_name", "service_name", "log_group", "target_group_arn", "load_balancer_dns"),
-    "cloudrun": ("project", "region", "service_name", "revision", "service_account"),
-    "lambda": ("region", "function_name", "function_arn", "log_group"),
-    "vps": ("host", "container_name", "domain"),
-}
+from app import contract
+
+COMMON = contract.COMMON_OUTPUTS
+REQUIRED = contract.TARGET_OUTPUTS
 
 
 class OutputsError(Exception):
@@ -75,7 +72,7 @@ def validate_outputs(outputs: dict[str, Any], source: str) -> str:
     for key in ("health_path", "ready_path"):
         if not str(outputs[key]).startswith("/"):
             raise OutputsError(f"{source}: output `{key}` must start with '/', got {outputs[key]!r}")
-    secret_like = [k for k, v in outputs.items() if isinstance(v, str) and v == "[secret]"]
+    secret_like = [k for k, v in outputs.items() if isinstance(v, str) and v == contract.SECRET_MASK]
     needed_secret = [k for k in secret_like if k in (*COMMON, *REQUIRED[target])]
     if needed_secret:
         raise OutputsError(f"{source}: outputs {needed_secret} are secret; verify needs them in plain text")

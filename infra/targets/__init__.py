@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from app import contract
+
 if TYPE_CHECKING:
     import pulumi
 
@@ -39,14 +41,9 @@ TARGET_MODULES: dict[str, str] = {
     "vps": "infra.targets.vps",
 }
 
-#: Output keys every target must export (contract section 2).
-COMMON_OUTPUTS = ("target", "url", "image", "health_path", "ready_path")
-TARGET_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "ecs": ("region", "cluster_name", "service_name", "log_group", "target_group_arn", "load_balancer_dns"),
-    "cloudrun": ("project", "region", "service_name", "revision", "service_account"),
-    "lambda": ("region", "function_name", "function_arn", "alias_name", "log_group"),
-    "vps": ("host", "container_name", "domain"),
-}
+#: Output keys every target must export (app/contract.py, read back by `infra verify`).
+COMMON_OUTPUTS = contract.COMMON_OUTPUTS
+TARGET_OUTPUTS = contract.TARGET_OUTPUTS
 
 
 class TargetNotAvailable(RuntimeError):

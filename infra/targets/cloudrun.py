@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import CloudRunConfig, StackConfigType
+from infra.config import CloudRunConfig, ConfigError, StackConfigType
 from infra.image import Registry
 from infra.secrets import gcp_secret_id
 from infra.targets import DeployContext, RegistryContext
@@ -119,7 +119,7 @@ def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
     assert isinstance(cfg, CloudRunConfig)
     if tuning.graceful_timeout_s >= CLOUDRUN_SIGTERM_GRACE_S:
         # A drain longer than the grace ends in SIGKILL mid-request.
-        raise ValueError(
+        raise ConfigError(
             f"GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below Cloud Run's "
             f"{CLOUDRUN_SIGTERM_GRACE_S}s SIGTERM grace"
         )

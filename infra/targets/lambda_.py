@@ -32,7 +32,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import LambdaConfig, LambdaVpc, StackConfigType
+from infra.config import ConfigError, LambdaConfig, LambdaVpc, StackConfigType
 from infra.secrets import aws_read_policy_statements, lambda_reference_env
 from infra.targets import DeployContext
 from infra.tuning import RuntimeTuning, container_environment
@@ -101,10 +101,10 @@ def function_env(config: LambdaConfig, tuning: RuntimeTuning) -> dict[str, str]:
     env.update(lambda_reference_env(config.secret_refs()))
     clash = sorted(set(env) & RESERVED_ENV)
     if clash:
-        raise ValueError(f"app.env: {clash} are reserved by the Lambda runtime; rename them")
+        raise ConfigError(f"app.env: {clash} are reserved by the Lambda runtime; rename them")
     size = sum(len(k) + len(v) for k, v in env.items())
     if size > ENV_MAX_BYTES:
-        raise ValueError(
+        raise ConfigError(
             f"app.env: the function's environment is {size} bytes; Lambda allows {ENV_MAX_BYTES} in total "
             "(move large values into SSM/Secrets Manager and reference them in app.secrets)"
         )
@@ -116,7 +116,7 @@ def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
     assert isinstance(cfg, LambdaConfig)
     function_env(cfg, tuning)
     if tuning.pool_class != "null" or tuning.workers != 1:
-        raise ValueError("Lambda tuning must be one worker with DB_POOL_CLASS=null (one request at a time)")
+        raise ConfigError("Lambda tuning must be one worker with DB_POOL_CLASS=null (one request at a time)")
 
 
 def vpc_statements(vpc: LambdaVpc, account: str, region: str, partition: str = "aws") -> list[dict[str, Any]]:

@@ -49,11 +49,16 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from infra.config import StackConfigType, VpsConfig
+from infra.config import ConfigError, StackConfigType, VpsConfig
 from infra.image import ImageResult
 from infra.secrets import SecretRef
 from infra.targets import DeployContext
-from infra.tuning import METRICS_PATHS, RuntimeTuning, container_environment
+from infra.tuning import (
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
+    METRICS_PATHS,
+    RuntimeTuning,
+    container_environment,
+)
 
 COMPONENT_TYPE = "fastapi-deploy:vps:VpsService"
 
@@ -110,7 +115,7 @@ def read_secret(
 
         project = ref.project or gcp_project
         if not project:
-            raise ValueError(f"{ref}: no project in the reference and no gcp:project in the stack config")
+            raise ConfigError(f"{ref}: no project in the reference and no gcp:project in the stack config")
         value = gcp.secretmanager.get_secret_version_access_output(
             secret=ref.name, project=project, version=ref.version or "latest", opts=opts
         ).secret_data
@@ -118,8 +123,15 @@ def read_secret(
 
 
 # ----------------------------------------------------------------------------------------- caddy
-def render_caddyfile(domain: str, port: int, upstream_keepalive_s: int, acme_email: str | None) -> str:
-    """The Caddyfile: TLS for ``domain``, proxy to every container answering to the ``app`` alias."""
+def render_caddyfile(
+    domain: str,
+    port: int,
+    upstream_keepalive_s: int,
+    acme_email: str | None,
+    max_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES,
+) -> str:
+    """The Caddyfile: TLS for ``domain``, proxy to every container answering to the ``app`` alias,
+    refusing request bodies over ``max_body_bytes`` (413) before they reach the app."""
     global_opts = [
         "\t# no admin API: nothing on the host or network can reconfigure the proxy",
         "\tadmin off",
@@ -134,6 +146,10 @@ def render_caddyfile(domain: str, port: int, upstream_keepalive_s: int, acme_ema
             "",
             f"{domain} {{",
             "\tencode zstd gzip",
+            "\t# the app's own MAX_REQUEST_BODY_BYTES (app.max_request_body_bytes): refused at the edge too",
+            "\trequest_body {",
+            f"\t\tmax_size {max_body_bytes}",
+            "\t}",
             "\t# /metrics is for scrapers on the Docker network; from the internet Caddy answers 404 itself",
             f"\t@metrics path {' '.join(METRICS_PATHS)}",
             "\trespond @metrics 404",
@@ -240,9 +256,9 @@ def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
     """Checks run before anything is registered (also by the program, before the image)."""
     assert isinstance(cfg, VpsConfig)
     if tuning.container_health is None:
-        raise ValueError("VPS tuning must define container health timings")
+        raise ConfigError("VPS tuning must define container health timings")
     if tuning.graceful_timeout_s >= tuning.stop_timeout_s:
-        raise ValueError(
+        raise ConfigError(
             f"GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below the stop timeout "
             f"{tuning.stop_timeout_s}s, or `docker stop` kills requests mid-drain"
         )
@@ -414,7 +430,13 @@ class VpsService(pulumi.ComponentResource):
         )
         caddy_data = docker.Volume(f"{name}-caddy-data", opts=on_host)  # certificates survive a replace
         caddy_config = docker.Volume(f"{name}-caddy-config", opts=on_host)
-        caddyfile = render_caddyfile(domain, cfg.port, tuning.lb_idle_timeout_s or 60, vps.acme_email)
+        caddyfile = render_caddyfile(
+            domain,
+            cfg.port,
+            tuning.lb_idle_timeout_s or 60,
+            vps.acme_email,
+            max_body_bytes=tuning.max_request_body_bytes,
+        )
         self.proxy = docker.Container(
             f"{name}-caddy",
             image=caddy_image.image_id,

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis as redis_sync
 
@@ -113,5 +114,87 @@ def test_forwarded_for_from_the_trusted_proxy_identifies_clients(
     ]
     assert statuses == [401] * 7, statuses
     with redis_sync.Redis.from_url(redis_server.url) as r:
-        assert r.exists("rl:login:ip:203.0.113.6")
-        assert not r.exists("rl:login:ip:127.0.0.1")
+        assert r.exists("rl:login:addr:203.0.113.6")
+        assert not r.exists("rl:login:addr:127.0.0.1")
+
+
+def _client_at(address: str) -> httpx.Client:
+    """A client whose TCP connections come from `address` (127.0.0.0/8 is all loopback on Linux). The
+    server trusts X-Forwarded-For only from 127.0.0.1 (FORWARDED_ALLOW_IPS' default), so any other
+    loopback address is a direct, untrusted client."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=10)
+
+
+def test_hundred_failures_from_one_address_leave_the_owner_able_to_log_in_from_another(
+    server: Server, redis_server: RedisInstance
+) -> None:
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        r.flushdb()
+    with _client_at("127.0.0.2") as attacker:
+        responses = [
+            attacker.post(f"{server.url}/api/auth/login", json={"username": "carol", "password": "guess"})
+            for _ in range(100)
+        ]
+    assert [r.status_code for r in responses] == [401] * 5 + [429] * 95
+    assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in responses[5:])
+    # The 95 refused attempts guessed nothing, so they do not count toward the username's 100/hour ceiling.
+    with _client_at("127.0.0.3") as owner:
+        r = owner.post(f"{server.url}/api/auth/login", json={"username": "carol", "password": USER_PASSWORD})
+    assert r.status_code == 200, r.text
+
+
+def test_a_direct_client_cannot_get_a_fresh_bucket_with_x_forwarded_for(
+    server: Server, redis_server: RedisInstance
+) -> None:
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        r.flushdb()
+    with _client_at("127.0.0.2") as c:
+        statuses = [
+            c.post(
+                f"{server.url}/api/auth/login",
+                json={"username": "dave", "password": "guess"},
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},
+            ).status_code
+            for i in range(6)
+        ]
+    assert statuses == [401] * 5 + [429], statuses
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        keys = {k.decode() for k in r.keys("rl:login:*")}
+    assert "rl:login:addr_user:127.0.0.2|dave" in keys
+    assert not [k for k in keys if "198.51.100." in k], keys
+
+
+def test_username_failure_ceiling_holds_across_proxied_addresses(
+    pg: PostgresInstance, redis_server: RedisInstance, users: list[str]
+) -> None:
+    """A botnet behind the load balancer (X-Forwarded-For from the trusted 127.0.0.1), each address far below
+    5/minute, fills the username's failure ceiling (6/hour here; 2 workers, fresh connections); then new
+    addresses are refused while the owner's address still logs in."""
+    if redis_server.proc is None:
+        redis_server.start()
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        r.flushdb()
+    env = {
+        "DATABASE_URL": pg.url,
+        "REDIS_URL": redis_server.url,
+        "WEB_CONCURRENCY": "2",
+        "APP_ENV": "development",
+        "GUNICORN_GRACEFUL_TIMEOUT": "5",
+        "LOGIN_USER_FAILURE_LIMIT": "6/hour",
+    }
+    with gunicorn(dockerfile_cmd(), env, cwd=ROOT) as srv:
+
+        def login(address: str, password: str) -> httpx.Response:
+            return fresh_post(
+                f"{srv.url}/api/auth/login",
+                json={"username": "alice", "password": password},
+                headers={"X-Forwarded-For": address},
+            )
+
+        assert login("198.51.100.30", USER_PASSWORD).status_code == 200  # the owner, at home
+        statuses = [login(f"203.0.113.{i + 1}", "guess").status_code for i in range(6)]
+        assert statuses == [401] * 6
+        refused = login("203.0.113.99", USER_PASSWORD)
+        assert refused.status_code == 429
+        assert 60 < int(refused.headers["Retry-After"]) <= 3600
+        assert login("198.51.100.30", USER_PASSWORD).status_code == 200

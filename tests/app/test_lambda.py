@@ -350,3 +350,15 @@ def test_every_event_kind_is_served(
     settings = state.settings
     assert settings.db_pool_class == "null"
     assert type(state.resources.engine.sync_engine.pool).__name__ == "NullPool"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_an_oversized_body_gets_the_413_on_lambda_too(
+    kind: str, lambda_handler: Callable[[dict[str, Any]], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The event carries the whole body (up to the 6 MB payload); the app's limit still answers, in its shape.
+    monkeypatch.setenv("MAX_REQUEST_BODY_BYTES", "2048")
+    big = json.dumps({"username": "alice", "password": "x" * 4000})
+    resp = lambda_handler(KINDS[kind]("POST", "/api/auth/login", body=big))
+    assert resp["statusCode"] == 413, resp
+    assert _body(resp) == {"detail": "request body exceeds 2048 bytes"}

@@ -92,6 +92,25 @@ def test_sentry_drops_info_keeps_errors() -> None:
     assert sentry_before_send(err, {}) is err
 
 
+def test_sentry_events_carry_no_body_cookie_or_token() -> None:
+    event: Event = {
+        "level": "error",
+        "request": {
+            "url": "https://api.example.com/api/auth/login",
+            "data": {"username": "alice", "password": "hunter2-very-secret"},
+            "cookies": {"session": "abc"},
+            "headers": {"Authorization": "Bearer eyJ.secret.token", "User-Agent": "curl"},
+        },
+    }
+    out = sentry_before_send(event, {})
+    assert out is not None
+    text = repr(out)
+    assert "hunter2-very-secret" not in text
+    assert "eyJ.secret.token" not in text
+    assert "abc" not in text
+    assert out["request"]["headers"]["User-Agent"] == "curl"  # the rest stays useful
+
+
 def test_sentry_only_with_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, object]] = []
     monkeypatch.setattr(sentry_sdk, "init", lambda **kw: calls.append(kw))
@@ -101,6 +120,8 @@ def test_sentry_only_with_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
     assert init_sentry(s) is True
     assert calls[0]["traces_sample_rate"] == 0.1  # the default
     assert calls[0]["before_send"] is sentry_before_send
+    assert calls[0]["max_request_body_size"] == "never"  # the SDK never reads a body into an event
+    assert calls[0]["include_local_variables"] is False  # nor a frame's locals (a parsed password)
     assert calls[0]["dsn"] == "https://pub@o1.ingest.sentry.io/1"
     s2 = load_settings(
         database_url=PG,

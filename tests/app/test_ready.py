@@ -40,6 +40,22 @@ async def fclient(
     await app.state.resources.close()
 
 
+def _reasons(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
+    """The `reasons` of the last "not ready" log line: where /ready's details go instead of the response."""
+    records = [r for r in caplog.records if r.getMessage() == "not ready"]
+    assert records, "no 'not ready' log line"
+    return dict(records[-1].reasons)  # type: ignore[attr-defined]
+
+
+def _assert_names_only(body: dict[str, object], failed: list[str]) -> None:
+    """The public answer says which dependency failed and nothing else (no exception text, host, port)."""
+    assert body["failed"] == failed
+    checks = body["checks"]
+    assert isinstance(checks, dict)
+    assert set(checks.values()) <= {"ok", "failed"}, checks
+    assert [k for k, v in checks.items() if v == "failed"] == failed
+
+
 async def _timed_get(client: httpx.AsyncClient, path: str) -> tuple[httpx.Response, float]:
     start = time.perf_counter()
     r = await client.get(path)
@@ -73,7 +89,10 @@ def _freeze_backends(postmaster: int) -> list[int]:
 
 @pytest.mark.parametrize("open_connection", [False, True], ids=["new-connection", "pooled-connection"])
 async def test_ready_503_within_1s_when_postgres_hangs_then_recovers(
-    fclient: httpx.AsyncClient, fault_pg: PostgresInstance, open_connection: bool
+    fclient: httpx.AsyncClient,
+    fault_pg: PostgresInstance,
+    open_connection: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert (await fclient.get("/ready")).status_code == 200
     engine = fclient._transport.app.state.resources.engine  # type: ignore[attr-defined]
@@ -87,9 +106,9 @@ async def test_ready_503_within_1s_when_postgres_hangs_then_recovers(
             assert r.status_code == 503, r.text
             assert elapsed < 1.0, elapsed
             body = r.json()
-            assert body["failed"] == ["postgres"]
-            assert "timed out" in body["checks"]["postgres"]
+            _assert_names_only(body, ["postgres"])
             assert body["checks"]["redis"] == "ok"
+            assert "timed out" in _reasons(caplog)["postgres"]
         # Liveness is unaffected by the hang.
         r, elapsed = await _timed_get(fclient, "/health")
         assert r.status_code == 200
@@ -106,7 +125,7 @@ async def test_ready_503_within_1s_when_postgres_hangs_then_recovers(
 
 
 async def test_ready_503_when_postgres_stopped_then_recovers(
-    fclient: httpx.AsyncClient, fault_pg: PostgresInstance
+    fclient: httpx.AsyncClient, fault_pg: PostgresInstance, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert (await fclient.get("/ready")).status_code == 200
     fault_pg.stop()
@@ -114,7 +133,11 @@ async def test_ready_503_when_postgres_stopped_then_recovers(
         r, elapsed = await _timed_get(fclient, "/ready")
         assert r.status_code == 503
         assert elapsed < 1.0
-        assert r.json()["failed"] == ["postgres"]
+        _assert_names_only(r.json(), ["postgres"])
+        # The refused connection's text (host and port) is for the operator's log, not the public probe.
+        port = str(fault_pg.port)
+        assert port not in r.text
+        assert port in _reasons(caplog)["postgres"]
         # Requests needing the DB fail cleanly with 503 (not a 500 traceback) while it is down.
         items = await fclient.get("/api/items")
         assert items.status_code == 503
@@ -128,14 +151,16 @@ async def test_ready_503_when_postgres_stopped_then_recovers(
 
 
 async def test_ready_names_redis_when_it_is_down(
-    fclient: httpx.AsyncClient, redis_server: RedisInstance
+    fclient: httpx.AsyncClient, redis_server: RedisInstance, caplog: pytest.LogCaptureFixture
 ) -> None:
     redis_server.stop()
     try:
         r, elapsed = await _timed_get(fclient, "/ready")
         assert r.status_code == 503
         assert elapsed < 1.0
-        assert r.json()["failed"] == ["redis"]
+        _assert_names_only(r.json(), ["redis"])
+        assert str(redis_server.port) not in r.text
+        assert str(redis_server.port) in _reasons(caplog)["redis"]
     finally:
         redis_server.start()
     assert (await fclient.get("/ready")).status_code == 200
@@ -184,7 +209,10 @@ async def _set_versions(pg: PostgresInstance, *versions: str) -> None:
 
 
 async def test_ready_refuses_a_database_this_release_has_not_migrated(
-    fclient: httpx.AsyncClient, fault_pg: PostgresInstance, monkeypatch: pytest.MonkeyPatch
+    fclient: httpx.AsyncClient,
+    fault_pg: PostgresInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from app import schema
 
@@ -194,9 +222,9 @@ async def test_ready_refuses_a_database_this_release_has_not_migrated(
     r = await fclient.get("/ready")
     assert r.status_code == 503
     body = r.json()
-    assert body["failed"] == ["schema"]
+    _assert_names_only(body, ["schema"])
     assert body["checks"]["postgres"] == "ok"
-    assert body["checks"]["schema"] == (
+    assert _reasons(caplog)["schema"] == (
         "schema behind this release: database at 0001; this release needs 0002: run migrations"
     )
 
@@ -214,7 +242,9 @@ async def test_ready_accepts_a_database_a_newer_release_migrated_ahead(
         await _set_versions(fault_pg, "0001")
 
 
-async def test_ready_refuses_a_database_that_was_never_migrated(redis_server: RedisInstance) -> None:
+async def test_ready_refuses_a_database_that_was_never_migrated(
+    redis_server: RedisInstance, caplog: pytest.LogCaptureFixture
+) -> None:
     if redis_server.proc is None:
         redis_server.start()
     with postgres() as empty:  # no Alembic run: no alembic_version table
@@ -223,5 +253,5 @@ async def test_ready_refuses_a_database_that_was_never_migrated(redis_server: Re
             r = await c.get("/ready")
         await app.state.resources.close()
     assert r.status_code == 503
-    assert r.json()["failed"] == ["schema"]
-    assert r.json()["checks"]["schema"].startswith("database not migrated (no alembic_version table)")
+    _assert_names_only(r.json(), ["schema"])
+    assert _reasons(caplog)["schema"].startswith("database not migrated (no alembic_version table)")

@@ -45,9 +45,17 @@ def test_missing_database_url_is_named_with_fix(monkeypatch: pytest.MonkeyPatch)
         ("DB_POOL_SIZE", "lots", "DB_POOL_SIZE: Input should be a valid integer"),
         ("DB_POOL_SIZE", "0", "DB_POOL_SIZE: Input should be greater than or equal to 1"),
         ("DB_POOL_CLASS", "static", "DB_POOL_CLASS: Input should be 'queue' or 'null'"),
-        ("LOGIN_RATE_LIMIT", "five per minute", "LOGIN_RATE_LIMIT: 'five per minute' is not a rate"),
+        ("LOGIN_RATE_LIMIT", "five per minute", "LOGIN_RATE_LIMIT: is not a rate"),
+        ("LOGIN_ADDRESS_RATE_LIMIT", "30/min", "LOGIN_ADDRESS_RATE_LIMIT: is not a rate"),
+        ("LOGIN_USER_FAILURE_LIMIT", "0/hour", "LOGIN_USER_FAILURE_LIMIT: is not a rate"),
         ("DATABASE_URL", "postgresql://u:p@h/db", "DATABASE_URL: must use the asyncpg driver"),
         ("READY_CHECK_TIMEOUT", "2", "READY_CHECK_TIMEOUT: Input should be less than or equal to 0.9"),
+        ("MAX_REQUEST_BODY_BYTES", "1MB", "MAX_REQUEST_BODY_BYTES: Input should be a valid integer"),
+        (
+            "MAX_REQUEST_BODY_BYTES",
+            "100",
+            "MAX_REQUEST_BODY_BYTES: Input should be greater than or equal to 1024",
+        ),
         # The Redis client is created on first use, so a bad port is caught here, at start.
         ("REDIS_URL", "redis://:hunter2@cache:63790a/0", "REDIS_URL: has an invalid port"),
         ("REDIS_URL", "redis://cache:99999/0", "REDIS_URL: has an invalid port"),
@@ -124,7 +132,10 @@ def test_contract_env_vars_reach_the_engine(monkeypatch: pytest.MonkeyPatch) -> 
         "DB_POOL_PRE_PING": "false",
         "DB_CONNECT_TIMEOUT": "1.5",
         "LOGIN_RATE_LIMIT": "10/hour",
+        "LOGIN_ADDRESS_RATE_LIMIT": "40/hour",
+        "LOGIN_USER_FAILURE_LIMIT": "500/day",
         "READY_CHECK_TIMEOUT": "0.3",
+        "MAX_REQUEST_BODY_BYTES": "65536",
         "SENTRY_TRACES_SAMPLE_RATE": "0.25",
         "PORT": "8080",
     }
@@ -140,8 +151,48 @@ def test_contract_env_vars_reach_the_engine(monkeypatch: pytest.MonkeyPatch) -> 
     assert pool._recycle == 600
     assert pool._pre_ping is False
     assert s.login_rate == (10, 3600)
+    assert s.login_rates == ((10, 3600), (40, 3600), (500, 86400))
     assert (s.ready_check_timeout, s.sentry_traces_sample_rate, s.port) == (0.3, 0.25, 8080)
     assert s.db_connect_timeout == 1.5
+    assert s.max_request_body_bytes == 65536
+
+
+def test_login_limit_defaults_reach_the_limiter() -> None:
+    from app.main import Resources
+    from app.ratelimit import Rate
+
+    limiter = Resources.build(load_settings(database_url=PG, redis_url=RD)).login_limiter
+    assert limiter.rates == (Rate(5, 60), Rate(30, 60), Rate(100, 3600))
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        # A per-address rate below the per-(address, username) rate makes LOGIN_RATE_LIMIT meaningless.
+        (
+            {"LOGIN_ADDRESS_RATE_LIMIT": "4/minute"},
+            "LOGIN_ADDRESS_RATE_LIMIT: '4/minute' is a lower rate than LOGIN_RATE_LIMIT ('5/minute')",
+        ),
+        ({"LOGIN_RATE_LIMIT": "2/second", "LOGIN_ADDRESS_RATE_LIMIT": "100/minute"}, "is a lower rate"),
+        # A ceiling one address reaches in one window lets one attacker lock the owner out of new places.
+        (
+            {"LOGIN_USER_FAILURE_LIMIT": "3/hour"},
+            "LOGIN_USER_FAILURE_LIMIT: '3/hour' allows fewer failures than LOGIN_RATE_LIMIT ('5/minute')",
+        ),
+    ],
+)
+def test_incoherent_login_limits_are_named_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], needle: str
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SettingsError) as ei:
+        load_settings(database_url=PG, redis_url=RD)
+    msg = str(ei.value)
+    assert needle in msg
+    (line,) = [ln for ln in msg.splitlines() if "LOGIN_" in ln]
+    assert line.count(" -> ") == 1  # one fix, not the format hint as well
+    assert "-> set LOGIN_" in line
 
 
 def test_null_pool_for_lambda(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -159,7 +159,11 @@ def test_service_account_reads_exactly_the_referenced_secrets(prod: ProgramResul
 
 
 def test_one_grant_per_secret_even_when_two_vars_share_it() -> None:
-    shared = {"DATABASE_URL": "gcp:shared", "REDIS_URL": "gcp:shared/versions/2"}
+    shared = {
+        "DATABASE_URL": "gcp:shared",
+        "REDIS_URL": "gcp:shared/versions/2",
+        "JWT_SECRET_KEY": "gcp:shared/versions/3",
+    }
     result = run(STAGING, secrets=shared)
     assert len(result.by_type("gcp:secretmanager/secretIamMember:SecretIamMember")) == 1
 

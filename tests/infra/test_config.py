@@ -120,7 +120,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (ecs(health={"readiness_path": "ready"}), "app.health.readiness_path: 'ready' must start with '/'"),
     (ecs(health={"liveness_path": "/health?x=1"}), "app.health.liveness_path:"),
     (ecs(database={"max_connections": 10, "reserved_connections": 10}), "app.database: reserved_connections (10)"),
-    (ecs(secrets={"DATABASE_URL": "vault:kv/db"}), "app.secrets.DATABASE_URL: 'vault:kv/db': unknown scheme"),
+    (ecs(secrets={"DATABASE_URL": "vault:kv/db"}), "app.secrets.DATABASE_URL: 'vault:…' (11 chars): unknown scheme 'vault'"),
     (ecs(secrets={"DATABASE_URL": "ssm:relative/path"}), "app.secrets.DATABASE_URL:"),
     (ecs(secrets={"database_url": "ssm:/p/db"}), "not a valid env var name"),
     (ecs(secrets={"DATABASE_URL": "gcp:db"}), "app.secrets.DATABASE_URL: scheme gcp: is not supported on target ecs"),
@@ -143,14 +143,14 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (ecs(ecs={"memroy": 2048}), "app.ecs.memroy: unknown key"),
     (ecs(image={"build": {"platform": "linux/arm64"}}), "app.image.build.platform: ECS tasks here run X86_64"),
     (cloudrun(cloudrun={"region": "europe-west1"}), "app.cloudrun.project: required"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 3}), "app.cloudrun.cpu: 3.0 is not a Cloud Run cpu"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 1, "memory": "8Gi"}), "app.cloudrun.memory: 8192 MiB"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.5}), "app.cloudrun.concurrency: cpu 0.5"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 3}), "app.cloudrun.cpu: 3.0 is not a Cloud Run cpu"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 1, "memory": "8Gi"}), "app.cloudrun.memory: 8192 MiB"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 0.5}), "app.cloudrun.concurrency: cpu 0.5"),
     # cloud.google.com/run/docs/configuring/cpu: what the Admin API refuses, caught before `pulumi up`.
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.5, "concurrency": 1, "cpu_always_allocated": True}), "app.cloudrun.cpu_always_allocated: cpu 0.5 (< 1)"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 0.25, "concurrency": 1, "memory": "1Gi"}), "app.cloudrun.memory: 1024 MiB is above 512 MiB allowed with cpu 0.25"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 4, "memory": "1Gi"}), "app.cloudrun.memory: cpu 4.0 needs at least 2048 MiB"),
-    (cloudrun(cloudrun={"project": "p1", "region": "r", "memory": "lots"}), "app.cloudrun.memory:"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 0.5, "concurrency": 1, "cpu_always_allocated": True}), "app.cloudrun.cpu_always_allocated: cpu 0.5 (< 1)"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 0.25, "concurrency": 1, "memory": "1Gi"}), "app.cloudrun.memory: 1024 MiB is above 512 MiB allowed with cpu 0.25"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 4, "memory": "1Gi"}), "app.cloudrun.memory: cpu 4.0 needs at least 2048 MiB"),
+    (cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "memory": "lots"}), "app.cloudrun.memory:"),
     (cloudrun(secrets={"DATABASE_URL": "ssm:/db"}), "app.secrets.DATABASE_URL: scheme ssm: is not supported on target cloudrun"),
     (cloudrun(request_timeout_s=4000), "app.request_timeout_s:"),
     (lam(**{"lambda": {"memory_mb": 64}}), "app.lambda.memory_mb:"),
@@ -160,6 +160,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (lam(**{"lambda": {"reserved_concurrency": 5, "provisioned_concurrency": 10}}), "app.lambda: provisioned_concurrency (10)"),
     (lam(**{"lambda": {"architecture": "arm64"}}), "app.lambda.architecture: arm64 needs image.build.platform linux/arm64"),
     (lam(scaling={"min": 1, "max": 2}), "app.scaling: unknown key"),
+    (lam(max_request_body_bytes=6 * 1024 * 1024 + 1), "app.max_request_body_bytes: 6291457 exceeds what Lambda accepts: a synchronous invocation payload is at most 6291456 bytes (6 MB)"),
+    (ecs(max_request_body_bytes=100), "app.max_request_body_bytes: Input should be greater than or equal to 1024"),
+    (ecs(max_request_body_bytes=2 * 1024**3), "app.max_request_body_bytes: Input should be less than or equal to 1073741824"),
+    (ecs(env={"MAX_REQUEST_BODY_BYTES": "10"}), "MAX_REQUEST_BODY_BYTES is computed by the deployer"),
     (vps(domain=None), "app.domain: required for target vps"),
     (vps(scaling={"min": 1, "max": 3}), "app.scaling: a VPS runs one app container"),
     (vps(vps={"host": "bad host!"}), "app.vps.host:"),
@@ -189,7 +193,7 @@ def test_cloudrun_project_and_region_fall_back_to_provider_keys() -> None:
 
 
 def test_memory_strings_are_normalised_to_mib() -> None:
-    cfg = parse(cloudrun(cloudrun={"project": "p1", "region": "r", "cpu": 2, "memory": "2Gi"}))
+    cfg = parse(cloudrun(cloudrun={"project": "p1", "region": "europe-west1", "cpu": 2, "memory": "2Gi"}))
     assert cfg.cloudrun.memory == 2048  # type: ignore[union-attr]
     cfg = parse(vps(vps={"host": "h", "memory": "1536Mi"}))
     assert cfg.vps.memory == 1536  # type: ignore[union-attr]
@@ -211,7 +215,7 @@ def test_secure_values_are_placeholders_offline(tmp_path: Path) -> None:
         ("stack.yaml", "config: {}", "stack files are named Pulumi.<stack>.yaml"),
         ("Pulumi.a.yaml", "config: {}", "missing the fastapi-deploy:app object"),
         ("Pulumi.b.yaml", "config: {fastapi-deploy:app: [1]}", "expected a mapping"),
-        ("Pulumi.c.yaml", "config: [", "cannot read"),
+        ("Pulumi.c.yaml", "config: [", "not valid YAML at line"),
     ],
 )
 def test_bad_stack_files(tmp_path: Path, name: str, text: str, fragment: str) -> None:

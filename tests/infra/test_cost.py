@@ -123,3 +123,86 @@ def test_json_shape_matches_the_plan_contract() -> None:
     assert all(set(x) == {"resource", "monthly", "basis"} for x in doc["lines"])
     assert doc["assumptions"]["prices_as_of"] == PRICES.as_of
     assert doc["assumptions"]["requests_per_month"] == Assumptions().requests_per_month
+
+
+# --- prices by region --------------------------------------------------------------------------------
+def test_every_region_has_a_read_date_sources_and_only_known_keys() -> None:
+    doc = yaml.safe_load(Path(cost.PRICES_PATH).read_text())
+    assert {"us-east-1", "eu-west-1"} <= set(doc["regions"]["aws"])
+    assert {"us-central1", "europe-west1"} <= set(doc["regions"]["gcp"])
+    for provider, entries in doc["regions"].items():
+        for region, entry in entries.items():
+            assert entry["read"], (provider, region)
+            assert entry["sources"], region
+            assert all(s.startswith("https://") for s in entry["sources"]), region
+            assert entry["note"], region
+            for key, price in (entry.get("prices") or {}).items():
+                assert key in doc[provider], (region, key)
+                assert price["price"] > 0, (region, key)
+                assert price["source"].startswith("https://"), (region, key)
+                assert price["evidence"], (region, key)  # where the regional figure was actually seen
+
+
+def test_a_region_entry_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
+    doc = yaml.safe_load(Path(cost.PRICES_PATH).read_text())
+    doc["regions"]["aws"]["eu-west-1"]["same_as_base"].append("fargate_typo")
+    path = tmp_path / "prices.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ValueError, match="fargate_typo"):
+        load_prices(path)
+
+
+def test_regional_prices_replace_the_base_figures_they_have() -> None:
+    graph = ecs_graph(nats=1)
+    east = estimate(graph, provider="aws", region="us-east-1")
+    west = estimate(graph, provider="aws", region="eu-west-1")
+    west_prices = PRICES.for_region("aws", "eu-west-1")
+    assert west_prices("aws", "alb_hour") != PRICES("aws", "alb_hour")
+    assert f"${west_prices('aws', 'alb_hour'):.4g}" in line(west, "LoadBalancer").basis
+    assert line(west, "LoadBalancer").monthly > line(east, "LoadBalancer").monthly
+    assert west.monthly_total != east.monthly_total
+    doc = west.as_dict()
+    assert doc["region"] == doc["price_region"] == "eu-west-1"
+    assert doc["fallback_from"] is None
+    assert doc["price_read"]
+    assert doc["price_sources"]
+    # Figures not found for eu-west-1 are listed (only those this estimate used), never silently reused.
+    assert "fargate_vcpu_hour_x86" in doc["price_fallback_keys"]
+    assert "lambda_gb_second_x86" not in doc["price_fallback_keys"]
+    assert "alb_hour" not in doc["price_fallback_keys"]
+    assert "documented fallback" in doc["price_note"]
+
+
+def test_an_unknown_region_falls_back_to_the_base_region_and_says_so() -> None:
+    graph = ecs_graph()
+    moon = estimate(graph, provider="aws", region="xx-moon-1")
+    east = estimate(graph, provider="aws", region="us-east-1")
+    assert moon.monthly_total == east.monthly_total
+    doc = moon.as_dict()
+    assert doc["region"] == "xx-moon-1"
+    assert doc["price_region"] == "us-east-1"
+    assert doc["fallback_from"] == "xx-moon-1"
+    assert "no price table for aws region xx-moon-1" in doc["price_note"]
+    assert "us-east-1 prices (fallback)" in doc["price_note"]
+    assert east.as_dict()["fallback_from"] is None
+
+
+def test_europe_west1_is_tier_1_and_prices_cloud_run_like_us_central1() -> None:
+    template = {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "512Mi"}}}]}
+    graph = [res("gcp:cloudrunv2/service:Service", "api-run", template=template)]
+    eu = estimate(graph, provider="gcp", region="europe-west1")
+    us = estimate(graph, provider="gcp", region="us-central1")
+    assert line(eu, "Service").monthly == pytest.approx(line(us, "Service").monthly)
+    doc = eu.as_dict()
+    assert doc["price_region"] == "europe-west1"
+    assert "run_vcpu_second" not in doc["price_fallback_keys"]  # confirmed equal (same tier)
+    assert "internet_egress_gb" in doc["price_fallback_keys"]  # not found: said so
+
+
+def test_vps_is_not_region_priced() -> None:
+    doc = estimate(
+        [res("docker:index/container:Container", "api")], provider="vps", region="eu-central-1"
+    ).as_dict()
+    assert doc["price_region"] is None
+    assert doc["fallback_from"] is None
+    assert "flat VPS price" in doc["price_note"]

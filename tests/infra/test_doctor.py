@@ -110,6 +110,8 @@ def ecs_app(image: str, cert_arn: str | None, **over: Any) -> dict[str, Any]:
             "DATABASE_URL": "secretsmanager:prod/items-api/db:url",
             "JWT_SECRET_KEY": "ssm:/prod/items-api/jwt",
         },
+        # The service refuses to start without REDIS_URL; a password-less URL may be a plain value.
+        "env": {"REDIS_URL": "redis://cache.internal:6379/0"},
         "domain": "api.example.com",
         "ecs": {"cpu": 1024, "memory": 2048, "certificate_arn": cert_arn},
     }
@@ -160,6 +162,7 @@ def test_missing_secrets_are_blocking_with_create_commands(aws, tmp_path: Path) 
         "REDIS_URL": "ssm:/prod/items-api/redis",
         "SENTRY_DSN": "secretsmanager:prod/items-api/sentry",
     }
+    app.pop("env")
     stacks = write_stack(tmp_path, "prod-ecs", app, {"aws:region": REGION})
     rc, text = run(stacks, "prod-ecs")
     assert rc == 1
@@ -339,7 +342,7 @@ def test_default_max_connections_is_a_warning_with_the_psql_command(aws, tmp_pat
 
 
 def test_invalid_config_and_missing_stack_are_usage_errors(tmp_path: Path, capsys) -> None:
-    stacks = write_stack(tmp_path, "bad", {"target": "ecs", "name": "x"}, {})
+    stacks = write_stack(tmp_path, "bad", {"target": "ecs", "name": "x"}, {"aws:region": REGION})
     assert cli(["--stack", "bad", "--stacks-dir", str(stacks)]) == 2
     assert "app.image: required" in capsys.readouterr().err
     assert cli(["--stack", "nope", "--stacks-dir", str(stacks)]) == 2
@@ -349,11 +352,31 @@ def test_invalid_config_and_missing_stack_are_usage_errors(tmp_path: Path, capsy
 # ------------------------------------------------------------------------------------------------- VPS
 
 
+#: What the service refuses to start without, stored in (moto's) Parameter Store by put_service_secrets().
+VPS_SECRETS = {
+    "DATABASE_URL": "ssm:/prod/vps/database-url",
+    "REDIS_URL": "ssm:/prod/vps/redis-url",
+    "JWT_SECRET_KEY": "ssm:/prod/vps/jwt",
+}
+
+
+def put_service_secrets() -> None:
+    ssm = boto3.client("ssm", region_name=REGION)
+    for name, value in (
+        ("/prod/vps/database-url", "postgresql+asyncpg://u:p@db:5432/items"),
+        ("/prod/vps/redis-url", "redis://cache:6379/0"),
+        ("/prod/vps/jwt", "j" * 48),
+    ):
+        ssm.put_parameter(Name=name, Type="SecureString", Value=value, Overwrite=True)
+
+
 def vps_app(image: str) -> dict[str, Any]:
+    put_service_secrets()
     return {
         "target": "vps",
         "name": "items-api",
         "image": {"digest": image},
+        "secrets": dict(VPS_SECRETS),
         "database": {"max_connections": 100, "reserved_connections": 10},
         "domain": "api.example.net",
         "vps": {"host": "203.0.113.10", "ssh_user": "deploy", "ssh_port": 2222, "cpus": 2, "memory": "2Gi"},
@@ -484,15 +507,15 @@ def oci_registry() -> Iterator[str]:
 
 
 def test_non_ecr_image_checked_over_the_oci_distribution_api(
-    tmp_path: Path, monkeypatch, oci_registry
+    aws, tmp_path: Path, monkeypatch, oci_registry
 ) -> None:
     bindir = tmp_path / "bin"
     fake_executable(bindir, "ssh", stdout="27.1.1\n")
     monkeypatch.setenv("PATH", path_with(bindir))
     present = f"{oci_registry}/acme/api@sha256:" + "e" * 64
     missing = f"{oci_registry}/acme/api@sha256:" + "f" * 64
-    stacks = write_stack(tmp_path, "ok", vps_app(present), {})
-    write_stack(tmp_path, "missing", vps_app(missing), {})
+    stacks = write_stack(tmp_path, "ok", vps_app(present), {"aws:region": REGION})
+    write_stack(tmp_path, "missing", vps_app(missing), {"aws:region": REGION})
     rc, text = run(stacks, "ok")
     assert rc == 0, text
     assert f"exists in {oci_registry}/acme/api" in text
@@ -595,6 +618,7 @@ def test_console_script_dispatch_and_json_output(aws, tmp_path: Path, capsys) ->
     image, arn = good_account()
     app = ecs_app(image, arn)
     app["secrets"]["REDIS_URL"] = "ssm:/prod/items-api/missing"
+    app.pop("env")
     stacks = write_stack(tmp_path, "prod-ecs", app, {"aws:region": REGION})
     capsys.readouterr()
     assert main(["doctor", "--stack", "prod-ecs", "--stacks-dir", str(stacks), "--json"]) == 1

@@ -290,9 +290,13 @@ def test_no_wildcard_resources_and_no_managed_policies(prod: ProgramResult) -> N
     ]
 
 
-def test_no_secrets_policy_without_secrets() -> None:
-    result = run(secrets={}, secret_kms_key_arns=[], **{"lambda": {"vpc": None}})
-    assert [r.name for r in result.by_type("aws:iam/rolePolicy:RolePolicy")] == [f"{COMPONENT}-logs-policy"]
+def test_secrets_policy_reads_only_the_stores_in_use() -> None:
+    # The service needs DATABASE_URL, REDIS_URL and JWT_SECRET_KEY, so a Lambda always reads secrets; with
+    # only Parameter Store references and no customer key, the policy grants nothing else.
+    only_ssm = {"DATABASE_URL": "ssm:/p/db", "REDIS_URL": "ssm:/p/redis", "JWT_SECRET_KEY": "ssm:/p/jwt"}
+    result = run(secrets=only_ssm, secret_kms_key_arns=[], **{"lambda": {"vpc": None}})
+    statements = policy(result, "-secrets-policy")["Statement"]
+    assert [s["Sid"] for s in statements] == ["ReadParameters"]
     assert "vpcConfig" not in fn_inputs(result)
 
 

@@ -347,3 +347,49 @@ def test_a_plan_lists_every_parent_before_its_children(plans: dict[str, plan_mod
         for r in p.resources:
             assert r["parent"] not in urns or r["parent"] in seen, (name, r["urn"])
             seen.add(r["urn"])
+
+
+# --- prices by region --------------------------------------------------------------------------------
+def test_staging_ecs_is_priced_with_eu_west_1_prices(
+    plans: dict[str, plan_mod.StackPlan], tmp_path: Path
+) -> None:
+    staging = plans["staging-ecs"]
+    assert staging.cost["region"] == staging.cost["price_region"] == "eu-west-1"
+    assert staging.cost["fallback_from"] is None
+
+    def to_us_east_1(config: dict[str, Any]) -> None:
+        config["aws:region"] = "us-east-1"
+
+    east = plan_mod.plan_stack(write_stack(tmp_path, "staging-ecs", to_us_east_1))
+    assert east.error is None, east.error
+    assert east.cost["price_region"] == "us-east-1"
+    # Same resources, different regional prices: a different total.
+    assert [r["urn"] for r in east.resources] == [r["urn"] for r in staging.resources]
+    assert staging.cost["monthly_total"] != east.cost["monthly_total"]
+    text = io.StringIO()
+    plan_mod.render_text(staging, text)
+    assert "prices: eu-west-1 prices (read " in text.getvalue()
+
+
+def test_a_region_without_a_price_table_falls_back_and_the_plan_says_so(tmp_path: Path) -> None:
+    def to_sydney(config: dict[str, Any]) -> None:  # a real AWS region, but not in infra/prices.yaml
+        config["aws:region"] = "ap-southeast-2"
+
+    path = write_stack(tmp_path, "staging-ecs", to_sydney)
+    code, out, _ = run_cli("--stack", str(path), "--format", "json")
+    assert code == plan_mod.EXIT_OK
+    doc = json.loads(out)
+    assert doc["cost"]["fallback_from"] == "ap-southeast-2"
+    assert doc["cost"]["price_region"] == "us-east-1"
+    _code, out, _ = run_cli("--stack", str(path))
+    assert (
+        "NOTE: no price table for aws region ap-southeast-2; priced with us-east-1 prices (fallback)" in out
+    )
+
+
+def test_every_shipped_stack_says_whose_prices_it_used(plans: dict[str, plan_mod.StackPlan]) -> None:
+    expected = {"prod-ecs": "us-east-1", "staging-ecs": "eu-west-1", "prod-lambda": "us-east-1"}
+    expected |= {"prod-cloudrun": "europe-west1", "staging-cloudrun": "europe-west1", "prod-vps": None}
+    for name, region in expected.items():
+        assert plans[name].cost["price_region"] == region, name
+        assert plans[name].cost["fallback_from"] is None, name

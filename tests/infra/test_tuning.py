@@ -11,13 +11,20 @@ from typing import Any
 import pytest
 
 from infra import tuning as T
-from infra.config import parse
+from infra.config import parse as parse_with
 from infra.tuning import TuningError, TuningInput, container_environment, for_platform, tune
+
+
+def parse(data: dict[str, Any]) -> Any:
+    """A stack's app object with the provider region every AWS stack file sets."""
+    return parse_with(data, providers={"aws:region": "us-east-1", "gcp:region": "europe-west1"})
+
 
 CONTRACT_ENV = {
     "APP_ENV", "PORT", "WEB_CONCURRENCY", "GUNICORN_KEEPALIVE", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
     "GUNICORN_MAX_REQUESTS", "GUNICORN_MAX_REQUESTS_JITTER", "DB_POOL_CLASS", "DB_POOL_SIZE", "DB_MAX_OVERFLOW",
     "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_POOL_PRE_PING", "DB_CONNECT_TIMEOUT", "READY_CHECK_TIMEOUT",
+    "MAX_REQUEST_BODY_BYTES",
 }  # fmt: skip
 
 
@@ -165,7 +172,7 @@ def test_platform_numbers() -> None:
 
 
 def test_ecs_refuses_requests_longer_than_a_sane_drain() -> None:
-    with pytest.raises(TuningError, match=r"app\.request_timeout_s: 200 s requests"):
+    with pytest.raises(TuningError, match=r"app\.request_timeout_s: 200 s is above the maximum of 115 s"):
         tune(inp("ecs", request_timeout_s=200))
 
 
@@ -180,6 +187,18 @@ def test_env_has_exactly_the_contract_names() -> None:
     assert env["DB_POOL_PRE_PING"] == "true"
     assert env["READY_CHECK_TIMEOUT"] == "0.5"
     assert env["DB_POOL_TIMEOUT"] == "5"
+    assert env["MAX_REQUEST_BODY_BYTES"] == "1048576"  # 1 MiB unless the stack says otherwise
+
+
+@pytest.mark.parametrize("target", ["ecs", "cloudrun", "lambda", "vps"])
+def test_the_stack_body_limit_reaches_the_container_on_every_target(target: str) -> None:
+    from tests.infra.test_config import cloudrun, ecs, lam, vps
+
+    data = {"ecs": ecs, "cloudrun": cloudrun, "lambda": lam, "vps": vps}[target](
+        max_request_body_bytes=262144
+    )
+    cfg = parse(data, providers={"aws:region": "us-east-1"})
+    assert container_environment(cfg, for_platform(cfg))["MAX_REQUEST_BODY_BYTES"] == "262144"
 
 
 def test_container_environment_merges_user_env_cors_and_tuning() -> None:
@@ -247,8 +266,8 @@ def test_metrics_are_switched_off_where_no_private_scraper_can_reach_them(
     app = dict(raw[CONFIG_KEY])
     app.pop("env", None)
     providers = {k: v for k, v in raw.items() if k != CONFIG_KEY}
-    cfg = parse(app, stack=stack, providers=providers)
+    cfg = parse_with(app, stack=stack, providers=providers)
     assert container_environment(cfg, for_platform(cfg)).get("METRICS_ENABLED") == expected
     # An explicit choice in app.env is kept (e.g. a collector sidecar that scrapes localhost).
-    cfg = parse({**app, "env": {"METRICS_ENABLED": "true"}}, stack=stack, providers=providers)
+    cfg = parse_with({**app, "env": {"METRICS_ENABLED": "true"}}, stack=stack, providers=providers)
     assert container_environment(cfg, for_platform(cfg))["METRICS_ENABLED"] == "true"

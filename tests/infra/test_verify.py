@@ -760,3 +760,49 @@ def test_wait_is_bounded_and_shows_a_heartbeat_while_nothing_changes() -> None:
     assert sum(slept) == 65, "never sleeps past the deadline"
     assert [line.split("]")[0] for line in lines] == ["[    0s", "[   30s", "[   60s"]
     assert poller.polls == 8  # t = 0, 10, ..., 60, 65
+
+
+def test_verify_without_aws_credentials_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys) -> None:
+    """No traceback for the environment's problems (the CLI used to die in describe_services)."""
+    import boto3
+
+    from infra.verify import cli
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    outputs = {
+        "target": "ecs",
+        "url": "https://api.example.com",
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/api@sha256:" + "a" * 64,
+        "health_path": "/health",
+        "ready_path": "/ready",
+        "region": "us-east-1",
+        "cluster_name": "c",
+        "service_name": "s",
+        "log_group": "/ecs/api",
+        "target_group_arn": (
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api/0123456789abcdef"
+        ),
+        "load_balancer_dns": "api-123.us-east-1.elb.amazonaws.com",
+    }
+    import json
+
+    code = cli(["--outputs-json", json.dumps(outputs), "--timeout", "2", "--interval", "1", "--no-smoke"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "Traceback" not in err
+    assert "AWS: no usable credentials" in err
+
+
+def test_verify_and_doctor_document_their_exit_codes(capsys) -> None:
+    from infra import doctor, verify
+
+    for module in (verify, doctor):
+        assert module.cli(["--help"]) == 0
+        text = capsys.readouterr().out
+        assert "exit codes:" in text
+        assert "3  the run stopped early" in text

@@ -205,7 +205,11 @@ def test_secrets_read_at_deploy_time_stay_pulumi_secrets(prod: ProgramResult) ->
 
 def test_gcp_secret_and_registry_password_references() -> None:
     result = run(
-        secrets={"DATABASE_URL": "gcp:projects/items-vault/secrets/db-url/versions/4"},
+        secrets={
+            "DATABASE_URL": "gcp:projects/items-vault/secrets/db-url/versions/4",
+            "REDIS_URL": "ssm:/prod/items-api-vps/redis-url",
+            "JWT_SECRET_KEY": "ssm:/prod/items-api-vps/jwt-secret-key",
+        },
         vps={
             "registry": {
                 "server": "ghcr.io",
@@ -321,6 +325,17 @@ def test_caddyfile_is_accepted_by_caddy_and_answers_metrics_itself(
     proxy = handlers.index("reverse_proxy")
     assert blocked < proxy
     assert routes[proxy]["handle"][0]["dynamic_upstreams"]["name"] == "app"
+    # Bodies over the app's own limit are refused (413) by Caddy before anything is proxied: the same
+    # number the app gets as MAX_REQUEST_BODY_BYTES.
+    limit = handlers.index("request_body")
+    assert limit < proxy
+    assert routes[limit]["handle"][0]["max_size"] == int(app_env(prod)["MAX_REQUEST_BODY_BYTES"])
+
+
+def test_the_stack_body_limit_is_enforced_by_caddy_and_the_app_alike() -> None:
+    result = run(max_request_body_bytes=2_000_000)
+    assert "\t\tmax_size 2000000\n" in containers(result)["caddy"]["uploads"][0]["content"]
+    assert app_env(result)["MAX_REQUEST_BODY_BYTES"] == "2000000"
 
 
 def test_proxy_keepalive_is_below_the_servers(prod: ProgramResult) -> None:
@@ -458,6 +473,7 @@ def test_release_gate_script(tmp_path: Path, status: int, dies: bool, expected: 
 def test_caddyfile_is_stable_text() -> None:
     text = vps.render_caddyfile("api.example.net", 8000, 60, None)
     assert "email" not in text
+    assert "\t\tmax_size 1048576\n" in text  # the default body limit, 1 MiB
     assert text.count("{") == text.count("}")
     assert "admin off" in text
 

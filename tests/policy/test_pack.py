@@ -193,6 +193,8 @@ def test_engine_protocol_reports_what_the_offline_plan_reports(tmp_path: Path) -
 def test_the_pack_starts_like_the_cli_starts_it_and_answers_over_grpc() -> None:
     """`pulumi-analyzer-policy-python` runs `python -m pulumi.policy ENGINE PROGRAM` in the pack directory;
     the pack prints its gRPC port. Start it that way and talk to it as the engine does."""
+    import os
+    import select
     import subprocess
     import sys
 
@@ -200,14 +202,20 @@ def test_the_pack_starts_like_the_cli_starts_it_and_answers_over_grpc() -> None:
     from google.protobuf import empty_pb2
     from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
+    # Whatever the developer's shell exports: the engine does not promise an unbuffered interpreter, and a
+    # port line stuck in a pipe buffer hangs `pulumi preview` for ever.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     process = subprocess.Popen(
         [sys.executable, "-m", "pulumi.policy", "127.0.0.1:1", "."],
         cwd=PACK_DIR,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "the pack printed no port within 60 s (stdout buffered?)"
         port = process.stdout.readline().strip() if process.stdout else ""
         assert port.isdigit(), (
             port,
