@@ -27,6 +27,10 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
 # Owned by root, read-only for the app user: a compromised worker cannot rewrite the code it runs.
 COPY app/ ./app/
+# The service's own bytecode too (the venv's is compiled by UV_COMPILE_BYTECODE above): the runtime cannot
+# write __pycache__ (read-only tree, PYTHONDONTWRITEBYTECODE), so without this every Lambda cold start and
+# every worker boot compiled app/*.py again. checked-hash: valid whatever mtimes the image layers keep.
+RUN python -m compileall -q --invalidation-mode checked-hash app/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

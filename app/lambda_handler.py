@@ -6,6 +6,7 @@ the event shape: API Gateway HTTP API (v2), REST API (v1), ALB, and Function URL
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -18,6 +19,11 @@ from app.settings import load_settings
 
 log = logging.getLogger("app.lambda")
 _adapter: Mangum | None = None
+#: Provisioned concurrency (and SnapStart) run INIT - importing this module - before any request arrives
+#: (AWS_LAMBDA_INITIALIZATION_TYPE is set by Lambda). Then nobody waits for it: build everything there,
+#: database stack included, so no request pays for it. On demand, INIT and the first request are both in
+#: the caller's latency, and only what that request needs is loaded.
+_AHEAD_OF_TIME = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in {"provisioned-concurrency", "snap-start"}
 
 
 def build() -> Mangum:
@@ -27,7 +33,10 @@ def build() -> Mangum:
     # connections that can't be used concurrently and get cut while frozen. Default to no pool here.
     os.environ.setdefault("DB_POOL_CLASS", "null")
     settings = load_settings()
-    app = create_app(settings)
+    # On demand, SQLAlchemy, asyncpg, the ORM models and the engine are loaded by the first request that
+    # needs the database, not here: a cold start serving /health (or anything without the DB) does not pay
+    # for them (~0.3 s of CPU on the benchmark VM, BENCHMARKS.md §7).
+    app = create_app(settings, eager_db=_AHEAD_OF_TIME)
     log.info("cold start", extra={"resolved_secret_refs": resolved})
     # lifespan "off": Mangum would otherwise run startup+shutdown around EVERY invocation; our clients are
     # created in create_app and need no startup hook.
@@ -38,5 +47,30 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda handler."""
     global _adapter
     if _adapter is None:
-        _adapter = build()
+        return _cold_start(event, context)
     return _adapter(event, context)
+
+
+def _cold_start(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Build the app and serve the first event without garbage collection, then freeze what that allocated.
+
+    Building the app and the first request's lazy imports (the database stack) allocate ~10^5 long-lived
+    objects; the collector would scan them in gen-2 passes that find next to nothing to free (measured
+    ~0.05 s of CPU on a cold DB request, BENCHMARKS.md §7). gc.freeze() moves them out of the collector's
+    view for good, so warm invocations' collections do not rescan them either.
+    """
+    global _adapter
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _adapter = build()
+        return _adapter(event, context)
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+if _AHEAD_OF_TIME:
+    _adapter = build()
+    gc.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,18 +13,26 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.bodylimit import BodyLimitMiddleware
-from app.db import create_engine, create_sessionmaker
-from app.observability import RequestContextMiddleware, configure_logging, init_sentry
+from app.db import create_engine, create_sessionmaker, unavailable_errors
+from app.observability import (
+    ASGIApp,
+    Message,
+    Receive,
+    RequestContextMiddleware,
+    Scope,
+    Send,
+    configure_logging,
+    init_sentry,
+)
 from app.ratelimit import LoginLimiter, Rate
 from app.routes import auth, health, items
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 log = logging.getLogger("app")
 
@@ -67,12 +76,30 @@ class LazyRedis:
 
 @dataclass
 class Resources:
-    """Per-process clients. Creating them opens no connection, so this is cheap at import/cold start."""
+    """Per-process clients. Creating them opens no connection, so this is cheap at import/cold start.
 
-    engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
+    The engine and session factory are created on first use, like the Redis client: building the engine
+    imports SQLAlchemy's asyncpg dialect and asyncpg, which a Lambda cold start serving /health should not
+    pay. Servers build it at boot (create_app(eager_db=True)).
+    """
+
+    settings: Settings = field(repr=False)
     login_limiter: LoginLimiter
     lazy_redis: LazyRedis = field(repr=False)
+    _engine: AsyncEngine | None = field(default=None, repr=False)
+    _sessionmaker: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = create_engine(self.settings)
+        return self._engine
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        if self._sessionmaker is None:
+            self._sessionmaker = create_sessionmaker(self.engine)
+        return self._sessionmaker
 
     @property
     def redis(self) -> Redis:
@@ -80,14 +107,14 @@ class Resources:
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:
-        engine = create_engine(settings)
         redis = LazyRedis(settings)
         pair, address, user = (Rate(n, s) for n, s in settings.login_rates)
         limiter = LoginLimiter(redis, per_address_user=pair, per_address=address, per_user_failures=user)
-        return cls(engine, create_sessionmaker(engine), limiter, redis)
+        return cls(settings, limiter, redis)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
         await self.lazy_redis.aclose()
 
 
@@ -109,12 +136,53 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app from `settings` (default: the environment; raises SettingsError naming bad variables)."""
+class DatabaseUnavailableMiddleware:
+    """Answers 503 (via `_db_unavailable`) for the errors that mean the database is unreachable: SQLAlchemy's
+    OperationalError / InterfaceError / pool TimeoutError, and ConnectionError / TimeoutError.
+
+    What `app.add_exception_handler(sa_exc.OperationalError, ...)` did, placed where Starlette's exception
+    middleware sits (innermost, inside CORS and the request-id middleware), but without needing SQLAlchemy's
+    classes at start: a Lambda cold start serving /health never imports SQLAlchemy.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sender(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sender)
+        except Exception as exc:
+            if started or not isinstance(exc, (ConnectionError, TimeoutError, *unavailable_errors())):
+                raise
+            response = await _db_unavailable(Request(scope), exc)
+            await response(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, eager_db: bool = True) -> FastAPI:
+    """Build the app from `settings` (default: the environment; raises SettingsError naming bad variables).
+
+    ``eager_db=False`` (the Lambda handler) leaves SQLAlchemy, asyncpg and the engine to the first request
+    that needs the database; servers keep the default and pay it at boot, not on a user's request.
+    """
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     init_sentry(settings)
     resources = Resources.build(settings)
+    if eager_db:
+        # SQLAlchemy's ORM and the models, which the routes load on first use (app.queries), and the engine.
+        importlib.import_module("app.queries")
+        _ = resources.sessionmaker
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -137,12 +205,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(items.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(sa_exc.OperationalError, _db_unavailable)
-    app.add_exception_handler(sa_exc.InterfaceError, _db_unavailable)
-    app.add_exception_handler(sa_exc.TimeoutError, _db_unavailable)
-    app.add_exception_handler(ConnectionError, _db_unavailable)
-    app.add_exception_handler(TimeoutError, _db_unavailable)
-    # Innermost of ours: a 413 still gets CORS headers (a browser can read it) and a request id.
+    # DB outages -> 503: a middleware, not exception handlers keyed on SQLAlchemy's classes (see there).
+    # Added first = innermost, where exception handlers run.
+    app.add_middleware(DatabaseUnavailableMiddleware)
+    # Inside CORS and the request id: a 413 still gets CORS headers (a browser can read it) and a request id.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(
@@ -153,5 +219,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     # Added last = outermost: every response, including CORS preflights and errors, gets a request id.
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=settings.metrics_enabled)
     return app

@@ -7,6 +7,7 @@ memory stream, which costs throughput and breaks streaming/cancellation semantic
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -16,11 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
     from sentry_sdk.types import Event, Hint
 
 Scope = MutableMapping[str, Any]
@@ -40,13 +40,22 @@ _STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) |
     "color_message",  # uvicorn's ANSI-coloured duplicate of msg
 }
 
-REQUESTS = Counter("http_requests_total", "HTTP requests served", ["method", "route", "status"])
-LATENCY = Histogram(
-    "http_request_duration_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
+
+@functools.cache
+def http_metrics() -> tuple[Counter, Histogram]:
+    """The request counter and latency histogram, created (and prometheus-client imported) once, on first
+    use: with METRICS_ENABLED=false (Lambda, Cloud Run) nothing can scrape them, so nothing records them."""
+    from prometheus_client import Counter, Histogram
+
+    requests = Counter("http_requests_total", "HTTP requests served", ["method", "route", "status"])
+    latency = Histogram(
+        "http_request_duration_seconds",
+        "HTTP request latency",
+        ["method", "route"],
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    )
+    return requests, latency
+
 
 log = logging.getLogger("app")
 
@@ -209,7 +218,8 @@ def _metric_children(method: str, route: str, status: int) -> tuple[Any, Any]:
     key = (method, route, status)
     pair = _children.get(key)
     if pair is None:
-        pair = (REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route))
+        requests, latency = http_metrics()
+        pair = (requests.labels(method, route, str(status)), latency.labels(method, route))
         if len(_children) < _MAX_CACHED_CHILDREN:
             _children[key] = pair
     return pair
@@ -223,10 +233,12 @@ def _route_label(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    """Assigns/propagates X-Request-ID, logs one JSON access line and records metrics per HTTP request."""
+    """Assigns/propagates X-Request-ID, logs one JSON access line and records metrics per HTTP request
+    (``metrics=False``: no metrics, and prometheus-client is never imported)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: bool = True) -> None:
         self.app = app
+        self._metrics = http_metrics() if metrics else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -257,9 +269,10 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             route = _route_label(scope)
             method = scope.get("method", "")
-            counter, histogram = _metric_children(method, route, status)
-            counter.inc()
-            histogram.observe(elapsed)
+            if self._metrics is not None:
+                counter, histogram = _metric_children(method, route, status)
+                counter.inc()
+                histogram.observe(elapsed)
             access_log(rid, method, scope.get("path", ""), route, status, round(elapsed * 1000, 2))
             request_id_var.reset(token)
 
@@ -268,6 +281,8 @@ def metrics_payload() -> tuple[bytes, str]:
     """Exposition for /metrics. Under several gunicorn workers each worker writes its own mmap files in
     PROMETHEUS_MULTIPROC_DIR and the scrape aggregates them; otherwise a scrape would only see whichever
     worker happened to accept the connection (1/N of the traffic)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench import bench_plan, bench_throughput
+from bench import bench_coldstart, bench_plan, bench_throughput
 from bench import harness as h
 
 
@@ -68,29 +68,14 @@ def main() -> None:
         )
     d = _load("coldstart")
     if d:
-        print("\n## coldstart\n")
         print(
-            h.table(
-                d["rows"],
-                [
-                    "variant",
-                    "import_handler_ms",
-                    "import_handler_cpu_ms",
-                    "preimport_ms",
-                    "first_invoke_health_ms",
-                    "cold_total_ms",
-                    "cold_total_cpu_ms",
-                    "cpu_vs_lazy",
-                    "first_invoke_db_ms",
-                    "warm_invoke_health_ms",
-                    "warm_invoke_db_ms",
-                    "rss_mib",
-                ],
-            )
+            f"\n## coldstart ({d['samples']} samples; load average {d['loadavg'][0]} .. {d['loadavg'][-1]})\n"
         )
-        print(f"\nlazily skipped: {d['lazily_skipped_modules']}; imports {d['importtime']['total_ms']} ms\n")
-        print(h.table(d["importtime"]["top"], ["package", "self_ms", "share_pct"]))
-        print(h.table(d["importtime_boto3"]["top"], ["package", "self_ms", "share_pct"]))
+        print(h.table(d["rows"], bench_coldstart.COLUMNS))
+        print(h.table(d["rows"], bench_coldstart.CPU_COLUMNS))
+        for path, it in d["importtime"].items():
+            print(f"\nimport self time during a cold {path}: {it['total_ms']} ms\n")
+            print(h.table(it["top"], ["package", "self_ms", "share_pct"]))
     d = _load("footprint")
     if d:
         print(f"\n## footprint: {d['total_mib']} MiB, {d['distributions']} distributions\n")

@@ -6,11 +6,8 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import get_session
-from app.models import User
+from app.db import SessionDep
 from app.schemas import (
     BODY_TOO_LARGE,
     DB_UNAVAILABLE,
@@ -40,9 +37,9 @@ def client_ip(request: Request) -> str:
 
 
 @router.post("/login", response_model=TokenOut, responses={**RATE_LIMITED, **DB_UNAVAILABLE})
-async def login(
-    body: LoginIn, request: Request, session: Annotated[AsyncSession, Depends(get_session)]
-) -> TokenOut:
+async def login(body: LoginIn, request: Request, session: SessionDep) -> TokenOut:
+    from app import queries  # SQLAlchemy and the models, on first use (see app.queries)
+
     limiter = request.app.state.resources.login_limiter
     # Counted before the password check, so guessing costs an attempt whatever its outcome. The limits are per
     # (address, username), per address, and on FAILED checks per username across addresses; an account at
@@ -60,7 +57,7 @@ async def login(
         )
     ok: bool | None = None  # None: no verdict (an error before or inside the check)
     try:
-        user = (await session.scalars(select(User).where(User.username == body.username))).one_or_none()
+        user = await queries.find_user(session, body.username)
         ok = await verify_password(body.password, user.password_hash if user else None)
     finally:
         # Only a wrong password keeps its reservation on the per-username failure counter: a database

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from app.observability import metrics_payload
 from app.schema import schema_problem
@@ -74,12 +73,17 @@ async def ready(request: Request) -> JSONResponse:
     probe timeout would then mark the task unhealthy for the wrong reason and without saying which
     dependency failed.
     """
+    from sqlalchemy import text  # on first use, like the engine below (app.db)
+
     res = request.app.state.resources
     timeout = request.app.state.settings.ready_check_timeout
     db_versions: list[list[str] | None] = []
+    # The first use creates the engine (app.main.Resources: imports the asyncpg dialect), outside the timed
+    # probes for the same reason as the Redis client below.
+    engine = res.engine
 
     async def pg() -> None:
-        async with res.engine.connect() as conn:
+        async with engine.connect() as conn:
             present = (await conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL"))).scalar()
             rows = None
             if present:

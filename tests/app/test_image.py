@@ -175,3 +175,9 @@ def test_dockerignore_keeps_everything_but_the_service_out() -> None:
     assert set(lines[1:4]) == {"!pyproject.toml", "!uv.lock", "!app/"}
     copied = [args.split()[0] for name, args in final_stage() if name == "COPY" and "--from" not in args]
     assert copied == ["app/"]
+
+
+def test_the_image_ships_the_service_compiled() -> None:
+    # BENCHMARKS.md, cold start: without app/ bytecode every cold start compiles the service's modules.
+    runs = [args for name, args in final_stage() if name == "RUN"]
+    assert any("compileall" in r and "checked-hash" in r and r.rstrip().endswith("app/") for r in runs), runs

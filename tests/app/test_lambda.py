@@ -83,32 +83,187 @@ def test_server_modes_do_not_import_boto3() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_a_cold_start_serving_health_imports_neither_redis_nor_the_auth_libraries() -> None:
-    # redis-py, pwdlib/argon2 and PyJWT are imported on first use (login, /ready, a bearer token): a cold
-    # start serving anything else does not pay for them (BENCHMARKS.md, cold start).
-    code = """
-import json, sys
+#: What a Lambda cold start serving /health must not import (BENCHMARKS.md, cold start): the database stack
+#: (~0.5 s of CPU there), redis-py, the auth libraries, the AWS SDK (no secret reference to resolve), Sentry
+#: (no DSN) and prometheus-client (METRICS_ENABLED=false on Lambda).
+DEFERRED = (
+    "sqlalchemy",
+    "asyncpg",
+    "greenlet",
+    "app.models",
+    "app.queries",
+    "redis",
+    "pwdlib",
+    "argon2",
+    "jwt",
+    "boto3",
+    "botocore",
+    "sentry_sdk",
+    "prometheus_client",
+    "alembic",
+)
+
+# A fresh interpreter runs the handler (or, with APP_EAGER=1, the same app built as the servers build it:
+# create_app() with everything loaded at start) over a list of requests and prints the responses, and after
+# the first request, which of DEFERRED are loaded.
+_DRIVER = """
+import json, os, sys
 from types import SimpleNamespace
 from tests.app.lambda_events import http_api_v2
-import app.lambda_handler as lh
+
+if os.environ.get("APP_EAGER"):
+    from mangum import Mangum
+    from app.main import create_app
+    adapter = Mangum(create_app(), lifespan="off")
+    handler = lambda event, ctx: adapter(event, ctx)
+else:
+    from app.lambda_handler import handler
 ctx = SimpleNamespace(function_name="f", aws_request_id="r", get_remaining_time_in_millis=lambda: 10000)
-resp = lh.handler(http_api_v2("GET", "/health"), ctx)
-heavy = ("redis", "pwdlib", "argon2", "jwt", "boto3", "sentry_sdk")
-print(json.dumps({"status": resp["statusCode"], "loaded": [m for m in heavy if m in sys.modules]}))
+out, loaded, token = [], None, None
+requests, deferred = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for method, path, query, body, auth in requests:
+    event = http_api_v2(method, path, query, body)
+    if auth and token:
+        event["headers"]["authorization"] = "Bearer " + token
+    resp = handler(event, ctx)
+    payload = json.loads(resp["body"]) if resp.get("body") else None
+    if path == "/api/auth/login" and resp["statusCode"] == 200:
+        token, payload = payload.pop("access_token"), {**payload, "access_token": "<token>"}
+    if path == "/ready":
+        payload.pop("duration_ms")
+    headers = {k.lower(): v for k, v in (resp.get("headers") or {}).items()}
+    out.append([resp["statusCode"], payload, headers.get("retry-after")])
+    if loaded is None:
+        loaded = [m for m in deferred if m in sys.modules]
+print(json.dumps({"responses": out, "loaded_after_first": loaded}))
 """
-    env = {
+
+
+def _lambda_env(database_url: str, redis_url: str) -> dict[str, str]:
+    """The variables the deployer sets on the prod-lambda function that matter here (infra plan), with
+    the secret references already resolved."""
+    return {
         "PATH": "/usr/bin:/bin",
-        "APP_ENV": "production",
-        "DATABASE_URL": "postgresql+asyncpg://u:p@127.0.0.1:9/x",  # never connected for /health
-        "REDIS_URL": "redis://127.0.0.1:9/0",
-        "JWT_SECRET_KEY": "s3cr3t-" * 6,
         "PYTHONPATH": str(ROOT),
+        "APP_ENV": "production",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET_KEY": JWT,
+        "METRICS_ENABLED": "false",
+        "DB_POOL_CLASS": "null",
+        "CORS_ORIGINS": "https://app.example.com",
+        "LOG_LEVEL": "info",
     }
+
+
+def _drive(env: dict[str, str], requests: list[list[Any]]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _DRIVER, json.dumps(requests), json.dumps(DEFERRED)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_cold_start_serving_health_loads_none_of_the_deferred_modules() -> None:
+    # The database is never contacted for /health: a closed port proves it.
+    env = _lambda_env("postgresql+asyncpg://u:p@127.0.0.1:9/x", "redis://127.0.0.1:9/0")
+    result = _drive(env, [["GET", "/health", "", None, False]])
+    assert result["responses"] == [[200, {"status": "ok"}, None]]
+    assert result["loaded_after_first"] == []
+
+
+def test_servers_load_the_database_stack_at_boot_not_on_a_users_request() -> None:
+    # create_app() (gunicorn, uvicorn) pays SQLAlchemy, the ORM, the models and the engine at start.
+    code = (
+        "import sys; from app.main import create_app; app = create_app(); "
+        "print(all(m in sys.modules for m in ('sqlalchemy.orm', 'asyncpg', 'app.models', 'app.queries')), "
+        "app.state.resources._engine is not None)"
+    )
+    env = _lambda_env("postgresql+asyncpg://u:p@127.0.0.1:9/x", "redis://127.0.0.1:9/0")
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"status": 200, "loaded": []}
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_provisioned_concurrency_builds_everything_during_init() -> None:
+    # INIT runs before any request there: the database stack and the engine are loaded at import, so the
+    # first request pays nothing. On demand they wait for the first request that needs them.
+    code = (
+        "import sys, app.lambda_handler as lh; a = lh._adapter; "
+        "print(a is not None, a is not None and a.app.state.resources._engine is not None, "
+        "all(m in sys.modules for m in ('sqlalchemy.orm', 'asyncpg', 'app.models', 'app.queries')))"
+    )
+    env = _lambda_env("postgresql+asyncpg://u:p@127.0.0.1:9/x", "redis://127.0.0.1:9/0")
+    seen = {}
+    for init in ("provisioned-concurrency", "on-demand"):
+        env["AWS_LAMBDA_INITIALIZATION_TYPE"] = init
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen[init] = out.stdout.split()
+    assert seen == {
+        "provisioned-concurrency": ["True", "True", "True"],
+        "on-demand": ["False", "False", "False"],
+    }
+
+
+def test_lazy_lambda_cold_start_serves_exactly_what_the_eagerly_built_app_serves(
+    pg: PostgresInstance, redis_server: RedisInstance, users: list[str]
+) -> None:
+    """After a cold /health (nothing deferred loaded), the DB routes, auth and validation behave exactly as
+    in an app built with everything loaded at start (what the servers run)."""
+    if redis_server.proc is None:
+        redis_server.start()
+    login = json.dumps({"username": "bob", "password": USER_PASSWORD})
+    requests = [
+        ["GET", "/health", "", None, False],
+        ["GET", "/api/items", "limit=3", None, False],
+        ["GET", "/api/items", "limit=0", None, False],  # 422 from the query validation
+        ["GET", "/api/categories", "", None, False],
+        ["GET", "/api/items/987654", "", None, False],  # 404
+        ["GET", "/api/auth/me", "", None, False],  # 401 without a token
+        ["POST", "/api/auth/login", "", json.dumps({"username": "bob", "password": "wrong"}), False],  # 401
+        ["POST", "/api/auth/login", "", login, False],
+        ["GET", "/api/auth/me", "", None, True],
+        ["POST", "/api/categories", "", json.dumps({"name": "cat-1"}), False],  # 401 without a token
+        ["GET", "/ready", "", None, False],
+    ]
+    results = {}
+    for mode in ("lambda", "eager"):
+        with redis_sync.Redis.from_url(redis_server.url) as r:
+            r.flushdb()  # a fresh rate-limit window for each run
+        env = _lambda_env(pg.url, redis_server.url)
+        if mode == "eager":
+            env["APP_EAGER"] = "1"
+        results[mode] = _drive(env, requests)
+    lazy, eager = results["lambda"], results["eager"]
+    assert lazy["loaded_after_first"] == []
+    assert "sqlalchemy" in eager["loaded_after_first"]  # the comparison is against the eager load
+    assert lazy["responses"] == eager["responses"]
+    statuses = [r[0] for r in lazy["responses"]]
+    assert statuses == [200, 200, 422, 200, 404, 401, 401, 200, 200, 401, 200], lazy["responses"]
+    assert lazy["responses"][8][1] == {"username": "bob"}
+
+
+def test_database_unavailable_is_a_503_on_a_lazy_cold_start() -> None:
+    """The 503 mapping does not need SQLAlchemy loaded at start: the first DB request loads it, fails to
+    connect, and still answers 503 + Retry-After, not a 500."""
+    env = _lambda_env("postgresql+asyncpg://u:p@127.0.0.1:9/x", "redis://127.0.0.1:9/0")
+    env["DB_CONNECT_TIMEOUT"] = "1"
+    result = _drive(env, [["GET", "/api/items", "", None, False], ["GET", "/health", "", None, False]])
+    assert result["responses"] == [
+        [503, {"detail": "database unavailable"}, "5"],
+        [200, {"status": "ok"}, None],
+    ]
 
 
 @pytest.fixture
