@@ -546,22 +546,28 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     if args.diff is not None:
         return _cli_diff(args, paths, out, err)
 
+    plans = _plan_each(paths, args, err, out if args.format == "text" else None)
+    if args.format == "json":
+        doc: Any = plans[0].as_json() if args.stack != "all" else [p.as_json() for p in plans]
+        out.write(json.dumps(doc, indent=2, default=str) + "\n")
+    return _worst(plans)
+
+
+def _plan_each(paths: list[Path], args: Any, err: TextIO, text_out: TextIO | None) -> list[StackPlan]:
+    """Plan every stack file in turn: errors (and ``--timing``) to ``err``, the text plan to ``text_out``."""
     plans = []
     for path in paths:
         plan = plan_stack(path)
         plans.append(plan)
         if plan.error is not None:
             err.write(f"infra plan: {plan.error}\n")
-        if args.format == "text":
-            render_text(plan, out)
+        if text_out is not None:
+            render_text(plan, text_out)
             if len(paths) > 1:
-                out.write("\n" + "=" * 100 + "\n\n")
+                text_out.write("\n" + "=" * 100 + "\n\n")
         if args.timing:
             err.write(f"infra plan: {plan.stack} planned in {plan.seconds:.2f} s\n")
-    if args.format == "json":
-        doc: Any = plans[0].as_json() if args.stack != "all" else [p.as_json() for p in plans]
-        out.write(json.dumps(doc, indent=2, default=str) + "\n")
-    return _worst(plans)
+    return plans
 
 
 def _worst(plans: Iterable[StackPlan]) -> int:
@@ -578,14 +584,7 @@ def _cli_diff(args: Any, paths: list[Path], out: TextIO, err: TextIO) -> int:
     except plandiff.PreviousPlanError as exc:
         err.write(f"infra plan: --diff {exc}\n")
         return EXIT_INVALID
-    plans = []
-    for path in paths:
-        plan = plan_stack(path)
-        plans.append(plan)
-        if plan.error is not None:
-            err.write(f"infra plan: {plan.error}\n")
-        if args.timing:
-            err.write(f"infra plan: {plan.stack} planned in {plan.seconds:.2f} s\n")
+    plans = _plan_each(paths, args, err, None)
     current = [json.loads(json.dumps(p.as_json(), default=str)) for p in plans]
     doc = plandiff.diff_plans(previous, current, all_stacks=args.stack == "all", source=str(args.diff))
     if args.format == "json":
