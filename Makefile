@@ -51,7 +51,7 @@ lint: sync
 	$(UV) run hadolint Dockerfile
 
 typecheck: sync
-	$(UV) run mypy app infra policy
+	$(UV) run mypy app infra policy bench
 
 test: lint typecheck
 	$(UV) run pytest -q

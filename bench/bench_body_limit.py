@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import select
 import socket
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,15 +40,7 @@ SECRETS = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "SENTRY_DSN")
 
 def prod_ecs_environment() -> dict[str, str]:
     """The container environment of prod-ecs, from the deployer's machine-readable plan."""
-    out = subprocess.run(
-        [str(h.VENV_BIN / "infra"), "plan", "--stack", "prod-ecs", "--format", "json"],
-        cwd=h.REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    plan = json.loads(out.stdout)
+    plan = h.offline_plan("prod-ecs")
     (task,) = [r for r in plan["resources"] if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"]
     (container,) = json.loads(task["inputs"]["containerDefinitions"])
     env = {e["name"]: e["value"] for e in container["environment"]}
@@ -159,7 +150,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             "REDIS_URL": deps.env["REDIS_URL"],
             "JWT_SECRET_KEY": deps.env["JWT_SECRET_KEY"],
         }
-        configs = (("limit (prod-ecs)", {}), ("no limit (1 GiB)", {"MAX_REQUEST_BODY_BYTES": "1073741824"}))
+        configs: tuple[tuple[str, dict[str, str]], ...] = (
+            ("limit (prod-ecs)", {}),
+            ("no limit (1 GiB)", {"MAX_REQUEST_BODY_BYTES": "1073741824"}),
+        )
         for label, overrides in configs:
             for chunked in (True, False):
                 # a fresh server per row: freed memory is rarely returned to the OS, so a second round on

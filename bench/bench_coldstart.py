@@ -191,15 +191,7 @@ _SERVICE_WRAP = {
 
 def lambda_env(deps_env: dict[str, str], pg_url: str, redis_url: str) -> tuple[dict[str, str], list[str]]:
     """The prod-lambda function's environment from the offline plan, references replaced by local values."""
-    out = subprocess.run(
-        [str(h.VENV_BIN / "infra"), "plan", "--stack", "prod-lambda", "--format", "json"],
-        cwd=h.REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    plan = json.loads(out.stdout)
+    plan = h.offline_plan("prod-lambda")
     fns = [r for r in plan["resources"] if r["type"] == "aws:lambda/function:Function"]
     if len(fns) != 1:
         raise RuntimeError(f"expected one Lambda function in the prod-lambda plan, found {len(fns)}")

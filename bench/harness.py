@@ -291,6 +291,21 @@ class Server:
         self.stop(timeout=10)
 
 
+def offline_plan(stack: str) -> dict[str, Any]:
+    """``infra plan --stack STACK --format json``: the deployer's machine-readable plan (never hand-picked
+    values; benchmarks take the environment they run under from it)."""
+    out = subprocess.run(
+        [str(VENV_BIN / "infra"), "plan", "--stack", stack, "--format", "json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    plan: dict[str, Any] = json.loads(out.stdout)
+    return plan
+
+
 def uvicorn_cmd(app: str, port: int, *, factory: bool = False, workers: int = 1) -> list[str]:
     """Single-process uvicorn (uvloop + httptools, access log off as in production)."""
     cmd = [

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Query
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from app.models import Item
-from app.routes.items import _items_query
+from app.queries import _items_query
 from app.schemas import ItemOut
 
 engine = create_async_engine(
