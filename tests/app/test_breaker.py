@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -308,3 +309,41 @@ async def test_frozen_redis_login_stops_paying_the_socket_timeout_once_open(
                 os.kill(redis_server.proc.pid, signal.SIGCONT)
     finally:
         await app.state.resources.close()
+
+
+def test_gauge_spans_gunicorn_workers(fault_pg: PostgresInstance, redis_server: RedisInstance) -> None:
+    """Under gunicorn (2 workers, PROMETHEUS_MULTIPROC_DIR) the scrape shows the worst worker's breaker
+    (``livemax``), whichever worker answers /metrics."""
+    from devenv.run import dockerfile_cmd
+    from tests.app.conftest import ROOT
+    from tests.app.servers import fresh_get, gunicorn
+
+    if redis_server.proc is None:
+        redis_server.start()
+    env = {
+        "DATABASE_URL": fault_pg.url,
+        "REDIS_URL": redis_server.url,
+        "WEB_CONCURRENCY": "2",
+        "APP_ENV": "development",
+        "GUNICORN_GRACEFUL_TIMEOUT": "5",
+        "BREAKER_FAILURE_THRESHOLD": "2",
+        "BREAKER_OPEN_SECONDS": "30",
+    }
+
+    def gauge(url: str) -> dict[str, str]:
+        lines = fresh_get(f"{url}/metrics").text.splitlines()
+        found = (re.match(r'circuit_breaker_state\{dependency="(\w+)"\} (\S+)', line) for line in lines)
+        return {m.group(1): m.group(2) for m in found if m}
+
+    with gunicorn(dockerfile_cmd(), env, cwd=ROOT) as srv:
+        assert gauge(srv.url) == {"postgres": "0.0", "redis": "0.0"}
+        fault_pg.stop()
+        try:
+            with httpx.Client(timeout=10) as one_worker:  # one keep-alive connection: one worker
+                statuses = [one_worker.get(f"{srv.url}/api/items").status_code for _ in range(3)]
+                assert statuses == [503] * 3
+                assert one_worker.get(f"{srv.url}/ready").json()["breaker"]["postgres"] == "open"
+            for _ in range(3):  # fresh connections: any worker answers, all see the open breaker
+                assert gauge(srv.url)["postgres"] == "2.0"
+        finally:
+            fault_pg.start()
