@@ -8,8 +8,10 @@ start that serves /health never pays for them (BENCHMARKS.md §7). Servers load 
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
@@ -18,6 +20,14 @@ from app.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.orm import Session
+
+    from app.breaker import CircuitBreaker
+
+#: Key of the request's DbUse in the ASGI scope (set by app.main.DatabaseUnavailableMiddleware).
+DB_USE_SCOPE_KEY = "app.db_use"
+# Set in a session's .info once it obtained a connection (its first transaction began).
+_REACHED = "app.reached_db"
 
 
 def engine_kwargs(settings: Settings) -> dict[str, Any]:
@@ -63,10 +73,39 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(settings.database_url.get_secret_value(), **engine_kwargs(settings))
 
 
+@functools.cache
+def _tracked_session_class() -> type[Session]:
+    """A Session that notes in its .info when it got a connection: only such a request tells the circuit
+    breaker the database works (a 401 or 422 before any query says nothing about it)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    class TrackedSession(Session):
+        pass
+
+    @event.listens_for(TrackedSession, "after_begin")
+    def _reached(session: Session, transaction: object, connection: object) -> None:
+        session.info[_REACHED] = True
+
+    return TrackedSession
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=_tracked_session_class())
+
+
+@dataclass
+class DbUse:
+    """What one request did with the database, for the circuit breaker's verdict at its end."""
+
+    breaker: CircuitBreaker | None = None
+    probe: bool = False
+    session: AsyncSession | None = None
+
+    def reached(self) -> bool:
+        return self.session is not None and bool(self.session.info.get(_REACHED))
 
 
 def unavailable_errors() -> tuple[type[BaseException], ...]:
@@ -83,9 +122,24 @@ def unavailable_errors() -> tuple[type[BaseException], ...]:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """FastAPI dependency: one session per request, closed (connection returned to the pool) afterwards."""
-    maker: async_sessionmaker[AsyncSession] = request.app.state.resources.sessionmaker
+    """FastAPI dependency: one session per request, closed (connection returned to the pool) afterwards.
+
+    Asks the database's circuit breaker first: while it is open this raises CircuitOpenError (a 503 with
+    Retry-After, app.main) before any connection attempt. The request's outcome is reported to the breaker
+    by app.main.DatabaseUnavailableMiddleware.
+    """
+    resources = request.app.state.resources
+    use: DbUse | None = request.scope.get(DB_USE_SCOPE_KEY)
+    breaker: CircuitBreaker = resources.db_breaker
+    probe = breaker.acquire()
+    if use is not None:
+        use.breaker, use.probe = breaker, probe
+    else:  # no middleware to report the outcome (an app without it): never hold the probe slot
+        breaker.release(probe)
+    maker: async_sessionmaker[AsyncSession] = resources.sessionmaker
     async with maker() as session:
+        if use is not None:
+            use.session = session
         yield session
 
 

@@ -15,7 +15,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from app.bodylimit import BodyLimitMiddleware
-from app.db import create_engine, create_sessionmaker, unavailable_errors
+from app.breaker import CircuitBreaker, CircuitOpenError, State, prometheus_reporter
+from app.db import DB_USE_SCOPE_KEY, DbUse, create_engine, create_sessionmaker, unavailable_errors
 from app.observability import (
     ASGIApp,
     Message,
@@ -86,6 +87,10 @@ class Resources:
     settings: Settings = field(repr=False)
     login_limiter: LoginLimiter
     lazy_redis: LazyRedis = field(repr=False)
+    #: Per-process circuit breakers (app.breaker): get_session acquires db_breaker, the login limiter
+    #: redis_breaker.
+    db_breaker: CircuitBreaker
+    redis_breaker: CircuitBreaker
     _engine: AsyncEngine | None = field(default=None, repr=False)
     _sessionmaker: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
 
@@ -108,9 +113,22 @@ class Resources:
     @classmethod
     def build(cls, settings: Settings) -> Resources:
         redis = LazyRedis(settings)
+        # The gauge only where something can scrape it (prometheus-client stays unimported on Lambda).
+        report = prometheus_reporter() if settings.metrics_enabled else None
+        db_breaker, redis_breaker = (
+            CircuitBreaker(
+                name, settings.breaker_failure_threshold, settings.breaker_open_seconds, on_change=report
+            )
+            for name in ("postgres", "redis")
+        )
         pair, address, user = (Rate(n, s) for n, s in settings.login_rates)
-        limiter = LoginLimiter(redis, per_address_user=pair, per_address=address, per_user_failures=user)
-        return cls(settings, limiter, redis)
+        limiter = LoginLimiter(
+            redis, per_address_user=pair, per_address=address, per_user_failures=user, breaker=redis_breaker
+        )
+        return cls(settings, limiter, redis, db_breaker=db_breaker, redis_breaker=redis_breaker)
+
+    def breaker_states(self) -> dict[str, State]:
+        return {b.name: b.state for b in (self.db_breaker, self.redis_breaker)}
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -120,8 +138,15 @@ class Resources:
 
 async def _db_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # Pool exhausted / DB unreachable: a clean 503 the LB and clients understand, not a 500 with a traceback.
-    log.error("database unavailable", extra={"error": type(exc).__name__, "detail": str(exc)[:200]})
-    return JSONResponse({"detail": "database unavailable"}, status_code=503, headers={"Retry-After": "5"})
+    if isinstance(exc, CircuitOpenError):
+        # Refused without trying (breaker open): no log line per request - the breaker logs opening/closing.
+        retry_after = exc.retry_after
+    else:
+        log.error("database unavailable", extra={"error": type(exc).__name__, "detail": str(exc)[:200]})
+        retry_after = 5
+    return JSONResponse(
+        {"detail": "database unavailable"}, status_code=503, headers={"Retry-After": str(retry_after)}
+    )
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -138,7 +163,13 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 class DatabaseUnavailableMiddleware:
     """Answers 503 (via `_db_unavailable`) for the errors that mean the database is unreachable: SQLAlchemy's
-    OperationalError / InterfaceError / pool TimeoutError, and ConnectionError / TimeoutError.
+    OperationalError / InterfaceError / pool TimeoutError, ConnectionError / TimeoutError / OSError, and
+    CircuitOpenError (the breaker refused the request at once; Retry-After = until its next probe).
+
+    It also reports each request that took a session (app.db.get_session, which acquired the database's
+    circuit breaker) to the breaker: an unavailable error is a failure; a request that reached the database
+    (a transaction began) and ended without one is a success; anything else (no query made, cancelled, an
+    unrelated error) only frees the half-open probe slot.
 
     What `app.add_exception_handler(sa_exc.OperationalError, ...)` did, placed where Starlette's exception
     middleware sits (innermost, inside CORS and the request-id middleware), but without needing SQLAlchemy's
@@ -160,13 +191,31 @@ class DatabaseUnavailableMiddleware:
                 started = True
             await send(message)
 
+        use = DbUse()
+        scope[DB_USE_SCOPE_KEY] = use
+        outcome: bool | None = None  # True: the database answered; False: it failed
         try:
             await self.app(scope, receive, sender)
+            outcome = True if use.reached() else None
         except Exception as exc:
-            if started or not isinstance(exc, (ConnectionError, TimeoutError, *unavailable_errors())):
+            if isinstance(exc, CircuitOpenError):
+                pass
+            elif isinstance(exc, (OSError, TimeoutError, *unavailable_errors())):
+                outcome = False
+            else:
+                raise
+            if started:
                 raise
             response = await _db_unavailable(Request(scope), exc)
             await response(scope, receive, send)
+        finally:
+            if use.breaker is not None:
+                if outcome is True:
+                    use.breaker.success()
+                elif outcome is False:
+                    use.breaker.failure()
+                else:
+                    use.breaker.release(use.probe)
 
 
 def create_app(settings: Settings | None = None, *, eager_db: bool = True) -> FastAPI:

@@ -33,6 +33,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from app.breaker import CircuitBreaker, CircuitOpenError
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
@@ -87,7 +89,8 @@ if ARGV[1] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 return 1
 """
 
-# After a Redis failure, skip Redis for this long: each attempt would otherwise add a socket timeout.
+# Without a breaker passed in: after one Redis failure, skip Redis for this long (each attempt would
+# otherwise add a socket timeout). The service passes its Redis breaker (BREAKER_* settings).
 REDIS_RETRY_AFTER_S = 5.0
 _LOCAL_MAX_KEYS = 10_000
 
@@ -210,15 +213,17 @@ class LoginLimiter:
         *,
         known_address_ttl_s: int = KNOWN_ADDRESS_TTL_S,
         prefix: str = "rl:login",
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         """``redis`` returns the client; it is called on the first attempt, so redis-py is imported only
-        when someone actually logs in. None: per-process limits only."""
+        when someone actually logs in. None: per-process limits only. ``breaker``: skips Redis while open
+        (default: open after one failure, for REDIS_RETRY_AFTER_S)."""
         self._redis = redis
         self.rates: tuple[Rate, Rate, Rate] = (per_address_user, per_address, per_user_failures)
         self.known_address_ttl_s = known_address_ttl_s
         self.prefix = prefix
         self._local = _LocalCounters()
-        self._redis_down_until = 0.0
+        self.breaker = breaker or CircuitBreaker("redis", 1, REDIS_RETRY_AFTER_S)
         self._check_script: AsyncScript | None = None
         self._settle_script: AsyncScript | None = None
 
@@ -229,28 +234,37 @@ class LoginLimiter:
         return f"{p}:addr_user:{a}|{u}", f"{p}:addr:{a}", f"{p}:user_failures:{u}", f"{p}:known:{a}|{u}"
 
     async def _via_redis(self, call: Callable[[Redis], Awaitable[T]], now: float) -> T | None:
-        """Run `call` against Redis unless it is known to be down; None (and degraded for a while) when
-        it fails."""
-        if self._redis is None or now < self._redis_down_until:
+        """Run `call` against Redis unless its circuit breaker is open (or its half-open probe is out);
+        None (degraded) when skipped or when it fails."""
+        if self._redis is None:
             return None
+        try:
+            probe = self.breaker.acquire()
+        except CircuitOpenError:
+            return None  # known down: no socket timeout paid, per-process limits decide
         from redis.exceptions import RedisError
 
         try:
-            return await call(self._redis())
+            result = await call(self._redis())
         except (RedisError, OSError, TimeoutError, ValueError) as exc:
             # ValueError: the client is built on first use, and redis-py refuses some REDIS_URL options
             # only then (the port is checked at start). Degrade like an outage rather than fail logins.
-            self._redis_down_until = now + REDIS_RETRY_AFTER_S
+            self.breaker.failure()
             log.warning(
                 "rate limiter degraded: Redis unavailable, using per-process limits",
                 extra={
                     "error": type(exc).__name__,
                     # redis-py's URL errors name the option, never the URL (which may hold a password)
                     **({"detail": str(exc)[:200]} if isinstance(exc, ValueError) else {}),
-                    "retry_in_s": REDIS_RETRY_AFTER_S,
+                    "breaker": self.breaker.state.name,
                 },
             )
             return None
+        except BaseException:
+            self.breaker.release(probe)
+            raise
+        self.breaker.success()
+        return result
 
     async def check(self, address: str, username: str) -> LoginDecision:
         now = time.monotonic()

@@ -138,6 +138,7 @@ class ReadyOut(BaseModel):
     status: str
     checks: dict[str, str]
     failed: list[str]
+    breaker: dict[str, str]  # per dependency: closed, half_open or open (this worker process)
     duration_ms: float
 
 

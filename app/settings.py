@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     # Redis is on the hot path of login only; a dead Redis must cost milliseconds, not seconds.
     redis_socket_timeout: float = Field(0.25, gt=0, le=10)
 
+    # Circuit breakers around PostgreSQL and Redis, per worker process (app.breaker). After this many
+    # consecutive failures a dependency is skipped (DB routes: 503 + Retry-After at once; login: local
+    # limits) for BREAKER_OPEN_SECONDS, then one probe request decides. 5: one reset connection or a
+    # single slow query never trips it, and an outage costs a worker at most 5 timed-out requests.
+    breaker_failure_threshold: int = Field(5, ge=1, le=100)
+    # 2 s: a recovered database serves again within ~2 s, while an outage costs one probe per 2 s per
+    # worker (4 workers: 2 probes/s per replica) - no load worth mentioning on a database coming back.
+    breaker_open_seconds: float = Field(2.0, ge=0.1, le=60)
+
     jwt_secret_key: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_expire_minutes: int = Field(30, ge=1, le=24 * 60)

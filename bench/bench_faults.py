@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -289,22 +290,84 @@ def _pg_tree(pg: Any) -> list[int]:
     return [pid, *h.descendants(pid)]
 
 
-def db_outage(deps: appenv.Deps, quick: bool, mode: str) -> dict[str, Any]:
+def _breaker_events(log: Path | None, msg: str) -> dict[int, float]:
+    """pid -> epoch of the first "circuit breaker <msg>" line for postgres each worker logged."""
+    out: dict[int, float] = {}
+    if log is None:
+        return out
+    with contextlib.suppress(OSError):
+        for line in log.read_text(errors="replace").splitlines():
+            if f"circuit breaker {msg}" not in line:
+                continue
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                rec = json.loads(line)
+                if rec.get("dependency") == "postgres":
+                    out.setdefault(int(rec["pid"]), float(rec["ts"]))
+    return out
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, round(p / 100 * (len(v) - 1)))]
+
+
+def _breaker_figures(
+    res: lg.RunResult, log: Path | None, down_epoch: float, t_down: float, t_up: float
+) -> dict[str, Any]:
+    """The circuit breaker's effect on the DB route (app.breaker): from the moment every worker has
+    opened its breaker until PostgreSQL returns, how fast are the 503s (the breaker's refusals plus the
+    occasional half-open probe, which waits for a timeout)."""
+    opened = _breaker_events(log, "opened")
+    if not opened:
+        return {"opened_workers": 0}
+    t_open_all = t_down + (max(opened.values()) - down_epoch)
+    t_open_first = t_down + (min(opened.values()) - down_epoch)
+    once_open = [r for r in res.records["db"] if t_open_all <= r.t and r.t + r.lat < t_up]
+    fails = [r.lat for r in once_open if r.kind != "ok"]
+    return {
+        "opened_workers": len(opened),
+        "first_worker_open_after_down_s": round(t_open_first - t_down, 2),
+        "all_workers_open_after_down_s": round(t_open_all - t_down, 2),
+        "db_requests_once_open": len(once_open),
+        "db_503_once_open": sum(1 for r in once_open if r.status == 503),
+        "db_non_503_once_open": dict(Counter(f"{r.kind}:{r.status}" for r in once_open if r.status != 503)),
+        "db_fail_p50_once_open_ms": round((_pct(fails, 50) or 0) * 1000, 1),
+        "db_fail_p99_once_open_ms": round((_pct(fails, 99) or 0) * 1000, 1),
+        "db_fail_max_once_open_ms": round(max(fails, default=0) * 1000, 1),
+        "db_fail_over_1s_once_open": sum(1 for x in fails if x >= 1.0),
+        "closed_workers_after_up": len(_breaker_events(log, "closed")),
+    }
+
+
+def db_outage(
+    deps: appenv.Deps,
+    quick: bool,
+    mode: str,
+    env: dict[str, str] | None = None,
+    env_label: str = "bench env (bench/appenv.py)",
+) -> dict[str, Any]:
     """PostgreSQL down for `outage` seconds under load.
 
     mode "stop": pg_ctl stop -m fast (connections refused: the common restart/failover case).
     mode "hang": SIGSTOP postmaster and every backend (packets accepted, nothing answers: a network
     partition / frozen instance), the case that piles up hung requests without timeouts.
+    ``env``: the service's environment (default: the bench env); its WEB_CONCURRENCY sets the workers.
     """
     at = 2.0 if quick else 3.0
     outage = 5.0 if quick else 10.0
     tail = 5.0 if quick else 9.0
     client_timeout = 20.0
     pg = deps.pg
-    srv = appenv.gunicorn_server(deps.env, 2)
+    env = env or deps.env
+    workers = int(env.get("WEB_CONCURRENCY") or 2)
+    srv = appenv.gunicorn_server(env, workers)
     stopped: list[int] = []
+    box: dict[str, float] = {}
 
     def down() -> None:
+        box["down_epoch"] = time.time()
         if mode == "stop":
             pg.stop("fast")
         else:
@@ -333,7 +396,7 @@ def db_outage(deps: appenv.Deps, quick: bool, mode: str) -> dict[str, Any]:
     ]
     try:
         with srv:
-            srv.wait_workers(2)
+            srv.wait_workers(workers)
             res = lg.run(
                 srv.port,
                 streams,
@@ -358,6 +421,16 @@ def db_outage(deps: appenv.Deps, quick: bool, mode: str) -> dict[str, Any]:
     ready_ok_after = sorted(r.t + r.lat for r in res.records["ready"] if r.kind == "ok" and r.t >= t_up)
     data = {
         "mode": mode,
+        "env": env_label,
+        "workers": workers,
+        "breaker_env": {
+            k: env.get(k, "(default)") for k in ("BREAKER_FAILURE_THRESHOLD", "BREAKER_OPEN_SECONDS")
+        },
+        "timeouts_env": {
+            k: env.get(k, "(default)")
+            for k in ("DB_POOL_TIMEOUT", "DB_CONNECT_TIMEOUT", "DB_COMMAND_TIMEOUT")
+        },
+        "breaker": _breaker_figures(res, srv.log_path, box.get("down_epoch", 0.0), t_down, t_up),
         "outage_s": outage,
         "client_timeout_s": client_timeout,
         "db_down_at_s": t_down,
@@ -378,6 +451,7 @@ def db_outage(deps: appenv.Deps, quick: bool, mode: str) -> dict[str, Any]:
         "db_last_failure_after_up_s": round(max(bad_after) - t_up, 2) if bad_after else 0.0,
         "ready_first_ok_after_up_s": round(ready_ok_after[0] - t_up, 2) if ready_ok_after else None,
         "timeline": {s.name: res.timeline(s.name, 0.5) for s in streams},
+        "loadavg_after": h.loadavg(),
     }
     print(
         f"db_outage[{mode}]", {k: v for k, v in data.items() if k not in ("timeline", "streams")}, flush=True
@@ -429,7 +503,20 @@ def plot(crash_data: dict[str, Any] | None, outages: dict[str, Any]) -> list[str
     return paths
 
 
-SCENARIOS = ("graceful", "recycling", "crash", "db-stop", "db-hang")
+SCENARIOS = ("graceful", "recycling", "crash", "db-stop", "db-hang", "db-hang-deployed")
+
+
+def deployed_env(deps: appenv.Deps, stack: str = "prod-ecs") -> dict[str, str]:
+    """The container env the deployer computes for `stack` (bench.bench_deployed.deployer_env), pointed at
+    the bench's PostgreSQL/Redis and secret; what cannot run here (migrations on start) is left out."""
+    from bench.bench_deployed import NOT_DEPLOYABLE_HERE, deployer_env
+
+    env = {k: v for k, v in deployer_env(stack, h.REPO).items() if k not in NOT_DEPLOYABLE_HERE}
+    return {
+        **{k: v for k, v in deps.env.items() if k not in env},
+        **env,
+        **{k: deps.env[k] for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY")},
+    }
 
 
 def run(quick: bool = False, only: tuple[str, ...] = SCENARIOS) -> dict[str, Any]:
@@ -454,6 +541,10 @@ def run(quick: bool = False, only: tuple[str, ...] = SCENARIOS) -> dict[str, Any
             if f"db-{mode}" in only:
                 with h.timed(f"db outage ({mode})"):
                     outages[mode] = db_outage(deps, quick, mode)
+        if "db-hang-deployed" in only:
+            with h.timed("db outage (hang, prod-ecs deployed env)"):
+                env = deployed_env(deps)
+                outages["hang-deployed"] = db_outage(deps, quick, "hang", env, "prod-ecs deployed env")
     data["db_outage"] = outages
     data["loadavg_at_end"] = h.loadavg()
     h.save_json("faults", data)

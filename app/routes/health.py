@@ -63,7 +63,8 @@ async def _check(name: str, probe: Callable[[], Awaitable[object]], limit_s: flo
 @router.get("/ready", responses={200: {"model": ReadyOut}, 503: {"model": ReadyOut}})
 async def ready(request: Request) -> JSONResponse:
     """Readiness: PostgreSQL and Redis answer (concurrently, each under READY_CHECK_TIMEOUT), and the
-    database schema is one this release can serve (:mod:`app.schema`).
+    database schema is one this release can serve (:mod:`app.schema`). Also shows this worker's circuit
+    breaker per dependency (``"breaker": {"postgres": "open", ...}``).
 
     The answer is public (the platform probes it, but so can anyone who reaches the port): it names the
     failed dependency and nothing else. Why it failed (exception text with host and port, the timeout,
@@ -115,6 +116,9 @@ async def ready(request: Request) -> JSONResponse:
         "status": "ok" if not failed else "unavailable",
         "checks": {name: ("failed" if name in reasons else "ok") for name in names},
         "failed": failed,
+        # This worker's circuit breakers (app.breaker): "closed", "half_open" or "open". Informational: the
+        # checks above probe the dependencies themselves, whatever the breakers say.
+        "breaker": {name: state.name for name, state in res.breaker_states().items()},
         "duration_ms": round((time.perf_counter() - start) * 1000, 1),
     }
     if failed:
