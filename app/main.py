@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from app.bodylimit import BodyLimitMiddleware
+from app.cache import ReadCache
 from app.db import create_engine, create_sessionmaker, unavailable_errors
 from app.observability import (
     ASGIApp,
@@ -40,8 +41,9 @@ log = logging.getLogger("app")
 class LazyRedis:
     """The Redis client, created - and redis-py imported - on first use.
 
-    Only login (rate limit) and /ready touch Redis. Importing redis-py costs ~0.1-0.2 s of CPU, which a
-    Lambda cold start serving anything else should not pay (BENCHMARKS.md, cold start).
+    Only login (rate limit), the item reads (app.cache) and /ready touch Redis. Importing redis-py costs
+    ~0.1-0.2 s of CPU, which a Lambda cold start serving anything else should not pay (BENCHMARKS.md, cold
+    start).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -86,6 +88,7 @@ class Resources:
     settings: Settings = field(repr=False)
     login_limiter: LoginLimiter
     lazy_redis: LazyRedis = field(repr=False)
+    cache: ReadCache = field(repr=False)
     _engine: AsyncEngine | None = field(default=None, repr=False)
     _sessionmaker: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
 
@@ -110,11 +113,13 @@ class Resources:
         redis = LazyRedis(settings)
         pair, address, user = (Rate(n, s) for n, s in settings.login_rates)
         limiter = LoginLimiter(redis, per_address_user=pair, per_address=address, per_user_failures=user)
-        return cls(settings, limiter, redis)
+        cache = ReadCache(redis, settings.cache_ttl_seconds, metrics=settings.metrics_enabled)
+        return cls(settings, limiter, redis, cache)
 
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
+        await self.cache.aclose()
         await self.lazy_redis.aclose()
 
 

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # Redis is on the hot path of login only; a dead Redis must cost milliseconds, not seconds.
     redis_socket_timeout: float = Field(0.25, gt=0, le=10)
 
+    # Read cache for the item list and detail (app/cache.py): entries live this long at most; every write
+    # invalidates them at once (generation counter). 0 turns the cache off. Bounded: a day.
+    cache_ttl_seconds: int = Field(600, ge=0, le=86400)
+
     jwt_secret_key: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_expire_minutes: int = Field(30, ge=1, le=24 * 60)
