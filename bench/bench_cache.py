@@ -1,4 +1,4 @@
-"""12. The item read cache (app/cache.py): the DB routes cached vs uncached, under the deployer's prod-ecs env.
+"""13. The item read cache (app/cache.py): DB routes cached vs uncached, under the prod-ecs deployer env.
 
 Same run, same server command (the Dockerfile's CMD), same env - `infra.tuning.container_environment(cfg,
 for_platform(cfg))` for prod-ecs as bench_deployed computes it - except CACHE_TTL_SECONDS: 600 (the

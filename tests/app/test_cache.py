@@ -166,7 +166,8 @@ async def test_redis_down_reads_and_writes_work_and_nothing_stale_after(
     try:
         t0 = time.monotonic()
         got = await client.get(f"/api/items/{item_id}")
-        assert got.status_code == 200 and got.json()["reviews"] == []
+        assert got.status_code == 200
+        assert got.json()["reviews"] == []
         await _review(client, token, item_id, 2)  # the write succeeds; its invalidation is pending
         for c in (client, other_worker):
             got = await c.get(f"/api/items/{item_id}")
@@ -250,9 +251,7 @@ def _get(server: Server, path: str, rid: str, **params: Any) -> httpx.Response:
 def test_write_then_read_across_gunicorn_workers(server: Server) -> None:
     """Bounded rounds of: every worker has the item cached, one worker writes, reads on fresh connections
     (spread over the workers) all see the write."""
-    login = fresh_post(
-        f"{server.url}/api/auth/login", json={"username": "carol", "password": USER_PASSWORD}
-    )
+    login = fresh_post(f"{server.url}/api/auth/login", json={"username": "carol", "password": USER_PASSWORD})
     assert login.status_code == 200, login.text
     auth = _auth(login.json()["access_token"])
     r = fresh_post(f"{server.url}/api/categories", json={"name": f"g-{uuid.uuid4().hex[:8]}"}, headers=auth)
