@@ -198,6 +198,14 @@ class ReadCache:
             return None, None
         return gen.decode() if isinstance(gen, bytes) else str(gen), value
 
+    async def _get(self, key: str) -> bytes | None:
+        try:
+            value = await self._redis().get(key)
+        except self._redis_errors() as exc:
+            self._mark_down(exc, "reading")
+            return None
+        return value if isinstance(value, bytes) else None  # decode_responses is off: bytes or None
+
     async def _store(self, key: str, value: bytes) -> None:
         if time.monotonic() < self._down_until or self._pending:
             return
@@ -225,11 +233,18 @@ class ReadCache:
             shared = await asyncio.shield(leader)
             # None: the leader failed (or found nothing); compute for this request on its own.
             return shared if shared is not None else await compute()
-        self._count(namespace, MISS)
         fut: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         result: bytes | None = None
         try:
+            # A computation that finished (stored, then left _inflight) between our lookup and now: its
+            # entry is in Redis. One more GET per miss closes that gap, so overlapping misses in this
+            # process query the database once.
+            result = await self._get(key)
+            if result is not None:
+                self._count(namespace, HIT)
+                return result
+            self._count(namespace, MISS)
             result = await compute()
             if result is not None:
                 await self._store(key, result)

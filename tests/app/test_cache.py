@@ -151,8 +151,11 @@ async def test_concurrent_misses_run_one_query(
         assert {r.status_code for r in responses} == {200}
         assert len({r.content for r in responses}) == 1
         stats = _cache(client).stats
-        assert stats["miss"] - before["miss"] == 1, stats
-        assert stats["coalesced"] - before["coalesced"] == 19, stats
+        assert stats["miss"] - before["miss"] == 1, stats  # one request computed ...
+        joined = stats["coalesced"] - before["coalesced"]
+        late = stats["hit"] - before["hit"]  # (its lookup missed, but the entry was stored meanwhile)
+        assert joined + late == 19, stats  # ... the others joined it or found its entry
+        assert joined >= 1, stats
         assert 1 <= len(selects) <= max(per_detail, 2), selects
 
 
