@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from app.bodylimit import BodyLimitMiddleware
 from app.breaker import CircuitBreaker, CircuitOpenError, State, prometheus_reporter
+from app.cache import ReadCache
 from app.db import DB_USE_SCOPE_KEY, DbUse, create_engine, create_sessionmaker, unavailable_errors
 from app.observability import (
     ASGIApp,
@@ -41,8 +42,9 @@ log = logging.getLogger("app")
 class LazyRedis:
     """The Redis client, created - and redis-py imported - on first use.
 
-    Only login (rate limit) and /ready touch Redis. Importing redis-py costs ~0.1-0.2 s of CPU, which a
-    Lambda cold start serving anything else should not pay (BENCHMARKS.md, cold start).
+    Only login (rate limit), the item reads (app.cache) and /ready touch Redis. Importing redis-py costs
+    ~0.1-0.2 s of CPU, which a Lambda cold start serving anything else should not pay (BENCHMARKS.md, cold
+    start).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -91,6 +93,7 @@ class Resources:
     #: redis_breaker.
     db_breaker: CircuitBreaker
     redis_breaker: CircuitBreaker
+    cache: ReadCache = field(repr=False)
     _engine: AsyncEngine | None = field(default=None, repr=False)
     _sessionmaker: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
 
@@ -125,7 +128,8 @@ class Resources:
         limiter = LoginLimiter(
             redis, per_address_user=pair, per_address=address, per_user_failures=user, breaker=redis_breaker
         )
-        return cls(settings, limiter, redis, db_breaker=db_breaker, redis_breaker=redis_breaker)
+        cache = ReadCache(redis, settings.cache_ttl_seconds, metrics=settings.metrics_enabled)
+        return cls(settings, limiter, redis, db_breaker=db_breaker, redis_breaker=redis_breaker, cache=cache)
 
     def breaker_states(self) -> dict[str, State]:
         return {b.name: b.state for b in (self.db_breaker, self.redis_breaker)}
@@ -133,6 +137,7 @@ class Resources:
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
+        await self.cache.aclose()
         await self.lazy_redis.aclose()
 
 

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # 2 s: a recovered database serves again within ~2 s, while an outage costs one probe per 2 s per
     # worker (4 workers: 2 probes/s per replica) - no load worth mentioning on a database coming back.
     breaker_open_seconds: float = Field(2.0, ge=0.1, le=60)
+    # Read cache for the item list and detail (app/cache.py): entries live this long at most; every write
+    # invalidates them at once (generation counter). 0 turns the cache off. Bounded: a day.
+    cache_ttl_seconds: int = Field(600, ge=0, le=86400)
 
     jwt_secret_key: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"

@@ -30,8 +30,12 @@ async def fclient(
 ) -> AsyncIterator[httpx.AsyncClient]:
     if redis_server.proc is None:
         redis_server.start()
+    # Read cache off: these tests need /api/items to reach the database (a cached list, even one another
+    # test's database left in the shared Redis, would answer 200 during the outage).
     app = create_app(
-        make_settings(fault_pg.url, redis_server.url, db_pool_timeout=1.0, db_connect_timeout=1.0)
+        make_settings(
+            fault_pg.url, redis_server.url, db_pool_timeout=1.0, db_connect_timeout=1.0, cache_ttl_seconds=0
+        )
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=10
@@ -176,7 +180,9 @@ async def test_exhausted_pool_fails_fast_with_503(pg: PostgresInstance, redis_se
     """With every pooled connection busy a request waits DB_POOL_TIMEOUT, then gets a clean 503."""
     if redis_server.proc is None:
         redis_server.start()
-    s = make_settings(pg.url, redis_server.url, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3)
+    s = make_settings(
+        pg.url, redis_server.url, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3, cache_ttl_seconds=0
+    )
     app = create_app(s)
     engine = app.state.resources.engine
     try:
