@@ -141,6 +141,7 @@ async def bapp(fault_pg: PostgresInstance, redis_server: RedisInstance) -> Async
             db_pool_timeout=5.0,
             breaker_failure_threshold=2,
             breaker_open_seconds=1.0,
+            cache_ttl_seconds=0,  # the breaker is what answers, not a cached list
         )
     )
     yield app
@@ -328,6 +329,7 @@ def test_gauge_spans_gunicorn_workers(fault_pg: PostgresInstance, redis_server: 
         "GUNICORN_GRACEFUL_TIMEOUT": "5",
         "BREAKER_FAILURE_THRESHOLD": "2",
         "BREAKER_OPEN_SECONDS": "30",
+        "CACHE_TTL_SECONDS": "0",  # the breaker is what answers, not a cached list
     }
 
     def gauge(url: str) -> dict[str, str]:
