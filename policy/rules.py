@@ -49,6 +49,8 @@ IAM_ROLE = "aws:iam/role:Role"
 IAM_ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 LAMBDA_FUNCTION = "aws:lambda/function:Function"
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 CLOUD_RUN_SERVICE = "gcp:cloudrunv2/service:Service"
 GCP_PROJECT_IAM = (
     "gcp:projects/iAMMember:IAMMember",
@@ -844,6 +846,32 @@ def check_cors_production(resources: Sequence[Resource]) -> list[tuple[str | Non
     return findings
 
 
+def check_alarms_notify_production(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """In production an alarm must reach someone: a CloudWatch alarm with no ``alarmActions`` or a
+    Monitoring alert policy with no ``notificationChannels`` changes state in a console nobody watches."""
+    if not any(rt.env.get("APP_ENV") == "production" for rt in app_runtimes(resources)):
+        return []
+    findings: list[tuple[str | None, str]] = []
+    for r in resources:
+        if r.type == METRIC_ALARM and not _list(r.inputs.get("alarmActions")):
+            findings.append(
+                (
+                    r.urn or None,
+                    f"CloudWatch alarm {r.inputs.get('name') or r.name or r.urn} has no alarmActions; set "
+                    "app.alerts (emails, webhook_url or sns_topic_arn) so it notifies someone",
+                )
+            )
+        elif r.type == ALERT_POLICY and not _list(r.inputs.get("notificationChannels")):
+            findings.append(
+                (
+                    r.urn or None,
+                    f"alert policy {r.inputs.get('displayName') or r.name or r.urn} has no "
+                    "notificationChannels; set app.alerts (emails or gcp_notification_channels)",
+                )
+            )
+    return findings
+
+
 def check_single_instance_production(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
     """A production service on one instance has no redundancy: one crash or host failure is an outage."""
     findings: list[tuple[str | None, str]] = []
@@ -1050,6 +1078,12 @@ RULES: tuple[Rule, ...] = (
         "CORS is not '*' in production",
         "mandatory",
         stack=check_cors_production,
+    ),
+    Rule(
+        "alarms-notify-in-production",
+        "In production every alarm / alert policy notifies someone",
+        "mandatory",
+        stack=check_alarms_notify_production,
     ),
     Rule(
         "single-instance-production",

@@ -124,6 +124,20 @@ def cloud_run(env: dict[str, str] | None = None, **container_overrides: Any) -> 
     )
 
 
+def metric_alarm(actions: list[str] | None) -> Resource:
+    inputs: dict[str, Any] = {"metricName": "HTTPCode_Target_5XX_Count", "threshold": 10}
+    if actions is not None:
+        inputs["alarmActions"] = actions
+    return Resource(type=rules.METRIC_ALARM, urn="urn:alarm", inputs=inputs)
+
+
+def alert_policy(channels: list[str] | None) -> Resource:
+    inputs: dict[str, Any] = {"displayName": "api 5xx", "conditions": []}
+    if channels is not None:
+        inputs["notificationChannels"] = channels
+    return Resource(type=rules.ALERT_POLICY, urn="urn:policy", inputs=inputs)
+
+
 def lambda_function(env: dict[str, str] | None = None, **overrides: Any) -> Resource:
     variables = env or {
         "APP_ENV": "production",
@@ -549,6 +563,22 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
         [docker_container({**APP_ENV, "FORWARDED_ALLOW_IPS": "172.16.0.0/12"})],
         [docker_container()],
     ),
+    # alarms reach a person in production (a staging stack may keep silent alarms)
+    (
+        "alarms-notify-in-production",
+        [*ecs_stack(), metric_alarm(["arn:aws:sns:us-east-1:123456789012:alerts"])],
+        [*ecs_stack(), metric_alarm([])],
+    ),
+    (
+        "alarms-notify-in-production",
+        [cloud_run(), alert_policy(["projects/p/notificationChannels/1"])],
+        [cloud_run(), alert_policy(None)],
+    ),
+    (
+        "alarms-notify-in-production",
+        [lambda_function(), metric_alarm(["arn:aws:sns:us-east-1:123456789012:alerts"])],
+        [lambda_function(), metric_alarm(None)],
+    ),
     # /metrics: answered by the ALB / Caddy, or switched off where nothing can scrape it privately.
     ("metrics-not-public", [*ecs_stack(), metrics_rule()], ecs_stack()),
     (
@@ -577,6 +607,12 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
 def test_stack_rule_passes_good_and_fails_bad(rule: str, good: list[Resource], bad: list[Resource]) -> None:
     assert stack_messages(rule, good) == []
     assert stack_messages(rule, bad), f"{rule} did not flag the bad stack"
+
+
+def test_silent_alarms_outside_production_are_allowed() -> None:
+    staging = cloud_run({**APP_ENV, "APP_ENV": "staging", "WEB_CONCURRENCY": "1"})
+    assert stack_messages("alarms-notify-in-production", [staging, alert_policy(None)]) == []
+    assert stack_messages("alarms-notify-in-production", [metric_alarm(None)]) == []
 
 
 def test_cors_wildcard_outside_production_is_allowed() -> None:
