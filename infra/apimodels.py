@@ -241,3 +241,57 @@ def ecr_create_repository_params(inputs: Mapping[str, Any], name: str) -> dict[s
         "tags": _tags(inputs.get("tags"), "Key", "Value"),
     }
     return {k: v for k, v in params.items() if v is not None}
+
+
+def cloudwatch_put_metric_alarm_params(inputs: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Recorded ``aws:cloudwatch/metricAlarm:MetricAlarm`` inputs (single-metric alarms) ->
+    ``PutMetricAlarm`` params."""
+    dims = inputs.get("dimensions") or {}
+    params: dict[str, Any] = {
+        "AlarmName": name,
+        "AlarmDescription": inputs.get("alarmDescription"),
+        "ActionsEnabled": inputs.get("actionsEnabled"),
+        "OKActions": list(inputs["okActions"]) if inputs.get("okActions") is not None else None,
+        "AlarmActions": list(inputs["alarmActions"]) if inputs.get("alarmActions") is not None else None,
+        "InsufficientDataActions": (
+            list(inputs["insufficientDataActions"]) if inputs.get("insufficientDataActions") else None
+        ),
+        "MetricName": inputs.get("metricName"),
+        "Namespace": inputs.get("namespace"),
+        "Statistic": inputs.get("statistic"),
+        "ExtendedStatistic": inputs.get("extendedStatistic"),
+        "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(dims.items())] or None,
+        "Period": inputs.get("period"),
+        "EvaluationPeriods": inputs.get("evaluationPeriods"),
+        "DatapointsToAlarm": inputs.get("datapointsToAlarm"),
+        "Threshold": inputs.get("threshold"),
+        "ComparisonOperator": inputs.get("comparisonOperator"),
+        "TreatMissingData": inputs.get("treatMissingData"),
+        "Tags": _tags(inputs.get("tags"), "Key", "Value") or None,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def sns_create_topic_params(inputs: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Recorded ``aws:sns/topic:Topic`` inputs -> ``CreateTopic`` params (attributes as strings)."""
+    attrs = {}
+    if inputs.get("displayName") is not None:
+        attrs["DisplayName"] = str(inputs["displayName"])
+    if inputs.get("kmsMasterKeyId") is not None:
+        attrs["KmsMasterKeyId"] = str(inputs["kmsMasterKeyId"])
+    params: dict[str, Any] = {
+        "Name": name,
+        "Attributes": attrs or None,
+        "Tags": _tags(inputs.get("tags"), "Key", "Value") or None,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def sns_subscribe_params(inputs: Mapping[str, Any], topic_arn: str) -> dict[str, Any]:
+    """Recorded ``aws:sns/topicSubscription:TopicSubscription`` inputs -> ``Subscribe`` params."""
+    return {
+        "TopicArn": topic_arn,
+        "Protocol": inputs["protocol"],
+        "Endpoint": inputs["endpoint"],
+        "ReturnSubscriptionArn": True,
+    }

@@ -353,6 +353,109 @@ class CostAssumptions(_Model):
 Environment = Literal["production", "staging", "development"]
 
 
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+_SNS_TOPIC_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):sns:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+)
+_GCP_CHANNEL = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+$")
+
+
+def aws_partition(region: str) -> str | None:
+    """The partition (``aws``, ``aws-cn``, ``aws-us-gov``...) botocore places ``region`` in."""
+    import json
+
+    import botocore
+
+    data = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())
+    for partition in data["partitions"]:
+        if region in partition.get("regions", {}):
+            return str(partition["outputs"]["name"])
+    return None
+
+
+def sns_topic_problem(arn: str, region: str | None) -> str | None:
+    """Why ``arn`` is not an SNS topic ARN usable from ``region`` (the stack's ``aws:region``), or None.
+
+    CloudWatch alarm actions must name a topic in the alarm's own region (and so its partition)."""
+    m = _SNS_TOPIC_ARN.match(arn)
+    if not m:
+        return f"{arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:topic-name)"
+    if region and m["region"] != region:
+        return (
+            f"the topic is in {m['region']} but the stack deploys to {region} (aws:region); CloudWatch "
+            "alarms can only notify a topic in their own region"
+        )
+    partition = aws_partition(region) if region else None
+    if partition and m["partition"] != partition:
+        return f"partition {m['partition']!r} does not match {region}'s partition {partition!r}"
+    return None
+
+
+class Alerts(_Model):
+    """Who is told when an alarm fires or recovers; common to every target (what each target makes of it
+    is in docs/targets.md). Production stacks on ecs, lambda and cloudrun need at least one target here
+    (policy ``alarms-notify-in-production``)."""
+
+    emails: list[str] = Field(default_factory=list)
+    """Email addresses. ECS/Lambda: SNS email subscriptions (each address must confirm the mail AWS
+    sends); Cloud Run: one Monitoring email notification channel each."""
+    webhook_url: str | None = None
+    """An ``https://`` URL (ECS/Lambda: SNS ``https`` subscription; the endpoint must confirm the
+    subscription). Not used on Cloud Run (create a webhook channel and list it in
+    ``gcp_notification_channels``)."""
+    sns_topic_arn: str | None = None
+    """An existing SNS topic (``arn:aws:sns:REGION:ACCOUNT:name``) in the stack's ``aws:region``; when set,
+    no topic is created and ``emails``/``webhook_url`` are subscribed to this one. Replaces
+    ``ecs.alarms.sns_topic_arn``."""
+    gcp_notification_channels: list[str] = Field(default_factory=list)
+    """Existing Cloud Monitoring channels ``projects/PROJECT/notificationChannels/ID`` (Cloud Run)."""
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        for email in v:
+            if not _EMAIL.match(email):
+                raise ValueError(f"{email!r} is not an email address like 'oncall@example.com'")
+        if len(set(v)) != len(v):
+            raise ValueError("an address is listed twice")
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"https://[A-Za-z0-9.\-]+(:\d+)?(/[^\s]*)?", v):
+            raise ValueError(f"{v!r} is not an https:// URL (plain http is refused: alerts leave the VPC)")
+        return v
+
+    @field_validator("sns_topic_arn")
+    @classmethod
+    def _arn(cls, v: str | None) -> str | None:
+        problem = sns_topic_problem(v, None) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("gcp_notification_channels")
+    @classmethod
+    def _channels(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _GCP_CHANNEL.match(name):
+                raise ValueError(
+                    f"{name!r} is not a notification channel name 'projects/PROJECT/notificationChannels/ID'"
+                )
+        return v
+
+    @property
+    def any_aws(self) -> bool:
+        """Something an SNS topic can deliver to (or an existing topic)."""
+        return bool(self.emails or self.webhook_url or self.sns_topic_arn)
+
+    @property
+    def any_gcp(self) -> bool:
+        """Something a Cloud Monitoring alert policy can notify."""
+        return bool(self.emails or self.gcp_notification_channels)
+
+
 class AppConfigBase(_Model):
     """Fields every target shares. Subclasses add one per-target section named like the target."""
 
@@ -396,6 +499,8 @@ class AppConfigBase(_Model):
     cost: CostAssumptions = Field(default_factory=CostAssumptions)
     tags: dict[str, str] = Field(default_factory=dict)
     """Extra tags/labels on every resource (app, stack and managed-by are always added)."""
+    alerts: Alerts = Field(default_factory=Alerts)
+    """Notification targets of the alarms (emails, webhook, SNS topic, GCP channels)."""
 
     # Filled by the loaders, not by users.
     stack: SkipJsonSchema[str] = Field(default="dev", exclude=True)
@@ -488,6 +593,11 @@ class AppConfigBase(_Model):
             raise ValueError(
                 "cors_origins: '*' is refused in production (the app refuses it too); list the origins"
             )
+        if self.alerts.sns_topic_arn:
+            aws_region = self.providers.get("aws:region")
+            problem = sns_topic_problem(self.alerts.sns_topic_arn, str(aws_region) if aws_region else None)
+            if problem:
+                raise ValueError(f"alerts.sns_topic_arn: {problem}")
         overlap = set(self.env) & set(self.secrets)
         if overlap:
             raise ValueError(f"env and secrets both set {sorted(overlap)}; keep each name in one place")
@@ -590,8 +700,18 @@ class EcsAlarms(_Model):
     """Unhealthy targets behind the ALB."""
     evaluation_periods: int = Field(default=3, ge=1, le=60)
     """Minutes over the threshold before the alarm fires."""
+    memory_percent: float = Field(default=90, gt=0, le=100)
+    """Task memory utilization in percent (AWS/ECS ``MemoryUtilization`` of the service, Maximum)."""
+    db_pool_usage_ratio: float = Field(default=0.9, gt=0, le=1)
+    """DB pool in use / pool size, from the app's EMF metric ``db_pool_usage_ratio`` (namespace
+    ``emf_namespace``). The alarm only has data once the app emits EMF metrics."""
+    worker_restarts: int = Field(default=3, ge=1)
+    """Worker restarts per period, from the app's EMF metric ``worker_restarts`` (needs EMF, as above)."""
+    emf_namespace: str = "FastAPIDeploy"
+    """CloudWatch namespace of the app's embedded-metric-format metrics."""
     sns_topic_arn: str | None = None
-    """SNS topic notified on alarm/OK (optional)."""
+    """Deprecated alias of ``app.alerts.sns_topic_arn`` (still honoured; setting both to different
+    topics is refused)."""
 
 
 class EcsSettings(_Model):
@@ -686,7 +806,22 @@ class EcsConfig(AppConfigBase):
             )
         if self.image.platform != "linux/amd64":
             raise ValueError("image.build.platform: ECS tasks here run X86_64; use linux/amd64")
+        legacy = self.ecs.alarms.sns_topic_arn
+        if legacy and self.alerts.sns_topic_arn and legacy != self.alerts.sns_topic_arn:
+            raise ValueError(
+                "ecs.alarms.sns_topic_arn: names a different topic than alerts.sns_topic_arn; keep only "
+                "alerts.sns_topic_arn (ecs.alarms.sns_topic_arn is its deprecated alias)"
+            )
+        if legacy:
+            problem = sns_topic_problem(legacy, region)
+            if problem:
+                raise ValueError(f"ecs.alarms.sns_topic_arn: {problem}")
         return self
+
+    @property
+    def alert_topic_arn(self) -> str | None:
+        """``alerts.sns_topic_arn``, else the deprecated ``ecs.alarms.sns_topic_arn``."""
+        return self.alerts.sns_topic_arn or self.ecs.alarms.sns_topic_arn
 
 
 # --------------------------------------------------------------------------------------------- cloudrun

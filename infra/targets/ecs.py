@@ -26,6 +26,7 @@ import pulumi_aws as aws
 from infra import secret_refs as refs_mod
 from infra.config import EcsConfig, ExistingVpc, NewVpc
 from infra.targets import DeployContext
+from infra.targets.aws_alerts import alert_actions
 from infra.tuning import METRICS_PATHS, RuntimeTuning, container_environment
 
 CONTAINER_NAME = "app"
@@ -533,7 +534,7 @@ class FargateService(pulumi.ComponentResource):
 
         # -------------------------------------------------------------------------------- alarms
         alarms_cfg = ecs_cfg.alarms
-        actions = [alarms_cfg.sns_topic_arn] if alarms_cfg.sns_topic_arn else []
+        actions = alert_actions(name, cfg.alerts, cfg.alert_topic_arn, tags, child)
         lb_dims = {"LoadBalancer": self.load_balancer.arn_suffix, "TargetGroup": self.target_group.arn_suffix}
         alarm_common: dict[str, Any] = dict(
             namespace="AWS/ApplicationELB",
@@ -617,6 +618,58 @@ class FargateService(pulumi.ComponentResource):
                 # scale-out in the middle of a traffic spike.
                 ignore_changes=["desiredCount"],
             ),
+        )
+
+        # Alarms that need the service's name (created after it; none of them gates the rollback).
+        svc_dims = {"ClusterName": self.cluster.name, "ServiceName": self.service.name}
+        task_common: dict[str, Any] = {
+            **alarm_common,
+            "dimensions": svc_dims,
+            "namespace": "AWS/ECS",
+        }
+        self.alarm_memory = aws.cloudwatch.MetricAlarm(
+            f"{name}-memory",
+            alarm_description=f"{name}: task memory utilization at or above {alarms_cfg.memory_percent:g} %",
+            metric_name="MemoryUtilization",
+            statistic="Maximum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=alarms_cfg.memory_percent,
+            treat_missing_data="notBreaching",
+            **task_common,
+        )
+        # The app's embedded-metric-format metrics (EMF log lines CloudWatch turns into metrics). These
+        # alarms stay INSUFFICIENT_DATA (missing data = not breaching) until the app emits them with the
+        # dimension Service=<name> in the namespace alarms.emf_namespace.
+        emf_common: dict[str, Any] = {
+            **alarm_common,
+            "dimensions": {"Service": name},
+            "namespace": alarms_cfg.emf_namespace,
+        }
+        self.alarm_db_pool = aws.cloudwatch.MetricAlarm(
+            f"{name}-dbpool",
+            alarm_description=(
+                f"{name}: DB pool usage at or above {alarms_cfg.db_pool_usage_ratio:g} "
+                "(EMF db_pool_usage_ratio; needs the app's EMF metrics)"
+            ),
+            metric_name="db_pool_usage_ratio",
+            statistic="Maximum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=alarms_cfg.db_pool_usage_ratio,
+            treat_missing_data="notBreaching",
+            **emf_common,
+        )
+        self.alarm_restarts = aws.cloudwatch.MetricAlarm(
+            f"{name}-restarts",
+            alarm_description=(
+                f"{name}: at least {alarms_cfg.worker_restarts} worker restarts per minute "
+                "(EMF worker_restarts; needs the app's EMF metrics)"
+            ),
+            metric_name="worker_restarts",
+            statistic="Sum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=alarms_cfg.worker_restarts,
+            treat_missing_data="notBreaching",
+            **emf_common,
         )
 
         # --------------------------------------------------------------------------- autoscaling

@@ -83,6 +83,7 @@ def test_every_taggable_resource_has_app_stack_managed_by_tags(prod: ProgramResu
         "aws:iam/rolePolicy:RolePolicy",
         "aws:lb/listener:Listener",  # tagged below too, but keep the rule about taggable types
         "aws:appautoscaling/policy:Policy",
+        "aws:sns/topicSubscription:TopicSubscription",  # Subscribe takes no tags
     }
     checked = 0
     for r in prod.resources:
@@ -456,20 +457,91 @@ def test_autoscaling_tracks_cpu_and_requests_between_min_and_max(prod: ProgramRe
     assert spec["resourceLabel"] == f"{alb_suffix}/{tg_suffix}"
 
 
-def test_alarms_on_5xx_p95_and_unhealthy_hosts(prod: ProgramResult) -> None:
+def test_alarms_on_5xx_p95_unhealthy_memory_and_emf_metrics(prod: ProgramResult) -> None:
     alarms = {
         a.name.rsplit("-", 1)[-1]: a.inputs for a in prod.by_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     }
-    assert set(alarms) == {"5xx", "p95", "unhealthy"}
+    assert set(alarms) == {"5xx", "p95", "unhealthy", "memory", "dbpool", "restarts"}
     assert alarms["5xx"]["metricName"] == "HTTPCode_Target_5XX_Count"
     assert alarms["5xx"]["threshold"] == 10
     assert alarms["p95"]["extendedStatistic"] == "p95"
     assert alarms["p95"]["threshold"] == 1.0
     assert alarms["unhealthy"]["metricName"] == "UnHealthyHostCount"
     assert alarms["unhealthy"]["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    for a in alarms.values():
-        assert a["namespace"] == "AWS/ApplicationELB"
-        assert set(a["dimensions"]) == {"LoadBalancer", "TargetGroup"}
+    for key in ("5xx", "p95", "unhealthy"):
+        assert alarms[key]["namespace"] == "AWS/ApplicationELB"
+        assert set(alarms[key]["dimensions"]) == {"LoadBalancer", "TargetGroup"}
+    svc = prod.one("aws:ecs/service:Service")
+    cluster = prod.one("aws:ecs/cluster:Cluster")
+    assert alarms["memory"]["namespace"] == "AWS/ECS"
+    assert alarms["memory"]["metricName"] == "MemoryUtilization"
+    assert alarms["memory"]["threshold"] == 90
+    assert alarms["memory"]["dimensions"] == {
+        "ClusterName": cluster.outputs["name"],
+        "ServiceName": svc.outputs["name"],
+    }
+    assert alarms["dbpool"]["namespace"] == alarms["restarts"]["namespace"] == "FastAPIDeploy"
+    assert alarms["dbpool"]["metricName"] == "db_pool_usage_ratio"
+    assert alarms["dbpool"]["threshold"] == 0.9
+    assert alarms["restarts"]["metricName"] == "worker_restarts"
+    assert alarms["dbpool"]["dimensions"] == {"Service": "items-api-prod-ecs"}
+
+
+def test_every_alarm_notifies_the_stack_topic_on_alarm_and_ok(prod: ProgramResult) -> None:
+    topic = prod.one("aws:sns/topic:Topic")
+    subs = prod.by_type("aws:sns/topicSubscription:TopicSubscription")
+    assert [(s.inputs["protocol"], s.inputs["endpoint"]) for s in subs] == [("email", "oncall@example.com")]
+    assert all(s.inputs["topic"] == topic.outputs["arn"] for s in subs)
+    for alarm in prod.by_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        assert alarm.inputs["alarmActions"] == [topic.outputs["arn"]], alarm.name
+        assert alarm.inputs["okActions"] == [topic.outputs["arn"]], alarm.name
+
+
+def test_an_existing_topic_is_used_and_subscribed_not_created(run_stack: Any) -> None:
+    arn = "arn:aws:sns:us-east-1:123456789012:oncall"
+
+    def edit(app: dict[str, Any]) -> None:
+        app["alerts"] = {"sns_topic_arn": arn, "webhook_url": "https://hooks.example.com/alarms"}
+
+    result = run_stack("prod-ecs", edit)
+    assert result.by_type("aws:sns/topic:Topic") == []
+    (sub,) = result.by_type("aws:sns/topicSubscription:TopicSubscription")
+    assert (sub.inputs["topic"], sub.inputs["protocol"]) == (arn, "https")
+    for alarm in result.by_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        assert alarm.inputs["alarmActions"] == alarm.inputs["okActions"] == [arn]
+
+
+def test_legacy_ecs_alarms_sns_topic_arn_still_works(run_stack: Any) -> None:
+    arn = "arn:aws:sns:us-east-1:123456789012:legacy"
+
+    def edit(app: dict[str, Any]) -> None:
+        app.pop("alerts", None)
+        app["ecs"]["alarms"]["sns_topic_arn"] = arn
+
+    result = run_stack("prod-ecs", edit)
+    assert result.by_type("aws:sns/topic:Topic") == []
+    for alarm in result.by_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        assert alarm.inputs["alarmActions"] == [arn]
+
+
+def test_rendered_alarms_and_sns_match_cloudwatch_and_sns_models(prod: ProgramResult) -> None:
+    for alarm in prod.by_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        params = apimodels.cloudwatch_put_metric_alarm_params(alarm.inputs, alarm.outputs["name"])
+        apimodels.validate(("cloudwatch", "PutMetricAlarm"), params)
+        for key, path in (
+            ("ComparisonOperator", "ComparisonOperator"),
+            ("Statistic", "Statistic"),
+            ("TreatMissingData", None),
+        ):
+            if path and key in params:
+                assert params[key] in apimodels.enum_values(("cloudwatch", "PutMetricAlarm"), path)
+    topic = prod.one("aws:sns/topic:Topic")
+    apimodels.validate(("sns", "CreateTopic"), apimodels.sns_create_topic_params(topic.inputs, "t"))
+    for sub in prod.by_type("aws:sns/topicSubscription:TopicSubscription"):
+        params = apimodels.sns_subscribe_params(sub.inputs, topic.outputs["arn"])
+        apimodels.validate(("sns", "Subscribe"), params)
+    with pytest.raises(apimodels.ApiValidationError):
+        apimodels.validate(("cloudwatch", "PutMetricAlarm"), {**params, "Threshhold": 1})
 
 
 # ------------------------------------------------------------------------------------------------ image
