@@ -167,6 +167,17 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (vps(scaling={"min": 1, "max": 3}), "app.scaling: a VPS runs one app container"),
     (vps(vps={"host": "bad host!"}), "app.vps.host:"),
     (vps(vps={"host": "h", "ssh_key_secret": "file:~/.ssh/id"}), "app.vps.ssh_key_secret:"),
+    (ecs(alerts={"emails": ["oncall"]}), "app.alerts.emails: 'oncall' is not an email address"),
+    (ecs(alerts={"emails": ["a@example.com", "a@example.com"]}), "app.alerts.emails: an address is listed twice"),
+    (ecs(alerts={"webhook_url": "http://hooks.example.com/x"}), "app.alerts.webhook_url: 'http://hooks.example.com/x' is not an https:// URL"),
+    (ecs(alerts={"sns_topic_arn": "arn:aws:sqs:us-east-1:123456789012:q"}), "app.alerts.sns_topic_arn: 'arn:aws:sqs:us-east-1:123456789012:q' is not an SNS topic ARN"),
+    (ecs(alerts={"sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:t"}), "app.alerts.sns_topic_arn: the topic is in eu-west-1 but the stack deploys to us-east-1"),
+    (ecs(alerts={"sns_topic_arn": "arn:aws-cn:sns:us-east-1:123456789012:t"}), "app.alerts.sns_topic_arn: partition 'aws-cn' does not match us-east-1's partition 'aws'"),
+    (lam(alerts={"sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:t"}), "app.alerts.sns_topic_arn: the topic is in eu-west-1"),
+    (ecs(ecs={"alarms": {"sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:t"}}), "app.ecs.alarms.sns_topic_arn: the topic is in eu-west-1"),
+    (ecs(alerts={"sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:a"}, ecs={"alarms": {"sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:b"}}), "app.ecs.alarms.sns_topic_arn: names a different topic than alerts.sns_topic_arn"),
+    (cloudrun(alerts={"gcp_notification_channels": ["notificationChannels/1"]}), "app.alerts.gcp_notification_channels: 'notificationChannels/1' is not a notification channel name"),
+    (ecs(alerts={"email": ["a@example.com"]}), "app.alerts.email: unknown key"),
 ]  # fmt: skip
 
 
@@ -175,6 +186,19 @@ def test_invalid_config_names_the_key(data: dict[str, Any], fragment: str) -> No
     with pytest.raises(ConfigError) as err:
         parse(data, providers=AWS)
     assert fragment in str(err.value)
+
+
+def test_valid_alerts_parse() -> None:
+    alerts = {
+        "emails": ["oncall@example.com", "ops+api@sub.example.co.uk"],
+        "webhook_url": "https://hooks.example.com/services/T0/B0",
+        "sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:oncall",
+    }
+    assert parse(ecs(alerts=alerts), providers=AWS).alerts.emails == alerts["emails"]
+    channel = "projects/acme-prod/notificationChannels/1234567890"
+    assert parse(cloudrun(alerts={"gcp_notification_channels": [channel]})).alerts.any_gcp
+    legacy = parse(ecs(ecs={"alarms": {"sns_topic_arn": alerts["sns_topic_arn"]}}), providers=AWS)
+    assert isinstance(legacy, C.EcsConfig) and legacy.alert_topic_arn == alerts["sns_topic_arn"]
 
 
 def test_certificate_must_be_in_the_stack_region() -> None:
