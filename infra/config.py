@@ -987,6 +987,19 @@ class LambdaVpc(_Model):
         return v
 
 
+class LambdaAlarms(_Model):
+    """CloudWatch alarms on the function (AWS/Lambda, evaluated per minute), notifying ``app.alerts``."""
+
+    errors_per_minute: int = Field(default=5, ge=1)
+    """Invocation errors (unhandled exceptions, timeouts) per minute."""
+    throttles_per_minute: int = Field(default=1, ge=1)
+    """Throttled invocations per minute (reserved concurrency reached)."""
+    p95_duration_s: float | None = Field(default=None, gt=0)
+    """p95 duration; default 80 % of the function timeout."""
+    evaluation_periods: int = Field(default=3, ge=1, le=60)
+    """Minutes over the threshold before the alarm fires."""
+
+
 class LambdaSettings(_Model):
     """AWS Lambda (container image + Mangum)."""
 
@@ -1006,6 +1019,7 @@ class LambdaSettings(_Model):
     log_retention_days: int = Field(default=30, json_schema_extra={"enum": list(LOG_RETENTION_DAYS)})
     """CloudWatch Logs retention (only the values CloudWatch accepts)."""
     vpc: LambdaVpc | None = None
+    alarms: LambdaAlarms = Field(default_factory=LambdaAlarms)
 
     @field_validator("log_retention_days")
     @classmethod

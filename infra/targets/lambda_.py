@@ -35,6 +35,7 @@ import pulumi_aws as aws
 from infra.config import ConfigError, LambdaConfig, LambdaVpc, StackConfigType
 from infra.secret_refs import aws_read_policy_statements, lambda_reference_env
 from infra.targets import DeployContext
+from infra.targets.aws_alerts import alert_actions
 from infra.tuning import RuntimeTuning, container_environment
 
 COMPONENT_TYPE = "fastapi-deploy:lambda:LambdaService"
@@ -323,6 +324,52 @@ class LambdaService(pulumi.ComponentResource):
             tags=tags,
             # The role's policies must exist before the first cold start tries to read secrets and log.
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+        )
+
+        # ------------------------------------------------------------------------------- alarms
+        alarms_cfg = lam.alarms
+        actions = alert_actions(name, cfg.alerts, cfg.alerts.sns_topic_arn, tags, child)
+        p95_s = alarms_cfg.p95_duration_s or round(0.8 * cfg.function_timeout_s, 3)
+        alarm_common: dict[str, Any] = dict(
+            namespace="AWS/Lambda",
+            dimensions={"FunctionName": self.function.name},
+            period=60,
+            evaluation_periods=alarms_cfg.evaluation_periods,
+            datapoints_to_alarm=alarms_cfg.evaluation_periods,
+            alarm_actions=actions,
+            ok_actions=actions,
+            treat_missing_data="notBreaching",
+            tags=tags,
+            opts=child,
+        )
+        self.alarm_errors = aws.cloudwatch.MetricAlarm(
+            f"{name}-errors",
+            alarm_description=f"{name}: invocation errors per minute at or above {alarms_cfg.errors_per_minute}",
+            metric_name="Errors",
+            statistic="Sum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=alarms_cfg.errors_per_minute,
+            **alarm_common,
+        )
+        self.alarm_throttles = aws.cloudwatch.MetricAlarm(
+            f"{name}-throttles",
+            alarm_description=(
+                f"{name}: throttled invocations per minute at or above {alarms_cfg.throttles_per_minute}"
+            ),
+            metric_name="Throttles",
+            statistic="Sum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=alarms_cfg.throttles_per_minute,
+            **alarm_common,
+        )
+        self.alarm_duration = aws.cloudwatch.MetricAlarm(
+            f"{name}-duration",
+            alarm_description=f"{name}: p95 duration above {p95_s:g} s",
+            metric_name="Duration",
+            extended_statistic="p95",
+            comparison_operator="GreaterThanThreshold",
+            threshold=p95_s * 1000,  # AWS/Lambda Duration is in milliseconds
+            **alarm_common,
         )
 
         self.alias = None

@@ -524,3 +524,30 @@ def test_invalid_config_names_the_field_and_registers_nothing(
     assert field in str(exc.value)
     assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
     assert RECOGNISABLE not in json.dumps(mask_secrets(str(exc.value)))
+
+
+# ------------------------------------------------------------------------------------------------ alarms
+def test_alarms_on_errors_throttles_and_p95_duration_notify_the_topic(prod: ProgramResult) -> None:
+    fn = prod.one("aws:lambda/function:Function")
+    topic = prod.one("aws:sns/topic:Topic")
+    (sub,) = prod.by_type("aws:sns/topicSubscription:TopicSubscription")
+    assert (sub.inputs["protocol"], sub.inputs["endpoint"], sub.inputs["topic"]) == (
+        "email",
+        "oncall@example.com",
+        topic.outputs["arn"],
+    )
+    alarms = {a.name.rsplit("-", 1)[-1]: a for a in prod.by_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert set(alarms) == {"errors", "throttles", "duration"}
+    assert alarms["errors"].inputs["metricName"] == "Errors"
+    assert alarms["throttles"].inputs["metricName"] == "Throttles"
+    duration = alarms["duration"].inputs
+    assert (duration["metricName"], duration["extendedStatistic"]) == ("Duration", "p95")
+    assert duration["threshold"] == pytest.approx(0.8 * fn.inputs["timeout"] * 1000)
+    for alarm in alarms.values():
+        assert alarm.inputs["namespace"] == "AWS/Lambda"
+        assert alarm.inputs["dimensions"] == {"FunctionName": fn.outputs["name"]}
+        assert alarm.inputs["alarmActions"] == alarm.inputs["okActions"] == [topic.outputs["arn"]]
+        params = apimodels.cloudwatch_put_metric_alarm_params(alarm.inputs, alarm.outputs["name"])
+        apimodels.validate(("cloudwatch", "PutMetricAlarm"), params)
+    apimodels.validate(("sns", "CreateTopic"), apimodels.sns_create_topic_params(topic.inputs, "t"))
+    apimodels.validate(("sns", "Subscribe"), apimodels.sns_subscribe_params(sub.inputs, topic.outputs["arn"]))
