@@ -353,7 +353,9 @@ class CostAssumptions(_Model):
 Environment = Literal["production", "staging", "development"]
 
 
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
 _SNS_TOPIC_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):sns:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):[A-Za-z0-9_-]{1,256}(\.fifo)?$"
 )
@@ -825,6 +827,25 @@ class EcsConfig(AppConfigBase):
 
 
 # --------------------------------------------------------------------------------------------- cloudrun
+class CloudRunAlarms(_Model):
+    """Cloud Monitoring alert policies on the service, notifying ``app.alerts`` (email channels and
+    ``gcp_notification_channels``)."""
+
+    http_5xx_ratio: float = Field(default=0.05, gt=0, le=1)
+    """Share of requests answered 5xx (request_count, response_code_class 5xx / all)."""
+    p95_latency_s: float = Field(default=1.0, gt=0)
+    """p95 request latency (request_latencies)."""
+    duration_s: int = Field(default=180, ge=0, le=86400)
+    """How long the condition must hold before the policy opens an incident (seconds, multiple of 60)."""
+
+    @field_validator("duration_s")
+    @classmethod
+    def _minutes(cls, v: int) -> int:
+        if v % 60:
+            raise ValueError(f"{v} is not a whole number of minutes (the alignment period is 60 s)")
+        return v
+
+
 class CloudRunSettings(_Model):
     """Google Cloud Run (v2 service). Instances come from app.scaling (min/max instances)."""
 
@@ -848,6 +869,7 @@ class CloudRunSettings(_Model):
     """Grant ``roles/run.invoker`` to ``allUsers`` (unauthenticated access)."""
     cloud_sql_instance: str | None = None
     """Cloud SQL connection name ``project:region:instance``, mounted via the Cloud SQL connector volume."""
+    alarms: CloudRunAlarms = Field(default_factory=CloudRunAlarms)
 
     @field_validator("memory", mode="before")
     @classmethod

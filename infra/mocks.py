@@ -396,6 +396,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             out["latestCreatedRevision"] = out["latestReadyRevision"]
             out["uid"] = _fake_hex(name, n=32)
             out["name"] = svc
+        elif typ in (
+            "gcp:monitoring/notificationChannel:NotificationChannel",
+            "gcp:monitoring/alertPolicy:AlertPolicy",
+        ):
+            proj = inputs.get("project", self.gcp_project)
+            kind = "notificationChannels" if "notificationChannel" in typ else "alertPolicies"
+            out["name"] = f"projects/{proj}/{kind}/{int(_fake_hex(name, n=12), 16)}"
         elif typ == "gcp:serviceaccount/account:Account":
             proj = inputs.get("project", self.gcp_project)
             out["email"] = f"{inputs.get('accountId', name)}@{proj}.iam.gserviceaccount.com"

@@ -313,6 +313,8 @@ class CloudRunService(pulumi.ComponentResource):
                 opts=child,
             )
 
+        self._alert_policies(name, cfg, project, svc_name, child)
+
         self.url = self.service.uri
         self.revision = self.service.latest_ready_revision
         self.service_account_email = self.service_account.email
@@ -324,6 +326,100 @@ class CloudRunService(pulumi.ComponentResource):
                 "service_account": self.service_account_email,
                 "service_name": self.service_name,
             }
+        )
+
+    def _alert_policies(
+        self, name: str, cfg: CloudRunConfig, project: str, svc_name: str, child: pulumi.ResourceOptions
+    ) -> None:
+        """Alert policies on 5xx ratio, p95 latency and instances at the maximum, notifying the email
+        channels made for ``alerts.emails`` and the existing ``alerts.gcp_notification_channels``."""
+        alarms = cfg.cloudrun.alarms
+        channels: list[Any] = list(cfg.alerts.gcp_notification_channels)
+        for i, email in enumerate(cfg.alerts.emails):
+            channel = gcp.monitoring.NotificationChannel(
+                f"{name}-alerts-email-{i}",
+                project=project,
+                display_name=f"{name} alerts: {email}",
+                type="email",
+                labels={"email_address": email},
+                user_labels=gcp_labels(cfg),
+                opts=child,
+            )
+            channels.append(channel.name)
+        revision = f'resource.type = "cloud_run_revision" AND resource.labels.service_name = "{svc_name}"'
+        requests = f'{revision} AND metric.type = "run.googleapis.com/request_count"'
+        duration = f"{alarms.duration_s}s"
+
+        def policy(key: str, display: str, condition: Any) -> gcp.monitoring.AlertPolicy:
+            return gcp.monitoring.AlertPolicy(
+                f"{name}-{key}",
+                project=project,
+                display_name=f"{name}: {display}",
+                combiner="OR",
+                conditions=[
+                    gcp.monitoring.AlertPolicyConditionArgs(
+                        display_name=display, condition_threshold=condition
+                    )
+                ],
+                notification_channels=channels,
+                # Notify on close too (the "recovered" message, like ok_actions on CloudWatch).
+                alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(
+                    auto_close="1800s", notification_prompts=["OPENED", "CLOSED"]
+                ),
+                severity="ERROR",
+                user_labels=gcp_labels(cfg),
+                opts=child,
+            )
+
+        rate = gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+            alignment_period="60s", per_series_aligner="ALIGN_RATE", cross_series_reducer="REDUCE_SUM"
+        )
+        self.alert_5xx = policy(
+            "5xx",
+            f"5xx ratio above {alarms.http_5xx_ratio:g}",
+            gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                filter=f'{requests} AND metric.labels.response_code_class = "5xx"',
+                aggregations=[rate],
+                denominator_filter=requests,
+                denominator_aggregations=[rate],
+                comparison="COMPARISON_GT",
+                threshold_value=alarms.http_5xx_ratio,
+                duration=duration,
+            ),
+        )
+        self.alert_latency = policy(
+            "latency",
+            f"p95 latency above {alarms.p95_latency_s:g} s",
+            gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                filter=f'{revision} AND metric.type = "run.googleapis.com/request_latencies"',
+                aggregations=[
+                    gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                        alignment_period="60s",
+                        per_series_aligner="ALIGN_PERCENTILE_95",
+                        cross_series_reducer="REDUCE_MAX",
+                    )
+                ],
+                comparison="COMPARISON_GT",
+                threshold_value=alarms.p95_latency_s * 1000,  # request_latencies is in milliseconds
+                duration=duration,
+            ),
+        )
+        self.alert_instances = policy(
+            "instances",
+            f"instance count at the maximum ({cfg.scaling.max})",
+            gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                filter=f'{revision} AND metric.type = "run.googleapis.com/container/instance_count"',
+                aggregations=[
+                    gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                        alignment_period="60s",
+                        per_series_aligner="ALIGN_MAX",
+                        cross_series_reducer="REDUCE_SUM",
+                    )
+                ],
+                comparison="COMPARISON_GT",
+                threshold_value=cfg.scaling.max - 0.5,  # >= max instances
+                duration=duration,
+            ),
         )
 
 

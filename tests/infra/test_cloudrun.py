@@ -293,7 +293,7 @@ def test_outputs_follow_the_contract(prod: ProgramResult) -> None:
 def test_children_carry_the_component_name_and_labels(prod: ProgramResult) -> None:
     comp = prod.one(cr.COMPONENT_TYPE)
     children = [r for r in prod.resources if r.parent == comp.urn]
-    assert len(children) == 8
+    assert len(children) == 12  # 8 + one email channel and three alert policies
     for r in children:
         assert r.name.startswith(f"{COMPONENT}-"), r.name
     labels = prod.one(SERVICE).inputs["labels"]
@@ -392,3 +392,43 @@ def test_manual_migrations_inject_nothing() -> None:
     env = env_of(run(database={"migrate": "manual"}))
     assert "MIGRATE_ON_START" not in env
     assert "MIGRATE_TIMEOUT" not in env
+
+
+# ------------------------------------------------------------------------------------------------ alerts
+POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
+
+
+def test_alert_policies_on_5xx_latency_and_max_instances_notify_the_email_channel(
+    prod: ProgramResult,
+) -> None:
+    (channel,) = prod.by_type(CHANNEL)
+    assert channel.inputs["type"] == "email"
+    assert channel.inputs["labels"] == {"email_address": "oncall@example.com"}
+    policies = {p.name.rsplit("-", 1)[-1]: p.inputs for p in prod.by_type(POLICY)}
+    assert set(policies) == {"5xx", "latency", "instances"}
+    for p in policies.values():
+        assert p["notificationChannels"] == [channel.outputs["name"]]
+        (cond,) = p["conditions"]
+        assert (
+            'resource.labels.service_name = "items-api-prod-cloudrun"' in cond["conditionThreshold"]["filter"]
+        )
+        assert set(p["alertStrategy"]["notificationPrompts"]) == {"OPENED", "CLOSED"}
+    five = policies["5xx"]["conditions"][0]["conditionThreshold"]
+    assert 'response_code_class = "5xx"' in five["filter"]
+    assert "response_code_class" not in five["denominatorFilter"]
+    assert five["thresholdValue"] == 0.05
+    lat = policies["latency"]["conditions"][0]["conditionThreshold"]
+    assert lat["aggregations"][0]["perSeriesAligner"] == "ALIGN_PERCENTILE_95"
+    assert lat["thresholdValue"] == 1000
+    inst = policies["instances"]["conditions"][0]["conditionThreshold"]
+    max_instances = prod.one(SERVICE).inputs["template"]["scaling"]["maxInstanceCount"]
+    assert max_instances - 1 < inst["thresholdValue"] < max_instances
+
+
+def test_existing_channels_are_used_without_creating_email_channels() -> None:
+    name = "projects/items-api-prod/notificationChannels/42"
+    result = run(alerts={"emails": [], "gcp_notification_channels": [name]})
+    assert result.by_type(CHANNEL) == []
+    for p in result.by_type(POLICY):
+        assert p.inputs["notificationChannels"] == [name]
