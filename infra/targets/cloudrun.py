@@ -381,7 +381,13 @@ class CloudRunService(pulumi.ComponentResource):
                 filter=f'{requests} AND metric.labels.response_code_class = "5xx"',
                 aggregations=[rate],
                 denominator_filter=requests,
-                denominator_aggregations=[rate],
+                denominator_aggregations=[
+                    gcp.monitoring.AlertPolicyConditionConditionThresholdDenominatorAggregationArgs(
+                        alignment_period="60s",
+                        per_series_aligner="ALIGN_RATE",
+                        cross_series_reducer="REDUCE_SUM",
+                    )
+                ],
                 comparison="COMPARISON_GT",
                 threshold_value=alarms.http_5xx_ratio,
                 duration=duration,

@@ -344,7 +344,7 @@ class LambdaService(pulumi.ComponentResource):
         )
         self.alarm_errors = aws.cloudwatch.MetricAlarm(
             f"{name}-errors",
-            alarm_description=f"{name}: invocation errors per minute at or above {alarms_cfg.errors_per_minute}",
+            alarm_description=f"{name}: errors per minute at or above {alarms_cfg.errors_per_minute}",
             metric_name="Errors",
             statistic="Sum",
             comparison_operator="GreaterThanOrEqualToThreshold",

@@ -198,7 +198,8 @@ def test_valid_alerts_parse() -> None:
     channel = "projects/acme-prod/notificationChannels/1234567890"
     assert parse(cloudrun(alerts={"gcp_notification_channels": [channel]})).alerts.any_gcp
     legacy = parse(ecs(ecs={"alarms": {"sns_topic_arn": alerts["sns_topic_arn"]}}), providers=AWS)
-    assert isinstance(legacy, C.EcsConfig) and legacy.alert_topic_arn == alerts["sns_topic_arn"]
+    assert isinstance(legacy, C.EcsConfig)
+    assert legacy.alert_topic_arn == alerts["sns_topic_arn"]
 
 
 def test_certificate_must_be_in_the_stack_region() -> None:
