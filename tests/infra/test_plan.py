@@ -393,3 +393,15 @@ def test_every_shipped_stack_says_whose_prices_it_used(plans: dict[str, plan_mod
     for name, region in expected.items():
         assert plans[name].cost["price_region"] == region, name
         assert plans[name].cost["fallback_from"] is None, name
+
+
+@pytest.mark.parametrize("stack", ["prod-ecs", "prod-lambda", "prod-cloudrun"])
+def test_a_production_stack_without_alert_targets_fails_the_alarm_policy(tmp_path: Path, stack: str) -> None:
+    def drop_alerts(config: dict[str, Any]) -> None:
+        config["fastapi-deploy:app"].pop("alerts", None)
+
+    p = plan_mod.plan_stack(write_stack(tmp_path, stack, drop_alerts))
+    silent = [v for v in p.violations if v["policy"] == "alarms-notify-in-production"]
+    assert silent
+    assert all(v["enforcement"] == "mandatory" for v in silent)
+    assert p.exit_code == plan_mod.EXIT_FINDINGS
