@@ -8,7 +8,8 @@ checks a params dict against an operation's input shape offline, the same check 
 Public names: ``validate(("ecs", "RegisterTaskDefinition"), params)``, ``ApiValidationError``,
 ``input_members(op)``, and renderers from recorded Pulumi inputs to API params:
 ``ecs_register_task_definition_params``, ``ecs_create_service_params``, ``elbv2_create_target_group_params``,
-``elbv2_target_group_attributes``, ``elbv2_create_rule_params``, ``ecr_create_repository_params``.
+``elbv2_target_group_attributes``, ``elbv2_create_rule_params``, ``ecr_create_repository_params``,
+``cloudwatch_put_metric_alarm_params``, ``sns_create_topic_params``, ``sns_subscribe_params``.
 """
 
 from __future__ import annotations

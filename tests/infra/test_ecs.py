@@ -528,13 +528,11 @@ def test_rendered_alarms_and_sns_match_cloudwatch_and_sns_models(prod: ProgramRe
     for alarm in prod.by_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
         params = apimodels.cloudwatch_put_metric_alarm_params(alarm.inputs, alarm.outputs["name"])
         apimodels.validate(("cloudwatch", "PutMetricAlarm"), params)
-        for key, path in (
-            ("ComparisonOperator", "ComparisonOperator"),
-            ("Statistic", "Statistic"),
-            ("TreatMissingData", None),
-        ):
-            if path and key in params:
-                assert params[key] in apimodels.enum_values(("cloudwatch", "PutMetricAlarm"), path)
+        op = ("cloudwatch", "PutMetricAlarm")
+        assert params["ComparisonOperator"] in apimodels.enum_values(op, "ComparisonOperator")
+        if "Statistic" in params:
+            assert params["Statistic"] in apimodels.enum_values(op, "Statistic")
+        assert params["AlarmActions"] and params["OKActions"]
     topic = prod.one("aws:sns/topic:Topic")
     apimodels.validate(("sns", "CreateTopic"), apimodels.sns_create_topic_params(topic.inputs, "t"))
     for sub in prod.by_type("aws:sns/topicSubscription:TopicSubscription"):
