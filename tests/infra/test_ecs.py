@@ -532,7 +532,8 @@ def test_rendered_alarms_and_sns_match_cloudwatch_and_sns_models(prod: ProgramRe
         assert params["ComparisonOperator"] in apimodels.enum_values(op, "ComparisonOperator")
         if "Statistic" in params:
             assert params["Statistic"] in apimodels.enum_values(op, "Statistic")
-        assert params["AlarmActions"] and params["OKActions"]
+        assert params["AlarmActions"]
+        assert params["OKActions"]
     topic = prod.one("aws:sns/topic:Topic")
     apimodels.validate(("sns", "CreateTopic"), apimodels.sns_create_topic_params(topic.inputs, "t"))
     for sub in prod.by_type("aws:sns/topicSubscription:TopicSubscription"):
