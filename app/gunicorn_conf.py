@@ -119,29 +119,30 @@ elif os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 def child_exit(server: Any, worker: Any) -> None:
     """Master, a worker was reaped: its live gauges must stop counting; its counters stay (they are
-    history). Counts the restart in gunicorn_worker_restarts_total{reason} (app/runtime_metrics.py): the
-    master writes its own counter file in PROMETHEUS_MULTIPROC_DIR, summed into every scrape."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    history). Counts the restart (app/runtime_metrics.py) in gunicorn_worker_restarts_total{reason} - the
+    master writes its own counter file in PROMETHEUS_MULTIPROC_DIR, summed into every scrape - and, with
+    METRICS_EMF, as a CloudWatch EMF line."""
+    multiproc = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    if multiproc:
         from prometheus_client import multiprocess
 
-        from app import runtime_metrics
-
         multiprocess.mark_process_dead(worker.pid)
-        try:
-            reason = runtime_metrics.count_restart(worker)
-        except Exception:  # a metric must never take the master down
-            server.log.exception("counting the worker restart failed")
-        else:
-            server.log.info("worker exited", extra={"worker_pid": worker.pid, "reason": reason})
+    from app import runtime_metrics
+
+    try:
+        reason = runtime_metrics.count_restart(worker, prometheus=multiproc, emf=_bool("METRICS_EMF", False))
+    except Exception:  # a metric must never take the master down
+        server.log.exception("counting the worker restart failed")
+    else:
+        server.log.info("worker exited", extra={"worker_pid": worker.pid, "reason": reason})
 
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Worker, shutting down by itself (max_requests, SIGTERM/HUP, or the master's timeout abort): mark
     it so child_exit can tell this from a crash or SIGKILL, after which this hook never runs."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from app import runtime_metrics
+    from app import runtime_metrics
 
-        runtime_metrics.note_graceful_exit()
+    runtime_metrics.note_graceful_exit()
 
 
 def on_exit(server: Any) -> None:

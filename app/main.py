@@ -256,6 +256,12 @@ def create_app(settings: Settings | None = None, *, eager_db: bool = True) -> Fa
                 from app.runtime_metrics import sampling
 
                 await stack.enter_async_context(sampling(resources.engine_if_created))
+            if settings.metrics_emf:  # ECS: CloudWatch EMF lines, nothing scrapes /metrics there
+                from app.runtime_metrics import emf_lines
+
+                await stack.enter_async_context(
+                    emf_lines(resources.engine_if_created, settings.app_env.value)
+                )
             yield
         await resources.close()
 

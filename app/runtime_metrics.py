@@ -22,8 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -186,30 +190,41 @@ def restart_counter() -> Counter:
     )
 
 
-def _exit_marker(pid: int) -> str | None:
-    d = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    return os.path.join(d, f"worker-exit-{pid}") if d else None
+def _exit_marker(master: int, pid: int) -> str:
+    d = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.gettempdir()
+    return os.path.join(d, f"gunicorn-{master}-worker-exit-{pid}")
 
 
 def note_graceful_exit() -> None:
     """Worker side (gunicorn worker_exit hook): leave a marker that it shut down itself."""
-    path = _exit_marker(os.getpid())
-    if path:
-        with contextlib.suppress(OSError), open(path, "w"):
-            pass
+    with contextlib.suppress(OSError), open(_exit_marker(os.getppid(), os.getpid()), "w"):
+        pass
 
 
-def count_restart(worker: Any) -> str:
-    """Master side (child_exit): classify and count the exit of ``worker``; returns the reason."""
-    path = _exit_marker(worker.pid)
-    graceful = False
-    if path:
-        graceful = os.path.exists(path)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+def classify_exit(worker: Any) -> str:
+    """Master side (child_exit): why ``worker`` ended (consumes its graceful-exit marker)."""
+    path = _exit_marker(os.getpid(), worker.pid)
+    graceful = os.path.exists(path)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
     # The master sets .aborted before SIGABRT on a timeout; the worker's worker_exit hook still runs then.
-    reason = "timeout" if getattr(worker, "aborted", False) else "graceful" if graceful else "crash"
-    restart_counter().labels(reason=reason).inc()
+    return "timeout" if getattr(worker, "aborted", False) else "graceful" if graceful else "crash"
+
+
+def count_restart(worker: Any, *, prometheus: bool, emf: bool) -> str:
+    """Master side (child_exit): classify the exit of ``worker`` and count it in the restart counter
+    (its file in PROMETHEUS_MULTIPROC_DIR) and/or as an EMF line; returns the reason."""
+    reason = classify_exit(worker)
+    if prometheus:
+        restart_counter().labels(reason=reason).inc()
+    if emf:
+        write_emf(
+            emf_document(
+                {"WorkerRestarts": (1, "Count")},
+                {**emf_dimensions(os.environ.get("APP_ENV", "production")), "Reason": reason},
+                extra={"worker_pid": worker.pid},
+            )
+        )
     return reason
 
 
@@ -218,3 +233,116 @@ def init_restart_counter() -> None:
     counter = restart_counter()
     for reason in RESTART_REASONS:
         counter.labels(reason=reason)
+
+
+# ------------------------------------------------------------------ CloudWatch Embedded Metric Format
+# Where nothing scrapes /metrics (ECS without a Prometheus, Lambda), the same figures go to the log stream
+# as EMF documents: CloudWatch Logs extracts the metrics from the `_aws` directive
+# (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
+# Every worker writes its own line; CloudWatch aggregates lines with the same dimensions into one series
+# (statistics Maximum/Average/Sum over the workers and tasks). The pid is a plain member, not a dimension
+# (a dimension per pid would be a new custom metric - billed - per worker start); Logs Insights can still
+# filter on it.
+EMF_NAMESPACE = "fastapi-deploy"
+#: Seconds between two EMF lines per worker (ECS) or per execution environment (Lambda).
+EMF_INTERVAL_S = 60.0
+
+
+def emf_dimensions(app_env: str) -> dict[str, str]:
+    return {"Service": EMF_NAMESPACE, "Environment": app_env}
+
+
+def emf_document(
+    metrics: dict[str, tuple[float, str]],
+    dimensions: dict[str, str],
+    *,
+    namespace: str = EMF_NAMESPACE,
+    extra: dict[str, Any] | None = None,
+    now_ms: int | None = None,
+) -> dict[str, Any]:
+    """One EMF root object: the metadata under ``_aws`` (Timestamp in ms since the epoch, one
+    MetricDirective with one dimension set), then every dimension (string) and metric (number) as a
+    top-level member, as the directive's references require."""
+    doc: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": now_ms if now_ms is not None else int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [list(dimensions)],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, (_, unit) in metrics.items()],
+                }
+            ],
+        },
+    }
+    doc.update(extra or {})
+    doc.update(dimensions)
+    doc.update({name: value for name, (value, _) in metrics.items()})
+    return doc
+
+
+def worker_figures(engine: AsyncEngine | None) -> dict[str, tuple[float, str]]:
+    """This process's figures for an EMF line: RSS always, the pool where there is one (not NullPool)."""
+    figures: dict[str, tuple[float, str]] = {"WorkerRSS": (rss_bytes(), "Bytes")}
+    pool = pool_figures(engine.sync_engine.pool) if engine is not None else None
+    if pool is not None:
+        figures["DbPoolInUse"] = (pool.in_use, "Count")
+        figures["DbPoolCapacity"] = (pool.capacity, "Count")
+        figures["DbPoolUsageRatio"] = (round(pool.ratio, 4), "None")
+    return figures
+
+
+def write_emf(doc: dict[str, Any]) -> None:
+    """One line on stderr (where the JSON logs go: awslogs and Lambda ship it to CloudWatch Logs).
+    Not through logging: JsonFormatter drops members starting with "_", and `_aws` must be top level."""
+    try:
+        sys.stderr.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        sys.stderr.flush()
+    except Exception:  # metrics never fail the caller
+        log.exception("EMF line failed")
+
+
+def emit_worker_emf(engine: AsyncEngine | None, app_env: str) -> None:
+    try:
+        doc = emf_document(worker_figures(engine), emf_dimensions(app_env), extra={"pid": os.getpid()})
+    except Exception:
+        log.exception("EMF figures failed")
+        return
+    write_emf(doc)
+
+
+async def _emf_loop(engine: AsyncEngine | None, app_env: str, interval_s: float) -> None:
+    while True:
+        emit_worker_emf(engine, app_env)
+        await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def emf_lines(engine: AsyncEngine | None, app_env: str, interval_s: float = EMF_INTERVAL_S) -> Any:
+    """Lifespan helper (ECS): an EMF line now and every ``interval_s`` until shutdown. A small write to
+    stderr once a minute; never on a request's path."""
+    task = asyncio.create_task(_emf_loop(engine, app_env, interval_s), name="emf-metrics")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class EmfEvery:
+    """Lambda (no lifespan, frozen between invocations): an EMF line after an invocation when
+    ``interval_s`` has passed since the last one - the first invocation of an environment always."""
+
+    def __init__(self, app_env: str, interval_s: float = EMF_INTERVAL_S) -> None:
+        self.app_env = app_env
+        self.interval_s = interval_s
+        self._last: float | None = None
+
+    def after_invocation(self, engine: AsyncEngine | None) -> bool:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.interval_s:
+            return False
+        self._last = now
+        emit_worker_emf(engine, self.app_env)
+        return True

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # would only publish request counts and route names to the internet. ECS and the VPS keep it on for
     # in-network scrapers and block the path at the load balancer / Caddy instead.
     metrics_enabled: bool = True
+    # CloudWatch Embedded Metric Format lines (pool use, RSS, worker restarts) on stderr where nothing
+    # scrapes /metrics: the deployer sets it on ECS and Lambda (infra/tuning.py, METRICS_EMF_PLATFORMS).
+    metrics_emf: bool = False
 
     sentry_dsn: SecretStr | None = None
     sentry_traces_sample_rate: float = Field(0.1, ge=0.0, le=1.0)

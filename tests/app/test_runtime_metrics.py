@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -62,12 +65,101 @@ async def test_scrape_lists_pool_rss_cache_and_breaker(client: httpx.AsyncClient
 def test_restart_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.setattr(runtime_metrics, "restart_counter", lambda: _FakeCounter())
-    assert runtime_metrics.count_restart(SimpleNamespace(pid=999_999_1)) == "crash"
+    assert (
+        runtime_metrics.count_restart(SimpleNamespace(pid=999_999_1), prometheus=True, emf=False) == "crash"
+    )
+    # the worker (child of this "master") marks its own graceful exit
+    master = os.getpid()
+    monkeypatch.setattr(os, "getppid", lambda: master)
     monkeypatch.setattr(os, "getpid", lambda: 999_999_2)
     runtime_metrics.note_graceful_exit()
-    assert runtime_metrics.count_restart(SimpleNamespace(pid=999_999_2)) == "graceful"
+    monkeypatch.setattr(os, "getpid", lambda: master)
+    assert runtime_metrics.classify_exit(SimpleNamespace(pid=999_999_2)) == "graceful"
     assert not list(tmp_path.iterdir())  # the marker is consumed
-    assert runtime_metrics.count_restart(SimpleNamespace(pid=999_999_2, aborted=True)) == "timeout"
+    assert runtime_metrics.classify_exit(SimpleNamespace(pid=999_999_2, aborted=True)) == "timeout"
+
+
+# ---------------------------------------------------------------------------------------------- EMF
+_UNITS = {
+    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
+    "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
+    "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second",
+    "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None",
+}  # fmt: skip
+
+
+def assert_emf(doc: dict[str, Any]) -> None:
+    """The structure the EMF specification requires of a root node (CloudWatch_Embedded_Metric_Format_
+    Specification): `_aws` with a ms Timestamp and a CloudWatchMetrics array of MetricDirectives
+    (Namespace, Dimensions: arrays of <= 30 dimension names, Metrics: MetricDefinitions with a Name and an
+    optional Unit); each referenced dimension a string member, each metric a number member of the root."""
+    meta = doc["_aws"]
+    assert set(meta) <= {"Timestamp", "CloudWatchMetrics", "LogGroupName"}
+    ts = meta["Timestamp"]
+    assert isinstance(ts, int)
+    assert abs(ts - time.time() * 1000) < 60_000
+    assert isinstance(meta["CloudWatchMetrics"], list)
+    assert meta["CloudWatchMetrics"]
+    for directive in meta["CloudWatchMetrics"]:
+        assert set(directive) == {"Namespace", "Dimensions", "Metrics"}
+        assert isinstance(directive["Namespace"], str)
+        assert 1 <= len(directive["Namespace"]) <= 1024
+        assert isinstance(directive["Dimensions"], list)
+        for dimension_set in directive["Dimensions"]:
+            assert isinstance(dimension_set, list)
+            assert len(dimension_set) <= 30
+            for name in dimension_set:
+                assert isinstance(name, str)
+                assert isinstance(doc[name], str)
+        assert 1 <= len(directive["Metrics"]) <= 100
+        for metric in directive["Metrics"]:
+            assert set(metric) <= {"Name", "Unit", "StorageResolution"}
+            assert isinstance(doc[metric["Name"]], (int, float))
+            assert not isinstance(doc[metric["Name"]], bool)
+            assert metric.get("Unit", "None") in _UNITS
+
+
+def test_emf_document_follows_the_specification() -> None:
+    doc = runtime_metrics.emf_document(
+        {"DbPoolInUse": (3, "Count"), "WorkerRSS": (1.5e8, "Bytes")},
+        runtime_metrics.emf_dimensions("production"),
+        extra={"pid": 42},
+    )
+    assert_emf(doc)
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Service", "Environment"]]
+    assert doc["DbPoolInUse"] == 3
+    assert doc["Environment"] == "production"
+    assert doc["pid"] == 42
+
+
+async def test_emf_lines_from_the_lifespan(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    app = create_app(
+        settings.model_copy(update={"metrics_emf": True, "db_pool_size": 2, "db_max_overflow": 0})
+    )
+    engine = app.state.resources.engine
+    try:
+        async with app.router.lifespan_context(app), engine.connect():
+            await asyncio.sleep(0.05)  # the task writes its first line at once
+    finally:
+        await app.state.resources.close()
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith('{"_aws"')]
+    assert len(lines) == 1
+    assert_emf(lines[0])
+    names = {m["Name"] for m in lines[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {"WorkerRSS", "DbPoolInUse", "DbPoolCapacity", "DbPoolUsageRatio"}
+    assert lines[0]["DbPoolCapacity"] == 2
+    assert lines[0]["pid"] == os.getpid()
+
+
+def test_lambda_emits_at_most_once_per_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    every = runtime_metrics.EmfEvery("production", interval_s=3600)
+    assert every.after_invocation(None) is True  # the first invocation of an environment
+    assert every.after_invocation(None) is False
+    (line,) = capsys.readouterr().err.splitlines()
+    doc = json.loads(line)
+    assert_emf(doc)
+    assert set(doc) >= {"WorkerRSS", "Service", "Environment"}
 
 
 class _FakeCounter:
@@ -112,6 +204,7 @@ def test_gunicorn_two_workers_pool_rss_and_restart_counter(
         "GUNICORN_GRACEFUL_TIMEOUT": "5",
         "DB_POOL_SIZE": "3",
         "DB_MAX_OVERFLOW": "2",
+        "METRICS_EMF": "true",  # as on ECS: the restart is also an EMF line from the master
     }
 
     def scrape(url: str) -> str:
@@ -166,3 +259,11 @@ def test_gunicorn_two_workers_pool_rss_and_restart_counter(
         )
         assert _series(text, "gunicorn_worker_restarts_total")['reason="crash"'] == 1.0
         assert victim not in _pids(text, "db_pool_connections_capacity")  # liveall: dead worker dropped
+        emf = [r for r in srv.logs() if "_aws" in r]
+        restarts = [r for r in emf if "WorkerRestarts" in r]
+        assert [(r["Reason"], r["worker_pid"], r["WorkerRestarts"]) for r in restarts] == [
+            ("crash", victim, 1)
+        ]
+        for r in emf:
+            assert_emf(r)
+        assert {r["pid"] for r in emf if "WorkerRSS" in r} >= workers | now  # every worker's own line
