@@ -259,6 +259,8 @@ def test_gunicorn_two_workers_pool_rss_and_restart_counter(
         )
         assert _series(text, "gunicorn_worker_restarts_total")['reason="crash"'] == 1.0
         assert victim not in _pids(text, "db_pool_connections_capacity")  # liveall: dead worker dropped
+        exited = [r for r in srv.logs() if r.get("msg") == "worker exited"]
+        assert [(r["worker_pid"], r["reason"]) for r in exited] == [(victim, "crash")]
         emf = [r for r in srv.logs() if "_aws" in r]
         restarts = [r for r in emf if "WorkerRestarts" in r]
         assert [(r["Reason"], r["worker_pid"], r["WorkerRestarts"]) for r in restarts] == [
