@@ -127,6 +127,9 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+    if not getattr(server, "LISTENERS", True):
+        # Arbiter.stop() closed the listeners: the server is shutting down, the workers are not restarted.
+        return
     from app import runtime_metrics
 
     try:

@@ -79,6 +79,33 @@ def test_restart_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert runtime_metrics.classify_exit(SimpleNamespace(pid=999_999_2, aborted=True)) == "timeout"
 
 
+def test_a_shutdown_is_not_counted_as_restarts() -> None:
+    import subprocess
+    import sys
+
+    # gunicorn_conf reads the environment at import: in a child, so this process's stays as it is.
+    code = (
+        "from types import SimpleNamespace as N; import app.gunicorn_conf as g, app.runtime_metrics as r\n"
+        "seen = []\n"
+        "r.count_restart = lambda w, **kw: seen.append(w.pid) or 'crash'\n"
+        "log = N(info=lambda *a, **k: None, exception=lambda *a, **k: None)\n"
+        "g.child_exit(N(LISTENERS=[], log=log), N(pid=1))\n"  # Arbiter.stop() empties LISTENERS
+        "g.child_exit(N(LISTENERS=['sock'], log=log), N(pid=2))\n"
+        "print(seen)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
+    assert out.stdout.split() == ["[2]"]
+
+
 # ---------------------------------------------------------------------------------------------- EMF
 _UNITS = {
     "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
