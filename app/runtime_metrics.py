@@ -218,11 +218,13 @@ def count_restart(worker: Any, *, prometheus: bool, emf: bool) -> str:
     if prometheus:
         restart_counter().labels(reason=reason).inc()
     if emf:
+        namespace, dims = emf_target()
         write_emf(
             emf_document(
-                {"WorkerRestarts": (1, "Count")},
-                {**emf_dimensions(os.environ.get("APP_ENV", "production")), "Reason": reason},
-                extra={"worker_pid": worker.pid},
+                {"worker_restarts": (1, "Count")},
+                dims,
+                namespace=namespace,
+                extra={"reason": reason, "worker_pid": worker.pid},
             )
         )
     return reason
@@ -243,13 +245,20 @@ def init_restart_counter() -> None:
 # (statistics Maximum/Average/Sum over the workers and tasks). The pid is a plain member, not a dimension
 # (a dimension per pid would be a new custom metric - billed - per worker start); Logs Insights can still
 # filter on it.
-EMF_NAMESPACE = "fastapi-deploy"
+# Namespace, metric names and the single dimension Service are what the deployer's ECS alarms read
+# (infra/targets/ecs.py on main: FastAPIDeploy, db_pool_usage_ratio Maximum, worker_restarts Sum,
+# dimension Service=<name>-<stack>); METRICS_EMF_NAMESPACE / METRICS_EMF_SERVICE override the defaults.
+EMF_NAMESPACE = "FastAPIDeploy"
+EMF_SERVICE = "fastapi-deploy"
 #: Seconds between two EMF lines per worker (ECS) or per execution environment (Lambda).
 EMF_INTERVAL_S = 60.0
 
 
-def emf_dimensions(app_env: str) -> dict[str, str]:
-    return {"Service": EMF_NAMESPACE, "Environment": app_env}
+def emf_target(env: Any = None) -> tuple[str, dict[str, str]]:
+    """(namespace, dimensions) from METRICS_EMF_NAMESPACE / METRICS_EMF_SERVICE (or the defaults)."""
+    env = os.environ if env is None else env
+    namespace = env.get("METRICS_EMF_NAMESPACE") or EMF_NAMESPACE
+    return namespace, {"Service": env.get("METRICS_EMF_SERVICE") or EMF_SERVICE}
 
 
 def emf_document(
@@ -283,12 +292,12 @@ def emf_document(
 
 def worker_figures(engine: AsyncEngine | None) -> dict[str, tuple[float, str]]:
     """This process's figures for an EMF line: RSS always, the pool where there is one (not NullPool)."""
-    figures: dict[str, tuple[float, str]] = {"WorkerRSS": (rss_bytes(), "Bytes")}
+    figures: dict[str, tuple[float, str]] = {"worker_rss_bytes": (rss_bytes(), "Bytes")}
     pool = pool_figures(engine.sync_engine.pool) if engine is not None else None
     if pool is not None:
-        figures["DbPoolInUse"] = (pool.in_use, "Count")
-        figures["DbPoolCapacity"] = (pool.capacity, "Count")
-        figures["DbPoolUsageRatio"] = (round(pool.ratio, 4), "None")
+        figures["db_pool_connections_in_use"] = (pool.in_use, "Count")
+        figures["db_pool_connections_capacity"] = (pool.capacity, "Count")
+        figures["db_pool_usage_ratio"] = (round(pool.ratio, 4), "None")
     return figures
 
 
@@ -304,7 +313,13 @@ def write_emf(doc: dict[str, Any]) -> None:
 
 def emit_worker_emf(engine: AsyncEngine | None, app_env: str) -> None:
     try:
-        doc = emf_document(worker_figures(engine), emf_dimensions(app_env), extra={"pid": os.getpid()})
+        namespace, dims = emf_target()
+        doc = emf_document(
+            worker_figures(engine),
+            dims,
+            namespace=namespace,
+            extra={"environment": app_env, "pid": os.getpid()},
+        )
     except Exception:
         log.exception("EMF figures failed")
         return

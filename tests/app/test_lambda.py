@@ -182,8 +182,8 @@ def test_a_cold_start_serving_health_loads_none_of_the_deferred_modules() -> Non
     # RSS only (no pool on Lambda), and it loaded nothing deferred either.
     emf = [d for d in map(_json_or_none, result["stderr"].splitlines()) if d and "_aws" in d]
     assert len(emf) == 1
-    assert emf[0]["WorkerRSS"] > 0
-    assert "DbPoolInUse" not in emf[0]
+    assert emf[0]["worker_rss_bytes"] > 0
+    assert "db_pool_usage_ratio" not in emf[0]
 
 
 def _json_or_none(line: str) -> Any:

@@ -147,16 +147,21 @@ def assert_emf(doc: dict[str, Any]) -> None:
 
 
 def test_emf_document_follows_the_specification() -> None:
+    namespace, dims = runtime_metrics.emf_target({"METRICS_EMF_SERVICE": "api-prod"})
     doc = runtime_metrics.emf_document(
-        {"DbPoolInUse": (3, "Count"), "WorkerRSS": (1.5e8, "Bytes")},
-        runtime_metrics.emf_dimensions("production"),
+        {"db_pool_usage_ratio": (0.5, "None"), "worker_rss_bytes": (1.5e8, "Bytes")},
+        dims,
+        namespace=namespace,
         extra={"pid": 42},
     )
     assert_emf(doc)
     assert json.loads(json.dumps(doc)) == doc
-    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Service", "Environment"]]
-    assert doc["DbPoolInUse"] == 3
-    assert doc["Environment"] == "production"
+    # what the deployer's ECS alarms read: namespace FastAPIDeploy, dimension Service only
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "FastAPIDeploy"
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Service"]]
+    assert doc["Service"] == "api-prod"
+    assert doc["db_pool_usage_ratio"] == 0.5
+    assert doc["worker_rss_bytes"] == 1.5e8
     assert doc["pid"] == 42
 
 
@@ -174,8 +179,13 @@ async def test_emf_lines_from_the_lifespan(settings: Settings, capsys: pytest.Ca
     assert len(lines) == 1
     assert_emf(lines[0])
     names = {m["Name"] for m in lines[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert names == {"WorkerRSS", "DbPoolInUse", "DbPoolCapacity", "DbPoolUsageRatio"}
-    assert lines[0]["DbPoolCapacity"] == 2
+    assert names == {
+        "worker_rss_bytes",
+        "db_pool_connections_in_use",
+        "db_pool_connections_capacity",
+        "db_pool_usage_ratio",
+    }
+    assert lines[0]["db_pool_connections_capacity"] == 2
     assert lines[0]["pid"] == os.getpid()
 
 
@@ -186,7 +196,7 @@ def test_lambda_emits_at_most_once_per_interval(capsys: pytest.CaptureFixture[st
     (line,) = capsys.readouterr().err.splitlines()
     doc = json.loads(line)
     assert_emf(doc)
-    assert set(doc) >= {"WorkerRSS", "Service", "Environment"}
+    assert set(doc) >= {"worker_rss_bytes", "Service", "environment"}
 
 
 class _FakeCounter:
@@ -289,10 +299,10 @@ def test_gunicorn_two_workers_pool_rss_and_restart_counter(
         exited = [r for r in srv.logs() if r.get("msg") == "worker exited"]
         assert [(r["worker_pid"], r["reason"]) for r in exited] == [(victim, "crash")]
         emf = [r for r in srv.logs() if "_aws" in r]
-        restarts = [r for r in emf if "WorkerRestarts" in r]
-        assert [(r["Reason"], r["worker_pid"], r["WorkerRestarts"]) for r in restarts] == [
+        restarts = [r for r in emf if "worker_restarts" in r]
+        assert [(r["reason"], r["worker_pid"], r["worker_restarts"]) for r in restarts] == [
             ("crash", victim, 1)
         ]
         for r in emf:
             assert_emf(r)
-        assert {r["pid"] for r in emf if "WorkerRSS" in r} >= workers | now  # every worker's own line
+        assert {r["pid"] for r in emf if "worker_rss_bytes" in r} >= workers | now  # every worker's own line
