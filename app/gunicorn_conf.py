@@ -118,11 +118,34 @@ elif os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """A dead worker's live gauges must stop counting; its counters stay (they are history)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    """Master, a worker was reaped: its live gauges must stop counting; its counters stay (they are
+    history). Counts the restart (app/runtime_metrics.py) in gunicorn_worker_restarts_total{reason} - the
+    master writes its own counter file in PROMETHEUS_MULTIPROC_DIR, summed into every scrape - and, with
+    METRICS_EMF, as a CloudWatch EMF line."""
+    multiproc = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    if multiproc:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+    if not getattr(server, "LISTENERS", True):
+        # Arbiter.stop() closed the listeners: the server is shutting down, the workers are not restarted.
+        return
+    from app import runtime_metrics
+
+    try:
+        reason = runtime_metrics.count_restart(worker, prometheus=multiproc, emf=_bool("METRICS_EMF", False))
+    except Exception:  # a metric must never take the master down
+        server.log.exception("counting the worker restart failed")
+    else:
+        server.log.info("worker exited", extra={"worker_pid": worker.pid, "reason": reason})
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Worker, shutting down by itself (max_requests, SIGTERM/HUP, or the master's timeout abort): mark
+    it so child_exit can tell this from a crash or SIGKILL, after which this hook never runs."""
+    from app import runtime_metrics
+
+    runtime_metrics.note_graceful_exit()
 
 
 def on_exit(server: Any) -> None:
@@ -136,6 +159,10 @@ def when_ready(server: Any) -> None:
     and the collector never writes to the pages the workers share with the master (app/gctune.py)."""
     from app import gctune
 
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from app import runtime_metrics
+
+        runtime_metrics.init_restart_counter()  # reasons at 0 before any restart
     if preload_app:
         _import_what_workers_import()
     if gctune.freeze(collect=True):

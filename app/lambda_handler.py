@@ -19,6 +19,10 @@ from app.settings import load_settings
 
 log = logging.getLogger("app.lambda")
 _adapter: Mangum | None = None
+#: METRICS_EMF: a CloudWatch EMF line (RSS; pool figures when pooled) at most once a minute per execution
+#: environment, after an invocation (app/runtime_metrics.py). Lambda has no lifespan to run a timer in.
+_emf: Any = None
+_resources: Any = None
 #: Provisioned concurrency (and SnapStart) run INIT - importing this module - before any request arrives
 #: (AWS_LAMBDA_INITIALIZATION_TYPE is set by Lambda). Then nobody waits for it: build everything there,
 #: database stack included, so no request pays for it. On demand, INIT and the first request are both in
@@ -37,6 +41,12 @@ def build() -> Mangum:
     # needs the database, not here: a cold start serving /health (or anything without the DB) does not pay
     # for them (~0.3 s of CPU on the benchmark VM, BENCHMARKS.md §7).
     app = create_app(settings, eager_db=_AHEAD_OF_TIME)
+    global _emf, _resources
+    _resources = app.state.resources
+    if settings.metrics_emf:
+        from app.runtime_metrics import EmfEvery
+
+        _emf = EmfEvery(settings.app_env.value)
     log.info("cold start", extra={"resolved_secret_refs": resolved})
     # lifespan "off": Mangum would otherwise run startup+shutdown around EVERY invocation; our clients are
     # created in create_app and need no startup hook.
@@ -46,9 +56,13 @@ def build() -> Mangum:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda handler."""
     global _adapter
-    if _adapter is None:
-        return _cold_start(event, context)
-    return _adapter(event, context)
+    try:
+        if _adapter is None:
+            return _cold_start(event, context)
+        return _adapter(event, context)
+    finally:
+        if _emf is not None:
+            _emf.after_invocation(_resources.engine_if_created)
 
 
 def _cold_start(event: dict[str, Any], context: Any) -> dict[str, Any]:

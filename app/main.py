@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -101,6 +102,15 @@ class Resources:
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             self._engine = create_engine(self.settings)
+            if self.settings.metrics_enabled:
+                from app.runtime_metrics import instrument_pool
+
+                instrument_pool(self._engine)
+        return self._engine
+
+    @property
+    def engine_if_created(self) -> AsyncEngine | None:
+        """The engine, without creating it (metrics must not import SQLAlchemy on a Lambda cold start)."""
         return self._engine
 
     @property
@@ -240,7 +250,19 @@ def create_app(settings: Settings | None = None, *, eager_db: bool = True) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.metrics_enabled:
+                # In the worker, not at create_app (the gunicorn master with preload): pool and RSS gauges.
+                from app.runtime_metrics import sampling
+
+                await stack.enter_async_context(sampling(resources.engine_if_created))
+            if settings.metrics_emf:  # ECS: CloudWatch EMF lines, nothing scrapes /metrics there
+                from app.runtime_metrics import emf_lines
+
+                await stack.enter_async_context(
+                    emf_lines(resources.engine_if_created, settings.app_env.value)
+                )
+            yield
         await resources.close()
 
     is_dev = settings.app_env.value == "development"

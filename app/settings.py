@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     # would only publish request counts and route names to the internet. ECS and the VPS keep it on for
     # in-network scrapers and block the path at the load balancer / Caddy instead.
     metrics_enabled: bool = True
+    # CloudWatch Embedded Metric Format lines (pool use, RSS, worker restarts) on stderr where nothing
+    # scrapes /metrics: the deployer sets it on ECS and Lambda (infra/tuning.py, METRICS_EMF_PLATFORMS).
+    metrics_emf: bool = False
+    # Where the EMF lines go: namespace and the value of their single dimension Service. The deployer's ECS
+    # alarms read namespace FastAPIDeploy and Service=<name>-<stack>. Read from the environment by
+    # app/runtime_metrics.py (the gunicorn master, which has no Settings, writes restart lines too).
+    metrics_emf_namespace: str = Field("FastAPIDeploy", min_length=1, max_length=255)
+    metrics_emf_service: str = Field("fastapi-deploy", min_length=1, max_length=255)
 
     sentry_dsn: SecretStr | None = None
     sentry_traces_sample_rate: float = Field(0.1, ge=0.0, le=1.0)

@@ -140,6 +140,11 @@ FORWARDED_ALLOW_IPS: dict[str, str] = {
 # unless the stack sets METRICS_ENABLED itself in app.env (a deliberate choice, e.g. a collector sidecar).
 METRICS_PRIVATELY_SCRAPABLE = {"ecs": True, "vps": True, "cloudrun": False, "lambda": False}
 METRICS_PATHS = ("/metrics", "/metrics/*")
+# Where nothing scrapes (ECS has no Prometheus by default, Lambda never can), the app writes the same
+# figures as CloudWatch Embedded Metric Format log lines (METRICS_EMF, app/runtime_metrics.py): the awslogs
+# driver / Lambda's log stream carry them to CloudWatch Logs, which extracts the metrics. Not on Cloud Run
+# (Cloud Logging ignores the _aws key) nor the VPS (no CloudWatch).
+METRICS_EMF_PLATFORMS = frozenset({"ecs", "lambda"})
 
 # Replicas that may run at once during a deployment, relative to scaling.max.
 DEPLOY_SURGE = {"ecs": 2.0, "cloudrun": 2.0, "lambda": 1.0, "vps": 2.0}
@@ -284,6 +289,8 @@ class RuntimeTuning:
         }
         if self.platform in FORWARDED_ALLOW_IPS:
             env["FORWARDED_ALLOW_IPS"] = FORWARDED_ALLOW_IPS[self.platform]
+        if self.platform in METRICS_EMF_PLATFORMS:
+            env["METRICS_EMF"] = "true"
         if self.platform in GC_PLATFORMS:
             env["GC_FREEZE"] = "true" if self.gc_freeze else "false"
             env["GC_THRESHOLD"] = ",".join(map(str, self.gc_threshold)) if self.gc_threshold else ""

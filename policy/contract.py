@@ -52,6 +52,7 @@ TUNING_ENV_NAMES = frozenset(
         "FORWARDED_ALLOW_IPS",
         "MIGRATE_ON_START",
         "MIGRATE_TIMEOUT",
+        "METRICS_EMF",
     }
 )
 #: Credentials: only a secret reference (injected natively by the platform), never a value in plain env.

@@ -134,5 +134,8 @@ async def metrics(request: Request) -> Response:
     # missed it (a percent-encoded path, a listener added later). Scrapers reach the app directly.
     if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
         return JSONResponse({"detail": "Not Found"}, status_code=404)
+    from app.runtime_metrics import sample_now
+
+    sample_now(request.app.state.resources.engine_if_created)  # this worker's figures, fresh
     payload, content_type = metrics_payload()
     return Response(payload, media_type=content_type)

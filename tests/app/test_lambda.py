@@ -150,6 +150,7 @@ def _lambda_env(database_url: str, redis_url: str) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "JWT_SECRET_KEY": JWT,
         "METRICS_ENABLED": "false",
+        "METRICS_EMF": "true",
         "DB_POOL_CLASS": "null",
         "CORS_ORIGINS": "https://app.example.com",
         "LOG_LEVEL": "info",
@@ -167,6 +168,7 @@ def _drive(env: dict[str, str], requests: list[list[Any]]) -> dict[str, Any]:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["stderr"] = out.stderr
     return result
 
 
@@ -176,6 +178,19 @@ def test_a_cold_start_serving_health_loads_none_of_the_deferred_modules() -> Non
     result = _drive(env, [["GET", "/health", "", None, False]])
     assert result["responses"] == [[200, {"status": "ok"}, None]]
     assert result["loaded_after_first"] == []
+    # METRICS_EMF (set by the deployer on Lambda): one CloudWatch EMF line after the first invocation,
+    # RSS only (no pool on Lambda), and it loaded nothing deferred either.
+    emf = [d for d in map(_json_or_none, result["stderr"].splitlines()) if d and "_aws" in d]
+    assert len(emf) == 1
+    assert emf[0]["worker_rss_bytes"] > 0
+    assert "db_pool_usage_ratio" not in emf[0]
+
+
+def _json_or_none(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def test_servers_load_the_database_stack_at_boot_not_on_a_users_request() -> None:

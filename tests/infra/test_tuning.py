@@ -184,7 +184,10 @@ def test_env_has_exactly_the_contract_names() -> None:
         expected = CONTRACT_ENV | (
             {"FORWARDED_ALLOW_IPS", "GC_FREEZE", "GC_THRESHOLD"} if platform != "lambda" else set()
         )
+        # CloudWatch EMF metric lines where CloudWatch Logs receives the logs and nothing scrapes /metrics.
+        expected |= {"METRICS_EMF"} if platform in ("ecs", "lambda") else set()
         assert set(env) == expected
+        assert env.get("METRICS_EMF") == ("true" if platform in ("ecs", "lambda") else None)
         assert all(isinstance(v, str) for v in env.values())
     env = tune(inp("ecs")).env()
     assert env["DB_POOL_PRE_PING"] == "true"
