@@ -625,6 +625,13 @@ def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[s
         env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
     if not METRICS_PRIVATELY_SCRAPABLE[cfg.target]:
         env.setdefault("METRICS_ENABLED", "false")  # the user's explicit app.env value stays
+    if env.get("METRICS_EMF") == "true":
+        # The EMF lines must carry exactly the namespace and Service dimension the stack's alarms read
+        # (infra/targets/ecs.py: Service=<component name>), or those alarms never get a data point.
+        env["METRICS_EMF_SERVICE"] = f"{cfg.name}-{cfg.stack}"
+        alarms = getattr(getattr(cfg, "ecs", None), "alarms", None)
+        if alarms is not None:
+            env["METRICS_EMF_NAMESPACE"] = alarms.emf_namespace
     return dict(sorted(env.items()))
 
 

@@ -53,6 +53,8 @@ TUNING_ENV_NAMES = frozenset(
         "MIGRATE_ON_START",
         "MIGRATE_TIMEOUT",
         "METRICS_EMF",
+        "METRICS_EMF_NAMESPACE",
+        "METRICS_EMF_SERVICE",
     }
 )
 #: Credentials: only a secret reference (injected natively by the platform), never a value in plain env.

@@ -321,3 +321,16 @@ def test_prod_stacks_get_the_measured_recycling_and_gc() -> None:
         assert env["WEB_CONCURRENCY"] == str(workers)
         assert env["GUNICORN_MAX_REQUESTS"] == ("0" if workers == 1 else str(T.MAX_REQUESTS))
         assert env["GC_FREEZE"] == "true"
+
+
+def test_emf_lines_carry_the_dimension_the_ecs_alarms_read() -> None:
+    """The ECS EMF alarms filter on namespace alarms.emf_namespace and Service=<name>-<stack>; the container
+    must send exactly those, or the alarms sit at INSUFFICIENT_DATA for ever."""
+    from infra.config import load_stack_file
+    from tests.infra.conftest import STACKS
+
+    cfg = load_stack_file(STACKS / "Pulumi.prod-ecs.yaml")
+    env = container_environment(cfg, for_platform(cfg))
+    assert env["METRICS_EMF"] == "true"
+    assert env["METRICS_EMF_SERVICE"] == "items-api-prod-ecs"
+    assert env["METRICS_EMF_NAMESPACE"] == cfg.ecs.alarms.emf_namespace  # type: ignore[union-attr]
