@@ -17,7 +17,7 @@ from google.protobuf.json_format import ParseError
 
 from infra import config as config_mod
 from infra.config import CloudRunConfig, ConfigError
-from infra.mocks import ProgramResult, RecordingMocks, run_program
+from infra.mocks import ProgramResult, RecordingMocks, run_program, unwrap
 from infra.targets import cloudrun as cr
 from infra.tuning import TuningError, for_platform
 from tests.infra.conftest import edited_config
@@ -432,3 +432,28 @@ def test_existing_channels_are_used_without_creating_email_channels() -> None:
     assert result.by_type(CHANNEL) == []
     for p in result.by_type(POLICY):
         assert p.inputs["notificationChannels"] == [name]
+
+
+def test_alert_policies_and_channels_parse_as_the_monitoring_api_types(prod: ProgramResult) -> None:
+    """The rendered inputs are read by Cloud Monitoring's own v3 types (unknown fields raise), like the
+    Cloud Run service is read by run_v2."""
+    from google.cloud import monitoring_v3
+
+    policies = prod.by_type(POLICY)
+    channels = prod.by_type(CHANNEL)
+    assert len(policies) == 3
+    assert len(channels) == 1
+    for p in policies:
+        body = {k: v for k, v in unwrap(p.inputs).items() if k != "project"}
+        policy = monitoring_v3.AlertPolicy.from_json(json.dumps(body))
+        assert policy.combiner == monitoring_v3.AlertPolicy.ConditionCombinerType.OR
+        (cond,) = policy.conditions
+        assert cond.condition_threshold.comparison == monitoring_v3.ComparisonType.COMPARISON_GT
+        assert cond.condition_threshold.duration.total_seconds() > 0
+    for c in channels:
+        body = {k: v for k, v in unwrap(c.inputs).items() if k != "project"}
+        assert monitoring_v3.NotificationChannel.from_json(json.dumps(body)).type_ == "email"
+    broken = {k: v for k, v in unwrap(policies[0].inputs).items() if k != "project"}
+    broken["notificationChanels"] = broken.pop("notificationChannels")
+    with pytest.raises(ParseError):
+        monitoring_v3.AlertPolicy.from_json(json.dumps(broken))
