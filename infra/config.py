@@ -577,6 +577,7 @@ class AppConfigBase(_Model):
 
     @model_validator(mode="after")
     def _production_rules(self) -> AppConfigBase:
+        self._alerts_fit_the_target()
         component = f"{self.name}-{self.stack}"
         if len(component) > MAX_COMPONENT_NAME:
             raise ValueError(
@@ -604,6 +605,30 @@ class AppConfigBase(_Model):
         if overlap:
             raise ValueError(f"env and secrets both set {sorted(overlap)}; keep each name in one place")
         return self
+
+    def _alerts_fit_the_target(self) -> None:
+        """A notification target the platform cannot use is refused, not silently dropped."""
+        a = self.alerts
+        if self.target == "cloudrun":
+            for key, given in (("webhook_url", a.webhook_url), ("sns_topic_arn", a.sns_topic_arn)):
+                if given:
+                    raise ValueError(
+                        f"alerts.{key}: Cloud Run alert policies notify Cloud Monitoring channels only; "
+                        "create a channel for it (`gcloud beta monitoring channels create ...`) and list "
+                        "it in app.alerts.gcp_notification_channels"
+                    )
+        elif self.target in ("ecs", "lambda") and a.gcp_notification_channels:
+            raise ValueError(
+                f"alerts.gcp_notification_channels: only Cloud Run uses them; on target {self.target} use "
+                "app.alerts.emails, webhook_url or sns_topic_arn"
+            )
+        elif self.target == "vps" and (
+            a.emails or a.webhook_url or a.sns_topic_arn or a.gcp_notification_channels
+        ):
+            raise ValueError(
+                "alerts: a VPS has no managed alarms to notify (docs/targets.md, alarms); remove app.alerts "
+                "and monitor the host with the external checks described there"
+            )
 
     # -- helpers used by targets and tuning -------------------------------------------------------
     def secret_refs(self) -> dict[str, SecretRef]:

@@ -133,6 +133,11 @@ CASES: list[tuple[str, Edit, tuple[str, ...]]] = [
     ("prod-lambda", env("prod-lambda", FEATURE_FLAG="ssm:feature-flag"), ("app.env.FEATURE_FLAG: looks like a secret reference", "app.secrets.FEATURE_FLAG")),
     ("prod-vps", both(provider(**{"gcp:project": None}), secrets("prod-vps", JWT_SECRET_KEY="gcp:jwt")), ("app.secrets.JWT_SECRET_KEY: a gcp: reference on a VPS needs its project",)),
     ("prod-vps", provider(**{"aws:region": None}), ("aws:region: required when a vps stack reads AWS",)),
+    # --- notification targets the platform cannot use ----------------------------------------------
+    ("prod-cloudrun", app(alerts={"webhook_url": "https://hooks.example.com/x"}), ("app.alerts.webhook_url: Cloud Run alert policies notify Cloud Monitoring channels only",)),
+    ("prod-ecs", app(alerts={"gcp_notification_channels": ["projects/items-api-prod/notificationChannels/42"]}), ("app.alerts.gcp_notification_channels: only Cloud Run uses them",)),
+    ("prod-vps", app(alerts={"emails": ["oncall@example.com"]}), ("app.alerts: a VPS has no managed alarms",)),
+    ("prod-ecs", app(alerts={"emails": ["not-an-email"]}), ("app.alerts.emails:",)),
     # --- provider settings --------------------------------------------------------------------------
     ("prod-ecs", provider(**{"aws:region": None}), ("aws:region: required for target ecs", "pulumi config set aws:region")),
     ("prod-lambda", provider(**{"aws:region": None}), ("aws:region: required for target lambda",)),
