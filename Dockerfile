@@ -15,10 +15,10 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
-# Only the project's runtime dependencies: no deploy (pulumi), dev (pytest, moto, ruff) or bench groups.
+# Only the service group: not the deployer (the project itself, pulumi), dev (pytest, moto, ruff) or bench.
 # --no-build: wheels only, so no compiler is needed here and none can leak into the runtime stage.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-default-groups --no-install-project --no-build
+    uv sync --frozen --only-group service --no-install-project --no-build
 
 FROM python:3.12-slim AS runtime
 RUN groupadd --system --gid 10001 app \

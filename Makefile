@@ -51,7 +51,7 @@ lint: sync
 	$(UV) run hadolint Dockerfile
 
 typecheck: sync
-	$(UV) run mypy app infra policy bench
+	$(UV) run mypy app fastapi_deploy infra policy bench
 
 test: lint typecheck
 	$(UV) run pytest -q
@@ -60,4 +60,4 @@ run: sync
 	$(UV) run python -m devenv.run
 
 docs: sync
-	$(UV) run python -m infra.reference
+	$(UV) run python -m fastapi_deploy.reference

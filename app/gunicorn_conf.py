@@ -74,7 +74,8 @@ worker_tmp_dir = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else N
 # X-Forwarded-For/-Proto are trusted only from these peers (uvicorn's worker reads this setting). The
 # deployer sets FORWARDED_ALLOW_IPS where only the proxy reaches the container: the private ranges behind
 # the ALB (ECS) and Caddy (VPS) — not `*`, which makes uvicorn take the LEFTMOST, client-written entry the
-# ALB appends to — and `*` on Cloud Run, whose front end replaces the header (infra/tuning.py). The local
+# ALB appends to — and `*` on Cloud Run, whose front end replaces the header (fastapi_deploy/tuning.py).
+# The local
 # default trusts only loopback, so a direct client cannot forge its address to dodge the login limit.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 

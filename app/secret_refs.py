@@ -5,7 +5,7 @@ in the env var and the function resolves it once per execution environment (cold
 imported lazily so gunicorn workers on ECS / Cloud Run / VPS never pay its ~0.3 s import.
 
 The grammar is the one users write in the stack config, defined once in ``app/contract.py`` (the deployer's
-``infra/secret_refs.py`` SecretRef and the policy pack parse with the same function):
+``fastapi_deploy/secret_refs.py`` SecretRef and the policy pack parse with the same function):
 
 * ``ssm:/path`` or ``ssm:arn:aws:ssm:REGION:ACCOUNT:parameter/path``
 * ``secretsmanager:NAME[:json-key]`` — a Secrets Manager name cannot contain ``:``, so the first ``:``

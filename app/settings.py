@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     # in-network scrapers and block the path at the load balancer / Caddy instead.
     metrics_enabled: bool = True
     # CloudWatch Embedded Metric Format lines (pool use, RSS, worker restarts) on stderr where nothing
-    # scrapes /metrics: the deployer sets it on ECS and Lambda (infra/tuning.py, METRICS_EMF_PLATFORMS).
+    # scrapes /metrics: the deployer sets it on ECS and Lambda (fastapi_deploy/tuning.py,
+    # METRICS_EMF_PLATFORMS).
     metrics_emf: bool = False
     # Where the EMF lines go: namespace and the value of their single dimension Service. The deployer's ECS
     # alarms read namespace FastAPIDeploy and Service=<name>-<stack>. Read from the environment by

@@ -1,6 +1,7 @@
 """13. The item read cache (app/cache.py): DB routes cached vs uncached, under the prod-ecs deployer env.
 
-Same run, same server command (the Dockerfile's CMD), same env - `infra.tuning.container_environment(cfg,
+Same run, same server command (the Dockerfile's CMD), same env -
+`fastapi_deploy.tuning.container_environment(cfg,
 for_platform(cfg))` for prod-ecs as bench_deployed computes it - except CACHE_TTL_SECONDS: 600 (the
 default) vs 0 (cache off). Secrets and PORT point at throwaway local services, as in bench_deployed.
 Variants alternate per path and round. Read-only load: every request after the first is a hit in the

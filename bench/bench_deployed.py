@@ -1,7 +1,8 @@
 """10. The service under the env the DEPLOYER injects (prod-ecs, prod-vps), before vs after, vs bare apps.
 
 Nothing here is hand-picked: each variant's env is what `infra` computes for the stack's container
-(`infra.tuning.container_environment(cfg, for_platform(cfg))`, i.e. the plan's task definition / container
+(`fastapi_deploy.tuning.container_environment(cfg, for_platform(cfg))`, i.e. the plan's task definition /
+container
 env), computed by the release that runs it. Only what cannot be deployed locally is replaced, and recorded:
 the secrets (DATABASE_URL, REDIS_URL, JWT_SECRET_KEY point at throwaway local services), PORT (a free
 loopback port) and MIGRATE_ON_START/MIGRATE_TIMEOUT (the benchmark migrates once beforehand).
@@ -52,9 +53,9 @@ NOT_DEPLOYABLE_HERE = ("MIGRATE_ON_START", "MIGRATE_TIMEOUT")
 
 _ENV_SNIPPET = """
 import json, sys
-from infra.config import load_stack_file
-from infra.plan import resolve_stack
-from infra.tuning import container_environment, for_platform
+from fastapi_deploy.config import load_stack_file
+from fastapi_deploy.plan import resolve_stack
+from fastapi_deploy.tuning import container_environment, for_platform
 cfg = load_stack_file(resolve_stack(sys.argv[1]))
 print(json.dumps(container_environment(cfg, for_platform(cfg))))
 """

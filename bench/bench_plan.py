@@ -4,8 +4,8 @@ Issue 5 asks that a plan of one stack complete "well under 2 seconds". Almost al
 importing the provider SDKs, so two things are measured against each other, interleaved so machine
 noise hits every variant alike:
 
-* "as shipped": provider SDK sub-packages load on demand (infra/lazysdk.py) and the cyclic garbage
-  collector is paused for the command (infra/cli.py);
+* "as shipped": provider SDK sub-packages load on demand (fastapi_deploy/lazysdk.py) and the cyclic garbage
+  collector is paused for the command (fastapi_deploy/cli.py);
 * "GC running": the same with `gc.disable()` made a no-op, to show what the GC pause saves;
 * "eager SDK": INFRA_PLAN_EAGER_SDK=1, every module of each touched sub-package is imported (how
   `pulumi preview`/`up` import the SDKs);
@@ -37,7 +37,7 @@ VARIANTS: dict[str, dict[str, str]] = {
 _DRIVER = (
     "import gc, os, sys\n"
     "if os.environ.get('BENCH_GC_ON'): gc.disable = lambda: None\n"
-    "from infra.cli import main\n"
+    "from fastapi_deploy.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pulumi
 
-from infra import config as config_mod
-from infra import image as image_mod
-from infra import service_env, targets, tuning
-from infra.secret_refs import SecretRefError
+from fastapi_deploy import config as config_mod
+from fastapi_deploy import image as image_mod
+from fastapi_deploy import service_env, targets, tuning
+from fastapi_deploy.secret_refs import SecretRefError
 
 #: Errors that mean "the stack config is wrong": one clean message under the CLI, not a traceback.
 CONFIG_ERRORS = (config_mod.ConfigError, tuning.TuningError, SecretRefError, targets.TargetNotAvailable)

@@ -4,7 +4,8 @@ The service (``app/settings.py``, ``app/secret_refs.py``, in the image), the dep
 policy pack (``policy/rules.py``, which must also run as a standalone copy of ``policy/``) all import
 these names instead of writing them again, so what the plan accepts is what the service accepts:
 
-* :data:`TUNING_ENV_NAMES` — env the deployer's tuning computes (``infra/tuning.py``); a stack can't set them.
+* :data:`TUNING_ENV_NAMES` — env the deployer's tuning computes (``fastapi_deploy/tuning.py``); a stack
+  can't set them.
 * :data:`CREDENTIAL_ENV_NAMES` — env whose value is a credential: only ever a secret reference.
 * :data:`REQUIRED_ENV`, :data:`REQUIRED_OUTSIDE_DEVELOPMENT` — what the service refuses to start without.
 * literal-value validators (:func:`parse_rate`, :func:`database_url_problem`, :func:`redis_url_problem`,

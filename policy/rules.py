@@ -4,7 +4,7 @@ The same functions run in two places:
 
 * under the real CLI, `policy/__main__.py` wraps them in a CrossGuard `PolicyPack`
   (`pulumi preview --policy-pack policy`), fed with the engine's resource properties;
-* offline, `infra/plan.py` feeds them the resources recorded by the Pulumi mocks.
+* offline, `fastapi_deploy/plan.py` feeds them the resources recorded by the Pulumi mocks.
 
 Both sources give a resource as (Pulumi type token, properties with the engine's camelCase names), so
 a rule is written once. Resource rules look at one resource; stack rules look at the whole graph because
@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-try:  # the pack runs in the project's virtualenv (PulumiPolicy.yaml), where the service is installed
-    from app import contract
+try:  # the pack runs in the project's virtualenv (PulumiPolicy.yaml), where the deployer is installed
+    from fastapi_deploy import contract
 except ImportError:  # a standalone copy of policy/: the contract's copy sits next to this file
     import contract  # type: ignore[no-redef]
 
@@ -73,7 +73,7 @@ CLOUD_RUN_DEFAULT_MAX_INSTANCES = 100
 MAX_DEREGISTRATION_DELAY_S = 120
 #: Resident memory one uvicorn worker of this app needs under load (FastAPI + SQLAlchemy + asyncpg +
 #: prometheus ≈ 90-120 MiB; 150 leaves room for buffers) and the fixed part (gunicorn master, page cache,
-#: the platform's agent). Same numbers as infra/tuning.py (a test keeps them equal).
+#: the platform's agent). Same numbers as fastapi_deploy/tuning.py (a test keeps them equal).
 WORKER_MEMORY_MIB = 150
 MEMORY_HEADROOM_MIB = 256
 #: Replicas alive at once during a deploy, per platform (ECS reads deploymentMaximumPercent instead):

@@ -11,15 +11,17 @@ import pytest
 
 from app import contract
 from app.settings import Settings, environment_problems
-from infra.ops import access
-from infra.tuning import TuningInput, tune
+from fastapi_deploy.ops import access
+from fastapi_deploy.tuning import TuningInput, tune
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_policy_packs_copy_is_the_contract() -> None:
-    """The standalone pack carries a copy: this file, byte for byte (edit app/contract.py, then copy)."""
-    assert (ROOT / "policy" / "contract.py").read_bytes() == (ROOT / "app" / "contract.py").read_bytes()
+@pytest.mark.parametrize("copy", ["app/contract.py", "policy/contract.py"])
+def test_the_service_and_the_pack_carry_the_deployers_contract_byte_for_byte(copy: str) -> None:
+    """fastapi_deploy/contract.py is the contract. The image has no deployer in it and the standalone pack
+    runs without it, so each carries a copy: edit fastapi_deploy/contract.py, then copy it over both."""
+    assert (ROOT / copy).read_bytes() == (ROOT / "fastapi_deploy" / "contract.py").read_bytes()
 
 
 def test_a_standalone_copy_of_the_pack_runs_without_the_project(tmp_path: Path) -> None:

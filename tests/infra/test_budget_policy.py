@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from infra import plan as plan_mod
-from infra.mocks import run_stack_file, unwrap
-from infra.tuning import RuntimeTuning
+from fastapi_deploy import plan as plan_mod
+from fastapi_deploy.mocks import run_stack_file, unwrap
+from fastapi_deploy.tuning import RuntimeTuning
 from policy import rules
 
 STACKS = {plan_mod.stack_name(p): p for p in plan_mod.stack_files()}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import cli
+from fastapi_deploy import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,9 +38,9 @@ def test_dispatches_argv_and_returns_the_exit_code(command: str, monkeypatch: py
         seen.append(argv)
         return 1
 
-    module = types.ModuleType(f"infra.{command}")
+    module = types.ModuleType(f"fastapi_deploy.{command}")
     module.cli = fake_cli  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, f"infra.{command}", module)
+    monkeypatch.setitem(sys.modules, f"fastapi_deploy.{command}", module)
     assert cli.main([command, "--stack", "prod-ecs"]) == 1
     assert seen == [["--stack", "prod-ecs"]]
 
@@ -48,9 +48,9 @@ def test_dispatches_argv_and_returns_the_exit_code(command: str, monkeypatch: py
 def test_missing_subcommand_module_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(cli.COMMANDS, "doctor", "infra.not_landed_yet")
+    monkeypatch.setitem(cli.COMMANDS, "doctor", "fastapi_deploy.not_landed_yet")
     assert cli.main(["doctor"]) == 2
-    assert "infra/not_landed_yet.py is missing" in capsys.readouterr().err
+    assert "fastapi_deploy/not_landed_yet.py is missing" in capsys.readouterr().err
 
 
 def test_plan_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,7 +63,7 @@ def test_console_script_is_installed_and_lists_stacks_without_importing_pulumi()
     script = Path(sys.executable).with_name("infra")
     assert script.exists(), "uv sync installs the `infra` console script ([project.scripts])"
     probe = (
-        "import sys; from infra import cli; code = cli.main(['plan', '--list']); "
+        "import sys; from fastapi_deploy import cli; code = cli.main(['plan', '--list']); "
         "assert 'pulumi' not in sys.modules, 'listing stacks must stay fast'; sys.exit(code)"
     )
     result = subprocess.run(
@@ -102,7 +102,7 @@ def test_plan_gives_the_interpreter_back_as_it_was(capsys: pytest.CaptureFixture
     import gc
     import sys
 
-    from infra import lazysdk
+    from fastapi_deploy import lazysdk
 
     assert gc.isenabled()
     assert cli.main(["plan", "--list"]) == 0

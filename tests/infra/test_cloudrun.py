@@ -15,11 +15,11 @@ import pulumi
 import pytest
 from google.protobuf.json_format import ParseError
 
-from infra import config as config_mod
-from infra.config import CloudRunConfig, ConfigError
-from infra.mocks import ProgramResult, RecordingMocks, run_program, unwrap
-from infra.targets import cloudrun as cr
-from infra.tuning import TuningError, for_platform
+from fastapi_deploy import config as config_mod
+from fastapi_deploy.config import CloudRunConfig, ConfigError
+from fastapi_deploy.mocks import ProgramResult, RecordingMocks, run_program, unwrap
+from fastapi_deploy.targets import cloudrun as cr
+from fastapi_deploy.tuning import TuningError, for_platform
 from tests.infra.conftest import edited_config
 
 with warnings.catch_warnings():

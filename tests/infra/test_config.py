@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import config as C
-from infra.config import ConfigError, fargate_memory_choices, load_stack_file, parse
+from fastapi_deploy import config as C
+from fastapi_deploy.config import ConfigError, fargate_memory_choices, load_stack_file, parse
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"
 AWS = {"aws:region": "us-east-1"}

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import cost
-from infra.cost import Assumptions, estimate, load_prices
+from fastapi_deploy import cost
+from fastapi_deploy.cost import Assumptions, estimate, load_prices
 
 PRICES = load_prices()
 
@@ -107,7 +107,7 @@ def test_vps_is_flat_and_overridable_from_config() -> None:
 
 
 def test_assumptions_come_from_the_stack_config_cost_object() -> None:
-    from infra.config import load_stack_file
+    from fastapi_deploy.config import load_stack_file
 
     cfg = load_stack_file(Path(__file__).resolve().parents[2] / "stacks" / "Pulumi.prod-ecs.yaml")
     a = Assumptions.from_config(cfg.cost)

@@ -28,8 +28,8 @@ from google.cloud.secretmanager_v1.services.secret_manager_service.transports.gr
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from infra.doctor import DoctorClients, cli
-from infra.ops.aws_checks import (
+from fastapi_deploy.doctor import DoctorClients, cli
+from fastapi_deploy.ops.aws_checks import (
     certificate_covers,
     check_acm_certificate,
     check_secretsmanager_secret,
@@ -613,7 +613,7 @@ def test_no_aws_credentials_is_one_finding_not_one_per_check(tmp_path: Path, mon
 
 
 def test_console_script_dispatch_and_json_output(aws, tmp_path: Path, capsys) -> None:
-    from infra.cli import main
+    from fastapi_deploy.cli import main
 
     image, arn = good_account()
     app = ecs_app(image, arn)

@@ -14,12 +14,19 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra import apimodels
-from infra.config import ConfigError
-from infra.mocks import ACCOUNT_ID, ProgramResult, RecordedResource, RecordingMocks, is_secret, unwrap
-from infra.targets import COMMON_OUTPUTS, TARGET_OUTPUTS
-from infra.targets import ecs as ecs_target
-from infra.tuning import TuningError
+from fastapi_deploy import apimodels
+from fastapi_deploy.config import ConfigError
+from fastapi_deploy.mocks import (
+    ACCOUNT_ID,
+    ProgramResult,
+    RecordedResource,
+    RecordingMocks,
+    is_secret,
+    unwrap,
+)
+from fastapi_deploy.targets import COMMON_OUTPUTS, TARGET_OUTPUTS
+from fastapi_deploy.targets import ecs as ecs_target
+from fastapi_deploy.tuning import TuningError
 from tests.infra.conftest import run_raw, stack_config
 
 COMPONENT = "items-api-prod-ecs"
@@ -732,8 +739,8 @@ def test_budget_refusal_names_every_key_to_change() -> None:
 # --------------------------------------------------------------------- component used directly (Output.apply)
 @pulumi.runtime.test
 def test_component_outputs_resolve_through_output_apply() -> Any:
-    from infra.config import load_stack_file
-    from infra.tuning import for_platform
+    from fastapi_deploy.config import load_stack_file
+    from fastapi_deploy.tuning import for_platform
     from tests.infra.conftest import STACKS
 
     pulumi.runtime.set_mocks(RecordingMocks(), project="fastapi-deploy", stack="prod-ecs", preview=False)
@@ -782,10 +789,10 @@ def test_target_group_name_changes_when_a_replacement_is_forced() -> None:
 
 
 def test_target_registry_names_missing_targets(monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra import targets
+    from fastapi_deploy import targets
 
     assert targets.module_for("ecs") is ecs_target
-    monkeypatch.setitem(targets.TARGET_MODULES, "nomad", "infra.targets.nomad")
+    monkeypatch.setitem(targets.TARGET_MODULES, "nomad", "fastapi_deploy.targets.nomad")
     with pytest.raises(
         targets.TargetNotAvailable, match=r"app\.target: 'nomad' is not implemented .*nomad\.py missing"
     ):

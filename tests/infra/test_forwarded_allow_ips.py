@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from infra.mocks import ProgramResult, unwrap
-from infra.tuning import FORWARDED_ALLOW_IPS
+from fastapi_deploy.mocks import ProgramResult, unwrap
+from fastapi_deploy.tuning import FORWARDED_ALLOW_IPS
 from policy import rules
 
 

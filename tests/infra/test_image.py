@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from infra import image as image_mod
-from infra.mocks import run_program
-from infra.targets.ecs import ecr_repository_arn_from_ref
+from fastapi_deploy import image as image_mod
+from fastapi_deploy.mocks import run_program
+from fastapi_deploy.targets.ecs import ecr_repository_arn_from_ref
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_lifecycle_policy_expires_untagged_and_keeps_recent() -> None:
@@ -106,21 +108,21 @@ def test_pull_permission_is_derived_only_for_ecr_digests(ref: str, arn: str | No
 
 def test_build_paths_are_stable_across_machines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """From the project root (how the CLI runs) paths stay relative, so CI and laptops don't diff."""
-    monkeypatch.chdir(image_mod.PROJECT_ROOT)
+    monkeypatch.chdir(ROOT)
     assert image_mod.build_path(".") == "."
     assert image_mod.build_path("./Dockerfile") == "Dockerfile"
     monkeypatch.chdir(tmp_path)
-    assert image_mod.build_path(".") == str(image_mod.PROJECT_ROOT)
+    assert image_mod.build_path(".") == str(ROOT)
 
 
 def test_build_paths_stay_relative_under_the_cli_working_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     """`main: infra/` makes the CLI run the program (and the docker provider) with cwd = infra/
     (pulumi/pulumi pkg/engine/project.go getPwdMain: a directory `main` becomes the pwd; issue #20305).
     The paths must still be relative - and correct from there - or every machine diffs and rebuilds."""
-    monkeypatch.chdir(image_mod.PROJECT_ROOT / "infra")
+    monkeypatch.chdir(ROOT / "infra")
     context, dockerfile = image_mod.build_path("."), image_mod.build_path("./Dockerfile")
     assert (context, dockerfile) == ("..", os.path.join("..", "Dockerfile"))
-    assert (Path.cwd() / dockerfile).resolve() == image_mod.PROJECT_ROOT / "Dockerfile"
+    assert (Path.cwd() / dockerfile).resolve() == ROOT / "Dockerfile"
 
 
 # ------------------------------------------------------------------------- promotion (deploy.yml)

@@ -13,12 +13,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra import apimodels
-from infra import config as config_mod
-from infra.config import ConfigError, LambdaConfig
-from infra.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program
-from infra.targets import lambda_ as lam
-from infra.tuning import TuningError, for_platform
+from fastapi_deploy import apimodels
+from fastapi_deploy import config as config_mod
+from fastapi_deploy.config import ConfigError, LambdaConfig
+from fastapi_deploy.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program
+from fastapi_deploy.targets import lambda_ as lam
+from fastapi_deploy.tuning import TuningError, for_platform
 from tests.infra.conftest import edited_config
 
 ROOT = Path(__file__).resolve().parents[2]

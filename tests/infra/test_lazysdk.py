@@ -1,4 +1,4 @@
-"""`infra plan` loads provider SDK modules on demand (infra/lazysdk.py) without changing the plan.
+"""`infra plan` loads provider SDK modules on demand (fastapi_deploy/lazysdk.py) without changing the plan.
 
 The speed-up is measured in bench/bench_plan.py, never asserted here. What is asserted: the plan of every
 stack is byte-identical with and without on-demand loading, names resolve to the SDK's own classes, only
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from infra import lazysdk
-from infra import plan as plan_mod
+from fastapi_deploy import lazysdk
+from fastapi_deploy import plan as plan_mod
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,7 @@ def _python(code: str, **env: str) -> Any:
 
 def _plan_all(**env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", "plan", "--stack", "all", "--format", "json"],
+        [sys.executable, "-m", "fastapi_deploy.cli", "plan", "--stack", "all", "--format", "json"],
         cwd=REPO,
         env=_env(**env),
         capture_output=True,
@@ -74,7 +74,7 @@ def test_a_plan_touches_only_the_modules_it_uses_and_gets_the_sdks_own_classes()
     probe = _python(
         """
         import json, sys
-        from infra import lazysdk
+        from fastapi_deploy import lazysdk
         lazysdk.install()
         import pulumi_aws as aws
         sg = aws.ec2.SecurityGroup
@@ -109,7 +109,7 @@ def test_a_plan_touches_only_the_modules_it_uses_and_gets_the_sdks_own_classes()
 _NAMES = """
 import importlib, inspect, json, os, sys, types
 if os.environ.get("LAZY"):
-    from infra import lazysdk
+    from fastapi_deploy import lazysdk
     lazysdk.install()
 result = {}
 for name in ("pulumi_aws.ecs", "pulumi_aws.lb", "pulumi_gcp.cloudrunv2", "pulumi_docker"):
@@ -142,7 +142,7 @@ def test_a_function_spelled_like_its_module_stays_the_function() -> None:
     probe = _python(
         """
         import json, types
-        from infra import lazysdk
+        from fastapi_deploy import lazysdk
         lazysdk.install()
         import pulumi_aws as aws
         aws.ec2.get_vpc_output
@@ -167,7 +167,7 @@ def test_a_star_import_gets_every_exported_name() -> None:
     probe = _python(
         """
         import json
-        from infra import lazysdk
+        from fastapi_deploy import lazysdk
         lazysdk.install()
         namespace = {}
         exec("from pulumi_aws.ecs import *", namespace)
@@ -187,7 +187,7 @@ def test_an_unknown_name_is_an_attribute_error_naming_the_package() -> None:
     probe = _python(
         """
         import json
-        from infra import lazysdk
+        from fastapi_deploy import lazysdk
         lazysdk.install()
         import pulumi_aws as aws
         try:

@@ -1,6 +1,7 @@
 """`infra plan`: the real program under mocks, the JSON contract, secrets, exit codes.
 
-Each plan runs `infra/__main__.py` for a stack file under `infra.mocks`; nothing here talks to a cloud.
+Each plan runs `infra/__main__.py` for a stack file under `fastapi_deploy.mocks`; nothing here talks to a
+cloud.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import pulumi
 import pytest
 import yaml
 
-from infra import plan as plan_mod
-from infra.mocks import RecordingMocks
+from fastapi_deploy import plan as plan_mod
+from fastapi_deploy.mocks import RecordingMocks
+
+STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 
 STACKS = plan_mod.stack_files()
 CANARY = "CANARY-s3cr3t-9f1c2e7d"  # a recognisable secret value that must never be printed
@@ -30,7 +33,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 def write_stack(tmp_path: Path, base: str, edit: Any = None, name: str | None = None) -> Path:
     """Copy stacks/Pulumi.<base>.yaml into tmp_path, optionally editing its config mapping."""
-    doc = yaml.safe_load((plan_mod.STACKS_DIR / f"Pulumi.{base}.yaml").read_text())
+    doc = yaml.safe_load((STACKS_DIR / f"Pulumi.{base}.yaml").read_text())
     if edit is not None:
         edit(doc["config"])
     path = tmp_path / f"Pulumi.{name or base}.yaml"
@@ -112,12 +115,12 @@ def test_plan_runs_the_real_program_for_the_stack_config(tmp_path: Path) -> None
     p = plan_mod.plan_stack(write_stack(tmp_path, "prod-ecs", bump))
     (service,) = [r for r in p.resources if r["type"] == "aws:ecs/service:Service"]
     assert service["inputs"]["desiredCount"] == 3
-    base = plan_mod.plan_stack(plan_mod.STACKS_DIR / "Pulumi.prod-ecs.yaml")
+    base = plan_mod.plan_stack(STACKS_DIR / "Pulumi.prod-ecs.yaml")
     assert p.cost["monthly_total"] > base.cost["monthly_total"]
 
 
 def test_cost_assumptions_come_from_the_stack_config(plans: dict[str, plan_mod.StackPlan]) -> None:
-    raw = yaml.safe_load((plan_mod.STACKS_DIR / "Pulumi.prod-ecs.yaml").read_text())
+    raw = yaml.safe_load((STACKS_DIR / "Pulumi.prod-ecs.yaml").read_text())
     configured = raw["config"]["fastapi-deploy:app"]["cost"]
     assumptions = plans["prod-ecs"].cost["assumptions"]
     for key, value in configured.items():
@@ -163,10 +166,10 @@ def test_secret_values_read_at_deploy_time_never_appear(tmp_path: Path) -> None:
     def factory(raw: Mapping[str, Any]) -> RecordingMocks:
         return CanaryMocks(region=str(raw.get("aws:region") or "us-east-1"))
 
-    path = plan_mod.STACKS_DIR / "Pulumi.prod-vps.yaml"
+    path = STACKS_DIR / "Pulumi.prod-vps.yaml"
     # The canary really flows into the program's resources (so the assertions below can fail)...
-    from infra import mocks as mocks_mod
-    from infra.config import stack_file_config
+    from fastapi_deploy import mocks as mocks_mod
+    from fastapi_deploy.config import stack_file_config
 
     raw = stack_file_config(path)
     recorded = mocks_mod.run_program("prod-vps", raw, mocks=factory(raw))
@@ -268,10 +271,12 @@ def test_list_is_a_github_actions_matrix_of_every_stack() -> None:
 
 
 def test_a_failing_program_is_reported_per_stack_with_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra import mocks as mocks_mod
+    from fastapi_deploy import mocks as mocks_mod
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("infra/mocks.py: no mock answer for invoke 'aws:x/getY:getY'; add one")
+        raise NotImplementedError(
+            "fastapi_deploy/mocks.py: no mock answer for invoke 'aws:x/getY:getY'; add one"
+        )
 
     monkeypatch.setattr(mocks_mod, "run_program", broken)
     code, out, err = run_cli("--stack", "prod-ecs")
@@ -282,7 +287,7 @@ def test_a_failing_program_is_reported_per_stack_with_exit_1(monkeypatch: pytest
 
 def test_vps_release_gate_is_not_counted_as_an_instance(plans: dict[str, plan_mod.StackPlan]) -> None:
     """The one-shot gate runs the app's image + env but serves nothing: one app container, one finding."""
-    from infra.targets import vps as vps_mod
+    from fastapi_deploy.targets import vps as vps_mod
     from policy import rules
 
     assert vps_mod.GATE_ROLE_LABEL == rules.RELEASE_GATE_LABEL
@@ -372,7 +377,7 @@ def test_staging_ecs_is_priced_with_eu_west_1_prices(
 
 
 def test_a_region_without_a_price_table_falls_back_and_the_plan_says_so(tmp_path: Path) -> None:
-    def to_sydney(config: dict[str, Any]) -> None:  # a real AWS region, but not in infra/prices.yaml
+    def to_sydney(config: dict[str, Any]) -> None:  # a real AWS region, but not in fastapi_deploy/prices.yaml
         config["aws:region"] = "ap-southeast-2"
 
     path = write_stack(tmp_path, "staging-ecs", to_sydney)

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import plan as plan_mod
-from infra import plandiff
+from fastapi_deploy import plan as plan_mod
+from fastapi_deploy import plandiff
+
+STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 
 CANARY = "CANARY-d1ff-7e3a9b1c5f"  # must never be printed
 
@@ -30,7 +32,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 def write_stack(
     directory: Path, base: str, edit: Callable[[dict[str, Any]], None] | None = None, name: str | None = None
 ) -> Path:
-    doc = yaml.safe_load((plan_mod.STACKS_DIR / f"Pulumi.{base}.yaml").read_text())
+    doc = yaml.safe_load((STACKS_DIR / f"Pulumi.{base}.yaml").read_text())
     if edit is not None:
         edit(doc["config"]["fastapi-deploy:app"])
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,7 +59,7 @@ def single_nat(app: dict[str, Any]) -> None:
 def planned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("stacks")
     return {
-        "prod-ecs": as_file_json(plan_mod.plan_stack(plan_mod.STACKS_DIR / "Pulumi.prod-ecs.yaml")),
+        "prod-ecs": as_file_json(plan_mod.plan_stack(STACKS_DIR / "Pulumi.prod-ecs.yaml")),
         "scaled": as_file_json(plan_mod.plan_stack(write_stack(tmp / "scaled", "prod-ecs", scale_up))),
         "single-nat": as_file_json(plan_mod.plan_stack(write_stack(tmp / "nat", "prod-ecs", single_nat))),
     }
@@ -76,7 +78,7 @@ def changed_inputs(stack: dict[str, Any], type_: str) -> dict[str, tuple[Any, An
 # --- the diff of real plans --------------------------------------------------------------------------
 def test_the_same_plan_twice_has_no_changes(planned: dict[str, dict[str, Any]]) -> None:
     prev = {"prod-ecs": planned["prod-ecs"]}
-    again = as_file_json(plan_mod.plan_stack(plan_mod.STACKS_DIR / "Pulumi.prod-ecs.yaml"))
+    again = as_file_json(plan_mod.plan_stack(STACKS_DIR / "Pulumi.prod-ecs.yaml"))
     doc = plandiff.diff_plans(prev, [again], all_stacks=False)
     stack = one(doc)
     assert stack["status"] == "unchanged"

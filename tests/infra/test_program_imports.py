@@ -1,7 +1,8 @@
 """The program's directory on sys.path shadows nothing: the Pulumi CLI runs ``main: infra/`` with runpy.
 
 runpy puts the program directory (``infra/``) first on sys.path while the program runs, so every module
-in it is then also importable under its bare name. A module named like a stdlib module (``infra/secrets.py``
+in it is then also importable under its bare name. A module named like a stdlib module
+(``fastapi_deploy/secrets.py``
 was one) would replace it for every library that imports it while the program runs (uuid, http and
 botocore import ``secrets``). No module may carry such a name, so the program needs no sys.path surgery.
 """
@@ -22,7 +23,7 @@ from tests.infra.conftest import ROOT
 
 #: Directories whose modules could be imported under a bare name: infra/ (the Pulumi program directory),
 #: policy/ (the policy pack directory; its __main__ falls back to putting itself on sys.path) and app/.
-PACKAGES = ("infra", "policy", "app")
+PACKAGES = ("infra", "policy", "app", "fastapi_deploy")
 
 
 def _module_names(root: Path) -> list[tuple[str, str]]:
@@ -50,7 +51,7 @@ def test_no_module_is_named_like_a_stdlib_module(package: str) -> None:
     assert not shadowing, f"these shadow the standard library when {package}/ is on sys.path: {shadowing}"
 
 
-@pytest.mark.parametrize("package", ["infra", "policy"])
+@pytest.mark.parametrize("package", ["infra", "policy", "fastapi_deploy"])
 def test_no_top_level_module_is_named_like_an_installed_package(package: str) -> None:
     """The same hazard for third-party top-level packages (a ``pulumi.py`` or ``yaml.py`` in infra/)."""
     installed = set(importlib.metadata.packages_distributions()) - set(PACKAGES)
@@ -71,13 +72,13 @@ def test_shadow_check_catches_the_old_secrets_module(tmp_path: Path) -> None:
 
 # While the ECS target deploys (infra/ first on sys.path, as under the CLI), import `secrets` afresh; after
 # the program ran, import `secrets` and `uuid` again. Also report what was left on sys.path and any module
-# loaded from infra/ under a name other than infra.* (a duplicate import through the bare directory).
+# loaded from infra/ (the program directory) under any name but __main__ (imported through the bare dir).
 PROBE = """
 import importlib, json, os, sys
-import infra.mocks as m
-import infra.targets.ecs as ecs
+import fastapi_deploy.mocks as m
+import fastapi_deploy.targets.ecs as ecs
 
-infra_dir = os.path.dirname(os.path.abspath(m.__file__))
+infra_dir = os.path.join(sys.argv[2], "infra")
 orig, during = ecs.deploy, {}
 
 def deploy(ctx):
@@ -95,7 +96,7 @@ uuid.uuid4(); secrets.token_hex(8)
 bare = sorted(
     name for name, mod in list(sys.modules.items())
     if (getattr(mod, "__file__", None) or "").startswith(infra_dir + os.sep)
-    and not (name == "infra" or name.startswith("infra."))
+    and name != "__main__"
 )
 print(json.dumps({
     "resources": len(result.resources),
@@ -109,15 +110,15 @@ print(json.dumps({
 
 def test_program_run_as_the_cli_runs_it_leaves_the_stdlib_alone(tmp_path: Any) -> None:
     """Run the real program for prod-ecs the way ``pulumi up`` does: runpy.run_path of the infra/ DIRECTORY
-    (infra.mocks.run_program), from another cwd and without PYTHONPATH, so ``infra`` resolves only through
-    the installed project. ``secrets`` imported while infra/ is first on sys.path, and ``secrets``/``uuid``
-    imported after the program ran, are the stdlib's."""
+    (fastapi_deploy.mocks.run_program), from another cwd and without PYTHONPATH, so ``fastapi_deploy``
+    resolves only through the installed distribution. ``secrets`` imported while infra/ is first on sys.path,
+    and ``secrets``/``uuid`` imported after the program ran, are the stdlib's."""
     import sysconfig
 
     env = {**os.environ, "IMAGE_TAG": "probe"}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, str(ROOT / "stacks" / "Pulumi.prod-ecs.yaml")],
+        [sys.executable, "-c", PROBE, str(ROOT / "stacks" / "Pulumi.prod-ecs.yaml"), str(ROOT)],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import config as config_mod
-from infra import reference
+from fastapi_deploy import config as config_mod
+from fastapi_deploy import reference
 
 
 def test_stack_config_doc_is_up_to_date() -> None:
@@ -36,7 +36,7 @@ def test_every_key_has_a_type_and_a_description() -> None:
     rows = _rows(reference.render())
     assert len(rows) > 100
     undocumented = [key for key, cells in rows.items() if not cells[1] or not cells[4]]
-    assert not undocumented, f"add a docstring under these fields in infra/config.py: {undocumented}"
+    assert not undocumented, f"add a docstring under these fields in fastapi_deploy/config.py: {undocumented}"
 
 
 def test_reference_shows_defaults_bounds_enums_and_targets() -> None:

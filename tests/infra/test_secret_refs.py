@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.secret_refs import (
+from fastapi_deploy.secret_refs import (
     SecretRef,
     SecretRefError,
     aws_read_policy_statements,

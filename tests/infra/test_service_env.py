@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import config, tuning
-from infra.plan import plan_stack
+from fastapi_deploy import config, tuning
+from fastapi_deploy.plan import plan_stack
 from tests.infra.conftest import ROOT, STACKS, run_raw, stack_config
 
 Edit = Callable[[dict[str, Any]], None]
@@ -175,7 +175,7 @@ def test_the_cases_cover_every_target() -> None:
 
 @pytest.mark.parametrize("stack", sorted(p.name.removeprefix("Pulumi.")[:-5] for p in STACKS.glob("*.yaml")))
 def test_the_shipped_stacks_pass_the_services_checks(stack: str) -> None:
-    from infra import service_env
+    from fastapi_deploy import service_env
 
     cfg = config.load_stack_file(STACKS / f"Pulumi.{stack}.yaml")
     assert service_env.problems(cfg, tuning.for_platform(cfg)) == []
@@ -249,7 +249,7 @@ def test_infra_plan_reports_it_as_invalid_config(tmp_path: Path) -> None:
 
 
 def test_doctor_reports_the_same_problems(tmp_path: Path) -> None:
-    from infra.doctor import check_service_env
+    from fastapi_deploy.doctor import check_service_env
 
     path = write_stack(tmp_path, "prod-ecs", secrets("prod-ecs", JWT_SECRET_KEY=None))
     findings = check_service_env(config.load_stack_file(path), "prod-ecs")
@@ -259,12 +259,12 @@ def test_doctor_reports_the_same_problems(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ under the real CLI
 #: What `pulumi-language-python-exec` (the Python language host) does with a program: read the config from
 #: PULUMI_CONFIG, run the program directory with runpy, print a RunError's message alone and a traceback
-#: for any other exception, exit 1. The engine's monitor is the recording mock (infra.mocks.run_program).
+#: for any other exception, exit 1. The engine's monitor is the recording mock (fastapi_deploy.mocks.run_program).
 LANGUAGE_HOST = textwrap.dedent(
     """
     import json, logging, os, sys, traceback
     import pulumi
-    from infra.mocks import run_program
+    from fastapi_deploy.mocks import run_program
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     flat = json.loads(os.environ["PULUMI_CONFIG"])

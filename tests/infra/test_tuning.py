@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from infra import tuning as T
-from infra.config import parse as parse_with
-from infra.tuning import TuningError, TuningInput, container_environment, for_platform, tune
+from fastapi_deploy import tuning as T
+from fastapi_deploy.config import parse as parse_with
+from fastapi_deploy.tuning import TuningError, TuningInput, container_environment, for_platform, tune
 
 
 def parse(data: dict[str, Any]) -> Any:
@@ -266,7 +266,7 @@ def test_cloudrun_gets_its_concurrency_hint() -> None:
 def test_metrics_are_switched_off_where_no_private_scraper_can_reach_them(
     stack: str, expected: str | None
 ) -> None:
-    from infra.config import CONFIG_KEY, stack_file_config
+    from fastapi_deploy.config import CONFIG_KEY, stack_file_config
 
     raw = stack_file_config(Path(__file__).resolve().parents[2] / "stacks" / f"Pulumi.{stack}.yaml")
     app = dict(raw[CONFIG_KEY])
@@ -313,7 +313,7 @@ def test_gc_env_is_what_the_app_parses() -> None:
 
 def test_prod_stacks_get_the_measured_recycling_and_gc() -> None:
     stacks = Path(__file__).resolve().parents[2] / "stacks"
-    from infra.config import load_stack_file
+    from fastapi_deploy.config import load_stack_file
 
     for name, workers in (("prod-ecs", 1), ("prod-vps", 2)):
         cfg = load_stack_file(stacks / f"Pulumi.{name}.yaml")
@@ -326,7 +326,7 @@ def test_prod_stacks_get_the_measured_recycling_and_gc() -> None:
 def test_emf_lines_carry_the_dimension_the_ecs_alarms_read() -> None:
     """The ECS EMF alarms filter on namespace alarms.emf_namespace and Service=<name>-<stack>; the container
     must send exactly those, or the alarms sit at INSUFFICIENT_DATA for ever."""
-    from infra.config import load_stack_file
+    from fastapi_deploy.config import load_stack_file
     from tests.infra.conftest import STACKS
 
     cfg = load_stack_file(STACKS / "Pulumi.prod-ecs.yaml")

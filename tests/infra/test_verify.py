@@ -26,8 +26,8 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ecs.models import ecs_backends
 
-from infra.ops.rollout import Observation, wait_until_stable
-from infra.verify import Clients, cli, run_verify
+from fastapi_deploy.ops.rollout import Observation, wait_until_stable
+from fastapi_deploy.verify import Clients, cli, run_verify
 from tests.infra._ops_fakes import GrpcFake, HttpFake, calls_of, fake_executable, path_with
 
 REGION = "eu-west-1"
@@ -766,7 +766,7 @@ def test_verify_without_aws_credentials_is_one_line_and_exit_3(tmp_path, monkeyp
     """No traceback for the environment's problems (the CLI used to die in describe_services)."""
     import boto3
 
-    from infra.verify import cli
+    from fastapi_deploy.verify import cli
 
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
@@ -799,7 +799,7 @@ def test_verify_without_aws_credentials_is_one_line_and_exit_3(tmp_path, monkeyp
 
 
 def test_verify_and_doctor_document_their_exit_codes(capsys) -> None:
-    from infra import doctor, verify
+    from fastapi_deploy import doctor, verify
 
     for module in (verify, doctor):
         assert module.cli(["--help"]) == 0

@@ -17,12 +17,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra import config as config_mod
-from infra import mocks as mocks_mod
-from infra.config import ConfigError, VpsConfig
-from infra.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program, unwrap
-from infra.targets import vps
-from infra.tuning import TuningError, for_platform
+from fastapi_deploy import config as config_mod
+from fastapi_deploy import mocks as mocks_mod
+from fastapi_deploy.config import ConfigError, VpsConfig
+from fastapi_deploy.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program, unwrap
+from fastapi_deploy.targets import vps
+from fastapi_deploy.tuning import TuningError, for_platform
 from tests.infra.conftest import edited_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,7 +244,7 @@ def test_ssh_key_file_outlives_the_program_and_its_path_is_stable(tmp_path: Path
     `pulumi destroy`/`refresh` reuse the provider's stored ssh_opts without running it: a key file removed
     at exit makes ssh fail there (old container left serving under the `app` alias). A path that changes
     every run also diffs the provider on every preview."""
-    code = "import sys; from infra.targets import vps; print(vps._write_key(sys.argv[1]))"
+    code = "import sys; from fastapi_deploy.targets import vps; print(vps._write_key(sys.argv[1]))"
     env = {**os.environ, "HOME": str(tmp_path)}
 
     def write(material: str) -> Path:
@@ -406,7 +406,7 @@ def _quiet_gate_failures() -> None:
     # "never retrieved" when it is collected. Drop exactly those reports, pass everything else on.
     import asyncio
 
-    from infra.mocks import ensure_event_loop
+    from fastapi_deploy.mocks import ensure_event_loop
 
     loop = ensure_event_loop()
     previous = loop.get_exception_handler()
@@ -501,7 +501,7 @@ def test_children_carry_the_component_name(prod: ProgramResult) -> None:
 
 
 def test_component_outputs_resolve_under_runtime_test() -> None:
-    from infra.image import ImageResult
+    from fastapi_deploy.image import ImageResult
 
     cfg = config_mod.load_stack_file(STACK)
     assert isinstance(cfg, VpsConfig)

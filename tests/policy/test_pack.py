@@ -21,6 +21,8 @@ from pulumi_policy import (
 
 from policy import rules
 
+STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
+
 PACK_DIR = Path(__file__).resolve().parents[2] / "policy"
 
 
@@ -151,9 +153,9 @@ def test_engine_protocol_reports_what_the_offline_plan_reports(tmp_path: Path) -
     compare with the offline plan's violations: the same rules, the same findings."""
     from pulumi.runtime.proto import analyzer_pb2
 
-    from infra import mocks, plan
+    from fastapi_deploy import mocks, plan
 
-    doc = yaml.safe_load((plan.STACKS_DIR / "Pulumi.staging-ecs.yaml").read_text())
+    doc = yaml.safe_load((STACKS_DIR / "Pulumi.staging-ecs.yaml").read_text())
     doc["config"]["fastapi-deploy:app"].setdefault("env", {})["PAYMENT_API_KEY"] = "plain-text-credential"
     path = tmp_path / "Pulumi.staging-ecs.yaml"
     path.write_text(yaml.safe_dump(doc))

@@ -444,7 +444,7 @@ def metrics_rule(action: str = "fixed-response") -> Resource:
 
 
 def caddy(block_metrics: bool | str = True) -> Resource:
-    from infra.targets.vps import render_caddyfile
+    from fastapi_deploy.targets.vps import render_caddyfile
 
     text = render_caddyfile("api.example.com", 8000, 60, None)
     if block_metrics is False:
@@ -664,7 +664,7 @@ def test_inputs_are_not_mutated() -> None:
 
 def test_policy_constants_agree_with_the_tuning_module() -> None:
     # The policy must not flag what tuning produces, nor let through what tuning would refuse.
-    from infra import tuning
+    from fastapi_deploy import tuning
 
     assert rules.WORKER_MEMORY_MIB == tuning.MEMORY_PER_WORKER_MIB
     assert rules.MEMORY_HEADROOM_MIB == tuning.MEMORY_HEADROOM_MIB

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from app import contract
+from fastapi_deploy import contract
 
 Scheme = Literal["ssm", "secretsmanager", "gcp"]
 SCHEMES: tuple[Scheme, ...] = ("ssm", "secretsmanager", "gcp")

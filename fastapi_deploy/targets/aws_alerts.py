@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import Alerts
+from fastapi_deploy.config import Alerts
 
 
 def alert_actions(

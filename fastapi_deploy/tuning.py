@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from infra.config import StackConfigType
+    from fastapi_deploy.config import StackConfigType
 
 Platform = Literal["ecs", "cloudrun", "lambda", "vps"]
 
@@ -159,7 +159,7 @@ class TuningError(ValueError):
     """The requested size/scale cannot be tuned safely; the message names the config keys to change."""
 
 
-# Cloud Run startup probe window (infra/targets/cloudrun.py: 24 probes x 5 s).
+# Cloud Run startup probe window (fastapi_deploy/targets/cloudrun.py: 24 probes x 5 s).
 CLOUDRUN_STARTUP_BUDGET_S = 120
 # Interpreter + alembic import + gunicorn boot + first /health after the migration, on a cold 1-vCPU task.
 MIGRATE_BOOT_MARGIN_S = 10
@@ -543,7 +543,7 @@ def tune(inp: TuningInput) -> RuntimeTuning:
 
 def input_for(cfg: StackConfigType) -> TuningInput:
     """Map a validated stack config onto :class:`TuningInput` (with config key names for errors)."""
-    from infra.config import CloudRunConfig, EcsConfig, LambdaConfig, VpsConfig
+    from fastapi_deploy.config import CloudRunConfig, EcsConfig, LambdaConfig, VpsConfig
 
     keys = {
         "workers": "app.tuning.workers",
@@ -600,7 +600,7 @@ def for_platform(cfg: StackConfigType) -> RuntimeTuning:
     """Tuning for a validated stack config (the function the Pulumi program calls)."""
     tuning = tune(input_for(cfg))
     if tuning.platform == "cloudrun":
-        from infra.config import CloudRunConfig
+        from fastapi_deploy.config import CloudRunConfig
 
         assert isinstance(cfg, CloudRunConfig)
         tuning = _replace(tuning, container_concurrency=cfg.cloudrun.concurrency)
@@ -627,7 +627,7 @@ def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[s
         env.setdefault("METRICS_ENABLED", "false")  # the user's explicit app.env value stays
     if env.get("METRICS_EMF") == "true":
         # The EMF lines must carry exactly the namespace and Service dimension the stack's alarms read
-        # (infra/targets/ecs.py: Service=<component name>), or those alarms never get a data point.
+        # (fastapi_deploy/targets/ecs.py: Service=<component name>), or those alarms never get a data point.
         env["METRICS_EMF_SERVICE"] = f"{cfg.name}-{cfg.stack}"
         alarms = getattr(getattr(cfg, "ecs", None), "alarms", None)
         if alarms is not None:

@@ -31,11 +31,11 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import CloudRunConfig, ConfigError, StackConfigType
-from infra.image import Registry
-from infra.secret_refs import gcp_secret_id
-from infra.targets import DeployContext, RegistryContext
-from infra.tuning import RuntimeTuning, container_environment
+from fastapi_deploy.config import CloudRunConfig, ConfigError, StackConfigType
+from fastapi_deploy.image import Registry
+from fastapi_deploy.secret_refs import gcp_secret_id
+from fastapi_deploy.targets import DeployContext, RegistryContext
+from fastapi_deploy.tuning import RuntimeTuning, container_environment
 
 COMPONENT_TYPE = "fastapi-deploy:cloudrun:CloudRunService"
 

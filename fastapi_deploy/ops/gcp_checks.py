@@ -6,7 +6,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from infra.ops.findings import Finding, blocking, ok
+from fastapi_deploy.ops.findings import Finding, blocking, ok
 
 
 def secret_version_name(project: str, secret: str, version: str = "latest") -> str:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from infra.ops import access
-from infra.ops.outputs import OutputsError, read_outputs, validate_outputs
-from infra.ops.rollout import (
+from fastapi_deploy.ops import access
+from fastapi_deploy.ops.outputs import OutputsError, read_outputs, validate_outputs
+from fastapi_deploy.ops.rollout import (
     CloudRunRollout,
     EcsRollout,
     LambdaRollout,
@@ -26,7 +26,7 @@ from infra.ops.rollout import (
     digest_of,
     wait_until_stable,
 )
-from infra.ops.smoke import is_plain_http_to_remote, smoke_test
+from fastapi_deploy.ops.smoke import is_plain_http_to_remote, smoke_test
 
 Printer = Callable[[str], None]
 
@@ -215,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print) -> int:
-    """Entry point for `infra verify ...` (dispatched by infra/cli.py)."""
+    """Entry point for `infra verify ...` (dispatched by fastapi_deploy/cli.py)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
@@ -253,7 +253,7 @@ def _vps_login(stack: str | None, stacks_dir: str) -> tuple[str, int]:
     """ssh user/port from the stack file when there is one (outputs carry only the host)."""
     from pathlib import Path
 
-    from infra.config import ConfigError, VpsConfig, load_stack_file
+    from fastapi_deploy.config import ConfigError, VpsConfig, load_stack_file
 
     path = Path(stacks_dir) / f"Pulumi.{stack}.yaml"
     if stack and path.is_file():

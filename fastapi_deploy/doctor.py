@@ -5,7 +5,7 @@ not exist or cannot be decrypted (ECS tasks then die with `ResourceInitializatio
 certificate in the wrong region, an image digest that is not in the registry, a database budget the
 service would exceed, a VPS without Docker. Each finding says what is wrong, where, and the command that
 fixes it. Exit 1 on blocking findings, 2 on an invalid stack config. Needs no Pulumi CLI: the stack file
-is parsed offline by `infra.config.load_stack_file`.
+is parsed offline by `fastapi_deploy.config.load_stack_file`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.config import (
+from fastapi_deploy.config import (
     CloudRunConfig,
     ConfigError,
     EcsConfig,
@@ -29,9 +29,9 @@ from infra.config import (
     VpsConfig,
     load_stack_file,
 )
-from infra.ops import access, aws_checks, gcp_checks, registry, vps
-from infra.ops.findings import Finding, blocking, has_blocking, ok, summary, warning
-from infra.secret_refs import SecretRef, SecretRefError
+from fastapi_deploy.ops import access, aws_checks, gcp_checks, registry, vps
+from fastapi_deploy.ops.findings import Finding, blocking, has_blocking, ok, summary, warning
+from fastapi_deploy.secret_refs import SecretRef, SecretRefError
 
 Printer = Callable[[str], None]
 
@@ -128,7 +128,7 @@ def check_image(cfg: StackConfigType, clients: DoctorClients, stack: str) -> lis
 
 def check_budget(cfg: StackConfigType, stack: str) -> list[Finding]:
     """The tuning module's own arithmetic, run before deploy, plus the plausibility of its inputs."""
-    from infra import tuning
+    from fastapi_deploy import tuning
 
     where = "app.database"
     file_fix = f"edit stacks/Pulumi.{stack}.yaml"
@@ -172,7 +172,7 @@ def check_budget(cfg: StackConfigType, stack: str) -> list[Finding]:
 
 def check_service_env(cfg: StackConfigType, stack: str) -> list[Finding]:
     """What the service would refuse at start (the same check `infra plan` and `pulumi up` run)."""
-    from infra import service_env, tuning
+    from fastapi_deploy import service_env, tuning
 
     try:
         runtime = tuning.for_platform(cfg)
@@ -339,7 +339,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str], *, clients: DoctorClients | None = None, out: Printer = print) -> int:
-    """Entry point for `infra doctor ...` (dispatched by infra/cli.py)."""
+    """Entry point for `infra doctor ...` (dispatched by fastapi_deploy/cli.py)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:

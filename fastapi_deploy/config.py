@@ -33,9 +33,9 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from app import contract
-from infra.secret_refs import SecretRef, SecretRefError
-from infra.tuning import DEFAULT_MAX_REQUEST_BODY_BYTES
+from fastapi_deploy import contract
+from fastapi_deploy.secret_refs import SecretRef, SecretRefError
+from fastapi_deploy.tuning import DEFAULT_MAX_REQUEST_BODY_BYTES
 
 CONFIG_NAMESPACE = "fastapi-deploy"
 CONFIG_KEY = f"{CONFIG_NAMESPACE}:app"
@@ -49,7 +49,8 @@ SECRET_ENV_NAMES = contract.CREDENTIAL_ENV_NAMES
 # or the timeout chain, so they are refused with a pointer to the real knob.
 TUNING_ENV_NAMES = contract.TUNING_ENV_NAMES
 _TUNING_OWNED = (
-    "is computed by the deployer (infra/tuning.py); change app.environment, app.tuning, app.scaling, "
+    "is computed by the deployer (fastapi_deploy/tuning.py); change app.environment, app.tuning, "
+    "app.scaling, "
     "app.database, the target's size or app.cors_origins instead"
 )
 TARGETS = ("ecs", "cloudrun", "lambda", "vps")

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from app import contract
+from fastapi_deploy import contract
 
 COMMON = contract.COMMON_OUTPUTS
 REQUIRED = contract.TARGET_OUTPUTS

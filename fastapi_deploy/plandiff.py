@@ -15,7 +15,7 @@ stack's object, or the list ``--stack all`` writes). Resources are matched by UR
 
 A stack present on one side only is reported as new or gone; a stack whose plan is an error on either
 side is reported with the error instead of a resource diff. Pure functions over the JSON documents;
-the CLI (:func:`infra.plan.cli`) loads the previous file first and exits 2 with one message when it
+the CLI (:func:`fastapi_deploy.plan.cli`) loads the previous file first and exits 2 with one message when it
 is missing, unreadable or not a plan.
 """
 
@@ -145,7 +145,7 @@ def flatten_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
 
 def _masked(resource: Mapping[str, Any]) -> dict[str, Any]:
     """The resource's inputs masked exactly as the plan masks them (idempotent on plan output)."""
-    from infra.plan import _mask_env_entries
+    from fastapi_deploy.plan import _mask_env_entries
 
     inputs = resource.get("inputs")
     if not isinstance(inputs, Mapping):

@@ -7,7 +7,7 @@ images and expires untagged layers after 7 days, so the repository does not grow
 $0.10/GB-month).
 
 Public names: ``Registry``, ``ImageResult``, ``ecr_registry(...)``, ``resolve(...)``, ``default_tag(...)``,
-``PROJECT_ROOT``.
+``project_root()``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pulumi
 
-from infra.config import ImageSpec
+from fastapi_deploy import project
+from fastapi_deploy.config import ImageSpec
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 UNTAGGED_EXPIRY_DAYS = 7
 
 
@@ -55,7 +55,12 @@ class ImageResult:
     repository_arn: pulumi.Output[str] | None = None
 
 
-def default_tag(root: Path = PROJECT_ROOT) -> str:
+def project_root() -> Path:
+    """The Pulumi project's directory (nearest Pulumi.yaml): build paths are relative to it."""
+    return project.find().root
+
+
+def default_tag(root: Path | None = None) -> str:
     """A tag that is never reused: ``IMAGE_TAG`` env, else the git commit (+ hash of uncommitted changes).
 
     Tags are immutable in ECR: reusing one for different bytes fails the push instead of silently
@@ -64,6 +69,7 @@ def default_tag(root: Path = PROJECT_ROOT) -> str:
     env_tag = os.environ.get("IMAGE_TAG")
     if env_tag:
         return env_tag
+    root = root or project_root()
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
@@ -109,9 +115,10 @@ def build_path(relative: str) -> str:
     its providers in ``infra/`` (pulumi pkg/engine/project.go getPwdMain), so the context is ``..`` there.
     Outside the project (tests run from elsewhere) the absolute path is used.
     """
-    target = (PROJECT_ROOT / relative).resolve()
+    root = project_root()
+    target = (root / relative).resolve()
     cwd = Path.cwd().resolve()
-    if cwd == PROJECT_ROOT or PROJECT_ROOT in cwd.parents:
+    if cwd == root or root in cwd.parents:
         return os.path.relpath(target, cwd)
     return str(target)
 

@@ -1,6 +1,6 @@
 """The ``infra`` console script: ``infra plan|doctor|verify``.
 
-``plan`` is the offline plan (:mod:`infra.plan`); ``doctor`` (preflight) and ``verify`` (post-deploy)
+``plan`` is the offline plan (:mod:`fastapi_deploy.plan`); ``doctor`` (preflight) and ``verify`` (post-deploy)
 belong to their own modules, which own their arguments. Subcommand modules are imported only when
 used, so ``infra plan`` does not pay for boto3 and ``infra --help`` starts instantly.
 
@@ -28,7 +28,11 @@ Run `infra <command> --help` for the options of a command.
 """
 
 #: command -> module exposing ``cli(argv: list[str]) -> int`` (contract section 3).
-COMMANDS = {"plan": "infra.plan", "doctor": "infra.doctor", "verify": "infra.verify"}
+COMMANDS = {
+    "plan": "fastapi_deploy.plan",
+    "doctor": "fastapi_deploy.doctor",
+    "verify": "fastapi_deploy.verify",
+}
 
 
 def _cache_bytecode_outside_the_tree() -> None:
@@ -55,7 +59,8 @@ def _cache_bytecode_outside_the_tree() -> None:
 def _set_up_for_planning() -> Iterator[None]:
     """The `infra plan` process: provider SDKs loaded on demand, the cyclic GC paused; undone afterwards.
 
-    * Only the provider SDK modules the program uses are imported (:mod:`infra.lazysdk`): a plan is mostly
+    * Only the provider SDK modules the program uses are imported (:mod:`fastapi_deploy.lazysdk`): a plan
+      is mostly
       Python importing generated provider classes (``pulumi_aws.ec2`` alone is ~180 modules). Must be in
       place before anything imports ``pulumi_aws``. ``INFRA_PLAN_EAGER_SDK=1`` turns it off; the plan is
       byte-identical either way (tests/infra/test_lazysdk.py).
@@ -67,7 +72,7 @@ def _set_up_for_planning() -> Iterator[None]:
     BENCHMARKS.md section 9). Both are undone on the way out, so a caller that runs `main(["plan", ...])`
     in-process (tests) gets its interpreter back as it was (modules already loaded on demand stay so).
     """
-    from infra import lazysdk
+    from fastapi_deploy import lazysdk
 
     installed = not os.environ.get("INFRA_PLAN_EAGER_SDK")
     if installed:

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.ops import vps as vps_ops
+from fastapi_deploy.ops import vps as vps_ops
 
 State = Literal["progress", "stable", "failed"]
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

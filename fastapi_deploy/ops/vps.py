@@ -6,7 +6,7 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 
-from infra.ops.findings import Finding, blocking, ok, warning
+from fastapi_deploy.ops.findings import Finding, blocking, ok, warning
 
 # The Docker daemon API version below which pulumi-docker's provider and `--health-*` flags misbehave;
 # Docker 20.10 (API 1.41) is the oldest release still receiving security fixes from distributions.

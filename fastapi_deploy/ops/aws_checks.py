@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.ops.findings import Finding, blocking, ok, warning
+from fastapi_deploy.ops.findings import Finding, blocking, ok, warning
 
 ClientFactory = Callable[[str, str], Any]
 """(service, region) -> boto3 client. Defaults to `boto3.client(service, region_name=region)`."""

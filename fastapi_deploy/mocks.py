@@ -27,14 +27,14 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from app import contract
-from infra import config as config_mod
+from fastapi_deploy import config as config_mod
+from fastapi_deploy import contract, project
 
 PROJECT = "fastapi-deploy"
 ACCOUNT_ID = "123456789012"
 #: How secret values appear in recorded inputs/outputs (never the value).
 SECRET_MARK = contract.SECRET_MASK
-MAIN = Path(__file__).resolve().parent / "__main__.py"
+
 _LOCK = threading.Lock()
 
 
@@ -262,7 +262,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if tok in answers:
             return dict(answers[tok]), []
         # Unknown invokes: fail loudly so a new invoke gets a realistic answer instead of {}.
-        raise NotImplementedError(f"infra/mocks.py: no mock answer for invoke {tok!r}; add one")
+        raise NotImplementedError(f"fastapi_deploy/mocks.py: no mock answer for invoke {tok!r}; add one")
 
     # ----------------------------------------------------------------------------------- resources
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -502,7 +502,7 @@ def run_program(
     raw_config: Mapping[str, Any],
     *,
     mocks: RecordingMocks | None = None,
-    main: Path = MAIN,
+    main: Path | None = None,
     preview: bool = False,
 ) -> ProgramResult:
     """Run ``infra/__main__.py`` (via runpy, like the CLI) for ``stack`` with ``raw_config`` under mocks.
@@ -527,10 +527,15 @@ def run_program(
         settings.SETTINGS.rpc_manager.clear()
         root = settings.get_root_resource()
 
+        program_main = main if main is not None else project.find().main
+
         def program() -> None:
             # The CLI runs the program DIRECTORY (Pulumi.yaml `main: infra/`), which puts infra/ first on
             # sys.path while it runs; do exactly the same.
-            runpy.run_path(str(main.parent if main.name == "__main__.py" else main), run_name="__main__")
+            runpy.run_path(
+                str(program_main.parent if program_main.name == "__main__.py" else program_main),
+                run_name="__main__",
+            )
 
         _sync_await(run_pulumi_func(program))
         outputs: dict[str, Any] = {}
@@ -555,4 +560,6 @@ def run_stack_file(path: str | Path, *, mocks: RecordingMocks | None = None) -> 
     """:func:`run_program` for ``stacks/Pulumi.<stack>.yaml``."""
     p = Path(path)
     stack = p.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
-    return run_program(stack, config_mod.stack_file_config(p), mocks=mocks)
+    # The program of the project the stack file belongs to (its Pulumi.yaml at or above the file).
+    main = project.find(p.resolve().parent).main
+    return run_program(stack, config_mod.stack_file_config(p), mocks=mocks, main=main)

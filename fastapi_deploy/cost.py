@@ -1,7 +1,7 @@
 """Monthly cost estimate from the recorded resource graph and traffic assumptions.
 
 Pure functions: resources (as the offline plan records them: type token + camelCase inputs) plus an
-:class:`Assumptions` → priced lines, using the dated price table in ``infra/prices.yaml`` (each price
+:class:`Assumptions` → priced lines, using the dated price table in ``fastapi_deploy/prices.yaml`` (each price
 with its source URL). What the estimate knows comes from the same inputs a deploy would send — task
 size, desired count, memory size, min instances — so changing the stack config changes the estimate.
 
@@ -83,7 +83,7 @@ class RegionPrices:
 
 @dataclass(frozen=True)
 class PriceTable:
-    """The dated price table (``infra/prices.yaml``), resolved for one region by :meth:`for_region`.
+    """The dated price table (``fastapi_deploy/prices.yaml``), resolved for one region by :meth:`for_region`.
 
     ``prices`` of a table fresh from :func:`load_prices` are the base regions' (aws: us-east-1, gcp:
     us-central1). :meth:`for_region` returns a copy whose provider prices are that region's, and which

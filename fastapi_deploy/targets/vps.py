@@ -49,11 +49,11 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from infra.config import ConfigError, StackConfigType, VpsConfig
-from infra.image import ImageResult
-from infra.secret_refs import SecretRef
-from infra.targets import DeployContext
-from infra.tuning import (
+from fastapi_deploy.config import ConfigError, StackConfigType, VpsConfig
+from fastapi_deploy.image import ImageResult
+from fastapi_deploy.secret_refs import SecretRef
+from fastapi_deploy.targets import DeployContext
+from fastapi_deploy.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     METRICS_PATHS,
     RuntimeTuning,

@@ -1,6 +1,6 @@
 """Target registry: ``target`` name -> the module that deploys it.
 
-A target module (``infra/targets/<module>.py``) exposes two functions:
+A target module (``fastapi_deploy/targets/<module>.py``) exposes two functions:
 
 ``deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]``
     Creates the target's ComponentResource and returns the stack outputs of contract section 2
@@ -9,7 +9,7 @@ A target module (``infra/targets/<module>.py``) exposes two functions:
 ``validate(cfg, tuning) -> None``  (optional)
     Target checks that need the tuning; called before any resource is registered. Raises with the key.
 
-``image_registry(ctx: RegistryContext) -> infra.image.Registry``  (optional)
+``image_registry(ctx: RegistryContext) -> fastapi_deploy.image.Registry``  (optional)
     Where a built image is pushed (ECR for AWS targets by default). Not called when the config gives an
     existing ``image.digest``.
 
@@ -24,21 +24,21 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from app import contract
+from fastapi_deploy import contract
 
 if TYPE_CHECKING:
     import pulumi
 
-    from infra.config import StackConfigType
-    from infra.image import ImageResult
-    from infra.tuning import RuntimeTuning
+    from fastapi_deploy.config import StackConfigType
+    from fastapi_deploy.image import ImageResult
+    from fastapi_deploy.tuning import RuntimeTuning
 
 #: target -> module path. Edit (one line) when a target module is added or renamed.
 TARGET_MODULES: dict[str, str] = {
-    "ecs": "infra.targets.ecs",
-    "cloudrun": "infra.targets.cloudrun",
-    "lambda": "infra.targets.lambda_",
-    "vps": "infra.targets.vps",
+    "ecs": "fastapi_deploy.targets.ecs",
+    "cloudrun": "fastapi_deploy.targets.cloudrun",
+    "lambda": "fastapi_deploy.targets.lambda_",
+    "vps": "fastapi_deploy.targets.vps",
 }
 
 #: Output keys every target must export (app/contract.py, read back by `infra verify`).

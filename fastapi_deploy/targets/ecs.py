@@ -23,11 +23,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import secret_refs as refs_mod
-from infra.config import EcsConfig, ExistingVpc, NewVpc
-from infra.targets import DeployContext
-from infra.targets.aws_alerts import alert_actions
-from infra.tuning import METRICS_PATHS, RuntimeTuning, container_environment
+from fastapi_deploy import secret_refs as refs_mod
+from fastapi_deploy.config import EcsConfig, ExistingVpc, NewVpc
+from fastapi_deploy.targets import DeployContext
+from fastapi_deploy.targets.aws_alerts import alert_actions
+from fastapi_deploy.tuning import METRICS_PATHS, RuntimeTuning, container_environment
 
 CONTAINER_NAME = "app"
 #: Numeric uid:gid so "non-root" holds whatever USER the image declares (files only need to be readable).

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from infra.ops.findings import Finding, blocking, ok, warning
+from fastapi_deploy.ops.findings import Finding, blocking, ok, warning
 
 _REF = re.compile(
     r"^(?:(?P<host>[a-z0-9\-]+(?:\.[a-z0-9\-]+)+(?::\d+)?|localhost(?::\d+)?|[a-z0-9\-.]+:\d+)/)?"

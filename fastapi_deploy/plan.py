@@ -1,11 +1,11 @@
 """``infra plan``: what a deploy of a stack would do, computed with nothing but this repository.
 
-The real Pulumi program (``infra/__main__.py``) runs under the recording mocks of :mod:`infra.mocks`
+The real Pulumi program (``infra/__main__.py``) runs under the recording mocks of :mod:`fastapi_deploy.mocks`
 with the stack file's config; the recorded resource graph is then
 
 * printed like ``pulumi preview`` (tree of type/name with key inputs) or as JSON (the contract below),
 * judged by the policy pack's own rule functions (:mod:`policy.rules`, the same code CrossGuard runs),
-* priced by :mod:`infra.cost` with the stack's ``app.cost`` assumptions.
+* priced by :mod:`fastapi_deploy.cost` with the stack's ``app.cost`` assumptions.
 
 JSON contract (tools rely on these names)::
 
@@ -15,7 +15,8 @@ JSON contract (tools rely on these names)::
               "sources", "region", "price_region", "fallback_from", "price_fallback_keys", "price_read",
               "price_sources", "price_note"}}
 
-Keys are only ever added. ``--diff PREVIOUS.json`` compares with such a document (:mod:`infra.plandiff`).
+Keys are only ever added. ``--diff PREVIOUS.json`` compares with such a document
+(:mod:`fastapi_deploy.plandiff`).
 
 Secrets: ``secure:`` config values cannot be decrypted offline and never reach the program (the mocks
 substitute ``[secret]``); values the program marks secret are shown as ``[secret]``; plain env values
@@ -36,13 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
-from app import contract
+from fastapi_deploy import contract, project
 
 if TYPE_CHECKING:
-    from infra.mocks import ProgramResult, RecordingMocks
+    from fastapi_deploy.mocks import ProgramResult, RecordingMocks
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-STACKS_DIR = REPO_ROOT / "stacks"
 SECRET_MARK = contract.SECRET_MASK
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
 
@@ -110,8 +109,9 @@ class StackPlan:
 
 
 # --- stack discovery ---------------------------------------------------------------------------------
-def stack_files(stacks_dir: Path = STACKS_DIR) -> list[Path]:
+def stack_files(stacks_dir: Path | None = None) -> list[Path]:
     """Every ``Pulumi.<stack>.yaml`` in the stacks directory, sorted by name."""
+    stacks_dir = stacks_dir or project.find().stacks_dir
     return sorted(stacks_dir.glob("Pulumi.*.yaml"))
 
 
@@ -119,11 +119,12 @@ def stack_name(path: Path) -> str:
     return path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
 
 
-def resolve_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
+def resolve_stack(stack: str, stacks_dir: Path | None = None) -> Path:
     """``prod-ecs`` → ``stacks/Pulumi.prod-ecs.yaml``; a path to a stack file is accepted too."""
     candidate = Path(stack)
     if candidate.suffix in {".yaml", ".yml"} and candidate.exists():
         return candidate
+    stacks_dir = stacks_dir or project.find().stacks_dir
     path = stacks_dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
         known = ", ".join(stack_name(p) for p in stack_files(stacks_dir)) or "none"
@@ -131,7 +132,7 @@ def resolve_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
     return path
 
 
-def list_stacks(stacks_dir: Path = STACKS_DIR, prefix: str = "") -> dict[str, list[dict[str, str]]]:
+def list_stacks(stacks_dir: Path | None = None, prefix: str = "") -> dict[str, list[dict[str, str]]]:
     """A GitHub Actions matrix of the stacks: which cloud to authenticate to, and the region.
 
     Reads the raw YAML only (no validation), so one broken stack file cannot hide the others from CI;
@@ -220,7 +221,7 @@ def _secret_strings(value: Any, secret_env: frozenset[str], inside: bool = False
     ``APP_ENV=production`` riding along inside the secret does not turn every "production" into
     ``[secret]``.
     """
-    from infra.mocks import is_secret, unwrap
+    from fastapi_deploy.mocks import is_secret, unwrap
 
     found: set[str] = set()
     if is_secret(value):
@@ -274,9 +275,9 @@ def plan_stack(
     started = time.perf_counter()
     name = stack_name(path)
     plan = StackPlan(stack=name)
-    from infra import config as config_mod
-    from infra import service_env
-    from infra import tuning as tuning_mod
+    from fastapi_deploy import config as config_mod
+    from fastapi_deploy import service_env
+    from fastapi_deploy import tuning as tuning_mod
 
     try:
         cfg = config_mod.load_stack_file(path)
@@ -289,12 +290,17 @@ def plan_stack(
         plan.seconds = time.perf_counter() - started
         return plan
 
-    from infra import mocks as mocks_mod
-    from infra.targets import TargetNotAvailable
+    from fastapi_deploy import mocks as mocks_mod
+    from fastapi_deploy.targets import TargetNotAvailable
 
     raw = config_mod.stack_file_config(path)
     try:
-        result = mocks_mod.run_program(name, raw, mocks=mocks_factory(raw) if mocks_factory else None)
+        result = mocks_mod.run_program(
+            name,
+            raw,
+            mocks=mocks_factory(raw) if mocks_factory else None,
+            main=project.find(path.resolve().parent).main,
+        )
     except (config_mod.ConfigError, tuning_mod.TuningError, TargetNotAvailable) as exc:
         plan.error = f"{path.name}: {exc}"
         plan.seconds = time.perf_counter() - started
@@ -353,7 +359,7 @@ def _sibling_key(r: _Node) -> tuple[str, str, str]:
 
 
 def _region_line(cfg: Any, path: Path) -> str | None:
-    from infra.config import CloudRunConfig
+    from fastapi_deploy.config import CloudRunConfig
 
     if isinstance(cfg, CloudRunConfig):
         key = "app.cloudrun.region" if cfg.cloudrun.region else "gcp:region"
@@ -364,8 +370,8 @@ def _region_line(cfg: Any, path: Path) -> str | None:
 
 
 def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: Any) -> None:
-    from infra import cost as cost_mod
-    from infra.mocks import unwrap
+    from fastapi_deploy import cost as cost_mod
+    from fastapi_deploy.mocks import unwrap
     from policy import rules
 
     result.resources[:] = tree_order(result.resources)
@@ -507,7 +513,9 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     )
     parser.add_argument("--stack", help="stack name (stacks/Pulumi.<stack>.yaml), a stack file, or 'all'")
     parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="default: stacks/")
+    parser.add_argument(
+        "--stacks-dir", type=Path, default=None, help="default: stackConfigDir of the nearest Pulumi.yaml"
+    )
     parser.add_argument(
         "--list", action="store_true", help="print the stacks as a GitHub Actions matrix (JSON)"
     )
@@ -525,6 +533,12 @@ def cli(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     except SystemExit as exc:
         return EXIT_INVALID if exc.code else EXIT_OK
 
+    if args.stacks_dir is None:
+        try:
+            args.stacks_dir = project.find().stacks_dir
+        except project.ProjectNotFound as exc:
+            err.write(f"infra plan: {exc}\n")
+            return EXIT_INVALID
     if args.list:
         out.write(json.dumps(list_stacks(args.stacks_dir, args.prefix)) + "\n")
         return EXIT_OK
@@ -577,7 +591,7 @@ def _worst(plans: Iterable[StackPlan]) -> int:
 
 def _cli_diff(args: Any, paths: list[Path], out: TextIO, err: TextIO) -> int:
     """``--diff PREVIOUS.json``: the previous file is checked before any planning (exit 2, one message)."""
-    from infra import plandiff
+    from fastapi_deploy import plandiff
 
     try:
         previous = plandiff.load_previous(args.diff)

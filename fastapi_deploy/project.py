@@ -1,0 +1,60 @@
+"""The Pulumi project the CLI works on: the nearest ``Pulumi.yaml`` at or above the working directory.
+
+The library ships no program of its own: ``infra plan`` runs the project's program (``main:`` in
+Pulumi.yaml, default the project directory) under mocks, and reads stack files from ``stackConfigDir``
+(default the project directory), exactly where the Pulumi CLI would.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+class ProjectNotFound(RuntimeError):
+    """No Pulumi.yaml at or above the working directory."""
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    #: The program's ``__main__.py`` (``main:`` may name a directory or a file).
+    main: Path
+    stacks_dir: Path
+
+
+def _candidates(start: Path | None) -> list[Path]:
+    if start is not None:
+        return [start.resolve()]
+    # The working directory (the CLI runs `infra` there; the engine runs the program in `main:`), then the
+    # directory of the program being run (a test or `infra plan` running it from elsewhere).
+    found = [Path.cwd().resolve()]
+    program = getattr(sys.modules.get("__main__"), "__file__", None)
+    if program:
+        found.append(Path(program).resolve().parent)
+    return found
+
+
+def find(start: Path | None = None) -> Project:
+    for here in _candidates(start):
+        found = _find_from(here)
+        if found is not None:
+            return found
+    raise ProjectNotFound(
+        f"no Pulumi.yaml in {Path.cwd()} or above: run infra from your Pulumi project's directory"
+    )
+
+
+def _find_from(here: Path) -> Project | None:
+    for folder in (here, *here.parents):
+        path = folder / "Pulumi.yaml"
+        if path.is_file():
+            doc = yaml.safe_load(path.read_text()) or {}
+            main = folder / str(doc.get("main") or ".")
+            if main.is_dir():
+                main = main / "__main__.py"
+            return Project(root=folder, main=main, stacks_dir=folder / str(doc.get("stackConfigDir") or "."))
+    return None
