@@ -246,7 +246,7 @@ def init_restart_counter() -> None:
 # (a dimension per pid would be a new custom metric - billed - per worker start); Logs Insights can still
 # filter on it.
 # Namespace, metric names and the single dimension Service are what the deployer's ECS alarms read
-# (fastapi_deploy/targets/ecs.py on main: FastAPIDeploy, db_pool_usage_ratio Maximum, worker_restarts Sum,
+# (fastapi_deploy/ecs/component.py on main: FastAPIDeploy, db_pool_usage_ratio Maximum, worker_restarts Sum,
 # dimension Service=<name>-<stack>); METRICS_EMF_NAMESPACE / METRICS_EMF_SERVICE override the defaults.
 EMF_NAMESPACE = "FastAPIDeploy"
 EMF_SERVICE = "fastapi-deploy"

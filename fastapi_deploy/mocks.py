@@ -440,6 +440,16 @@ class _RecordingMonitor(_mocks.MockMonitor):
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The URN the engine would give: the parent's whole qualified type chain (the SDK's mock keeps only
+        its last link), without the root stack's type - so renamed or re-parented resources show here as
+        they would in `pulumi preview`, as replacements unless aliased."""
+        if parent:
+            qualified = parent.split("::")[2]
+            if qualified != "pulumi:pulumi:Stack":
+                type_ = f"{qualified}${type_}"
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
+
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":

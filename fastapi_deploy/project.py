@@ -27,11 +27,10 @@ class Project:
 
 
 def _candidates(start: Path | None) -> list[Path]:
-    if start is not None:
-        return [start.resolve()]
-    # The working directory (the CLI runs `infra` there; the engine runs the program in `main:`), then the
+    # ``start`` first (a stack file's folder: the project it belongs to), then the working directory (the CLI runs `infra` there; the engine runs the program in `main:`), then the
     # directory of the program being run (a test or `infra plan` running it from elsewhere).
-    found = [Path.cwd().resolve()]
+    found = [start.resolve()] if start is not None else []
+    found.append(Path.cwd().resolve())
     program = getattr(sys.modules.get("__main__"), "__file__", None)
     if program:
         found.append(Path(program).resolve().parent)

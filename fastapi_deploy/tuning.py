@@ -159,7 +159,7 @@ class TuningError(ValueError):
     """The requested size/scale cannot be tuned safely; the message names the config keys to change."""
 
 
-# Cloud Run startup probe window (fastapi_deploy/targets/cloudrun.py: 24 probes x 5 s).
+# Cloud Run startup probe window (fastapi_deploy/cloudrun/component.py: 24 probes x 5 s).
 CLOUDRUN_STARTUP_BUDGET_S = 120
 # Interpreter + alembic import + gunicorn boot + first /health after the migration, on a cold 1-vCPU task.
 MIGRATE_BOOT_MARGIN_S = 10
@@ -627,7 +627,7 @@ def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[s
         env.setdefault("METRICS_ENABLED", "false")  # the user's explicit app.env value stays
     if env.get("METRICS_EMF") == "true":
         # The EMF lines must carry exactly the namespace and Service dimension the stack's alarms read
-        # (fastapi_deploy/targets/ecs.py: Service=<component name>), or those alarms never get a data point.
+        # (fastapi_deploy/ecs/component.py: Service=<component name>), or those alarms never get a data point.
         env["METRICS_EMF_SERVICE"] = f"{cfg.name}-{cfg.stack}"
         alarms = getattr(getattr(cfg, "ecs", None), "alarms", None)
         if alarms is not None:

@@ -35,10 +35,10 @@ if TYPE_CHECKING:
 
 #: target -> module path. Edit (one line) when a target module is added or renamed.
 TARGET_MODULES: dict[str, str] = {
-    "ecs": "fastapi_deploy.targets.ecs",
-    "cloudrun": "fastapi_deploy.targets.cloudrun",
-    "lambda": "fastapi_deploy.targets.lambda_",
-    "vps": "fastapi_deploy.targets.vps",
+    "ecs": "fastapi_deploy.ecs.component",
+    "cloudrun": "fastapi_deploy.cloudrun.component",
+    "lambda": "fastapi_deploy.awslambda.component",
+    "vps": "fastapi_deploy.vps.component",
 }
 
 #: Output keys every target must export (app/contract.py, read back by `infra verify`).

@@ -16,9 +16,9 @@ import pytest
 from google.protobuf.json_format import ParseError
 
 from fastapi_deploy import config as config_mod
+from fastapi_deploy.cloudrun import component as cr
 from fastapi_deploy.config import CloudRunConfig, ConfigError
 from fastapi_deploy.mocks import ProgramResult, RecordingMocks, run_program, unwrap
-from fastapi_deploy.targets import cloudrun as cr
 from fastapi_deploy.tuning import TuningError, for_platform
 from tests.infra.conftest import edited_config
 

@@ -16,6 +16,7 @@ import pytest
 
 from fastapi_deploy import apimodels
 from fastapi_deploy.config import ConfigError
+from fastapi_deploy.ecs import component as ecs_target
 from fastapi_deploy.mocks import (
     ACCOUNT_ID,
     ProgramResult,
@@ -25,7 +26,6 @@ from fastapi_deploy.mocks import (
     unwrap,
 )
 from fastapi_deploy.targets import COMMON_OUTPUTS, TARGET_OUTPUTS
-from fastapi_deploy.targets import ecs as ecs_target
 from fastapi_deploy.tuning import TuningError
 from tests.infra.conftest import run_raw, stack_config
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from fastapi_deploy import image as image_mod
+from fastapi_deploy.ecs.component import ecr_repository_arn_from_ref
 from fastapi_deploy.mocks import run_program
-from fastapi_deploy.targets.ecs import ecr_repository_arn_from_ref
 
 ROOT = Path(__file__).resolve().parents[2]
 

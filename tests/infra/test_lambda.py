@@ -15,9 +15,9 @@ import pytest
 
 from fastapi_deploy import apimodels
 from fastapi_deploy import config as config_mod
+from fastapi_deploy.awslambda import component as lam
 from fastapi_deploy.config import ConfigError, LambdaConfig
 from fastapi_deploy.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program
-from fastapi_deploy.targets import lambda_ as lam
 from fastapi_deploy.tuning import TuningError, for_platform
 from tests.infra.conftest import edited_config
 

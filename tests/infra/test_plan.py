@@ -287,7 +287,7 @@ def test_a_failing_program_is_reported_per_stack_with_exit_1(monkeypatch: pytest
 
 def test_vps_release_gate_is_not_counted_as_an_instance(plans: dict[str, plan_mod.StackPlan]) -> None:
     """The one-shot gate runs the app's image + env but serves nothing: one app container, one finding."""
-    from fastapi_deploy.targets import vps as vps_mod
+    from fastapi_deploy.vps import component as vps_mod
     from policy import rules
 
     assert vps_mod.GATE_ROLE_LABEL == rules.RELEASE_GATE_LABEL

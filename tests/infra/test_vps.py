@@ -21,8 +21,8 @@ from fastapi_deploy import config as config_mod
 from fastapi_deploy import mocks as mocks_mod
 from fastapi_deploy.config import ConfigError, VpsConfig
 from fastapi_deploy.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program, unwrap
-from fastapi_deploy.targets import vps
 from fastapi_deploy.tuning import TuningError, for_platform
+from fastapi_deploy.vps import component as vps
 from tests.infra.conftest import edited_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,7 +244,7 @@ def test_ssh_key_file_outlives_the_program_and_its_path_is_stable(tmp_path: Path
     `pulumi destroy`/`refresh` reuse the provider's stored ssh_opts without running it: a key file removed
     at exit makes ssh fail there (old container left serving under the `app` alias). A path that changes
     every run also diffs the provider on every preview."""
-    code = "import sys; from fastapi_deploy.targets import vps; print(vps._write_key(sys.argv[1]))"
+    code = "import sys; from fastapi_deploy.vps import component as vps; print(vps._write_key(sys.argv[1]))"
     env = {**os.environ, "HOME": str(tmp_path)}
 
     def write(material: str) -> Path:

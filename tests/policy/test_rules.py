@@ -444,7 +444,7 @@ def metrics_rule(action: str = "fixed-response") -> Resource:
 
 
 def caddy(block_metrics: bool | str = True) -> Resource:
-    from fastapi_deploy.targets.vps import render_caddyfile
+    from fastapi_deploy.vps.component import render_caddyfile
 
     text = render_caddyfile("api.example.com", 8000, 60, None)
     if block_metrics is False:

@@ -24,9 +24,9 @@ import pulumi
 import pulumi_aws as aws
 
 from fastapi_deploy import secret_refs as refs_mod
+from fastapi_deploy.aws_alerts import alert_actions
 from fastapi_deploy.config import EcsConfig, ExistingVpc, NewVpc
 from fastapi_deploy.targets import DeployContext
-from fastapi_deploy.targets.aws_alerts import alert_actions
 from fastapi_deploy.tuning import METRICS_PATHS, RuntimeTuning, container_environment
 
 CONTAINER_NAME = "app"

@@ -32,10 +32,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from fastapi_deploy.aws_alerts import alert_actions
 from fastapi_deploy.config import ConfigError, LambdaConfig, LambdaVpc, StackConfigType
 from fastapi_deploy.secret_refs import aws_read_policy_statements, lambda_reference_env
 from fastapi_deploy.targets import DeployContext
-from fastapi_deploy.targets.aws_alerts import alert_actions
 from fastapi_deploy.tuning import RuntimeTuning, container_environment
 
 COMPONENT_TYPE = "fastapi-deploy:lambda:LambdaService"

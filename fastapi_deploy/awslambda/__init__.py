@@ -1,0 +1,1 @@
+"""The awslambda target: its component and everything the deployer knows about it."""

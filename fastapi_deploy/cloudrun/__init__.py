@@ -1,0 +1,1 @@
+"""The cloudrun target: its component and everything the deployer knows about it."""

@@ -1,0 +1,1 @@
+"""The ecs target: its component and everything the deployer knows about it."""
