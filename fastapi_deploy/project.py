@@ -27,8 +27,9 @@ class Project:
 
 
 def _candidates(start: Path | None) -> list[Path]:
-    # ``start`` first (a stack file's folder: the project it belongs to), then the working directory (the CLI runs `infra` there; the engine runs the program in `main:`), then the
-    # directory of the program being run (a test or `infra plan` running it from elsewhere).
+    # ``start`` first (a stack file's folder: the project it belongs to), then the working directory (the
+    # CLI runs `infra` there; the engine runs the program in `main:`), then the directory of the program
+    # being run (a test or `infra plan` running it from elsewhere).
     found = [start.resolve()] if start is not None else []
     found.append(Path.cwd().resolve())
     program = getattr(sys.modules.get("__main__"), "__file__", None)
