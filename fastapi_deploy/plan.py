@@ -148,16 +148,22 @@ def list_stacks(stacks_dir: Path | None = None, prefix: str = "") -> dict[str, l
         raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
         app = raw.get("fastapi-deploy:app") or {}
         target = str(app.get("target", "unknown"))
-        refs = [str(v) for v in (app.get("secrets") or {}).values()]
-        if target == "cloudrun" or (target == "vps" and refs and all(r.startswith("gcp:") for r in refs)):
-            cloud, region = (
-                "gcp",
-                str(raw.get("gcp:region") or (app.get("cloudrun") or {}).get("region") or ""),
-            )
-        else:
-            cloud, region = "aws", str(raw.get("aws:region") or "us-east-1")
+        cloud, region = ci_login(target, raw, app)
         include.append({"stack": name, "target": target, "cloud": cloud, "region": region})
     return {"include": include}
+
+
+def ci_login(target: str, raw: Mapping[str, Any], app: Mapping[str, Any]) -> tuple[str, str]:
+    """(cloud, region) a CI job of this stack authenticates to: the target's ``ci_login``, else its
+    ``cloud`` with that cloud's region key; AWS for a target nothing is known about."""
+    from fastapi_deploy import registry
+
+    spec = registry.find(target)
+    if spec is not None and spec.ci_login is not None:
+        return spec.ci_login(raw, app)
+    if spec is not None and spec.cloud == "gcp":
+        return "gcp", str(raw.get("gcp:region") or "")
+    return "aws", str(raw.get("aws:region") or "us-east-1")
 
 
 # --- secrets -----------------------------------------------------------------------------------------
@@ -359,11 +365,11 @@ def _sibling_key(r: _Node) -> tuple[str, str, str]:
 
 
 def _region_line(cfg: Any, path: Path) -> str | None:
-    from fastapi_deploy.config import CloudRunConfig
+    from fastapi_deploy import registry
 
-    if isinstance(cfg, CloudRunConfig):
-        key = "app.cloudrun.region" if cfg.cloudrun.region else "gcp:region"
-        return f"{cfg.gcp_region} ({key} in {path.name})"
+    spec = registry.find(cfg.target)
+    if spec is not None and spec.region_line is not None:
+        return spec.region_line(cfg, path.name)
     if cfg.region:
         return f"{cfg.region} (aws:region in {path.name}; never taken from AWS_REGION or a profile)"
     return None
@@ -371,6 +377,7 @@ def _region_line(cfg: Any, path: Path) -> str | None:
 
 def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: Any) -> None:
     from fastapi_deploy import cost as cost_mod
+    from fastapi_deploy import registry
     from fastapi_deploy.mocks import unwrap
     from policy import rules
 
@@ -395,8 +402,9 @@ def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: A
             for r in result.resources
         ],
         cost_mod.Assumptions.from_config(cfg.cost),
-        provider=cost_mod.TARGET_PROVIDER.get(str(cfg.target)),
+        provider=registry.get(cfg.target).price_provider,
         region=getattr(cfg, "region", None),
+        target=cfg.target,
     )
     plan.resources = scrub(resources, secrets)
     plan.outputs = scrub(dict(result.outputs), secrets)
