@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -656,7 +656,7 @@ if TYPE_CHECKING:
 
     #: The built-in targets' stack models (for type checking; a registered target's model is an
     #: AppConfigBase subclass).
-    StackConfigType = EcsConfig | CloudRunConfig | LambdaConfig | VpsConfig
+    StackConfigType: TypeAlias = EcsConfig | CloudRunConfig | LambdaConfig | VpsConfig
 
 #: Moved names -> the module that defines them (re-exported here: ``from fastapi_deploy.config import
 #: EcsConfig`` keeps working). Imported on first use, so this module never imports a target package while
@@ -687,7 +687,7 @@ def __getattr__(name: str) -> Any:
     if name in ("TARGETS", "TARGETS_TUPLE"):
         from fastapi_deploy import registry
 
-        return registry.keys()
+        return registry.names()
     if name == "StackConfig":
         return _union()[0]
     if name == "StackConfigType":
@@ -708,8 +708,8 @@ def _union() -> tuple[Any, Any, TypeAdapter[Any]]:
     models = tuple(t.config_model for t in registry.all_targets())
     cached = _UNION_CACHE.get(registry.VERSION)
     if cached is None:
-        plain = reduce(or_, models) if len(models) > 1 else models[0]
-        annotated = Annotated[plain, Field(discriminator="target")]
+        plain: Any = reduce(or_, models) if len(models) > 1 else models[0]
+        annotated: Any = Annotated[plain, Field(discriminator="target")]
         cached = (annotated, plain, TypeAdapter(annotated))
         _UNION_CACHE.clear()
         _UNION_CACHE[registry.VERSION] = cached
@@ -722,7 +722,7 @@ _PATH_IN_MSG = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.*)$", re.S)
 def _format(exc: ValidationError) -> str:
     from fastapi_deploy import registry
 
-    targets = registry.keys()
+    targets = registry.names()
     lines = []
     for err in exc.errors():
         parts = list(err["loc"])

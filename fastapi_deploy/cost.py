@@ -178,7 +178,7 @@ class PriceTable:
                 f"base-region prices ({', '.join(f'{k}: {v}' for k, v in sorted(self.base_regions.items()))})"
             )
         if self.price_region is None:
-            return "flat VPS price (not region-dependent)"
+            return f"flat {self.provider.upper()} price (not region-dependent)"
         if self.fallback_from:
             return (
                 f"NOTE: no price table for {self.provider} region {self.fallback_from}; priced with "

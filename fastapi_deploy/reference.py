@@ -22,6 +22,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from fastapi_deploy import config as config_mod
+from fastapi_deploy import registry
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "stack-config.md"
 JsonNode = Mapping[str, Any]
@@ -167,9 +168,7 @@ def render(schema: JsonNode | None = None) -> str:
     s = _Schema(schema if schema is not None else stack_config_schema())
     mapping: dict[str, str] = s.root["discriminator"]["mapping"]
     targets = {tag: s.resolve({"$ref": ref}) for tag, ref in mapping.items()}
-    from fastapi_deploy import registry
-
-    ordered = [t for t in registry.keys() if t in targets]
+    ordered = [t for t in registry.names() if t in targets]
     # Keys every target has with the same schema are common; the rest belong to a target.
     first = targets[ordered[0]]["properties"]
     common = [

@@ -124,7 +124,7 @@ class Target:
     #: Provider-key checks before the app object is read: (providers, app object, stack) -> problems.
     provider_checks: Callable[[Mapping[str, Any], Mapping[str, Any], str], list[str]] | None = None
     secrets: SecretRules = field(default_factory=SecretRules)
-    #: `infra doctor` checks after the secrets and the image, before the DB budget: (DoctorContext) -> findings.
+    #: `infra doctor` checks after the secrets and the image, before the DB budget (context -> findings).
     doctor_checks: tuple[Callable[[DoctorContext], list[Finding]], ...] = ()
     #: `infra doctor` checks run last, after the DB budget and the service env (a host reached over SSH).
     doctor_host_checks: tuple[Callable[[DoctorContext], list[Finding]], ...] = ()
@@ -214,7 +214,8 @@ def all_targets() -> tuple[Target, ...]:
     return tuple(_REGISTERED.values())
 
 
-def keys() -> tuple[str, ...]:
+def names() -> tuple[str, ...]:
+    """The registered targets' keys, built-in ones first."""
     return tuple(t.key for t in all_targets())
 
 

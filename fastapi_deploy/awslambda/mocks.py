@@ -1,11 +1,17 @@
-"""The awslambda target's answers for the recording mocks (fastapi_deploy/mocks.py): the function, its alias and URL, the HTTP API."""
+"""The lambda target's answers for the recording mocks (fastapi_deploy/mocks.py): the function, its
+alias and URL, the HTTP API."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from fastapi_deploy.mocks import fake_hex as _fake_hex
+
+def _fake_hex(*parts: str, n: int = 64) -> str:
+    # Imported when a mock answers, so registering the target never imports pulumi.
+    from fastapi_deploy.mocks import fake_hex
+
+    return fake_hex(*parts, n=n)
 
 
 def _function_function(

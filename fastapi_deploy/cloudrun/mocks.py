@@ -1,17 +1,22 @@
-"""The cloudrun target's answers for the recording mocks (fastapi_deploy/mocks.py): the Cloud Run service, its alert policies and service account."""
+"""The cloudrun target's answers for the recording mocks (fastapi_deploy/mocks.py): the Cloud Run
+service, its alert policies and service account."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from fastapi_deploy.mocks import fake_hex as _fake_hex
+
+def _fake_hex(*parts: str, n: int = 64) -> str:
+    # Imported when a mock answers, so registering the target never imports pulumi.
+    from fastapi_deploy.mocks import fake_hex
+
+    return fake_hex(*parts, n=n)
 
 
 def _service_service(
     m: Any, name: str, inputs: dict[str, Any], out: dict[str, Any], physical: str
 ) -> str | None:
-    region = m.region
     svc = inputs.get("name", physical)
     loc = inputs.get("location", m.gcp_region)
     proj = inputs.get("project", m.gcp_project)

@@ -1,11 +1,17 @@
-"""The ecs target's answers for the recording mocks (fastapi_deploy/mocks.py): ECS cluster/service/task definition, the ALB."""
+"""The ecs target's answers for the recording mocks (fastapi_deploy/mocks.py): ECS cluster, service
+and task definition, the ALB."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from fastapi_deploy.mocks import fake_hex as _fake_hex
+
+def _fake_hex(*parts: str, n: int = 64) -> str:
+    # Imported when a mock answers, so registering the target never imports pulumi.
+    from fastapi_deploy.mocks import fake_hex
+
+    return fake_hex(*parts, n=n)
 
 
 def _cluster_cluster(
