@@ -60,61 +60,17 @@ _DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$")
 _CERT_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}")
 _PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
 
-# AWS Fargate task sizes (Linux): cpu units -> allowed memory MiB.
-# Source: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
-FARGATE_COMBOS: dict[int, tuple[int, int, int]] = {
-    # cpu: (min MiB, max MiB, step MiB)
-    256: (512, 2048, 512),  # 512, 1024, 2048 (1536 is NOT allowed; handled below)
-    512: (1024, 4096, 1024),
-    1024: (2048, 8192, 1024),
-    2048: (4096, 16384, 1024),
-    4096: (8192, 30720, 1024),
-    8192: (16384, 61440, 4096),
-    16384: (32768, 122880, 8192),
-}
-
 # CloudWatch Logs accepts only these retention values (PutRetentionPolicy).
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
 
-# API Gateway HTTP API integrations time out at 30 s (integration timeoutInMillis max 30000); a Lambda
-# running longer behind it keeps burning money after the client already got a 503.
-# Source: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
-HTTP_API_MAX_TIMEOUT_S = 30
-# Lambda's synchronous invocation payload limit (request and response each): the event JSON carrying the
-# body, its headers and, for binary bodies, base64 (4/3 the size) must fit in it.
-LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 MIN_REQUEST_BODY_BYTES = 1024
 MAX_REQUEST_BODY_BYTES = 1024 * 1024 * 1024
-LAMBDA_MAX_TIMEOUT_S = 900
-# Cloud Run: request timeout up to 60 min; memory per CPU limits from
-# https://cloud.google.com/run/docs/configuring/services/memory-limits (max 4 GiB at 1 vCPU, 8 at 2,
-# 16 at 4, 24 at 6, 32 at 8).
-CLOUDRUN_MAX_TIMEOUT_S = 3600
-CLOUDRUN_CPUS = (1.0, 2.0, 4.0, 6.0, 8.0)
-CLOUDRUN_MAX_MEMORY_MIB_PER_CPU = {1.0: 4096, 2.0: 8192, 4.0: 16384, 6.0: 24576, 8.0: 32768}
-#: Source: https://cloud.google.com/run/docs/configuring/cpu ("minimum memory requirements for CPUs").
-CLOUDRUN_MIN_MEMORY_MIB_PER_CPU = {4.0: 2048, 6.0: 4096, 8.0: 4096}
 
 
 class ConfigError(ValueError):
     """Invalid stack configuration. The message names the key path (``app.x.y``) and the fix."""
-
-
-def fargate_memory_choices(cpu: int) -> list[int]:
-    """All memory sizes (MiB) Fargate accepts for ``cpu`` units."""
-    if cpu == 256:
-        return [512, 1024, 2048]
-    lo, hi, step = FARGATE_COMBOS[cpu]
-    return list(range(lo, hi + 1, step))
-
-
-def _describe_fargate(cpu: int) -> str:
-    if cpu == 256:
-        return "512, 1024, 2048"
-    lo, hi, step = FARGATE_COMBOS[cpu]
-    return f"{lo}..{hi} in {step} steps"
 
 
 def parse_memory_mib(value: int | str) -> int:
@@ -663,14 +619,46 @@ if TYPE_CHECKING:
 #: it is itself being imported.
 _MOVED = {
     **dict.fromkeys(
-        ("EcsConfig", "EcsSettings", "EcsAlarms", "EcsAutoscaling", "NewVpc", "ExistingVpc", "_vpc_kind"),
+        (
+            "EcsConfig",
+            "EcsSettings",
+            "EcsAlarms",
+            "EcsAutoscaling",
+            "NewVpc",
+            "ExistingVpc",
+            "_vpc_kind",
+            "FARGATE_COMBOS",
+            "fargate_memory_choices",
+            "_describe_fargate",
+        ),
         "fastapi_deploy.ecs.config",
     ),
     **dict.fromkeys(
-        ("CloudRunConfig", "CloudRunSettings", "CloudRunAlarms"), "fastapi_deploy.cloudrun.config"
+        (
+            "CloudRunConfig",
+            "CloudRunSettings",
+            "CloudRunAlarms",
+            "CLOUDRUN_MAX_TIMEOUT_S",
+            "CLOUDRUN_CPUS",
+            "CLOUDRUN_MAX_MEMORY_MIB_PER_CPU",
+            "CLOUDRUN_MIN_MEMORY_MIB_PER_CPU",
+            "CLOUD_RUN_REGIONS",
+            "CLOUD_RUN_REGIONS_SOURCE",
+            "gcp_region_problem",
+        ),
+        "fastapi_deploy.cloudrun.config",
     ),
     **dict.fromkeys(
-        ("LambdaConfig", "LambdaSettings", "LambdaAlarms", "LambdaThrottling", "LambdaVpc"),
+        (
+            "LambdaConfig",
+            "LambdaSettings",
+            "LambdaAlarms",
+            "LambdaThrottling",
+            "LambdaVpc",
+            "HTTP_API_MAX_TIMEOUT_S",
+            "LAMBDA_MAX_PAYLOAD_BYTES",
+            "LAMBDA_MAX_TIMEOUT_S",
+        ),
         "fastapi_deploy.awslambda.config",
     ),
     **dict.fromkeys(("VpsConfig", "VpsSettings", "RegistryAuth"), "fastapi_deploy.vps.config"),
@@ -768,37 +756,11 @@ def aws_regions() -> frozenset[str]:
     )
 
 
-#: Cloud Run regions, from https://cloud.google.com/run/docs/locations (Tier 1 and Tier 2 pricing lists),
-#: read 2026-11-29. A region Google adds later is refused until it is added here.
-CLOUD_RUN_REGIONS = frozenset(
-    {
-        "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3",
-        "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2", "australia-southeast1",
-        "australia-southeast2", "europe-central2", "europe-north1", "europe-southwest1", "europe-west1",
-        "europe-west10", "europe-west12", "europe-west2", "europe-west3", "europe-west4", "europe-west6",
-        "europe-west8", "europe-west9", "me-central1", "me-central2", "me-west1", "northamerica-northeast1",
-        "northamerica-northeast2", "southamerica-east1", "southamerica-west1", "us-central1", "us-east1",
-        "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
-    }
-)  # fmt: skip
-CLOUD_RUN_REGIONS_SOURCE = "https://cloud.google.com/run/docs/locations (read 2026-11-29)"
-
-
 def _closest(value: str, choices: frozenset[str]) -> str:
     import difflib
 
     close = difflib.get_close_matches(value, sorted(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""
-
-
-def gcp_region_problem(region: str) -> str | None:
-    """Why ``region`` is not a Cloud Run region, or None."""
-    if region in CLOUD_RUN_REGIONS:
-        return None
-    return (
-        f"{region!r} is not a Cloud Run region{_closest(region, CLOUD_RUN_REGIONS)} "
-        f"(list: {CLOUD_RUN_REGIONS_SOURCE})"
-    )
 
 
 def provider_problems(

@@ -144,11 +144,17 @@ class Target:
         field(default_factory=dict)
     )
     policy: PolicyFacts = field(default_factory=PolicyFacts)
+    #: `infra plan`: (resource type, inputs, is_credential(name, value), mask) -> inputs with the plain env
+    #: values that are credentials masked, for the resource types that carry the container env.
+    mask_env: Callable[[str, dict[str, Any], Callable[[str, str], bool], str], dict[str, Any]] | None = None
+    #: `infra plan`: resource type -> inputs worth a glance in the text tree.
+    plan_inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Extra markdown for the target's section of docs/stack-config.md.
     reference_extra: Callable[[], list[str]] | None = None
 
 
-_REGISTERED: dict[str, Target] = {}
+#: The table: target key -> Target (built-in ones loaded on first lookup). Change it with register().
+TARGETS: dict[str, Target] = {}
 _LOADED = False
 #: Bumped on every change of the table, so caches built from it (the config union) know to rebuild.
 VERSION = 0
@@ -160,7 +166,7 @@ def _load_builtins() -> None:
         return
     _LOADED = True
     for key, path in BUILTIN.items():
-        if key not in _REGISTERED:
+        if key not in TARGETS:
             target = importlib.import_module(path).TARGET
             _add(target, builtin=True)
 
@@ -169,9 +175,9 @@ def _add(target: Target, *, builtin: bool = False) -> None:
     global VERSION
     if not builtin:
         _load_builtins()
-    if target.key in _REGISTERED:
+    if target.key in TARGETS:
         raise ValueError(f"target {target.key!r} is already registered")
-    _REGISTERED[target.key] = target
+    TARGETS[target.key] = target
     VERSION += 1
     _adapt_legacy_tables(target)
 
@@ -202,7 +208,7 @@ def unregister(key: str) -> None:
     global VERSION
     if key in BUILTIN:
         raise ValueError(f"target {key!r} is built in")
-    target = _REGISTERED.pop(key, None)
+    target = TARGETS.pop(key, None)
     if target is not None:
         VERSION += 1
         _adapt_legacy_tables(target, remove=True)
@@ -211,7 +217,7 @@ def unregister(key: str) -> None:
 def all_targets() -> tuple[Target, ...]:
     """Every registered target, built-in ones first."""
     _load_builtins()
-    return tuple(_REGISTERED.values())
+    return tuple(TARGETS.values())
 
 
 def names() -> tuple[str, ...]:
@@ -222,16 +228,16 @@ def names() -> tuple[str, ...]:
 def get(key: object) -> Target:
     """The target named ``key``; :class:`UnknownTarget` lists the known ones."""
     _load_builtins()
-    found = _REGISTERED.get(str(key)) if isinstance(key, str) else None
+    found = TARGETS.get(str(key)) if isinstance(key, str) else None
     if found is None:
-        raise UnknownTarget(f"app.target: {key!r} is not a known target; known: {', '.join(_REGISTERED)}")
+        raise UnknownTarget(f"app.target: {key!r} is not a known target; known: {', '.join(TARGETS)}")
     return found
 
 
 def find(key: object) -> Target | None:
     """The target named ``key`` or None."""
     _load_builtins()
-    return _REGISTERED.get(key) if isinstance(key, str) else None
+    return TARGETS.get(key) if isinstance(key, str) else None
 
 
 def target_modules() -> dict[str, str]:

@@ -7,15 +7,16 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fastapi_deploy.config import (
-    HTTP_API_MAX_TIMEOUT_S,
-    LAMBDA_MAX_PAYLOAD_BYTES,
-    LAMBDA_MAX_TIMEOUT_S,
-    LOG_RETENTION_DAYS,
-    AppConfigBase,
-    _Model,
-    refuse_gcp_channels,
-)
+from fastapi_deploy.config import LOG_RETENTION_DAYS, AppConfigBase, _Model, refuse_gcp_channels
+
+# API Gateway HTTP API integrations time out at 30 s (integration timeoutInMillis max 30000); a Lambda
+# running longer behind it keeps burning money after the client already got a 503.
+# Source: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
+HTTP_API_MAX_TIMEOUT_S = 30
+# Lambda's synchronous invocation payload limit (request and response each): the event JSON carrying the
+# body, its headers and, for binary bodies, base64 (4/3 the size) must fit in it.
+LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+LAMBDA_MAX_TIMEOUT_S = 900
 
 
 class LambdaThrottling(_Model):

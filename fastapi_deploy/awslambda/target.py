@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi_deploy import contract
 from fastapi_deploy.awslambda import checks, cost, mocks, tuning
 from fastapi_deploy.awslambda.config import LambdaConfig
 from fastapi_deploy.ecs.target import AWS_SECRETS
 from fastapi_deploy.registry import PolicyFacts, Target, TuningRules
+
+
+def _mask_env(
+    kind: str, inputs: dict[str, Any], secret: Callable[[str, str], bool], mask: str
+) -> dict[str, Any]:
+    """The function's environment.variables."""
+    if kind != "aws:lambda/function:Function":
+        return inputs
+    variables = (inputs.get("environment") or {}).get("variables")
+    if not isinstance(variables, dict):
+        return inputs
+    masked = {k: mask if secret(k, str(v)) else v for k, v in variables.items()}
+    return {**inputs, "environment": {**inputs["environment"], "variables": masked}}
+
 
 TARGET = Target(
     key="lambda",
@@ -34,6 +51,16 @@ TARGET = Target(
     secrets=AWS_SECRETS,
     ecr_only=True,
     verify_poller=checks.rollout,
+    mask_env=_mask_env,
+    plan_inputs={
+        "aws:lambda/function:Function": (
+            "packageType",
+            "memorySize",
+            "timeout",
+            "reservedConcurrentExecutions",
+        ),
+        "aws:apigatewayv2/api:Api": ("protocolType",),
+    },
     mock_invokes=mocks.INVOKES,
     mock_resources=mocks.RESOURCES,
     policy=PolicyFacts(resource_types=("aws:lambda/function:Function",)),

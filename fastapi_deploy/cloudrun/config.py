@@ -7,18 +7,42 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fastapi_deploy.config import (
-    CLOUDRUN_CPUS,
-    CLOUDRUN_MAX_MEMORY_MIB_PER_CPU,
-    CLOUDRUN_MAX_TIMEOUT_S,
-    CLOUDRUN_MIN_MEMORY_MIB_PER_CPU,
-    AppConfigBase,
-    MemoryMiB,
-    Scaling,
-    _Model,
-    gcp_region_problem,
-    parse_memory_mib,
-)
+from fastapi_deploy.config import AppConfigBase, MemoryMiB, Scaling, _closest, _Model, parse_memory_mib
+
+# Cloud Run: request timeout up to 60 min; memory per CPU limits from
+# https://cloud.google.com/run/docs/configuring/services/memory-limits (max 4 GiB at 1 vCPU, 8 at 2,
+# 16 at 4, 24 at 6, 32 at 8).
+CLOUDRUN_MAX_TIMEOUT_S = 3600
+CLOUDRUN_CPUS = (1.0, 2.0, 4.0, 6.0, 8.0)
+CLOUDRUN_MAX_MEMORY_MIB_PER_CPU = {1.0: 4096, 2.0: 8192, 4.0: 16384, 6.0: 24576, 8.0: 32768}
+#: Source: https://cloud.google.com/run/docs/configuring/cpu ("minimum memory requirements for CPUs").
+CLOUDRUN_MIN_MEMORY_MIB_PER_CPU = {4.0: 2048, 6.0: 4096, 8.0: 4096}
+
+
+#: Cloud Run regions, from https://cloud.google.com/run/docs/locations (Tier 1 and Tier 2 pricing lists),
+#: read 2026-11-29. A region Google adds later is refused until it is added here.
+CLOUD_RUN_REGIONS = frozenset(
+    {
+        "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3",
+        "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2", "australia-southeast1",
+        "australia-southeast2", "europe-central2", "europe-north1", "europe-southwest1", "europe-west1",
+        "europe-west10", "europe-west12", "europe-west2", "europe-west3", "europe-west4", "europe-west6",
+        "europe-west8", "europe-west9", "me-central1", "me-central2", "me-west1", "northamerica-northeast1",
+        "northamerica-northeast2", "southamerica-east1", "southamerica-west1", "us-central1", "us-east1",
+        "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
+    }
+)  # fmt: skip
+CLOUD_RUN_REGIONS_SOURCE = "https://cloud.google.com/run/docs/locations (read 2026-11-29)"
+
+
+def gcp_region_problem(region: str) -> str | None:
+    """Why ``region`` is not a Cloud Run region, or None."""
+    if region in CLOUD_RUN_REGIONS:
+        return None
+    return (
+        f"{region!r} is not a Cloud Run region{_closest(region, CLOUD_RUN_REGIONS)} "
+        f"(list: {CLOUD_RUN_REGIONS_SOURCE})"
+    )
 
 
 class CloudRunAlarms(_Model):

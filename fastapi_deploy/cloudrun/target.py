@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi_deploy import contract
@@ -12,7 +12,7 @@ from fastapi_deploy.registry import PolicyFacts, SecretRules, Target, TuningRule
 
 
 def _provider_checks(providers: Mapping[str, Any], app: Mapping[str, Any], stack: str) -> list[str]:
-    from fastapi_deploy.config import gcp_region_problem
+    from fastapi_deploy.cloudrun.config import gcp_region_problem
 
     gcp_region = providers.get("gcp:region")
     problem = gcp_region_problem(str(gcp_region)) if gcp_region else None
@@ -28,6 +28,19 @@ def _region_line(cfg: Any, stack_file: str) -> str | None:
     c: CloudRunConfig = cfg
     key = "app.cloudrun.region" if c.cloudrun.region else "gcp:region"
     return f"{c.gcp_region} ({key} in {stack_file})"
+
+
+def _mask_env(
+    kind: str, inputs: dict[str, Any], secret: Callable[[str, str], bool], mask: str
+) -> dict[str, Any]:
+    """The service template's containers[].envs (plain values; secret ones are references)."""
+    if kind != "gcp:cloudrunv2/service:Service":
+        return inputs
+    for container in (inputs.get("template") or {}).get("containers") or []:
+        for entry in container.get("envs") or []:
+            if isinstance(entry, dict) and secret(str(entry.get("name")), str(entry.get("value") or "")):
+                entry["value"] = mask
+    return inputs
 
 
 TARGET = Target(
@@ -57,6 +70,8 @@ TARGET = Target(
     ),
     verify_poller=checks.rollout,
     smoke_token=checks.id_token,
+    mask_env=_mask_env,
+    plan_inputs={"gcp:cloudrunv2/service:Service": ("location", "ingress")},
     mock_invokes=mocks.INVOKES,
     mock_resources=mocks.RESOURCES,
     policy=PolicyFacts(resource_types=("gcp:cloudrunv2/service:Service",)),

@@ -9,16 +9,41 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from fastapi_deploy.config import (
-    FARGATE_COMBOS,
     LOG_RETENTION_DAYS,
     AppConfigBase,
     Scaling,
-    _describe_fargate,
     _Model,
-    fargate_memory_choices,
     refuse_gcp_channels,
     sns_topic_problem,
 )
+
+# AWS Fargate task sizes (Linux): cpu units -> allowed memory MiB.
+# Source: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
+FARGATE_COMBOS: dict[int, tuple[int, int, int]] = {
+    # cpu: (min MiB, max MiB, step MiB)
+    256: (512, 2048, 512),  # 512, 1024, 2048 (1536 is NOT allowed; handled below)
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+
+def fargate_memory_choices(cpu: int) -> list[int]:
+    """All memory sizes (MiB) Fargate accepts for ``cpu`` units."""
+    if cpu == 256:
+        return [512, 1024, 2048]
+    lo, hi, step = FARGATE_COMBOS[cpu]
+    return list(range(lo, hi + 1, step))
+
+
+def _describe_fargate(cpu: int) -> str:
+    if cpu == 256:
+        return "512, 1024, 2048"
+    lo, hi, step = FARGATE_COMBOS[cpu]
+    return f"{lo}..{hi} in {step} steps"
 
 
 class NewVpc(_Model):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 from fastapi_deploy import contract
 from fastapi_deploy.ecs import checks, cost, mocks, tuning
 from fastapi_deploy.ecs.config import EcsConfig
@@ -26,6 +30,25 @@ def _fargate_table() -> list[str]:
     return lines
 
 
+def _mask_env(
+    kind: str, inputs: dict[str, Any], secret: Callable[[str, str], bool], mask: str
+) -> dict[str, Any]:
+    """The task definition's containerDefinitions (a JSON string, as the engine receives it)."""
+    if kind != "aws:ecs/taskDefinition:TaskDefinition" or not isinstance(
+        inputs.get("containerDefinitions"), str
+    ):
+        return inputs
+    try:
+        containers = json.loads(inputs["containerDefinitions"])
+    except ValueError:
+        return inputs
+    for container in containers if isinstance(containers, list) else []:
+        for entry in container.get("environment") or []:
+            if isinstance(entry, dict) and secret(str(entry.get("name")), str(entry.get("value", ""))):
+                entry["value"] = mask
+    return {**inputs, "containerDefinitions": json.dumps(containers)}
+
+
 TARGET = Target(
     key="ecs",
     config_model=EcsConfig,
@@ -47,6 +70,15 @@ TARGET = Target(
     secrets=AWS_SECRETS,
     doctor_checks=(checks.check_certificate,),
     verify_poller=checks.rollout,
+    mask_env=_mask_env,
+    plan_inputs={
+        "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "internal", "idleTimeout"),
+        "aws:lb/listener:Listener": ("protocol", "port", "sslPolicy"),
+        "aws:lb/targetGroup:TargetGroup": ("targetType", "port", "deregistrationDelay"),
+        "aws:ecs/cluster:Cluster": (),
+        "aws:ecs/taskDefinition:TaskDefinition": ("cpu", "memory", "networkMode"),
+        "aws:ecs/service:Service": ("desiredCount", "launchType", "healthCheckGracePeriodSeconds"),
+    },
     mock_invokes=mocks.INVOKES,
     mock_resources=mocks.RESOURCES,
     policy=PolicyFacts(resource_types=("aws:ecs/service:Service", "aws:ecs/taskDefinition:TaskDefinition")),

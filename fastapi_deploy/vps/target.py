@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi_deploy import contract
@@ -47,6 +47,19 @@ def _ci_login(raw: Mapping[str, Any], app: Mapping[str, Any]) -> tuple[str, str]
     return "aws", str(raw.get("aws:region") or "us-east-1")
 
 
+def _mask_env(
+    kind: str, inputs: dict[str, Any], secret: Callable[[str, str], bool], mask: str
+) -> dict[str, Any]:
+    """The container's envs (``NAME=value`` strings)."""
+    if kind != "docker:index/container:Container" or not isinstance(inputs.get("envs"), list):
+        return inputs
+    envs = []
+    for item in inputs["envs"]:
+        key, sep, value = str(item).partition("=")
+        envs.append(f"{key}={mask}" if sep and secret(key, value) else item)
+    return {**inputs, "envs": envs}
+
+
 TARGET = Target(
     key="vps",
     config_model=VpsConfig,
@@ -69,6 +82,8 @@ TARGET = Target(
     doctor_host_checks=(checks.check_host,),
     verify_poller=checks.rollout,
     verify_login=checks.login,
+    mask_env=_mask_env,
+    plan_inputs={"docker:index/container:Container": ("restart", "memory", "user")},
     mock_invokes=mocks.INVOKES,
     mock_resources=mocks.RESOURCES,
     policy=PolicyFacts(resource_types=("docker:index/container:Container",)),

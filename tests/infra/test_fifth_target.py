@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from fastapi_deploy import config as config_mod
-from fastapi_deploy import cost, doctor, plan, registry, verify
+from fastapi_deploy import cost, doctor, plan, registry, service_env, verify
 from tests.infra import nomad_target
 from tests.infra._ops_fakes import HttpFake
 
@@ -32,6 +32,9 @@ def nomad() -> Iterator[registry.Target]:
         yield nomad_target.TARGET
     finally:
         registry.unregister("nomad")
+        # The service's settings model is looked up from the working directory and cached: forget the one
+        # found from tmp_path, so later tests find this repository's again.
+        service_env.service_model.cache_clear()
 
 
 class _Version:
@@ -75,6 +78,9 @@ def write_project(tmp_path: Path, app: dict[str, Any], stack: str = "prod-nomad"
     (tmp_path / "Pulumi.yaml").write_text(
         yaml.safe_dump({"name": "fastapi-deploy", "runtime": "python", "main": str(ROOT / "infra")})
     )
+    # The service whose settings the plan checks the container env against (this repository's app).
+    (tmp_path / "pyproject.toml").write_text('[tool.fastapi-deploy]\nservice-settings = "app.settings"\n')
+    service_env.service_model.cache_clear()
     path = tmp_path / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump({"config": {"fastapi-deploy:app": app}}))
     return path
@@ -144,6 +150,16 @@ def test_plan_stops_a_bad_nomad_config_before_any_resource(
     out, err = io.StringIO(), io.StringIO()
     assert plan.cli(["--stack", "prod-nomad", "--format", "json"], out=out, err=err) == 2
     assert "app.nomad.memory" in err.getvalue() + out.getvalue()
+
+
+def test_plan_refuses_what_the_service_would_refuse_on_it_too(
+    nomad: registry.Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_project(tmp_path, nomad_app(env={"LOG_LEVEL": "verbose"}))
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    assert plan.cli(["--stack", "prod-nomad", "--format", "json"], out=out, err=err) == 2
+    assert "app.env.LOG_LEVEL: Input should be 'debug'" in err.getvalue()
 
 
 def test_plan_list_puts_it_in_the_ci_matrix(
