@@ -197,8 +197,25 @@ def _adapt_legacy_tables(target: Target, remove: bool = False) -> None:
     contract.TARGET_OUTPUTS.setdefault(target.key, target.outputs)
 
 
+def _check(target: Target) -> None:
+    """A Target that could not work is refused when it is registered, not at the first plan."""
+    fields = target.config_model.model_fields
+    tag = fields.get("target")
+    if tag is None or tag.default != target.key:
+        raise ValueError(
+            f"target {target.key!r}: {target.config_model.__name__}.target must be "
+            f'Literal["{target.key}"] = "{target.key}" (the discriminator of the stack config union)'
+        )
+    if not any(target.section in (name, f.alias) for name, f in fields.items()):
+        raise ValueError(
+            f"target {target.key!r}: {target.config_model.__name__} has no section {target.section!r}"
+        )
+
+
 def register(target: Target) -> Target:
-    """Add a target (from any package). Raises ValueError when the key is taken."""
+    """Add a target (from any package). Raises ValueError when the key is taken or the Target is
+    inconsistent (its model's ``target`` tag or its section missing)."""
+    _check(target)
     _add(target)
     return target
 

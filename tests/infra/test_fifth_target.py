@@ -262,3 +262,13 @@ def test_nothing_in_fastapi_deploy_names_it() -> None:
     """The proof is only a proof if the package really does not know the fifth target."""
     named = [p for p in (ROOT / "fastapi_deploy").rglob("*.py") if "nomad" in p.read_text().lower()]
     assert named == []
+
+
+def test_an_inconsistent_target_is_refused_when_registered() -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=r'NomadConfig.target must be Literal\["fly"\]'):
+        registry.register(replace(nomad_target.TARGET, key="fly"))
+    with pytest.raises(ValueError, match="has no section 'fly'"):
+        registry.register(replace(nomad_target.TARGET, section="fly"))
+    assert "nomad" not in registry.names()
