@@ -165,10 +165,13 @@ def _load_builtins() -> None:
     if _LOADED:
         return
     _LOADED = True
-    for key, path in BUILTIN.items():
-        if key not in TARGETS:
-            target = importlib.import_module(path).TARGET
-            _add(target, builtin=True)
+    try:
+        for key, path in BUILTIN.items():
+            if key not in TARGETS:
+                _add(importlib.import_module(path).TARGET, builtin=True)
+    except BaseException:
+        _LOADED = False  # the next lookup retries (and raises the same error) instead of a short table
+        raise
 
 
 def _add(target: Target, *, builtin: bool = False) -> None:

@@ -144,12 +144,13 @@ def test_infra_plan_runs_the_program_and_prints_resources_tuning_and_cost(
 def test_plan_stops_a_bad_nomad_config_before_any_resource(
     nomad: registry.Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 128 MiB leaves no room for one worker: the shared tuning refuses it, naming the nomad key.
+    # 256 MiB leaves no room for one worker: the shared tuning refuses it, naming the nomad key.
     write_project(tmp_path, nomad_app(nomad={"memory": 256}))
     monkeypatch.chdir(tmp_path)
     out, err = io.StringIO(), io.StringIO()
     assert plan.cli(["--stack", "prod-nomad", "--format", "json"], out=out, err=err) == 2
-    assert "app.nomad.memory" in err.getvalue() + out.getvalue()
+    assert "app.nomad.memory: 256 MiB leaves no room for one worker" in err.getvalue()
+    assert not json.loads(out.getvalue()).get("resources")
 
 
 def test_plan_refuses_what_the_service_would_refuse_on_it_too(
