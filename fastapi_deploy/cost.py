@@ -178,7 +178,7 @@ class PriceTable:
                 f"base-region prices ({', '.join(f'{k}: {v}' for k, v in sorted(self.base_regions.items()))})"
             )
         if self.price_region is None:
-            return "flat VPS price (not region-dependent)"
+            return f"flat {self.provider.upper()} price (not region-dependent)"
         if self.fallback_from:
             return (
                 f"NOTE: no price table for {self.provider} region {self.fallback_from}; priced with "
@@ -333,43 +333,20 @@ def _money(x: float) -> str:
 
 
 # --- per-platform pricing ----------------------------------------------------------------------------
-def _aws_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable) -> list[Line]:
-    lines: list[Line] = []
+def aws_lines(
+    resources: list[Mapping[str, Any]],
+    a: Assumptions,
+    p: PriceTable,
+    *,
+    before: Iterable[Line] = (),
+    after: Iterable[Line] = (),
+    transfer: bool = False,
+) -> list[Line]:
+    """The AWS lines every AWS-hosted stack shares (NAT gateways, log groups, alarms, ECR, data transfer
+    out), around the target's own lines: ``before`` (compute in a VPC) and ``after`` (serverless). Data
+    transfer out is priced when there are AWS lines (or ``transfer``: the target says it serves traffic)."""
+    lines: list[Line] = list(before)
     hours = a.hours_per_month
-    tasks = _by_type(resources, "aws:ecs/taskDefinition:TaskDefinition")
-    for service in _by_type(resources, "aws:ecs/service:Service"):
-        if not tasks:
-            break
-        task = _inputs(tasks[0])
-        count = _num(_inputs(service).get("desiredCount"), 1)
-        vcpu = _num(task.get("cpu"), 256) / 1024
-        gb = _num(task.get("memory"), 512) / 1024
-        arm = str((task.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")).upper() == "ARM64"
-        sfx = "arm" if arm else "x86"
-        cpu_price, gb_price = p("aws", f"fargate_vcpu_hour_{sfx}"), p("aws", f"fargate_gb_hour_{sfx}")
-        lines.append(
-            Line(
-                _label(service),
-                count * hours * (vcpu * cpu_price + gb * gb_price),
-                f"{count:g} task(s) x {hours:g} h x ({vcpu:g} vCPU x {_money(cpu_price)} + {gb:g} GB x "
-                f"{_money(gb_price)}) Fargate {sfx}; autoscaling above desired count adds to this",
-            )
-        )
-    rps = a.requests_per_month / (hours * SECONDS_PER_HOUR)
-    for lb in _by_type(resources, "aws:lb/loadBalancer:LoadBalancer"):
-        subnets = len(_inputs(lb).get("subnets") or []) or 2
-        # LCU = max over its dimensions; new connections ≈ requests (no client keepalive): upper bound.
-        lcu = max(rps / LCU_NEW_CONNECTIONS_PER_S, (a.egress_gb_per_month / hours) / LCU_GB_PER_HOUR)
-        lines.append(
-            Line(
-                _label(lb),
-                hours * (p("aws", "alb_hour") + lcu * p("aws", "alb_lcu_hour"))
-                + subnets * hours * p("aws", "public_ipv4_hour"),
-                f"{hours:g} h x ({_money(p('aws', 'alb_hour'))} + {lcu:.3f} LCU x "
-                f"{_money(p('aws', 'alb_lcu_hour'))}) + {subnets} public IPv4 x "
-                f"{_money(p('aws', 'public_ipv4_hour'))}/h",
-            )
-        )
     nats = _by_type(resources, "aws:ec2/natGateway:NatGateway")
     for nat in nats:
         gb = a.nat_processed_gb_per_month / len(nats)
@@ -406,40 +383,7 @@ def _aws_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable
                 f"{len(alarms)} x {_money(p('aws', 'alarm_month'))}",
             )
         )
-    for function in _by_type(resources, "aws:lambda/function:Function"):
-        fn = _inputs(function)
-        gb = _num(fn.get("memorySize"), 128) / 1024
-        arm = "arm64" in [str(x) for x in fn.get("architectures") or []]
-        price = p("aws", "lambda_gb_second_arm" if arm else "lambda_gb_second_x86")
-        gb_s = a.requests_per_month * a.avg_duration_ms / 1000 * gb
-        lines.append(
-            Line(
-                _label(function),
-                gb_s * price + a.requests_per_month / 1e6 * p("aws", "lambda_requests_million"),
-                f"{a.requests_per_month:,} req x {a.avg_duration_ms:g} ms x {gb:g} GB = {gb_s:,.0f} GB-s x "
-                f"{_money(price)} + {a.requests_per_month / 1e6:g}M x "
-                f"{_money(p('aws', 'lambda_requests_million'))}",
-            )
-        )
-        for pc in _by_type(resources, "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig"):
-            n = _num(_inputs(pc).get("provisionedConcurrentExecutions"), 0)
-            gb_s = n * gb * hours * SECONDS_PER_HOUR
-            lines.append(
-                Line(
-                    _label(pc),
-                    gb_s * p("aws", "lambda_provisioned_gb_second"),
-                    f"{n:g} x {gb:g} GB x {hours:g} h = {gb_s:,.0f} GB-s x "
-                    f"{_money(p('aws', 'lambda_provisioned_gb_second'))}",
-                )
-            )
-    for api in _by_type(resources, "aws:apigatewayv2/api:Api"):
-        lines.append(
-            Line(
-                _label(api),
-                a.requests_per_month / 1e6 * p("aws", "http_api_requests_million"),
-                f"{a.requests_per_month / 1e6:g}M requests x {_money(p('aws', 'http_api_requests_million'))}",
-            )
-        )
+    lines.extend(after)
     for repo in _by_type(resources, "aws:ecr/repository:Repository"):
         lines.append(
             Line(
@@ -448,7 +392,7 @@ def _aws_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable
                 f"{a.image_storage_gb:g} GB x {_money(p('aws', 'ecr_storage_gb_month'))}",
             )
         )
-    if any(_type(r).startswith("aws:") for r in resources) and (tasks or lines):
+    if any(_type(r).startswith("aws:") for r in resources) and (transfer or lines):
         lines.append(
             Line(
                 "data transfer out (AWS)",
@@ -459,53 +403,9 @@ def _aws_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable
     return lines
 
 
-def _cloud_run_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable) -> list[Line]:
+def artifact_registry_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable) -> list[Line]:
+    """Artifact Registry storage for the kept images."""
     lines: list[Line] = []
-    month_s = a.hours_per_month * SECONDS_PER_HOUR
-    for service in _by_type(resources, "gcp:cloudrunv2/service:Service"):
-        template = _inputs(service).get("template") or {}
-        containers = template.get("containers") or [{}]
-        resources_block = containers[0].get("resources") or {}
-        limits = resources_block.get("limits") or {}
-        vcpu = _num(str(limits.get("cpu", "1")).removesuffix("m"), 1) / (
-            1000 if str(limits.get("cpu", "")).endswith("m") else 1
-        )
-        gib = _gib(limits.get("memory", "512Mi"), 512)
-        scaling = template.get("scaling") or _inputs(service).get("scaling") or {}
-        min_instances = _num(scaling.get("minInstanceCount"), 0)
-        always = resources_block.get("cpuIdle") is False
-        active_s = a.requests_per_month * a.avg_duration_ms / 1000
-        if always:
-            instance_s = max(min_instances * month_s, active_s)
-            cost = instance_s * (
-                vcpu * p("gcp", "run_always_vcpu_second") + gib * p("gcp", "run_always_gib_second")
-            )
-            basis = (
-                f"CPU always allocated: {instance_s:,.0f} instance-s x ({vcpu:g} vCPU x "
-                f"{_money(p('gcp', 'run_always_vcpu_second'))} + {gib:g} GiB x "
-                f"{_money(p('gcp', 'run_always_gib_second'))})"
-            )
-        else:
-            idle_s = max(0.0, min_instances * month_s - active_s)
-            cost = (
-                active_s * (vcpu * p("gcp", "run_vcpu_second") + gib * p("gcp", "run_gib_second"))
-                + idle_s * (vcpu * p("gcp", "run_idle_vcpu_second") + gib * p("gcp", "run_idle_gib_second"))
-                + a.requests_per_month / 1e6 * p("gcp", "run_requests_million")
-            )
-            basis = (
-                f"{active_s:,.0f} active instance-s x ({vcpu:g} vCPU x "
-                f"{_money(p('gcp', 'run_vcpu_second'))} + "
-                f"{gib:g} GiB x {_money(p('gcp', 'run_gib_second'))}) + {idle_s:,.0f} idle min-instance-s + "
-                f"{a.requests_per_month / 1e6:g}M req x {_money(p('gcp', 'run_requests_million'))}"
-            )
-        lines.append(Line(_label(service), cost, basis))
-        lines.append(
-            Line(
-                "internet egress (GCP)",
-                a.egress_gb_per_month * p("gcp", "internet_egress_gb"),
-                f"{a.egress_gb_per_month:g} GB x {_money(p('gcp', 'internet_egress_gb'))}",
-            )
-        )
     for repo in _by_type(resources, "gcp:artifactregistry/repository:Repository"):
         lines.append(
             Line(
@@ -517,18 +417,13 @@ def _cloud_run_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: Pric
     return lines
 
 
-def _vps_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable) -> list[Line]:
-    if not _by_type(resources, "docker:index/container:Container"):
-        return []
-    price = a.vps_monthly_usd if a.vps_monthly_usd is not None else p("vps", "monthly")
-    source = (
-        "app.cost.vps_monthly_usd" if a.vps_monthly_usd is not None else p.prices["vps"]["monthly"].source
-    )
-    return [Line("VPS host", price, f"flat {_money(price)}/month ({source}); egress usually included")]
+def __getattr__(name: str) -> Any:
+    """``TARGET_PROVIDER``: which price table each registered target is priced with."""
+    if name == "TARGET_PROVIDER":
+        from fastapi_deploy import registry
 
-
-#: Which price table a deploy target is priced with.
-TARGET_PROVIDER = {"ecs": "aws", "lambda": "aws", "cloudrun": "gcp", "vps": "vps"}
+        return {t.key: t.price_provider for t in registry.all_targets()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def estimate(
@@ -538,19 +433,28 @@ def estimate(
     *,
     provider: str | None = None,
     region: str | None = None,
+    target: str | None = None,
 ) -> Estimate:
     """Price a recorded resource graph. Resources are dicts with ``type``, ``name`` and ``inputs``.
 
-    With ``provider`` (aws/gcp/vps) and ``region`` the provider's prices are that region's
+    The lines are the target's (``Target.cost_lines`` of fastapi_deploy/registry.py); without ``target`` the
+    targets whose compute resources are in the graph price it (only the shared AWS/Artifact Registry lines
+    when none is). With ``provider`` (aws/gcp/vps) and ``region`` the provider's prices are that region's
     (:meth:`PriceTable.for_region`); a region without a table is priced with the base region's and the
     estimate says so. Without them the base regions' prices are used (and the estimate says that too).
     """
+    from fastapi_deploy import registry
+
     graph = list(resources)
     a = assumptions or Assumptions()
     p = prices or load_prices()
     if provider is not None:
         p = p.for_region(provider, region)
     p = replace(p, used=set())
-    lines = _aws_lines(graph, a, p) + _cloud_run_lines(graph, a, p) + _vps_lines(graph, a, p)
+    pricers = [registry.get(target)] if target is not None else list(registry.for_resources(graph))
+    if pricers:
+        lines = [line for spec in pricers for line in spec.cost_lines(graph, a, p)]
+    else:
+        lines = aws_lines(graph, a, p) + artifact_registry_lines(graph, a, p)
     lines = [line for line in lines if not math.isnan(line.monthly)]
     return Estimate(lines, a, p)

@@ -12,24 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi_deploy.config import (
-    CloudRunConfig,
-    ConfigError,
-    EcsConfig,
-    LambdaConfig,
-    StackConfigType,
-    VpsConfig,
-    load_stack_file,
-)
-from fastapi_deploy.ops import access, aws_checks, gcp_checks, registry, vps
+from fastapi_deploy import registry as targets
+from fastapi_deploy.config import ConfigError, StackConfigType, load_stack_file
+from fastapi_deploy.ops import access, aws_checks, gcp_checks, registry
 from fastapi_deploy.ops.findings import Finding, blocking, has_blocking, ok, summary, warning
 from fastapi_deploy.secret_refs import SecretRef, SecretRefError
 
@@ -58,10 +49,25 @@ def _aws_region(cfg: StackConfigType) -> str | None:
 
 
 def _gcp_project(cfg: StackConfigType) -> str | None:
-    if isinstance(cfg, CloudRunConfig):
-        return cfg.gcp_project
-    value = cfg.providers.get("gcp:project")
-    return str(value) if value else None
+    return cfg.gcp_project
+
+
+@dataclass
+class DoctorContext:
+    """What a target's doctor check (``Target.doctor_checks``) receives."""
+
+    cfg: StackConfigType
+    stack: str
+    clients: DoctorClients
+    #: The findings so far (a check may depend on an earlier one, e.g. the SSH key's secret).
+    findings: list[Finding]
+    #: AWS credentials work (or the stack does not use AWS).
+    aws_ok: bool = True
+    gcp_ok: bool = True
+
+    @property
+    def aws_region(self) -> str | None:
+        return _aws_region(self.cfg)
 
 
 def check_secret(
@@ -100,6 +106,7 @@ def check_secret(
 
 
 def check_image(cfg: StackConfigType, clients: DoctorClients, stack: str) -> list[Finding]:
+    """The existing image digest is in its registry (the target's rules, e.g. Lambda's ECR-only, first)."""
     if cfg.image.digest is None:
         return [
             ok(
@@ -113,13 +120,16 @@ def check_image(cfg: StackConfigType, clients: DoctorClients, stack: str) -> lis
     if aws_checks.parse_ecr_image(ref) is not None:
         region = _aws_region(cfg) or aws_checks.parse_ecr_image(ref).region  # type: ignore[union-attr]
         return aws_checks.check_ecr_image(
-            clients.aws, ref, region, where, lambda_target=isinstance(cfg, LambdaConfig)
+            clients.aws, ref, region, where, lambda_target=targets.get(cfg.target).ecr_only
         )
     findings = []
-    if isinstance(cfg, LambdaConfig):
+    if targets.get(cfg.target).ecr_only:
         findings.append(
             blocking(
-                "image", f"Lambda only runs images from ECR; {ref} is elsewhere", where, "push it to ECR"
+                "image",
+                f"{cfg.target} only runs images from ECR; {ref} is elsewhere",
+                where,
+                "push it to ECR",
             )
         )
     findings.append(registry.check_oci_image(ref, where, session=clients.oci_session))
@@ -190,8 +200,9 @@ def check_service_env(cfg: StackConfigType, stack: str) -> list[Finding]:
 def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None = None) -> list[Finding]:
     """Every check that applies to this stack's target, in the order a deploy would hit them."""
     clients = clients or DoctorClients()
+    spec = targets.get(cfg.target)
     findings: list[Finding] = []
-    if isinstance(cfg, EcsConfig | LambdaConfig) and not _aws_region(cfg):
+    if spec.cloud == "aws" and not _aws_region(cfg):
         findings.append(
             blocking(
                 "region",
@@ -201,11 +212,8 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
             )
         )
     refs: list[tuple[str, str]] = [(f"app.secrets.{k}", v) for k, v in sorted(cfg.secrets.items())]
-    if isinstance(cfg, VpsConfig):
-        if cfg.vps.ssh_key_secret:
-            refs.append(("app.vps.ssh_key_secret", cfg.vps.ssh_key_secret))
-        if cfg.vps.registry and cfg.vps.registry.password_secret:
-            refs.append(("app.vps.registry.password_secret", cfg.vps.registry.password_secret))
+    if spec.secrets.extra_refs is not None:
+        refs.extend(spec.secrets.extra_refs(cfg))
     parsed: list[tuple[str, SecretRef]] = []
     for where, raw in refs:
         try:
@@ -213,9 +221,7 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
         except SecretRefError as exc:
             findings.append(blocking("secret", str(exc), where))
     ecr_image = cfg.image.digest is not None and aws_checks.parse_ecr_image(cfg.image.digest) is not None
-    uses_aws = (
-        isinstance(cfg, EcsConfig | LambdaConfig) or ecr_image or any(r.scheme != "gcp" for _, r in parsed)
-    )
+    uses_aws = spec.cloud == "aws" or ecr_image or any(r.scheme != "gcp" for _, r in parsed)
     aws_ok = True
     if uses_aws:
         ident, account = aws_checks.check_aws_identity(
@@ -240,69 +246,20 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
     for where, ref in parsed:
         if (ref.scheme != "gcp" and not aws_ok) or (ref.scheme == "gcp" and not gcp_ok):
             continue
-        if isinstance(cfg, LambdaConfig | EcsConfig) and ref.scheme == "gcp":
-            findings.append(blocking("secret", f"{cfg.target} cannot read gcp: secrets", where))
-            continue
-        if isinstance(cfg, CloudRunConfig) and ref.scheme != "gcp":
-            findings.append(
-                blocking("secret", "Cloud Run injects only Secret Manager secrets (gcp:...)", where)
-            )
+        if spec.secrets.schemes and ref.scheme not in spec.secrets.schemes:
+            findings.append(blocking("secret", spec.secrets.refused.format(target=cfg.target), where))
             continue
         findings.append(check_secret(ref, where, cfg, clients, stack))
     if aws_ok or not ecr_image:
         findings.extend(check_image(cfg, clients, stack))
-    if isinstance(cfg, EcsConfig) and aws_ok:
-        region: str | None = _aws_region(cfg)
-        if cfg.ecs.certificate_arn and region:
-            findings.extend(
-                aws_checks.check_acm_certificate(
-                    clients.aws, cfg.ecs.certificate_arn, cfg.domain, region, "app.ecs.certificate_arn"
-                )
-            )
-        elif not cfg.ecs.certificate_arn:
-            findings.append(
-                warning(
-                    "acm-certificate",
-                    "no certificate: the load balancer serves plain HTTP only",
-                    "app.ecs.certificate_arn",
-                    f"aws acm request-certificate --domain-name {cfg.domain or '<domain>'} "
-                    f"--validation-method DNS --region {region or '<region>'}",
-                )
-            )
+    ctx = DoctorContext(cfg, stack, clients, findings, aws_ok=aws_ok, gcp_ok=gcp_ok)
+    for check in spec.doctor_checks:
+        findings.extend(check(ctx))
     findings.extend(check_budget(cfg, stack))
     findings.extend(check_service_env(cfg, stack))
-    if isinstance(cfg, VpsConfig):
-        findings.append(_check_vps(cfg, clients, findings))
+    for check in spec.doctor_host_checks:
+        findings.extend(check(ctx))
     return findings
-
-
-def _check_vps(cfg: VpsConfig, clients: DoctorClients, findings: list[Finding]) -> Finding:
-    """SSH as the deploy will: with the key from app.vps.ssh_key_secret when set, else the user's agent."""
-    key_ref = cfg.vps.ssh_key_secret
-    if key_ref is None:
-        return vps.check_vps_host(cfg.vps.ssh_user, cfg.vps.host, "app.vps.host", port=cfg.vps.ssh_port)
-    if any(f.where == "app.vps.ssh_key_secret" and f.severity.value != "ok" for f in findings) or not any(
-        f.where == "app.vps.ssh_key_secret" for f in findings
-    ):
-        return blocking(
-            "vps-ssh-docker",
-            "not tried: the SSH key in app.vps.ssh_key_secret could not be read (see above)",
-            "app.vps.host",
-        )
-    material = read_secret_value(SecretRef.parse(key_ref), cfg, clients)
-    with tempfile.TemporaryDirectory(prefix="infra-doctor-ssh-") as tmp:
-        path = os.path.join(tmp, "id")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # ssh refuses group/world-readable
-        with os.fdopen(fd, "w") as f:
-            f.write(material if material.endswith("\n") else material + "\n")
-        return vps.check_vps_host(
-            cfg.vps.ssh_user,
-            cfg.vps.host,
-            "app.vps.host",
-            port=cfg.vps.ssh_port,
-            identity_file=path,
-            key_label="<key of app.vps.ssh_key_secret>",
-        )
 
 
 def read_secret_value(ref: SecretRef, cfg: StackConfigType, clients: DoctorClients) -> str:

@@ -123,7 +123,9 @@ def _fake_hex(*parts: str, n: int = 64) -> str:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Mocks with realistic answers for the invokes and computed outputs the four targets use."""
+    """Mocks with realistic answers for the invokes and computed outputs the targets use: the shared ones
+    (AWS account/region/VPC/IAM/ECR/secrets, Docker images, GCP project/secrets/registry) here, each target's
+    own in its package (``Target.mock_invokes`` / ``Target.mock_resources``)."""
 
     def __init__(
         self,
@@ -178,10 +180,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "proxyEndpoint": f"https://{acct}.dkr.ecr.{region}.amazonaws.com",
                 "userName": "AWS",
                 "id": region,
-            },
-            "aws:elb/getServiceAccount:getServiceAccount": {
-                "arn": "arn:aws:iam::127311923021:root",
-                "id": "127311923021",
             },
             "aws:ec2/getVpc:getVpc": {
                 "id": a.get("id") or "vpc-0a1b2c3d4e5f60718",
@@ -261,6 +259,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"json": json.dumps(_policy_from_invoke(a)), "id": "policy"}, []
         if tok in answers:
             return dict(answers[tok]), []
+        own = _target_answers()[0].get(tok)
+        if own is not None:  # the target's own invokes (Target.mock_invokes)
+            return own(self, a), []
         # Unknown invokes: fail loudly so a new invoke gets a realistic answer instead of {}.
         raise NotImplementedError(f"fastapi_deploy/mocks.py: no mock answer for invoke {tok!r}; add one")
 
@@ -276,22 +277,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             mod = typ.split(":")[1].split("/")[0]
             out.setdefault("arn", f"arn:aws:{mod}:{region}:{acct}:{name}")
             out.setdefault("tagsAll", inputs.get("tags", {}))
-        if typ in (
-            "aws:ecs/cluster:Cluster",
-            "aws:ecs/service:Service",
-            "aws:cloudwatch/logGroup:LogGroup",
-            "aws:iam/role:Role",
-            "aws:lambda/function:Function",
-            "aws:ecr/repository:Repository",
-            "aws:lb/loadBalancer:LoadBalancer",
-            "aws:lb/targetGroup:TargetGroup",
-            "aws:ec2/securityGroup:SecurityGroup",
-            "aws:cloudwatch/metricAlarm:MetricAlarm",
-            "aws:appautoscaling/policy:Policy",
-            "aws:iam/policy:Policy",
-        ):
+        if typ in _NAMED_AWS:
             out["name"] = physical
-        if typ == "aws:ec2/vpc:Vpc":
+        own = _target_answers()[1].get(typ)
+        if own is not None:
+            # The target's own resource types (fastapi_deploy/<target>/mocks.py, Target.mock_resources).
+            rid = own(self, name, inputs, out, physical) or rid
+        elif typ == "aws:ec2/vpc:Vpc":
             rid = "vpc-0" + _fake_hex(name, n=16)
         elif typ == "aws:ec2/subnet:Subnet":
             rid = "subnet-0" + _fake_hex(name, n=16)
@@ -316,60 +308,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             out["arn"] = f"arn:aws:iam::{acct}:policy/{physical}"
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             out["arn"] = f"arn:aws:logs:{region}:{acct}:log-group:{physical}"
-        elif typ == "aws:ecs/cluster:Cluster":
-            out["arn"] = f"arn:aws:ecs:{region}:{acct}:cluster/{physical}"
-            rid = out["arn"]
-        elif typ == "aws:ecs/service:Service":
-            rid = f"arn:aws:ecs:{region}:{acct}:service/{physical}"
-        elif typ == "aws:ecs/taskDefinition:TaskDefinition":
-            out["revision"] = 1
-            out["arn"] = f"arn:aws:ecs:{region}:{acct}:task-definition/{inputs.get('family', name)}:1"
-            out["arnWithoutRevision"] = (
-                f"arn:aws:ecs:{region}:{acct}:task-definition/{inputs.get('family', name)}"
-            )
-        elif typ == "aws:lb/loadBalancer:LoadBalancer":
-            suffix = f"app/{physical}/{_fake_hex(name, n=16)}"
-            out["arn"] = f"arn:aws:elasticloadbalancing:{region}:{acct}:loadbalancer/{suffix}"
-            out["arnSuffix"] = suffix
-            out["dnsName"] = f"{physical}-1234567890.{region}.elb.amazonaws.com"
-            out["zoneId"] = "Z35SXDOTRQ7X7K"
-            rid = out["arn"]
-        elif typ == "aws:lb/targetGroup:TargetGroup":
-            suffix = f"targetgroup/{physical}/{_fake_hex(name, n=16)}"
-            out["arn"] = f"arn:aws:elasticloadbalancing:{region}:{acct}:{suffix}"
-            out["arnSuffix"] = suffix
-            rid = out["arn"]
-        elif typ == "aws:lb/listener:Listener":
-            out["arn"] = (
-                f"arn:aws:elasticloadbalancing:{region}:{acct}:listener/app/{name}/{_fake_hex(name, n=16)}"
-            )
         elif typ == "aws:ecr/repository:Repository":
             out["repositoryUrl"] = f"{acct}.dkr.ecr.{region}.amazonaws.com/{physical}"
             out["registryId"] = acct
             out["arn"] = f"arn:aws:ecr:{region}:{acct}:repository/{physical}"
-        elif typ == "aws:lambda/function:Function":
-            out["arn"] = f"arn:aws:lambda:{region}:{acct}:function:{physical}"
-            out["invokeArn"] = (
-                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{out['arn']}/invocations"
-            )
-            out["qualifiedArn"] = f"{out['arn']}:1"
-            out["version"] = "1"
-        elif typ == "aws:lambda/alias:Alias":
-            out["arn"] = (
-                f"arn:aws:lambda:{region}:{acct}:function:{inputs.get('functionName', name)}:{physical}"
-            )
-            out["invokeArn"] = (
-                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{out['arn']}/invocations"
-            )
-        elif typ == "aws:lambda/functionUrl:FunctionUrl":
-            out["functionUrl"] = f"https://{_fake_hex(name, n=32)}.lambda-url.{region}.on.aws/"
-        elif typ == "aws:apigatewayv2/api:Api":
-            api_id = _fake_hex(name, n=10)
-            rid = api_id
-            out["apiEndpoint"] = f"https://{api_id}.execute-api.{region}.amazonaws.com"
-            out["executionArn"] = f"arn:aws:execute-api:{region}:{acct}:{api_id}"
-        elif typ == "aws:apigatewayv2/stage:Stage":
-            out["invokeUrl"] = f"https://{_fake_hex(name, n=10)}.execute-api.{region}.amazonaws.com/"
         elif typ == "docker:index/image:Image":
             image_name = str(inputs.get("imageName", name))
             repo = image_name.rsplit(":", 1)[0] if ":" in image_name.split("/")[-1] else image_name
@@ -379,35 +321,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "docker:index/remoteImage:RemoteImage":
             out["repoDigest"] = inputs.get("name", name)
             out["imageId"] = "sha256:" + _fake_hex(name)
-        elif typ == "docker:index/container:Container":
-            out["containerLogs"] = None
-            # Pulumi auto-names a container without `name` (resource name + random suffix); without this
-            # the VPS stack's `container_name` output printed as null in `infra plan`.
-            out["name"] = physical
-            rid = _fake_hex(name)
-        elif typ == "docker:index/network:Network":
-            rid = _fake_hex(name, n=12)
-        elif typ == "gcp:cloudrunv2/service:Service":
-            svc = inputs.get("name", physical)
-            loc = inputs.get("location", self.gcp_region)
-            proj = inputs.get("project", self.gcp_project)
-            out["uri"] = f"https://{svc}-{_fake_hex(name, n=10)}-{loc[:2]}.a.run.app"
-            out["latestReadyRevision"] = f"projects/{proj}/locations/{loc}/revisions/{svc}-00001-abc"
-            out["latestCreatedRevision"] = out["latestReadyRevision"]
-            out["uid"] = _fake_hex(name, n=32)
-            out["name"] = svc
-        elif typ in (
-            "gcp:monitoring/notificationChannel:NotificationChannel",
-            "gcp:monitoring/alertPolicy:AlertPolicy",
-        ):
-            proj = inputs.get("project", self.gcp_project)
-            kind = "notificationChannels" if "notificationChannel" in typ else "alertPolicies"
-            out["name"] = f"projects/{proj}/{kind}/{int(_fake_hex(name, n=12), 16)}"
-        elif typ == "gcp:serviceaccount/account:Account":
-            proj = inputs.get("project", self.gcp_project)
-            out["email"] = f"{inputs.get('accountId', name)}@{proj}.iam.gserviceaccount.com"
-            out["member"] = f"serviceAccount:{out['email']}"
-            out["name"] = f"projects/{proj}/serviceAccounts/{out['email']}"
         elif typ == "gcp:artifactregistry/repository:Repository":
             out["name"] = inputs.get("repositoryId", physical)
             out["registryUri"] = (
@@ -417,6 +330,36 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "gcp:secretmanager/secret:Secret":
             out["name"] = f"projects/123456789012/secrets/{inputs.get('secretId', name)}"
         return rid, out
+
+
+#: AWS resources whose physical name the provider reports back as ``name`` (shared by the AWS targets).
+_NAMED_AWS = frozenset(
+    {
+        "aws:cloudwatch/logGroup:LogGroup",
+        "aws:iam/role:Role",
+        "aws:ecr/repository:Repository",
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "aws:appautoscaling/policy:Policy",
+        "aws:iam/policy:Policy",
+    }
+)
+
+
+def _target_answers() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(invoke token -> answer, resource type -> answer) of every registered target."""
+    from fastapi_deploy import registry
+
+    invokes: dict[str, Any] = {}
+    resources: dict[str, Any] = {}
+    for target in registry.all_targets():
+        invokes.update(target.mock_invokes)
+        resources.update(target.mock_resources)
+    return invokes, resources
+
+
+#: Public name for target mocks (fastapi_deploy/<target>/mocks.py): a stable fake hex id.
+fake_hex = _fake_hex
 
 
 def _policy_from_invoke(a: Mapping[str, Any]) -> dict[str, Any]:

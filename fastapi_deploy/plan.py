@@ -45,27 +45,27 @@ if TYPE_CHECKING:
 SECRET_MARK = contract.SECRET_MASK
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
 
-#: Inputs worth a glance in the text tree, per type token (the JSON has all of them).
+#: Inputs worth a glance in the text tree, per type token (the JSON has all of them); each target adds
+#: its own resource types (``Target.plan_inputs``).
 KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "aws:ec2/vpc:Vpc": ("cidrBlock",),
     "aws:ec2/subnet:Subnet": ("cidrBlock", "availabilityZone", "mapPublicIpOnLaunch"),
     "aws:ec2/securityGroup:SecurityGroup": ("description",),
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ("fromPort", "toPort", "cidrIpv4"),
-    "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "internal", "idleTimeout"),
-    "aws:lb/listener:Listener": ("protocol", "port", "sslPolicy"),
-    "aws:lb/targetGroup:TargetGroup": ("targetType", "port", "deregistrationDelay"),
-    "aws:ecs/cluster:Cluster": (),
-    "aws:ecs/taskDefinition:TaskDefinition": ("cpu", "memory", "networkMode"),
-    "aws:ecs/service:Service": ("desiredCount", "launchType", "healthCheckGracePeriodSeconds"),
     "aws:appautoscaling/target:Target": ("minCapacity", "maxCapacity"),
     "aws:cloudwatch/logGroup:LogGroup": ("retentionInDays",),
     "aws:cloudwatch/metricAlarm:MetricAlarm": ("metricName", "threshold"),
     "aws:ecr/repository:Repository": ("imageTagMutability",),
-    "aws:lambda/function:Function": ("packageType", "memorySize", "timeout", "reservedConcurrentExecutions"),
-    "aws:apigatewayv2/api:Api": ("protocolType",),
-    "gcp:cloudrunv2/service:Service": ("location", "ingress"),
-    "docker:index/container:Container": ("restart", "memory", "user"),
 }
+
+
+def _key_inputs(kind: str) -> tuple[str, ...]:
+    from fastapi_deploy import registry
+
+    for target in registry.all_targets():
+        if kind in target.plan_inputs:
+            return target.plan_inputs[kind]
+    return KEY_INPUTS.get(kind, ())
 
 
 @dataclass
@@ -148,16 +148,22 @@ def list_stacks(stacks_dir: Path | None = None, prefix: str = "") -> dict[str, l
         raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
         app = raw.get("fastapi-deploy:app") or {}
         target = str(app.get("target", "unknown"))
-        refs = [str(v) for v in (app.get("secrets") or {}).values()]
-        if target == "cloudrun" or (target == "vps" and refs and all(r.startswith("gcp:") for r in refs)):
-            cloud, region = (
-                "gcp",
-                str(raw.get("gcp:region") or (app.get("cloudrun") or {}).get("region") or ""),
-            )
-        else:
-            cloud, region = "aws", str(raw.get("aws:region") or "us-east-1")
+        cloud, region = ci_login(target, raw, app)
         include.append({"stack": name, "target": target, "cloud": cloud, "region": region})
     return {"include": include}
+
+
+def ci_login(target: str, raw: Mapping[str, Any], app: Mapping[str, Any]) -> tuple[str, str]:
+    """(cloud, region) a CI job of this stack authenticates to: the target's ``ci_login``, else its
+    ``cloud`` with that cloud's region key; AWS for a target nothing is known about."""
+    from fastapi_deploy import registry
+
+    spec = registry.find(target)
+    if spec is not None and spec.ci_login is not None:
+        return spec.ci_login(raw, app)
+    if spec is not None and spec.cloud == "gcp":
+        return "gcp", str(raw.get("gcp:region") or "")
+    return "aws", str(raw.get("aws:region") or "us-east-1")
 
 
 # --- secrets -----------------------------------------------------------------------------------------
@@ -174,39 +180,13 @@ def _secret_env_name(name: str, value: str) -> bool:
 
 
 def _mask_env_entries(kind: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Mask plain env values that are credentials by name or shape (the policy flags them; never printed)."""
-    if kind == "aws:ecs/taskDefinition:TaskDefinition" and isinstance(
-        inputs.get("containerDefinitions"), str
-    ):
-        try:
-            containers = json.loads(inputs["containerDefinitions"])
-        except ValueError:
-            return inputs
-        for container in containers if isinstance(containers, list) else []:
-            for entry in container.get("environment") or []:
-                if isinstance(entry, dict) and _secret_env_name(
-                    str(entry.get("name")), str(entry.get("value", ""))
-                ):
-                    entry["value"] = SECRET_MARK
-        return {**inputs, "containerDefinitions": json.dumps(containers)}
-    if kind == "aws:lambda/function:Function":
-        variables = (inputs.get("environment") or {}).get("variables")
-        if isinstance(variables, dict):
-            masked = {k: SECRET_MARK if _secret_env_name(k, str(v)) else v for k, v in variables.items()}
-            return {**inputs, "environment": {**inputs["environment"], "variables": masked}}
-    if kind == "gcp:cloudrunv2/service:Service":
-        for container in (inputs.get("template") or {}).get("containers") or []:
-            for entry in container.get("envs") or []:
-                if isinstance(entry, dict) and _secret_env_name(
-                    str(entry.get("name")), str(entry.get("value") or "")
-                ):
-                    entry["value"] = SECRET_MARK
-    if kind == "docker:index/container:Container" and isinstance(inputs.get("envs"), list):
-        envs = []
-        for item in inputs["envs"]:
-            key, sep, value = str(item).partition("=")
-            envs.append(f"{key}={SECRET_MARK}" if sep and _secret_env_name(key, value) else item)
-        return {**inputs, "envs": envs}
+    """Mask plain env values that are credentials by name or shape (the policy flags them; never printed).
+    Where a resource type keeps its env is the target's knowledge (``Target.mask_env``)."""
+    from fastapi_deploy import registry
+
+    for target in registry.all_targets():
+        if target.mask_env is not None:
+            inputs = target.mask_env(kind, inputs, _secret_env_name, SECRET_MARK)
     return inputs
 
 
@@ -359,11 +339,11 @@ def _sibling_key(r: _Node) -> tuple[str, str, str]:
 
 
 def _region_line(cfg: Any, path: Path) -> str | None:
-    from fastapi_deploy.config import CloudRunConfig
+    from fastapi_deploy import registry
 
-    if isinstance(cfg, CloudRunConfig):
-        key = "app.cloudrun.region" if cfg.cloudrun.region else "gcp:region"
-        return f"{cfg.gcp_region} ({key} in {path.name})"
+    spec = registry.find(cfg.target)
+    if spec is not None and spec.region_line is not None:
+        return spec.region_line(cfg, path.name)
     if cfg.region:
         return f"{cfg.region} (aws:region in {path.name}; never taken from AWS_REGION or a profile)"
     return None
@@ -371,6 +351,7 @@ def _region_line(cfg: Any, path: Path) -> str | None:
 
 def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: Any) -> None:
     from fastapi_deploy import cost as cost_mod
+    from fastapi_deploy import registry
     from fastapi_deploy.mocks import unwrap
     from policy import rules
 
@@ -395,8 +376,9 @@ def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: A
             for r in result.resources
         ],
         cost_mod.Assumptions.from_config(cfg.cost),
-        provider=cost_mod.TARGET_PROVIDER.get(str(cfg.target)),
+        provider=registry.get(cfg.target).price_provider,
         region=getattr(cfg, "region", None),
+        target=cfg.target,
     )
     plan.resources = scrub(resources, secrets)
     plan.outputs = scrub(dict(result.outputs), secrets)
@@ -425,7 +407,7 @@ def _tree_lines(plan: StackPlan) -> list[str]:
         kids = children.get(parent, [])
         for i, r in enumerate(kids):
             last = i == len(kids) - 1
-            keys = KEY_INPUTS.get(r["type"], ())
+            keys = _key_inputs(r["type"])
             shown = " ".join(
                 f"{k}={_short(r['inputs'][k], 40)}" for k in keys if r["inputs"].get(k) is not None
             )

@@ -22,6 +22,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from fastapi_deploy import config as config_mod
+from fastapi_deploy import registry
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "stack-config.md"
 JsonNode = Mapping[str, Any]
@@ -162,25 +163,12 @@ def _table(rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _fargate_table() -> list[str]:
-    lines = ["Fargate sizes (`ecs.cpu` → allowed `ecs.memory`, MiB):", "", "| cpu | memory |", "|---|---|"]
-    for cpu in config_mod.FARGATE_COMBOS:
-        choices = config_mod.fargate_memory_choices(cpu)
-        text = ", ".join(map(str, choices)) if len(choices) <= 4 else f"{choices[0]}..{choices[-1]}"
-        step = "" if len(choices) <= 4 else f" in {choices[1] - choices[0]} steps"
-        lines.append(f"| {cpu} | {text}{step} |")
-    return lines
-
-
-EXTRA = {"ecs": _fargate_table}
-
-
 def render(schema: JsonNode | None = None) -> str:
     """The whole of docs/stack-config.md."""
     s = _Schema(schema if schema is not None else stack_config_schema())
     mapping: dict[str, str] = s.root["discriminator"]["mapping"]
     targets = {tag: s.resolve({"$ref": ref}) for tag, ref in mapping.items()}
-    ordered = [t for t in config_mod.TARGETS if t in targets]
+    ordered = [t for t in registry.names() if t in targets]
     # Keys every target has with the same schema are common; the rest belong to a target.
     first = targets[ordered[0]]["properties"]
     common = [
@@ -232,8 +220,9 @@ def render(schema: JsonNode | None = None) -> str:
             "",
             *_table(list(s.rows(model, "", skip=frozenset({"target", *common})))),
         ]
-        if target in EXTRA:
-            out += ["", *EXTRA[target]()]
+        extra = registry.get(target).reference_extra
+        if extra is not None:
+            out += ["", *extra()]
     return "\n".join(out) + "\n"
 
 

@@ -136,10 +136,10 @@ _KNOBS = {
 
 
 def _example_reference(cfg: StackConfigType, name: str) -> str:
+    from fastapi_deploy import registry
+
     slug = name.lower().replace("_", "-")
-    if cfg.target == "cloudrun":
-        return f"gcp:{cfg.name}-{slug}"
-    return f"ssm:/{cfg.environment}/{cfg.name}/{slug}"
+    return registry.get(cfg.target).secrets.example.format(env=cfg.environment, name=cfg.name, slug=slug)
 
 
 def _where(cfg: StackConfigType, name: str, tuning_env: dict[str, str]) -> str:

@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from fastapi_deploy.config import StackConfigType
+    from fastapi_deploy.registry import TuningRules
 
-Platform = Literal["ecs", "cloudrun", "lambda", "vps"]
+#: A registered target's key (fastapi_deploy/registry.py); its platform rules live in its package's tuning.py.
+Platform = str
 
 # --- memory per worker ---------------------------------------------------------------------------
 # RSS of one uvicorn worker running the app with SQLAlchemy + asyncpg + prometheus-client after warm-up
@@ -88,24 +90,13 @@ GC_FREEZE = True
 # gc.set_threshold in each worker. None = Python's default (700, 10, 10). Chosen by measurement
 # (BENCHMARKS.md "Deployed settings").
 GC_THRESHOLD: tuple[int, int, int] | None = (7000, 10, 10)
-# Lambda's handler process is not started by gunicorn; its GC is left to app/lambda_handler.py (which can
-# call app.gctune.apply()), so these variables are not injected there.
-GC_PLATFORMS = frozenset({"ecs", "cloudrun", "vps"})
-
 # --- load balancers and stop grace -----------------------------------------------------------------
+# (The platforms' own stop grace, idle timeouts and limits are in fastapi_deploy/<target>/tuning.py.)
 ALB_IDLE_TIMEOUT_S = 60  # ALB default idle timeout
 KEEPALIVE_MARGIN_S = 15  # keepalive = idle + 15 = 75: the server must never close first
-ECS_STOP_TIMEOUT_S = 30  # ECS default stopTimeout (max 120 on Fargate)
-CLOUDRUN_STOP_GRACE_S = 10  # Cloud Run sends SIGTERM, then SIGKILL 10 s later (not configurable)
-VPS_STOP_TIMEOUT_S = 30  # docker stop -t (Docker's default of 10 s is too short for a drain)
 GRACEFUL_MARGIN_S = 10  # graceful = stop grace - 10: time left to flush logs and exit before SIGKILL
 DRAIN_MARGIN_S = 5
 MAX_DEREGISTRATION_DELAY_S = 120
-#: The longest request ECS can drain within MAX_DEREGISTRATION_DELAY_S.
-ECS_MAX_REQUEST_TIMEOUT_S = MAX_DEREGISTRATION_DELAY_S - DRAIN_MARGIN_S
-# Proxy in front of the VPS container (Caddy): its upstream keepalive is set to this by the VPS target
-# (Caddy's default is 2 min, above our keepalive, which would produce 502s).
-VPS_PROXY_IDLE_TIMEOUT_S = 60
 
 # --- trusted proxy (FORWARDED_ALLOW_IPS) ----------------------------------------------------------------
 # gunicorn/uvicorn apply X-Forwarded-For only when the TCP peer is in FORWARDED_ALLOW_IPS (default
@@ -119,17 +110,7 @@ VPS_PROXY_IDLE_TIMEOUT_S = 60
 # tasks' security group admits only the ALB; the VPS app publishes no port), so trusting private ranges
 # trusts the proxy and nothing a client controls.
 PRIVATE_PROXY_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.1,::1"
-FORWARDED_ALLOW_IPS: dict[str, str] = {
-    "ecs": PRIVATE_PROXY_NETWORKS,
-    "vps": PRIVATE_PROXY_NETWORKS,
-    # Cloud Run: only Google's front end can reach the container, from addresses Google does not publish,
-    # and it REPLACES X-Forwarded-For with the client's address, so `*` is both necessary and safe.
-    # Known limit: with ingress through an external Application LB, that LB appends "<client>, <LB VIP>"
-    # to what the client sent, and `*` then takes the client-written leftmost entry; trusting the LB's VIP
-    # would need the address at tuning time (not known here).
-    "cloudrun": "*",
-    # Lambda: no proxy in front of a socket; Mangum takes the client address from the event.
-}
+# Each target's value: TuningRules.forwarded_allow_ips in fastapi_deploy/<target>/tuning.py.
 
 # --- /metrics exposure (METRICS_ENABLED) -----------------------------------------------------------------
 # Where a scraper can reach the container privately (a collector sidecar in the ECS task, on localhost:
@@ -138,29 +119,75 @@ FORWARDED_ALLOW_IPS: dict[str, str] = {
 # Where it cannot (Cloud Run and Lambda: every request arrives from the internet through the platform's
 # front end, and per-instance counters are useless to an external scraper anyway) the endpoint is removed,
 # unless the stack sets METRICS_ENABLED itself in app.env (a deliberate choice, e.g. a collector sidecar).
-METRICS_PRIVATELY_SCRAPABLE = {"ecs": True, "vps": True, "cloudrun": False, "lambda": False}
+# (TuningRules.metrics_privately_scrapable.)
 METRICS_PATHS = ("/metrics", "/metrics/*")
 # Where nothing scrapes (ECS has no Prometheus by default, Lambda never can), the app writes the same
 # figures as CloudWatch Embedded Metric Format log lines (METRICS_EMF, app/runtime_metrics.py): the awslogs
 # driver / Lambda's log stream carry them to CloudWatch Logs, which extracts the metrics. Not on Cloud Run
-# (Cloud Logging ignores the _aws key) nor the VPS (no CloudWatch).
-METRICS_EMF_PLATFORMS = frozenset({"ecs", "lambda"})
+# (Cloud Logging ignores the _aws key) nor the VPS (no CloudWatch). (TuningRules.metrics_emf.)
+# Replicas that may run at once during a deployment, relative to scaling.max: TuningRules.deploy_surge.
 
-# Replicas that may run at once during a deployment, relative to scaling.max.
-DEPLOY_SURGE = {"ecs": 2.0, "cloudrun": 2.0, "lambda": 1.0, "vps": 2.0}
-# ECS deployment maximumPercent / minimumHealthyPercent used by the ECS target (surge above matches).
-ECS_MAX_PERCENT = 200
-ECS_MIN_HEALTHY_PERCENT = 100
-# Lambda gives one full vCPU at 1769 MB.
-LAMBDA_MB_PER_VCPU = 1769
+#: Per-target names that used to live here, now in the target's package (still importable from here).
+_MOVED = {
+    "ECS_STOP_TIMEOUT_S": "fastapi_deploy.ecs.tuning",
+    "ECS_MAX_REQUEST_TIMEOUT_S": "fastapi_deploy.ecs.tuning",
+    "ECS_MAX_PERCENT": "fastapi_deploy.ecs.tuning",
+    "ECS_MIN_HEALTHY_PERCENT": "fastapi_deploy.ecs.tuning",
+    "CLOUDRUN_STOP_GRACE_S": "fastapi_deploy.cloudrun.tuning",
+    "CLOUDRUN_STARTUP_BUDGET_S": "fastapi_deploy.cloudrun.tuning",
+    "LAMBDA_MB_PER_VCPU": "fastapi_deploy.awslambda.tuning",
+    "VPS_STOP_TIMEOUT_S": "fastapi_deploy.vps.tuning",
+    "VPS_PROXY_IDLE_TIMEOUT_S": "fastapi_deploy.vps.tuning",
+}
+
+
+_TABLES = frozenset(
+    {
+        "DEPLOY_SURGE",
+        "FORWARDED_ALLOW_IPS",
+        "METRICS_PRIVATELY_SCRAPABLE",
+        "METRICS_EMF_PLATFORMS",
+        "GC_PLATFORMS",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Per-target tables built from the registry (``DEPLOY_SURGE``, ``FORWARDED_ALLOW_IPS``,
+    ``METRICS_PRIVATELY_SCRAPABLE``, ``METRICS_EMF_PLATFORMS``, ``GC_PLATFORMS``) and the moved constants."""
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    if name not in _TABLES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from fastapi_deploy import registry
+
+    rules = {t.key: t.tuning for t in registry.all_targets()}
+    if name == "DEPLOY_SURGE":
+        return {k: r.deploy_surge for k, r in rules.items()}
+    if name == "FORWARDED_ALLOW_IPS":
+        return {k: r.forwarded_allow_ips for k, r in rules.items() if r.forwarded_allow_ips is not None}
+    if name == "METRICS_PRIVATELY_SCRAPABLE":
+        return {k: r.metrics_privately_scrapable for k, r in rules.items()}
+    if name == "METRICS_EMF_PLATFORMS":
+        return frozenset(k for k, r in rules.items() if r.metrics_emf)
+    if name == "GC_PLATFORMS":
+        return frozenset(k for k, r in rules.items() if r.gunicorn)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def rules_for(platform: str) -> TuningRules:
+    """The platform rules of a registered target (:class:`fastapi_deploy.registry.TuningRules`)."""
+    from fastapi_deploy import registry
+
+    return registry.get(platform).tuning
 
 
 class TuningError(ValueError):
     """The requested size/scale cannot be tuned safely; the message names the config keys to change."""
 
 
-# Cloud Run startup probe window (fastapi_deploy/cloudrun/component.py: 24 probes x 5 s).
-CLOUDRUN_STARTUP_BUDGET_S = 120
 # Interpreter + alembic import + gunicorn boot + first /health after the migration, on a cold 1-vCPU task.
 MIGRATE_BOOT_MARGIN_S = 10
 
@@ -287,11 +314,12 @@ class RuntimeTuning:
             "READY_CHECK_TIMEOUT": _num(self.ready_check_timeout_s),
             "MAX_REQUEST_BODY_BYTES": str(self.max_request_body_bytes),
         }
-        if self.platform in FORWARDED_ALLOW_IPS:
-            env["FORWARDED_ALLOW_IPS"] = FORWARDED_ALLOW_IPS[self.platform]
-        if self.platform in METRICS_EMF_PLATFORMS:
+        rules = rules_for(self.platform)
+        if rules.forwarded_allow_ips is not None:
+            env["FORWARDED_ALLOW_IPS"] = rules.forwarded_allow_ips
+        if rules.metrics_emf:
             env["METRICS_EMF"] = "true"
-        if self.platform in GC_PLATFORMS:
+        if rules.gunicorn:
             env["GC_FREEZE"] = "true" if self.gc_freeze else "false"
             env["GC_THRESHOLD"] = ",".join(map(str, self.gc_threshold)) if self.gc_threshold else ""
         return env
@@ -350,13 +378,9 @@ def _num(x: float) -> str:
 
 def _workers(inp: TuningInput) -> int:
     k = inp.keys
-    if inp.platform == "lambda":
-        if inp.workers not in (None, 1):
-            raise TuningError(
-                f"{k.get('workers', 'app.tuning.workers')}: Lambda runs one request per process; "
-                "remove it (must be 1)"
-            )
-        return 1
+    own = rules_for(inp.platform).workers
+    if own is not None:
+        return own(inp)
     by_cpu = max(1, int(inp.vcpu))
     by_mem = max(0, (inp.memory_mib - MEMORY_HEADROOM_MIB) // MEMORY_PER_WORKER_MIB)
     if by_mem < 1:
@@ -377,16 +401,9 @@ def _workers(inp: TuningInput) -> int:
 
 def _pool(inp: TuningInput, workers: int, replicas: int) -> tuple[int, int]:
     k = inp.keys
-    if inp.platform == "lambda":
-        # One request at a time per execution environment: one connection, no pool kept while frozen.
-        if inp.max_replicas * 1 > inp.db_budget:
-            raise TuningError(
-                f"{k.get('max_replicas', 'app.lambda.reserved_concurrency')}={inp.max_replicas} concurrent "
-                f"executions x 1 connection exceeds the database budget of {inp.db_budget} "
-                f"({k.get('budget', 'app.database.max_connections - app.database.reserved_connections')}); "
-                "lower the concurrency, raise app.database.max_connections, or put RDS Proxy in front"
-            )
-        return 1, 0
+    rules = rules_for(inp.platform)
+    if rules.pool is not None:
+        return rules.pool(inp)
     per_worker = inp.db_budget // (replicas * workers)
     want_size = inp.pool_size if inp.pool_size is not None else DEFAULT_POOL_SIZE
     want_overflow = inp.max_overflow if inp.max_overflow is not None else DEFAULT_MAX_OVERFLOW
@@ -402,7 +419,7 @@ def _pool(inp: TuningInput, workers: int, replicas: int) -> tuple[int, int]:
     )
     arithmetic = (
         f"{replicas} replicas during a deploy ({k.get('max_replicas', 'app.scaling.max')}={inp.max_replicas} "
-        f"x surge {DEPLOY_SURGE[inp.platform]:g}) x {workers} workers"
+        f"x surge {rules.deploy_surge:g}) x {workers} workers"
     )
     if explicit:
         need = replicas * workers * (want_size + want_overflow)
@@ -428,8 +445,9 @@ def tune(inp: TuningInput) -> RuntimeTuning:
     """Compute the tuning for one platform. Raises :class:`TuningError` naming the keys to change."""
     if inp.max_replicas < 1:
         raise TuningError(f"{inp.keys.get('max_replicas', 'app.scaling.max')}: must be at least 1")
+    rules = rules_for(inp.platform)
     workers = _workers(inp)
-    surge = DEPLOY_SURGE[inp.platform]
+    surge = rules.deploy_surge
     replicas = math.ceil(inp.max_replicas * surge)
     pool_size, max_overflow = _pool(inp, workers, replicas)
     rt = inp.request_timeout_s
@@ -455,96 +473,18 @@ def tune(inp: TuningInput) -> RuntimeTuning:
         vcpu=inp.vcpu,
         memory_mib=inp.memory_mib,
         max_request_body_bytes=inp.max_request_body_bytes,
-        gc_freeze=GC_FREEZE if inp.platform in GC_PLATFORMS else False,
-        gc_threshold=GC_THRESHOLD if inp.platform in GC_PLATFORMS else None,
+        gc_freeze=GC_FREEZE if rules.gunicorn else False,
+        gc_threshold=GC_THRESHOLD if rules.gunicorn else None,
     )
-    if inp.platform == "ecs":
-        # ECS drains (deregistration delay) BEFORE it sends SIGTERM, so in-flight requests finish during
-        # the drain; SIGTERM then only has idle keep-alive connections to close within graceful_timeout.
-        graceful = ECS_STOP_TIMEOUT_S - GRACEFUL_MARGIN_S
-        dereg = min(MAX_DEREGISTRATION_DELAY_S, max(rt + DRAIN_MARGIN_S, graceful))
-        if rt > ECS_MAX_REQUEST_TIMEOUT_S:
-            raise TuningError(
-                f"app.request_timeout_s: {rt} s is above the maximum of {ECS_MAX_REQUEST_TIMEOUT_S} s on ECS "
-                f"(the drain before SIGTERM, request + {DRAIN_MARGIN_S} s, is capped at "
-                f"{MAX_DEREGISTRATION_DELAY_S} s so a deploy stays minutes, not hours); lower it to "
-                f"{ECS_MAX_REQUEST_TIMEOUT_S} or less, or make long work asynchronous (a queue)"
-            )
-        # The ALB closes a connection that carried no byte for its idle timeout, so a request may not run
-        # longer than it: from request_timeout_s 56 (+ 5 s margin > the default 60 s) the idle timeout
-        # follows, and so does the keepalive (it must outlive the idle timeout, or the ALB gets 502s).
-        idle = max(ALB_IDLE_TIMEOUT_S, rt + DRAIN_MARGIN_S)
-        tuning = RuntimeTuning(
-            **common,
-            keepalive_s=idle + KEEPALIVE_MARGIN_S,
-            graceful_timeout_s=graceful,
-            pool_class="queue",
-            stop_timeout_s=ECS_STOP_TIMEOUT_S,
-            lb_idle_timeout_s=idle,
-            deregistration_delay_s=dereg,
-            # ALB checks are ignored this long after a task starts: startPeriod + 3 intervals.
-            health_check_grace_s=60,
-            container_health=ContainerHealth(),
-            lb_health=LbHealth(),
-            container_concurrency=None,
-            lambda_timeout_s=None,
-        )
-    elif inp.platform == "cloudrun":
-        tuning = RuntimeTuning(
-            **common,
-            # Google's front end reuses connections to the container; 75 s is above any idle window we
-            # know of and costs nothing with async workers.
-            keepalive_s=ALB_IDLE_TIMEOUT_S + KEEPALIVE_MARGIN_S,
-            graceful_timeout_s=CLOUDRUN_STOP_GRACE_S - 2,
-            pool_class="queue",
-            stop_timeout_s=CLOUDRUN_STOP_GRACE_S,
-            lb_idle_timeout_s=None,
-            deregistration_delay_s=None,
-            health_check_grace_s=None,
-            container_health=ContainerHealth(),
-            lb_health=None,
-            container_concurrency=None,
-            lambda_timeout_s=None,
-        )
-    elif inp.platform == "lambda":
-        tuning = RuntimeTuning(
-            **{**common, "timeout_s": rt},
-            keepalive_s=ALB_IDLE_TIMEOUT_S + KEEPALIVE_MARGIN_S,  # unused by Mangum; keeps env complete
-            graceful_timeout_s=1,
-            pool_class="null",
-            stop_timeout_s=2,
-            lb_idle_timeout_s=None,
-            deregistration_delay_s=None,
-            health_check_grace_s=None,
-            container_health=None,
-            lb_health=None,
-            container_concurrency=1,
-            lambda_timeout_s=rt,
-        )
-    else:  # vps
-        stop = max(VPS_STOP_TIMEOUT_S, rt + GRACEFUL_MARGIN_S)
-        tuning = RuntimeTuning(
-            **common,
-            keepalive_s=VPS_PROXY_IDLE_TIMEOUT_S + KEEPALIVE_MARGIN_S,
-            graceful_timeout_s=stop - GRACEFUL_MARGIN_S,
-            pool_class="queue",
-            stop_timeout_s=stop,
-            lb_idle_timeout_s=VPS_PROXY_IDLE_TIMEOUT_S,
-            deregistration_delay_s=None,
-            health_check_grace_s=None,
-            container_health=ContainerHealth(),
-            lb_health=None,
-            container_concurrency=None,
-            lambda_timeout_s=None,
-        )
+    # The platform's numbers: keepalive, graceful timeout, stop grace, LB and health timings
+    # (fastapi_deploy/<target>/tuning.py).
+    tuning = rules.platform(inp, common)
     tuning.check()
     return tuning
 
 
 def input_for(cfg: StackConfigType) -> TuningInput:
     """Map a validated stack config onto :class:`TuningInput` (with config key names for errors)."""
-    from fastapi_deploy.config import CloudRunConfig, EcsConfig, LambdaConfig, VpsConfig
-
     keys = {
         "workers": "app.tuning.workers",
         "budget_max": "app.database.max_connections",
@@ -564,47 +504,15 @@ def input_for(cfg: StackConfigType) -> TuningInput:
         pool_timeout_s=t.db_pool_timeout_s,
         max_request_body_bytes=cfg.max_request_body_bytes,
     )
-    if isinstance(cfg, EcsConfig):
-        keys.update(size="app.ecs.cpu", memory="app.ecs.memory")
-        return TuningInput("ecs", cfg.ecs.vcpu, cfg.ecs.memory, cfg.scaling.max, keys=keys, **extra)
-    if isinstance(cfg, CloudRunConfig):
-        keys.update(size="app.cloudrun.cpu", memory="app.cloudrun.memory")
-        return TuningInput(
-            "cloudrun", cfg.cloudrun.cpu, cfg.cloudrun.memory, cfg.scaling.max, keys=keys, **extra
-        )
-    if isinstance(cfg, LambdaConfig):
-        lam = cfg.lambda_
-        keys.update(max_replicas="app.lambda.reserved_concurrency", size="app.lambda.memory_mb")
-        if lam.reserved_concurrency is None:
-            raise TuningError(
-                "app.lambda.reserved_concurrency: required — without it Lambda scales to the account limit "
-                "(1000 concurrent executions = 1000 DB connections); set it within the database budget "
-                f"({cfg.database.budget})"
-            )
-        extra["request_timeout_s"] = cfg.function_timeout_s
-        return TuningInput(
-            "lambda",
-            lam.memory_mb / LAMBDA_MB_PER_VCPU,
-            lam.memory_mb,
-            lam.reserved_concurrency,
-            keys=keys,
-            **extra,
-        )
-    if isinstance(cfg, VpsConfig):
-        keys.update(size="app.vps.cpus", memory="app.vps.memory")
-        return TuningInput("vps", cfg.vps.cpus, cfg.vps.memory, cfg.scaling.max, keys=keys, **extra)
-    raise TuningError(f"unknown target {cfg.target!r}")
+    # The target maps its size (cpu, memory) and max replicas, naming its keys.
+    return rules_for(cfg.target).input_for(cfg, keys, extra)
 
 
 def for_platform(cfg: StackConfigType) -> RuntimeTuning:
     """Tuning for a validated stack config (the function the Pulumi program calls)."""
     tuning = tune(input_for(cfg))
-    if tuning.platform == "cloudrun":
-        from fastapi_deploy.config import CloudRunConfig
-
-        assert isinstance(cfg, CloudRunConfig)
-        tuning = _replace(tuning, container_concurrency=cfg.cloudrun.concurrency)
-    return tuning
+    adjust = rules_for(cfg.target).adjust
+    return adjust(cfg, tuning) if adjust is not None else tuning
 
 
 def _replace(t: RuntimeTuning, **changes: Any) -> RuntimeTuning:
@@ -623,15 +531,15 @@ def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[s
     if cfg.database.migrate_mode(cfg.target) == "on_start":
         env["MIGRATE_ON_START"] = "true"
         env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
-    if not METRICS_PRIVATELY_SCRAPABLE[cfg.target]:
+    rules = rules_for(cfg.target)
+    if not rules.metrics_privately_scrapable:
         env.setdefault("METRICS_ENABLED", "false")  # the user's explicit app.env value stays
     if env.get("METRICS_EMF") == "true":
         # The EMF lines must carry exactly the namespace and Service dimension the stack's alarms read
         # (fastapi_deploy/ecs/component.py: Service=<component name>), or those alarms never get a data point.
         env["METRICS_EMF_SERVICE"] = f"{cfg.name}-{cfg.stack}"
-        alarms = getattr(getattr(cfg, "ecs", None), "alarms", None)
-        if alarms is not None:
-            env["METRICS_EMF_NAMESPACE"] = alarms.emf_namespace
+    if rules.extra_env is not None:
+        env.update(rules.extra_env(cfg))
     return dict(sorted(env.items()))
 
 
@@ -644,8 +552,9 @@ def migrate_timeout_s(tuning: RuntimeTuning) -> int:
     rolls the DDL transaction back and releases the lock, the next task retries) — so app.migrate gives
     up first with a readable error. Migrations longer than this belong in ``app.database.migrate: manual``.
     """
-    if tuning.platform == "cloudrun":
-        budget = CLOUDRUN_STARTUP_BUDGET_S
+    own = rules_for(tuning.platform).startup_budget_s
+    if own is not None:
+        budget = own
     else:
         hc = tuning.container_health or ContainerHealth()
         budget = hc.start_period_s + hc.interval_s * hc.retries

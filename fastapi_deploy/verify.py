@@ -14,18 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi_deploy import registry
 from fastapi_deploy.ops import access
 from fastapi_deploy.ops.outputs import OutputsError, read_outputs, validate_outputs
-from fastapi_deploy.ops.rollout import (
-    CloudRunRollout,
-    EcsRollout,
-    LambdaRollout,
-    Observation,
-    Poller,
-    VpsRollout,
-    digest_of,
-    wait_until_stable,
-)
+from fastapi_deploy.ops.rollout import Observation, Poller, digest_of, wait_until_stable
 from fastapi_deploy.ops.smoke import is_plain_http_to_remote, smoke_test
 
 Printer = Callable[[str], None]
@@ -55,6 +47,15 @@ class Clients:
         return self.cloudrun_services, self.cloudrun_revisions
 
 
+@dataclass(frozen=True)
+class Login:
+    """How verify logs in to a host the platform is reached over (SSH); unused by managed platforms."""
+
+    ssh_user: str = "deploy"
+    ssh_port: int = 22
+    ssh_identity: str | None = None
+
+
 def build_poller(
     outputs: dict[str, Any],
     clients: Clients,
@@ -63,38 +64,11 @@ def build_poller(
     ssh_port: int = 22,
     ssh_identity: str | None = None,
 ) -> Poller:
-    target = outputs["target"]
-    image = outputs.get("image")
-    if target == "ecs":
-        region = outputs["region"]
-        return EcsRollout(
-            clients.aws_client("ecs", region),
-            clients.aws_client("elbv2", region),
-            outputs["cluster_name"],
-            outputs["service_name"],
-            outputs.get("target_group_arn"),
-            image,
-        )
-    if target == "lambda":
-        return LambdaRollout(
-            clients.aws_client("lambda", outputs["region"]),
-            outputs["function_name"],
-            outputs.get("alias_name"),
-            image,
-        )
-    if target == "cloudrun":
-        services, revisions = clients.cloudrun()
-        return CloudRunRollout(
-            services, revisions, outputs["project"], outputs["region"], outputs["service_name"], image
-        )
-    return VpsRollout(
-        outputs.get("ssh_user") or ssh_user,
-        outputs["host"],
-        outputs["container_name"],
-        image,
-        port=ssh_port,
-        identity_file=ssh_identity,
-    )
+    """The target's rollout check (``Target.verify_poller``) for these outputs."""
+    spec = registry.get(outputs["target"])
+    if spec.verify_poller is None:
+        raise registry.UnknownTarget(f"target {spec.key} has no verify check")
+    return spec.verify_poller(outputs, clients, Login(ssh_user, ssh_port, ssh_identity))
 
 
 def run_verify(
@@ -136,7 +110,7 @@ def run_verify(
             url, paths, attempts=smoke_attempts, bearer_token=id_token, backoff_s=smoke_backoff_s
         )
         if not id_token and any(r.status in (401, 403) for r in results):
-            # A non-public Cloud Run service: retry once with an ID token if the caller's ADC can mint one.
+            # A non-public service (Cloud Run): retry once with an ID token if the caller's ADC can mint one.
             token = _cloudrun_id_token(outputs)
             if token:
                 out("the service requires authentication; retrying with an ID token from your credentials")
@@ -155,21 +129,12 @@ def run_verify(
 
 
 def _cloudrun_id_token(outputs: dict[str, Any]) -> str | None:
-    """An ID token for the service URL when the caller's ADC can mint one (service accounts can; user
-    credentials cannot: then `--id-token` is the way). Public services ignore it."""
-    if outputs.get("target") != "cloudrun":
+    """A bearer token for a service that refuses anonymous calls, when the target can mint one
+    (``Target.smoke_token``: Cloud Run with the caller's ADC)."""
+    spec = registry.find(outputs.get("target"))
+    if spec is None or spec.smoke_token is None:
         return None
-    try:
-        import google.auth.transport.requests
-        import google.oauth2.id_token
-
-        return str(
-            google.oauth2.id_token.fetch_id_token(
-                google.auth.transport.requests.Request(), str(outputs["url"])
-            )
-        )
-    except Exception:  # no ADC / user credentials: fall back to an unauthenticated request
-        return None
+    return spec.smoke_token(outputs)
 
 
 def _report_images(obs: Observation, outputs: dict[str, Any], out: Printer) -> None:
@@ -253,7 +218,7 @@ def _vps_login(stack: str | None, stacks_dir: str) -> tuple[str, int]:
     """ssh user/port from the stack file when there is one (outputs carry only the host)."""
     from pathlib import Path
 
-    from fastapi_deploy.config import ConfigError, VpsConfig, load_stack_file
+    from fastapi_deploy.config import ConfigError, load_stack_file
 
     path = Path(stacks_dir) / f"Pulumi.{stack}.yaml"
     if stack and path.is_file():
@@ -261,6 +226,7 @@ def _vps_login(stack: str | None, stacks_dir: str) -> tuple[str, int]:
             cfg = load_stack_file(path)
         except ConfigError:
             return "deploy", 22
-        if isinstance(cfg, VpsConfig):
-            return cfg.vps.ssh_user, cfg.vps.ssh_port
+        login = registry.get(cfg.target).verify_login
+        if login is not None:
+            return login(cfg)
     return "deploy", 22

@@ -11,7 +11,19 @@ from typing import Any
 from fastapi_deploy import contract
 
 COMMON = contract.COMMON_OUTPUTS
-REQUIRED = contract.TARGET_OUTPUTS
+
+
+def __getattr__(name: str) -> Any:
+    """``REQUIRED``: target -> the outputs it exports besides the common ones (from the registry)."""
+    if name == "REQUIRED":
+        return _required()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _required() -> dict[str, tuple[str, ...]]:
+    from fastapi_deploy import registry
+
+    return {t.key: t.outputs for t in registry.all_targets()}
 
 
 class OutputsError(Exception):
@@ -64,6 +76,7 @@ def _parse(text: str, source: str) -> dict[str, Any]:
 def validate_outputs(outputs: dict[str, Any], source: str) -> str:
     """Check the contract keys for the target; return the target name."""
     target = outputs.get("target")
+    REQUIRED = _required()
     if target not in REQUIRED:
         raise OutputsError(f"{source}: output `target` is {target!r}; expected one of {sorted(REQUIRED)}")
     missing = [k for k in (*COMMON, *REQUIRED[target]) if outputs.get(k) in (None, "")]
