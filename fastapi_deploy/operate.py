@@ -185,6 +185,19 @@ def parse_digest(text: str) -> str:
     return m[1]
 
 
+def image_repo(ref: str) -> str:
+    """The repository of an image reference (``host/repo:tag@sha256:..`` -> ``host/repo``)."""
+    name = ref.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[0] if ":" in last else name
+
+
+def by_digest(ref: str) -> str:
+    """``repo@digest`` for a reference that carries a digest (tags dropped), else the reference itself."""
+    digest = digest_of(ref)
+    return f"{image_repo(ref)}@{digest}" if digest else ref
+
+
 def short(digest: str | None) -> str:
     return f"{digest[:19]}..." if digest else "unknown"
 

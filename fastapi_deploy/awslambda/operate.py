@@ -21,6 +21,7 @@ from fastapi_deploy.operate import (
     OpsContext,
     Refused,
     RollbackRequest,
+    by_digest,
     require_in_registry,
     rollback_detected,
     short,
@@ -44,7 +45,7 @@ def _alias(client: Any, function: str, alias: str) -> dict[str, Any]:
 
 def _image(fn: dict[str, Any]) -> str:
     code = fn.get("Code", {})
-    return str(code.get("ResolvedImageUri") or code.get("ImageUri") or "")
+    return by_digest(str(code.get("ResolvedImageUri") or code.get("ImageUri") or ""))
 
 
 def status(ctx: OpsContext) -> int:

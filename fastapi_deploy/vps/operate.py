@@ -30,6 +30,7 @@ from fastapi_deploy.operate import (
     OpsContext,
     Refused,
     RollbackRequest,
+    image_repo,
     rollback_detected,
     short,
 )
@@ -114,19 +115,12 @@ def _last(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _repo(image: str) -> str:
-    """Repository of an image reference (``ghcr.io/acme/api@sha256:..`` -> ``ghcr.io/acme/api``)."""
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return name.rsplit(":", 1)[0] if ":" in last else name
-
-
 def _running_image(host: Host, c: Container, repo: str) -> str:
     """``repo@digest`` of what the container runs (Pulumi starts it by image ID, not by digest)."""
     if digest_of(c.image_ref) and not c.image_ref.startswith("sha256:"):
         return c.image_ref
     digests = host.image(c.image_id or c.image_ref).get("RepoDigests") or []
-    same = [d for d in digests if _repo(d) == repo]
+    same = [d for d in digests if image_repo(d) == repo]
     return str((same or digests or [c.image_ref])[0])
 
 
@@ -138,7 +132,7 @@ def _serving(host: Host, app: str) -> tuple[Container | None, list[Container]]:
 def status(ctx: OpsContext) -> int:
     host = Host(ctx)
     app = str(ctx.outputs["container_name"])
-    repo = _repo(ctx.deployed_image)
+    repo = image_repo(ctx.deployed_image)
     ctx.out(f"VPS {host.host}, app container {app}")
     container, rollbacks = _serving(host, app)
     failed = False
@@ -313,7 +307,7 @@ def _env_lines(info: dict[str, Any], image_env: list[str]) -> str:
 def rollback(ctx: OpsContext, request: RollbackRequest) -> int:
     host = Host(ctx)
     app = str(ctx.outputs["container_name"])
-    repo = _repo(ctx.deployed_image)
+    repo = image_repo(ctx.deployed_image)
     container, rollbacks = _serving(host, app)
     current = rollbacks[-1] if rollbacks else container
     if current is None or not current.running:

@@ -1,0 +1,435 @@
+"""`infra status | logs | rollback`: what an operator sees.
+
+Real boto3 clients against moto (ECS, Lambda, ECR, CloudWatch Logs), real google-cloud-run clients over a
+loopback gRPC fake, the Cloud Logging REST API served by a loopback HTTP fake, and a scripted fake `ssh`
+on PATH for the VPS. moto runs no ECS scheduler: where a test needs the service's deployment to move to
+the new task definition (what ECS does after UpdateService), an `after-call` hook on the client sets it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import grpc
+import pytest
+import requests
+from google.cloud import run_v2
+from google.cloud.run_v2.services.revisions.transports.grpc import RevisionsGrpcTransport
+from google.cloud.run_v2.services.services.transports.grpc import ServicesGrpcTransport
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2, timestamp_pb2
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ecs.models import ecs_backends
+
+from fastapi_deploy import cli as infra_cli
+from fastapi_deploy import operate
+from fastapi_deploy.operate import OpsClients, logs_cli, parse_since, rollback_cli, status_cli
+from fastapi_deploy.ops.findings import blocking, ok
+from tests.infra._ops_fakes import GrpcFake, path_with
+
+REGION = "eu-west-1"
+REPO = f"{DEFAULT_ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/app"
+UNKNOWN = "sha256:" + "f" * 64
+
+
+def _lines() -> tuple[list[str], Any]:
+    out: list[str] = []
+    return out, out.append
+
+
+def _no_sleep(_: float) -> None:
+    return None
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+def _push(ecr: Any, tag: str) -> str:
+    """Push a distinct manifest to the ECR repository `app`; return its digest."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 7,
+            "digest": "sha256:" + tag.encode().hex().ljust(64, "0")[:64],
+        },
+        # moto derives the digest from the layer digests: one distinct layer per tag
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": 1,
+                "digest": "sha256:" + tag.encode().hex().rjust(64, "a")[-64:],
+            }
+        ],
+    }
+    image = ecr.put_image(repositoryName="app", imageManifest=json.dumps(manifest), imageTag=tag)["image"]
+    return str(image["imageId"]["imageDigest"])
+
+
+# ------------------------------------------------------------------------------------------------- ECS
+
+
+def make_ecs(monkeypatch: pytest.MonkeyPatch, *, serving: int = 2, revisions: int = 2) -> dict[str, Any]:
+    """ECR repo `app` with v1, v2 (v3...); task definition revisions api:1..N naming them; the service on
+    api:`serving`; the stack outputs say the newest image was deployed."""
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2")
+    ecr = boto3.client("ecr", region_name=REGION)
+    ecr.create_repository(repositoryName="app")
+    digests = [_push(ecr, f"v{i + 1}") for i in range(revisions)]
+    ec2, elbv2 = boto3.client("ec2", region_name=REGION), boto3.client("elbv2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    tg = elbv2.create_target_group(
+        Name="api-tg", Protocol="HTTP", Port=8000, VpcId=vpc, TargetType="ip", HealthCheckPath="/health"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": f"10.0.1.{i}", "Port": 8000} for i in (10, 11)])
+    ecs = boto3.client("ecs", region_name=REGION)
+    ecs.create_cluster(clusterName="prod")
+    for d in digests:
+        # bridge mode: moto's awsvpc task path crashes (see test_verify.py)
+        ecs.register_task_definition(
+            family="api",
+            requiresCompatibilities=["EC2"],
+            networkMode="bridge",
+            containerDefinitions=[{"name": "app", "image": f"{REPO}@{d}", "memory": 512, "cpu": 256}],
+        )
+    ecs.create_service(cluster="prod", serviceName="api", taskDefinition=f"api:{serving}", desiredCount=2)
+    ecs.run_task(
+        cluster="prod", taskDefinition=f"api:{serving}", count=2, launchType="FARGATE", group="service:api"
+    )
+    return {
+        "target": "ecs",
+        "url": "https://api.example.com",
+        "image": f"{REPO}@{digests[-1]}",
+        "health_path": "/health",
+        "ready_path": "/ready",
+        "region": REGION,
+        "cluster_name": "prod",
+        "service_name": "api",
+        "log_group": "/ecs/api",
+        "target_group_arn": tg,
+        "load_balancer_dns": "api-123.eu-west-1.elb.amazonaws.com",
+        "_digests": digests,
+    }
+
+
+def _ecs_clients() -> OpsClients:
+    """Real clients; after UpdateService the PRIMARY deployment moves to the new task definition, as
+    ECS's scheduler does (moto only records the service's taskDefinition)."""
+    ecs = boto3.client("ecs", region_name=REGION)
+
+    def scheduler(parsed: dict[str, Any], **_: Any) -> None:
+        svc = ecs_backends[DEFAULT_ACCOUNT_ID][REGION].services["prod:api"]
+        svc.deployments[0]["taskDefinition"] = parsed["service"]["taskDefinition"]
+
+    ecs.meta.events.register("after-call.ecs.UpdateService", scheduler)
+    cache = {"ecs": ecs}
+    return OpsClients(aws=lambda s, r: cache.get(s) or boto3.client(s, region_name=r))
+
+
+def _args(outputs: dict[str, Any], *extra: str) -> list[str]:
+    clean = {k: v for k, v in outputs.items() if not k.startswith("_")}
+    return ["--outputs-json", json.dumps(clean), *extra]
+
+
+def test_ecs_status_in_sync_shows_counts_deployment_and_digests(aws, monkeypatch) -> None:
+    outputs = make_ecs(monkeypatch)
+    out, emit = _lines()
+    rc = status_cli(_args(outputs), clients=_ecs_clients(), out=emit)
+    text = "\n".join(out)
+    assert rc == 0, text
+    assert "tasks:           desired 2, running 2, pending 0" in text
+    assert "last deployment: ecs-svc/" in text and "COMPLETED (ECS deployment" in text
+    assert "task definition api:2" in text
+    assert f"running image:   {REPO}@{outputs['_digests'][1]} (= deployed)" in text
+    assert "ROLLBACK" not in text
+
+
+def test_ecs_status_detects_a_rollback(aws, monkeypatch) -> None:
+    # The circuit breaker (or someone) put the service back on api:1 while the stack deployed v2.
+    outputs = make_ecs(monkeypatch, serving=1)
+    out, emit = _lines()
+    rc = status_cli(_args(outputs), clients=_ecs_clients(), out=emit)
+    text = "\n".join(out)
+    assert rc == 1
+    assert f"running image:   {REPO}@{outputs['_digests'][0]} (DIFFERS)" in text
+    assert "ROLLBACK DETECTED" in text
+    assert f"not the deployed {outputs['_digests'][1][:19]}" in text
+
+
+def test_ecs_rollback_moves_the_service_to_the_previous_revision_and_waits(aws, monkeypatch) -> None:
+    outputs = make_ecs(monkeypatch, revisions=3, serving=3)
+    out, emit = _lines()
+    rc = rollback_cli(_args(outputs, "--timeout", "5", "--interval", "0.01"), clients=_ecs_clients(), out=emit)
+    text = "\n".join(out)
+    assert rc == 0, text
+    assert "rolling back service api: api:3" in text and "-> api:2" in text
+    svc = boto3.client("ecs", region_name=REGION).describe_services(cluster="prod", services=["api"])
+    assert svc["services"][0]["taskDefinition"].endswith("api:2")
+    assert "rolled back: service api runs api:2 and is stable" in text
+    assert "pulumi up --refresh" in text  # the drift warning
+
+
+def test_ecs_rollback_to_a_digest_picks_that_revision(aws, monkeypatch) -> None:
+    outputs = make_ecs(monkeypatch, revisions=3, serving=3)
+    first = outputs["_digests"][0]
+    out, emit = _lines()
+    rc = rollback_cli(
+        _args(outputs, "--to", first, "--timeout", "5", "--interval", "0.01"), clients=_ecs_clients(), out=emit
+    )
+    assert rc == 0, "\n".join(out)
+    svc = boto3.client("ecs", region_name=REGION).describe_services(cluster="prod", services=["api"])
+    assert svc["services"][0]["taskDefinition"].endswith("api:1")
+
+
+def test_ecs_rollback_to_an_unknown_digest_is_refused_and_changes_nothing(aws, monkeypatch, capsys) -> None:
+    outputs = make_ecs(monkeypatch)
+    rc = rollback_cli(_args(outputs, "--to", UNKNOWN), clients=_ecs_clients(), out=_lines()[1])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"no ACTIVE revision of task definition family api runs {UNKNOWN}" in err
+    assert "Traceback" not in err
+    svc = boto3.client("ecs", region_name=REGION).describe_services(cluster="prod", services=["api"])
+    assert svc["services"][0]["taskDefinition"].endswith("api:2")
+
+
+def test_ecs_rollback_refuses_an_image_the_registry_no_longer_holds(aws, monkeypatch, capsys) -> None:
+    outputs = make_ecs(monkeypatch)
+    old = outputs["_digests"][0]
+    boto3.client("ecr", region_name=REGION).batch_delete_image(
+        repositoryName="app", imageIds=[{"imageDigest": old}]
+    )
+    rc = rollback_cli(_args(outputs), clients=_ecs_clients(), out=_lines()[1])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"refusing to roll back to {REPO}@{old}: digest {old} is not in repository app" in err
+    svc = boto3.client("ecs", region_name=REGION).describe_services(cluster="prod", services=["api"])
+    assert svc["services"][0]["taskDefinition"].endswith("api:2")
+
+
+def test_ecs_rollback_with_no_older_revision_says_so(aws, monkeypatch, capsys) -> None:
+    outputs = make_ecs(monkeypatch, revisions=1, serving=1)
+    rc = rollback_cli(_args(outputs), clients=_ecs_clients(), out=_lines()[1])
+    assert rc == 1
+    assert "nothing to roll back to: api:1 is the oldest ACTIVE revision" in capsys.readouterr().err
+
+
+def test_ecs_status_without_credentials_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    outputs = {
+        "target": "ecs",
+        "url": "https://api.example.com",
+        "image": f"{REPO}@{UNKNOWN}",
+        "health_path": "/health",
+        "ready_path": "/ready",
+        "region": REGION,
+        "cluster_name": "prod",
+        "service_name": "api",
+        "log_group": "/ecs/api",
+        "target_group_arn": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/api/0123",
+        "load_balancer_dns": "api-123.eu-west-1.elb.amazonaws.com",
+    }
+    for command in (status_cli, logs_cli, rollback_cli):
+        rc = command(_args(outputs))
+        err = capsys.readouterr().err
+        assert rc == 3, err
+        assert "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+        assert "AWS: no usable credentials" in err
+
+
+# ---------------------------------------------------------------------------------------------- Lambda
+
+
+def make_lambda(monkeypatch: pytest.MonkeyPatch, *, alias_version: str = "2") -> dict[str, Any]:
+    """Function `api` with versions 1 (image v1) and 2 (image v2); alias `live` on `alias_version`."""
+    monkeypatch.setenv("MOTO_LAMBDA_STUB_ECR", "FALSE")  # resolve ImageUri against moto's ECR
+    ecr = boto3.client("ecr", region_name=REGION)
+    ecr.create_repository(repositoryName="app")
+    digests = [_push(ecr, "v1"), _push(ecr, "v2")]
+    role = boto3.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda", region_name=REGION)
+    lam.create_function(
+        FunctionName="api", Role=role, PackageType="Image", Code={"ImageUri": f"{REPO}@{digests[0]}"}
+    )
+    lam.publish_version(FunctionName="api")
+    lam.update_function_code(FunctionName="api", ImageUri=f"{REPO}@{digests[1]}")
+    lam.publish_version(FunctionName="api")
+    lam.create_alias(FunctionName="api", Name="live", FunctionVersion=alias_version)
+    return {
+        "target": "lambda",
+        "url": "https://abc.lambda-url.eu-west-1.on.aws/",
+        "image": f"{REPO}@{digests[1]}",
+        "health_path": "/health",
+        "ready_path": "/ready",
+        "region": REGION,
+        "function_name": "api",
+        "function_arn": f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:api",
+        "alias_name": "live",
+        "log_group": "/aws/lambda/api",
+        "_digests": digests,
+    }
+
+
+def test_lambda_status_in_sync_and_after_a_rollback(aws, monkeypatch) -> None:
+    outputs = make_lambda(monkeypatch)
+    out, emit = _lines()
+    rc = status_cli(_args(outputs), out=emit)
+    text = "\n".join(out)
+    assert rc == 0, text
+    assert "alias live -> version 2" in text
+    assert "last deployment: version 2 State Active, LastUpdateStatus Successful" in text
+    assert "concurrency:     on demand" in text
+    boto3.client("lambda", region_name=REGION).update_alias(FunctionName="api", Name="live", FunctionVersion="1")
+    out, emit = _lines()
+    rc = status_cli(_args(outputs), out=emit)
+    text = "\n".join(out)
+    assert rc == 1
+    assert f"running image:   {REPO}@{outputs['_digests'][0]} (DIFFERS)" in text
+    assert "ROLLBACK DETECTED: alias live (version 1)" in text
+
+
+def test_lambda_rollback_points_the_alias_at_the_previous_version(aws, monkeypatch) -> None:
+    outputs = make_lambda(monkeypatch)
+    out, emit = _lines()
+    rc = rollback_cli(_args(outputs, "--timeout", "5", "--interval", "0.01"), out=emit)
+    text = "\n".join(out)
+    assert rc == 0, text
+    assert "rolling back alias live of api: version 2" in text and "-> version 1" in text
+    alias = boto3.client("lambda", region_name=REGION).get_alias(FunctionName="api", Name="live")
+    assert alias["FunctionVersion"] == "1"
+    assert "rolled back: alias live points at version 1" in text
+
+
+def test_lambda_rollback_to_digest_and_unknown_digest(aws, monkeypatch, capsys) -> None:
+    outputs = make_lambda(monkeypatch, alias_version="1")
+    rc = rollback_cli(_args(outputs, "--to", UNKNOWN), out=_lines()[1])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"no published version of api runs {UNKNOWN}" in err
+    rc = rollback_cli(_args(outputs, "--to", "not-a-digest"), out=_lines()[1])
+    assert rc == 2
+    assert "--to 'not-a-digest': expected an image digest sha256:" in capsys.readouterr().err
+    # rolling "back" to the newer digest by name is allowed (it is an earlier release of this alias)
+    out, emit = _lines()
+    rc = rollback_cli(_args(outputs, "--to", outputs["_digests"][1], "--timeout", "5", "--interval", "0.01"), out=emit)
+    assert rc == 0, "\n".join(out)
+    assert boto3.client("lambda", region_name=REGION).get_alias(FunctionName="api", Name="live")[
+        "FunctionVersion"
+    ] == "2"
+
+
+# ------------------------------------------------------------------------------------- CloudWatch Logs
+
+
+def _put_events(group: str, events: list[tuple[datetime, str]], stream: str = "app/1") -> None:
+    logs = boto3.client("logs", region_name=REGION)
+    try:
+        logs.create_log_group(logGroupName=group)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    try:
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": int(t.timestamp() * 1000), "message": m} for t, m in events],
+    )
+
+
+def _stamp(t: datetime) -> str:
+    return operate.log_line(t, "").rstrip()
+
+
+def test_cloudwatch_logs_since_and_grep(aws, monkeypatch, capsys) -> None:
+    outputs = make_lambda(monkeypatch)
+    now = datetime.now(UTC).replace(microsecond=0)
+    old, mid, new = now - timedelta(hours=2), now - timedelta(minutes=5), now - timedelta(minutes=1)
+    _put_events(
+        "/aws/lambda/api",
+        [(old, "GET /health 200"), (mid, "ERROR database unreachable\n"), (new, "GET /items 200")],
+    )
+    out, emit = _lines()
+    assert logs_cli(_args(outputs, "--since", "10m"), out=emit) == 0
+    assert out == [f"{_stamp(mid)} ERROR database unreachable", f"{_stamp(new)} GET /items 200"]
+    out, emit = _lines()
+    assert logs_cli(_args(outputs, "--since", "3h", "--grep", "ERROR"), out=emit) == 0
+    assert out == [f"{_stamp(mid)} ERROR database unreachable"]
+    out, emit = _lines()
+    iso = (now - timedelta(minutes=3)).isoformat().replace("+00:00", "Z")
+    assert logs_cli(_args(outputs, "--since", iso), out=emit) == 0
+    assert out == [f"{_stamp(new)} GET /items 200"]
+    assert logs_cli(_args(outputs, "--since", "yesterday"), out=emit) == 2
+    assert "--since 'yesterday': expected a duration such as 10m" in capsys.readouterr().err
+
+
+def test_cloudwatch_grep_is_a_server_side_filter_pattern(aws, monkeypatch) -> None:
+    outputs = make_lambda(monkeypatch)
+    _put_events("/aws/lambda/api", [(datetime.now(UTC), "hello")])
+    client = boto3.client("logs", region_name=REGION)
+    seen: list[dict[str, Any]] = []
+    client.meta.events.register("provide-client-params.logs.FilterLogEvents", lambda params, **_: seen.append(dict(params)))
+    clients = OpsClients(aws=lambda s, r: client if s == "logs" else boto3.client(s, region_name=r))
+    assert logs_cli(_args(outputs, "--grep", 'say "hi"'), clients=clients, out=_lines()[1]) == 0
+    assert seen[0]["filterPattern"] == '"say \\"hi\\""'
+    assert seen[0]["logGroupName"] == "/aws/lambda/api"
+
+
+def test_cloudwatch_follow_prints_new_events_once(aws, monkeypatch) -> None:
+    outputs = make_ecs(monkeypatch)
+    now = datetime.now(UTC).replace(microsecond=0)
+    _put_events("/ecs/api", [(now - timedelta(seconds=30), "first")])
+    later = [(now - timedelta(seconds=10), "second"), (now - timedelta(seconds=5), "third")]
+
+    def sleep(_: float) -> None:  # a new event arrives between polls
+        if later:
+            _put_events("/ecs/api", [later.pop(0)])
+
+    out, emit = _lines()
+    rc = logs_cli(_args(outputs, "--follow", "--interval", "0.01"), out=emit, sleep=sleep, max_polls=3)
+    assert rc == 0
+    assert [line.split(" ", 1)[1] for line in out] == ["first", "second", "third"]
+
+
+def test_logs_of_a_missing_log_group_say_which(aws, monkeypatch, capsys) -> None:
+    outputs = make_lambda(monkeypatch)
+    assert logs_cli(_args(outputs), out=_lines()[1]) == 1
+    assert "log group /aws/lambda/api does not exist" in capsys.readouterr().err
+
+
+def test_parse_since_units_and_iso() -> None:
+    now = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    assert parse_since("10m", now) == now - timedelta(minutes=10)
+    assert parse_since("2h", now) == now - timedelta(hours=2)
+    assert parse_since("1d", now) == now - timedelta(days=1)
+    assert parse_since("2026-01-31T11:00:00", now) == datetime(2026, 1, 31, 11, tzinfo=UTC)
+
