@@ -433,3 +433,312 @@ def test_parse_since_units_and_iso() -> None:
     assert parse_since("1d", now) == now - timedelta(days=1)
     assert parse_since("2026-01-31T11:00:00", now) == datetime(2026, 1, 31, 11, tzinfo=UTC)
 
+
+
+# ------------------------------------------------------------------------------------------- Cloud Run
+
+SVC = "projects/p1/locations/europe-west1/services/api"
+AR = "europe-west1-docker.pkg.dev/p1/app/api"
+D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
+CS = run_v2.Condition.State
+REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+
+
+def _rev(n: int, digest: str, *, ready: bool = True) -> run_v2.Revision:
+    state = CS.CONDITION_SUCCEEDED if ready else CS.CONDITION_FAILED
+    return run_v2.Revision(
+        name=f"{SVC}/revisions/api-0000{n}-x",
+        create_time=timestamp_pb2.Timestamp(seconds=1_700_000_000 + n * 60),
+        containers=[run_v2.Container(image=f"{AR}@{digest}")],
+        conditions=[run_v2.Condition(type_="Ready", state=state, message="" if ready else "boom")],
+    )
+
+
+class _Pb:
+    """serialize/deserialize for a raw protobuf type (GrpcFake expects proto-plus's classmethods)."""
+
+    def __init__(self, pb: Any) -> None:
+        self.pb = pb
+
+    def serialize(self, msg: Any) -> bytes:
+        return bytes(msg.SerializeToString())
+
+    def deserialize(self, data: bytes) -> Any:
+        return self.pb.FromString(data)
+
+
+class CloudRunFake:
+    """Services.GetService/UpdateService and Revisions.GetRevision/ListRevisions over loopback gRPC."""
+
+    def __init__(self, revisions: list[run_v2.Revision], serving: int | None) -> None:
+        self.revisions = {r.name: r for r in revisions}
+        latest = max(revisions, key=lambda r: r.create_time).name
+        traffic = (
+            [run_v2.TrafficTargetStatus(type_=LATEST, percent=100)]
+            if serving is None
+            else [run_v2.TrafficTargetStatus(type_=REVISION, revision=f"api-0000{serving}-x", percent=100)]
+        )
+        self.service = run_v2.Service(
+            name=SVC,
+            latest_created_revision=latest,
+            latest_ready_revision=latest,
+            terminal_condition=run_v2.Condition(type_="Ready", state=CS.CONDITION_SUCCEEDED),
+            traffic_statuses=traffic,
+            template=run_v2.RevisionTemplate(scaling=run_v2.RevisionScaling(min_instance_count=1, max_instance_count=4)),
+        )
+        self.updates: list[run_v2.UpdateServiceRequest] = []
+        self.deny = False
+        self.grpc = GrpcFake()
+        svc, rev = "google.cloud.run.v2.Services", "google.cloud.run.v2.Revisions"
+        self.grpc.add(svc, "GetService", self._get, run_v2.GetServiceRequest, run_v2.Service)
+        self.grpc.add(svc, "UpdateService", self._update, run_v2.UpdateServiceRequest, _Pb(operations_pb2.Operation))
+        self.grpc.add(rev, "GetRevision", self._get_rev, run_v2.GetRevisionRequest, run_v2.Revision)
+        self.grpc.add(rev, "ListRevisions", self._list, run_v2.ListRevisionsRequest, run_v2.ListRevisionsResponse)
+
+    def _get(self, req: run_v2.GetServiceRequest) -> Any:
+        if self.deny:
+            return grpc.StatusCode.PERMISSION_DENIED, "Permission 'run.services.get' denied on resource"
+        if req.name != SVC:
+            return grpc.StatusCode.NOT_FOUND, f"Resource '{req.name}' was not found"
+        return self.service
+
+    def _update(self, req: run_v2.UpdateServiceRequest) -> Any:
+        self.updates.append(req)
+        self.service.traffic_statuses = [
+            run_v2.TrafficTargetStatus(type_=t.type_, revision=t.revision, percent=t.percent)
+            for t in req.service.traffic
+        ]
+        done = any_pb2.Any()
+        done.Pack(run_v2.Service.pb(self.service))
+        return operations_pb2.Operation(name="operations/rollback", done=True, response=done)
+
+    def _get_rev(self, req: run_v2.GetRevisionRequest) -> Any:
+        return self.revisions.get(req.name) or (grpc.StatusCode.NOT_FOUND, "no such revision")
+
+    def _list(self, req: run_v2.ListRevisionsRequest) -> Any:
+        assert req.parent == SVC
+        return run_v2.ListRevisionsResponse(revisions=list(self.revisions.values()))
+
+
+def _cr_outputs() -> dict[str, Any]:
+    return {
+        "target": "cloudrun",
+        "url": "https://api-xyz.a.run.app",
+        "image": f"{AR}@{D3}",
+        "health_path": "/health",
+        "ready_path": "/ready",
+        "project": "p1",
+        "region": "europe-west1",
+        "service_name": "api",
+        "revision": "api-00003-x",
+        "service_account": "api@p1.iam.gserviceaccount.com",
+    }
+
+
+def _registry(missing: set[str] | None = None) -> Any:
+    def check(ref: str, where: str) -> Any:
+        digest = ref.rsplit("@", 1)[-1]
+        if digest in (missing or set()):
+            return blocking("image", f"digest {digest} is not in europe-west1-docker.pkg.dev/p1/app/api", where)
+        return ok("image", "exists", where)
+
+    return check
+
+
+def _cr_clients(channel: grpc.Channel, missing: set[str] | None = None) -> OpsClients:
+    return OpsClients(
+        cloudrun_services=run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
+        cloudrun_revisions=run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)),
+        oci_image_check=_registry(missing),
+    )
+
+
+def test_cloudrun_status_in_sync_then_traffic_pinned_to_an_older_revision() -> None:
+    fake = CloudRunFake([_rev(1, D1), _rev(2, D2), _rev(3, D3)], serving=None)
+    with fake.grpc.serve() as channel:
+        out, emit = _lines()
+        rc = status_cli(_args(_cr_outputs()), clients=_cr_clients(channel), out=emit)
+        text = "\n".join(out)
+        assert rc == 0, text
+        assert "traffic:         api-00003-x 100%" in text
+        assert "instances:       min 1, max 4" in text
+        assert "last deployment: revision api-00003-x, service Ready CONDITION_SUCCEEDED" in text
+        assert f"running image:   {AR}@{D3} (= deployed)" in text
+        fake.service.traffic_statuses = [run_v2.TrafficTargetStatus(type_=REVISION, revision="api-00002-x", percent=100)]
+        out, emit = _lines()
+        rc = status_cli(_args(_cr_outputs()), clients=_cr_clients(channel), out=emit)
+    text = "\n".join(out)
+    assert rc == 1
+    assert f"running image:   {AR}@{D2} (DIFFERS)" in text
+    assert f"ROLLBACK DETECTED: the revision serving traffic runs {D2[:19]}..." in text
+
+
+def test_cloudrun_rollback_moves_all_traffic_to_the_previous_ready_revision() -> None:
+    # api-00002 failed to become ready: the previous READY revision is api-00001
+    fake = CloudRunFake([_rev(1, D1), _rev(2, D2, ready=False), _rev(3, D3)], serving=None)
+    out, emit = _lines()
+    with fake.grpc.serve() as channel:
+        rc = rollback_cli(
+            _args(_cr_outputs(), "--timeout", "5", "--interval", "0.01"), clients=_cr_clients(channel), out=emit
+        )
+    text = "\n".join(out)
+    assert rc == 0, text
+    [update] = fake.updates
+    assert [(t.type_, t.revision, t.percent) for t in update.service.traffic] == [(REVISION, "api-00001-x", 100)]
+    assert "rolling back service api: api-00003-x" in text and "-> api-00001-x" in text
+    assert "rolled back: api-00001-x serves 100% of traffic" in text
+    assert "pulumi up --refresh" in text
+
+
+def test_cloudrun_rollback_to_digest_unknown_or_gone_from_the_registry_is_refused(capsys) -> None:
+    fake = CloudRunFake([_rev(1, D1), _rev(2, D2), _rev(3, D3)], serving=None)
+    with fake.grpc.serve() as channel:
+        rc = rollback_cli(_args(_cr_outputs(), "--to", UNKNOWN), clients=_cr_clients(channel), out=_lines()[1])
+        err = capsys.readouterr().err
+        assert rc == 2
+        assert f"no revision of api runs {UNKNOWN}" in err
+        rc = rollback_cli(
+            _args(_cr_outputs(), "--to", D1), clients=_cr_clients(channel, missing={D1}), out=_lines()[1]
+        )
+        err = capsys.readouterr().err
+        assert rc == 2
+        assert f"refusing to roll back to {AR}@{D1}: digest {D1} is not in" in err
+        out, emit = _lines()
+        rc = rollback_cli(
+            _args(_cr_outputs(), "--to", D1, "--timeout", "5", "--interval", "0.01"),
+            clients=_cr_clients(channel),
+            out=emit,
+        )
+        assert rc == 0, "\n".join(out)
+    assert len(fake.updates) == 1, "refusals change nothing"
+    assert fake.updates[0].service.traffic[0].revision == "api-00001-x"
+
+
+def test_cloudrun_permission_denied_is_one_line_and_exit_3(capsys) -> None:
+    fake = CloudRunFake([_rev(1, D1)], serving=None)
+    fake.deny = True
+    with fake.grpc.serve() as channel:
+        rc = status_cli(_args(_cr_outputs()), clients=_cr_clients(channel), out=_lines()[1])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "Google Cloud: refused (PermissionDenied" in err
+
+
+# ------------------------------------------------------------------------------------- Cloud Logging
+
+
+class LoggingFake:
+    """`POST /v2/entries:list` on loopback: records request bodies, answers pages or an error status."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.pages: list[dict[str, Any]] = []
+        self.status = 200
+        self.url = ""
+
+    def serve(self) -> Any:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                fake.bodies.append(body)
+                if fake.status != 200:
+                    status, data = fake.status, {"error": {"code": fake.status, "message": "caller lacks logging.logEntries.list"}}
+                else:
+                    status, data = 200, (fake.pages.pop(0) if fake.pages else {})
+                raw = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        return server
+
+
+@pytest.fixture
+def cloud_logging() -> Iterator[LoggingFake]:
+    fake = LoggingFake()
+    server = fake.serve()
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def test_cloud_logging_filter_carries_service_since_and_grep(cloud_logging) -> None:
+    cloud_logging.pages = [
+        {
+            "entries": [
+                {"insertId": "a", "timestamp": "2026-01-31T11:55:00.123456789Z", "textPayload": "ERROR db down"},
+                {
+                    "insertId": "b",
+                    "timestamp": "2026-01-31T11:56:00Z",
+                    "jsonPayload": {"message": "ERROR retry", "level": "error"},
+                },
+            ],
+            "nextPageToken": "p2",
+        },
+        {
+            "entries": [
+                {
+                    "insertId": "c",
+                    "timestamp": "2026-01-31T11:57:00Z",
+                    "httpRequest": {"requestMethod": "GET", "requestUrl": "/items?ERROR", "status": 500, "latency": "0.2s"},
+                }
+            ]
+        },
+    ]
+    clients = OpsClients(logging_session=requests.Session(), logging_endpoint=cloud_logging.url)
+    out, emit = _lines()
+    rc = logs_cli(_args(_cr_outputs(), "--since", "2026-01-31T11:50:00Z", "--grep", "ERROR"), clients=clients, out=emit)
+    assert rc == 0
+    assert out == [
+        "2026-01-31T11:55:00.123Z ERROR db down",
+        "2026-01-31T11:56:00.000Z ERROR retry",
+        "2026-01-31T11:57:00.000Z GET /items?ERROR 500 0.2s",
+    ]
+    first = cloud_logging.bodies[0]
+    assert first["resourceNames"] == ["projects/p1"]
+    assert first["filter"] == (
+        'resource.type="cloud_run_revision" AND resource.labels.service_name="api" AND '
+        'resource.labels.location="europe-west1" AND timestamp>="2026-01-31T11:50:00Z" AND "ERROR"'
+    )
+    assert cloud_logging.bodies[1]["pageToken"] == "p2"
+
+
+def test_cloud_logging_follow_asks_from_the_newest_entry_and_prints_each_once(cloud_logging) -> None:
+    entry = {"insertId": "a", "timestamp": "2026-01-31T11:55:00Z", "textPayload": "one"}
+    cloud_logging.pages = [
+        {"entries": [entry]},
+        {"entries": [entry, {"insertId": "b", "timestamp": "2026-01-31T11:56:00Z", "textPayload": "two"}]},
+    ]
+    clients = OpsClients(logging_session=requests.Session(), logging_endpoint=cloud_logging.url)
+    out, emit = _lines()
+    rc = logs_cli(
+        _args(_cr_outputs(), "--since", "2026-01-31T11:00:00Z", "--follow"),
+        clients=clients,
+        out=emit,
+        sleep=_no_sleep,
+        max_polls=2,
+    )
+    assert rc == 0
+    assert [line.split(" ", 1)[1] for line in out] == ["one", "two"]
+    assert 'timestamp>="2026-01-31T11:55:00Z"' in cloud_logging.bodies[1]["filter"]
+
+
+def test_cloud_logging_forbidden_is_exit_3(cloud_logging, capsys) -> None:
+    cloud_logging.status = 403
+    clients = OpsClients(logging_session=requests.Session(), logging_endpoint=cloud_logging.url)
+    assert logs_cli(_args(_cr_outputs()), clients=clients, out=_lines()[1]) == 3
+    err = capsys.readouterr().err
+    assert "Google Cloud: refused (Forbidden" in err and "caller lacks logging.logEntries.list" in err
+    assert "Traceback" not in err
