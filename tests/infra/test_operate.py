@@ -8,12 +8,11 @@ the new task definition (what ECS does after UpdateService), an `after-call` hoo
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import stat
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -161,7 +160,8 @@ def test_ecs_status_in_sync_shows_counts_deployment_and_digests(aws, monkeypatch
     text = "\n".join(out)
     assert rc == 0, text
     assert "tasks:           desired 2, running 2, pending 0" in text
-    assert "last deployment: ecs-svc/" in text and "COMPLETED (ECS deployment" in text
+    assert "last deployment: ecs-svc/" in text
+    assert "COMPLETED (ECS deployment" in text
     assert "task definition api:2" in text
     assert f"running image:   {REPO}@{outputs['_digests'][1]} (= deployed)" in text
     assert "ROLLBACK" not in text
@@ -182,10 +182,13 @@ def test_ecs_status_detects_a_rollback(aws, monkeypatch) -> None:
 def test_ecs_rollback_moves_the_service_to_the_previous_revision_and_waits(aws, monkeypatch) -> None:
     outputs = make_ecs(monkeypatch, revisions=3, serving=3)
     out, emit = _lines()
-    rc = rollback_cli(_args(outputs, "--timeout", "5", "--interval", "0.01"), clients=_ecs_clients(), out=emit)
+    rc = rollback_cli(
+        _args(outputs, "--timeout", "5", "--interval", "0.01"), clients=_ecs_clients(), out=emit
+    )
     text = "\n".join(out)
     assert rc == 0, text
-    assert "rolling back service api: api:3" in text and "-> api:2" in text
+    assert "rolling back service api: api:3" in text
+    assert "-> api:2" in text
     svc = boto3.client("ecs", region_name=REGION).describe_services(cluster="prod", services=["api"])
     assert svc["services"][0]["taskDefinition"].endswith("api:2")
     assert "rolled back: service api runs api:2 and is stable" in text
@@ -197,7 +200,9 @@ def test_ecs_rollback_to_a_digest_picks_that_revision(aws, monkeypatch) -> None:
     first = outputs["_digests"][0]
     out, emit = _lines()
     rc = rollback_cli(
-        _args(outputs, "--to", first, "--timeout", "5", "--interval", "0.01"), clients=_ecs_clients(), out=emit
+        _args(outputs, "--to", first, "--timeout", "5", "--interval", "0.01"),
+        clients=_ecs_clients(),
+        out=emit,
     )
     assert rc == 0, "\n".join(out)
     svc = boto3.client("ecs", region_name=REGION).describe_services(cluster="prod", services=["api"])
@@ -307,7 +312,9 @@ def test_lambda_status_in_sync_and_after_a_rollback(aws, monkeypatch) -> None:
     assert "alias live -> version 2" in text
     assert "last deployment: version 2 State Active, LastUpdateStatus Successful" in text
     assert "concurrency:     on demand" in text
-    boto3.client("lambda", region_name=REGION).update_alias(FunctionName="api", Name="live", FunctionVersion="1")
+    boto3.client("lambda", region_name=REGION).update_alias(
+        FunctionName="api", Name="live", FunctionVersion="1"
+    )
     out, emit = _lines()
     rc = status_cli(_args(outputs), out=emit)
     text = "\n".join(out)
@@ -322,7 +329,8 @@ def test_lambda_rollback_points_the_alias_at_the_previous_version(aws, monkeypat
     rc = rollback_cli(_args(outputs, "--timeout", "5", "--interval", "0.01"), out=emit)
     text = "\n".join(out)
     assert rc == 0, text
-    assert "rolling back alias live of api: version 2" in text and "-> version 1" in text
+    assert "rolling back alias live of api: version 2" in text
+    assert "-> version 1" in text
     alias = boto3.client("lambda", region_name=REGION).get_alias(FunctionName="api", Name="live")
     assert alias["FunctionVersion"] == "1"
     assert "rolled back: alias live points at version 1" in text
@@ -339,11 +347,16 @@ def test_lambda_rollback_to_digest_and_unknown_digest(aws, monkeypatch, capsys) 
     assert "--to 'not-a-digest': expected an image digest sha256:" in capsys.readouterr().err
     # rolling "back" to the newer digest by name is allowed (it is an earlier release of this alias)
     out, emit = _lines()
-    rc = rollback_cli(_args(outputs, "--to", outputs["_digests"][1], "--timeout", "5", "--interval", "0.01"), out=emit)
+    rc = rollback_cli(
+        _args(outputs, "--to", outputs["_digests"][1], "--timeout", "5", "--interval", "0.01"), out=emit
+    )
     assert rc == 0, "\n".join(out)
-    assert boto3.client("lambda", region_name=REGION).get_alias(FunctionName="api", Name="live")[
-        "FunctionVersion"
-    ] == "2"
+    assert (
+        boto3.client("lambda", region_name=REGION).get_alias(FunctionName="api", Name="live")[
+            "FunctionVersion"
+        ]
+        == "2"
+    )
 
 
 # ------------------------------------------------------------------------------------- CloudWatch Logs
@@ -351,14 +364,10 @@ def test_lambda_rollback_to_digest_and_unknown_digest(aws, monkeypatch, capsys) 
 
 def _put_events(group: str, events: list[tuple[datetime, str]], stream: str = "app/1") -> None:
     logs = boto3.client("logs", region_name=REGION)
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName=group)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
     logs.put_log_events(
         logGroupName=group,
         logStreamName=stream,
@@ -397,7 +406,9 @@ def test_cloudwatch_grep_is_a_server_side_filter_pattern(aws, monkeypatch) -> No
     _put_events("/aws/lambda/api", [(datetime.now(UTC), "hello")])
     client = boto3.client("logs", region_name=REGION)
     seen: list[dict[str, Any]] = []
-    client.meta.events.register("provide-client-params.logs.FilterLogEvents", lambda params, **_: seen.append(dict(params)))
+    client.meta.events.register(
+        "provide-client-params.logs.FilterLogEvents", lambda params, **_: seen.append(dict(params))
+    )
     clients = OpsClients(aws=lambda s, r: client if s == "logs" else boto3.client(s, region_name=r))
     assert logs_cli(_args(outputs, "--grep", 'say "hi"'), clients=clients, out=_lines()[1]) == 0
     assert seen[0]["filterPattern"] == '"say \\"hi\\""'
@@ -432,7 +443,6 @@ def test_parse_since_units_and_iso() -> None:
     assert parse_since("2h", now) == now - timedelta(hours=2)
     assert parse_since("1d", now) == now - timedelta(days=1)
     assert parse_since("2026-01-31T11:00:00", now) == datetime(2026, 1, 31, 11, tzinfo=UTC)
-
 
 
 # ------------------------------------------------------------------------------------------- Cloud Run
@@ -485,16 +495,22 @@ class CloudRunFake:
             latest_ready_revision=latest,
             terminal_condition=run_v2.Condition(type_="Ready", state=CS.CONDITION_SUCCEEDED),
             traffic_statuses=traffic,
-            template=run_v2.RevisionTemplate(scaling=run_v2.RevisionScaling(min_instance_count=1, max_instance_count=4)),
+            template=run_v2.RevisionTemplate(
+                scaling=run_v2.RevisionScaling(min_instance_count=1, max_instance_count=4)
+            ),
         )
         self.updates: list[run_v2.UpdateServiceRequest] = []
         self.deny = False
         self.grpc = GrpcFake()
         svc, rev = "google.cloud.run.v2.Services", "google.cloud.run.v2.Revisions"
         self.grpc.add(svc, "GetService", self._get, run_v2.GetServiceRequest, run_v2.Service)
-        self.grpc.add(svc, "UpdateService", self._update, run_v2.UpdateServiceRequest, _Pb(operations_pb2.Operation))
+        self.grpc.add(
+            svc, "UpdateService", self._update, run_v2.UpdateServiceRequest, _Pb(operations_pb2.Operation)
+        )
         self.grpc.add(rev, "GetRevision", self._get_rev, run_v2.GetRevisionRequest, run_v2.Revision)
-        self.grpc.add(rev, "ListRevisions", self._list, run_v2.ListRevisionsRequest, run_v2.ListRevisionsResponse)
+        self.grpc.add(
+            rev, "ListRevisions", self._list, run_v2.ListRevisionsRequest, run_v2.ListRevisionsResponse
+        )
 
     def _get(self, req: run_v2.GetServiceRequest) -> Any:
         if self.deny:
@@ -540,7 +556,9 @@ def _registry(missing: set[str] | None = None) -> Any:
     def check(ref: str, where: str) -> Any:
         digest = ref.rsplit("@", 1)[-1]
         if digest in (missing or set()):
-            return blocking("image", f"digest {digest} is not in europe-west1-docker.pkg.dev/p1/app/api", where)
+            return blocking(
+                "image", f"digest {digest} is not in europe-west1-docker.pkg.dev/p1/app/api", where
+            )
         return ok("image", "exists", where)
 
     return check
@@ -565,7 +583,9 @@ def test_cloudrun_status_in_sync_then_traffic_pinned_to_an_older_revision() -> N
         assert "instances:       min 1, max 4" in text
         assert "last deployment: revision api-00003-x, service Ready CONDITION_SUCCEEDED" in text
         assert f"running image:   {AR}@{D3} (= deployed)" in text
-        fake.service.traffic_statuses = [run_v2.TrafficTargetStatus(type_=REVISION, revision="api-00002-x", percent=100)]
+        fake.service.traffic_statuses = [
+            run_v2.TrafficTargetStatus(type_=REVISION, revision="api-00002-x", percent=100)
+        ]
         out, emit = _lines()
         rc = status_cli(_args(_cr_outputs()), clients=_cr_clients(channel), out=emit)
     text = "\n".join(out)
@@ -580,13 +600,18 @@ def test_cloudrun_rollback_moves_all_traffic_to_the_previous_ready_revision() ->
     out, emit = _lines()
     with fake.grpc.serve() as channel:
         rc = rollback_cli(
-            _args(_cr_outputs(), "--timeout", "5", "--interval", "0.01"), clients=_cr_clients(channel), out=emit
+            _args(_cr_outputs(), "--timeout", "5", "--interval", "0.01"),
+            clients=_cr_clients(channel),
+            out=emit,
         )
     text = "\n".join(out)
     assert rc == 0, text
     [update] = fake.updates
-    assert [(t.type_, t.revision, t.percent) for t in update.service.traffic] == [(REVISION, "api-00001-x", 100)]
-    assert "rolling back service api: api-00003-x" in text and "-> api-00001-x" in text
+    assert [(t.type_, t.revision, t.percent) for t in update.service.traffic] == [
+        (REVISION, "api-00001-x", 100)
+    ]
+    assert "rolling back service api: api-00003-x" in text
+    assert "-> api-00001-x" in text
     assert "rolled back: api-00001-x serves 100% of traffic" in text
     assert "pulumi up --refresh" in text
 
@@ -594,7 +619,9 @@ def test_cloudrun_rollback_moves_all_traffic_to_the_previous_ready_revision() ->
 def test_cloudrun_rollback_to_digest_unknown_or_gone_from_the_registry_is_refused(capsys) -> None:
     fake = CloudRunFake([_rev(1, D1), _rev(2, D2), _rev(3, D3)], serving=None)
     with fake.grpc.serve() as channel:
-        rc = rollback_cli(_args(_cr_outputs(), "--to", UNKNOWN), clients=_cr_clients(channel), out=_lines()[1])
+        rc = rollback_cli(
+            _args(_cr_outputs(), "--to", UNKNOWN), clients=_cr_clients(channel), out=_lines()[1]
+        )
         err = capsys.readouterr().err
         assert rc == 2
         assert f"no revision of api runs {UNKNOWN}" in err
@@ -622,7 +649,8 @@ def test_cloudrun_permission_denied_is_one_line_and_exit_3(capsys) -> None:
         rc = status_cli(_args(_cr_outputs()), clients=_cr_clients(channel), out=_lines()[1])
     err = capsys.readouterr().err
     assert rc == 3
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
     assert "Google Cloud: refused (PermissionDenied" in err
 
 
@@ -646,7 +674,10 @@ class LoggingFake:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 fake.bodies.append(body)
                 if fake.status != 200:
-                    status, data = fake.status, {"error": {"code": fake.status, "message": "caller lacks logging.logEntries.list"}}
+                    status, data = (
+                        fake.status,
+                        {"error": {"code": fake.status, "message": "caller lacks logging.logEntries.list"}},
+                    )
                 else:
                     status, data = 200, (fake.pages.pop(0) if fake.pages else {})
                 raw = json.dumps(data).encode()
@@ -678,7 +709,11 @@ def test_cloud_logging_filter_carries_service_since_and_grep(cloud_logging) -> N
     cloud_logging.pages = [
         {
             "entries": [
-                {"insertId": "a", "timestamp": "2026-01-31T11:55:00.123456789Z", "textPayload": "ERROR db down"},
+                {
+                    "insertId": "a",
+                    "timestamp": "2026-01-31T11:55:00.123456789Z",
+                    "textPayload": "ERROR db down",
+                },
                 {
                     "insertId": "b",
                     "timestamp": "2026-01-31T11:56:00Z",
@@ -692,14 +727,21 @@ def test_cloud_logging_filter_carries_service_since_and_grep(cloud_logging) -> N
                 {
                     "insertId": "c",
                     "timestamp": "2026-01-31T11:57:00Z",
-                    "httpRequest": {"requestMethod": "GET", "requestUrl": "/items?ERROR", "status": 500, "latency": "0.2s"},
+                    "httpRequest": {
+                        "requestMethod": "GET",
+                        "requestUrl": "/items?ERROR",
+                        "status": 500,
+                        "latency": "0.2s",
+                    },
                 }
             ]
         },
     ]
     clients = OpsClients(logging_session=requests.Session(), logging_endpoint=cloud_logging.url)
     out, emit = _lines()
-    rc = logs_cli(_args(_cr_outputs(), "--since", "2026-01-31T11:50:00Z", "--grep", "ERROR"), clients=clients, out=emit)
+    rc = logs_cli(
+        _args(_cr_outputs(), "--since", "2026-01-31T11:50:00Z", "--grep", "ERROR"), clients=clients, out=emit
+    )
     assert rc == 0
     assert out == [
         "2026-01-31T11:55:00.123Z ERROR db down",
@@ -740,5 +782,302 @@ def test_cloud_logging_forbidden_is_exit_3(cloud_logging, capsys) -> None:
     clients = OpsClients(logging_session=requests.Session(), logging_endpoint=cloud_logging.url)
     assert logs_cli(_args(_cr_outputs()), clients=clients, out=_lines()[1]) == 3
     err = capsys.readouterr().err
-    assert "Google Cloud: refused (Forbidden" in err and "caller lacks logging.logEntries.list" in err
+    assert "Google Cloud: refused (Forbidden" in err
+    assert "caller lacks logging.logEntries.list" in err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------- VPS
+
+GH = "ghcr.io/acme/api"
+V_NEW, V_OLD, V_OLDER = ("sha256:" + c * 64 for c in "abc")
+APP = "api-3f2a"
+RB = f"{APP}-rollback-{'b' * 12}"
+
+_SSH = r"""#!/usr/bin/env python3
+import json, pathlib, sys
+d = pathlib.Path(__file__).parent
+argv = sys.argv[1:]
+line = " ".join(argv)
+calls = d / "ssh.calls"
+previous = [json.loads(x)["line"] for x in calls.read_text().splitlines()] if calls.exists() else []
+stdin = sys.stdin.read() if "cat >" in line else None
+with open(calls, "a") as f:
+    f.write(json.dumps({"argv": argv, "line": line, "stdin": stdin}) + "\n")
+for rule in json.loads((d / "ssh.rules").read_text()):
+    if not all(m in line for m in rule["match"]):
+        continue
+    if rule.get("after") and not any(rule["after"] in p for p in previous):
+        continue
+    sys.stdout.write(rule.get("stdout", ""))
+    sys.stderr.write(rule.get("stderr", ""))
+    sys.exit(rule.get("rc", 0))
+sys.stderr.write("fake ssh: no rule for " + line)
+sys.exit(1)
+"""
+
+
+def scripted_ssh(bindir: Path, rules: list[dict[str, Any]]) -> None:
+    """An `ssh` on PATH answering each remote command by the first rule whose substrings all match
+    (a rule with `after` applies only once an earlier call contained that text); records argv and stdin."""
+    bindir.mkdir(parents=True, exist_ok=True)
+    (bindir / "ssh.rules").write_text(json.dumps(rules))
+    script = bindir / "ssh"
+    script.write_text(_SSH.replace("/usr/bin/env python3", sys.executable, 1))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+
+
+def ssh_calls(bindir: Path) -> list[dict[str, Any]]:
+    path = bindir / "ssh.calls"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def _container(name: str, image_ref: str, image_id: str, *, running: bool = True) -> str:
+    info = {
+        "Id": "abc123def4567890",
+        "Name": f"/{name}",
+        "Image": image_id,
+        "RestartCount": 0,
+        "State": {
+            "Status": "running" if running else "exited",
+            "Running": running,
+            "ExitCode": 0,
+            "OOMKilled": False,
+            "StartedAt": "2026-01-31T10:00:00Z",
+            "Health": {"Status": "healthy" if running else "unhealthy", "Log": []},
+        },
+        "Config": {
+            "Image": image_ref,
+            "User": "10001",
+            "Env": [
+                "PATH=/usr/local/bin:/usr/bin",
+                "APP_ENV=production",
+                "DATABASE_URL=postgresql://u:s3cret@db/app",
+            ],
+            "Labels": {"app": "api", "stack": "prod-vps"},
+            "Healthcheck": {
+                "Test": [
+                    "CMD",
+                    "python",
+                    "-c",
+                    "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/ready')",
+                ],
+                "Interval": 10_000_000_000,
+                "Timeout": 5_000_000_000,
+                "StartPeriod": 30_000_000_000,
+                "Retries": 3,
+            },
+            "StopSignal": "SIGTERM",
+            "StopTimeout": 35,
+        },
+        "HostConfig": {
+            "RestartPolicy": {"Name": "unless-stopped"},
+            "NanoCpus": 1_000_000_000,
+            "Memory": 536870912,
+            "MemorySwap": 536870912,
+            "ReadonlyRootfs": True,
+            "Tmpfs": {"/tmp": "rw,noexec,nosuid,size=64m"},
+            "SecurityOpt": ["no-new-privileges:true"],
+            "CapDrop": ["ALL"],
+            "LogConfig": {"Type": "json-file", "Config": {"max-file": "5", "max-size": "10m"}},
+        },
+        "NetworkSettings": {"Networks": {"api-net-1a2b": {"Aliases": ["app", "abc123def456"]}}},
+    }
+    return json.dumps([info])
+
+
+def _vps_rules(*, rolled_back: bool = False) -> list[dict[str, Any]]:
+    images = "".join(
+        json.dumps({"Repository": GH, "Tag": "<none>", "Digest": d, "ID": f"sha256:id{i}", "CreatedAt": c})
+        + "\n"
+        for i, (d, c) in enumerate(
+            [
+                (V_NEW, "2026-01-30 10:00:00 +0000 UTC"),
+                (V_OLD, "2026-01-20 10:00:00 +0000 UTC"),
+                (V_OLDER, "2026-01-10 10:00:00 +0000 UTC"),
+            ]
+        )
+    )
+    rollback_running = _container(RB, f"{GH}@{V_OLD}", "sha256:id1")
+    return [
+        {"match": ["inspect", RB], "after": "docker run", "stdout": rollback_running},
+        {"match": ["inspect", RB], "stdout": rollback_running}
+        if rolled_back
+        else {"match": ["inspect", RB], "rc": 1, "stderr": f"Error: No such container: {RB}"},
+        {
+            "match": ["inspect", "--type container", APP],
+            "stdout": _container(APP, "sha256:id0", "sha256:id0", running=not rolled_back),
+        },
+        {"match": ["docker ps -a --filter"], "after": "docker run", "stdout": f"{RB}\n"},
+        {"match": ["docker ps -a --filter"], "stdout": f"{RB}\n" if rolled_back else ""},
+        {
+            "match": ["docker image inspect sha256:id0"],
+            "stdout": json.dumps(
+                [{"RepoDigests": [f"{GH}@{V_NEW}"], "Config": {"Env": ["PATH=/usr/local/bin:/usr/bin"]}}]
+            ),
+        },
+        {"match": ["docker image ls --digests"], "stdout": images},
+        {"match": ["docker run --detach"], "stdout": "f00dcafe\n"},
+        {"match": ["docker stop"], "stdout": f"{APP}\n"},
+        {"match": ["docker rm --force"], "stdout": ""},
+        {
+            "match": ["docker logs --timestamps --since"],
+            "stdout": (
+                "2026-01-31T11:55:00.123456789Z GET /health 200\n2026-01-31T11:56:00.000000001Z ERROR boom\n"
+            ),
+        },
+    ]
+
+
+def _vps_outputs() -> dict[str, Any]:
+    return {
+        "target": "vps",
+        "url": "https://api.example.com",
+        "image": f"{GH}@{V_NEW}",
+        "health_path": "/health",
+        "ready_path": "/ready",
+        "host": "203.0.113.7",
+        "container_name": APP,
+        "domain": "api.example.com",
+    }
+
+
+def test_vps_status_in_sync_and_after_a_rollback(tmp_path, monkeypatch) -> None:
+    bindir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", path_with(bindir))
+    scripted_ssh(bindir, _vps_rules())
+    out, emit = _lines()
+    rc = status_cli(_args(_vps_outputs(), "--ssh-user", "ops"), out=emit)
+    text = "\n".join(out)
+    assert rc == 0, text
+    assert f"last deployment: {APP} running, health healthy, restarts 0" in text
+    assert "containers:      desired 1, running 1" in text
+    assert f"running image:   {GH}@{V_NEW} (= deployed)" in text
+    assert ssh_calls(bindir)[0]["argv"][4] == "ops@203.0.113.7"
+    scripted_ssh(bindir, _vps_rules(rolled_back=True))
+    out, emit = _lines()
+    rc = status_cli(_args(_vps_outputs()), out=emit)
+    text = "\n".join(out)
+    assert rc == 1
+    assert f"rollback:        {RB} running, health healthy (started by `infra rollback`)" in text
+    assert f"running image:   {GH}@{V_OLD} (DIFFERS)" in text
+    assert "ROLLBACK DETECTED: the host runs" in text
+
+
+def test_vps_rollback_starts_the_previous_image_with_the_same_settings_then_stops_the_old(
+    tmp_path, monkeypatch
+) -> None:
+    bindir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", path_with(bindir))
+    scripted_ssh(bindir, _vps_rules())
+    out, emit = _lines()
+    rc = rollback_cli(_args(_vps_outputs(), "--timeout", "5", "--interval", "0.01"), out=emit)
+    text = "\n".join(out)
+    assert rc == 0, text
+    calls = ssh_calls(bindir)
+    [run] = [c for c in calls if "docker run" in c["line"]]
+    remote = run["argv"][-1]
+    # the previous image (newest other than the running one), the container's own settings, the alias
+    for part in (
+        f"--name {RB}",
+        f"--label fastapi-deploy.rollback-of={APP}",
+        "--user 10001",
+        "--restart unless-stopped",
+        "--cpus 1",
+        "--memory 536870912",
+        "--read-only",
+        "--cap-drop ALL",
+        "--network api-net-1a2b --network-alias app",
+        "--health-interval 10s",
+        "--stop-timeout 35",
+        f'--env-file "$f" {GH}@{V_OLD}',
+    ):
+        assert part in remote, part
+    assert "abc123def456" not in remote.split("--network-alias app")[1]  # the old container's own alias
+    # the env travels over stdin into a 0600 file, never on a command line; the image's own ENV is left out
+    assert "s3cret" not in json.dumps([c["argv"] for c in calls])
+    assert run["stdin"] == "APP_ENV=production\nDATABASE_URL=postgresql://u:s3cret@db/app\n"
+    assert "umask 077" in remote
+    lines = [c["line"] for c in calls]
+    stop = next(i for i, line in enumerate(lines) if "docker stop" in line)
+    assert stop > next(i for i, line in enumerate(lines) if "docker run" in line)
+    assert lines[stop].endswith(f"docker stop --time 35 {APP}")
+    assert f"rolled back: {RB} serves {GH}@{V_OLD}; {APP} is stopped" in text
+    assert "s3cret" not in text
+
+
+def test_vps_rollback_to_a_digest_the_host_does_not_hold_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    bindir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", path_with(bindir))
+    scripted_ssh(bindir, _vps_rules())
+    rc = rollback_cli(_args(_vps_outputs(), "--to", UNKNOWN), out=_lines()[1])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"image {GH}@{UNKNOWN} is not on 203.0.113.7" in err
+    assert not any("docker run" in c["line"] or "docker stop" in c["line"] for c in ssh_calls(bindir))
+
+
+def test_vps_logs_over_ssh_with_grep(tmp_path, monkeypatch) -> None:
+    bindir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", path_with(bindir))
+    scripted_ssh(bindir, _vps_rules())
+    out, emit = _lines()
+    rc = logs_cli(_args(_vps_outputs(), "--since", "2026-01-31T11:00:00Z", "--grep", "ERROR"), out=emit)
+    assert rc == 0
+    assert out == ["2026-01-31T11:56:00.000Z ERROR boom"]
+    [logs_call] = [c for c in ssh_calls(bindir) if "docker logs" in c["line"]]
+    assert logs_call["argv"][-1] == f"docker logs --timestamps --since 2026-01-31T11:00:00Z {APP}"
+
+
+def test_vps_unreachable_host_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    bindir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", path_with(bindir))
+    scripted_ssh(
+        bindir,
+        [
+            {
+                "match": [""],
+                "rc": 255,
+                "stderr": "ssh: connect to host 203.0.113.7 port 22: Connection timed out\n",
+            }
+        ],
+    )
+    rc = status_cli(_args(_vps_outputs()), out=_lines()[1])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "ssh to 203.0.113.7 failed: ssh: connect to host 203.0.113.7 port 22: Connection timed out" in err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def test_infra_dispatches_the_three_commands_and_documents_exit_codes(capsys) -> None:
+    for command in ("status", "logs", "rollback"):
+        assert infra_cli.main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert f"usage: infra {command}" in text
+        assert "exit codes:" in text
+        assert "3  missing or expired credentials" in text
+    assert infra_cli.main(["--help"]) == 0
+    usage = capsys.readouterr().out
+    for command in ("status", "logs", "rollback"):
+        assert f"  {command} " in usage
+
+
+def test_unknown_stack_without_pulumi_is_a_usage_error(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi
+    assert infra_cli.main(["status", "--stack", "nope"]) == 2
+    assert "no Pulumi CLI on PATH" in capsys.readouterr().err
+
+
+def test_every_target_module_has_the_same_three_functions() -> None:
+    import inspect
+
+    signatures = {}
+    for target in operate.TARGET_OPERATIONS:
+        module = operate.target_module(target)
+        signatures[target] = [
+            str(inspect.signature(getattr(module, f))) for f in ("status", "logs", "rollback")
+        ]
+    assert len({tuple(s) for s in signatures.values()}) == 1, signatures
