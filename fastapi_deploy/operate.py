@@ -56,7 +56,8 @@ EXIT_CODES_HELP = """exit codes:
   2  invalid usage, stack outputs, --since or --to (a digest no earlier release ran, or that the registry
      no longer holds): refused before anything changed
   3  missing or expired credentials, a denied permission, or an unreachable cloud API or host
-     (one line says which)"""
+     (one line says which)
+  130  interrupted with Ctrl-C (except logs --follow, which exits 0): check with `infra status`"""
 
 DRIFT_NOTE = (
     "note: this rollback happened outside Pulumi and is drift: the stack state still names the newer "
@@ -229,8 +230,8 @@ def require_in_registry(ctx: OpsContext, image: str, where: str, region: str | N
             ctx.out(f"warning: {f.what}")
 
 
-def rollback_detected(ctx: OpsContext, running: list[str], what: str) -> bool:
-    """Print the deployed-vs-running comparison; True when what runs is not what Pulumi deployed."""
+def compare_images(ctx: OpsContext, running: list[str]) -> bool:
+    """Print the deployed image and each running one, `(= deployed)` or `(DIFFERS)`; True if any differs."""
     expected = ctx.deployed_digest
     ctx.out(f"deployed image:  {ctx.deployed_image} (stack output)")
     if not running:
@@ -241,12 +242,22 @@ def rollback_detected(ctx: OpsContext, running: list[str], what: str) -> bool:
         same = expected is not None and digest_of(image) == expected
         differs = differs or not same
         ctx.out(f"running image:   {image}" + (" (= deployed)" if same else " (DIFFERS)"))
+    return differs
+
+
+def announce_rollback(ctx: OpsContext, running: list[str], what: str) -> None:
+    digests = ", ".join(sorted({short(digest_of(i)) for i in running}))
+    ctx.out(
+        f"ROLLBACK DETECTED: {what} runs {digests}, not the deployed {short(ctx.deployed_digest)}: the "
+        "platform rolled back (circuit breaker, `infra rollback` or a change outside Pulumi)"
+    )
+
+
+def rollback_detected(ctx: OpsContext, running: list[str], what: str) -> bool:
+    """Print the deployed-vs-running comparison; True (and say so) when what runs is not what was deployed."""
+    differs = compare_images(ctx, running)
     if differs:
-        ctx.out(
-            f"ROLLBACK DETECTED: {what} runs {', '.join(sorted({short(digest_of(i)) for i in running}))}, "
-            f"not the deployed {short(expected)}: the platform rolled back (circuit breaker, "
-            "`infra rollback` or a change outside Pulumi)"
-        )
+        announce_rollback(ctx, running, what)
     return differs
 
 
@@ -362,6 +373,9 @@ def run(
         except OperateError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             return exc.code
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted; run `infra status` to see where the service stands", file=sys.stderr)
+            return 130
 
     what = f"stack {args.stack}" if args.stack else f"the stack in {source}"
     return access.unreachable_is_exit_3(guarded, name, what)

@@ -19,8 +19,9 @@ from fastapi_deploy.operate import (
     OpsContext,
     Refused,
     RollbackRequest,
+    announce_rollback,
+    compare_images,
     require_in_registry,
-    rollback_detected,
     short,
 )
 from fastapi_deploy.ops import cloudwatch
@@ -83,9 +84,19 @@ def status(ctx: OpsContext) -> int:
         failed = rollout == "FAILED"
     poller = EcsRollout(ecs, elbv2, cluster, name, ctx.outputs.get("target_group_arn"), ctx.deployed_image)
     running = poller.running_images() or td_images
-    detected = rollback_detected(ctx, running, f"service {name}")
-    if not detected and td_images and ctx.deployed_digest not in {digest_of(i) for i in td_images}:
-        ctx.out(f"ROLLBACK DETECTED: the PRIMARY task definition names {td_images}, not the deployed image")
+    differs = compare_images(ctx, running)
+    primary_is_deployed = not td_images or ctx.deployed_digest in {digest_of(i) for i in td_images}
+    detected = False
+    if not primary_is_deployed:
+        # The circuit breaker's rollback (or `infra rollback`) makes an OLDER task definition PRIMARY.
+        announce_rollback(
+            ctx, td_images, f"the PRIMARY deployment ({primary and primary.get('taskDefinition')})"
+        )
+        detected = True
+    elif differs and len(deployments) > 1:
+        ctx.out("rollout in progress: tasks of the previous deployment are still running")
+    elif differs:
+        announce_rollback(ctx, running, "a running task")
         detected = True
     if int(svc.get("desiredCount", 0)) and not int(svc.get("runningCount", 0)):
         ctx.out("NOT RUNNING: no task is running although tasks are desired")

@@ -34,6 +34,7 @@ from fastapi_deploy.operate import (
     rollback_detected,
     short,
 )
+from fastapi_deploy.ops import access
 from fastapi_deploy.ops import vps as vps_ops
 from fastapi_deploy.ops.rollout import VpsRollout, digest_of, wait_until_stable
 
@@ -69,7 +70,8 @@ class Host:
         proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
         if proc.returncode == 255:  # ssh's own failure: login, host key, network
             raise OperateError(
-                f"ssh to {self.host} failed: {_last(proc.stderr)} (`infra doctor` diagnoses SSH access)"
+                f"ssh to {self.host} failed: {_last(proc.stderr)} (`infra doctor` diagnoses SSH access)",
+                access.EXIT_UNREACHABLE,
             )
         if proc.returncode != 0:
             raise OperateError(
@@ -185,7 +187,9 @@ def logs(ctx: OpsContext, query: LogQuery) -> int:
                 proc.terminate()
         rc = proc.wait()
     if rc == 255:
-        raise OperateError(f"ssh to {host.host} failed (`infra doctor` diagnoses SSH access)")
+        raise OperateError(
+            f"ssh to {host.host} failed (`infra doctor` diagnoses SSH access)", access.EXIT_UNREACHABLE
+        )
     if rc != 0:
         raise OperateError(f"`docker logs {name}` on {host.host} exited {rc}")
     return 0

@@ -179,6 +179,33 @@ def test_ecs_status_detects_a_rollback(aws, monkeypatch) -> None:
     assert f"not the deployed {outputs['_digests'][1][:19]}" in text
 
 
+@pytest.mark.parametrize(
+    ("draining", "rc", "expected"),
+    [
+        (True, 0, "rollout in progress: tasks of the previous deployment are still running"),
+        (False, 1, "ROLLBACK DETECTED: a running task runs"),
+    ],
+)
+def test_ecs_status_old_tasks_during_a_rollout_are_not_a_rollback(
+    aws, monkeypatch, draining, rc, expected
+) -> None:
+    outputs = make_ecs(monkeypatch)
+    ecs = boto3.client("ecs", region_name=REGION)
+    for task in ecs.list_tasks(cluster="prod")["taskArns"]:
+        ecs.stop_task(cluster="prod", task=task)
+    ecs.run_task(cluster="prod", taskDefinition="api:1", count=2, launchType="FARGATE", group="service:api")
+    if draining:  # the previous deployment (moto keeps only one: add it to moto's model) still has tasks
+        svc = ecs_backends[DEFAULT_ACCOUNT_ID][REGION].services["prod:api"]
+        svc.deployments.append(
+            dict(svc.deployments[0], id="ecs-svc/old", status="ACTIVE", taskDefinition="api:1")
+        )
+    out, emit = _lines()
+    assert status_cli(_args(outputs), clients=_ecs_clients(), out=emit) == rc
+    text = "\n".join(out)
+    assert f"running image:   {REPO}@{outputs['_digests'][0]} (DIFFERS)" in text
+    assert expected in text
+
+
 def test_ecs_rollback_moves_the_service_to_the_previous_revision_and_waits(aws, monkeypatch) -> None:
     outputs = make_ecs(monkeypatch, revisions=3, serving=3)
     out, emit = _lines()
@@ -1044,7 +1071,7 @@ def test_vps_unreachable_host_is_one_line(tmp_path, monkeypatch, capsys) -> None
     )
     rc = status_cli(_args(_vps_outputs()), out=_lines()[1])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 3
     assert "ssh to 203.0.113.7 failed: ssh: connect to host 203.0.113.7 port 22: Connection timed out" in err
     assert "Traceback" not in err
 
