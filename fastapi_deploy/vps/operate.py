@@ -127,8 +127,10 @@ def _running_image(host: Host, c: Container, repo: str) -> str:
 
 
 def _serving(host: Host, app: str) -> tuple[Container | None, list[Container]]:
-    """(app container, running rollback containers)."""
-    return host.inspect(app), [c for c in host.rollback_containers(app) if c.running]
+    """(app container, running rollback containers, the most recently started last)."""
+    running = [c for c in host.rollback_containers(app) if c.running]
+    running.sort(key=lambda c: str(c.info.get("State", {}).get("StartedAt", "")))
+    return host.inspect(app), running
 
 
 def status(ctx: OpsContext) -> int:
@@ -231,10 +233,17 @@ def _choose(host: Host, repo: str, current_digest: str | None, to_digest: str | 
         if to_digest == current_digest:
             raise Refused(f"the host already runs {to_digest}")
         return found
-    older = [i for i in images if i["Digest"] != current_digest]
+    # "previous" = created before the running image (a second rollback goes further back, not forward)
+    current = next((i for i in images if i["Digest"] == current_digest), None)
+    older = [
+        i
+        for i in images
+        if i["Digest"] != current_digest
+        and (current is None or str(i.get("CreatedAt", "")) < str(current.get("CreatedAt", "")))
+    ]
     older.sort(key=lambda i: str(i.get("CreatedAt", "")), reverse=True)
     if not older:
-        raise OperateError(f"nothing to roll back to: {host.host} holds no other image of {repo}")
+        raise OperateError(f"nothing to roll back to: {host.host} holds no older image of {repo}")
     return older[0]
 
 

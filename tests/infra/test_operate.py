@@ -943,6 +943,12 @@ def _vps_rules(*, rolled_back: bool = False) -> list[dict[str, Any]]:
                 [{"RepoDigests": [f"{GH}@{V_NEW}"], "Config": {"Env": ["PATH=/usr/local/bin:/usr/bin"]}}]
             ),
         },
+        {
+            "match": ["docker image inspect sha256:id1"],
+            "stdout": json.dumps(
+                [{"RepoDigests": [f"{GH}@{V_OLD}"], "Config": {"Env": ["PATH=/usr/local/bin:/usr/bin"]}}]
+            ),
+        },
         {"match": ["docker image ls --digests"], "stdout": images},
         {"match": ["docker run --detach"], "stdout": "f00dcafe\n"},
         {"match": ["docker stop"], "stdout": f"{APP}\n"},
@@ -1031,6 +1037,40 @@ def test_vps_rollback_starts_the_previous_image_with_the_same_settings_then_stop
     assert lines[stop].endswith(f"docker stop --time 35 {APP}")
     assert f"rolled back: {RB} serves {GH}@{V_OLD}; {APP} is stopped" in text
     assert "s3cret" not in text
+
+
+def test_vps_second_rollback_goes_further_back_and_stops_the_first_rollback_container(
+    tmp_path, monkeypatch
+) -> None:
+    bindir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", path_with(bindir))
+    rb2 = f"{APP}-rollback-{'c' * 12}"
+    rules = [
+        {
+            "match": ["inspect", rb2],
+            "after": "docker run",
+            "stdout": _container(rb2, f"{GH}@{V_OLDER}", "sha256:id2"),
+        },
+        {"match": ["inspect", rb2], "rc": 1, "stderr": f"Error: No such container: {rb2}"},
+        *_vps_rules(rolled_back=True),
+    ]
+    scripted_ssh(bindir, rules)
+    out, emit = _lines()
+    rc = rollback_cli(_args(_vps_outputs(), "--timeout", "5", "--interval", "0.01"), out=emit)
+    text = "\n".join(out)
+    assert rc == 0, text
+    assert f"rolling back on 203.0.113.7: {RB} ({V_OLD[:19]}...) -> {rb2} ({V_OLDER[:19]}...)" in text
+    lines = [c["line"] for c in ssh_calls(bindir)]
+    assert any(line.endswith(f"docker stop --time 35 {RB}") for line in lines)
+
+
+def test_vps_rollback_with_no_older_image_on_the_host_says_so(tmp_path, monkeypatch, capsys) -> None:
+    bindir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", path_with(bindir))
+    only_new = json.dumps({"Repository": GH, "Tag": "<none>", "Digest": V_NEW, "CreatedAt": "2026-01-30"})
+    scripted_ssh(bindir, [{"match": ["docker image ls --digests"], "stdout": only_new + "\n"}, *_vps_rules()])
+    assert rollback_cli(_args(_vps_outputs()), out=_lines()[1]) == 1
+    assert f"nothing to roll back to: 203.0.113.7 holds no older image of {GH}" in capsys.readouterr().err
 
 
 def test_vps_rollback_to_a_digest_the_host_does_not_hold_is_refused(tmp_path, monkeypatch, capsys) -> None:
