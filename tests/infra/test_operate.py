@@ -470,6 +470,8 @@ def test_parse_since_units_and_iso() -> None:
     assert parse_since("2h", now) == now - timedelta(hours=2)
     assert parse_since("1d", now) == now - timedelta(days=1)
     assert parse_since("2026-01-31T11:00:00", now) == datetime(2026, 1, 31, 11, tzinfo=UTC)
+    assert operate.parse_digest(f"{REPO}@{UNKNOWN}") == UNKNOWN
+    assert operate.parse_digest(UNKNOWN) == UNKNOWN
 
 
 # ------------------------------------------------------------------------------------------- Cloud Run
@@ -619,6 +621,21 @@ def test_cloudrun_status_in_sync_then_traffic_pinned_to_an_older_revision() -> N
     assert rc == 1
     assert f"running image:   {AR}@{D2} (DIFFERS)" in text
     assert f"ROLLBACK DETECTED: the revision serving traffic runs {D2[:19]}..." in text
+
+
+def test_cloudrun_status_reports_a_latest_revision_that_failed() -> None:
+    fake = CloudRunFake([_rev(1, D1), _rev(2, D2), _rev(3, D3, ready=False)], serving=None)
+    fake.service.latest_ready_revision = f"{SVC}/revisions/api-00002-x"
+    out, emit = _lines()
+    with fake.grpc.serve() as channel:
+        rc = status_cli(_args(_cr_outputs()), clients=_cr_clients(channel), out=emit)
+    text = "\n".join(out)
+    assert rc == 1
+    assert (
+        "last deployment: revision api-00003-x, service Ready CONDITION_SUCCEEDED; FAILED: Ready: boom"
+        in text
+    )
+    assert f"running image:   {AR}@{D2} (DIFFERS)" in text
 
 
 def test_cloudrun_rollback_moves_all_traffic_to_the_previous_ready_revision() -> None:
