@@ -67,7 +67,8 @@ class Host:
     def run(self, *argv: str, stdin: str | None = None, timeout: float = vps_ops.SSH_TIMEOUT_S) -> str:
         """The command's stdout; a failure (ssh or docker) is an OperateError with its stderr."""
         cmd = [*self.base, shlex.join(argv)]
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        feed: dict[str, Any] = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **feed)
         if proc.returncode == 255:  # ssh's own failure: login, host key, network
             raise OperateError(
                 f"ssh to {self.host} failed: {_last(proc.stderr)} (`infra doctor` diagnoses SSH access)",
@@ -176,7 +177,9 @@ def logs(ctx: OpsContext, query: LogQuery) -> int:
         argv.append("--follow")
     cmd = [*host.base, shlex.join([*argv, name])]
     # docker logs writes the container's stderr to ours: merge both, in order.
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+    with subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
         assert proc.stdout is not None
         try:
             for raw in proc.stdout:

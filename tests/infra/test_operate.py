@@ -1111,6 +1111,10 @@ def test_vps_logs_over_ssh_with_grep(tmp_path, monkeypatch) -> None:
     assert out == ["2026-01-31T11:56:00.000Z ERROR boom"]
     [logs_call] = [c for c in ssh_calls(bindir) if "docker logs" in c["line"]]
     assert logs_call["argv"][-1] == f"docker logs --timestamps --since 2026-01-31T11:00:00Z {APP}"
+    out, emit = _lines()
+    assert logs_cli(_args(_vps_outputs(), "--since", "2026-01-31T11:00:00Z", "--follow"), out=emit) == 0
+    assert out == ["2026-01-31T11:55:00.123Z GET /health 200", "2026-01-31T11:56:00.000Z ERROR boom"]
+    assert ssh_calls(bindir)[-1]["argv"][-1].endswith(f"--since 2026-01-31T11:00:00Z --follow {APP}")
 
 
 def test_vps_unreachable_host_is_one_line(tmp_path, monkeypatch, capsys) -> None:
