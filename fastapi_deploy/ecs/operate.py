@@ -66,12 +66,13 @@ def status(ctx: OpsContext) -> int:
     )
     failed = False
     td_images: list[str] = []
+    td_label = "?"
     if primary is None:
         ctx.out("last deployment: none (no PRIMARY deployment)")
         failed = True
     else:
         td = _task_definition(ecs, str(primary.get("taskDefinition")))
-        td_images = _images(td)
+        td_images, td_label = _images(td), _label(td)
         rollout = primary.get("rolloutState") or "n/a"
         reason = primary.get("rolloutStateReason")
         ctx.out(
@@ -89,9 +90,7 @@ def status(ctx: OpsContext) -> int:
     detected = False
     if not primary_is_deployed:
         # The circuit breaker's rollback (or `infra rollback`) makes an OLDER task definition PRIMARY.
-        announce_rollback(
-            ctx, td_images, f"the PRIMARY deployment ({primary and primary.get('taskDefinition')})"
-        )
+        announce_rollback(ctx, td_images, f"the PRIMARY deployment ({td_label})")
         detected = True
     elif differs and len(deployments) > 1:
         ctx.out("rollout in progress: tasks of the previous deployment are still running")

@@ -175,7 +175,7 @@ def test_ecs_status_detects_a_rollback(aws, monkeypatch) -> None:
     text = "\n".join(out)
     assert rc == 1
     assert f"running image:   {REPO}@{outputs['_digests'][0]} (DIFFERS)" in text
-    assert "ROLLBACK DETECTED" in text
+    assert f"ROLLBACK DETECTED: the PRIMARY deployment (api:1) runs {outputs['_digests'][0][:19]}" in text
     assert f"not the deployed {outputs['_digests'][1][:19]}" in text
 
 
