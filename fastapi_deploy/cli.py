@@ -1,4 +1,4 @@
-"""The ``infra`` console script: ``infra plan|doctor|verify``.
+"""The ``infra`` console script: ``infra plan|doctor|verify|status|logs|rollback``.
 
 ``plan`` is the offline plan (:mod:`fastapi_deploy.plan`); ``doctor`` (preflight) and ``verify`` (post-deploy)
 belong to their own modules, which own their arguments. Subcommand modules are imported only when
@@ -23,15 +23,22 @@ commands:
   plan     offline plan of a stack: resources, tuning, policy, monthly cost (no credentials)
   doctor   preflight checks against the cloud before a deploy (secrets, certificates, registry)
   verify   post-deploy checks of a stack's outputs (rollout, health, readiness, smoke test)
+  status   deployed vs running image, counts, the last deployment, a rollback detected
+  logs     the service's logs (CloudWatch, Cloud Logging, docker logs over SSH): --since, --follow, --grep
+  rollback back to the previous release, or --to DIGEST (outside Pulumi: drift until the next deploy)
 
 Run `infra <command> --help` for the options of a command.
 """
 
-#: command -> module exposing ``cli(argv: list[str]) -> int`` (contract section 3).
+#: command -> module exposing ``cli(argv: list[str]) -> int`` (contract section 3), or ``module:function``
+#: when one module serves several commands.
 COMMANDS = {
     "plan": "fastapi_deploy.plan",
     "doctor": "fastapi_deploy.doctor",
     "verify": "fastapi_deploy.verify",
+    "status": "fastapi_deploy.operate:status_cli",
+    "logs": "fastapi_deploy.operate:logs_cli",
+    "rollback": "fastapi_deploy.operate:rollback_cli",
 }
 
 
@@ -95,10 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(USAGE)
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    module_name = COMMANDS.get(command)
-    if module_name is None:
+    entry = COMMANDS.get(command)
+    if entry is None:
         sys.stderr.write(f"infra: unknown command {command!r}; choose one of {', '.join(COMMANDS)}\n")
         return 2
+    module_name, _, function = entry.partition(":")
     with contextlib.ExitStack() as stack:
         if command == "plan":
             _cache_bytecode_outside_the_tree()
@@ -112,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"infra {command}: not available in this checkout ({missing} is missing)\n")
             return 2
         try:
-            return int(module.cli(rest))
+            return int(getattr(module, function or "cli")(rest))
         except BrokenPipeError:  # `infra plan | head`: the reader left; no traceback for that
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141  # 128 + SIGPIPE, as shells report it
