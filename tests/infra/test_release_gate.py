@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import boto3
 import grpc
+import pulumi
 import pytest
 from botocore.stub import Stubber
 from google.cloud import run_v2
@@ -448,10 +450,15 @@ def test_check_refuses_unusable_inputs_but_not_unknown_ones() -> None:
     assert p.check({}, _props("vps", release="x")).failures[0].property == "target"
 
 
-def test_delete_and_read_touch_nothing() -> None:
+def test_delete_and_read_touch_nothing(monkeypatch) -> None:
+    def no_client(*_: Any) -> Any:
+        raise AssertionError("delete/read must not call the platform")
+
+    monkeypatch.setattr(rg, "aws_client", no_client)
+    monkeypatch.setattr(rg, "cloudrun_clients", no_client)
     p = ReleaseGateProvider()
     props = _props("ecs", cluster="prod", service_name="api", release=f"{TD}:1")
-    assert p.delete("id", props) is None  # no API client exists here: any call would fail
+    p.delete("id", props)
     read = p.read("id", props)
     assert (read.id, read.outs) == ("id", props)
 
@@ -482,3 +489,170 @@ def test_timeouts_follow_the_targets_own_timings() -> None:
 def test_builder_refuses_a_bad_plain_input_before_registering() -> None:
     with pytest.raises(ValueError, match=r"release gate g: timeout_s must be in \(0, 3600\] seconds, not 0"):
         rg.ReleaseGate("g", _props("ecs", cluster="prod", service_name="api", release="td", timeout_s=0))
+
+
+# -------------------------------------------------------------- under the recording mocks / `infra plan`
+#
+# The wiring below is what each component adds (see the report / docs/deployer.md): applied here by wrapping
+# the real components' __init__, so the gate is registered with the real resources' outputs.
+
+
+def _wire_ecs(self: Any, name: str, args: Any, opts: Any = None) -> None:
+    _ORIG["ecs"](self, name, args, opts)
+    tuning = args.tuning
+    self.release_gate = rg.ecs_gate(
+        f"{name}-release",
+        cluster=self.cluster.arn,
+        service_name=self.service.name,
+        task_definition_arn=self.task_definition.arn,
+        region=self.region,
+        target_group_arn=self.target_group.arn,
+        image=args.image,
+        timeout_s=rg.ecs_timeout_s(
+            tuning.deregistration_delay_s,
+            tuning.health_check_grace_s,
+            tuning.lb_health.interval_s,
+            tuning.lb_health.healthy_threshold,
+        ),
+        stack_resource=f"{name}-service",
+        opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
+    )
+
+
+def _wire_cloudrun(self: Any, name: str, args: Any, opts: Any = None) -> None:
+    _ORIG["cloudrun"](self, name, args, opts)
+    self.release_gate = rg.cloudrun_gate(
+        f"{name}-release",
+        project=args.config.gcp_project,
+        region=args.config.gcp_region,
+        service_name=self.service.name,
+        revision=self.service.latest_created_revision,
+        image=args.image,
+        stack_resource=f"{name}-service",
+        opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
+    )
+
+
+def _wire_lambda(self: Any, name: str, args: Any, opts: Any = None) -> None:
+    _ORIG["lambda"](self, name, args, opts)
+    import pulumi_aws as aws
+
+    self.release_gate = rg.lambda_gate(
+        f"{name}-release",
+        function_name=self.function.name,
+        version=self.function.version,
+        alias=self.alias.name if self.alias else None,
+        image=self.function.image_uri,
+        region=args.config.region or aws.get_region_output().region,
+        stack_resource=f"{name}-alias" if self.alias else f"{name}-function",
+        opts=pulumi.ResourceOptions(parent=self, depends_on=[self.alias or self.function]),
+    )
+
+
+_ORIG: dict[str, Any] = {}
+
+
+def _wired(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    from fastapi_deploy.awslambda.component import LambdaService
+    from fastapi_deploy.cloudrun.component import CloudRunService
+    from fastapi_deploy.ecs.component import FargateService
+
+    cls, wire = {
+        "ecs": (FargateService, _wire_ecs),
+        "cloudrun": (CloudRunService, _wire_cloudrun),
+        "lambda": (LambdaService, _wire_lambda),
+    }[target]
+    _ORIG[target] = cls.__init__
+    monkeypatch.setattr(cls, "__init__", wire)
+
+
+GATE_TYPE = "pulumi-python:dynamic:ReleaseGate"
+
+
+def test_ecs_gate_registers_with_the_task_definition_arn_after_the_service(monkeypatch) -> None:
+    from fastapi_deploy.config import load_stack_file
+    from fastapi_deploy.mocks import SECRET_MARK, mask_secrets, run_stack_file
+    from fastapi_deploy.tuning import for_platform
+
+    path = ROOT / "stacks" / "Pulumi.prod-ecs.yaml"
+    _wired(monkeypatch, "ecs")
+    result = run_stack_file(path)
+    gate = result.one(GATE_TYPE)
+    service = result.one("aws:ecs/service:Service")
+    task_def = result.one("aws:ecs/taskDefinition:TaskDefinition")
+    cluster = result.one("aws:ecs/cluster:Cluster")
+    inputs = mask_secrets(gate.inputs)
+    tuning = for_platform(load_stack_file(path))
+    assert tuning.lb_health is not None
+    assert tuning.deregistration_delay_s
+    assert tuning.health_check_grace_s
+    assert inputs == {
+        "__provider": SECRET_MARK,
+        "target": "ecs",
+        "stack": "prod-ecs",
+        "stack_resource": service.name,
+        "timeout_s": rg.ECS_TASK_START_MARGIN_S
+        + tuning.health_check_grace_s
+        + tuning.lb_health.interval_s * tuning.lb_health.healthy_threshold
+        + tuning.deregistration_delay_s,
+        "poll_interval_s": 10,
+        "region": "us-east-1",
+        "cluster": cluster.outputs["arn"],
+        "service_name": service.outputs["name"],
+        "release": task_def.outputs["arn"],
+        "target_group_arn": result.one("aws:lb/targetGroup:TargetGroup").outputs["arn"],
+        "image": result.outputs["image"],
+        # the outputs (live_release, running_images, summary) are registered unknown: not inputs
+    }
+    assert service.urn in gate.dependencies, "the gate must wait for the service update"
+    assert gate.parent == service.parent, "a child of the component, like the service"
+
+
+@pytest.mark.parametrize("target", ["cloudrun", "lambda"])
+def test_cloudrun_and_lambda_gates_register_with_the_revision_or_version(monkeypatch, target) -> None:
+    from fastapi_deploy.mocks import run_stack_file
+
+    _wired(monkeypatch, target)
+    result = run_stack_file(ROOT / "stacks" / f"Pulumi.prod-{target}.yaml")
+    gate = result.one(GATE_TYPE)
+    if target == "cloudrun":
+        service = result.one("gcp:cloudrunv2/service:Service")
+        assert gate.inputs["release"] == service.outputs["latestCreatedRevision"]
+        assert gate.inputs["project"] == service.inputs["project"]
+        assert service.urn in gate.dependencies
+    else:
+        alias = result.one("aws:lambda/alias:Alias")
+        fn = result.one("aws:lambda/function:Function")
+        assert gate.inputs["release"] == fn.outputs["version"] == alias.inputs["functionVersion"]
+        assert gate.inputs["alias"] == alias.inputs["name"]
+        assert gate.inputs["image"] == fn.inputs["imageUri"]
+        assert alias.urn in gate.dependencies
+    assert 0 < gate.inputs["timeout_s"] <= rg.MAX_TIMEOUT_S
+
+
+@pytest.mark.parametrize("stack", ["prod-ecs", "prod-cloudrun", "prod-lambda"])
+def test_infra_plan_policy_cost_and_plan_diff_take_the_gate_in_stride(monkeypatch, stack) -> None:
+    from fastapi_deploy import plandiff
+    from fastapi_deploy.plan import plan_stack
+
+    path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+    before = plan_stack(path)
+    _wired(monkeypatch, stack.split("-", 1)[1])
+    after = plan_stack(path)
+    assert before.error is None
+    assert after.error is None, after.error
+    gates = [r for r in after.resources if r["type"] == GATE_TYPE]
+    assert len(gates) == 1
+    assert "__provider" in gates[0]["inputs"]
+    assert gates[0]["inputs"]["__provider"] == "[secret]"  # the pickled provider never shows in a plan
+    # No policy finding and no cost line for it; nothing else changed.
+    assert after.violations == before.violations
+    assert after.cost["monthly_total"] == before.cost["monthly_total"]
+    assert not any(GATE_TYPE in json.dumps(line) for line in after.cost.get("lines", []))
+    doc = plandiff.diff_plans({stack: before.as_json()}, [after.as_json()], all_stacks=False)
+    (diff,) = doc["stacks"]
+    assert [r["type"] for r in diff["added"]] == [GATE_TYPE]
+    assert diff["removed"] == []
+    assert diff["changed"] == []
+    assert doc["monthly_delta"] == 0
+    assert f"`{GATE_TYPE}`" in plandiff.render_markdown(doc)
