@@ -557,11 +557,12 @@ def _wired(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
     from fastapi_deploy.cloudrun.component import CloudRunService
     from fastapi_deploy.ecs.component import FargateService
 
-    cls, wire = {
+    wirings: dict[str, tuple[Any, Any]] = {
         "ecs": (FargateService, _wire_ecs),
         "cloudrun": (CloudRunService, _wire_cloudrun),
         "lambda": (LambdaService, _wire_lambda),
-    }[target]
+    }
+    cls, wire = wirings[target]
     _ORIG[target] = cls.__init__
     monkeypatch.setattr(cls, "__init__", wire)
 
