@@ -106,6 +106,13 @@ def _is_unknown(value: Any) -> bool:
     return isinstance(value, str) and value == rpc.UNKNOWN
 
 
+_REQUIRED = {
+    "ecs": ("cluster", "service_name"),
+    "cloudrun": ("project", "service_name"),
+    "lambda": ("function_name",),
+}
+
+
 def check_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(input, reason) for every unusable input; values still unknown (preview) are not judged."""
     failures: list[tuple[str, str]] = []
@@ -121,15 +128,8 @@ def check_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
     if target not in TARGETS:
         failures.append(("target", f"target must be one of {', '.join(TARGETS)}, not {target!r}"))
         return failures
-    for key in ("stack_resource", "region", "release", "service_name" if target != "lambda" else ""):
-        if key:
-            need(key)
-    if target == "ecs":
-        need("cluster")
-    elif target == "cloudrun":
-        need("project")
-    else:
-        need("function_name")
+    for key in ("stack_resource", "region", "release", *_REQUIRED[target]):
+        need(key)
     timeout, interval = props.get("timeout_s"), props.get("poll_interval_s")
     if not _is_unknown(timeout) and not (isinstance(timeout, int | float) and 0 < timeout <= MAX_TIMEOUT_S):
         failures.append(("timeout_s", f"timeout_s must be in (0, {MAX_TIMEOUT_S}] seconds, not {timeout!r}"))

@@ -153,6 +153,28 @@ def test_ecs_rolled_back_release_fails_naming_both_task_definitions_and_the_reas
     assert "timed out" not in text
 
 
+def test_ecs_gate_waits_through_the_rollout_and_catches_the_rollback_when_it_happens(
+    aws, monkeypatch
+) -> None:
+    # The new deployment is still IN_PROGRESS when the gate starts; between two polls the circuit breaker
+    # gives up and ECS makes the old task definition PRIMARY again (applied to moto's model in `sleep`).
+    arns = make_ecs(monkeypatch, running=0)
+    reason = "ECS deployment circuit breaker: tasks failed to start."
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            _roll_back(reason)
+
+    with pytest.raises(ReleaseNotLive) as err:
+        rg.run_gate(_ecs_props(arns, timeout_s=30), sleep=sleep)
+    text = str(err.value)
+    assert len(sleeps) == 2, "kept polling while the rollout was in progress, stopped at the rollback"
+    assert f"serving task definition:  {TD}:1" in text
+    assert f"rolloutState FAILED: {reason}" in text
+
+
 def test_ecs_primary_rollout_failed_without_rollback_reports_ecs_reason(aws, monkeypatch) -> None:
     arns = make_ecs(monkeypatch, running=0)
     svc = ecs_backends[DEFAULT_ACCOUNT_ID][REGION].services["prod:api"]
