@@ -500,6 +500,83 @@ def test_provider_pickles_with_dill_and_loads_in_a_fresh_interpreter() -> None:
     assert proc.stdout.split() == ["fastapi_deploy.release_gate", "ReleaseGateProvider", "True"]
 
 
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto as a real HTTP endpoint (its backends are this process's, so tests can still set state)."""
+    from moto.server import ThreadedMotoServer
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(k, v)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    try:
+        yield url
+    finally:
+        server.stop()
+        ecs_backends.reset()
+
+
+def _dynamic_provider_create(props: dict[str, Any], endpoint: str) -> Any:
+    """Run the SDK's dynamic provider host (`python -m pulumi.dynamic`, what the CLI starts for dynamic
+    resources) in a child process and send it the engine's Create: the pickled provider travels in
+    `__provider`, is unpickled there, and its create polls the AWS endpoint with the child's credentials."""
+    import asyncio
+    import os
+
+    from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
+
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION}
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "pulumi.dynamic"], stdout=subprocess.PIPE, cwd="/", env=env
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        loop = asyncio.new_event_loop()
+        try:
+            struct = loop.run_until_complete(
+                rpc.serialize_properties(
+                    {**props, "__provider": serialize_provider(ReleaseGateProvider())}, {}
+                )
+            )
+        finally:
+            loop.close()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+            urn = "urn:pulumi:prod::fastapi-deploy::pulumi-python:dynamic:ReleaseGate::gate"
+            try:
+                resp = stub.Create(provider_pb2.CreateRequest(urn=urn, properties=struct), timeout=60)
+            except grpc.RpcError as exc:
+                return exc
+            return resp.id, rpc.deserialize_properties(resp.properties)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_the_sdks_dynamic_provider_process_runs_the_gate_live_and_rolled_back(
+    moto_server, monkeypatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    arns = make_ecs(monkeypatch)
+    props = {k: v for k, v in _ecs_props(arns).items() if k != "__provider" and v is not None}
+    gate_id, outs = _dynamic_provider_create(props, moto_server)
+    assert gate_id == "ecs:app-prod-service"
+    assert outs["live_release"] == f"{TD}:2"
+    assert "primary COMPLETED, running 2/2" in outs["summary"]
+
+    _roll_back("ECS deployment circuit breaker: tasks failed to start.")
+    err = _dynamic_provider_create(props, moto_server)
+    assert isinstance(err, grpc.RpcError)
+    # The SDK returns the traceback; the gate's message is its last part.
+    details = err.details()
+    assert "ReleaseNotLive: release gate: app-prod-service (stack prod) did not go live" in details
+    assert f"serving task definition:  {TD}:1" in details
+
+
 def test_timeouts_follow_the_targets_own_timings() -> None:
     from fastapi_deploy.tuning import CLOUDRUN_STARTUP_BUDGET_S
 
