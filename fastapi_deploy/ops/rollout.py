@@ -38,6 +38,9 @@ class Observation:
     summary: str
     reason: str | None = None
     running_images: list[str] = field(default_factory=list)
+    #: What the platform serves: the PRIMARY task definition ARN, the alias's version, the latest ready
+    #: revision (set by the pollers whenever they know it; the release gate names it in its errors).
+    release: str | None = None
 
 
 class Poller(Protocol):
@@ -87,6 +90,7 @@ def wait_until_stable(
                 f"not stable after {timeout_s:.0f} s: {obs.summary}",
                 reason=why or obs.reason,
                 running_images=obs.running_images,
+                release=obs.release,
             )
         sleep(min(interval_s, remaining))
 
@@ -110,6 +114,8 @@ class EcsRollout:
         service: str,
         target_group_arn: str | None,
         expected_image: str | None,
+        *,
+        expected_task_definition: str | None = None,
     ) -> None:
         self.ecs = ecs
         self.elbv2 = elbv2
@@ -117,6 +123,8 @@ class EcsRollout:
         self.service = service
         self.target_group_arn = target_group_arn
         self.expected_digest = digest_of(expected_image)
+        #: The release gate's expectation: the task definition ARN this deploy registered.
+        self.expected_task_definition = expected_task_definition
         self._task_def_images: dict[str, list[str]] = {}
         self._primary_id: str | None = None
 
@@ -144,10 +152,29 @@ class EcsRollout:
             f"ECS {self.service}: {len(deployments)} deployment(s), primary {rollout or 'n/a'}, "
             f"running {running}/{desired}, failed tasks {primary.get('failedTasks', 0)}"
         )
+        primary_td = primary.get("taskDefinition", "")
         if rollout == "FAILED":
             reason = primary.get("rolloutStateReason", "")
-            return Observation("failed", summary, reason=f"{reason}\n{self.explain()}".strip())
-        mismatch = self._primary_image_mismatch(primary.get("taskDefinition", ""))
+            return Observation(
+                "failed", summary, reason=f"{reason}\n{self.explain()}".strip(), release=primary_td
+            )
+        if self.expected_task_definition and primary_td != self.expected_task_definition:
+            # A circuit-breaker (or alarm) rollback makes the previous task definition PRIMARY again; the
+            # failed deployment lingers as ACTIVE with rolloutState FAILED and ECS's reason, until drained.
+            failed = [
+                f"deployment {d.get('id')} of {d.get('taskDefinition')}: rolloutState {d.get('rolloutState')}"
+                + (f": {d['rolloutStateReason']}" if d.get("rolloutStateReason") else "")
+                for d in deployments
+                if d.get("status") != "PRIMARY" and d.get("taskDefinition") == self.expected_task_definition
+            ]
+            return Observation(
+                "failed",
+                summary,
+                reason="\n".join([*failed, self.explain()]).strip(),
+                running_images=self.running_images(),
+                release=primary_td,
+            )
+        mismatch = self._primary_image_mismatch(primary_td)
         if mismatch:
             # The circuit breaker's rollback creates a new PRIMARY deployment of the OLD task definition
             # that completes normally: without this check a failed release would verify as "stable".
@@ -156,18 +183,21 @@ class EcsRollout:
                 summary,
                 reason=f"{mismatch}\n{self.explain()}".strip(),
                 running_images=self.running_images(),
+                release=primary_td,
             )
         if desired == 0:
-            return Observation("failed", summary, reason="desired count is 0: nothing will serve traffic")
+            return Observation(
+                "failed", summary, reason="desired count is 0: nothing will serve traffic", release=primary_td
+            )
         if len(deployments) > 1 or rollout not in (None, "COMPLETED") or running != desired:
-            return Observation("progress", summary)
+            return Observation("progress", summary, release=primary_td)
         if self.target_group_arn:
             counts, line = self._targets()
             summary = f"{summary}; targets {line}"
             not_healthy = sum(n for st, n in counts.items() if st != "healthy")
             if counts.get("healthy", 0) < desired or not_healthy:
-                return Observation("progress", summary)
-        return Observation("stable", summary, running_images=self.running_images())
+                return Observation("progress", summary, release=primary_td)
+        return Observation("stable", summary, running_images=self.running_images(), release=primary_td)
 
     def _primary_image_mismatch(self, task_def_arn: str) -> str | None:
         if not self.expected_digest or not task_def_arn:
@@ -285,12 +315,20 @@ class LambdaRollout:
     """Lambda: the alias's version (or $LATEST) is State=Active and LastUpdateStatus=Successful."""
 
     def __init__(
-        self, client: Any, function_name: str, alias: str | None, expected_image: str | None
+        self,
+        client: Any,
+        function_name: str,
+        alias: str | None,
+        expected_image: str | None,
+        *,
+        expected_version: str | None = None,
     ) -> None:
         self.client = client
         self.function_name = function_name
         self.alias = alias
         self.expected_digest = digest_of(expected_image)
+        #: The release gate's expectation: the version this deploy published (the alias must point at it).
+        self.expected_version = expected_version
         self._last_reason = ""
 
     def poll(self) -> Observation:
@@ -306,6 +344,14 @@ class LambdaRollout:
             fn = self.client.get_function(**kwargs)
         except ClientError as exc:
             return Observation("failed", f"cannot read function {self.function_name}", reason=_err(exc))
+        if self.alias and self.expected_version and qualifier != self.expected_version:
+            return Observation(
+                "failed",
+                f"Lambda {self.function_name}: alias {self.alias} points at version {qualifier}, "
+                f"not {self.expected_version}",
+                reason=self._version_state(self.expected_version),
+                release=qualifier,
+            )
         cfg = fn["Configuration"]
         state, update = cfg.get("State", "Active"), cfg.get("LastUpdateStatus", "Successful")
         where = f"{self.function_name}:{qualifier or '$LATEST'}" + (
@@ -314,21 +360,23 @@ class LambdaRollout:
         summary = f"Lambda {where}: State {state}, LastUpdateStatus {update}"
         resolved = fn.get("Code", {}).get("ResolvedImageUri") or fn.get("Code", {}).get("ImageUri")
         running = [resolved] if resolved else []
+        release = qualifier or "$LATEST"
         if state == "Failed":
             reason = f"{cfg.get('StateReasonCode', '')}: {cfg.get('StateReason', '')}"
-            return Observation("failed", summary, reason=reason, running_images=running)
+            return Observation("failed", summary, reason=reason, running_images=running, release=release)
         if update == "Failed":
             reason = f"{cfg.get('LastUpdateStatusReasonCode', '')}: {cfg.get('LastUpdateStatusReason', '')}"
-            return Observation("failed", summary, reason=reason, running_images=running)
+            return Observation("failed", summary, reason=reason, running_images=running, release=release)
         if state == "Pending" or update == "InProgress":
             self._last_reason = cfg.get("StateReason") or cfg.get("LastUpdateStatusReason") or ""
-            return Observation("progress", summary)
+            return Observation("progress", summary, release=release)
         if self.expected_digest and digest_of(resolved) != self.expected_digest:
             return Observation(
                 "failed",
                 summary,
                 reason=f"{where} runs {resolved}, not the deployed image {self.expected_digest}",
                 running_images=running,
+                release=release,
             )
         if self.alias:
             pc = self._provisioned()
@@ -336,12 +384,14 @@ class LambdaRollout:
                 status, why = pc
                 summary = f"{summary}, provisioned concurrency {status}"
                 if status == "FAILED":
-                    return Observation("failed", summary, reason=f"provisioned concurrency: {why}")
+                    return Observation(
+                        "failed", summary, reason=f"provisioned concurrency: {why}", release=release
+                    )
                 if status != "READY":
                     self._last_reason = why
-                    return Observation("progress", summary)
+                    return Observation("progress", summary, release=release)
         # State "Inactive" (idle for weeks) is reactivated by the first invocation: the smoke test does it.
-        return Observation("stable", summary, running_images=running)
+        return Observation("stable", summary, running_images=running, release=release)
 
     def _provisioned(self) -> tuple[str, str] | None:
         try:
@@ -353,6 +403,22 @@ class LambdaRollout:
             # the function's own State already proved the version deploys; don't block on an optional extra.
             return None
         return str(pc.get("Status", "UNKNOWN")), str(pc.get("StatusReason", ""))
+
+    def _version_state(self, version: str) -> str:
+        """The published version's State/LastUpdateStatus and reasons (why the alias may not have moved)."""
+        try:
+            cfg = self.client.get_function(FunctionName=self.function_name, Qualifier=version)[
+                "Configuration"
+            ]
+        except ClientError as exc:
+            return f"version {version}: {_err(exc)}"
+        parts = [f"version {version}: State {cfg.get('State', 'Active')}"]
+        if cfg.get("StateReason"):
+            parts.append(f"({cfg.get('StateReasonCode', '')}: {cfg['StateReason']})")
+        parts.append(f"LastUpdateStatus {cfg.get('LastUpdateStatus', 'Successful')}")
+        if cfg.get("LastUpdateStatusReason"):
+            parts.append(f"({cfg.get('LastUpdateStatusReasonCode', '')}: {cfg['LastUpdateStatusReason']})")
+        return " ".join(parts)
 
     def explain(self) -> str:
         return self._last_reason
@@ -376,12 +442,19 @@ class CloudRunRollout:
         region: str,
         service: str,
         expected_image: str | None,
+        *,
+        expected_revision: str | None = None,
+        traffic_tag: str | None = None,
     ) -> None:
         self.services = services
         self.revisions = revisions
         self.name = f"projects/{project}/locations/{region}/services/{service}"
         self.service = service
         self.expected_digest = digest_of(expected_image)
+        #: The release gate's expectation: the revision this deploy created must be the one serving (100 %,
+        #: or behind `traffic_tag`). A settled service (not reconciling) that serves another one fails fast.
+        self.expected_revision = _short(expected_revision) if expected_revision else None
+        self.traffic_tag = traffic_tag
         self._svc: Any = None
 
     def poll(self) -> Observation:
@@ -405,7 +478,16 @@ class CloudRunRollout:
             + (", reconciling" if svc.reconciling else "")
         )
         if cond.state == run_v2.Condition.State.CONDITION_FAILED:
-            return Observation("failed", summary, reason=self.explain())
+            return Observation("failed", summary, reason=self.explain(), release=latest_ready or None)
+        expected = self.expected_revision
+        if expected and latest_created and latest_created != expected and not svc.reconciling:
+            return Observation(
+                "failed",
+                summary,
+                reason=f"the latest created revision is {latest_created}, not {expected} that this deploy "
+                "created: another deploy changed the service since\n" + self.explain(),
+                release=latest_ready or None,
+            )
         if (
             svc.reconciling
             or cond.state != run_v2.Condition.State.CONDITION_SUCCEEDED
@@ -414,10 +496,19 @@ class CloudRunRollout:
         ):
             created_failure = self._revision_failure(svc.latest_created_revision)
             if created_failure and not svc.reconciling:
-                return Observation("failed", summary, reason=created_failure)
-            return Observation("progress", summary)
-        if percent != 100:
-            return Observation("progress", summary)
+                return Observation("failed", summary, reason=created_failure, release=latest_ready or None)
+            return Observation("progress", summary, release=latest_ready or None)
+        serving = self._tag_revision(svc, latest_ready) if self.traffic_tag else latest_ready
+        if self.traffic_tag:
+            summary = f"{summary}, tag {self.traffic_tag} -> {serving or 'nothing'}"
+            if expected and serving != expected:
+                return Observation("failed", summary, reason=self.traffic_lines(svc), release=serving)
+        elif percent != 100:
+            if expected:
+                # Ready, settled, and the traffic split is not on the new revision: it was pinned elsewhere.
+                top = self._top_revision(svc, latest_ready)
+                return Observation("failed", summary, reason=self.traffic_lines(svc), release=top)
+            return Observation("progress", summary, release=latest_ready)
         images = self._revision_images(svc.latest_ready_revision)
         if self.expected_digest and images and not any(digest_of(i) == self.expected_digest for i in images):
             return Observation(
@@ -425,8 +516,47 @@ class CloudRunRollout:
                 summary,
                 reason=f"revision {latest_ready} runs {images}, not the deployed {self.expected_digest}",
                 running_images=images,
+                release=latest_ready,
             )
-        return Observation("stable", summary, running_images=images)
+        return Observation("stable", summary, running_images=images, release=serving)
+
+    def _tag_revision(self, svc: Any, latest_ready: str) -> str | None:
+        """The revision `traffic_tag` routes to (a LATEST-type tag follows the latest ready revision)."""
+        from google.cloud import run_v2
+
+        latest_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+        for t in svc.traffic_statuses:
+            if t.tag == self.traffic_tag:
+                return latest_ready if t.type_ == latest_type else _short(t.revision) or None
+        return None
+
+    @staticmethod
+    def _top_revision(svc: Any, latest_ready: str) -> str | None:
+        """The revision taking the largest share of the traffic."""
+        from google.cloud import run_v2
+
+        latest_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+        shares: dict[str, int] = {}
+        for t in svc.traffic_statuses:
+            rev = latest_ready if t.type_ == latest_type else _short(t.revision)
+            if rev:
+                shares[rev] = shares.get(rev, 0) + int(t.percent)
+        return max(shares, key=lambda r: shares[r]) if shares else None
+
+    @staticmethod
+    def traffic_lines(svc: Any) -> str:
+        """Where the traffic actually goes, one line per traffic target Cloud Run reports."""
+        from google.cloud import run_v2
+
+        latest_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+        lines = []
+        for t in svc.traffic_statuses:
+            where = (
+                "the latest ready revision" if t.type_ == latest_type else f"revision {_short(t.revision)}"
+            )
+            tag = f" (tag {t.tag})" if t.tag else ""
+            lines.append(f"traffic: {int(t.percent)}% -> {where}{tag}")
+        return "\n".join(lines) or "traffic: no traffic targets reported"
 
     @staticmethod
     def _latest_percent(svc: Any, latest_ready: str) -> int:
