@@ -1,7 +1,7 @@
 """`infra status | logs | rollback`: operate a deployed stack from its outputs.
 
 One argument parser for the three commands; the work is done by the target's own module
-(``fastapi_deploy/<target>/operate.py``, looked up in :data:`TARGET_OPERATIONS`), each exposing
+(``fastapi_deploy/<target>/operate.py``, named by the target's ``Target.operations_module``), each exposing
 
 ``status(ctx: OpsContext) -> int``
     deployed vs running image digest, desired/running counts, the last deployment's state, and a
@@ -40,12 +40,6 @@ from fastapi_deploy.verify import Clients, _vps_login
 Printer = Callable[[str], None]
 
 #: target -> module implementing status/logs/rollback (to be folded into the target registry).
-TARGET_OPERATIONS: dict[str, str] = {
-    "ecs": "fastapi_deploy.ecs.operate",
-    "cloudrun": "fastapi_deploy.cloudrun.operate",
-    "lambda": "fastapi_deploy.awslambda.operate",
-    "vps": "fastapi_deploy.vps.operate",
-}
 
 EXIT_CODES_HELP = """exit codes:
   0  status: the deployed image is the one running and the last deployment succeeded;
@@ -307,7 +301,13 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def target_module(target: str) -> Any:
-    return importlib.import_module(TARGET_OPERATIONS[target])
+    """The target's operations module, from its registration (``Target.operations_module``)."""
+    from fastapi_deploy import registry
+
+    path = registry.get(target).operations_module
+    if path is None:
+        raise LookupError(f"target {target!r} offers no status/logs/rollback")
+    return importlib.import_module(path)
 
 
 def run(
@@ -339,7 +339,11 @@ def run(
         ssh=SshLogin(args.ssh_user or outputs.get("ssh_user") or user, port, args.ssh_identity),
         sleep=sleep,
     )
-    module = target_module(target)
+    try:
+        module = target_module(target)
+    except LookupError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return access.EXIT_INVALID
 
     def call() -> int:
         if command == "status":

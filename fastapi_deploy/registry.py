@@ -151,6 +151,8 @@ class Target:
     plan_inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Extra markdown for the target's section of docs/stack-config.md.
     reference_extra: Callable[[], list[str]] | None = None
+    #: Module with ``status``/``logs``/``rollback`` for `infra status|logs|rollback` (None: not offered).
+    operations_module: str | None = None
 
 
 #: The table: target key -> Target (built-in ones loaded on first lookup). Change it with register().

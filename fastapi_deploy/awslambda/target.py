@@ -30,6 +30,7 @@ TARGET = Target(
     config_model=LambdaConfig,
     section="lambda",
     deploy_module="fastapi_deploy.awslambda.component",
+    operations_module="fastapi_deploy.awslambda.operate",
     outputs=contract.TARGET_OUTPUTS["lambda"],
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,

@@ -48,6 +48,7 @@ TARGET = Target(
     config_model=CloudRunConfig,
     section="cloudrun",
     deploy_module="fastapi_deploy.cloudrun.component",
+    operations_module="fastapi_deploy.cloudrun.operate",
     outputs=contract.TARGET_OUTPUTS["cloudrun"],
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,

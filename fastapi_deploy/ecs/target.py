@@ -54,6 +54,7 @@ TARGET = Target(
     config_model=EcsConfig,
     section="ecs",
     deploy_module="fastapi_deploy.ecs.component",
+    operations_module="fastapi_deploy.ecs.operate",
     outputs=contract.TARGET_OUTPUTS["ecs"],
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,

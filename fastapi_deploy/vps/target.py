@@ -65,6 +65,7 @@ TARGET = Target(
     config_model=VpsConfig,
     section="vps",
     deploy_module="fastapi_deploy.vps.component",
+    operations_module="fastapi_deploy.vps.operate",
     outputs=contract.TARGET_OUTPUTS["vps"],
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,
