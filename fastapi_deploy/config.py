@@ -63,6 +63,46 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a
 _DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$")
 _CERT_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}")
 _PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
+#: Route 53 hosted zone id (``Z`` + upper-case letters/digits, ListHostedZones' Id minus ``/hostedzone/``).
+_R53_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+#: Cloud DNS managed zone name (ManagedZone.name: 1-63 lowercase letters, digits, '-'; a letter first).
+_GCP_MANAGED_ZONE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def route53_zone_problem(zone: str, domain: str | None, key: str) -> str | None:
+    """Why ``zone`` (a Route 53 hosted zone id or name, at stack key ``key``) cannot hold ``domain``."""
+    if _R53_ZONE_ID.match(zone):
+        return None  # an id: the zone's name is only known to Route 53 (checked at deploy time)
+    name = zone.rstrip(".").lower()
+    if not _HOSTNAME.match(name):
+        return (
+            f"{key}: {zone!r} is neither a Route 53 hosted zone id (Z0123456789ABCDEFGHIJ) nor a zone "
+            "name like 'example.com'"
+        )
+    if domain is not None and domain != name and not domain.endswith("." + name):
+        return (
+            f"{key}: app.domain {domain!r} is outside the hosted zone {name!r}; use the zone that holds "
+            f"it (for example {'.'.join(domain.split('.')[1:])!r}) or a domain under {name!r}"
+        )
+    return None
+
+
+def aws_domain_problem(
+    domain: str | None, zone: str | None, certificate_arn: str | None, section: str
+) -> str | None:
+    """The ECS/Lambda rule: a managed domain needs its Route 53 zone unless the user brings a certificate."""
+    if zone is not None and domain is None:
+        return f"{section}.zone: set app.domain too (the hostname to create in this hosted zone)"
+    if domain is not None and zone is None and certificate_arn is None:
+        return (
+            f"{section}.zone: required when app.domain is set: the Route 53 hosted zone (id or name) that "
+            f"holds {domain!r}, so the ACM certificate can be validated by DNS and the alias records made; "
+            f"or set {section}.certificate_arn to an issued certificate (then the DNS records are yours)"
+        )
+    if zone is not None:
+        return route53_zone_problem(zone, domain, f"{section}.zone")
+    return None
+
 
 # AWS Fargate task sizes (Linux): cpu units -> allowed memory MiB.
 # Source: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
@@ -496,8 +536,10 @@ class AppConfigBase(_Model):
     cors_origins: list[str] = Field(default_factory=list)
     """Allowed CORS origins like ``https://app.example.com`` (no path); ``*`` is refused in production."""
     domain: str | None = None
-    """Public hostname. ECS: the URL output (the DNS record is the user's); required on vps (Caddy's TLS
-    certificate)."""
+    """Public hostname served over HTTPS. ECS/Lambda: with ``<target>.zone`` the deployer makes the ACM
+    certificate and the Route 53 records (or bring ``<target>.certificate_arn``); Cloud Run: a global external
+    Application Load Balancer with a Google-managed certificate (plus the Cloud DNS record with
+    ``cloudrun.zone``); vps: required (Caddy's certificate; ``vps.zone`` adds the DNS record)."""
     tuning: TuningOverrides = Field(default_factory=TuningOverrides)
     cost: CostAssumptions = Field(default_factory=CostAssumptions)
     tags: dict[str, str] = Field(default_factory=dict)
@@ -754,7 +796,13 @@ class EcsSettings(_Model):
     ] = Field(default_factory=NewVpc)
     """A new VPC (``cidr``, ``az_count``, ``nat_gateways``) or an existing one (``vpc_id``, subnets)."""
     certificate_arn: str | None = None
-    """ACM certificate for HTTPS on the ALB; must be in the stack's ``aws:region``."""
+    """ACM certificate for HTTPS on the ALB; must be in the stack's ``aws:region``. Given, the deployer
+    creates no certificate (with ``zone`` it still makes the alias records)."""
+    zone: str | None = None
+    """Route 53 public hosted zone of ``app.domain``: its id (``Z0123456789ABCDEFGHIJ``) or its name
+    (``example.com``). With ``app.domain`` and no ``certificate_arn``: an ACM certificate validated by DNS in
+    this zone (the deploy waits for issuance), alias A records to the ALB, HTTPS with HTTP redirecting.
+    Required with ``app.domain`` unless ``certificate_arn`` is set."""
     log_retention_days: int = Field(default=30, json_schema_extra={"enum": list(LOG_RETENTION_DAYS)})
     """CloudWatch Logs retention (only the values CloudWatch accepts)."""
     autoscaling: EcsAutoscaling = Field(default_factory=EcsAutoscaling)
@@ -834,6 +882,9 @@ class EcsConfig(AppConfigBase):
             )
         if self.image.platform != "linux/amd64":
             raise ValueError("image.build.platform: ECS tasks here run X86_64; use linux/amd64")
+        domain_problem = aws_domain_problem(self.domain, self.ecs.zone, cert, "ecs")
+        if domain_problem:
+            raise ValueError(domain_problem)
         legacy = self.ecs.alarms.sns_topic_arn
         if legacy and self.alerts.sns_topic_arn and legacy != self.alerts.sns_topic_arn:
             raise ValueError(
@@ -845,6 +896,11 @@ class EcsConfig(AppConfigBase):
             if problem:
                 raise ValueError(f"ecs.alarms.sns_topic_arn: {problem}")
         return self
+
+    @property
+    def https(self) -> bool:
+        """The ALB serves HTTPS: a certificate is given or one is made for ``app.domain`` in ``ecs.zone``."""
+        return bool(self.ecs.certificate_arn or (self.domain and self.ecs.zone))
 
     @property
     def alert_topic_arn(self) -> str | None:
@@ -896,6 +952,20 @@ class CloudRunSettings(_Model):
     cloud_sql_instance: str | None = None
     """Cloud SQL connection name ``project:region:instance``, mounted via the Cloud SQL connector volume."""
     alarms: CloudRunAlarms = Field(default_factory=CloudRunAlarms)
+    zone: str | None = None
+    """Cloud DNS managed zone (its name, e.g. ``example-com``, in the service's project) that holds
+    ``app.domain``: an A record to the load balancer's address is made there. Without it, point the domain
+    at the address yourself; the Google-managed certificate is issued only once the domain resolves to it."""
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None and not _GCP_MANAGED_ZONE.match(v):
+            raise ValueError(
+                f"{v!r} is not a Cloud DNS managed zone name (1-63 lowercase letters, digits or '-', "
+                "starting with a letter; the zone's name, not its DNS name)"
+            )
+        return v
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -974,7 +1044,28 @@ class CloudRunConfig(AppConfigBase):
             problem = gcp_region_problem(self.cloudrun.region)
             if problem:
                 raise ValueError(f"cloudrun.region: {problem}")
+        if self.cloudrun.zone and not self.domain:
+            raise ValueError(
+                "cloudrun.zone: set app.domain too (the hostname to create in this managed zone)"
+            )
+        if self.domain and self.cloudrun.ingress == "internal":
+            raise ValueError(
+                "cloudrun.ingress: 'internal' refuses the load balancer that serves app.domain; use "
+                "internal-and-cloud-load-balancing (the default with a domain) or all"
+            )
+        if self.domain and not self.cloudrun.public:
+            raise ValueError(
+                "cloudrun.public: app.domain is served to the internet by a load balancer that does not "
+                "authenticate; set public: true (ingress stays limited to the load balancer)"
+            )
         return self
+
+    @property
+    def service_ingress(self) -> Literal["all", "internal", "internal-and-cloud-load-balancing"]:
+        """``cloudrun.ingress``; with ``app.domain`` and no explicit ingress, load-balancer traffic only."""
+        if self.domain and "ingress" not in self.cloudrun.model_fields_set:
+            return "internal-and-cloud-load-balancing"
+        return self.cloudrun.ingress
 
     @property
     def gcp_project(self) -> str | None:
@@ -1068,6 +1159,23 @@ class LambdaSettings(_Model):
     """CloudWatch Logs retention (only the values CloudWatch accepts)."""
     vpc: LambdaVpc | None = None
     alarms: LambdaAlarms = Field(default_factory=LambdaAlarms)
+    zone: str | None = None
+    """Route 53 public hosted zone of ``app.domain``: its id or name. With ``app.domain``: an API Gateway
+    custom domain with a regional ACM certificate validated by DNS in this zone, the API mapping and alias
+    A/AAAA records. Required with ``app.domain`` unless ``certificate_arn`` is set. Needs
+    ``front: http_api``."""
+    certificate_arn: str | None = None
+    """An issued ACM certificate for ``app.domain`` in the stack's ``aws:region`` (regional custom
+    domains); given, the deployer creates no certificate (with ``zone`` it still makes the alias records)."""
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _cert(cls, v: str | None) -> str | None:
+        if v is not None and not _CERT_ARN.fullmatch(v):
+            raise ValueError(
+                f"{v!r} is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/UUID)"
+            )
+        return v
 
     @field_validator("log_retention_days")
     @classmethod
@@ -1153,6 +1261,23 @@ class LambdaConfig(AppConfigBase):
             )
         if timeout > LAMBDA_MAX_TIMEOUT_S:
             raise ValueError(f"request_timeout_s: Lambda allows at most {LAMBDA_MAX_TIMEOUT_S} s")
+        lam = self.lambda_
+        if self.domain and lam.front != "http_api":
+            raise ValueError(
+                "lambda.front: app.domain needs the API Gateway HTTP API front (a function URL cannot have a "
+                "custom domain); set front: http_api or remove app.domain"
+            )
+        if lam.certificate_arn and self.region and lam.certificate_arn.split(":")[3] != self.region:
+            raise ValueError(
+                f"lambda.certificate_arn: the certificate is in {lam.certificate_arn.split(':')[3]} but the "
+                f"stack deploys to {self.region} (aws:region); a regional API Gateway custom domain needs a "
+                "certificate from its own region"
+            )
+        if lam.certificate_arn and not self.domain:
+            raise ValueError("lambda.certificate_arn: set app.domain too (the custom domain it serves)")
+        domain_problem = aws_domain_problem(self.domain, lam.zone, lam.certificate_arn, "lambda")
+        if domain_problem:
+            raise ValueError(domain_problem)
         return self
 
     @property
@@ -1201,6 +1326,12 @@ class VpsSettings(_Model):
     registry: RegistryAuth | None = None
     acme_email: str | None = None
     """Contact email for Caddy's ACME account."""
+    zone: str | None = None
+    """Optional DNS zone of ``app.domain`` where the deployer makes the record to ``host`` (A for an IPv4
+    address, AAAA for IPv6, CNAME for a hostname): a Route 53 hosted zone id or name, or a Cloud DNS
+    managed zone name (``zone_provider``). Without it the record is yours; Caddy's ACME works either way."""
+    zone_provider: Literal["route53", "clouddns"] | None = None
+    """Where ``zone`` lives: ``route53`` (needs ``aws:region``) or ``clouddns`` (needs ``gcp:project``)."""
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -1216,6 +1347,16 @@ class VpsSettings(_Model):
             except SecretRefError as exc:
                 raise ValueError(str(exc)) from None
         return v
+
+    @property
+    def dns_record_type(self) -> Literal["A", "AAAA", "CNAME"]:
+        """The record ``app.domain`` gets for ``host``: A (IPv4), AAAA (IPv6) or CNAME (a hostname)."""
+        import ipaddress
+
+        try:
+            return "A" if ipaddress.ip_address(self.host).version == 4 else "AAAA"
+        except ValueError:
+            return "CNAME"
 
     @field_validator("host")
     @classmethod
@@ -1249,6 +1390,26 @@ class VpsConfig(AppConfigBase):
             raise ValueError("scaling: a VPS runs one app container; use min 1, max 1 (or another target)")
         if self.domain is None:
             raise ValueError("domain: required for target vps (Caddy obtains its TLS certificate for it)")
+        zone, provider = self.vps.zone, self.vps.zone_provider
+        if (zone is None) != (provider is None):
+            raise ValueError(
+                "vps.zone_provider: set vps.zone and vps.zone_provider together (route53: a hosted zone id "
+                "or name; clouddns: a managed zone name)"
+            )
+        if zone is not None and provider == "route53":
+            problem = route53_zone_problem(zone, self.domain, "vps.zone")
+            if problem:
+                raise ValueError(problem)
+            if self.vps.dns_record_type == "CNAME" and zone.rstrip(".").lower() == self.domain:
+                raise ValueError(
+                    f"vps.host: {self.vps.host!r} is a hostname and app.domain is the zone apex, where DNS "
+                    "allows no CNAME; use the host's IP address in vps.host"
+                )
+        if zone is not None and provider == "clouddns":
+            if not _GCP_MANAGED_ZONE.match(zone):
+                raise ValueError(f"vps.zone: {zone!r} is not a Cloud DNS managed zone name")
+            if not self.providers.get("gcp:project"):
+                raise ValueError("vps.zone: a Cloud DNS zone needs gcp:project in the stack file")
         return self
 
 
@@ -1381,8 +1542,10 @@ def _uses_aws(data: Mapping[str, Any]) -> bool:
     refs = [*section(data, "secrets").values(), vps.get("ssh_key_secret")]
     refs.append(section(vps, "registry").get("password_secret"))
     digest = str(section(data, "image").get("digest") or "")
-    return any(isinstance(r, str) and r.startswith(("ssm:", "secretsmanager:")) for r in refs) or bool(
-        re.match(r"^\d{12}\.dkr\.ecr\.", digest)
+    return (
+        any(isinstance(r, str) and r.startswith(("ssm:", "secretsmanager:")) for r in refs)
+        or bool(re.match(r"^\d{12}\.dkr\.ecr\.", digest))
+        or vps.get("zone_provider") == "route53"
     )
 
 
@@ -1394,8 +1557,8 @@ def parse(data: Any, *, stack: str = "dev", providers: Mapping[str, Any] | None 
     problems = provider_problems(data.get("target"), providers, stack)
     if data.get("target") == "vps" and not providers.get("aws:region") and _uses_aws(data):
         problems.append(
-            "aws:region: required when a vps stack reads AWS (ssm:/secretsmanager: references or an ECR "
-            "image): set it in the stack file "
+            "aws:region: required when a vps stack reads AWS (ssm:/secretsmanager: references, an ECR "
+            "image or a route53 vps.zone): set it in the stack file "
             f"(`pulumi config set aws:region eu-central-1 --stack {stack}`); "
             "the deployer does not fall back to AWS_REGION or a profile"
         )
