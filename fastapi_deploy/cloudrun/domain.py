@@ -168,3 +168,28 @@ class CloudRunDomain(pulumi.ComponentResource):
         self.address = ip.address
         self.url = pulumi.Output.from_input(f"https://{args.domain}")
         self.register_outputs({"url": self.url, "address": self.address})
+
+
+# ----------------------------------------------------------------------------------------- API check
+#: Pulumi type token -> the Compute API (v1) message its inputs become.
+COMPUTE_MESSAGES = {
+    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": "NetworkEndpointGroup",
+    "gcp:compute/backendService:BackendService": "BackendService",
+    "gcp:compute/uRLMap:URLMap": "UrlMap",
+    "gcp:compute/managedSslCertificate:ManagedSslCertificate": "SslCertificate",
+    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": "TargetHttpsProxy",
+    "gcp:compute/targetHttpProxy:TargetHttpProxy": "TargetHttpProxy",
+    "gcp:compute/globalAddress:GlobalAddress": "Address",
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule": "ForwardingRule",
+}
+#: Where the provider's field name differs from the API's JSON name (everything else is the same camelCase).
+_API_NAMES = {"ipAddress": "IPAddress", "ipProtocol": "IPProtocol"}
+#: Provider-only inputs (URL path parameters or Terraform settings), not fields of the API body.
+_NOT_IN_BODY = frozenset({"project", "deletionPolicy"})
+
+
+def compute_api_body(type_token: str, inputs: dict[str, object]) -> tuple[str, dict[str, object]]:
+    """Recorded Compute inputs -> (``google.cloud.compute_v1`` message name, its JSON body), so tests can
+    parse them with the API's own types and fail on a field or enum value the API does not have."""
+    body = {_API_NAMES.get(k, k): v for k, v in inputs.items() if k not in _NOT_IN_BODY}
+    return COMPUTE_MESSAGES[type_token], body
