@@ -56,7 +56,7 @@ def dns_validated_certificate(
         zone_id=zone_id,
         name=option.apply(lambda o: o.resource_record_name),
         type=option.apply(lambda o: o.resource_record_type),
-        records=[option.apply(lambda o: o.resource_record_value)],
+        records=[option.apply(lambda o: o.resource_record_value or "")],
         ttl=VALIDATION_TTL_S,
         # The same CNAME validates every certificate for this name (another stack's, a renewal's).
         allow_overwrite=True,

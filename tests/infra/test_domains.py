@@ -132,7 +132,8 @@ def test_ecs_zone_id_is_used_as_given_without_a_lookup() -> None:
 
 def test_ecs_user_certificate_still_works_and_creates_no_certificate() -> None:
     result = run("prod-ecs", ecs={"zone": "example.com"})  # prod-ecs carries certificate_arn
-    assert result.by_type(CERT) == [] and result.by_type(VALIDATION) == []
+    assert result.by_type(CERT) == []
+    assert result.by_type(VALIDATION) == []
     assert inputs(by_name(result, "-https", LISTENER))["certificateArn"] == GIVEN_CERT
     assert [inputs(r)["type"] for r in result.by_type(RECORD)] == ["A"]
 
@@ -178,7 +179,8 @@ def test_lambda_api_mapping_and_alias_records(lam: ProgramResult) -> None:
 
 def test_lambda_given_certificate_without_zone_makes_no_certificate_and_no_records() -> None:
     result = run("prod-lambda", domain="api.example.com", **{"lambda": {"certificate_arn": GIVEN_CERT}})
-    assert result.by_type(CERT) == [] and result.by_type(RECORD) == []
+    assert result.by_type(CERT) == []
+    assert result.by_type(RECORD) == []
     assert inputs(result.one(APIGW_DOMAIN))["domainNameConfiguration"]["certificateArn"] == GIVEN_CERT
     assert len(result.by_type(API_MAPPING)) == 1
 
@@ -407,7 +409,7 @@ def test_botocore_check_catches_a_wrong_record_type_and_a_misspelled_field() -> 
     apimodels.validate_with_enums(
         ("route53", "ChangeResourceRecordSets"), apimodels.route53_change_params(good)
     )
-    with pytest.raises(apimodels.ApiValidationError, match="ResourceRecordSet.Type: 'ALIAS'"):
+    with pytest.raises(apimodels.ApiValidationError, match=r"ResourceRecordSet\.Type: 'ALIAS'"):
         apimodels.validate_with_enums(
             ("route53", "ChangeResourceRecordSets"),
             apimodels.route53_change_params({**good, "type": "ALIAS"}),
@@ -435,18 +437,12 @@ def test_botocore_check_catches_a_wrong_record_type_and_a_misspelled_field() -> 
 
 
 def _compute_enum_problems(message: Any, path: str = "") -> list[str]:
-    """Compute v1 models enum-valued fields as strings; check each against its message's nested enum."""
+    """Compute v1 types enum-valued fields as strings; check each against its message's nested enum."""
     problems = []
     for field_name, field in type(message).meta.fields.items():
         value = getattr(message, field_name)
-        if field.message is not None and field.message is not type(message):
-            children = (
-                value
-                if isinstance(value, list | tuple)
-                or hasattr(value, "__iter__")
-                and not hasattr(value, "meta")
-                else [value]
-            )
+        if field.message is not None:
+            children = [value] if hasattr(type(value), "meta") else list(value)
             for child in children:
                 if hasattr(type(child), "meta"):
                     problems += _compute_enum_problems(child, f"{path}{field_name}.")
@@ -455,9 +451,9 @@ def _compute_enum_problems(message: Any, path: str = "") -> list[str]:
         enum = getattr(type(message), camel, None) or getattr(
             type(message), camel.replace("Ip", "IP") + "Enum", None
         )
-        if isinstance(value, str) and value and enum is not None and hasattr(enum, "__members__"):
-            if value not in enum.__members__:
-                problems.append(f"{path}{field_name}: {value!r}")
+        known = getattr(enum, "__members__", None)
+        if isinstance(value, str) and value and known is not None and value not in known:
+            problems.append(f"{path}{field_name}: {value!r}")
     return problems
 
 
@@ -477,7 +473,8 @@ def test_cloudrun_load_balancer_inputs_parse_as_compute_api_types(cloudrun: Prog
             checked.add(r.type)
     assert checked == set(COMPUTE_MESSAGES)
     record = inputs(cloudrun.one(DNS_RECORDSET))  # Cloud DNS has no proto types offline: checked by hand
-    assert record["name"].endswith(".") and record["type"] in {"A", "AAAA", "CNAME"}
+    assert record["name"].endswith(".")
+    assert record["type"] in {"A", "AAAA", "CNAME"}
 
 
 def test_compute_check_catches_an_unknown_field_and_a_bad_enum() -> None:

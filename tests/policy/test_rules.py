@@ -762,7 +762,8 @@ def test_custom_domain_rule_names_the_resource_and_is_mandatory_only_in_producti
     found = [v for v in rules.evaluate(staging) if v.policy.startswith("custom-domain")]
     assert [(v.policy, v.enforcement) for v in found] == [("custom-domain-https-only-nonprod", "advisory")]
     gcp = [v for v in rules.evaluate(gcp_lb("api-urlmap")) if v.policy == "custom-domain-https-only"]
-    assert gcp[0].urn.endswith("::api-http-proxy") and "api-urlmap" in gcp[0].message
+    assert gcp[0].urn.endswith("::api-http-proxy")
+    assert "api-urlmap" in gcp[0].message
 
 
 def test_a_stack_without_a_custom_domain_is_left_to_alb_https_only() -> None:
