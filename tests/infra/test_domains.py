@@ -536,3 +536,15 @@ def test_vps_route53_zone_needs_the_aws_region() -> None:
     # the zone alone is a reason (prod-vps may read SSM too)
     assert config_mod._uses_aws({"vps": {"zone_provider": "route53"}})
     assert not config_mod._uses_aws({"vps": {"zone_provider": "clouddns"}})
+
+
+def test_cost_estimate_prices_the_cloudrun_load_balancer(cloudrun: ProgramResult) -> None:
+    from fastapi_deploy import cost
+
+    graph = [r.as_json() for r in cloudrun.resources]
+    lines = {line.resource: line.monthly for line in cost.estimate(graph).lines}
+    assert lines["load balancer: 2 forwarding rules (custom domain)"] == pytest.approx(730 * 0.025)
+    assert lines["load balancer: data processed"] == pytest.approx(50 * 0.008)
+    plain = run_program("prod-cloudrun", edited_config("prod-cloudrun"))
+    names = [line.resource for line in cost.estimate([r.as_json() for r in plain.resources]).lines]
+    assert not any(n.startswith("load balancer") for n in names)
