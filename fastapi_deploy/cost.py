@@ -509,9 +509,9 @@ def _cloud_run_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: Pric
     forwarding_rules = _by_type(resources, "gcp:compute/globalForwardingRule:GlobalForwardingRule")
     if forwarding_rules:  # app.domain: the global external Application Load Balancer in front
         n = len(forwarding_rules)
-        hourly = p("gcp", "lb_forwarding_rules_hour") + max(0, n - 5) * p(
-            "gcp", "lb_forwarding_rule_extra_hour"
-        )
+        hourly = p("gcp", "lb_forwarding_rules_hour")
+        if n > 5:
+            hourly += (n - 5) * p("gcp", "lb_forwarding_rule_extra_hour")
         lines.append(
             Line(
                 f"load balancer: {n} forwarding rules (custom domain)",
@@ -523,7 +523,8 @@ def _cloud_run_lines(resources: list[Mapping[str, Any]], a: Assumptions, p: Pric
             Line(
                 "load balancer: data processed",
                 a.egress_gb_per_month * p("gcp", "lb_data_processed_gb"),
-                f"{a.egress_gb_per_month:g} GB x {_money(p('gcp', 'lb_data_processed_gb'))} (egress assumption)",
+                f"{a.egress_gb_per_month:g} GB x {_money(p('gcp', 'lb_data_processed_gb'))} "
+                "(the egress assumption)",
             )
         )
     for repo in _by_type(resources, "gcp:artifactregistry/repository:Repository"):
