@@ -259,7 +259,7 @@ def run_doctor(cfg: StackConfigType, stack: str, clients: DoctorClients | None =
                     clients.aws, cfg.ecs.certificate_arn, cfg.domain, region, "app.ecs.certificate_arn"
                 )
             )
-        elif not cfg.ecs.certificate_arn:
+        elif not cfg.https:  # issue-15: with app.domain + app.ecs.zone the deploy makes the certificate
             findings.append(
                 warning(
                     "acm-certificate",
