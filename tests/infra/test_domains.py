@@ -548,3 +548,26 @@ def test_cost_estimate_prices_the_cloudrun_load_balancer(cloudrun: ProgramResult
     plain = run_program("prod-cloudrun", edited_config("prod-cloudrun"))
     names = [line.resource for line in cost.estimate([r.as_json() for r in plain.resources]).lines]
     assert not any(n.startswith("load balancer") for n in names)
+
+
+def test_domain_components_refuse_incomplete_args_before_registering() -> None:
+    """Used as a library: a domain child with neither a zone nor a certificate is refused by name."""
+    from fastapi_deploy.awslambda.domain import LambdaDomain, LambdaDomainArgs
+    from fastapi_deploy.ecs.domain import EcsDomain, EcsDomainArgs
+    from fastapi_deploy.vps.domain import VpsDomain, VpsDomainArgs
+
+    with pytest.raises(ValueError, match="EcsDomainArgs: give zone"):
+        EcsDomain("x", EcsDomainArgs(domain="a.example.com", zone=None, alb_dns_name="d", alb_zone_id="z"))
+    with pytest.raises(ValueError, match="LambdaDomainArgs: give zone"):
+        LambdaDomain("x", LambdaDomainArgs(domain="a.example.com", zone=None, api_id="i", stage="$default"))
+    with pytest.raises(ValueError, match=r"VpsDomainArgs\.project"):
+        VpsDomain(
+            "x",
+            VpsDomainArgs(
+                domain="a.example.com",
+                zone="example-com",
+                provider="clouddns",
+                host="192.0.2.1",
+                record_type="A",
+            ),
+        )
