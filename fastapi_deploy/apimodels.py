@@ -9,7 +9,10 @@ Public names: ``validate(("ecs", "RegisterTaskDefinition"), params)``, ``ApiVali
 ``input_members(op)``, and renderers from recorded Pulumi inputs to API params:
 ``ecs_register_task_definition_params``, ``ecs_create_service_params``, ``elbv2_create_target_group_params``,
 ``elbv2_target_group_attributes``, ``elbv2_create_rule_params``, ``ecr_create_repository_params``,
-``cloudwatch_put_metric_alarm_params``, ``sns_create_topic_params``, ``sns_subscribe_params``.
+``cloudwatch_put_metric_alarm_params``, ``sns_create_topic_params``, ``sns_subscribe_params``; for custom
+domains ``acm_request_certificate_params``, ``route53_change_params``,
+``apigatewayv2_create_domain_name_params``, ``apigatewayv2_create_api_mapping_params``, and
+``validate_with_enums`` / ``enum_problems`` (botocore's validator does not check enum values).
 """
 
 from __future__ import annotations
@@ -296,3 +299,99 @@ def sns_subscribe_params(inputs: Mapping[str, Any], topic_arn: str) -> dict[str,
         "Endpoint": inputs["endpoint"],
         "ReturnSubscriptionArn": True,
     }
+
+
+# --------------------------------------------------------------------------- custom domains (issue 15)
+def enum_problems(op: tuple[str, str], params: Mapping[str, Any]) -> list[str]:
+    """Values outside an enum of the operation's model (``ParamValidator`` does not check enums)."""
+    problems: list[str] = []
+
+    def walk(shape: Any, value: Any, path: str) -> None:
+        if shape is None:
+            return
+        allowed = getattr(shape, "enum", None)
+        if allowed and isinstance(value, str) and value not in allowed:
+            problems.append(f"{path}: {value!r} is not one of {sorted(allowed)}")
+        if shape.type_name == "structure" and isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(shape.members.get(key), item, f"{path}.{key}" if path else str(key))
+        elif shape.type_name == "list" and isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(shape.member, item, f"{path}[{i}]")
+
+    walk(operation(op).input_shape, dict(params), "")
+    return problems
+
+
+def validate_with_enums(op: tuple[str, str], params: Mapping[str, Any]) -> None:
+    """:func:`validate` plus the enum check of :func:`enum_problems`."""
+    validate(op, params)
+    problems = enum_problems(op, params)
+    if problems:
+        raise ApiValidationError(f"{op[0]}:{op[1]}: " + "; ".join(problems))
+
+
+def acm_request_certificate_params(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded ``aws:acm/certificate:Certificate`` inputs -> ``RequestCertificate`` params."""
+    params: dict[str, Any] = {"DomainName": inputs["domainName"]}
+    if inputs.get("validationMethod") is not None:
+        params["ValidationMethod"] = inputs["validationMethod"]
+    if inputs.get("subjectAlternativeNames"):
+        params["SubjectAlternativeNames"] = list(inputs["subjectAlternativeNames"])
+    if inputs.get("keyAlgorithm"):
+        params["KeyAlgorithm"] = inputs["keyAlgorithm"]
+    if inputs.get("tags"):
+        params["Tags"] = _tags(inputs["tags"], "Key", "Value")
+    return params
+
+
+def route53_change_params(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded ``aws:route53/record:Record`` inputs -> a ``ChangeResourceRecordSets`` UPSERT."""
+    rrset: dict[str, Any] = {"Name": inputs["name"], "Type": inputs["type"]}
+    if inputs.get("ttl") is not None:
+        rrset["TTL"] = inputs["ttl"]
+    if inputs.get("records"):
+        rrset["ResourceRecords"] = [{"Value": v} for v in inputs["records"]]
+    aliases = list(inputs.get("aliases") or [])
+    if aliases:
+        alias = aliases[0]
+        rrset["AliasTarget"] = {
+            "HostedZoneId": alias["zoneId"],
+            "DNSName": alias["name"],
+            "EvaluateTargetHealth": alias["evaluateTargetHealth"],
+        }
+    return {
+        "HostedZoneId": inputs["zoneId"],
+        "ChangeBatch": {"Changes": [{"Action": "UPSERT", "ResourceRecordSet": rrset}]},
+    }
+
+
+def apigatewayv2_create_domain_name_params(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded ``aws:apigatewayv2/domainName:DomainName`` inputs -> ``CreateDomainName`` params."""
+    conf = dict(inputs.get("domainNameConfiguration") or {})
+    rename = {
+        "certificateArn": "CertificateArn",
+        "endpointType": "EndpointType",
+        "securityPolicy": "SecurityPolicy",
+        "ipAddressType": "IpAddressType",
+        "ownershipVerificationCertificateArn": "OwnershipVerificationCertificateArn",
+    }
+    params: dict[str, Any] = {
+        "DomainName": inputs["domainName"],
+        "DomainNameConfigurations": [{rename.get(k, k): v for k, v in conf.items()}],
+    }
+    if inputs.get("tags"):
+        params["Tags"] = dict(inputs["tags"])
+    return params
+
+
+def apigatewayv2_create_api_mapping_params(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded ``aws:apigatewayv2/apiMapping:ApiMapping`` inputs -> ``CreateApiMapping`` params."""
+    params: dict[str, Any] = {
+        "ApiId": inputs["apiId"],
+        "DomainName": inputs["domainName"],
+        "Stage": inputs["stage"],
+    }
+    if inputs.get("apiMappingKey"):
+        params["ApiMappingKey"] = inputs["apiMappingKey"]
+    return params

@@ -59,6 +59,46 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a
 _DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$")
 _CERT_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}")
 _PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
+#: Route 53 hosted zone id (``Z`` + upper-case letters/digits, ListHostedZones' Id minus ``/hostedzone/``).
+_R53_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+#: Cloud DNS managed zone name (ManagedZone.name: 1-63 lowercase letters, digits, '-'; a letter first).
+_GCP_MANAGED_ZONE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def route53_zone_problem(zone: str, domain: str | None, key: str) -> str | None:
+    """Why ``zone`` (a Route 53 hosted zone id or name, at stack key ``key``) cannot hold ``domain``."""
+    if _R53_ZONE_ID.match(zone):
+        return None  # an id: the zone's name is only known to Route 53 (checked at deploy time)
+    name = zone.rstrip(".").lower()
+    if not _HOSTNAME.match(name):
+        return (
+            f"{key}: {zone!r} is neither a Route 53 hosted zone id (Z0123456789ABCDEFGHIJ) nor a zone "
+            "name like 'example.com'"
+        )
+    if domain is not None and domain != name and not domain.endswith("." + name):
+        return (
+            f"{key}: app.domain {domain!r} is outside the hosted zone {name!r}; use the zone that holds "
+            f"it (for example {'.'.join(domain.split('.')[1:])!r}) or a domain under {name!r}"
+        )
+    return None
+
+
+def aws_domain_problem(
+    domain: str | None, zone: str | None, certificate_arn: str | None, section: str
+) -> str | None:
+    """The ECS/Lambda rule: a managed domain needs its Route 53 zone unless the user brings a certificate."""
+    if zone is not None and domain is None:
+        return f"{section}.zone: set app.domain too (the hostname to create in this hosted zone)"
+    if domain is not None and zone is None and certificate_arn is None:
+        return (
+            f"{section}.zone: required when app.domain is set: the Route 53 hosted zone (id or name) that "
+            f"holds {domain!r}, so the ACM certificate can be validated by DNS and the alias records made; "
+            f"or set {section}.certificate_arn to an issued certificate (then the DNS records are yours)"
+        )
+    if zone is not None:
+        return route53_zone_problem(zone, domain, f"{section}.zone")
+    return None
+
 
 # CloudWatch Logs accepts only these retention values (PutRetentionPolicy).
 LOG_RETENTION_DAYS = (
@@ -460,8 +500,10 @@ class AppConfigBase(_Model):
     cors_origins: list[str] = Field(default_factory=list)
     """Allowed CORS origins like ``https://app.example.com`` (no path); ``*`` is refused in production."""
     domain: str | None = None
-    """Public hostname. ECS: the URL output (the DNS record is the user's); required on vps (Caddy's TLS
-    certificate)."""
+    """Public hostname served over HTTPS. ECS/Lambda: with ``<target>.zone`` the deployer makes the ACM
+    certificate and the Route 53 records (or bring ``<target>.certificate_arn``); Cloud Run: a global external
+    Application Load Balancer with a Google-managed certificate (plus the Cloud DNS record with
+    ``cloudrun.zone``); vps: required (Caddy's certificate; ``vps.zone`` adds the DNS record)."""
     tuning: TuningOverrides = Field(default_factory=TuningOverrides)
     cost: CostAssumptions = Field(default_factory=CostAssumptions)
     tags: dict[str, str] = Field(default_factory=dict)

@@ -57,6 +57,20 @@ GCP_PROJECT_IAM = (
     "gcp:projects/iAMBinding:IAMBinding",
 )
 DOCKER_CONTAINER = "docker:index/container:Container"
+# custom domains (issue 15)
+ACM_CERTIFICATE = "aws:acm/certificate:Certificate"
+ROUTE53_RECORD = "aws:route53/record:Record"
+APIGW_DOMAIN = "aws:apigatewayv2/domainName:DomainName"
+GCP_MANAGED_CERT = "gcp:compute/managedSslCertificate:ManagedSslCertificate"
+GCP_URL_MAP = "gcp:compute/uRLMap:URLMap"
+GCP_HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
+GCP_DNS_RECORD = "gcp:dns/recordSet:RecordSet"
+#: Resources that mean "this stack serves a custom domain" (the VPS always does: Caddy needs one).
+CUSTOM_DOMAIN_TYPES = frozenset(
+    {ACM_CERTIFICATE, ROUTE53_RECORD, APIGW_DOMAIN, GCP_MANAGED_CERT, GCP_DNS_RECORD}
+)
+#: API Gateway custom-domain TLS policies that refuse TLS 1.0/1.1.
+APIGW_MODERN_TLS = frozenset({"TLS_1_2"})
 
 # --- platform facts (with the number each rule protects) --------------------------------------------
 #: ALB idle timeout when `idleTimeout` is not set (AWS default).
@@ -1016,6 +1030,101 @@ def check_metrics_not_public(resources: Sequence[Resource]) -> list[tuple[str | 
     return findings
 
 
+# --- custom domains: HTTPS only ----------------------------------------------------------------------
+def _caddyfiles(resource: Resource) -> list[str]:
+    return [
+        str(u.get("content") or "")
+        for u in _list(resource.inputs.get("uploads"))
+        if isinstance(u, Mapping) and str(u.get("file") or "").endswith("Caddyfile")
+    ]
+
+
+def _serves_custom_domain(resources: Sequence[Resource]) -> bool:
+    return any(r.type in CUSTOM_DOMAIN_TYPES for r in resources) or any(
+        _caddyfiles(r) for r in _by_type(resources, DOCKER_CONTAINER)
+    )
+
+
+def _url_map_redirects_to_https(url_map: Resource) -> bool:
+    """The URL map answers everything with a redirect to HTTPS and routes nothing to a backend."""
+    redirect = url_map.inputs.get("defaultUrlRedirect") or {}
+    return (
+        isinstance(redirect, Mapping)
+        and _truthy(redirect.get("httpsRedirect"))
+        and not url_map.inputs.get("defaultService")
+        and not _list(url_map.inputs.get("pathMatchers"))
+    )
+
+
+def custom_domain_plain_http(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """Where a stack with a custom domain still serves plain HTTP (empty when it is HTTPS-only).
+
+    ECS: every port-80 (HTTP) listener only redirects to HTTPS. Cloud Run: every HTTP target proxy uses a
+    URL map that only redirects to HTTPS (matched by the URL map's name, the last segment of the proxy's
+    ``urlMap``; a reference still unknown in a preview is not judged). API Gateway custom domains are
+    HTTPS-only by nature; their TLS policy must be TLS_1_2. VPS: Caddy redirects HTTP unless the Caddyfile
+    turns automatic HTTPS off or serves an ``http://`` site.
+    """
+    if not _serves_custom_domain(resources):
+        return []
+    findings: list[tuple[str | None, str]] = []
+    for listener in _by_type(resources, LB_LISTENER):
+        for message in check_alb_https(listener.type, listener.inputs):
+            findings.append((listener.urn or None, f"custom domain: {message}"))
+    url_maps = {str(m.inputs.get("name") or m.name): m for m in _by_type(resources, GCP_URL_MAP)}
+    for proxy in _by_type(resources, GCP_HTTP_PROXY):
+        ref = str(proxy.inputs.get("urlMap") or "")
+        url_map = url_maps.get(ref.rstrip("/").rsplit("/", 1)[-1]) if ref else None
+        if url_map is not None and not _url_map_redirects_to_https(url_map):
+            findings.append(
+                (
+                    proxy.urn or None,
+                    f"custom domain: HTTP proxy {proxy.inputs.get('name') or proxy.name} serves URL map "
+                    f"{url_map.inputs.get('name') or url_map.name}, which does not only redirect to HTTPS; "
+                    "give port 80 a URL map with defaultUrlRedirect.httpsRedirect and nothing else",
+                )
+            )
+    for domain in _by_type(resources, APIGW_DOMAIN):
+        conf = domain.inputs.get("domainNameConfiguration") or {}
+        policy = conf.get("securityPolicy") if isinstance(conf, Mapping) else None
+        if policy is not None and str(policy) not in APIGW_MODERN_TLS:
+            findings.append(
+                (
+                    domain.urn or None,
+                    f"custom domain {domain.inputs.get('domainName')}: securityPolicy {policy} allows TLS "
+                    "1.0/1.1; use TLS_1_2",
+                )
+            )
+    for container in _by_type(resources, DOCKER_CONTAINER):
+        for caddyfile in _caddyfiles(container):
+            lines = [line.split("#", 1)[0].strip() for line in caddyfile.splitlines()]
+            if any(re.match(r"^auto_https\s+(off|disable_redirects)\b", line) for line in lines) or any(
+                re.match(r"^http://\S+.*\{$", line) for line in lines
+            ):
+                findings.append(
+                    (
+                        container.urn or None,
+                        "custom domain: the Caddyfile turns off automatic HTTPS or its HTTP->HTTPS redirect "
+                        "(auto_https off/disable_redirects or an http:// site); remove it",
+                    )
+                )
+    return findings
+
+
+def _production(resources: Sequence[Resource]) -> bool:
+    return any(rt.env.get("APP_ENV") == "production" for rt in app_runtimes(resources))
+
+
+def check_custom_domain_https_production(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """Production: a custom domain is served over HTTPS only (mandatory)."""
+    return custom_domain_plain_http(resources) if _production(resources) else []
+
+
+def check_custom_domain_https_elsewhere(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """Outside production: the same check, advisory (a staging stack may test over HTTP on purpose)."""
+    return [] if _production(resources) else custom_domain_plain_http(resources)
+
+
 RULES: tuple[Rule, ...] = (
     Rule("containers-non-root", "Containers run as an explicit non-root user", "mandatory", check_non_root),
     Rule("health-checks-present", "Every target has health checks", "mandatory", check_health_checks),
@@ -1102,6 +1211,18 @@ RULES: tuple[Rule, ...] = (
         "/metrics is not served to the internet",
         "advisory",
         stack=check_metrics_not_public,
+    ),
+    Rule(
+        "custom-domain-https-only",
+        "A custom domain is served over HTTPS only (production)",
+        "mandatory",
+        stack=check_custom_domain_https_production,
+    ),
+    Rule(
+        "custom-domain-https-only-nonprod",
+        "A custom domain is served over HTTPS only (outside production)",
+        "advisory",
+        stack=check_custom_domain_https_elsewhere,
     ),
 )
 

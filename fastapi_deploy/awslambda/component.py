@@ -33,6 +33,7 @@ import pulumi
 import pulumi_aws as aws
 
 from fastapi_deploy.aws_alerts import alert_actions
+from fastapi_deploy.awslambda.domain import LambdaDomain, LambdaDomainArgs  # issue-15 domain wiring
 from fastapi_deploy.config import ConfigError, LambdaConfig, LambdaVpc, StackConfigType
 from fastapi_deploy.secret_refs import aws_read_policy_statements, lambda_reference_env
 from fastapi_deploy.targets import DeployContext
@@ -428,7 +429,7 @@ class LambdaService(pulumi.ComponentResource):
                 tags=tags,
                 opts=child,
             )
-            aws.apigatewayv2.Stage(
+            stage = aws.apigatewayv2.Stage(  # issue-15 domain wiring: named for the API mapping
                 f"{name}-stage",
                 api_id=self.api.id,
                 name="$default",
@@ -466,6 +467,21 @@ class LambdaService(pulumi.ComponentResource):
                 opts=child,
             )
             self.url = self.api.api_endpoint
+            # ---- issue-15 domain wiring (begin): custom domain, certificate (awaited), mapping, aliases
+            if cfg.domain:
+                self.url = LambdaDomain(
+                    f"{name}-domain",
+                    LambdaDomainArgs(
+                        domain=cfg.domain,
+                        zone=lam.zone,
+                        api_id=self.api.id,
+                        stage=stage.name,
+                        certificate_arn=lam.certificate_arn,
+                        tags=tags,
+                    ),
+                    opts=child,
+                ).url
+            # ---- issue-15 domain wiring (end)
         else:
             self.function_url = aws.lambda_.FunctionUrl(
                 f"{name}-url",

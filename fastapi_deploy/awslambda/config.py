@@ -7,7 +7,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fastapi_deploy.config import LOG_RETENTION_DAYS, AppConfigBase, _Model, refuse_gcp_channels
+from fastapi_deploy.config import (
+    _CERT_ARN,
+    LOG_RETENTION_DAYS,
+    AppConfigBase,
+    _Model,
+    aws_domain_problem,
+    refuse_gcp_channels,
+)
 
 # API Gateway HTTP API integrations time out at 30 s (integration timeoutInMillis max 30000); a Lambda
 # running longer behind it keeps burning money after the client already got a 503.
@@ -90,6 +97,23 @@ class LambdaSettings(_Model):
     """CloudWatch Logs retention (only the values CloudWatch accepts)."""
     vpc: LambdaVpc | None = None
     alarms: LambdaAlarms = Field(default_factory=LambdaAlarms)
+    zone: str | None = None
+    """Route 53 public hosted zone of ``app.domain``: its id or name. With ``app.domain``: an API Gateway
+    custom domain with a regional ACM certificate validated by DNS in this zone, the API mapping and alias
+    A/AAAA records. Required with ``app.domain`` unless ``certificate_arn`` is set. Needs
+    ``front: http_api``."""
+    certificate_arn: str | None = None
+    """An issued ACM certificate for ``app.domain`` in the stack's ``aws:region`` (regional custom
+    domains); given, the deployer creates no certificate (with ``zone`` it still makes the alias records)."""
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _cert(cls, v: str | None) -> str | None:
+        if v is not None and not _CERT_ARN.fullmatch(v):
+            raise ValueError(
+                f"{v!r} is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/UUID)"
+            )
+        return v
 
     @field_validator("log_retention_days")
     @classmethod
@@ -178,6 +202,23 @@ class LambdaConfig(AppConfigBase):
             )
         if timeout > LAMBDA_MAX_TIMEOUT_S:
             raise ValueError(f"request_timeout_s: Lambda allows at most {LAMBDA_MAX_TIMEOUT_S} s")
+        lam = self.lambda_
+        if self.domain and lam.front != "http_api":
+            raise ValueError(
+                "lambda.front: app.domain needs the API Gateway HTTP API front (a function URL cannot have a "
+                "custom domain); set front: http_api or remove app.domain"
+            )
+        if lam.certificate_arn and self.region and lam.certificate_arn.split(":")[3] != self.region:
+            raise ValueError(
+                f"lambda.certificate_arn: the certificate is in {lam.certificate_arn.split(':')[3]} but the "
+                f"stack deploys to {self.region} (aws:region); a regional API Gateway custom domain needs a "
+                "certificate from its own region"
+            )
+        if lam.certificate_arn and not self.domain:
+            raise ValueError("lambda.certificate_arn: set app.domain too (the custom domain it serves)")
+        domain_problem = aws_domain_problem(self.domain, lam.zone, lam.certificate_arn, "lambda")
+        if domain_problem:
+            raise ValueError(domain_problem)
         return self
 
     @property

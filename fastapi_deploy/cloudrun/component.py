@@ -31,6 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
+from fastapi_deploy.cloudrun.domain import CloudRunDomain, CloudRunDomainArgs  # issue-15 domain wiring
 from fastapi_deploy.config import CloudRunConfig, ConfigError, StackConfigType
 from fastapi_deploy.image import Registry
 from fastapi_deploy.secret_refs import gcp_secret_id
@@ -278,7 +279,7 @@ class CloudRunService(pulumi.ComponentResource):
             project=project,
             location=region,
             description=f"{cfg.name} ({cfg.stack}) managed by Pulumi",
-            ingress=_INGRESS[cr.ingress],
+            ingress=_INGRESS[cfg.service_ingress],  # issue-15 domain wiring: LB-only with a domain
             labels=labels,
             # Production services refuse `pulumi destroy` until this is turned off on purpose.
             deletion_protection=cfg.environment == "production",
@@ -316,6 +317,21 @@ class CloudRunService(pulumi.ComponentResource):
         self._alert_policies(name, cfg, project, svc_name, child)
 
         self.url = self.service.uri
+        # ---- issue-15 domain wiring (begin): global external ALB + managed certificate (+ DNS record)
+        if cfg.domain:
+            self.url = CloudRunDomain(
+                f"{name}-domain",
+                CloudRunDomainArgs(
+                    domain=cfg.domain,
+                    service_name=self.service.name,
+                    project=project,
+                    region=region,
+                    managed_zone=cr.zone,
+                    labels=labels,
+                ),
+                opts=child,
+            ).url
+        # ---- issue-15 domain wiring (end)
         self.revision = self.service.latest_ready_revision
         self.service_account_email = self.service_account.email
         self.service_name = self.service.name

@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fastapi_deploy.config import AppConfigBase, MemoryMiB, Scaling, _closest, _Model, parse_memory_mib
+from fastapi_deploy.config import (
+    _GCP_MANAGED_ZONE,
+    AppConfigBase,
+    MemoryMiB,
+    Scaling,
+    _closest,
+    _Model,
+    parse_memory_mib,
+)
 
 # Cloud Run: request timeout up to 60 min; memory per CPU limits from
 # https://cloud.google.com/run/docs/configuring/services/memory-limits (max 4 GiB at 1 vCPU, 8 at 2,
@@ -88,6 +96,20 @@ class CloudRunSettings(_Model):
     cloud_sql_instance: str | None = None
     """Cloud SQL connection name ``project:region:instance``, mounted via the Cloud SQL connector volume."""
     alarms: CloudRunAlarms = Field(default_factory=CloudRunAlarms)
+    zone: str | None = None
+    """Cloud DNS managed zone (its name, e.g. ``example-com``, in the service's project) that holds
+    ``app.domain``: an A record to the load balancer's address is made there. Without it, point the domain
+    at the address yourself; the Google-managed certificate is issued only once the domain resolves to it."""
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None and not _GCP_MANAGED_ZONE.match(v):
+            raise ValueError(
+                f"{v!r} is not a Cloud DNS managed zone name (1-63 lowercase letters, digits or '-', "
+                "starting with a letter; the zone's name, not its DNS name)"
+            )
+        return v
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -176,7 +198,28 @@ class CloudRunConfig(AppConfigBase):
             problem = gcp_region_problem(self.cloudrun.region)
             if problem:
                 raise ValueError(f"cloudrun.region: {problem}")
+        if self.cloudrun.zone and not self.domain:
+            raise ValueError(
+                "cloudrun.zone: set app.domain too (the hostname to create in this managed zone)"
+            )
+        if self.domain and self.cloudrun.ingress == "internal":
+            raise ValueError(
+                "cloudrun.ingress: 'internal' refuses the load balancer that serves app.domain; use "
+                "internal-and-cloud-load-balancing (the default with a domain) or all"
+            )
+        if self.domain and not self.cloudrun.public:
+            raise ValueError(
+                "cloudrun.public: app.domain is served to the internet by a load balancer that does not "
+                "authenticate; set public: true (ingress stays limited to the load balancer)"
+            )
         return self
+
+    @property
+    def service_ingress(self) -> Literal["all", "internal", "internal-and-cloud-load-balancing"]:
+        """``cloudrun.ingress``; with ``app.domain`` and no explicit ingress, load-balancer traffic only."""
+        if self.domain and "ingress" not in self.cloudrun.model_fields_set:
+            return "internal-and-cloud-load-balancing"
+        return self.cloudrun.ingress
 
     @property
     def gcp_project(self) -> str | None:

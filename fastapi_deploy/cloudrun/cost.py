@@ -68,4 +68,25 @@ def lines(resources: list[Mapping[str, Any]], a: Assumptions, p: PriceTable) -> 
                 f"{a.egress_gb_per_month:g} GB x {_money(p('gcp', 'internet_egress_gb'))}",
             )
         )
+    forwarding_rules = _by_type(resources, "gcp:compute/globalForwardingRule:GlobalForwardingRule")
+    if forwarding_rules:  # app.domain: the global external Application Load Balancer in front
+        n = len(forwarding_rules)
+        hourly = p("gcp", "lb_forwarding_rules_hour")
+        if n > 5:
+            hourly += (n - 5) * p("gcp", "lb_forwarding_rule_extra_hour")
+        own.append(
+            Line(
+                f"load balancer: {n} forwarding rules (custom domain)",
+                a.hours_per_month * hourly,
+                f"{a.hours_per_month:g} h x {_money(hourly)} (the first 5 rules share one rate)",
+            )
+        )
+        own.append(
+            Line(
+                "load balancer: data processed",
+                a.egress_gb_per_month * p("gcp", "lb_data_processed_gb"),
+                f"{a.egress_gb_per_month:g} GB x {_money(p('gcp', 'lb_data_processed_gb'))} "
+                "(the egress assumption)",
+            )
+        )
     return aws_lines(resources, a, p) + own + artifact_registry_lines(resources, a, p)

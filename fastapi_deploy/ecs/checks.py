@@ -26,7 +26,7 @@ def check_certificate(ctx: DoctorContext) -> list[Finding]:
         return aws_checks.check_acm_certificate(
             ctx.clients.aws, cfg.ecs.certificate_arn, cfg.domain, region, "app.ecs.certificate_arn"
         )
-    if not cfg.ecs.certificate_arn:
+    if not cfg.https:  # with app.domain + app.ecs.zone the deploy makes the certificate
         return [
             warning(
                 "acm-certificate",

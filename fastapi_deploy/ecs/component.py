@@ -26,6 +26,7 @@ import pulumi_aws as aws
 from fastapi_deploy import secret_refs as refs_mod
 from fastapi_deploy.aws_alerts import alert_actions
 from fastapi_deploy.config import EcsConfig, ExistingVpc, NewVpc
+from fastapi_deploy.ecs.domain import EcsDomain, EcsDomainArgs  # issue-15 domain wiring
 from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import METRICS_PATHS, RuntimeTuning, container_environment
 
@@ -266,7 +267,7 @@ class FargateService(pulumi.ComponentResource):
             tags={**tags, "Name": f"{name}-task"},
             opts=child,
         )
-        listen_ports = [443, 80] if ecs_cfg.certificate_arn else [80]
+        listen_ports = [443, 80] if cfg.https else [80]  # issue-15 domain wiring: cfg.https
         for port in listen_ports:
             for family, cidr in (("v4", "0.0.0.0/0"), ("v6", "::/0")):
                 aws.vpc.SecurityGroupIngressRule(
@@ -363,9 +364,26 @@ class FargateService(pulumi.ComponentResource):
             opts=child,
         )
         lb_child = pulumi.ResourceOptions(parent=self.load_balancer)
+        # ---- issue-15 domain wiring (begin): certificate validated in ecs.zone (awaited) + alias records
+        cert_arn: pulumi.Input[str] | None = ecs_cfg.certificate_arn
+        if cfg.domain and ecs_cfg.zone:
+            cert_arn = EcsDomain(
+                f"{name}-domain",
+                EcsDomainArgs(
+                    domain=cfg.domain,
+                    zone=ecs_cfg.zone,
+                    alb_dns_name=self.load_balancer.dns_name,
+                    alb_zone_id=self.load_balancer.zone_id,
+                    certificate_arn=ecs_cfg.certificate_arn,
+                    ipv6=False,  # the ALB is IPv4-only (no ip_address_type): AAAA would answer nothing
+                    tags=tags,
+                ),
+                opts=child,
+            ).certificate_arn
+        # ---- issue-15 domain wiring (end)
         forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=self.target_group.arn)]
         listeners: list[aws.lb.Listener] = []
-        if ecs_cfg.certificate_arn:
+        if cert_arn:  # issue-15 domain wiring: was ecs_cfg.certificate_arn
             listeners.append(
                 aws.lb.Listener(
                     f"{name}-https",
@@ -373,7 +391,7 @@ class FargateService(pulumi.ComponentResource):
                     port=443,
                     protocol="HTTPS",
                     ssl_policy=TLS_POLICY,
-                    certificate_arn=ecs_cfg.certificate_arn,
+                    certificate_arn=cert_arn,  # issue-15: the VALIDATED certificate (waits for issuance)
                     default_actions=forward,
                     tags=tags,
                     opts=lb_child,
@@ -399,7 +417,8 @@ class FargateService(pulumi.ComponentResource):
             )
         else:
             pulumi.log.warn(
-                f"{name}: no app.ecs.certificate_arn; the ALB serves plain HTTP (credentials in clear)",
+                f"{name}: no app.ecs.certificate_arn (nor app.domain with app.ecs.zone); the ALB serves "
+                "plain HTTP (credentials in clear)",
                 resource=self,
             )
             listeners.append(
@@ -723,7 +742,7 @@ class FargateService(pulumi.ComponentResource):
             )
 
         # ------------------------------------------------------------------------------- outputs
-        scheme = "https" if ecs_cfg.certificate_arn else "http"
+        scheme = "https" if cfg.https else "http"  # issue-15 domain wiring: cfg.https
         host: pulumi.Input[str] = cfg.domain if cfg.domain else self.load_balancer.dns_name
         self.url = pulumi.Output.concat(scheme, "://", host)
         self.region = region

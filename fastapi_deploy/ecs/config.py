@@ -13,6 +13,7 @@ from fastapi_deploy.config import (
     AppConfigBase,
     Scaling,
     _Model,
+    aws_domain_problem,
     refuse_gcp_channels,
     sns_topic_problem,
 )
@@ -152,7 +153,13 @@ class EcsSettings(_Model):
     ] = Field(default_factory=NewVpc)
     """A new VPC (``cidr``, ``az_count``, ``nat_gateways``) or an existing one (``vpc_id``, subnets)."""
     certificate_arn: str | None = None
-    """ACM certificate for HTTPS on the ALB; must be in the stack's ``aws:region``."""
+    """ACM certificate for HTTPS on the ALB; must be in the stack's ``aws:region``. Given, the deployer
+    creates no certificate (with ``zone`` it still makes the alias records)."""
+    zone: str | None = None
+    """Route 53 public hosted zone of ``app.domain``: its id (``Z0123456789ABCDEFGHIJ``) or its name
+    (``example.com``). With ``app.domain`` and no ``certificate_arn``: an ACM certificate validated by DNS in
+    this zone (the deploy waits for issuance), alias A records to the ALB, HTTPS with HTTP redirecting.
+    Required with ``app.domain`` unless ``certificate_arn`` is set."""
     log_retention_days: int = Field(default=30, json_schema_extra={"enum": list(LOG_RETENTION_DAYS)})
     """CloudWatch Logs retention (only the values CloudWatch accepts)."""
     autoscaling: EcsAutoscaling = Field(default_factory=EcsAutoscaling)
@@ -235,6 +242,9 @@ class EcsConfig(AppConfigBase):
             )
         if self.image.platform != "linux/amd64":
             raise ValueError("image.build.platform: ECS tasks here run X86_64; use linux/amd64")
+        domain_problem = aws_domain_problem(self.domain, self.ecs.zone, cert, "ecs")
+        if domain_problem:
+            raise ValueError(domain_problem)
         legacy = self.ecs.alarms.sns_topic_arn
         if legacy and self.alerts.sns_topic_arn and legacy != self.alerts.sns_topic_arn:
             raise ValueError(
@@ -246,6 +256,11 @@ class EcsConfig(AppConfigBase):
             if problem:
                 raise ValueError(f"ecs.alarms.sns_topic_arn: {problem}")
         return self
+
+    @property
+    def https(self) -> bool:
+        """The ALB serves HTTPS: a certificate is given or one is made for ``app.domain`` in ``ecs.zone``."""
+        return bool(self.ecs.certificate_arn or (self.domain and self.ecs.zone))
 
     @property
     def alert_topic_arn(self) -> str | None:

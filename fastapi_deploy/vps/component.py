@@ -59,6 +59,7 @@ from fastapi_deploy.tuning import (
     RuntimeTuning,
     container_environment,
 )
+from fastapi_deploy.vps.domain import VpsDomain, VpsDomainArgs  # issue-15 domain wiring
 
 COMPONENT_TYPE = "fastapi-deploy:vps:VpsService"
 
@@ -423,6 +424,22 @@ class VpsService(pulumi.ComponentResource):
             labels=labels,
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, delete_before_replace=False),
         )
+
+        # ---- issue-15 domain wiring (begin): the optional DNS record domain -> host (vps.zone)
+        if vps.zone and vps.zone_provider:
+            VpsDomain(
+                f"{name}-domain",
+                VpsDomainArgs(
+                    domain=domain,
+                    zone=vps.zone,
+                    provider=vps.zone_provider,
+                    host=vps.host,
+                    record_type=vps.dns_record_type,
+                    project=str(gcp_project) if gcp_project else None,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        # ---- issue-15 domain wiring (end)
 
         # --- the proxy ------------------------------------------------------------------------------
         caddy_image = docker.RemoteImage(

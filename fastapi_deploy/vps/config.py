@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fastapi_deploy.config import AppConfigBase, MemoryMiB, Scaling, _Model, parse_memory_mib
+from fastapi_deploy.config import (
+    _GCP_MANAGED_ZONE,
+    AppConfigBase,
+    MemoryMiB,
+    Scaling,
+    _Model,
+    parse_memory_mib,
+    route53_zone_problem,
+)
 from fastapi_deploy.secret_refs import SecretRef, SecretRefError
 
 
@@ -50,6 +58,12 @@ class VpsSettings(_Model):
     registry: RegistryAuth | None = None
     acme_email: str | None = None
     """Contact email for Caddy's ACME account."""
+    zone: str | None = None
+    """Optional DNS zone of ``app.domain`` where the deployer makes the record to ``host`` (A for an IPv4
+    address, AAAA for IPv6, CNAME for a hostname): a Route 53 hosted zone id or name, or a Cloud DNS
+    managed zone name (``zone_provider``). Without it the record is yours; Caddy's ACME works either way."""
+    zone_provider: Literal["route53", "clouddns"] | None = None
+    """Where ``zone`` lives: ``route53`` (needs ``aws:region``) or ``clouddns`` (needs ``gcp:project``)."""
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -72,6 +86,16 @@ class VpsSettings(_Model):
         if not re.fullmatch(r"[A-Za-z0-9.\-:]+", v):
             raise ValueError(f"{v!r} is not a hostname or IP address")
         return v
+
+    @property
+    def dns_record_type(self) -> Literal["A", "AAAA", "CNAME"]:
+        """The record ``app.domain`` gets for ``host``: A (IPv4), AAAA (IPv6) or CNAME (a hostname)."""
+        import ipaddress
+
+        try:
+            return "A" if ipaddress.ip_address(self.host).version == 4 else "AAAA"
+        except ValueError:
+            return "CNAME"
 
 
 class VpsConfig(AppConfigBase):
@@ -106,4 +130,24 @@ class VpsConfig(AppConfigBase):
             raise ValueError("scaling: a VPS runs one app container; use min 1, max 1 (or another target)")
         if self.domain is None:
             raise ValueError("domain: required for target vps (Caddy obtains its TLS certificate for it)")
+        zone, provider = self.vps.zone, self.vps.zone_provider
+        if (zone is None) != (provider is None):
+            raise ValueError(
+                "vps.zone_provider: set vps.zone and vps.zone_provider together (route53: a hosted zone id "
+                "or name; clouddns: a managed zone name)"
+            )
+        if zone is not None and provider == "route53":
+            problem = route53_zone_problem(zone, self.domain, "vps.zone")
+            if problem:
+                raise ValueError(problem)
+            if self.vps.dns_record_type == "CNAME" and zone.rstrip(".").lower() == self.domain:
+                raise ValueError(
+                    f"vps.host: {self.vps.host!r} is a hostname and app.domain is the zone apex, where DNS "
+                    "allows no CNAME; use the host's IP address in vps.host"
+                )
+        if zone is not None and provider == "clouddns":
+            if not _GCP_MANAGED_ZONE.match(zone):
+                raise ValueError(f"vps.zone: {zone!r} is not a Cloud DNS managed zone name")
+            if not self.providers.get("gcp:project"):
+                raise ValueError("vps.zone: a Cloud DNS zone needs gcp:project in the stack file")
         return self

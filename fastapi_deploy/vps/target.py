@@ -18,13 +18,15 @@ def _section(obj: Any, key: str) -> Mapping[str, Any]:
 
 
 def _uses_aws(data: Mapping[str, Any]) -> bool:
-    """A VPS that still reads AWS: secret references in SSM/Secrets Manager or an ECR image."""
+    """A VPS that still reads AWS: SSM/Secrets Manager references, an ECR image or a Route 53 zone."""
     vps = _section(data, "vps")
     refs = [*_section(data, "secrets").values(), vps.get("ssh_key_secret")]
     refs.append(_section(vps, "registry").get("password_secret"))
     digest = str(_section(data, "image").get("digest") or "")
-    return any(isinstance(r, str) and r.startswith(("ssm:", "secretsmanager:")) for r in refs) or bool(
-        re.match(r"^\d{12}\.dkr\.ecr\.", digest)
+    return (
+        any(isinstance(r, str) and r.startswith(("ssm:", "secretsmanager:")) for r in refs)
+        or bool(re.match(r"^\d{12}\.dkr\.ecr\.", digest))
+        or vps.get("zone_provider") == "route53"
     )
 
 
@@ -32,8 +34,8 @@ def _provider_checks(providers: Mapping[str, Any], app: Mapping[str, Any], stack
     if providers.get("aws:region") or not _uses_aws(app):
         return []
     return [
-        "aws:region: required when a vps stack reads AWS (ssm:/secretsmanager: references or an ECR "
-        "image): set it in the stack file "
+        "aws:region: required when a vps stack reads AWS (ssm:/secretsmanager: references, an ECR "
+        "image or a route53 vps.zone): set it in the stack file "
         f"(`pulumi config set aws:region eu-central-1 --stack {stack}`); "
         "the deployer does not fall back to AWS_REGION or a profile"
     ]

@@ -155,6 +155,20 @@ def test_ecs_stack_with_everything_in_place_passes(aws, tmp_path: Path) -> None:
     assert "0 blocking" in text
 
 
+def test_managed_domain_is_not_reported_as_plain_http(aws, tmp_path: Path) -> None:
+    """app.domain + app.ecs.zone: the deploy requests and validates the certificate itself (issue 15)."""
+    image, _arn = good_account()
+    app = ecs_app(image, None, ecs={"cpu": 1024, "memory": 2048, "zone": "example.com"})
+    rc, text = run(write_stack(tmp_path, "prod-ecs", app, {"aws:region": REGION}), "prod-ecs")
+    assert "plain HTTP" not in text, text
+    assert rc == 0, text
+    _rc, text = run(
+        write_stack(tmp_path, "prod-ecs", ecs_app(image, None, domain=None), {"aws:region": REGION}),
+        "prod-ecs",
+    )
+    assert "no certificate: the load balancer serves plain HTTP only" in text
+
+
 def test_missing_secrets_are_blocking_with_create_commands(aws, tmp_path: Path) -> None:
     image, arn = good_account()
     app = ecs_app(image, arn)

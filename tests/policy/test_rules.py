@@ -462,6 +462,74 @@ def caddy(block_metrics: bool | str = True) -> Resource:
     )
 
 
+# --- custom domains (issue 15) -----------------------------------------------------------------------
+def listener(protocol: str, action: str, name: str) -> Resource:
+    act: dict[str, Any] = {"type": action}
+    if action == "redirect":
+        act["redirect"] = {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}
+    else:
+        act["targetGroupArn"] = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/1"
+    port = 443 if protocol == "HTTPS" else 80
+    return Resource(
+        type=rules.LB_LISTENER,
+        urn=f"urn:pulumi:s::p::aws:lb/listener:Listener::{name}",
+        inputs={"protocol": protocol, "port": float(port), "defaultActions": [act]},
+    )
+
+
+def ecs_domain_stack(http_action: str = "redirect", *, env: str = "production") -> list[Resource]:
+    cert = Resource(type=rules.ACM_CERTIFICATE, urn="urn:cert", inputs={"domainName": "api.example.com"})
+    return [
+        _env_task(APP_ENV=env),
+        cert,
+        listener("HTTPS", "forward", "api-https"),
+        listener("HTTP", http_action, "api-http"),
+    ]
+
+
+def gcp_lb(port80_map: str = "api-redirect") -> list[Resource]:
+    def url_map(name: str, **inputs: Any) -> Resource:
+        return Resource(type=rules.GCP_URL_MAP, urn=f"urn:{name}", name=name, inputs={"name": name, **inputs})
+
+    return [
+        cloud_run(),
+        Resource(type=rules.GCP_MANAGED_CERT, urn="urn:gcert", inputs={"managed": {"domains": ["a.b.com"]}}),
+        url_map("api-urlmap", defaultService="projects/p/global/backendServices/api-backend"),
+        url_map("api-redirect", defaultUrlRedirect={"httpsRedirect": True, "stripQuery": False}),
+        Resource(
+            type=rules.GCP_HTTP_PROXY,
+            urn="urn:pulumi:s::p::gcp:compute/targetHttpProxy:TargetHttpProxy::api-http-proxy",
+            inputs={"name": "api-http-proxy", "urlMap": f"projects/p/global/urlMaps/{port80_map}"},
+        ),
+    ]
+
+
+def apigw_domain(policy: str = "TLS_1_2") -> list[Resource]:
+    fn = Resource(
+        type=rules.LAMBDA_FUNCTION,
+        urn="urn:fn",
+        inputs={"environment": {"variables": {**APP_ENV, "WEB_CONCURRENCY": "1"}}},
+    )
+    domain = Resource(
+        type=rules.APIGW_DOMAIN,
+        urn="urn:pulumi:s::p::aws:apigatewayv2/domainName:DomainName::api-domain",
+        inputs={
+            "domainName": "api.example.com",
+            "domainNameConfiguration": {"endpointType": "REGIONAL", "securityPolicy": policy},
+        },
+    )
+    return [fn, domain]
+
+
+def caddy_https(off: bool = False) -> Resource:
+    resource = caddy()
+    if not off:
+        return resource
+    upload = dict(resource.inputs["uploads"][0])
+    upload["content"] = upload["content"].replace("\tadmin off", "\tadmin off\n\tauto_https off", 1)
+    return Resource(type=resource.type, urn=resource.urn, inputs={**resource.inputs, "uploads": [upload]})
+
+
 STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
     ("keepalive-above-lb-idle", ecs_stack(), ecs_stack(_env_task(GUNICORN_KEEPALIVE="60"))),
     # Default ALB idle (60 s) applies when idleTimeout is not set; gunicorn's 2 s default is the classic 502.
@@ -598,6 +666,16 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
         [lambda_function({"APP_ENV": "production", "WEB_CONCURRENCY": "1", "METRICS_ENABLED": "False"})],
         [lambda_function()],
     ),
+    # custom domains: HTTPS only (mandatory in production, advisory elsewhere)
+    ("custom-domain-https-only", ecs_domain_stack(), ecs_domain_stack("forward")),
+    ("custom-domain-https-only", gcp_lb(), gcp_lb(port80_map="api-urlmap")),
+    ("custom-domain-https-only", apigw_domain(), apigw_domain("TLS_1_0")),
+    ("custom-domain-https-only", [_env_task(), caddy_https()], [_env_task(), caddy_https(off=True)]),
+    (
+        "custom-domain-https-only-nonprod",
+        ecs_domain_stack(env="staging"),
+        ecs_domain_stack("forward", env="staging"),
+    ),
 ]
 
 
@@ -673,3 +751,22 @@ def test_policy_constants_agree_with_the_tuning_module() -> None:
     assert rules.MAX_DEREGISTRATION_DELAY_S == tuning.MAX_DEREGISTRATION_DELAY_S
     for platform, surge in rules.DEPLOY_SURGE.items():
         assert surge == tuning.DEPLOY_SURGE[platform]
+
+
+def test_custom_domain_rule_names_the_resource_and_is_mandatory_only_in_production() -> None:
+    prod = [v for v in rules.evaluate(ecs_domain_stack("forward")) if v.policy.startswith("custom-domain")]
+    assert [(v.policy, v.enforcement, v.urn) for v in prod] == [
+        ("custom-domain-https-only", "mandatory", "urn:pulumi:s::p::aws:lb/listener:Listener::api-http")
+    ]
+    staging = ecs_domain_stack("forward", env="staging")
+    found = [v for v in rules.evaluate(staging) if v.policy.startswith("custom-domain")]
+    assert [(v.policy, v.enforcement) for v in found] == [("custom-domain-https-only-nonprod", "advisory")]
+    gcp = [v for v in rules.evaluate(gcp_lb("api-urlmap")) if v.policy == "custom-domain-https-only"]
+    assert gcp[0].urn.endswith("::api-http-proxy")
+    assert "api-urlmap" in gcp[0].message
+
+
+def test_a_stack_without_a_custom_domain_is_left_to_alb_https_only() -> None:
+    """staging-ecs style: HTTP-only ALB, no domain -> only the advisory alb-https-only speaks."""
+    graph = [_env_task(APP_ENV="staging"), listener("HTTP", "forward", "api-http")]
+    assert [v.policy for v in rules.evaluate(graph) if "https" in v.policy] == ["alb-https-only"]
