@@ -33,6 +33,8 @@ class DeploySpec:
 
     #: Component name (``<app name>-<stack>``); every child's name starts with it.
     name: str
+    #: ``app.name`` (the service's name without the stack).
+    app_name: str
     target: str
     stack: str
     #: Image reference by digest (an Output when built or resolved here).
@@ -76,6 +78,7 @@ def build(
     """The spec of a validated stack config (no resources are registered)."""
     return DeploySpec(
         name=f"{cfg.name}-{cfg.stack}",
+        app_name=cfg.name,
         target=cfg.target,
         stack=cfg.stack,
         image=image,
