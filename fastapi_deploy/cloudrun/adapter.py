@@ -17,7 +17,7 @@ def args_from(spec: DeploySpec, section: CloudRunSettings) -> CloudRunServiceArg
     args.update(
         project=spec.project,
         region=spec.region,
-        scaling=spec.scaling.model_dump(exclude_none=True),
+        scaling=_scaling(spec),
         cpu=section.cpu,
         memory=section.memory,
         concurrency=section.concurrency,
@@ -35,3 +35,8 @@ def args_from(spec: DeploySpec, section: CloudRunSettings) -> CloudRunServiceArg
     if section.cloud_sql_instance:
         args["cloud_sql_instance"] = section.cloud_sql_instance
     return cast("CloudRunServiceArgs", args)
+
+
+def _scaling(spec: DeploySpec) -> dict[str, int]:
+    assert spec.scaling is not None
+    return spec.scaling.model_dump(exclude_none=True)
