@@ -39,6 +39,8 @@ class DeploySpec:
     stack: str
     #: Image reference by digest (an Output when built or resolved here).
     image: pulumi.Input[str]
+    #: ``app.image.digest`` when the stack names an existing image (a plain string, known before deploy).
+    image_digest: str | None
     #: ECR repository ARN / URL when the image was built into (or promoted to) a registry this stack owns.
     repository_arn: pulumi.Input[str] | None
     repository_url: pulumi.Input[str] | None
@@ -85,6 +87,7 @@ def build(
         target=cfg.target,
         stack=cfg.stack,
         image=image,
+        image_digest=cfg.image.digest,
         repository_arn=repository_arn,
         repository_url=repository_url,
         port=cfg.port,
