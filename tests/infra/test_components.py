@@ -368,3 +368,44 @@ def test_invokes_are_parented_the_same_way_in_every_target() -> None:
         assert "InvokeOutputOptions(" not in src, module.__name__
         assert "InvokeOptions(" not in src, module.__name__
         assert "invoke_opts()" in src, module.__name__
+
+
+# ------------------------------------------------------------------- one-way flow: stack -> spec -> Args
+@pytest.mark.parametrize("stack", ["prod-ecs", "staging-ecs", "prod-cloudrun", "prod-lambda", "prod-vps"])
+def test_spec_is_frozen_and_its_args_rebuild_the_same_env(stack: str) -> None:
+    """The spec carries parsed secret references and the final env; the adapter's Args, validated by the
+    component, give back exactly that env (the component adds nothing the program did not decide)."""
+    import dataclasses
+    import importlib
+
+    from fastapi_deploy import spec as spec_mod
+    from fastapi_deploy import targets, tuning
+    from fastapi_deploy.config import load_stack_file
+    from fastapi_deploy.secret_refs import SecretRef
+    from tests.infra.conftest import STACKS
+
+    cfg = load_stack_file(STACKS / f"Pulumi.{stack}.yaml")
+    runtime = tuning.for_platform(cfg)
+    spec = spec_mod.build(cfg, runtime, "r.example/x@sha256:" + "e" * 64)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        spec.env["X"] = "y"  # type: ignore[index]
+    assert spec.secrets
+    assert all(isinstance(ref, SecretRef) for ref in spec.secrets.values())
+    package = {"ecs": "ecs", "cloudrun": "cloudrun", "lambda": "awslambda", "vps": "vps"}[cfg.target]
+    adapter = importlib.import_module(f"fastapi_deploy.{package}.adapter")
+    component = importlib.import_module(f"fastapi_deploy.{package}.component")
+    args = adapter.args_from(spec, targets.config_section(cfg))
+    inp = component.inputs_from_args(args)
+    assert dict(inp.secrets) == dict(spec.secrets)
+    if cfg.target == "ecs":
+        env = component.final_env(spec.name, inp, runtime)
+    else:
+        env = component.final_env(inp, runtime)
+    if cfg.target == "lambda":
+        env = {k: v for k, v in env.items() if k not in spec.secrets}
+    expected = {
+        k: v for k, v in spec.env.items() if not (cfg.target == "cloudrun" and k in component.RESERVED_ENV)
+    }
+    assert env == expected
