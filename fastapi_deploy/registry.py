@@ -184,21 +184,18 @@ def _add(target: Target, *, builtin: bool = False) -> None:
         raise ValueError(f"target {target.key!r} is already registered")
     TARGETS[target.key] = target
     VERSION += 1
-    _adapt_legacy_tables(target)
+    _adapt_contract(target)
 
 
-def _adapt_legacy_tables(target: Target, remove: bool = False) -> None:
-    """Adapter until fastapi_deploy/targets and the contract read this registry (lead: connect at merge):
-    keep ``targets.TARGET_MODULES`` and ``contract.TARGET_OUTPUTS`` in step with the registry, so the
-    program (infra/__main__.py, via ``targets.module_for``) deploys a registered target unchanged."""
-    from fastapi_deploy import contract, targets
+def _adapt_contract(target: Target, remove: bool = False) -> None:
+    """Keep ``contract.TARGET_OUTPUTS`` (what `infra verify` and the policy pack read, a byte-copied
+    module that cannot import this registry) in step with it."""
+    from fastapi_deploy import contract
 
     if remove:
         if target.key not in BUILTIN:
-            targets.TARGET_MODULES.pop(target.key, None)
             contract.TARGET_OUTPUTS.pop(target.key, None)
         return
-    targets.TARGET_MODULES.setdefault(target.key, target.deploy_module)
     contract.TARGET_OUTPUTS.setdefault(target.key, target.outputs)
 
 
@@ -233,7 +230,7 @@ def unregister(key: str) -> None:
     target = TARGETS.pop(key, None)
     if target is not None:
         VERSION += 1
-        _adapt_legacy_tables(target, remove=True)
+        _adapt_contract(target, remove=True)
 
 
 def all_targets() -> tuple[Target, ...]:
@@ -263,7 +260,7 @@ def find(key: object) -> Target | None:
 
 
 def target_modules() -> dict[str, str]:
-    """target -> the module that deploys it (what ``fastapi_deploy.targets.TARGET_MODULES`` maps)."""
+    """target -> the module that deploys it."""
     return {t.key: t.deploy_module for t in all_targets()}
 
 

@@ -1,9 +1,11 @@
-"""Target registry: ``target`` name -> the module that deploys it.
+"""What the program hands a target's deploy module, and how it finds that module.
 
-A target module (``fastapi_deploy/targets/<module>.py``) exposes two functions:
+Which module deploys a target is the target's registration (:mod:`fastapi_deploy.registry`,
+``Target.deploy_module``); this module only looks it up. A deploy module exposes:
 
 ``deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]``
-    Creates the target's ComponentResource and returns the stack outputs of contract section 2
+    Builds the component's Args from the spec and the target's config section (its ``adapter.args_from``),
+    creates the component and returns its one outputs dict: the stack outputs of contract section 2
     (``target``, ``url``, ``image``, ``health_path``, ``ready_path`` plus the target's own keys).
 
 ``validate(cfg, tuning) -> None``  (optional)
@@ -13,8 +15,8 @@ A target module (``fastapi_deploy/targets/<module>.py``) exposes two functions:
     Where a built image is pushed (ECR for AWS targets by default). Not called when the config gives an
     existing ``image.digest``.
 
-The Pulumi program never imports a target module directly, so adding a target means adding a module
-and one line in :data:`TARGET_MODULES`.
+The Pulumi program never imports a target module directly: a target registered with
+:func:`fastapi_deploy.registry.register` (or one of the built-in ones) is deployed with no edit here.
 """
 
 from __future__ import annotations
@@ -30,20 +32,12 @@ if TYPE_CHECKING:
     import pulumi
 
     from fastapi_deploy.config import StackConfigType
-    from fastapi_deploy.image import ImageResult
+    from fastapi_deploy.spec import DeploySpec
     from fastapi_deploy.tuning import RuntimeTuning
 
-#: target -> module path. Edit (one line) when a target module is added or renamed.
-TARGET_MODULES: dict[str, str] = {
-    "ecs": "fastapi_deploy.ecs.component",
-    "cloudrun": "fastapi_deploy.cloudrun.component",
-    "lambda": "fastapi_deploy.awslambda.component",
-    "vps": "fastapi_deploy.vps.component",
-}
-
-#: Output keys every target must export (app/contract.py, read back by `infra verify`).
+#: Output keys every target must export (the contract, read back by `infra verify`); a target's own keys
+#: are its registration's ``outputs``.
 COMMON_OUTPUTS = contract.COMMON_OUTPUTS
-TARGET_OUTPUTS = contract.TARGET_OUTPUTS
 
 
 class TargetNotAvailable(RuntimeError):
@@ -59,27 +53,48 @@ class RegistryContext:
     tags: dict[str, str]
 
 
+def config_section(cfg: StackConfigType) -> Any:
+    """The target's own config section (``app.ecs``, ``app.cloudrun``, ``app.lambda``, ``app.vps``)."""
+    from fastapi_deploy import registry
+
+    section = registry.get(cfg.target).section
+    for attr, info in type(cfg).model_fields.items():
+        if section in (attr, info.alias):
+            return getattr(cfg, attr)
+    return None
+
+
 @dataclass(frozen=True)
 class DeployContext:
-    """What a target's ``deploy`` receives: validated config, computed tuning, resolved image."""
+    """What a target's ``deploy`` receives: the one frozen spec and the target's own config section."""
 
-    #: Component name (``<app name>-<stack>``); children derive their names from it.
-    name: str
-    cfg: StackConfigType
-    tuning: RuntimeTuning
-    image: ImageResult
-    tags: dict[str, str]
+    spec: DeploySpec
+    #: The target's config section (e.g. ``EcsSettings``); never the whole stack config.
+    section: Any
     opts: pulumi.ResourceOptions | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Component name (``<app name>-<stack>``); children derive their names from it."""
+        return self.spec.name
+
+    @property
+    def tuning(self) -> RuntimeTuning:
+        """The tuning the program computed (passed to the component, not recomputed)."""
+        return self.spec.tuning
 
 
 def module_for(target: str) -> ModuleType:
     """Import the module that deploys ``target``."""
-    path = TARGET_MODULES.get(target)
-    if path is None:
+    from fastapi_deploy import registry
+
+    found = registry.find(target)
+    if found is None:
         raise TargetNotAvailable(
-            f"app.target: {target!r} has no deployer; known: {', '.join(TARGET_MODULES)}"
+            f"app.target: {target!r} has no deployer; known: {', '.join(registry.names())}"
         )
+    path = found.deploy_module
     try:
         return importlib.import_module(path)
     except ModuleNotFoundError as exc:

@@ -91,25 +91,24 @@ def _tuning_platform(inp: TuningInput, common: dict[str, Any]) -> RuntimeTuning:
 class NomadService(pulumi.ComponentResource):
     def __init__(self, name: str, ctx: DeployContext, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(COMPONENT_TYPE, name, ctx.tuning.component_props(), opts)
-        from fastapi_deploy.tuning import container_environment
-
-        cfg: NomadConfig = ctx.cfg  # type: ignore[assignment]
-        env = container_environment(cfg, ctx.tuning)
-        jobspec = ctx.image.ref.apply(
+        spec, nomad = ctx.spec, ctx.section  # the frozen spec and this target's own section (app.nomad)
+        env = dict(spec.env)
+        assert spec.scaling is not None
+        jobspec = pulumi.Output.from_input(spec.image).apply(
             lambda image: json.dumps(
                 {
                     "ID": name,
-                    "Datacenters": [cfg.nomad.datacenter],
+                    "Datacenters": [nomad.datacenter],
                     "TaskGroups": [
                         {
-                            "Count": cfg.scaling.initial,
+                            "Count": spec.scaling.initial,
                             "Tasks": [
                                 {
                                     "Driver": "docker",
                                     "Config": {"image": image},
                                     "Env": env,
                                     "KillTimeout": ctx.tuning.stop_timeout_s * 1_000_000_000,
-                                    "Resources": {"CPU": cfg.nomad.cpu_mhz, "MemoryMB": cfg.nomad.memory},
+                                    "Resources": {"CPU": nomad.cpu_mhz, "MemoryMB": nomad.memory},
                                 }
                             ],
                         }
@@ -128,15 +127,15 @@ class NomadService(pulumi.ComponentResource):
 
 
 def deploy(ctx: DeployContext) -> dict[str, Any]:
-    cfg: NomadConfig = ctx.cfg  # type: ignore[assignment]
+    spec = ctx.spec
     service = NomadService(ctx.name, ctx, ctx.opts)
     return {
         "target": "nomad",
-        "url": f"https://{cfg.domain}" if cfg.domain else "http://127.0.0.1:8000",
-        "image": ctx.image.ref,
-        "health_path": cfg.health.liveness_path,
-        "ready_path": cfg.health.readiness_path,
-        "nomad_address": cfg.nomad.address,
+        "url": f"https://{spec.domain}" if spec.domain else "http://127.0.0.1:8000",
+        "image": spec.image,
+        "health_path": spec.health.liveness_path,
+        "ready_path": spec.health.readiness_path,
+        "nomad_address": ctx.section.address,
         "job_id": service.job.id,
     }
 

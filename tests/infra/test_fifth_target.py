@@ -250,7 +250,8 @@ def test_unregistering_leaves_the_built_in_targets_as_they_were(nomad: registry.
     assert registry.names() == ("ecs", "cloudrun", "lambda", "vps")
     from fastapi_deploy import contract, targets
 
-    assert "nomad" not in targets.TARGET_MODULES
+    with pytest.raises(targets.TargetNotAvailable, match="'nomad' has no deployer"):
+        targets.module_for("nomad")
     assert "nomad" not in contract.TARGET_OUTPUTS
     registry.register(nomad_target.TARGET)  # for the fixture's teardown
     with pytest.raises(ValueError, match="already registered"):
