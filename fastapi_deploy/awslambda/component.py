@@ -34,6 +34,7 @@ import pulumi_aws as aws
 
 from fastapi_deploy.aws_alerts import alert_actions
 from fastapi_deploy.config import ConfigError, LambdaConfig, LambdaVpc, StackConfigType
+from fastapi_deploy.release_migrate import lambda_release_migration  # issue 15 item 2
 from fastapi_deploy.secret_refs import aws_read_policy_statements, lambda_reference_env
 from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import RuntimeTuning, container_environment
@@ -302,7 +303,9 @@ class LambdaService(pulumi.ComponentResource):
                 )
             )
 
-        publish = lam.provisioned_concurrency is not None
+        # issue 15 item 2: migrate: release needs a published version and an alias that moves after it
+        release = cfg.database.migrate_mode("lambda") == "release"
+        publish = lam.provisioned_concurrency is not None or release
         self.function = aws.lambda_.Function(
             f"{name}-function",
             name=fn_name,
@@ -376,21 +379,35 @@ class LambdaService(pulumi.ComponentResource):
         invoke_arn: pulumi.Output[str] = self.function.invoke_arn
         qualifier: pulumi.Input[str] | None = None
         if publish:
+            # --- issue 15 item 2 (release migrations, fastapi_deploy/release_migrate.py): wiring -----
+            alias_version: pulumi.Input[str] = self.function.version
+            alias_deps: list[pulumi.Resource] = []
+            if release:
+                invocation, alias_version = lambda_release_migration(
+                    name,
+                    function_name=self.function.name,
+                    version=self.function.version,
+                    image=args.image,
+                    opts=child,
+                )
+                alias_deps.append(invocation)
+            # --- end of issue 15 item 2 wiring (+ alias_version/alias_deps below) -----------------------
             self.alias = aws.lambda_.Alias(
                 f"{name}-alias",
                 name=ALIAS_NAME,
                 function_name=self.function.name,
-                function_version=self.function.version,
+                function_version=alias_version,
                 description="The version this deploy published; provisioned concurrency lives here",
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=alias_deps),
             )
-            aws.lambda_.ProvisionedConcurrencyConfig(
-                f"{name}-provisioned",
-                function_name=self.function.name,
-                qualifier=self.alias.name,
-                provisioned_concurrent_executions=lam.provisioned_concurrency or 0,
-                opts=child,
-            )
+            if lam.provisioned_concurrency is not None:  # issue 15 item 2: publish may be for release only
+                aws.lambda_.ProvisionedConcurrencyConfig(
+                    f"{name}-provisioned",
+                    function_name=self.function.name,
+                    qualifier=self.alias.name,
+                    provisioned_concurrent_executions=lam.provisioned_concurrency or 0,
+                    opts=child,
+                )
             invoke_arn = self.alias.invoke_arn
             qualifier = self.alias.name
 

@@ -33,6 +33,7 @@ import pulumi_gcp as gcp
 
 from fastapi_deploy.config import CloudRunConfig, ConfigError, StackConfigType
 from fastapi_deploy.image import Registry
+from fastapi_deploy.release_migrate import cloudrun_release_migration  # issue 15 item 2
 from fastapi_deploy.secret_refs import gcp_secret_id
 from fastapi_deploy.targets import DeployContext, RegistryContext
 from fastapi_deploy.tuning import RuntimeTuning, container_environment
@@ -272,6 +273,26 @@ class CloudRunService(pulumi.ComponentResource):
         )
 
         svc_name = service_name(name)
+        # --- issue 15 item 2 (release migrations, fastapi_deploy/release_migrate.py): wiring ---------
+        if cfg.database.migrate_mode("cloudrun") == "release":
+            _job, migration = cloudrun_release_migration(
+                name,
+                project=project,
+                region=region,
+                service_name=svc_name,
+                image=args.image,
+                service_account=self.service_account.email,
+                env=plain_env(cfg, args.tuning),
+                secret_env={k: gcp_secret_id(ref, project) for k, ref in cfg.secret_refs().items()},
+                cpu=cpu_limit(cr.cpu),
+                memory=f"{cr.memory}Mi",
+                execution_environment=execution_environment(cr.memory, cr.cpu),
+                labels=labels,
+                cloud_sql_instance=cr.cloud_sql_instance,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends)),
+            )
+            depends.append(migration)  # no revision before the migration succeeded
+        # --- end of issue 15 item 2 wiring ---------------------------------------------------------------
         self.service = gcp.cloudrunv2.Service(
             f"{name}-service",
             name=svc_name,

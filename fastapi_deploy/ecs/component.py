@@ -26,6 +26,7 @@ import pulumi_aws as aws
 from fastapi_deploy import secret_refs as refs_mod
 from fastapi_deploy.aws_alerts import alert_actions
 from fastapi_deploy.config import EcsConfig, ExistingVpc, NewVpc
+from fastapi_deploy.release_migrate import ecs_release_migration  # issue 15 item 2
 from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import METRICS_PATHS, RuntimeTuning, container_environment
 
@@ -532,6 +533,25 @@ class FargateService(pulumi.ComponentResource):
             opts=child,
         )
 
+        # --- issue 15 item 2 (release migrations, fastapi_deploy/release_migrate.py): wiring ---------
+        release_deps: list[pulumi.Resource] = []
+        if cfg.database.migrate_mode("ecs") == "release":
+            release_deps.append(
+                ecs_release_migration(
+                    name,
+                    cluster_arn=self.cluster.arn,
+                    task_definition_arn=self.task_definition.arn,
+                    subnets=private_subnets,
+                    security_groups=[task_sg.id],
+                    container_name=CONTAINER_NAME,
+                    region=region,
+                    log_group=self.log_group.name,
+                    log_stream_prefix=CONTAINER_NAME,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+        # --- end of issue 15 item 2 wiring ---------------------------------------------------------------
+
         # -------------------------------------------------------------------------------- alarms
         alarms_cfg = ecs_cfg.alarms
         actions = alert_actions(name, cfg.alerts, cfg.alert_topic_arn, tags, child)
@@ -613,7 +633,7 @@ class FargateService(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=listeners,
+                depends_on=[*listeners, *release_deps],  # issue 15 item 2: release migration first
                 # Autoscaling owns desiredCount after creation; resetting it on every `up` would undo a
                 # scale-out in the middle of a traffic spike.
                 ignore_changes=["desiredCount"],
