@@ -194,8 +194,11 @@ def _mask_env_entries(kind: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if isinstance(variables, dict):
             masked = {k: SECRET_MARK if _secret_env_name(k, str(v)) else v for k, v in variables.items()}
             return {**inputs, "environment": {**inputs["environment"], "variables": masked}}
-    if kind == "gcp:cloudrunv2/service:Service":
-        for container in (inputs.get("template") or {}).get("containers") or []:
+    if kind in ("gcp:cloudrunv2/service:Service", "gcp:cloudrunv2/job:Job"):
+        template = inputs.get("template") or {}
+        if kind == "gcp:cloudrunv2/job:Job":  # the release-migration job: template.template.containers
+            template = template.get("template") or {}
+        for container in template.get("containers") or []:
             for entry in container.get("envs") or []:
                 if isinstance(entry, dict) and _secret_env_name(
                     str(entry.get("name")), str(entry.get("value") or "")

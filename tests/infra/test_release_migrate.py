@@ -605,3 +605,31 @@ def test_providers_pickle_with_dill_and_load_in_a_fresh_interpreter() -> None:
         assert "timeout_s" in " ".join(out[2:])
         # By reference to the importable class: the stored provider is small and carries no module code.
         assert len(base64.b64decode(blob)) < 2_000
+
+
+def test_plan_masks_credential_shaped_env_in_the_migration_job() -> None:
+    from fastapi_deploy import plan as plan_mod
+
+    url = "postgresql+asyncpg://app:pw-in-clear@db:5432/app"
+    inputs = {
+        "template": {
+            "template": {
+                "containers": [{"envs": [{"name": "LEGACY_DB", "value": url}, {"name": "A", "value": "1"}]}]
+            }
+        }
+    }
+    shown = plan_mod._mask_env_entries("gcp:cloudrunv2/job:Job", inputs)
+    envs = shown["template"]["template"]["containers"][0]["envs"]
+    assert envs == [{"name": "LEGACY_DB", "value": plan_mod.SECRET_MARK}, {"name": "A", "value": "1"}]
+
+
+def test_unknown_migrate_mode_is_refused_naming_the_key_before_anything_registers() -> None:
+    from tests.infra.conftest import run_raw
+
+    mocks, exc, _ = run_raw("prod-ecs", edited_config("prod-ecs", database={"migrate": "before_deploy"}))
+    assert exc is not None
+    assert "database.migrate" in str(exc)
+    assert "'release'" in str(exc)  # the allowed values are listed
+    assert "Traceback" not in str(exc)
+    recorded = [r for r in mocks.monitor.recorded if r.type != "pulumi:pulumi:Stack"]  # type: ignore[attr-defined]
+    assert recorded == []
