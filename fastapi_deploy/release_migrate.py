@@ -136,7 +136,12 @@ def run_ecs_migration(props: dict[str, Any]) -> dict[str, Any]:
             f"release migration: task {task_arn} did not stop within {timeout_s:g}s ({exc}); it was "
             f"stopped and the deploy was halted before the new release took traffic. Logs: {stream}"
         ) from None
-    task = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"][0]
+    described = ecs.describe_tasks(cluster=cluster, tasks=[task_arn]).get("tasks") or []
+    if not described:  # ECS forgets stopped tasks after about an hour; not within a bounded wait
+        raise ReleaseMigrationError(
+            f"release migration: task {task_arn} stopped but ECS no longer describes it; check {stream}"
+        )
+    task = described[0]
     cont: Any = next((c for c in task.get("containers", []) if c.get("name") == container), {})
     exit_code = cont.get("exitCode")
     if exit_code != 0:
