@@ -2,11 +2,18 @@
 
 Image command override: `python -m awslambdaric app.lambda_handler.handler`. Mangum picks the adapter from
 the event shape: API Gateway HTTP API (v2), REST API (v1), ALB, and Function URLs (v2 payload).
+
+One more event, for the deployer only: exactly ``{"fastapi_deploy": "migrate"}`` runs the same code as
+``python -m app.migrate`` (``app.database.migrate: release``: the deploy invokes the NEW version with it
+before the alias moves). Only a direct ``lambda:InvokeFunction`` (IAM-authenticated) can send that event:
+API Gateway and Function URLs always wrap a request in their own envelope (``requestContext``,
+``headers``, the request ``body`` as a string), so no HTTP request, whatever its body, equals it.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 from typing import Any
@@ -28,6 +35,46 @@ _resources: Any = None
 #: database stack included, so no request pays for it. On demand, INIT and the first request are both in
 #: the caller's latency, and only what that request needs is loaded.
 _AHEAD_OF_TIME = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in {"provisioned-concurrency", "snap-start"}
+#: The deployer's migrate event (fastapi_deploy/release_migrate.py sends exactly this, nothing else).
+MIGRATE_EVENT: dict[str, str] = {"fastapi_deploy": "migrate"}
+#: Seconds of the invocation kept for resolving secrets, reporting and returning after a timed-out migration.
+MIGRATE_RESERVE_S = 5.0
+
+
+class MigrationFailedError(Exception):
+    """Raised (so Lambda reports a function error and the deploy's invocation fails) with the JSON result."""
+
+
+def is_migrate_event(event: Any) -> bool:
+    """True only for the exact deployer event (a dict with that one key and value; HTTP events never are)."""
+    return type(event) is dict and event == MIGRATE_EVENT
+
+
+def migrate(context: Any) -> dict[str, Any]:
+    """Run ``python -m app.migrate``'s code once; return its JSON result, raise if it failed.
+
+    Bounded by the invocation's remaining time minus MIGRATE_RESERVE_S (or MIGRATE_TIMEOUT if smaller), so
+    the migration gives up with a readable error before Lambda kills the invocation mid-DDL. Raising makes
+    Lambda report a function error: the deploy's invocation then fails and is not recorded, so the next
+    ``pulumi up`` retries it.
+    """
+    from app.migrate import run, timeout_from_env
+
+    result: dict[str, Any]
+    try:
+        resolve_env()  # DATABASE_URL is an ssm:/secretsmanager: reference until resolved
+        timeout = timeout_from_env()
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining_ms is not None:
+            timeout = min(timeout, max(1.0, remaining_ms() / 1000 - MIGRATE_RESERVE_S))
+        result = run(timeout)
+    except Exception as exc:  # secret resolution or a bad MIGRATE_TIMEOUT: same one-line failure
+        result = {"ok": False, "msg": "migration failed", "error": f"{type(exc).__name__}: {exc}"}
+        log.error("migration failed", extra={"error": result["error"]})
+    out = {"fastapi_deploy": "migrate", **result}
+    if not result.get("ok"):
+        raise MigrationFailedError(json.dumps(out, default=str))
+    return out
 
 
 def build() -> Mangum:
@@ -56,6 +103,8 @@ def build() -> Mangum:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda handler."""
     global _adapter
+    if is_migrate_event(event):
+        return migrate(context)
     try:
         if _adapter is None:
             return _cold_start(event, context)

@@ -1,7 +1,9 @@
 """`python -m app.migrate`: `alembic upgrade head` under a PostgreSQL advisory lock, bounded in time.
 
-Run by the gunicorn master before it forks workers when MIGRATE_ON_START=true (app/gunicorn_conf.py), and
-by hand / as a one-off task where migrate-on-start is off (Lambda, long migrations). N replicas starting
+Run by the gunicorn master before it forks workers when MIGRATE_ON_START=true (app/gunicorn_conf.py), by
+the deploy itself before traffic moves when app.database.migrate is ``release`` (an ECS one-off task, a Cloud
+Run Job, the Lambda migrate event in app/lambda_handler.py, the VPS release gate), and by hand where it is
+``manual``. N replicas starting
 together all call it: the first takes the session-level advisory lock and migrates, the others block on
 the lock and then find the schema already at head, so the migration runs exactly once.
 
@@ -100,28 +102,39 @@ async def migrate(url: str) -> tuple[str | None, str | None]:
         await engine.dispose()
 
 
-def main() -> int:
+def run(timeout: float | None = None) -> dict[str, Any]:
+    """One bounded migration of DATABASE_URL; logs ONE JSON line and returns its fields plus ``ok``.
+
+    ``timeout`` overrides MIGRATE_TIMEOUT (the Lambda migrate event passes what the invocation has left).
+    The result never contains the URL or its password.
+    """
     url = os.environ.get("DATABASE_URL", "")
     start = time.monotonic()
+    fields: dict[str, Any]
     try:
-        timeout = timeout_from_env()
+        timeout = timeout_from_env() if timeout is None else timeout
         if not url.startswith("postgresql+asyncpg://"):
             raise ValueError("DATABASE_URL must be set to postgresql+asyncpg://user:password@host:5432/db")
         before, after = asyncio.run(asyncio.wait_for(migrate(url), timeout))
     except TimeoutError:
-        _log(
-            "error",
-            "migration failed",
-            error=f"timed out after {timeout:g}s (MIGRATE_TIMEOUT, lock wait "
-            "included); for long migrations set app.database.migrate: manual and run them as a one-off",
-        )
-        return 1
+        fields = {
+            "error": f"timed out after {timeout:g}s (MIGRATE_TIMEOUT, lock wait "
+            "included); for long migrations set app.database.migrate: manual and run them as a one-off"
+        }
+        _log("error", "migration failed", **fields)
+        return {"ok": False, "msg": "migration failed", **fields}
     except Exception as exc:  # any failure must become one readable line and exit 1
-        _log("error", "migration failed", error=_redact(f"{type(exc).__name__}: {exc}", url))
-        return 1
+        fields = {"error": _redact(f"{type(exc).__name__}: {exc}", url)}
+        _log("error", "migration failed", **fields)
+        return {"ok": False, "msg": "migration failed", **fields}
     msg = "migrations applied" if before != after else "schema already at head"
-    _log("info", msg, **{"from": before, "to": after, "seconds": round(time.monotonic() - start, 2)})
-    return 0
+    fields = {"from": before, "to": after, "seconds": round(time.monotonic() - start, 2)}
+    _log("info", msg, **fields)
+    return {"ok": True, "msg": msg, **fields}
+
+
+def main() -> int:
+    return 0 if run()["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -287,11 +287,14 @@ class Database(_Model):
     """PostgreSQL ``max_connections`` (RDS: depends on the instance class; 100 is PostgreSQL's default)."""
     reserved_connections: int = Field(default=10, ge=0)
     """Kept free for psql, Alembic migrations, monitoring and superuser_reserved_connections."""
-    migrate: Literal["on_start", "manual"] | None = None
+    migrate: Literal["on_start", "release", "manual"] | None = None
     """``on_start``: the gunicorn master runs ``alembic upgrade head`` under an advisory lock before the
-    workers fork (MIGRATE_ON_START=true). ``manual``: the operator runs ``python -m app.migrate`` as a
-    one-off. Unset = ``on_start`` on ecs/cloudrun/vps, ``manual`` on lambda (``on_start`` is refused there:
-    every cold start would pay for it).
+    workers fork (MIGRATE_ON_START=true). ``release``: the deploy itself runs ``python -m app.migrate``
+    once with the new image, secrets and network before the new release takes traffic, and a failed
+    migration fails ``pulumi up`` (ECS: a one-off task; Cloud Run: a Job execution; Lambda: an invocation
+    of the new version before the alias moves; VPS: the release-gate container); MIGRATE_ON_START is off.
+    ``manual``: the operator runs ``python -m app.migrate`` as a one-off. Unset = ``on_start`` on
+    ecs/cloudrun/vps, ``manual`` on lambda (``on_start`` is refused there: every cold start would pay for it).
     """
 
     @model_validator(mode="after")
@@ -303,7 +306,7 @@ class Database(_Model):
             )
         return self
 
-    def migrate_mode(self, target: str) -> Literal["on_start", "manual"]:
+    def migrate_mode(self, target: str) -> Literal["on_start", "release", "manual"]:
         """``migrate`` with the per-target default applied."""
         if self.migrate is not None:
             return self.migrate

@@ -528,9 +528,13 @@ def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[s
     if cfg.cors_origins:
         env["CORS_ORIGINS"] = ",".join(cfg.cors_origins)
     env.update(tuning.env())
-    if cfg.database.migrate_mode(cfg.target) == "on_start":
+    mode = cfg.database.migrate_mode(cfg.target)
+    if mode == "on_start":
         env["MIGRATE_ON_START"] = "true"
         env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
+    elif mode == "release":
+        # The deploy runs the migration once before traffic moves (fastapi_deploy/release_migrate.py).
+        env["MIGRATE_ON_START"] = "false"
     rules = rules_for(cfg.target)
     if not rules.metrics_privately_scrapable:
         env.setdefault("METRICS_ENABLED", "false")  # the user's explicit app.env value stays

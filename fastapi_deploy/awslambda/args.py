@@ -50,6 +50,9 @@ class LambdaServiceArgs(TypedDict):
     """Warm instances on the live alias (default none)."""
     front: NotRequired[str]
     """``http_api`` (default) or ``function_url``."""
+    wait_for_release: NotRequired[bool]
+    """``pulumi up`` waits until the function (or its live alias) serves this deploy's version and fails
+    otherwise (default true; a dynamic resource polls the Lambda API)."""
     domain: NotRequired[str]
     """Custom domain of the HTTP API (needs ``front: http_api``): an API Gateway custom domain with a
     regional certificate, the API mapping and, with ``zone``, alias A/AAAA records."""

@@ -50,6 +50,8 @@ from fastapi_deploy.config import (
     TuningOverrides,
     aws_domain_problem,
 )
+from fastapi_deploy.release_gate import lambda_gate
+from fastapi_deploy.release_migrate import lambda_release_migration
 from fastapi_deploy.secret_refs import SecretRef, aws_read_policy_statements, lambda_reference_env
 from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import (
@@ -204,6 +206,7 @@ class LambdaInputs:
     repository_url: pulumi.Input[str] | None
     region: str | None
     description: str | None
+    wait_for_release: bool
     domain: str | None
     alert_emails: list[str]
     alert_webhook_url: str | None
@@ -261,7 +264,7 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
     if database.migrate == "on_start":
         raise ArgsError(
             f"{OWNER}.database.migrate: on_start is refused on Lambda (every cold start would run it); "
-            "use manual"
+            "use release (the deploy runs it once before the alias moves) or manual"
         )
     return LambdaInputs(
         image=image,
@@ -291,6 +294,7 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
         repository_url=a.get("repository_url"),
         region=a.get("region"),
         description=a.get("description"),
+        wait_for_release=bool(a.get("wait_for_release", True)),
         domain=domain,
         alert_emails=list(alerts.emails),
         alert_webhook_url=alerts.webhook_url,
@@ -336,6 +340,8 @@ def final_env(inp: LambdaInputs, tuning: RuntimeTuning) -> dict[str, Any]:
     """The Args' env, then the tuning's variables (they win), the metrics switch and the secret
     references; refused (naming ``LambdaServiceArgs.env``) when reserved or over 4 KB."""
     env: dict[str, Any] = {**inp.env, **tuning.env()}
+    if inp.database.migrate_mode("lambda") == "release":  # the deploy invokes it once per version
+        env["MIGRATE_ON_START"] = "false"
     if not METRICS_PRIVATELY_SCRAPABLE["lambda"]:
         env.setdefault("METRICS_ENABLED", "false")
     return build_function_env(dict(sorted(env.items())), inp.secrets, f"{OWNER}.env", ArgsError)
@@ -388,6 +394,9 @@ class LambdaService(NamedComponent):
         self.api: aws.apigatewayv2.Api | None
         self.function_url: aws.lambda_.FunctionUrl | None
         self.custom_domain: LambdaDomain | None = None
+        self.migration: Any = None
+        self.provisioned: aws.lambda_.ProvisionedConcurrencyConfig | None = None
+        self.release_gate: Any = None
         self.alarm_errors: aws.cloudwatch.MetricAlarm
         self.alarm_throttles: aws.cloudwatch.MetricAlarm
         self.alarm_duration: aws.cloudwatch.MetricAlarm
@@ -434,7 +443,8 @@ class LambdaService(NamedComponent):
             if inp.subnet_ids
             else None
         )
-        publish = lam.provisioned_concurrency is not None
+        # migrate: release needs a published version (migrated before the live alias moves to it).
+        publish = lam.provisioned_concurrency is not None or inp.database.migrate_mode("lambda") == "release"
         self.function = aws.lambda_.Function(
             f"{name}-function",
             name=fn_name,
@@ -457,6 +467,22 @@ class LambdaService(NamedComponent):
         )
         _alarms(self, name, inp, tags)
         url = _front(self, name, inp, fn_name, tags)
+        # `pulumi up` fails unless the alias serves this deploy's version (fastapi_deploy/release_gate.py).
+        self.release_gate = None
+        if inp.wait_for_release:
+            waited_on: list[pulumi.Resource] = [self.alias or self.function]
+            if self.provisioned is not None:
+                waited_on.append(self.provisioned)
+            self.release_gate = lambda_gate(
+                f"{name}-release",
+                function_name=self.function.name,
+                version=self.function.version,
+                alias=self.alias.name if self.alias else None,
+                image=inp.image,
+                region=region,
+                stack_resource=f"{name}-alias" if self.alias else f"{name}-function",
+                opts=self.child_opts(depends_on=waited_on),
+            )
         self.outputs = self.finish(
             {
                 "target": "lambda",
@@ -637,24 +663,41 @@ def _front(
     lam = inp.settings
     child = svc.child_opts()
     svc.alias = None
+    svc.migration = None
+    svc.provisioned = None
     invoke_arn: pulumi.Output[str] = svc.function.invoke_arn
     qualifier: pulumi.Input[str] | None = None
-    if lam.provisioned_concurrency is not None:
+    release = inp.database.migrate_mode("lambda") == "release"
+    if lam.provisioned_concurrency is not None or release:
+        # migrate: release - the new version is invoked with the migrate event first; the alias only
+        # moves to a version whose migration answered ok (fastapi_deploy/release_migrate.py).
+        alias_version: pulumi.Input[str] = svc.function.version
+        alias_opts = child
+        if release:
+            svc.migration, alias_version = lambda_release_migration(
+                name,
+                function_name=svc.function.name,
+                version=svc.function.version,
+                image=inp.image,
+                opts=child,
+            )
+            alias_opts = svc.child_opts(depends_on=[svc.migration])
         svc.alias = aws.lambda_.Alias(
             f"{name}-alias",
             name=ALIAS_NAME,
             function_name=svc.function.name,
-            function_version=svc.function.version,
+            function_version=alias_version,
             description="The version this deploy published; provisioned concurrency lives here",
-            opts=child,
+            opts=alias_opts,
         )
-        aws.lambda_.ProvisionedConcurrencyConfig(
-            f"{name}-provisioned",
-            function_name=svc.function.name,
-            qualifier=svc.alias.name,
-            provisioned_concurrent_executions=lam.provisioned_concurrency or 0,
-            opts=child,
-        )
+        if lam.provisioned_concurrency is not None:
+            svc.provisioned = aws.lambda_.ProvisionedConcurrencyConfig(
+                f"{name}-provisioned",
+                function_name=svc.function.name,
+                qualifier=svc.alias.name,
+                provisioned_concurrent_executions=lam.provisioned_concurrency or 0,
+                opts=child,
+            )
         invoke_arn = svc.alias.invoke_arn
         qualifier = svc.alias.name
 

@@ -164,7 +164,8 @@ class LambdaConfig(AppConfigBase):
             raise ValueError(
                 "app.database.migrate: on_start is refused on target lambda: every cold start (each new "
                 "execution environment) would connect and check the schema before its first request; "
-                "use manual and run `python -m app.migrate` as a one-off (docs/targets.md)"
+                "use release (the deploy invokes the new version with a migrate event before the alias "
+                "moves) or manual and run `python -m app.migrate` as a one-off (docs/targets.md)"
             )
         for key, ref in self.secret_refs().items():
             if ref.scheme not in ("ssm", "secretsmanager"):

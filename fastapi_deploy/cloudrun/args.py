@@ -92,6 +92,9 @@ class CloudRunServiceArgs(TypedDict):
     """A Serverless VPC Access connector (instead of Direct VPC egress)."""
     vpc_egress: NotRequired[str]
     """``PRIVATE_RANGES_ONLY`` (default with a VPC) or ``ALL_TRAFFIC``."""
+    wait_for_release: NotRequired[bool]
+    """``pulumi up`` waits until this release's revision serves all traffic and fails when Cloud Run kept
+    traffic on an older one (default true; a dynamic resource polls the Cloud Run API)."""
     alarms: NotRequired[CloudRunAlarmsArgs]
     """Alert policy thresholds."""
     alerts: NotRequired[GcpAlertsArgs]

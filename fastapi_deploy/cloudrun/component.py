@@ -46,6 +46,8 @@ from fastapi_deploy.config import (
     TuningOverrides,
 )
 from fastapi_deploy.image import Registry
+from fastapi_deploy.release_gate import cloudrun_gate
+from fastapi_deploy.release_migrate import cloudrun_release_migration
 from fastapi_deploy.secret_refs import SecretRef, gcp_secret_id
 from fastapi_deploy.targets import DeployContext, RegistryContext
 from fastapi_deploy.tuning import (
@@ -163,6 +165,7 @@ class CloudRunInputs:
     notification_channels: list[str]
     description: str | None
     domain: str | None
+    wait_for_release: bool
     tags: dict[str, str]
 
     @property
@@ -251,6 +254,7 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
         notification_channels=list(alerts.get("gcp_notification_channels") or []),
         description=a.get("description"),
         domain=domain,
+        wait_for_release=bool(a.get("wait_for_release", True)),
         tags=dict(a.get("tags") or {}),
     )
 
@@ -293,9 +297,12 @@ def final_env(inp: CloudRunInputs, tuning: RuntimeTuning) -> dict[str, pulumi.In
     """The Args' env, then the tuning's variables (they win) and the migrate/metrics switches; minus the
     names Cloud Run reserves."""
     env: dict[str, pulumi.Input[str]] = {**inp.env, **tuning.env()}
-    if inp.database.migrate_mode("cloudrun") == "on_start":
+    mode = inp.database.migrate_mode("cloudrun")
+    if mode == "on_start":
         env["MIGRATE_ON_START"] = "true"
         env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
+    elif mode == "release":  # a Cloud Run Job runs it once per release (fastapi_deploy/release_migrate.py)
+        env["MIGRATE_ON_START"] = "false"
     if not METRICS_PRIVATELY_SCRAPABLE["cloudrun"]:
         env.setdefault("METRICS_ENABLED", "false")
     return plain_env(dict(sorted(env.items())))
@@ -466,6 +473,27 @@ class CloudRunService(NamedComponent):
         )
 
         svc_name = service_name(name)
+        # migrate: release - a Cloud Run Job with this release's image, env, secrets and identity runs
+        # `python -m app.migrate`; no revision is created before its execution succeeded.
+        self.migration_job = None
+        if inp.database.migrate_mode("cloudrun") == "release":
+            self.migration_job, migration = cloudrun_release_migration(
+                name,
+                project=project,
+                region=region,
+                service_name=svc_name,
+                image=inp.image,
+                service_account=email,
+                env={k: str(v) for k, v in final_env(inp, runtime).items()},
+                secret_env={k: gcp_secret_id(ref, project) for k, ref in sorted(inp.secrets.items())},
+                cpu=cpu_limit(cr.cpu),
+                memory=f"{cr.memory}Mi",
+                execution_environment=execution_environment(cr.memory, cr.cpu),
+                labels=labels,
+                cloud_sql_instance=cr.cloud_sql_instance,
+                opts=self.child_opts(depends_on=list(depends)),
+            )
+            depends.append(migration)
         self.service = gcp.cloudrunv2.Service(
             f"{name}-service",
             name=svc_name,
@@ -509,6 +537,19 @@ class CloudRunService(NamedComponent):
             )
 
         self._alert_policies(name, inp, project, svc_name, labels, child)
+        # `pulumi up` fails unless this release's revision ends up serving (fastapi_deploy/release_gate.py).
+        self.release_gate = None
+        if inp.wait_for_release:
+            self.release_gate = cloudrun_gate(
+                f"{name}-release",
+                project=project,
+                region=region,
+                service_name=self.service.name,
+                revision=self.service.latest_created_revision,
+                image=inp.image,
+                stack_resource=f"{name}-service",
+                opts=self.child_opts(depends_on=[self.service]),
+            )
 
         url: pulumi.Input[str] = self.service.uri
         self.custom_domain = None

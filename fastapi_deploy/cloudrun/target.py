@@ -33,10 +33,14 @@ def _region_line(cfg: Any, stack_file: str) -> str | None:
 def _mask_env(
     kind: str, inputs: dict[str, Any], secret: Callable[[str, str], bool], mask: str
 ) -> dict[str, Any]:
-    """The service template's containers[].envs (plain values; secret ones are references)."""
-    if kind != "gcp:cloudrunv2/service:Service":
+    """The service template's containers[].envs (plain values; secret ones are references); the release
+    migration job's too (``template.template.containers``)."""
+    if kind not in ("gcp:cloudrunv2/service:Service", "gcp:cloudrunv2/job:Job"):
         return inputs
-    for container in (inputs.get("template") or {}).get("containers") or []:
+    template = inputs.get("template") or {}
+    if kind == "gcp:cloudrunv2/job:Job":
+        template = template.get("template") or {}
+    for container in template.get("containers") or []:
         for entry in container.get("envs") or []:
             if isinstance(entry, dict) and secret(str(entry.get("name")), str(entry.get("value") or "")):
                 entry["value"] = mask

@@ -131,5 +131,8 @@ class FargateServiceArgs(TypedDict):
     """CloudWatch Container Insights on a created cluster (default true)."""
     alb_deletion_protection: NotRequired[bool]
     """Deletion protection on the ALB (default false)."""
+    wait_for_release: NotRequired[bool]
+    """``pulumi up`` waits until the service runs this release and fails when ECS rolled it back (default
+    true): a dynamic resource polls ECS, so the Pulumi CLI's Python needs this package and boto3."""
     tags: NotRequired[dict[str, str]]
     """Tags on every resource."""

@@ -40,6 +40,8 @@ from fastapi_deploy.config import (
 )
 from fastapi_deploy.ecs.args import FargateServiceArgs
 from fastapi_deploy.ecs.domain import EcsDomain, EcsDomainArgs
+from fastapi_deploy.release_gate import ReleaseGate, ecs_gate, ecs_timeout_s
+from fastapi_deploy.release_migrate import EcsReleaseMigration, ecs_release_migration
 from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
@@ -259,6 +261,7 @@ class EcsInputs:
     repository_arn: pulumi.Input[str] | None
     domain: str | None
     zone: str | None
+    wait_for_release: bool
     alert_emails: list[str]
     alert_webhook_url: str | None
     alert_topic_arn: str | None
@@ -364,6 +367,7 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         repository_arn=a.get("repository_arn"),
         domain=a.get("domain"),
         zone=a.get("zone"),
+        wait_for_release=bool(a.get("wait_for_release", True)),
         alert_emails=list(alerts.emails),
         alert_webhook_url=alerts.webhook_url,
         alert_topic_arn=alerts.sns_topic_arn,
@@ -407,9 +411,12 @@ def final_env(name: str, inp: EcsInputs, tuning: RuntimeTuning) -> dict[str, pul
     """The container's plain env: the Args' env, then the tuning's variables (they win), then what this
     component owns (the EMF service dimension its alarms read)."""
     env: dict[str, pulumi.Input[str]] = {**inp.env, **tuning.env()}
-    if inp.database.migrate_mode("ecs") == "on_start":
+    mode = inp.database.migrate_mode("ecs")
+    if mode == "on_start":
         env["MIGRATE_ON_START"] = "true"
         env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
+    elif mode == "release":  # the deploy runs it once (fastapi_deploy/release_migrate.py), not each task
+        env["MIGRATE_ON_START"] = "false"
     if not METRICS_PRIVATELY_SCRAPABLE["ecs"]:
         env.setdefault("METRICS_ENABLED", "false")
     if env.get("METRICS_EMF") == "true":
@@ -465,6 +472,8 @@ class FargateService(NamedComponent):
         self.target_group: aws.lb.TargetGroup
         self.listeners: list[aws.lb.Listener]
         self.custom_domain: EcsDomain | None = None
+        self.migration: EcsReleaseMigration | None
+        self.release_gate: ReleaseGate | None
         self.metrics_block: aws.lb.ListenerRule
         self.cluster: aws.ecs.Cluster | None
         self.cluster_arn: pulumi.Output[str]
@@ -534,6 +543,22 @@ class FargateService(NamedComponent):
             opts=self.child_opts(),
         )
 
+        # migrate: release - one task of the NEW task definition runs `python -m app.migrate` and must exit 0
+        # before the service moves to it (fastapi_deploy/release_migrate.py).
+        self.migration = None
+        if inp.database.migrate_mode("ecs") == "release":
+            self.migration = ecs_release_migration(
+                name,
+                cluster_arn=self.cluster_arn,
+                task_definition_arn=self.task_definition.arn,
+                subnets=private_subnets,
+                security_groups=[task_sg.id, *inp.task_security_group_ids],
+                container_name=CONTAINER_NAME,
+                region=region,
+                log_group=self.logs.name,
+                log_stream_prefix=CONTAINER_NAME,
+                opts=self.child_opts(),
+            )
         alarm_common = _lb_alarms(self, name, inp, tags)
         self.service = aws.ecs.Service(
             f"{name}-service",
@@ -570,7 +595,7 @@ class FargateService(NamedComponent):
             wait_for_steady_state=True,
             tags=tags,
             opts=self.child_opts(
-                depends_on=listeners,
+                depends_on=[*listeners, *([self.migration] if self.migration else [])],
                 # Autoscaling owns desiredCount after creation; resetting it on every `up` would undo a
                 # scale-out in the middle of a traffic spike.
                 ignore_changes=["desiredCount"],
@@ -578,6 +603,28 @@ class FargateService(NamedComponent):
         )
         _service_alarms(self, name, inp, alarm_common)
         _autoscaling(self, name, inp)
+        # `pulumi up` fails unless the service ends on THIS task definition: the circuit breaker's rollback
+        # is otherwise reported as a successful update (fastapi_deploy/release_gate.py).
+        self.release_gate = None
+        if inp.wait_for_release:
+            lbh = runtime.lb_health
+            self.release_gate = ecs_gate(
+                f"{name}-release",
+                cluster=self.cluster_arn,
+                service_name=self.service.name,
+                task_definition_arn=self.task_definition.arn,
+                region=region,
+                target_group_arn=self.target_group.arn,
+                image=inp.image,
+                timeout_s=ecs_timeout_s(
+                    runtime.deregistration_delay_s,
+                    runtime.health_check_grace_s or 0,
+                    lbh.interval_s,
+                    lbh.healthy_threshold,
+                ),
+                stack_resource=f"{name}-service",
+                opts=self.child_opts(depends_on=[self.service]),
+            )
 
         scheme = "https" if inp.https else "http"
         host: pulumi.Input[str] = inp.domain if inp.domain else self.load_balancer.dns_name

@@ -195,15 +195,30 @@ def healthcheck_command(port: int, path: str, timeout_s: int) -> list[str]:
     return ["CMD", "python", "-c", code]
 
 
-def gate_script(port: int, path: str, timeout_s: int, attempts: int, server: list[str] | None = None) -> str:
+def gate_script(
+    port: int,
+    path: str,
+    timeout_s: int,
+    attempts: int,
+    server: list[str] | None = None,
+    migrate: list[str] | None = None,
+) -> str:
     """Shell script of the release gate: start the server, poll readiness, stop it, exit 0 only if ready.
 
     Exits 1 as soon as the server process dies (a settings error such as a placeholder JWT secret) or
     when readiness never answers 200 within ``attempts x GATE_POLL_S`` seconds (wrong DATABASE_URL).
+    With ``migrate`` (``app.database.migrate: release``: :func:`release_gate_migrate_command`) that command
+    runs first and a non-zero exit fails the gate before the server is even started.
     """
     probe = shlex.join(healthcheck_command(port, path, timeout_s)[1:])
+    first = (
+        [f"if ! {shlex.join(migrate)}; then echo 'release gate: migration failed' >&2; exit 1; fi"]
+        if migrate
+        else []
+    )
     return "\n".join(
         [
+            *first,
             f"{shlex.join(server or SERVER_COMMAND)} &",
             "pid=$!",
             "i=0",
@@ -219,12 +234,21 @@ def gate_script(port: int, path: str, timeout_s: int, attempts: int, server: lis
     )
 
 
+def release_gate_migrate_command() -> list[str]:
+    """The release gate's migration (``app.database.migrate: release``): ``python -m app.migrate`` bounded
+    like the other targets' release step (MIGRATE_ON_START is off in the env, so gunicorn won't repeat it)."""
+    from fastapi_deploy.release_migrate import DEFAULT_TIMEOUT_S, MIGRATE_COMMAND, app_migrate_timeout_s
+
+    return ["env", f"MIGRATE_TIMEOUT={app_migrate_timeout_s(DEFAULT_TIMEOUT_S)}", *MIGRATE_COMMAND]
+
+
 def require_gate_passed(values: list[Any]) -> str:
     """The app container's image id, but only once the release gate exited 0 (unknown in a preview)."""
     exit_code, image_id, gate_name = values
     if exit_code is not None and int(exit_code) != 0:
         raise RuntimeError(
-            f"release gate failed (exit {int(exit_code)}): the new image/env never became ready, so the "
+            f"release gate failed (exit {int(exit_code)}): the migration failed or the new image/env never "
+            "became ready, so the "
             f"running container was left in place; see `docker logs {gate_name}` on the host"
         )
     return str(image_id)
@@ -392,9 +416,12 @@ def tuning_for(inp: VpsInputs) -> RuntimeTuning:
 def final_env(inp: VpsInputs, tuning: RuntimeTuning) -> dict[str, pulumi.Input[str]]:
     """The Args' env, then the tuning's variables (they win) and the migrate/metrics switches."""
     env: dict[str, pulumi.Input[str]] = {**inp.env, **tuning.env()}
-    if inp.database.migrate_mode("vps") == "on_start":
+    mode = inp.database.migrate_mode("vps")
+    if mode == "on_start":
         env["MIGRATE_ON_START"] = "true"
         env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
+    elif mode == "release":  # the release gate migrates once before the app container is replaced
+        env["MIGRATE_ON_START"] = "false"
     if not METRICS_PRIVATELY_SCRAPABLE["vps"]:
         env.setdefault("METRICS_ENABLED", "false")
     return dict(sorted(env.items()))
@@ -518,7 +545,16 @@ class VpsService(NamedComponent):
             command=[
                 "sh",
                 "-c",
-                gate_script(inp.port, inp.health.readiness_path, health.timeout_s, attempts),
+                gate_script(
+                    inp.port,
+                    inp.health.readiness_path,
+                    health.timeout_s,
+                    attempts,
+                    # migrate: release - the gate runs `python -m app.migrate` first; a failure fails it.
+                    migrate=release_gate_migrate_command()
+                    if inp.database.migrate_mode("vps") == "release"
+                    else None,
+                ),
             ],
             # attach: the create returns when the script exits; must_run=False keeps the exited container
             # (and its exit code) instead of treating the exit as a failure. Logs stay on the host, not in

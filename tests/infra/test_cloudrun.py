@@ -306,7 +306,8 @@ def test_outputs_follow_the_contract(prod: ProgramResult) -> None:
 def test_children_carry_the_component_name_and_labels(prod: ProgramResult) -> None:
     comp = prod.one(cr.COMPONENT_TYPE)
     children = [r for r in prod.resources if r.parent == comp.urn]
-    assert len(children) == 12  # 8 + one email channel and three alert policies
+    # 8 + one email channel, three alert policies and the release gate
+    assert len(children) == 13
     for r in children:
         assert r.name.startswith(f"{COMPONENT}-"), r.name
     labels = prod.one(SERVICE).inputs["labels"]

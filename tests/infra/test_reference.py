@@ -47,7 +47,7 @@ def test_reference_shows_defaults_bounds_enums_and_targets() -> None:
     common = "Every target"
     assert rows[f"{common}:name"][2] == "**required**"
     assert rows[f"{common}:database.max_connections"][2:4] == ["`100`", "≥ 1, ≤ 100000"]
-    assert rows[f"{common}:database.migrate"][1] == "`on_start` \\| `manual`, or `null`"
+    assert rows[f"{common}:database.migrate"][1] == "`on_start` \\| `release` \\| `manual`, or `null`"
     assert rows[f"{common}:tuning.db_pool_timeout_s"][3] == "> 0, ≤ 60"
     assert rows[f"{common}:image.build.args"][2] == "`{}`"  # a default_factory default
     # Keys whose schema differs per target are listed per target, with the target's own default.

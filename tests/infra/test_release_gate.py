@@ -18,7 +18,6 @@ from typing import Any
 
 import boto3
 import grpc
-import pulumi
 import pytest
 from botocore.stub import Stubber
 from google.cloud import run_v2
@@ -592,78 +591,20 @@ def test_builder_refuses_a_bad_plain_input_before_registering() -> None:
 
 # -------------------------------------------------------------- under the recording mocks / `infra plan`
 #
-# The wiring below is what each component adds (see the report / docs/deployer.md): applied here by wrapping
-# the real components' __init__, so the gate is registered with the real resources' outputs.
+# The components register the gate themselves (wait_for_release, default true). To compare a plan with and
+# without it, the gate builder in the component's module is replaced by a no-op.
+_BUILDERS = {
+    "ecs": ("fastapi_deploy.ecs.component", "ecs_gate"),
+    "cloudrun": ("fastapi_deploy.cloudrun.component", "cloudrun_gate"),
+    "lambda": ("fastapi_deploy.awslambda.component", "lambda_gate"),
+}
 
 
-def _wire_ecs(self: Any, name: str, args: Any, opts: Any = None) -> None:
-    _ORIG["ecs"](self, name, args, opts)
-    tuning = args.tuning
-    self.release_gate = rg.ecs_gate(
-        f"{name}-release",
-        cluster=self.cluster.arn,
-        service_name=self.service.name,
-        task_definition_arn=self.task_definition.arn,
-        region=self.region,
-        target_group_arn=self.target_group.arn,
-        image=args.image,
-        timeout_s=rg.ecs_timeout_s(
-            tuning.deregistration_delay_s,
-            tuning.health_check_grace_s,
-            tuning.lb_health.interval_s,
-            tuning.lb_health.healthy_threshold,
-        ),
-        stack_resource=f"{name}-service",
-        opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
-    )
+def _unwired(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    import importlib
 
-
-def _wire_cloudrun(self: Any, name: str, args: Any, opts: Any = None) -> None:
-    _ORIG["cloudrun"](self, name, args, opts)
-    self.release_gate = rg.cloudrun_gate(
-        f"{name}-release",
-        project=args.config.gcp_project,
-        region=args.config.gcp_region,
-        service_name=self.service.name,
-        revision=self.service.latest_created_revision,
-        image=args.image,
-        stack_resource=f"{name}-service",
-        opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
-    )
-
-
-def _wire_lambda(self: Any, name: str, args: Any, opts: Any = None) -> None:
-    _ORIG["lambda"](self, name, args, opts)
-    import pulumi_aws as aws
-
-    self.release_gate = rg.lambda_gate(
-        f"{name}-release",
-        function_name=self.function.name,
-        version=self.function.version,
-        alias=self.alias.name if self.alias else None,
-        image=self.function.image_uri,
-        region=args.config.region or aws.get_region_output().region,
-        stack_resource=f"{name}-alias" if self.alias else f"{name}-function",
-        opts=pulumi.ResourceOptions(parent=self, depends_on=[self.alias or self.function]),
-    )
-
-
-_ORIG: dict[str, Any] = {}
-
-
-def _wired(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
-    from fastapi_deploy.awslambda.component import LambdaService
-    from fastapi_deploy.cloudrun.component import CloudRunService
-    from fastapi_deploy.ecs.component import FargateService
-
-    wirings: dict[str, tuple[Any, Any]] = {
-        "ecs": (FargateService, _wire_ecs),
-        "cloudrun": (CloudRunService, _wire_cloudrun),
-        "lambda": (LambdaService, _wire_lambda),
-    }
-    cls, wire = wirings[target]
-    _ORIG[target] = cls.__init__
-    monkeypatch.setattr(cls, "__init__", wire)
+    module, builder = _BUILDERS[target]
+    monkeypatch.setattr(importlib.import_module(module), builder, lambda *a, **k: None)
 
 
 GATE_TYPE = "pulumi-python:dynamic:ReleaseGate"
@@ -675,7 +616,6 @@ def test_ecs_gate_registers_with_the_task_definition_arn_after_the_service(monke
     from fastapi_deploy.tuning import for_platform
 
     path = ROOT / "stacks" / "Pulumi.prod-ecs.yaml"
-    _wired(monkeypatch, "ecs")
     result = run_stack_file(path)
     gate = result.one(GATE_TYPE)
     service = result.one("aws:ecs/service:Service")
@@ -712,7 +652,6 @@ def test_ecs_gate_registers_with_the_task_definition_arn_after_the_service(monke
 def test_cloudrun_and_lambda_gates_register_with_the_revision_or_version(monkeypatch, target) -> None:
     from fastapi_deploy.mocks import run_stack_file
 
-    _wired(monkeypatch, target)
     result = run_stack_file(ROOT / "stacks" / f"Pulumi.prod-{target}.yaml")
     gate = result.one(GATE_TYPE)
     if target == "cloudrun":
@@ -736,9 +675,10 @@ def test_infra_plan_policy_cost_and_plan_diff_take_the_gate_in_stride(monkeypatc
     from fastapi_deploy.plan import plan_stack
 
     path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
-    before = plan_stack(path)
-    _wired(monkeypatch, stack.split("-", 1)[1])
     after = plan_stack(path)
+    with monkeypatch.context() as m:
+        _unwired(m, stack.split("-", 1)[1])
+        before = plan_stack(path)
     assert before.error is None
     assert after.error is None, after.error
     gates = [r for r in after.resources if r["type"] == GATE_TYPE]

@@ -19,8 +19,28 @@ from fastapi_deploy.mocks import ProgramResult, run_callable
 
 URNS = Path(__file__).parent / "urns"
 SHIPPED = ["prod-ecs", "staging-ecs", "prod-cloudrun", "staging-cloudrun", "prod-lambda", "prod-vps"]
-#: stack -> URNs deliberately added by the refactor (none: the pieces are helpers, not new components).
-INTENDED_ADDITIONS: dict[str, set[str]] = {stack: set() for stack in SHIPPED}
+_GATE = "pulumi-python:dynamic:ReleaseGate"
+_COMPONENT = {
+    "ecs": "fastapi-deploy:ecs:FargateService",
+    "cloudrun": "fastapi-deploy:cloudrun:CloudRunService",
+    "lambda": "fastapi-deploy:lambda:LambdaService",
+}
+_NAMES = {"prod": "items-api-prod", "staging": "items-api-stg-staging"}
+
+
+def _gate(stack: str) -> set[str]:
+    """The release gate (issue 15: `pulumi up` fails when the release did not go live): one new resource
+    on ECS, Cloud Run and Lambda stacks, nothing else. The VPS already fails on its own release gate."""
+    env, target = stack.split("-", 1)
+    if target not in _COMPONENT:
+        return set()
+    name = f"{_NAMES[env]}-{target}-release"
+    return {f"urn:pulumi:{stack}::fastapi-deploy::{_COMPONENT[target]}${_GATE}::{name}"}
+
+
+#: stack -> URNs deliberately added: the release gate. The refactor itself added none (its pieces are
+#: helpers with unchanged names and parents, not new components).
+INTENDED_ADDITIONS: dict[str, set[str]] = {stack: _gate(stack) for stack in SHIPPED}
 
 
 def snapshot(stack: str) -> set[str]:
