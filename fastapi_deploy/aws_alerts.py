@@ -11,17 +11,17 @@ An email subscription stays ``PendingConfirmation`` until the address clicks the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from fastapi_deploy.config import Alerts
-
 
 def alert_actions(
     name: str,
-    alerts: Alerts,
+    emails: Sequence[str],
+    webhook_url: str | None,
     existing_topic_arn: str | None,
     tags: dict[str, str],
     opts: pulumi.ResourceOptions,
@@ -30,7 +30,7 @@ def alert_actions(
 
     Creates the topic (when no ARN is given) and one subscription per email and for the webhook.
     """
-    if not (alerts.emails or alerts.webhook_url or existing_topic_arn):
+    if not (emails or webhook_url or existing_topic_arn):
         return []
     topic_arn: Any
     if existing_topic_arn:
@@ -44,7 +44,7 @@ def alert_actions(
         )
         topic_arn = topic.arn
         # CloudWatch publishes to the topic; a topic policy is only needed for encrypted topics.
-    for i, email in enumerate(alerts.emails):
+    for i, email in enumerate(emails):
         aws.sns.TopicSubscription(
             f"{name}-alerts-email-{i}",
             topic=topic_arn,
@@ -52,12 +52,12 @@ def alert_actions(
             endpoint=email,
             opts=opts,
         )
-    if alerts.webhook_url:
+    if webhook_url:
         aws.sns.TopicSubscription(
             f"{name}-alerts-webhook",
             topic=topic_arn,
             protocol="https",
-            endpoint=alerts.webhook_url,
+            endpoint=webhook_url,
             endpoint_auto_confirms=False,
             opts=opts,
         )

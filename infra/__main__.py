@@ -1,4 +1,5 @@
-"""The Pulumi program: load config -> tune -> resolve the image -> one target component -> outputs.
+"""The Pulumi program: load config -> tune -> resolve the image -> one frozen spec -> the target's
+component Args (its adapter) -> the component -> its outputs dict, exported as is.
 
 Run by the Pulumi CLI (``main: infra/`` in Pulumi.yaml, via runpy, so only ``infra/`` is on sys.path and
 the project itself must be installed by ``uv sync``), by the tests and by ``infra plan`` under mocks.
@@ -14,11 +15,18 @@ import pulumi
 
 from fastapi_deploy import config as config_mod
 from fastapi_deploy import image as image_mod
-from fastapi_deploy import service_env, targets, tuning
+from fastapi_deploy import service_env, spec, targets, tuning
+from fastapi_deploy.component import ArgsError
 from fastapi_deploy.secret_refs import SecretRefError
 
 #: Errors that mean "the stack config is wrong": one clean message under the CLI, not a traceback.
-CONFIG_ERRORS = (config_mod.ConfigError, tuning.TuningError, SecretRefError, targets.TargetNotAvailable)
+CONFIG_ERRORS = (
+    config_mod.ConfigError,
+    tuning.TuningError,
+    SecretRefError,
+    targets.TargetNotAvailable,
+    ArgsError,
+)
 
 
 def main() -> None:
@@ -46,7 +54,8 @@ def main() -> None:
         )
     image = image_mod.resolve(name, cfg.image, registry)
 
-    outputs = module.deploy(targets.DeployContext(name=name, cfg=cfg, tuning=runtime, image=image, tags=tags))
+    deploy_spec = spec.build(cfg, runtime, image.ref, image.repository_arn)
+    outputs = module.deploy(targets.DeployContext(spec=deploy_spec, section=targets.config_section(cfg)))
     missing = [k for k in (*targets.COMMON_OUTPUTS, *targets.TARGET_OUTPUTS[cfg.target]) if k not in outputs]
     if missing:
         raise RuntimeError(f"target {cfg.target} did not export {missing} (contract section 2)")

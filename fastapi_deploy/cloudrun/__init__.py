@@ -1,1 +1,24 @@
-"""The cloudrun target: its component and everything the deployer knows about it."""
+"""The cloudrun target (Google Cloud Run): ``from fastapi_deploy.cloudrun import CloudRunService, CloudRunServiceArgs``.
+
+The names load lazily, so importing the package (for its config section or checks) does not import the
+cloud provider SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
+    from fastapi_deploy.cloudrun.component import CloudRunService
+
+__all__ = ["CloudRunService", "CloudRunServiceArgs"]
+
+_WHERE = {"CloudRunService": "component", "CloudRunServiceArgs": "args"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

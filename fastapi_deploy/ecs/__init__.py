@@ -1,1 +1,24 @@
-"""The ecs target: its component and everything the deployer knows about it."""
+"""The ecs target (ECS Fargate + ALB): ``from fastapi_deploy.ecs import FargateService, FargateServiceArgs``.
+
+The names load lazily, so importing the package (for its config section or checks) does not import the
+cloud provider SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi_deploy.ecs.args import FargateServiceArgs
+    from fastapi_deploy.ecs.component import FargateService
+
+__all__ = ["FargateService", "FargateServiceArgs"]
+
+_WHERE = {"FargateService": "component", "FargateServiceArgs": "args"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

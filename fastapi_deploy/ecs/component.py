@@ -12,22 +12,45 @@ before its container health check switches to liveness, so a release with a wron
 becomes healthy and the circuit breaker rolls it back.
 """
 
-from __future__ import annotations
-
 import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_aws as aws
+from pydantic import ValidationError
 
+from fastapi_deploy import component as cargs
 from fastapi_deploy import secret_refs as refs_mod
 from fastapi_deploy.aws_alerts import alert_actions
-from fastapi_deploy.config import EcsConfig, ExistingVpc, NewVpc
+from fastapi_deploy.component import ArgsError, NamedComponent
+from fastapi_deploy.config import (
+    Alerts,
+    AppConfigBase,
+    Database,
+    EcsSettings,
+    ExistingVpc,
+    Health,
+    NewVpc,
+    Scaling,
+    TuningOverrides,
+)
+from fastapi_deploy.ecs.args import FargateServiceArgs
 from fastapi_deploy.targets import DeployContext
-from fastapi_deploy.tuning import METRICS_PATHS, RuntimeTuning, container_environment
+from fastapi_deploy.tuning import (
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
+    METRICS_PATHS,
+    METRICS_PRIVATELY_SCRAPABLE,
+    RuntimeTuning,
+    TuningInput,
+    migrate_timeout_s,
+    tune,
+)
+
+COMPONENT_TYPE = "fastapi-deploy:ecs:FargateService"
+OWNER = "FargateServiceArgs"
 
 CONTAINER_NAME = "app"
 #: Numeric uid:gid so "non-root" holds whatever USER the image declares (files only need to be readable).
@@ -56,18 +79,6 @@ HEALTH_SCRIPT = (
     " open(m,'w').close()\n"
     "sys.exit(0 if ok else 1)"
 )
-
-
-@dataclass
-class FargateServiceArgs:
-    """Inputs of :class:`FargateService` (validated config, computed tuning, resolved image)."""
-
-    config: EcsConfig
-    tuning: RuntimeTuning
-    image: pulumi.Input[str]
-    tags: dict[str, str]
-    #: ECR repository ARN when the image was built here (pull permission is scoped to it).
-    repository_arn: pulumi.Input[str] | None = None
 
 
 def lb_physical_name(component: str, kind: str, *replace_triggers: object) -> str:
@@ -168,16 +179,18 @@ def assume_role_policy(account: str, partition: str) -> str:
 
 def container_definitions(
     *,
-    cfg: EcsConfig,
-    tuning: RuntimeTuning,
     image: str,
+    port: int,
+    env: dict[str, str],
+    secrets: dict[str, refs_mod.SecretRef],
+    health: Health,
+    tuning: RuntimeTuning,
     region: str,
     account: str,
     partition: str,
     log_group: str,
 ) -> list[dict[str, Any]]:
     """The ECS container definitions (RegisterTaskDefinition shape)."""
-    env = container_environment(cfg, tuning)
     hc = tuning.container_health
     assert hc is not None
     return [
@@ -187,18 +200,16 @@ def container_definitions(
             "essential": True,
             "user": CONTAINER_USER,
             "readonlyRootFilesystem": True,
-            "portMappings": [
-                {"containerPort": cfg.port, "hostPort": cfg.port, "protocol": "tcp", "name": "http"}
-            ],
+            "portMappings": [{"containerPort": port, "hostPort": port, "protocol": "tcp", "name": "http"}],
             "environment": [{"name": k, "value": v} for k, v in env.items()],
-            "secrets": refs_mod.ecs_secrets(cfg.secret_refs(), account, region, partition),
+            "secrets": refs_mod.ecs_secrets(secrets, account, region, partition),
             "mountPoints": [{"sourceVolume": TMP_VOLUME, "containerPath": "/tmp", "readOnly": False}],  # noqa: S108
             # tini as PID 1: forwards SIGTERM to gunicorn and reaps zombies.
             "linuxParameters": {"initProcessEnabled": True},
             # SIGTERM -> SIGKILL window; gunicorn's graceful timeout (tuning) is 10 s shorter.
             "stopTimeout": tuning.stop_timeout_s,
             "healthCheck": {
-                "command": health_command(cfg.health.liveness_path, cfg.health.readiness_path, hc.timeout_s),
+                "command": health_command(health.liveness_path, health.readiness_path, hc.timeout_s),
                 "interval": hc.interval_s,
                 "timeout": hc.timeout_s,
                 "retries": hc.retries,
@@ -219,294 +230,233 @@ def container_definitions(
     ]
 
 
-class FargateService(pulumi.ComponentResource):
+@dataclass(frozen=True)
+class EcsInputs:
+    """The Args after validation (plain values checked with the stack config's own models)."""
+
+    image: pulumi.Input[str]
+    port: int
+    app_env: str
+    env: dict[str, pulumi.Input[str]]
+    secrets: dict[str, refs_mod.SecretRef]
+    secret_kms_key_arns: list[str]
+    health: Health
+    scaling: Scaling
+    database: Database
+    request_timeout_s: int
+    max_request_body_bytes: int
+    overrides: TuningOverrides
+    settings: EcsSettings
+    certificate_arn: pulumi.Input[str] | None
+    new_vpc: NewVpc | None
+    vpc_id: pulumi.Input[str] | None
+    public_subnet_ids: list[pulumi.Input[str]]
+    private_subnet_ids: list[pulumi.Input[str]]
+    cluster_arn: pulumi.Input[str] | None
+    task_security_group_ids: list[pulumi.Input[str]]
+    repository_arn: pulumi.Input[str] | None
+    domain: str | None
+    alert_emails: list[str]
+    alert_webhook_url: str | None
+    alert_topic_arn: str | None
+    tags: dict[str, str]
+
+
+def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
+    """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
+    a: dict[str, Any] = dict(args)
+    unknown = sorted(set(a) - set(FargateServiceArgs.__annotations__))
+    if unknown:
+        raise ArgsError(f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(FargateServiceArgs.__annotations__)}")
+    image = cargs.required(OWNER, a, "image")
+    port = cargs.field(OWNER, "port", AppConfigBase, "port", a.get("port", 8000))
+    app_env = cargs.field(OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production"))
+    settings_in = {
+        k: a[k]
+        for k in ("cpu", "memory", "log_retention_days", "autoscaling", "alarms", "container_insights",
+                  "alb_deletion_protection")
+        if k in a
+    }  # fmt: skip
+    try:
+        settings = EcsSettings.model_validate(settings_in)
+    except ValidationError as exc:
+        raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    vpc_id = a.get("vpc_id")
+    new_vpc: NewVpc | None = None
+    public: list[Any] = list(a.get("public_subnet_ids") or [])
+    private: list[Any] = list(a.get("private_subnet_ids") or [])
+    if vpc_id is None:
+        if public or private:
+            raise ArgsError(f"{OWNER}.public_subnet_ids: subnets need vpc_id (the VPC they belong to)")
+        new_vpc = cargs.section(OWNER, "vpc", NewVpc, a.get("vpc"))
+    else:
+        if isinstance(vpc_id, str) and public and private and all(isinstance(s, str) for s in public + private):
+            # All plain: the stack config's own checks (id shapes, >= 2 subnets, no repeats).
+            cargs.section(
+                OWNER, "vpc_id", ExistingVpc,
+                {"vpc_id": vpc_id, "public_subnet_ids": public, "private_subnet_ids": private},
+            )  # fmt: skip
+        for key, subnets in (("public_subnet_ids", public), ("private_subnet_ids", private)):
+            if len(subnets) < 2:
+                raise ArgsError(f"{OWNER}.{key}: needs at least 2 subnets in different AZs with vpc_id")
+    cert = a.get("certificate_arn")
+    if isinstance(cert, str):
+        try:
+            EcsSettings.model_validate({"certificate_arn": cert})
+        except ValidationError as exc:
+            raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    alerts = cargs.section(OWNER, "alerts", Alerts, {k: v for k, v in (a.get("alerts") or {}).items()})
+    if alerts.gcp_notification_channels:
+        raise ArgsError(f"{OWNER}.alerts.gcp_notification_channels: Google channels cannot receive CloudWatch alarms")
+    return EcsInputs(
+        image=image,
+        port=port,
+        app_env=app_env,
+        env=dict(a.get("env") or {}),
+        secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("ssm", "secretsmanager")),
+        secret_kms_key_arns=list(a.get("secret_kms_key_arns") or []),
+        health=cargs.section(OWNER, "health", Health, a.get("health")),
+        scaling=cargs.section(OWNER, "scaling", Scaling, cargs.required(OWNER, a, "scaling")),
+        database=cargs.section(OWNER, "database", Database, a.get("database")),
+        request_timeout_s=cargs.field(OWNER, "request_timeout_s", AppConfigBase, "request_timeout_s", a.get("request_timeout_s", 30)),
+        max_request_body_bytes=cargs.field(
+            OWNER, "max_request_body_bytes", AppConfigBase, "max_request_body_bytes",
+            a.get("max_request_body_bytes", DEFAULT_MAX_REQUEST_BODY_BYTES),
+        ),  # fmt: skip
+        overrides=cargs.section(OWNER, "overrides", TuningOverrides, a.get("overrides")),
+        settings=settings,
+        certificate_arn=cert,
+        new_vpc=new_vpc,
+        vpc_id=vpc_id,
+        public_subnet_ids=public,
+        private_subnet_ids=private,
+        cluster_arn=a.get("cluster_arn"),
+        task_security_group_ids=list(a.get("task_security_group_ids") or []),
+        repository_arn=a.get("repository_arn"),
+        domain=a.get("domain"),
+        alert_emails=list(alerts.emails),
+        alert_webhook_url=alerts.webhook_url,
+        alert_topic_arn=alerts.sns_topic_arn,
+        tags=dict(a.get("tags") or {}),
+    )
+
+
+def tuning_for(inp: EcsInputs) -> RuntimeTuning:
+    """The runtime tuning computed from the Args (error messages name the Args)."""
+    keys = {
+        "workers": f"{OWNER}.overrides.workers",
+        "budget_max": f"{OWNER}.database.max_connections",
+        "budget_reserved": f"{OWNER}.database.reserved_connections",
+        "max_replicas": f"{OWNER}.scaling.max",
+        "budget": f"{OWNER}.database (max_connections - reserved_connections)",
+        "size": f"{OWNER}.cpu",
+        "memory": f"{OWNER}.memory",
+    }
+    o = inp.overrides
+    return tune(
+        TuningInput(
+            "ecs",
+            inp.settings.vcpu,
+            inp.settings.memory,
+            inp.scaling.max,
+            db_budget=inp.database.budget,
+            request_timeout_s=inp.request_timeout_s,
+            app_env=inp.app_env,
+            port=inp.port,
+            workers=o.workers,
+            pool_size=o.db_pool_size,
+            max_overflow=o.db_max_overflow,
+            pool_timeout_s=o.db_pool_timeout_s,
+            max_request_body_bytes=inp.max_request_body_bytes,
+            keys=keys,
+        )
+    )
+
+
+def final_env(name: str, inp: EcsInputs, tuning: RuntimeTuning) -> dict[str, pulumi.Input[str]]:
+    """The container's plain env: the Args' env, then the tuning's variables (they win), then what this
+    component owns (the EMF service dimension its alarms read)."""
+    env: dict[str, pulumi.Input[str]] = {**inp.env, **tuning.env()}
+    if inp.database.migrate_mode("ecs") == "on_start":
+        env["MIGRATE_ON_START"] = "true"
+        env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
+    if not METRICS_PRIVATELY_SCRAPABLE["ecs"]:
+        env.setdefault("METRICS_ENABLED", "false")
+    if env.get("METRICS_EMF") == "true":
+        env["METRICS_EMF_SERVICE"] = name
+        env["METRICS_EMF_NAMESPACE"] = inp.settings.alarms.emf_namespace
+    return dict(sorted(env.items()))
+
+
+class FargateService(NamedComponent):
     """An ECS Fargate service behind an ALB, with its network, IAM, logs, autoscaling and alarms."""
 
+    target: pulumi.Output[str]
+    """Always ``ecs``."""
     url: pulumi.Output[str]
-    cluster: aws.ecs.Cluster
-    service: aws.ecs.Service
-    task_definition: aws.ecs.TaskDefinition
-    target_group: aws.lb.TargetGroup
-    load_balancer: aws.lb.LoadBalancer
-    log_group: aws.cloudwatch.LogGroup
-    execution_role: aws.iam.Role
-    task_role: aws.iam.Role
+    """Public URL (``https://domain`` or the ALB's DNS name)."""
+    image: pulumi.Output[str]
+    """The image reference the tasks run."""
+    health_path: pulumi.Output[str]
+    """Liveness path."""
+    ready_path: pulumi.Output[str]
+    """Readiness path."""
+    region: pulumi.Output[str]
+    """AWS region."""
+    cluster_name: pulumi.Output[str]
+    """ECS cluster name."""
+    service_name: pulumi.Output[str]
+    """ECS service name."""
+    log_group: pulumi.Output[str]
+    """CloudWatch log group name."""
+    target_group_arn: pulumi.Output[str]
+    """ALB target group ARN."""
+    load_balancer_dns: pulumi.Output[str]
+    """ALB DNS name."""
 
     def __init__(
-        self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: FargateServiceArgs,
+        opts: Optional[pulumi.ResourceOptions] = None,
+        *,
+        tuning: Optional[RuntimeTuning] = None,
     ) -> None:
-        super().__init__("fastapi-deploy:ecs:FargateService", name, args.tuning.component_props(), opts)
-        cfg, tuning, tags = args.config, args.tuning, args.tags
-        ecs_cfg = cfg.ecs
-        child = pulumi.ResourceOptions(parent=self)
-        assert tuning.lb_health is not None
-        assert tuning.deregistration_delay_s is not None
+        inp = inputs_from_args(args)
+        runtime = tuning if tuning is not None else tuning_for(inp)
+        assert runtime.lb_health is not None
+        assert runtime.deregistration_delay_s is not None
+        super().__init__(COMPONENT_TYPE, name, runtime.component_props(), opts)
+        self.tuning = runtime
+        env = final_env(name, inp, runtime)
+        tags = inp.tags
 
-        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        region_out = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        partition_out = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        account = identity.account_id
-        region = region_out.region
-        partition = partition_out.partition
+        invoke = self.invoke_opts()
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        region = aws.get_region_output(opts=invoke).region
+        partition = aws.get_partition_output(opts=invoke).partition
 
-        # ------------------------------------------------------------------------------- network
-        vpc_id, vpc_cidr, public_subnets, private_subnets = self._network(name, ecs_cfg.vpc, tags, child)
+        vpc_id, vpc_cidr, public_subnets, private_subnets = _network(self, name, inp, tags)
+        alb_sg, task_sg = _security_groups(self, name, inp, vpc_id, vpc_cidr, tags)
+        listeners = _load_balancer(self, name, inp, runtime, vpc_id, alb_sg, public_subnets, tags)
+        _cluster_logs_iam(self, name, inp, account, region, partition, tags)
 
-        alb_sg = aws.ec2.SecurityGroup(
-            f"{name}-alb-sg",
-            vpc_id=vpc_id,
-            description=f"{name} ALB: HTTP(S) from the internet, to the tasks only",
-            tags={**tags, "Name": f"{name}-alb"},
-            opts=child,
-        )
-        task_sg = aws.ec2.SecurityGroup(
-            f"{name}-task-sg",
-            vpc_id=vpc_id,
-            description=f"{name} tasks: app port from the ALB only",
-            tags={**tags, "Name": f"{name}-task"},
-            opts=child,
-        )
-        listen_ports = [443, 80] if ecs_cfg.certificate_arn else [80]
-        for port in listen_ports:
-            for family, cidr in (("v4", "0.0.0.0/0"), ("v6", "::/0")):
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-alb-in-{port}-{family}",
-                    security_group_id=alb_sg.id,
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    cidr_ipv4=cidr if family == "v4" else None,
-                    cidr_ipv6=cidr if family == "v6" else None,
-                    description=f"HTTP{'S' if port == 443 else ''} from the internet",
-                    tags=tags,
-                    opts=pulumi.ResourceOptions(parent=alb_sg),
-                )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-alb-out-tasks",
-            security_group_id=alb_sg.id,
-            ip_protocol="tcp",
-            from_port=cfg.port,
-            to_port=cfg.port,
-            referenced_security_group_id=task_sg.id,
-            description="to the tasks' app port only",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=alb_sg),
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-task-in-alb",
-            security_group_id=task_sg.id,
-            ip_protocol="tcp",
-            from_port=cfg.port,
-            to_port=cfg.port,
-            referenced_security_group_id=alb_sg.id,
-            description="app port from the ALB only",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=task_sg),
-        )
-        # Egress: HTTPS anywhere (ECR, Secrets Manager, SSM, CloudWatch Logs, Sentry through the NAT),
-        # PostgreSQL and Redis inside the VPC only.
-        egress = [("https", 443, "0.0.0.0/0"), ("postgres", 5432, None), ("redis", 6379, None)]
-        for label, port, fixed_cidr in egress:
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-task-out-{label}",
-                security_group_id=task_sg.id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                cidr_ipv4=fixed_cidr or vpc_cidr,
-                description=f"{label} egress",
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=task_sg),
-            )
-
-        # ----------------------------------------------------------------------------------- ALB
-        self.load_balancer = aws.lb.LoadBalancer(
-            f"{name}-alb",
-            name=lb_physical_name(name, "alb", "application", "internet-facing"),
-            load_balancer_type="application",
-            internal=False,
-            security_groups=[alb_sg.id],
-            subnets=public_subnets,
-            # Must stay BELOW the server keepalive (tuning: 60 < 75) or the ALB reuses a connection
-            # gunicorn just closed and the client gets a 502.
-            idle_timeout=tuning.lb_idle_timeout_s,
-            drop_invalid_header_fields=True,
-            enable_deletion_protection=ecs_cfg.alb_deletion_protection,
-            tags=tags,
-            opts=child,
-        )
-        lbh = tuning.lb_health
-        self.target_group = aws.lb.TargetGroup(
-            f"{name}-tg",
-            name=lb_physical_name(name, "tg", cfg.port, "HTTP", "ip", _vpc_key(ecs_cfg.vpc)),
-            port=cfg.port,
-            protocol="HTTP",
-            target_type="ip",
-            vpc_id=vpc_id,
-            # ECS drains for this long BEFORE SIGTERM: covers the longest request (request_timeout_s + 5)
-            # instead of the 300 s default that makes every rolling deploy wait 5 minutes per batch.
-            deregistration_delay=tuning.deregistration_delay_s,
-            health_check=aws.lb.TargetGroupHealthCheckArgs(
-                enabled=True,
-                # LIVENESS, not readiness: ECS replaces tasks the ALB reports unhealthy, so a /ready check
-                # here would turn a database outage into a restart loop of every task.
-                path=cfg.health.liveness_path,
-                protocol="HTTP",
-                port="traffic-port",
-                matcher=lbh.matcher,
-                interval=lbh.interval_s,
-                timeout=lbh.timeout_s,
-                healthy_threshold=lbh.healthy_threshold,
-                unhealthy_threshold=lbh.unhealthy_threshold,
-            ),
-            tags=tags,
-            opts=child,
-        )
-        lb_child = pulumi.ResourceOptions(parent=self.load_balancer)
-        forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=self.target_group.arn)]
-        listeners: list[aws.lb.Listener] = []
-        if ecs_cfg.certificate_arn:
-            listeners.append(
-                aws.lb.Listener(
-                    f"{name}-https",
-                    load_balancer_arn=self.load_balancer.arn,
-                    port=443,
-                    protocol="HTTPS",
-                    ssl_policy=TLS_POLICY,
-                    certificate_arn=ecs_cfg.certificate_arn,
-                    default_actions=forward,
-                    tags=tags,
-                    opts=lb_child,
-                )
-            )
-            listeners.append(
-                aws.lb.Listener(
-                    f"{name}-http",
-                    load_balancer_arn=self.load_balancer.arn,
-                    port=80,
-                    protocol="HTTP",
-                    default_actions=[
-                        aws.lb.ListenerDefaultActionArgs(
-                            type="redirect",
-                            redirect=aws.lb.ListenerDefaultActionRedirectArgs(
-                                protocol="HTTPS", port="443", status_code="HTTP_301"
-                            ),
-                        )
-                    ],
-                    tags=tags,
-                    opts=lb_child,
-                )
-            )
-        else:
-            pulumi.log.warn(
-                f"{name}: no app.ecs.certificate_arn; the ALB serves plain HTTP (credentials in clear)",
-                resource=self,
-            )
-            listeners.append(
-                aws.lb.Listener(
-                    f"{name}-http",
-                    load_balancer_arn=self.load_balancer.arn,
-                    port=80,
-                    protocol="HTTP",
-                    default_actions=forward,
-                    tags=tags,
-                    opts=lb_child,
-                )
-            )
-
-        # /metrics is for a collector sidecar on localhost (or a scraper the task security group is opened
-        # to); from the internet the ALB answers 404 itself. The app also refuses /metrics to anything
-        # carrying X-Forwarded-For, so an encoded path that slipped past this rule still gets nothing.
-        self.metrics_block = aws.lb.ListenerRule(
-            f"{name}-block-metrics",
-            listener_arn=listeners[0].arn,
-            priority=1,
-            conditions=[
-                aws.lb.ListenerRuleConditionArgs(
-                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(METRICS_PATHS))
-                )
-            ],
-            actions=[
-                aws.lb.ListenerRuleActionArgs(
-                    type="fixed-response",
-                    fixed_response=aws.lb.ListenerRuleActionFixedResponseArgs(
-                        content_type="text/plain", message_body="Not Found", status_code="404"
-                    ),
-                )
-            ],
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=listeners[0]),
-        )
-
-        # --------------------------------------------------------------------- cluster, logs, IAM
-        self.cluster = aws.ecs.Cluster(
-            f"{name}-cluster",
-            settings=[
-                aws.ecs.ClusterSettingArgs(
-                    name="containerInsights", value="enabled" if ecs_cfg.container_insights else "disabled"
-                )
-            ],
-            tags=tags,
-            opts=child,
-        )
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/ecs/{name}",
-            retention_in_days=ecs_cfg.log_retention_days,
-            tags=tags,
-            opts=child,
-        )
-        assume = pulumi.Output.all(account, partition).apply(lambda a: assume_role_policy(a[0], a[1]))
-        self.execution_role = aws.iam.Role(
-            f"{name}-exec-role",
-            description=f"{name}: ECS agent pulls the image, writes logs, reads the referenced secrets",
-            assume_role_policy=assume,
-            tags=tags,
-            opts=child,
-        )
-        refs = cfg.secret_refs()
-        repo_arn_in: pulumi.Input[str | None] = args.repository_arn
-        exec_policy = pulumi.Output.all(
-            account, region, partition, self.log_group.arn, repo_arn_in, pulumi.Output.from_input(args.image)
-        ).apply(
-            lambda a: json.dumps(
-                task_execution_policy(
-                    account=a[0],
-                    region=a[1],
-                    partition=a[2],
-                    log_group_arn=a[3],
-                    repository_arn=a[4] or ecr_repository_arn_from_ref(a[5] or "", a[2]),
-                    secret_refs=refs,
-                    kms_key_arns=list(cfg.secret_kms_key_arns),
-                ),
-                sort_keys=True,
-            )
-        )
-        aws.iam.RolePolicy(
-            f"{name}-exec-policy",
-            role=self.execution_role.id,
-            policy=exec_policy,
-            opts=pulumi.ResourceOptions(parent=self.execution_role),
-        )
-        # The app itself calls no AWS API: the task role exists (so nothing falls back to broader
-        # credentials) and has no permissions. Add statements here when the app needs S3, SQS, ...
-        self.task_role = aws.iam.Role(
-            f"{name}-task-role",
-            description=f"{name}: identity of the running app (no permissions)",
-            assume_role_policy=assume,
-            tags=tags,
-            opts=child,
-        )
-
-        # ------------------------------------------------------------------------ task definition
         containers = pulumi.Output.all(
-            pulumi.Output.from_input(args.image), region, account, partition, self.log_group.name
+            pulumi.Output.from_input(inp.image),
+            region,
+            account,
+            partition,
+            self.log_group.name,
+            pulumi.Output.from_input(env),
         ).apply(
             lambda a: json.dumps(
                 container_definitions(
-                    cfg=cfg,
-                    tuning=tuning,
                     image=a[0],
+                    port=inp.port,
+                    env=a[5],
+                    secrets=inp.secrets,
+                    health=inp.health,
+                    tuning=runtime,
                     region=a[1],
                     account=a[2],
                     partition=a[3],
@@ -517,8 +467,8 @@ class FargateService(pulumi.ComponentResource):
         self.task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
             family=name,
-            cpu=str(ecs_cfg.cpu),
-            memory=str(ecs_cfg.memory),
+            cpu=str(inp.settings.cpu),
+            memory=str(inp.settings.memory),
             network_mode="awsvpc",
             requires_compatibilities=["FARGATE"],
             runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
@@ -529,208 +479,63 @@ class FargateService(pulumi.ComponentResource):
             container_definitions=containers,
             volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=TMP_VOLUME)],
             tags=tags,
-            opts=child,
+            opts=self.child_opts(),
         )
 
-        # -------------------------------------------------------------------------------- alarms
-        alarms_cfg = ecs_cfg.alarms
-        actions = alert_actions(name, cfg.alerts, cfg.alert_topic_arn, tags, child)
-        lb_dims = {"LoadBalancer": self.load_balancer.arn_suffix, "TargetGroup": self.target_group.arn_suffix}
-        alarm_common: dict[str, Any] = dict(
-            namespace="AWS/ApplicationELB",
-            dimensions=lb_dims,
-            period=60,
-            evaluation_periods=alarms_cfg.evaluation_periods,
-            datapoints_to_alarm=alarms_cfg.evaluation_periods,
-            alarm_actions=actions,
-            ok_actions=actions,
-            tags=tags,
-            opts=child,
-        )
-        self.alarm_5xx = aws.cloudwatch.MetricAlarm(
-            f"{name}-5xx",
-            alarm_description=f"{name}: target 5xx per minute above {alarms_cfg.http_5xx_per_minute}",
-            metric_name="HTTPCode_Target_5XX_Count",
-            statistic="Sum",
-            comparison_operator="GreaterThanThreshold",
-            threshold=alarms_cfg.http_5xx_per_minute,
-            treat_missing_data="notBreaching",
-            **alarm_common,
-        )
-        self.alarm_p95 = aws.cloudwatch.MetricAlarm(
-            f"{name}-p95",
-            alarm_description=f"{name}: p95 target response time above {alarms_cfg.p95_response_time_s} s",
-            metric_name="TargetResponseTime",
-            extended_statistic="p95",
-            comparison_operator="GreaterThanThreshold",
-            threshold=alarms_cfg.p95_response_time_s,
-            treat_missing_data="notBreaching",
-            **alarm_common,
-        )
-        self.alarm_unhealthy = aws.cloudwatch.MetricAlarm(
-            f"{name}-unhealthy",
-            alarm_description=f"{name}: at least {alarms_cfg.unhealthy_hosts} unhealthy target(s)",
-            metric_name="UnHealthyHostCount",
-            statistic="Maximum",
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=alarms_cfg.unhealthy_hosts,
-            treat_missing_data="notBreaching",
-            **alarm_common,
-        )
-
-        # ------------------------------------------------------------------------------- service
+        alarm_common = _lb_alarms(self, name, inp, tags)
         self.service = aws.ecs.Service(
             f"{name}-service",
-            cluster=self.cluster.arn,
+            cluster=self.cluster_arn,
             task_definition=self.task_definition.arn,
-            desired_count=cfg.scaling.initial,
+            desired_count=inp.scaling.initial,
             launch_type="FARGATE",
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
-                subnets=private_subnets, security_groups=[task_sg.id], assign_public_ip=False
+                subnets=private_subnets,
+                security_groups=[task_sg.id, *inp.task_security_group_ids],
+                assign_public_ip=False,
             ),
             load_balancers=[
                 aws.ecs.ServiceLoadBalancerArgs(
                     target_group_arn=self.target_group.arn,
                     container_name=CONTAINER_NAME,
-                    container_port=cfg.port,
+                    container_port=inp.port,
                 )
             ],
             # Keep full capacity during a deploy (100) and start the new tasks beside the old (200):
             # the tuning's connection budget counts max x 2 replicas for exactly this overlap.
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
-            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
-                enable=True, rollback=True
-            ),
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
             # A release that passes health checks but throws 5xx is rolled back too.
             alarms=aws.ecs.ServiceAlarmsArgs(alarm_names=[self.alarm_5xx.name], enable=True, rollback=True),
-            health_check_grace_period_seconds=tuning.health_check_grace_s,
+            health_check_grace_period_seconds=runtime.health_check_grace_s,
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
             # `pulumi up` waits for the rollout, so CI sees a rollback as a failed deploy.
             wait_for_steady_state=True,
             tags=tags,
-            opts=pulumi.ResourceOptions(
-                parent=self,
+            opts=self.child_opts(
                 depends_on=listeners,
                 # Autoscaling owns desiredCount after creation; resetting it on every `up` would undo a
                 # scale-out in the middle of a traffic spike.
                 ignore_changes=["desiredCount"],
             ),
         )
+        _service_alarms(self, name, inp, alarm_common)
+        _autoscaling(self, name, inp)
 
-        # Alarms that need the service's name (created after it; none of them gates the rollback).
-        svc_dims = {"ClusterName": self.cluster.name, "ServiceName": self.service.name}
-        task_common: dict[str, Any] = {
-            **alarm_common,
-            "dimensions": svc_dims,
-            "namespace": "AWS/ECS",
-        }
-        self.alarm_memory = aws.cloudwatch.MetricAlarm(
-            f"{name}-memory",
-            alarm_description=f"{name}: task memory utilization at or above {alarms_cfg.memory_percent:g} %",
-            metric_name="MemoryUtilization",
-            statistic="Maximum",
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=alarms_cfg.memory_percent,
-            treat_missing_data="notBreaching",
-            **task_common,
-        )
-        # The app's embedded-metric-format metrics (EMF log lines CloudWatch turns into metrics). These
-        # alarms stay INSUFFICIENT_DATA (missing data = not breaching) until the app emits them with the
-        # dimension Service=<name> in the namespace alarms.emf_namespace.
-        emf_common: dict[str, Any] = {
-            **alarm_common,
-            "dimensions": {"Service": name},
-            "namespace": alarms_cfg.emf_namespace,
-        }
-        self.alarm_db_pool = aws.cloudwatch.MetricAlarm(
-            f"{name}-dbpool",
-            alarm_description=(
-                f"{name}: DB pool usage at or above {alarms_cfg.db_pool_usage_ratio:g} "
-                "(EMF db_pool_usage_ratio; needs the app's EMF metrics)"
-            ),
-            metric_name="db_pool_usage_ratio",
-            statistic="Maximum",
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=alarms_cfg.db_pool_usage_ratio,
-            treat_missing_data="notBreaching",
-            **emf_common,
-        )
-        self.alarm_restarts = aws.cloudwatch.MetricAlarm(
-            f"{name}-restarts",
-            alarm_description=(
-                f"{name}: at least {alarms_cfg.worker_restarts} worker restarts per minute "
-                "(EMF worker_restarts; needs the app's EMF metrics)"
-            ),
-            metric_name="worker_restarts",
-            statistic="Sum",
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=alarms_cfg.worker_restarts,
-            treat_missing_data="notBreaching",
-            **emf_common,
-        )
-
-        # --------------------------------------------------------------------------- autoscaling
-        scaling_target = aws.appautoscaling.Target(
-            f"{name}-scaling",
-            service_namespace="ecs",
-            scalable_dimension="ecs:service:DesiredCount",
-            resource_id=pulumi.Output.concat("service/", self.cluster.name, "/", self.service.name),
-            min_capacity=cfg.scaling.min,
-            max_capacity=cfg.scaling.max,
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self.service),
-        )
-        auto = ecs_cfg.autoscaling
-        scaling_child = pulumi.ResourceOptions(parent=scaling_target)
-        aws.appautoscaling.Policy(
-            f"{name}-scale-cpu",
-            policy_type="TargetTrackingScaling",
-            service_namespace=scaling_target.service_namespace,
-            scalable_dimension=scaling_target.scalable_dimension,
-            resource_id=scaling_target.resource_id,
-            target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
-                target_value=auto.cpu_target_percent,
-                predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                    predefined_metric_type="ECSServiceAverageCPUUtilization"
-                ),
-                scale_in_cooldown=auto.scale_in_cooldown_s,
-                scale_out_cooldown=auto.scale_out_cooldown_s,
-            ),
-            opts=scaling_child,
-        )
-        if auto.requests_per_target is not None:
-            aws.appautoscaling.Policy(
-                f"{name}-scale-requests",
-                policy_type="TargetTrackingScaling",
-                service_namespace=scaling_target.service_namespace,
-                scalable_dimension=scaling_target.scalable_dimension,
-                resource_id=scaling_target.resource_id,
-                target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
-                    target_value=float(auto.requests_per_target),
-                    predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                        predefined_metric_type="ALBRequestCountPerTarget",
-                        resource_label=pulumi.Output.concat(
-                            self.load_balancer.arn_suffix, "/", self.target_group.arn_suffix
-                        ),
-                    ),
-                    scale_in_cooldown=auto.scale_in_cooldown_s,
-                    scale_out_cooldown=auto.scale_out_cooldown_s,
-                ),
-                opts=scaling_child,
-            )
-
-        # ------------------------------------------------------------------------------- outputs
-        scheme = "https" if ecs_cfg.certificate_arn else "http"
-        host: pulumi.Input[str] = cfg.domain if cfg.domain else self.load_balancer.dns_name
-        self.url = pulumi.Output.concat(scheme, "://", host)
-        self.region = region
-        self.register_outputs(
+        scheme = "https" if inp.certificate_arn else "http"
+        host: pulumi.Input[str] = inp.domain if inp.domain else self.load_balancer.dns_name
+        self.outputs = self.finish(
             {
-                "url": self.url,
-                "cluster_name": self.cluster.name,
+                "target": "ecs",
+                "url": pulumi.Output.concat(scheme, "://", host),
+                "image": inp.image,
+                "health_path": inp.health.liveness_path,
+                "ready_path": inp.health.readiness_path,
+                "region": region,
+                "cluster_name": self.cluster_name_out,
                 "service_name": self.service.name,
                 "log_group": self.log_group.name,
                 "target_group_arn": self.target_group.arn,
@@ -738,93 +543,538 @@ class FargateService(pulumi.ComponentResource):
             }
         )
 
-    def _network(
-        self, name: str, vpc: NewVpc | ExistingVpc, tags: dict[str, str], child: pulumi.ResourceOptions
-    ) -> tuple[pulumi.Input[str], pulumi.Input[str], list[pulumi.Input[str]], list[pulumi.Input[str]]]:
-        if isinstance(vpc, ExistingVpc):
-            existing = aws.ec2.get_vpc_output(id=vpc.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))
-            return vpc.vpc_id, existing.cidr_block, list(vpc.public_subnet_ids), list(vpc.private_subnet_ids)
 
-        azs = aws.get_availability_zones_output(
-            state="available", opts=pulumi.InvokeOutputOptions(parent=self)
-        )
-        net = aws.ec2.Vpc(
-            f"{name}-vpc",
-            cidr_block=vpc.cidr,
-            enable_dns_hostnames=True,
-            enable_dns_support=True,
-            tags={**tags, "Name": name},
-            opts=child,
-        )
-        net_child = pulumi.ResourceOptions(parent=net)
-        igw = aws.ec2.InternetGateway(
-            f"{name}-igw", vpc_id=net.id, tags={**tags, "Name": name}, opts=net_child
-        )
-        public_rt = aws.ec2.RouteTable(
-            f"{name}-public-rt",
+# ------------------------------------------------------------------------------------ pieces (same names,
+# same parents as before the split: the URNs of shipped stacks do not change)
+def _network(
+    svc: FargateService, name: str, inp: EcsInputs, tags: dict[str, str]
+) -> tuple[pulumi.Input[str], pulumi.Input[str], list[pulumi.Input[str]], list[pulumi.Input[str]]]:
+    """The VPC: the given one (its CIDR looked up), else a new one with public/private subnets and NAT."""
+    if inp.vpc_id is not None:
+        existing = aws.ec2.get_vpc_output(id=inp.vpc_id, opts=svc.invoke_opts())
+        return inp.vpc_id, existing.cidr_block, inp.public_subnet_ids, inp.private_subnet_ids
+    vpc = inp.new_vpc
+    assert vpc is not None
+    azs = aws.get_availability_zones_output(state="available", opts=svc.invoke_opts())
+    net = aws.ec2.Vpc(
+        f"{name}-vpc",
+        cidr_block=vpc.cidr,
+        enable_dns_hostnames=True,
+        enable_dns_support=True,
+        tags={**tags, "Name": name},
+        opts=svc.child_opts(),
+    )
+    net_child = pulumi.ResourceOptions(parent=net)
+    igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=net.id, tags={**tags, "Name": name}, opts=net_child)
+    public_rt = aws.ec2.RouteTable(
+        f"{name}-public-rt",
+        vpc_id=net.id,
+        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
+        tags={**tags, "Name": f"{name}-public"},
+        opts=net_child,
+    )
+    public_cidrs, private_cidrs = subnet_cidrs(vpc.cidr, vpc.az_count)
+    public: list[aws.ec2.Subnet] = []
+    private: list[aws.ec2.Subnet] = []
+    nat_ids: list[pulumi.Output[str]] = []
+    for i in range(vpc.az_count):
+        az = azs.names.apply(_nth(i))
+        pub = aws.ec2.Subnet(
+            f"{name}-public-{i}",
             vpc_id=net.id,
-            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
-            tags={**tags, "Name": f"{name}-public"},
+            cidr_block=public_cidrs[i],
+            availability_zone=az,
+            map_public_ip_on_launch=False,
+            tags={**tags, "Name": f"{name}-public-{i}", "tier": "public"},
             opts=net_child,
         )
-        public_cidrs, private_cidrs = subnet_cidrs(vpc.cidr, vpc.az_count)
-        public: list[aws.ec2.Subnet] = []
-        private: list[aws.ec2.Subnet] = []
-        nat_ids: list[pulumi.Output[str]] = []
-        for i in range(vpc.az_count):
-            az = azs.names.apply(_nth(i))
-            pub = aws.ec2.Subnet(
-                f"{name}-public-{i}",
-                vpc_id=net.id,
-                cidr_block=public_cidrs[i],
-                availability_zone=az,
-                map_public_ip_on_launch=False,
-                tags={**tags, "Name": f"{name}-public-{i}", "tier": "public"},
-                opts=net_child,
+        aws.ec2.RouteTableAssociation(
+            f"{name}-public-{i}-rta", subnet_id=pub.id, route_table_id=public_rt.id, opts=net_child
+        )
+        public.append(pub)
+        if i == 0 or vpc.nat_gateways == "per_az":
+            eip = aws.ec2.Eip(
+                f"{name}-nat-{i}-eip", domain="vpc", tags={**tags, "Name": f"{name}-nat-{i}"}, opts=net_child
             )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{i}-rta", subnet_id=pub.id, route_table_id=public_rt.id, opts=net_child
+            nat = aws.ec2.NatGateway(
+                f"{name}-nat-{i}",
+                allocation_id=eip.allocation_id,
+                subnet_id=pub.id,
+                tags={**tags, "Name": f"{name}-nat-{i}"},
+                opts=pulumi.ResourceOptions(parent=net, depends_on=[igw]),
             )
-            public.append(pub)
-            if i == 0 or vpc.nat_gateways == "per_az":
-                eip = aws.ec2.Eip(
-                    f"{name}-nat-{i}-eip",
-                    domain="vpc",
-                    tags={**tags, "Name": f"{name}-nat-{i}"},
-                    opts=net_child,
-                )
-                nat = aws.ec2.NatGateway(
-                    f"{name}-nat-{i}",
-                    allocation_id=eip.allocation_id,
-                    subnet_id=pub.id,
-                    tags={**tags, "Name": f"{name}-nat-{i}"},
-                    opts=pulumi.ResourceOptions(parent=net, depends_on=[igw]),
-                )
-                nat_ids.append(nat.id)
-            priv = aws.ec2.Subnet(
-                f"{name}-private-{i}",
-                vpc_id=net.id,
-                cidr_block=private_cidrs[i],
-                availability_zone=az,
-                tags={**tags, "Name": f"{name}-private-{i}", "tier": "private"},
-                opts=net_child,
-            )
-            rt = aws.ec2.RouteTable(
-                f"{name}-private-{i}-rt",
-                vpc_id=net.id,
-                routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat_ids[-1])],
-                tags={**tags, "Name": f"{name}-private-{i}"},
-                opts=net_child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-private-{i}-rta", subnet_id=priv.id, route_table_id=rt.id, opts=net_child
-            )
-            private.append(priv)
-        return net.id, net.cidr_block, [s.id for s in public], [s.id for s in private]
+            nat_ids.append(nat.id)
+        priv = aws.ec2.Subnet(
+            f"{name}-private-{i}",
+            vpc_id=net.id,
+            cidr_block=private_cidrs[i],
+            availability_zone=az,
+            tags={**tags, "Name": f"{name}-private-{i}", "tier": "private"},
+            opts=net_child,
+        )
+        rt = aws.ec2.RouteTable(
+            f"{name}-private-{i}-rt",
+            vpc_id=net.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat_ids[-1])],
+            tags={**tags, "Name": f"{name}-private-{i}"},
+            opts=net_child,
+        )
+        aws.ec2.RouteTableAssociation(
+            f"{name}-private-{i}-rta", subnet_id=priv.id, route_table_id=rt.id, opts=net_child
+        )
+        private.append(priv)
+    svc.vpc = net
+    return net.id, net.cidr_block, [s.id for s in public], [s.id for s in private]
 
 
-def _vpc_key(vpc: NewVpc | ExistingVpc) -> str:
-    return vpc.vpc_id if isinstance(vpc, ExistingVpc) else f"new:{vpc.cidr}"
+def _security_groups(
+    svc: FargateService,
+    name: str,
+    inp: EcsInputs,
+    vpc_id: pulumi.Input[str],
+    vpc_cidr: pulumi.Input[str],
+    tags: dict[str, str],
+) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+    """ALB group (HTTP(S) in from the internet, out to the tasks) and task group (app port from the ALB)."""
+    alb_sg = aws.ec2.SecurityGroup(
+        f"{name}-alb-sg",
+        vpc_id=vpc_id,
+        description=f"{name} ALB: HTTP(S) from the internet, to the tasks only",
+        tags={**tags, "Name": f"{name}-alb"},
+        opts=svc.child_opts(),
+    )
+    task_sg = aws.ec2.SecurityGroup(
+        f"{name}-task-sg",
+        vpc_id=vpc_id,
+        description=f"{name} tasks: app port from the ALB only",
+        tags={**tags, "Name": f"{name}-task"},
+        opts=svc.child_opts(),
+    )
+    listen_ports = [443, 80] if inp.certificate_arn else [80]
+    for port in listen_ports:
+        for family, cidr in (("v4", "0.0.0.0/0"), ("v6", "::/0")):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-alb-in-{port}-{family}",
+                security_group_id=alb_sg.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4=cidr if family == "v4" else None,
+                cidr_ipv6=cidr if family == "v6" else None,
+                description=f"HTTP{'S' if port == 443 else ''} from the internet",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=alb_sg),
+            )
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-alb-out-tasks",
+        security_group_id=alb_sg.id,
+        ip_protocol="tcp",
+        from_port=inp.port,
+        to_port=inp.port,
+        referenced_security_group_id=task_sg.id,
+        description="to the tasks' app port only",
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=alb_sg),
+    )
+    aws.vpc.SecurityGroupIngressRule(
+        f"{name}-task-in-alb",
+        security_group_id=task_sg.id,
+        ip_protocol="tcp",
+        from_port=inp.port,
+        to_port=inp.port,
+        referenced_security_group_id=alb_sg.id,
+        description="app port from the ALB only",
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=task_sg),
+    )
+    # Egress: HTTPS anywhere (ECR, Secrets Manager, SSM, CloudWatch Logs, Sentry through the NAT),
+    # PostgreSQL and Redis inside the VPC only.
+    egress = [("https", 443, "0.0.0.0/0"), ("postgres", 5432, None), ("redis", 6379, None)]
+    for label, port, fixed_cidr in egress:
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-task-out-{label}",
+            security_group_id=task_sg.id,
+            ip_protocol="tcp",
+            from_port=port,
+            to_port=port,
+            cidr_ipv4=fixed_cidr or vpc_cidr,
+            description=f"{label} egress",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=task_sg),
+        )
+    svc.alb_security_group = alb_sg
+    svc.task_security_group = task_sg
+    return alb_sg, task_sg
+
+
+def _load_balancer(
+    svc: FargateService,
+    name: str,
+    inp: EcsInputs,
+    tuning: RuntimeTuning,
+    vpc_id: pulumi.Input[str],
+    alb_sg: aws.ec2.SecurityGroup,
+    public_subnets: list[pulumi.Input[str]],
+    tags: dict[str, str],
+) -> list[aws.lb.Listener]:
+    """ALB, target group (liveness health check), listeners (HTTPS + redirect, or HTTP) and /metrics block."""
+    svc.load_balancer = aws.lb.LoadBalancer(
+        f"{name}-alb",
+        name=lb_physical_name(name, "alb", "application", "internet-facing"),
+        load_balancer_type="application",
+        internal=False,
+        security_groups=[alb_sg.id],
+        subnets=public_subnets,
+        # Must stay BELOW the server keepalive (tuning: 60 < 75) or the ALB reuses a connection
+        # gunicorn just closed and the client gets a 502.
+        idle_timeout=tuning.lb_idle_timeout_s,
+        drop_invalid_header_fields=True,
+        enable_deletion_protection=inp.settings.alb_deletion_protection,
+        tags=tags,
+        opts=svc.child_opts(),
+    )
+    lbh = tuning.lb_health
+    assert lbh is not None
+    vpc_key = (
+        pulumi.Output.from_input(inp.vpc_id).apply(str)
+        if inp.vpc_id is not None
+        else f"new:{inp.new_vpc.cidr if inp.new_vpc else ''}"
+    )
+    tg_name = pulumi.Output.from_input(vpc_key).apply(
+        lambda key: lb_physical_name(name, "tg", inp.port, "HTTP", "ip", key)
+    )
+    svc.target_group = aws.lb.TargetGroup(
+        f"{name}-tg",
+        name=tg_name,
+        port=inp.port,
+        protocol="HTTP",
+        target_type="ip",
+        vpc_id=vpc_id,
+        # ECS drains for this long BEFORE SIGTERM: covers the longest request (request_timeout_s + 5)
+        # instead of the 300 s default that makes every rolling deploy wait 5 minutes per batch.
+        deregistration_delay=tuning.deregistration_delay_s,
+        health_check=aws.lb.TargetGroupHealthCheckArgs(
+            enabled=True,
+            # LIVENESS, not readiness: ECS replaces tasks the ALB reports unhealthy, so a /ready check
+            # here would turn a database outage into a restart loop of every task.
+            path=inp.health.liveness_path,
+            protocol="HTTP",
+            port="traffic-port",
+            matcher=lbh.matcher,
+            interval=lbh.interval_s,
+            timeout=lbh.timeout_s,
+            healthy_threshold=lbh.healthy_threshold,
+            unhealthy_threshold=lbh.unhealthy_threshold,
+        ),
+        tags=tags,
+        opts=svc.child_opts(),
+    )
+    lb_child = pulumi.ResourceOptions(parent=svc.load_balancer)
+    forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=svc.target_group.arn)]
+    listeners: list[aws.lb.Listener] = []
+    if inp.certificate_arn:
+        listeners.append(
+            aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=svc.load_balancer.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=TLS_POLICY,
+                certificate_arn=inp.certificate_arn,
+                default_actions=forward,
+                tags=tags,
+                opts=lb_child,
+            )
+        )
+        redirect = aws.lb.ListenerDefaultActionArgs(
+            type="redirect",
+            redirect=aws.lb.ListenerDefaultActionRedirectArgs(protocol="HTTPS", port="443", status_code="HTTP_301"),
+        )
+        listeners.append(
+            aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=svc.load_balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[redirect],
+                tags=tags,
+                opts=lb_child,
+            )
+        )
+    else:
+        pulumi.log.warn(
+            f"{name}: no certificate_arn (app.ecs.certificate_arn); the ALB serves plain HTTP (credentials in clear)",
+            resource=svc,
+        )
+        listeners.append(
+            aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=svc.load_balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=forward,
+                tags=tags,
+                opts=lb_child,
+            )
+        )
+    svc.listeners = listeners
+    # /metrics is for a collector sidecar on localhost (or a scraper the task security group is opened
+    # to); from the internet the ALB answers 404 itself. The app also refuses /metrics to anything
+    # carrying X-Forwarded-For, so an encoded path that slipped past this rule still gets nothing.
+    svc.metrics_block = aws.lb.ListenerRule(
+        f"{name}-block-metrics",
+        listener_arn=listeners[0].arn,
+        priority=1,
+        conditions=[
+            aws.lb.ListenerRuleConditionArgs(
+                path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(METRICS_PATHS))
+            )
+        ],
+        actions=[
+            aws.lb.ListenerRuleActionArgs(
+                type="fixed-response",
+                fixed_response=aws.lb.ListenerRuleActionFixedResponseArgs(
+                    content_type="text/plain", message_body="Not Found", status_code="404"
+                ),
+            )
+        ],
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=listeners[0]),
+    )
+    return listeners
+
+
+def _cluster_logs_iam(
+    svc: FargateService,
+    name: str,
+    inp: EcsInputs,
+    account: pulumi.Output[str],
+    region: pulumi.Output[str],
+    partition: pulumi.Output[str],
+    tags: dict[str, str],
+) -> None:
+    """Cluster (unless given), log group, execution role (pull, logs, these secrets) and a bare task role."""
+    settings = inp.settings
+    if inp.cluster_arn is None:
+        svc.cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            settings=[
+                aws.ecs.ClusterSettingArgs(
+                    name="containerInsights", value="enabled" if settings.container_insights else "disabled"
+                )
+            ],
+            tags=tags,
+            opts=svc.child_opts(),
+        )
+        svc.cluster_arn = svc.cluster.arn
+        svc.cluster_name_out = svc.cluster.name
+    else:
+        svc.cluster = None
+        svc.cluster_arn = pulumi.Output.from_input(inp.cluster_arn)
+        svc.cluster_name_out = svc.cluster_arn.apply(lambda arn: arn.rsplit("/", 1)[-1])
+    svc.log_group = aws.cloudwatch.LogGroup(
+        f"{name}-logs",
+        name=f"/ecs/{name}",
+        retention_in_days=settings.log_retention_days,
+        tags=tags,
+        opts=svc.child_opts(),
+    )
+    assume = pulumi.Output.all(account, partition).apply(lambda a: assume_role_policy(a[0], a[1]))
+    svc.execution_role = aws.iam.Role(
+        f"{name}-exec-role",
+        description=f"{name}: ECS agent pulls the image, writes logs, reads the referenced secrets",
+        assume_role_policy=assume,
+        tags=tags,
+        opts=svc.child_opts(),
+    )
+    refs = inp.secrets
+    kms = list(inp.secret_kms_key_arns)
+    repo_arn_in: pulumi.Input[str | None] = inp.repository_arn
+    exec_policy = pulumi.Output.all(
+        account, region, partition, svc.log_group.arn, repo_arn_in, pulumi.Output.from_input(inp.image)
+    ).apply(
+        lambda a: json.dumps(
+            task_execution_policy(
+                account=a[0],
+                region=a[1],
+                partition=a[2],
+                log_group_arn=a[3],
+                repository_arn=a[4] or ecr_repository_arn_from_ref(a[5] or "", a[2]),
+                secret_refs=refs,
+                kms_key_arns=kms,
+            ),
+            sort_keys=True,
+        )
+    )
+    aws.iam.RolePolicy(
+        f"{name}-exec-policy",
+        role=svc.execution_role.id,
+        policy=exec_policy,
+        opts=pulumi.ResourceOptions(parent=svc.execution_role),
+    )
+    # The app itself calls no AWS API: the task role exists (so nothing falls back to broader
+    # credentials) and has no permissions. Add statements here when the app needs S3, SQS, ...
+    svc.task_role = aws.iam.Role(
+        f"{name}-task-role",
+        description=f"{name}: identity of the running app (no permissions)",
+        assume_role_policy=assume,
+        tags=tags,
+        opts=svc.child_opts(),
+    )
+
+
+def _lb_alarms(svc: FargateService, name: str, inp: EcsInputs, tags: dict[str, str]) -> dict[str, Any]:
+    """Alert topic, then the ALB alarms (5xx gates the rollback, p95, unhealthy hosts)."""
+    alarms = inp.settings.alarms
+    actions = alert_actions(
+        name, inp.alert_emails, inp.alert_webhook_url, inp.alert_topic_arn, tags, svc.child_opts()
+    )
+    lb_dims = {"LoadBalancer": svc.load_balancer.arn_suffix, "TargetGroup": svc.target_group.arn_suffix}
+    alarm_common: dict[str, Any] = dict(
+        namespace="AWS/ApplicationELB",
+        dimensions=lb_dims,
+        period=60,
+        evaluation_periods=alarms.evaluation_periods,
+        datapoints_to_alarm=alarms.evaluation_periods,
+        alarm_actions=actions,
+        ok_actions=actions,
+        tags=tags,
+        opts=svc.child_opts(),
+    )
+    svc.alarm_5xx = aws.cloudwatch.MetricAlarm(
+        f"{name}-5xx",
+        alarm_description=f"{name}: target 5xx per minute above {alarms.http_5xx_per_minute}",
+        metric_name="HTTPCode_Target_5XX_Count",
+        statistic="Sum",
+        comparison_operator="GreaterThanThreshold",
+        threshold=alarms.http_5xx_per_minute,
+        treat_missing_data="notBreaching",
+        **alarm_common,
+    )
+    svc.alarm_p95 = aws.cloudwatch.MetricAlarm(
+        f"{name}-p95",
+        alarm_description=f"{name}: p95 target response time above {alarms.p95_response_time_s} s",
+        metric_name="TargetResponseTime",
+        extended_statistic="p95",
+        comparison_operator="GreaterThanThreshold",
+        threshold=alarms.p95_response_time_s,
+        treat_missing_data="notBreaching",
+        **alarm_common,
+    )
+    svc.alarm_unhealthy = aws.cloudwatch.MetricAlarm(
+        f"{name}-unhealthy",
+        alarm_description=f"{name}: at least {alarms.unhealthy_hosts} unhealthy target(s)",
+        metric_name="UnHealthyHostCount",
+        statistic="Maximum",
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        threshold=alarms.unhealthy_hosts,
+        treat_missing_data="notBreaching",
+        **alarm_common,
+    )
+    return alarm_common
+
+
+def _service_alarms(svc: FargateService, name: str, inp: EcsInputs, alarm_common: dict[str, Any]) -> None:
+    """Alarms that need the service's name (none of them gates the rollback)."""
+    alarms = inp.settings.alarms
+    task_common: dict[str, Any] = {
+        **alarm_common,
+        "dimensions": {"ClusterName": svc.cluster_name_out, "ServiceName": svc.service.name},
+        "namespace": "AWS/ECS",
+    }
+    svc.alarm_memory = aws.cloudwatch.MetricAlarm(
+        f"{name}-memory",
+        alarm_description=f"{name}: task memory utilization at or above {alarms.memory_percent:g} %",
+        metric_name="MemoryUtilization",
+        statistic="Maximum",
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        threshold=alarms.memory_percent,
+        treat_missing_data="notBreaching",
+        **task_common,
+    )
+    # The app's embedded-metric-format metrics (EMF log lines CloudWatch turns into metrics). These
+    # alarms stay INSUFFICIENT_DATA (missing data = not breaching) until the app emits them with the
+    # dimension Service=<name> in the namespace alarms.emf_namespace.
+    emf_common: dict[str, Any] = {**alarm_common, "dimensions": {"Service": name}, "namespace": alarms.emf_namespace}
+    svc.alarm_db_pool = aws.cloudwatch.MetricAlarm(
+        f"{name}-dbpool",
+        alarm_description=(
+            f"{name}: DB pool usage at or above {alarms.db_pool_usage_ratio:g} "
+            "(EMF db_pool_usage_ratio; needs the app's EMF metrics)"
+        ),
+        metric_name="db_pool_usage_ratio",
+        statistic="Maximum",
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        threshold=alarms.db_pool_usage_ratio,
+        treat_missing_data="notBreaching",
+        **emf_common,
+    )
+    svc.alarm_restarts = aws.cloudwatch.MetricAlarm(
+        f"{name}-restarts",
+        alarm_description=(
+            f"{name}: at least {alarms.worker_restarts} worker restarts per minute "
+            "(EMF worker_restarts; needs the app's EMF metrics)"
+        ),
+        metric_name="worker_restarts",
+        statistic="Sum",
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        threshold=alarms.worker_restarts,
+        treat_missing_data="notBreaching",
+        **emf_common,
+    )
+
+
+def _autoscaling(svc: FargateService, name: str, inp: EcsInputs) -> None:
+    """Target tracking on CPU and (optionally) ALB requests per target, between scaling.min and max."""
+    scaling_target = aws.appautoscaling.Target(
+        f"{name}-scaling",
+        service_namespace="ecs",
+        scalable_dimension="ecs:service:DesiredCount",
+        resource_id=pulumi.Output.concat("service/", svc.cluster_name_out, "/", svc.service.name),
+        min_capacity=inp.scaling.min,
+        max_capacity=inp.scaling.max,
+        tags=inp.tags,
+        opts=pulumi.ResourceOptions(parent=svc.service),
+    )
+    svc.scaling_target = scaling_target
+    auto = inp.settings.autoscaling
+    scaling_child = pulumi.ResourceOptions(parent=scaling_target)
+    tt = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs
+    metric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs
+    aws.appautoscaling.Policy(
+        f"{name}-scale-cpu",
+        policy_type="TargetTrackingScaling",
+        service_namespace=scaling_target.service_namespace,
+        scalable_dimension=scaling_target.scalable_dimension,
+        resource_id=scaling_target.resource_id,
+        target_tracking_scaling_policy_configuration=tt(
+            target_value=auto.cpu_target_percent,
+            predefined_metric_specification=metric(predefined_metric_type="ECSServiceAverageCPUUtilization"),
+            scale_in_cooldown=auto.scale_in_cooldown_s,
+            scale_out_cooldown=auto.scale_out_cooldown_s,
+        ),
+        opts=scaling_child,
+    )
+    if auto.requests_per_target is not None:
+        aws.appautoscaling.Policy(
+            f"{name}-scale-requests",
+            policy_type="TargetTrackingScaling",
+            service_namespace=scaling_target.service_namespace,
+            scalable_dimension=scaling_target.scalable_dimension,
+            resource_id=scaling_target.resource_id,
+            target_tracking_scaling_policy_configuration=tt(
+                target_value=float(auto.requests_per_target),
+                predefined_metric_specification=metric(
+                    predefined_metric_type="ALBRequestCountPerTarget",
+                    resource_label=pulumi.Output.concat(
+                        svc.load_balancer.arn_suffix, "/", svc.target_group.arn_suffix
+                    ),
+                ),
+                scale_in_cooldown=auto.scale_in_cooldown_s,
+                scale_out_cooldown=auto.scale_out_cooldown_s,
+            ),
+            opts=scaling_child,
+        )
 
 
 def _nth(i: int) -> Any:
@@ -835,30 +1085,8 @@ def _nth(i: int) -> Any:
 
 
 def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
-    """Registry entry point: create the FargateService and return the contract's stack outputs."""
-    cfg = ctx.cfg
-    assert isinstance(cfg, EcsConfig)
-    svc = FargateService(
-        ctx.name,
-        FargateServiceArgs(
-            config=cfg,
-            tuning=ctx.tuning,
-            image=ctx.image.ref,
-            tags=ctx.tags,
-            repository_arn=ctx.image.repository_arn,
-        ),
-        opts=ctx.opts,
-    )
-    return {
-        "target": "ecs",
-        "url": svc.url,
-        "image": ctx.image.ref,
-        "health_path": cfg.health.liveness_path,
-        "ready_path": cfg.health.readiness_path,
-        "region": svc.region,
-        "cluster_name": svc.cluster.name,
-        "service_name": svc.service.name,
-        "log_group": svc.log_group.name,
-        "target_group_arn": svc.target_group.arn,
-        "load_balancer_dns": svc.load_balancer.dns_name,
-    }
+    """Registry entry point: the FargateService built from the spec; its outputs are the stack outputs."""
+    from fastapi_deploy.ecs.adapter import args_from
+
+    svc = FargateService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
+    return svc.outputs

@@ -3,7 +3,8 @@
 A target module (``fastapi_deploy/targets/<module>.py``) exposes two functions:
 
 ``deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]``
-    Creates the target's ComponentResource and returns the stack outputs of contract section 2
+    Builds the component's Args from the spec and the target's config section (its ``adapter.args_from``),
+    creates the component and returns its one outputs dict: the stack outputs of contract section 2
     (``target``, ``url``, ``image``, ``health_path``, ``ready_path`` plus the target's own keys).
 
 ``validate(cfg, tuning) -> None``  (optional)
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     import pulumi
 
     from fastapi_deploy.config import StackConfigType
-    from fastapi_deploy.image import ImageResult
+    from fastapi_deploy.spec import DeploySpec
     from fastapi_deploy.tuning import RuntimeTuning
 
 #: target -> module path. Edit (one line) when a target module is added or renamed.
@@ -59,18 +60,34 @@ class RegistryContext:
     tags: dict[str, str]
 
 
+#: target -> attribute of the stack config holding the target's own section.
+SECTION_ATTRS: dict[str, str] = {"ecs": "ecs", "cloudrun": "cloudrun", "lambda": "lambda_", "vps": "vps"}
+
+
+def config_section(cfg: StackConfigType) -> Any:
+    """The target's own config section (``app.ecs``, ``app.cloudrun``, ``app.lambda``, ``app.vps``)."""
+    return getattr(cfg, SECTION_ATTRS.get(cfg.target, cfg.target), None)
+
+
 @dataclass(frozen=True)
 class DeployContext:
-    """What a target's ``deploy`` receives: validated config, computed tuning, resolved image."""
+    """What a target's ``deploy`` receives: the one frozen spec and the target's own config section."""
 
-    #: Component name (``<app name>-<stack>``); children derive their names from it.
-    name: str
-    cfg: StackConfigType
-    tuning: RuntimeTuning
-    image: ImageResult
-    tags: dict[str, str]
+    spec: DeploySpec
+    #: The target's config section (e.g. ``EcsSettings``); never the whole stack config.
+    section: Any
     opts: pulumi.ResourceOptions | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Component name (``<app name>-<stack>``); children derive their names from it."""
+        return self.spec.name
+
+    @property
+    def tuning(self) -> RuntimeTuning:
+        """The tuning the program computed (passed to the component, not recomputed)."""
+        return self.spec.tuning
 
 
 def module_for(target: str) -> ModuleType:

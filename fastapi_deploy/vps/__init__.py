@@ -1,1 +1,24 @@
-"""The vps target: its component and everything the deployer knows about it."""
+"""The vps target (a Docker host over SSH): ``from fastapi_deploy.vps import VpsService, VpsServiceArgs``.
+
+The names load lazily, so importing the package (for its config section or checks) does not import the
+cloud provider SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi_deploy.vps.args import VpsServiceArgs
+    from fastapi_deploy.vps.component import VpsService
+
+__all__ = ["VpsService", "VpsServiceArgs"]
+
+_WHERE = {"VpsService": "component", "VpsServiceArgs": "args"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -739,22 +739,18 @@ def test_budget_refusal_names_every_key_to_change() -> None:
 # --------------------------------------------------------------------- component used directly (Output.apply)
 @pulumi.runtime.test
 def test_component_outputs_resolve_through_output_apply() -> Any:
-    from fastapi_deploy.config import load_stack_file
-    from fastapi_deploy.tuning import for_platform
-    from tests.infra.conftest import STACKS
+    """The component built from plain Args (no stack file): outputs and children resolve through apply."""
+    from fastapi_deploy.ecs import FargateService, FargateServiceArgs
 
     pulumi.runtime.set_mocks(RecordingMocks(), project="fastapi-deploy", stack="prod-ecs", preview=False)
-    cfg = load_stack_file(STACKS / "Pulumi.prod-ecs.yaml")
-    assert isinstance(cfg, ecs_target.EcsConfig)
-    svc = ecs_target.FargateService(
-        "unit",
-        ecs_target.FargateServiceArgs(
-            config=cfg,
-            tuning=for_platform(cfg),
-            image="123456789012.dkr.ecr.us-east-1.amazonaws.com/x@sha256:" + "0" * 64,
-            tags=cfg.resource_tags(),
-        ),
-    )
+    args: FargateServiceArgs = {
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x@sha256:" + "0" * 64,
+        "scaling": {"min": 2, "max": 10},
+        "database": {"max_connections": 400, "reserved_connections": 20},
+        "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12,
+        "domain": "api.example.com",
+    }
+    svc = FargateService("unit", args)
 
     def check(args: list[Any]) -> None:
         url, dereg, hc_path = args

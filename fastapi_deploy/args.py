@@ -1,0 +1,89 @@
+"""Arg types shared by the four components (``TypedDict``, read by the component-provider analyzer).
+
+No ``from __future__ import annotations`` here or in the Args modules: the analyzer reads the
+annotations at runtime and needs real types, not strings. Field docstrings (the string under each field)
+become the schema's descriptions and docs/components.md.
+"""
+
+from typing import TypedDict
+
+try:
+    from typing import NotRequired
+except ImportError:  # pragma: no cover - Python < 3.11
+    from typing_extensions import NotRequired
+
+
+class HealthArgs(TypedDict):
+    """Liveness (process up, no dependencies) and readiness (dependencies reachable) paths."""
+
+    liveness_path: NotRequired[str]
+    """Process up, no dependencies checked; a plain path starting with ``/`` (default ``/health``)."""
+    readiness_path: NotRequired[str]
+    """Dependencies reachable; a plain path starting with ``/`` (default ``/ready``)."""
+
+
+class ScalingArgs(TypedDict):
+    """Replica bounds; ``max`` feeds the database connection budget."""
+
+    min: int
+    """Fewest replicas (``min <= desired <= max``)."""
+    max: int
+    """Most replicas; the connection budget is checked against it."""
+    desired: NotRequired[int]
+    """Replicas at deploy time (default: ``min``, at least 1)."""
+
+
+class DatabaseArgs(TypedDict):
+    """The connection budget: ``max_connections - reserved_connections``."""
+
+    max_connections: NotRequired[int]
+    """PostgreSQL ``max_connections`` (default 100)."""
+    reserved_connections: NotRequired[int]
+    """Kept free for psql, migrations and monitoring (default 10)."""
+    migrate: NotRequired[str]
+    """``on_start``: migrate under an advisory lock before the workers fork; ``manual``: the operator runs
+    ``python -m app.migrate`` (default: the platform's default)."""
+
+
+class RuntimeOverridesArgs(TypedDict):
+    """Overrides of the computed runtime tuning (leave unset to let the tuning decide)."""
+
+    workers: NotRequired[int]
+    """Gunicorn workers per replica."""
+    db_pool_size: NotRequired[int]
+    """SQLAlchemy pool size per worker."""
+    db_max_overflow: NotRequired[int]
+    """SQLAlchemy max overflow per worker."""
+    db_pool_timeout_s: NotRequired[float]
+    """Seconds a request waits for a pooled connection."""
+
+
+class AwsAlertsArgs(TypedDict):
+    """Who CloudWatch alarms notify (an SNS topic is created unless ``sns_topic_arn`` is given)."""
+
+    emails: NotRequired[list[str]]
+    """Email subscriptions (each confirms by mail)."""
+    webhook_url: NotRequired[str]
+    """HTTPS endpoint subscribed to the topic."""
+    sns_topic_arn: NotRequired[str]
+    """An existing SNS topic to notify instead of creating one."""
+
+
+class GcpAlertsArgs(TypedDict):
+    """Who Cloud Monitoring alert policies notify."""
+
+    emails: NotRequired[list[str]]
+    """Email notification channels (created)."""
+    gcp_notification_channels: NotRequired[list[str]]
+    """Existing channels (``projects/P/notificationChannels/ID``)."""
+
+
+__all__ = [
+    "AwsAlertsArgs",
+    "DatabaseArgs",
+    "GcpAlertsArgs",
+    "HealthArgs",
+    "NotRequired",
+    "RuntimeOverridesArgs",
+    "ScalingArgs",
+]

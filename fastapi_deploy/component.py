@@ -1,0 +1,142 @@
+"""What every fastapi-deploy component shares: child naming, invoke options, Args validation, outputs.
+
+``NamedComponent`` refuses (at runtime, before the child registers) any descendant whose name does not
+start with the component's name — two components in one stack can never collide on a child name, and a
+reader of the state can tell which component a resource belongs to (as SST's base component does).
+
+Args are ``TypedDict`` values (the Pulumi component-provider analyzer infers the schema from them); the
+helpers here validate them with the same pydantic section models the stack config uses
+(``fastapi_deploy.config``) and turn any refusal into an :class:`ArgsError` naming the Arg
+(``FargateServiceArgs.cpu: ...``), raised before the component registers anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import pulumi
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from fastapi_deploy.secret_refs import SecretRef, SecretRefError
+
+M = TypeVar("M", bound=BaseModel)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ArgsError(ValueError):
+    """A component Arg is invalid. The message names the Arg (``XxxArgs.key``) and the fix."""
+
+
+class ChildNameError(ValueError):
+    """A child resource's name does not carry its component's name."""
+
+
+def _loc(loc: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+
+
+def pydantic_message(owner: str, exc: ValidationError, key: str = "") -> str:
+    """One line per pydantic error, each located as ``owner.key.field``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(x for x in (owner, key, _loc(err.get("loc", ()))) if x)
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def section(owner: str, key: str, model: type[M], value: Any) -> M:
+    """Validate one Arg (a dict) with the config's pydantic model for it; errors name ``owner.key``."""
+    if value is None:
+        value = {}
+    if isinstance(value, model):
+        return value
+    if not isinstance(value, Mapping):
+        raise ArgsError(f"{owner}.{key}: expected a dict with the keys of {model.__name__}, got {value!r}")
+    try:
+        return model.model_validate(dict(value))
+    except ValidationError as exc:
+        raise ArgsError(pydantic_message(owner, exc, key)) from None
+
+
+def field(owner: str, key: str, model: type[BaseModel], name: str, value: Any) -> Any:
+    """Validate one plain Arg against the constraints of ``model.name`` (e.g. AppConfigBase.port)."""
+    info = model.model_fields[name]
+    adapter: TypeAdapter[Any] = TypeAdapter(info.rebuild_annotation())
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise ArgsError(pydantic_message(owner, exc, key)) from None
+
+
+def required(owner: str, args: Mapping[str, Any], key: str) -> Any:
+    """``args[key]``, or an ArgsError naming it."""
+    value = args.get(key)
+    if value is None or value == "":
+        raise ArgsError(f"{owner}.{key}: required")
+    return value
+
+
+def secret_refs(
+    owner: str, secrets: Mapping[str, Any] | None, schemes: Sequence[str]
+) -> dict[str, SecretRef]:
+    """Parse ``{ENV_NAME: "scheme:..."}`` (or already parsed refs); errors name ``owner.secrets.ENV``."""
+    out: dict[str, SecretRef] = {}
+    for env_name, raw in sorted((secrets or {}).items()):
+        if not _ENV_NAME.fullmatch(env_name):
+            raise ArgsError(f"{owner}.secrets.{env_name}: not a valid environment variable name")
+        try:
+            ref = raw if isinstance(raw, SecretRef) else SecretRef.parse(str(raw))
+        except SecretRefError as exc:
+            raise ArgsError(f"{owner}.secrets.{env_name}: {exc}") from None
+        if ref.scheme not in schemes:
+            raise ArgsError(
+                f"{owner}.secrets.{env_name}: scheme {ref.scheme}: is not supported here; "
+                f"use {' or '.join(f'{s}:' for s in schemes)}"
+            )
+        out[env_name] = ref
+    return out
+
+
+class NamedComponent(pulumi.ComponentResource):
+    """A ComponentResource whose descendants must be named ``<component name>-...``."""
+
+    def __init__(
+        self,
+        t: str,
+        name: str,
+        props: Mapping[str, Any] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(t, name, dict(props or {}), opts)
+        self._component_name = name
+        # Legacy transformations run in the SDK before a descendant registers, for every descendant.
+        self._transformations = [*self._transformations, self._check_child_name]
+
+    def _check_child_name(self, args: pulumi.ResourceTransformationArgs) -> None:
+        if not args.name.startswith(f"{self._component_name}-"):
+            raise ChildNameError(
+                f"{args.type_} {args.name!r}: a child of {self._component_name!r} must be named "
+                f"'{self._component_name}-...'"
+            )
+
+    def child_name(self, suffix: str) -> str:
+        """``<component name>-<suffix>``."""
+        return f"{self._component_name}-{suffix}"
+
+    def child_opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        """Options of a direct child (``parent=self`` plus ``kwargs``)."""
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def invoke_opts(self) -> pulumi.InvokeOutputOptions:
+        """The same invoke options in every target: parented to the component (so its provider applies)."""
+        return pulumi.InvokeOutputOptions(parent=self)
+
+    def finish(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Set each output as an attribute and register them all once; returns the same dict."""
+        for key, value in outputs.items():
+            setattr(self, key, value)
+        self.register_outputs(outputs)
+        return outputs

@@ -1,0 +1,53 @@
+"""Stack config -> :class:`FargateServiceArgs`: the spec plus the ``app.ecs`` section."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from fastapi_deploy.config import EcsSettings, ExistingVpc
+from fastapi_deploy.spec import DeploySpec, common_args
+
+if TYPE_CHECKING:
+    from fastapi_deploy.ecs.args import FargateServiceArgs
+
+
+def args_from(spec: DeploySpec, section: EcsSettings) -> FargateServiceArgs:
+    """The component Args of this stack (the component validates them again, naming the Arg)."""
+    args = common_args(spec)
+    args.update(
+        scaling=spec.scaling.model_dump(exclude_none=True),
+        cpu=section.cpu,
+        memory=section.memory,
+        log_retention_days=section.log_retention_days,
+        autoscaling=section.autoscaling.model_dump(),
+        alarms=section.alarms.model_dump(exclude={"sns_topic_arn"}),
+        container_insights=section.container_insights,
+        alb_deletion_protection=section.alb_deletion_protection,
+        alerts={
+            "emails": list(spec.alerts.emails),
+            **({"webhook_url": spec.alerts.webhook_url} if spec.alerts.webhook_url else {}),
+            # app.alerts.sns_topic_arn, else its deprecated alias app.ecs.alarms.sns_topic_arn.
+            **(
+                {"sns_topic_arn": topic}
+                if (topic := spec.alerts.sns_topic_arn or section.alarms.sns_topic_arn)
+                else {}
+            ),
+        },
+    )
+    if section.certificate_arn:
+        args["certificate_arn"] = section.certificate_arn
+    if spec.domain:
+        args["domain"] = spec.domain
+    if spec.secret_kms_key_arns:
+        args["secret_kms_key_arns"] = list(spec.secret_kms_key_arns)
+    if spec.repository_arn is not None:
+        args["repository_arn"] = spec.repository_arn
+    if isinstance(section.vpc, ExistingVpc):
+        args.update(
+            vpc_id=section.vpc.vpc_id,
+            public_subnet_ids=list(section.vpc.public_subnet_ids),
+            private_subnet_ids=list(section.vpc.private_subnet_ids),
+        )
+    else:
+        args["vpc"] = section.vpc.model_dump()
+    return cast("FargateServiceArgs", args)

@@ -1,0 +1,126 @@
+"""Args of :class:`fastapi_deploy.ecs.FargateService` (TypedDicts; no future import, see fastapi_deploy/args.py)."""
+
+from typing import TypedDict
+
+import pulumi
+
+from fastapi_deploy.args import (
+    AwsAlertsArgs,
+    DatabaseArgs,
+    HealthArgs,
+    NotRequired,
+    RuntimeOverridesArgs,
+    ScalingArgs,
+)
+
+
+class EcsNewVpcArgs(TypedDict):
+    """A VPC the component creates: public + private subnets over ``az_count`` AZs."""
+
+    cidr: NotRequired[str]
+    """IPv4 CIDR with a prefix between /16 and /22 (default ``10.0.0.0/16``)."""
+    az_count: NotRequired[int]
+    """Availability zones, 2..6 (default 2)."""
+    nat_gateways: NotRequired[str]
+    """``single`` (default, one NAT gateway) or ``per_az``."""
+
+
+class EcsAutoscalingArgs(TypedDict):
+    """Target tracking between ``scaling.min`` and ``scaling.max``."""
+
+    cpu_target_percent: NotRequired[float]
+    """Average CPU the target tracking keeps (default 60)."""
+    requests_per_target: NotRequired[int]
+    """ALBRequestCountPerTarget per minute (default 1000)."""
+    scale_in_cooldown_s: NotRequired[int]
+    """Seconds between scale-in steps (default 300)."""
+    scale_out_cooldown_s: NotRequired[int]
+    """Seconds between scale-out steps (default 60)."""
+
+
+class EcsAlarmsArgs(TypedDict):
+    """CloudWatch alarm thresholds (evaluated per minute)."""
+
+    http_5xx_per_minute: NotRequired[int]
+    """Target 5xx responses per minute (default 10); also gates the deployment rollback."""
+    p95_response_time_s: NotRequired[float]
+    """p95 target response time in seconds (default 1.0)."""
+    unhealthy_hosts: NotRequired[int]
+    """Unhealthy targets behind the ALB (default 1)."""
+    evaluation_periods: NotRequired[int]
+    """Minutes over the threshold before an alarm fires (default 3)."""
+    memory_percent: NotRequired[float]
+    """Task memory utilization in percent (default 90)."""
+    db_pool_usage_ratio: NotRequired[float]
+    """DB pool usage from the app's EMF metrics (default 0.9)."""
+    worker_restarts: NotRequired[int]
+    """Worker restarts per minute from the app's EMF metrics (default 3)."""
+    emf_namespace: NotRequired[str]
+    """CloudWatch namespace of the app's EMF metrics (default ``FastAPIDeploy``)."""
+
+
+class FargateServiceArgs(TypedDict):
+    """Inputs of an ECS Fargate service behind an ALB."""
+
+    image: pulumi.Input[str]
+    """Image reference, preferably by digest (``REGISTRY/REPO@sha256:...``)."""
+    cpu: NotRequired[int]
+    """Task CPU units (256, 512, 1024, 2048, 4096, 8192, 16384; default 512)."""
+    memory: NotRequired[int]
+    """Task memory in MiB; one of the sizes Fargate allows with ``cpu`` (default 1024)."""
+    port: NotRequired[int]
+    """Container port, 1024..65535 (default 8000)."""
+    environment: NotRequired[str]
+    """APP_ENV: ``production`` (default), ``staging`` or ``development``."""
+    env: NotRequired[dict[str, pulumi.Input[str]]]
+    """Plain environment variables (the tuning's variables are added and win)."""
+    secrets: NotRequired[dict[str, str]]
+    """Secret references by env name (``ssm:/path`` or ``secretsmanager:name[:json-key]``); ECS injects
+    the values, they never reach the task definition or the state."""
+    secret_kms_key_arns: NotRequired[list[str]]
+    """Customer-managed KMS keys the referenced secrets are encrypted with (decrypt is granted)."""
+    health: NotRequired[HealthArgs]
+    """Liveness and readiness paths."""
+    scaling: ScalingArgs
+    """Task count bounds."""
+    database: NotRequired[DatabaseArgs]
+    """Database connection budget."""
+    request_timeout_s: NotRequired[int]
+    """Longest request in seconds (default 30); drives the gunicorn and drain timeouts."""
+    max_request_body_bytes: NotRequired[int]
+    """Largest request body the app accepts."""
+    overrides: NotRequired[RuntimeOverridesArgs]
+    """Overrides of the computed tuning (workers, pool)."""
+    domain: NotRequired[str]
+    """Public host name for the URL output (DNS is managed elsewhere)."""
+    certificate_arn: NotRequired[pulumi.Input[str]]
+    """ACM certificate for HTTPS on the ALB (HTTP then redirects); without it the ALB serves plain HTTP."""
+    vpc: NotRequired[EcsNewVpcArgs]
+    """Settings of the VPC the component creates (ignored when ``vpc_id`` is given)."""
+    vpc_id: NotRequired[pulumi.Input[str]]
+    """An existing VPC to deploy into (with ``public_subnet_ids`` and ``private_subnet_ids``)."""
+    public_subnet_ids: NotRequired[list[pulumi.Input[str]]]
+    """Existing public subnets for the ALB (at least 2 AZs)."""
+    private_subnet_ids: NotRequired[list[pulumi.Input[str]]]
+    """Existing private subnets with NAT egress for the tasks (at least 2 AZs)."""
+    cluster_arn: NotRequired[pulumi.Input[str]]
+    """An existing ECS cluster to run in (default: the component creates one)."""
+    task_security_group_ids: NotRequired[list[pulumi.Input[str]]]
+    """Extra security groups for the tasks (e.g. one the database accepts), beside the component's own."""
+    repository_arn: NotRequired[pulumi.Input[str]]
+    """ECR repository ARN the image is pulled from (pull is granted on it; derived from an ECR image
+    reference when unset)."""
+    log_retention_days: NotRequired[int]
+    """CloudWatch Logs retention (default 30)."""
+    autoscaling: NotRequired[EcsAutoscalingArgs]
+    """Target tracking settings."""
+    alarms: NotRequired[EcsAlarmsArgs]
+    """Alarm thresholds."""
+    alerts: NotRequired[AwsAlertsArgs]
+    """Who the alarms notify."""
+    container_insights: NotRequired[bool]
+    """CloudWatch Container Insights on a created cluster (default true)."""
+    alb_deletion_protection: NotRequired[bool]
+    """Deletion protection on the ALB (default false)."""
+    tags: NotRequired[dict[str, str]]
+    """Tags on every resource."""
