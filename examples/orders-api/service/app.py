@@ -70,7 +70,7 @@ if __name__ == "__main__":
 
     uvicorn.run(
         "app:app",
-        host="0.0.0.0",  # noqa: S104 - inside the container, behind the ALB / Cloud Run front end
+        host="0.0.0.0",  # inside the container, behind the ALB / Cloud Run front end
         port=int(os.environ.get("PORT", "8080")),
         workers=int(os.environ.get("WEB_CONCURRENCY", "1")),
         proxy_headers=True,
