@@ -35,6 +35,8 @@ from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.provider.experimental.util import camel_case
 from pulumi.runtime.proto import engine_pb2_grpc, provider_pb2, provider_pb2_grpc
 
+from fastapi_deploy.mocks import ProgramResult, RecordingMocks, run_program, unwrap
+
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER = ROOT / "provider"
 PKG = "fastapi-deploy"
@@ -91,7 +93,9 @@ def _read_port(proc: subprocess.Popen[bytes], timeout: float) -> int:
     if not line.strip().isdigit():
         proc.kill()
         _, err = proc.communicate(timeout=10)
-        pytest.fail(f"provider did not print its port (got {line!r}); stderr:\n{err.decode(errors='replace')}")
+        pytest.fail(
+            f"provider did not print its port (got {line!r}); stderr:\n{err.decode(errors='replace')}"
+        )
     return int(line)
 
 
@@ -145,3 +149,290 @@ def test_hosted_provider_serves_the_package_schema(hosted: Hosted) -> None:
         assert res.get("description"), f"{token}: the class docstring becomes the SDK's doc comment"
     # GetSchema needs nothing from the engine; the provider logged no error.
     assert not [m for sev, m in hosted.engine.logs if sev >= 3]
+
+
+# ----------------------------------------------------------------------------------- the expectations
+# Notation (what a consumer's generated SDK gets):
+#   "string" / "integer" / "number" / "boolean"   a plain value (a literal in the consumer's program)
+#   "Input<T>"                                     also accepts an Output (another resource's attribute)
+#   "array<T>", "map<T>"                           list / string-keyed map of T
+#   "HealthArgs"                                   an object type of the package (TYPES below)
+#   a trailing "!"                                 required
+EXPECTED: dict[str, dict[str, dict[str, str]]] = {
+    "FargateService": {
+        "inputs": {
+            "image": "Input<string>!",
+            "cpu": "integer",
+            "memory": "integer",
+            "port": "integer",
+            "environment": "string",
+            "env": "map<Input<string>>",
+            "secrets": "map<string>",
+            "secretKmsKeyArns": "array<string>",
+            "health": "HealthArgs",
+            "scaling": "ScalingArgs!",
+            "database": "DatabaseArgs",
+            "requestTimeoutS": "integer",
+            "maxRequestBodyBytes": "integer",
+            "overrides": "RuntimeOverridesArgs",
+            "domain": "string",
+            "certificateArn": "Input<string>",
+            "vpc": "EcsNewVpcArgs",
+            "vpcId": "Input<string>",
+            "publicSubnetIds": "array<Input<string>>",
+            "privateSubnetIds": "array<Input<string>>",
+            "clusterArn": "Input<string>",
+            "taskSecurityGroupIds": "array<Input<string>>",
+            "repositoryArn": "Input<string>",
+            "logRetentionDays": "integer",
+            "autoscaling": "EcsAutoscalingArgs",
+            "alarms": "EcsAlarmsArgs",
+            "alerts": "AwsAlertsArgs",
+            "containerInsights": "boolean",
+            "albDeletionProtection": "boolean",
+            "tags": "map<string>",
+        },
+        "outputs": {
+            "target": "string!",
+            "url": "string!",
+            "image": "string!",
+            "healthPath": "string!",
+            "readyPath": "string!",
+            "region": "string!",
+            "clusterName": "string!",
+            "serviceName": "string!",
+            "logGroup": "string!",
+            "targetGroupArn": "string!",
+            "loadBalancerDns": "string!",
+        },
+    },
+}
+
+TYPES: dict[str, dict[str, str]] = {
+    "HealthArgs": {"livenessPath": "string", "readinessPath": "string"},
+    "ScalingArgs": {"min": "integer!", "max": "integer!", "desired": "integer"},
+    "DatabaseArgs": {"maxConnections": "integer", "reservedConnections": "integer", "migrate": "string"},
+    "RuntimeOverridesArgs": {
+        "workers": "integer",
+        "dbPoolSize": "integer",
+        "dbMaxOverflow": "integer",
+        "dbPoolTimeoutS": "number",
+    },
+    "AwsAlertsArgs": {"emails": "array<string>", "webhookUrl": "string", "snsTopicArn": "string"},
+    "EcsNewVpcArgs": {"cidr": "string", "azCount": "integer", "natGateways": "string"},
+    "EcsAutoscalingArgs": {
+        "cpuTargetPercent": "number",
+        "requestsPerTarget": "integer",
+        "scaleInCooldownS": "integer",
+        "scaleOutCooldownS": "integer",
+    },
+    "EcsAlarmsArgs": {
+        "http5xxPerMinute": "integer",
+        "p95ResponseTimeS": "number",
+        "unhealthyHosts": "integer",
+        "evaluationPeriods": "integer",
+        "memoryPercent": "number",
+        "dbPoolUsageRatio": "number",
+        "workerRestarts": "integer",
+        "emfNamespace": "string",
+    },
+}
+
+
+def _shape(prop: dict[str, Any], *, inputs: bool) -> str:
+    """One schema property in the notation above."""
+    ref = prop.get("$ref")
+    if ref:
+        assert ref.startswith(f"#/types/{PKG}:index:"), ref
+        shape = ref.rsplit(":", 1)[-1]
+    elif prop["type"] == "array":
+        shape = f"array<{_shape(prop['items'], inputs=inputs)}>"
+    elif prop["type"] == "object" and prop.get("additionalProperties"):
+        shape = f"map<{_shape(prop['additionalProperties'], inputs=inputs)}>"
+    else:
+        shape = prop["type"]
+    # Outputs are never plain; an input without `plain` accepts an Output.
+    return shape if not inputs or prop.get("plain") else f"Input<{shape}>"
+
+
+def _shapes(props: dict[str, Any], required: list[str] | None, *, inputs: bool) -> dict[str, str]:
+    req = set(required or [])
+    return {k: _shape(v, inputs=inputs) + ("!" if k in req else "") for k, v in props.items()}
+
+
+def _annotated_keys(typ: type) -> set[str]:
+    """The camelCase names of a TypedDict's (or class's) public annotations, bases included."""
+    keys: set[str] = set()
+    for cls in reversed(typ.__mro__):
+        keys |= {k for k in getattr(cls, "__annotations__", {}) if not k.startswith("_")}
+    return {camel_case(k) for k in keys}
+
+
+@pytest.fixture(scope="module")
+def components() -> dict[str, type]:
+    return {c.__name__: c for c in _provider_main()["COMPONENTS"]}
+
+
+def test_the_package_offers_exactly_the_expected_components(components: dict[str, type]) -> None:
+    assert sorted(components) == sorted(EXPECTED)
+    assert _provider_main()["NAME"] == PKG
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_analyzer_accepts_the_component(name: str, components: dict[str, type]) -> None:
+    """In-process, one component at a time: a type the analyzer cannot express fails here, by name."""
+    result = Analyzer(PKG).analyze([components[name]])
+    definition = result["component_definitions"][name]
+    args_type = typing.get_type_hints(components[name].__init__)["args"]
+    assert set(definition.inputs) == _annotated_keys(args_type)
+    assert typing.is_typeddict(args_type), (
+        f"{name}: Args should be a TypedDict (plain dicts from any language)"
+    )
+
+
+def test_analyzer_accepts_all_components_together(components: dict[str, type]) -> None:
+    # Types share one namespace (fastapi-deploy:index:<Name>): two different classes with one name clash.
+    result = Analyzer(PKG).analyze(list(components.values()))
+    assert sorted(result["component_definitions"]) == sorted(EXPECTED)
+    assert sorted(result["type_definitions"]) == sorted(TYPES)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_schema_has_every_args_field_with_its_type(name: str, hosted: Hosted) -> None:
+    res = hosted.schema["resources"][f"{PKG}:index:{name}"]
+    assert _shapes(res["inputProperties"], res["requiredInputs"], inputs=True) == EXPECTED[name]["inputs"]
+    assert _shapes(res["properties"], res["required"], inputs=False) == EXPECTED[name]["outputs"]
+    for key, prop in res["inputProperties"].items():
+        assert prop.get("description"), f"{name}.{key}: the field docstring is the SDK's doc comment"
+
+
+def test_schema_object_types(hosted: Hosted) -> None:
+    types = hosted.schema["types"]
+    assert sorted(types) == sorted(f"{PKG}:index:{t}" for t in TYPES)
+    for name, fields in TYPES.items():
+        t = types[f"{PKG}:index:{name}"]
+        assert t["type"] == "object"
+        assert _shapes(t["properties"], t.get("required"), inputs=True) == fields, name
+
+
+# ------------------------------------------------------------------------------ Construct under mocks
+# The program below does what the hosted provider does on the engine's Construct call: the engine's inputs
+# (a protobuf Struct: camelCase keys, every number a float) deserialized by the SDK's rpc layer, then
+# ComponentProvider.construct maps them to the Args (snake_case, nested types) and calls the component.
+_CONSTRUCT_PROGRAM = """
+import json, os, runpy
+import pulumi
+from google.protobuf import struct_pb2
+from pulumi.provider.experimental import host
+from pulumi.provider.experimental.component import ComponentProvider
+from pulumi.runtime import rpc
+
+main = runpy.run_path(os.environ["FD_PROVIDER_MAIN"], run_name="fastapi_deploy_provider")
+req = json.loads(os.environ["FD_CONSTRUCT"])
+struct = struct_pb2.Struct()
+struct.update(req["inputs"])
+inputs = rpc.deserialize_properties(struct, keep_unknowns=True)
+provider = ComponentProvider(main["COMPONENTS"], main["NAME"], None, "0.0.0")
+host.is_hosting = True  # as in the plugin process (component_provider_host sets it before serving)
+try:
+    result = provider.construct(req["name"], req["type"], inputs, pulumi.ResourceOptions())
+finally:
+    host.is_hosting = False
+pulumi.export("urn", result.urn)
+pulumi.export("state", result.state)
+"""
+
+DIGEST = "sha256:" + "ab" * 32
+ECR_IMAGE = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/orders@{DIGEST}"
+HEALTH = {"livenessPath": "/healthz", "readinessPath": "/readyz"}
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _mocks() -> RecordingMocks:
+    return RecordingMocks(region="eu-west-1", gcp_project="acme-orders", gcp_region="europe-west1")
+
+
+def _construct(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    component: str,
+    inputs: dict[str, Any],
+    mocks: RecordingMocks | None = None,
+) -> ProgramResult:
+    program = tmp_path / "construct" / "__main__.py"
+    program.parent.mkdir(exist_ok=True)
+    program.write_text(_CONSTRUCT_PROGRAM)
+    monkeypatch.setenv("FD_PROVIDER_MAIN", str(PROVIDER / "__main__.py"))
+    monkeypatch.setenv(
+        "FD_CONSTRUCT", json.dumps({"name": "orders", "type": f"{PKG}:index:{component}", "inputs": inputs})
+    )
+    config = {"aws:region": "eu-west-1", "gcp:project": "acme-orders", "gcp:region": "europe-west1"}
+    return run_program("dev", config, mocks=mocks or _mocks(), main=program)
+
+
+def test_construct_fargate_service_from_engine_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = {
+        "image": ECR_IMAGE,
+        "port": 8080,
+        "health": HEALTH,
+        "scaling": {"min": 2, "max": 4},
+        "env": {"ORDERS_CURRENCY": "EUR"},
+    }
+    result = _construct(tmp_path, monkeypatch, "FargateService", inputs)
+    # The engine uses the URN Construct returns; the component keeps its Python type token, so hosted
+    # and Python-program instances have the same URNs (docs/component-package.md, "Type tokens").
+    assert (
+        result.outputs["urn"] == "urn:pulumi:dev::fastapi-deploy::fastapi-deploy:ecs:FargateService::orders"
+    )
+    state = result.outputs["state"]
+    assert set(state) == {k.rstrip("!") for k in EXPECTED["FargateService"]["outputs"]}
+    assert state["healthPath"] == "/healthz"
+    assert state["image"] == ECR_IMAGE
+    (container,) = json.loads(
+        unwrap(result.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    )
+    # Numbers arrive as floats (8080.0); the component must still render 8080, not "8080.0".
+    assert container["portMappings"][0]["containerPort"] == 8080
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["PORT"] == "8080"
+    assert env["ORDERS_CURRENCY"] == "EUR"
+    assert "'/healthz'" in container["healthCheck"]["command"][-1]
+    assert result.one("aws:lb/targetGroup:TargetGroup").inputs["healthCheck"]["path"] == "/healthz"
+    scaling = result.one("aws:appautoscaling/target:Target").inputs
+    assert (scaling["minCapacity"], scaling["maxCapacity"]) == (2, 4)
+    # No string anywhere (env, commands, JSON documents) carries the float form.
+    assert not [s for r in result.resources for s in _strings(unwrap(r.inputs)) if "8080.0" in s]
+
+
+def test_construct_refuses_a_bad_arg_naming_it_before_anything_is_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pulumi.provider.server import ComponentInitError
+
+    inputs = {"image": ECR_IMAGE, "scaling": {"min": 1, "max": 2}, "cpu": 300}
+    mocks = _mocks()
+    with pytest.raises(ComponentInitError) as err:
+        _construct(tmp_path, monkeypatch, "FargateService", inputs, mocks)
+    assert "FargateServiceArgs.cpu" in str(err.value.inner)
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+
+
+def test_construct_without_a_required_input_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulumi.errors import InputPropertyError
+
+    with pytest.raises(InputPropertyError) as err:
+        _construct(tmp_path, monkeypatch, "FargateService", {"scaling": {"min": 1, "max": 2}})
+    assert err.value.property_path == "image"
+    assert "Missing required input 'image' on 'FargateService'" in err.value.reason
