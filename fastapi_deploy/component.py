@@ -134,9 +134,27 @@ class NamedComponent(pulumi.ComponentResource):
         """The same invoke options in every target: parented to the component (so its provider applies)."""
         return pulumi.InvokeOutputOptions(parent=self)
 
-    def finish(self, outputs: dict[str, Any]) -> dict[str, Any]:
-        """Set each output as an attribute and register them all once; returns the same dict."""
+    def finish(self, values: Mapping[str, Any]) -> dict[str, pulumi.Output[Any]]:
+        """Set each output as an attribute (an Output) and register them all once, from this one dict.
+
+        The keys must be exactly the outputs the class declares (its ``pulumi.Output`` annotations, which
+        the schema analyzer reads); the returned dict is what a program exports."""
+        declared = output_names(type(self))
+        if list(values) != list(declared):
+            raise RuntimeError(f"{type(self).__name__}: outputs {list(values)} differ from the declared {declared}")
+        outputs = {key: pulumi.Output.from_input(value) for key, value in values.items()}
         for key, value in outputs.items():
             setattr(self, key, value)
         self.register_outputs(outputs)
         return outputs
+
+
+def output_names(cls: type) -> list[str]:
+    """The outputs a component class declares: its public ``pulumi.Output[...]`` class annotations."""
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        for key, ann in getattr(klass, "__annotations__", {}).items():
+            text = ann if isinstance(ann, str) else repr(ann)
+            if not key.startswith("_") and "Output" in text and key not in names:
+                names.append(key)
+    return names

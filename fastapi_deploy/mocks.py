@@ -16,7 +16,7 @@ import hashlib
 import json
 import runpy
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,8 @@ class RecordedResource:
     provider: str | None = None
     # URNs the engine must create first: explicit depends_on plus every resource an input Output came from.
     dependencies: tuple[str, ...] = ()
+    #: The URNs this resource's ``aliases`` resolve to (as the engine would compute them from the specs).
+    aliases: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The plan's JSON shape, with secrets masked."""
@@ -444,11 +446,34 @@ class _RecordingMonitor(_mocks.MockMonitor):
         """The URN the engine would give: the parent's whole qualified type chain (the SDK's mock keeps only
         its last link), without the root stack's type - so renamed or re-parented resources show here as
         they would in `pulumi preview`, as replacements unless aliased."""
-        if parent:
-            qualified = parent.split("::")[2]
-            if qualified != "pulumi:pulumi:Stack":
-                type_ = f"{qualified}${type_}"
-        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
+        return engine_urn(pulumi.get_stack(), pulumi.get_project(), parent, type_, name)
+
+    def alias_urns(self, request: Any) -> tuple[str, ...]:
+        """The URNs of ``request.aliases``: full URNs as sent, specs resolved the engine's way (an empty
+        field means the resource's own value; no parentUrn and no noParent means its current parent)."""
+        out: list[str] = []
+        for alias in request.aliases:
+            if alias.urn:
+                out.append(alias.urn)
+                continue
+            spec = alias.spec
+            if spec.noParent:
+                parent = ""
+            elif spec.parentUrn:
+                parent = spec.parentUrn
+            else:
+                parent = request.parent
+            out.append(
+                engine_urn(
+                    spec.stack or pulumi.get_stack(),
+                    spec.project or pulumi.get_project(),
+                    parent,
+                    spec.type or request.type,
+                    spec.name or request.name,
+                )
+            )
+        out.extend(getattr(request, "aliasURNs", ()) or ())
+        return tuple(out)
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -469,9 +494,20 @@ class _RecordingMonitor(_mocks.MockMonitor):
                 custom=bool(request.custom),
                 provider=request.provider or None,
                 dependencies=tuple(request.dependencies),
+                aliases=self.alias_urns(request),
             )
         )
         return response
+
+
+def engine_urn(stack: str, project: str, parent: str, type_: str, name: str) -> str:
+    """``urn:pulumi:STACK::PROJECT::<parent's qualified type chain>$TYPE::NAME`` (the root stack's type is
+    not part of the chain)."""
+    if parent:
+        qualified = parent.split("::")[2]
+        if qualified != "pulumi:pulumi:Stack":
+            type_ = f"{qualified}${type_}"
+    return "urn:pulumi:" + "::".join([stack, project, type_, name])
 
 
 def _config_for_engine(raw: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -564,6 +600,34 @@ def run_program(
             secret_outputs=secret_outputs,
             calls=list(mocks.calls),
         )
+
+
+def run_callable(
+    fn: Callable[[], Any],
+    *,
+    stack: str = "unit",
+    mocks: RecordingMocks | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> ProgramResult:
+    """Run ``fn`` as a Pulumi program under the recording monitor (for components built directly from
+    their Args, without a stack file). Exceptions from ``fn`` propagate; ``mocks.monitor.recorded`` then
+    holds whatever registered before the error."""
+    mocks = mocks or RecordingMocks()
+    flat, secret_keys = _config_for_engine(dict(config or {}))
+    with _LOCK:
+        ensure_event_loop()
+        monitor = _RecordingMonitor(mocks)
+        mocks.monitor = monitor  # type: ignore[attr-defined]
+        settings.ROOT.set(None)
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_all_config(flat, secret_keys)
+        settings.SETTINGS.rpc_manager.clear()
+        root = settings.get_root_resource()
+        _sync_await(run_pulumi_func(fn))
+        outputs: dict[str, Any] = {}
+        for key, value in dict(getattr(root, "outputs", {}) or {}).items():
+            outputs[key] = _sync_await(pulumi.Output.from_input(value).future())
+        return ProgramResult(stack=stack, resources=list(monitor.recorded), outputs=outputs, calls=list(mocks.calls))
 
 
 def run_stack_file(path: str | Path, *, mocks: RecordingMocks | None = None) -> ProgramResult:

@@ -33,12 +33,17 @@ class DeploySpec:
 
     #: Component name (``<app name>-<stack>``); every child's name starts with it.
     name: str
+    #: ``app.name`` (the service's name without the stack).
+    app_name: str
     target: str
     stack: str
     #: Image reference by digest (an Output when built or resolved here).
     image: pulumi.Input[str]
-    #: ECR repository ARN when the image was built into one here.
+    #: ``app.image.digest`` when the stack names an existing image (a plain string, known before deploy).
+    image_digest: str | None
+    #: ECR repository ARN / URL when the image was built into (or promoted to) a registry this stack owns.
     repository_arn: pulumi.Input[str] | None
+    repository_url: pulumi.Input[str] | None
     port: int
     app_env: str
     #: Final plain container env: app.env + CORS + the tuning's variables + migrate/metrics switches.
@@ -47,7 +52,8 @@ class DeploySpec:
     secrets: Mapping[str, SecretRef]
     secret_kms_key_arns: tuple[str, ...]
     health: Health
-    scaling: Scaling
+    #: Replica bounds (None on Lambda: its bound is the reserved concurrency).
+    scaling: Scaling | None
     database: Database
     request_timeout_s: int
     max_request_body_bytes: int
@@ -72,21 +78,25 @@ def build(
     tuning: RuntimeTuning,
     image: pulumi.Input[str],
     repository_arn: pulumi.Input[str] | None = None,
+    repository_url: pulumi.Input[str] | None = None,
 ) -> DeploySpec:
     """The spec of a validated stack config (no resources are registered)."""
     return DeploySpec(
         name=f"{cfg.name}-{cfg.stack}",
+        app_name=cfg.name,
         target=cfg.target,
         stack=cfg.stack,
         image=image,
+        image_digest=cfg.image.digest,
         repository_arn=repository_arn,
+        repository_url=repository_url,
         port=cfg.port,
         app_env=cfg.environment,
         env=_frozen(container_environment(cfg, tuning)),
         secrets=_frozen(cfg.secret_refs()),
         secret_kms_key_arns=tuple(cfg.secret_kms_key_arns),
         health=cfg.health,
-        scaling=cfg.scaling,
+        scaling=getattr(cfg, "scaling", None),
         database=cfg.database,
         request_timeout_s=cfg.request_timeout_s,
         max_request_body_bytes=cfg.max_request_body_bytes,

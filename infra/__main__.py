@@ -54,7 +54,7 @@ def main() -> None:
         )
     image = image_mod.resolve(name, cfg.image, registry)
 
-    deploy_spec = spec.build(cfg, runtime, image.ref, image.repository_arn)
+    deploy_spec = spec.build(cfg, runtime, image.ref, image.repository_arn, image.repository_url)
     outputs = module.deploy(targets.DeployContext(spec=deploy_spec, section=targets.config_section(cfg)))
     missing = [k for k in (*targets.COMMON_OUTPUTS, *targets.TARGET_OUTPUTS[cfg.target]) if k not in outputs]
     if missing:

@@ -75,8 +75,13 @@ class LambdaServiceArgs(TypedDict):
     """Security groups of the function in the VPC."""
     role_arn: NotRequired[pulumi.Input[str]]
     """An existing execution role to use instead of creating one (no policies are attached to it)."""
-    repository_arn: NotRequired[pulumi.Input[str]]
-    """ECR repository ARN of the image (pull is granted on it)."""
+    repository_url: NotRequired[pulumi.Input[str]]
+    """URL of the ECR repository the image is in, when this program owns it: the component adds the
+    repository policy that lets exactly this function pull (before the function is created)."""
+    region: NotRequired[str]
+    """AWS region (default: the provider's, looked up)."""
+    description: NotRequired[str]
+    """Function description (default ``<name> FastAPI via Mangum``)."""
     alarms: NotRequired[LambdaAlarmsArgs]
     """Alarm thresholds."""
     alerts: NotRequired[AwsAlertsArgs]

@@ -22,23 +22,46 @@ What a user gets from :class:`LambdaService`:
 request so tests validate names and types against AWS's own API model.
 """
 
-from __future__ import annotations
-
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_aws as aws
+from pydantic import ValidationError
 
+from fastapi_deploy import component as cargs
 from fastapi_deploy.aws_alerts import alert_actions
-from fastapi_deploy.config import ConfigError, LambdaConfig, LambdaVpc, StackConfigType
-from fastapi_deploy.secret_refs import aws_read_policy_statements, lambda_reference_env
+from fastapi_deploy.awslambda.args import LambdaServiceArgs
+from fastapi_deploy.component import ArgsError, NamedComponent
+from fastapi_deploy.config import (
+    Alerts,
+    AppConfigBase,
+    ConfigError,
+    Database,
+    Health,
+    LambdaConfig,
+    LambdaSettings,
+    LambdaVpc,
+    StackConfigType,
+    TuningOverrides,
+)
+from fastapi_deploy.secret_refs import SecretRef, aws_read_policy_statements, lambda_reference_env
 from fastapi_deploy.targets import DeployContext
-from fastapi_deploy.tuning import RuntimeTuning, container_environment
+from fastapi_deploy.tuning import (
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
+    LAMBDA_MB_PER_VCPU,
+    METRICS_PRIVATELY_SCRAPABLE,
+    RuntimeTuning,
+    TuningInput,
+    container_environment,
+    tune,
+)
 
 COMPONENT_TYPE = "fastapi-deploy:lambda:LambdaService"
+OWNER = "LambdaServiceArgs"
 
 #: The Mangum adapter the app exposes (app/lambda_handler.py: ``handler = Mangum(app, ...)``).
 HANDLER = "app.lambda_handler.handler"
@@ -77,39 +100,35 @@ ENV_MAX_BYTES = 4096
 _ARCH = {"x86_64": "x86_64", "arm64": "arm64"}
 
 
-@dataclass(frozen=True)
-class LambdaServiceArgs:
-    """Validated config, the Lambda tuning and the image digest ref (``ACCOUNT.dkr.ecr...@sha256:...``)."""
-
-    config: LambdaConfig
-    tuning: RuntimeTuning
-    image: pulumi.Input[str]
-    # Set when the deployer built and pushed the image to its own ECR repository: the component then lets
-    # exactly this function pull from it, before the function exists (see the RepositoryPolicy below).
-    repository_url: pulumi.Input[str] | None = None
-
-
 def function_name(name: str) -> str:
     """Lambda function names: letters, digits, '-' and '_', at most 64 chars."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", name)[:64]
 
 
-def function_env(config: LambdaConfig, tuning: RuntimeTuning) -> dict[str, str]:
-    """Plain env + secret REFERENCES (resolved by the handler at cold start), never secret values."""
-    env = container_environment(config, tuning)
-    # The reference exactly as written in the stack config (str(SecretRef)): app/secret_refs.py parses the
-    # same grammar (tests/test_secret_ref_grammar.py runs both parsers over one table).
-    env.update(lambda_reference_env(config.secret_refs()))
-    clash = sorted(set(env) & RESERVED_ENV)
+def build_function_env(
+    env: Mapping[str, Any], refs: Mapping[str, SecretRef], where: str, error: type[ValueError] = ConfigError
+) -> dict[str, Any]:
+    """Plain env + secret REFERENCES (resolved by the handler at cold start), never secret values.
+    Raises ``error`` naming ``where`` for runtime-reserved names or an environment over Lambda's 4 KB."""
+    out = dict(env)
+    # The reference as str(SecretRef): app/secret_refs.py parses the same grammar (tests/test_secret_ref_grammar.py
+    # runs both parsers over one table).
+    out.update(lambda_reference_env(refs))
+    clash = sorted(set(out) & RESERVED_ENV)
     if clash:
-        raise ConfigError(f"app.env: {clash} are reserved by the Lambda runtime; rename them")
-    size = sum(len(k) + len(v) for k, v in env.items())
+        raise error(f"{where}: {clash} are reserved by the Lambda runtime; rename them")
+    size = sum(len(k) + len(v) for k, v in out.items() if isinstance(v, str))
     if size > ENV_MAX_BYTES:
-        raise ConfigError(
-            f"app.env: the function's environment is {size} bytes; Lambda allows {ENV_MAX_BYTES} in total "
-            "(move large values into SSM/Secrets Manager and reference them in app.secrets)"
+        raise error(
+            f"{where}: the function's environment is {size} bytes; Lambda allows {ENV_MAX_BYTES} in total "
+            "(move large values into SSM/Secrets Manager and reference them in secrets)"
         )
-    return dict(sorted(env.items()))
+    return dict(sorted(out.items()))
+
+
+def function_env(config: LambdaConfig, tuning: RuntimeTuning) -> dict[str, str]:
+    """The function env of a stack config (the program's pre-check; errors name ``app.env``)."""
+    return build_function_env(container_environment(config, tuning), config.secret_refs(), "app.env")
 
 
 def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
@@ -120,7 +139,9 @@ def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
         raise ConfigError("Lambda tuning must be one worker with DB_POOL_CLASS=null (one request at a time)")
 
 
-def vpc_statements(vpc: LambdaVpc, account: str, region: str, partition: str = "aws") -> list[dict[str, Any]]:
+def vpc_statements(
+    vpc: LambdaVpc | Any, account: str, region: str, partition: str = "aws"
+) -> list[dict[str, Any]]:
     """What Lambda needs to attach the function to the VPC (instead of AWSLambdaVPCAccessExecutionRole).
 
     ``ec2:Describe*`` has no resource-level permissions (AWS requires ``*``; read-only). Creating an ENI is
@@ -157,357 +178,530 @@ def vpc_statements(vpc: LambdaVpc, account: str, region: str, partition: str = "
     ]
 
 
-class LambdaService(pulumi.ComponentResource):
+@dataclass(frozen=True)
+class LambdaInputs:
+    """The Args after validation."""
+
+    image: pulumi.Input[str]
+    settings: LambdaSettings
+    timeout_s: int
+    app_env: str
+    port: int
+    env: dict[str, pulumi.Input[str]]
+    secrets: dict[str, SecretRef]
+    secret_kms_key_arns: list[str]
+    health: Health
+    database: Database
+    request_timeout_s: int
+    max_request_body_bytes: int
+    overrides: TuningOverrides
+    subnet_ids: list[pulumi.Input[str]]
+    security_group_ids: list[pulumi.Input[str]]
+    role_arn: pulumi.Input[str] | None
+    repository_url: pulumi.Input[str] | None
+    region: str | None
+    description: str | None
+    alert_emails: list[str]
+    alert_webhook_url: str | None
+    alert_topic_arn: str | None
+    domain: str | None
+    tags: dict[str, str]
+
+
+_SETTINGS_KEYS = (
+    "architecture", "memory_mb", "timeout_s", "reserved_concurrency", "provisioned_concurrency", "front",
+    "throttling", "log_retention_days", "alarms",
+)  # fmt: skip
+
+
+def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
+    """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
+    a: dict[str, Any] = dict(args)
+    unknown = sorted(set(a) - set(LambdaServiceArgs.__annotations__))
+    if unknown:
+        raise ArgsError(f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(LambdaServiceArgs.__annotations__)}")
+    image = cargs.required(OWNER, a, "image")
+    cargs.required(OWNER, a, "reserved_concurrency")
+    try:
+        settings = LambdaSettings.model_validate({k: a[k] for k in _SETTINGS_KEYS if k in a})
+    except ValidationError as exc:
+        raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    subnets = list(a.get("subnet_ids") or [])
+    groups = list(a.get("security_group_ids") or [])
+    if bool(subnets) != bool(groups):
+        raise ArgsError(f"{OWNER}.subnet_ids: subnet_ids and security_group_ids go together (a function in a VPC needs both)")
+    if subnets and all(isinstance(x, str) for x in subnets + groups):
+        cargs.section(OWNER, "subnet_ids", LambdaVpc, {"subnet_ids": subnets, "security_group_ids": groups})
+    alerts = cargs.section(OWNER, "alerts", Alerts, a.get("alerts"))
+    request_timeout = cargs.field(
+        OWNER, "request_timeout_s", AppConfigBase, "request_timeout_s", a.get("request_timeout_s", 30)
+    )
+    database = cargs.section(OWNER, "database", Database, a.get("database"))
+    if database.migrate == "on_start":
+        raise ArgsError(f"{OWNER}.database.migrate: on_start is refused on Lambda (every cold start would run it); use manual")
+    return LambdaInputs(
+        image=image,
+        settings=settings,
+        timeout_s=settings.timeout_s or request_timeout,
+        app_env=cargs.field(OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")),
+        port=8000,
+        env=dict(a.get("env") or {}),
+        secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("ssm", "secretsmanager")),
+        secret_kms_key_arns=list(a.get("secret_kms_key_arns") or []),
+        health=cargs.section(OWNER, "health", Health, a.get("health")),
+        database=database,
+        request_timeout_s=request_timeout,
+        max_request_body_bytes=cargs.field(
+            OWNER, "max_request_body_bytes", AppConfigBase, "max_request_body_bytes",
+            a.get("max_request_body_bytes", DEFAULT_MAX_REQUEST_BODY_BYTES),
+        ),  # fmt: skip
+        overrides=cargs.section(OWNER, "overrides", TuningOverrides, a.get("overrides")),
+        subnet_ids=subnets,
+        security_group_ids=groups,
+        role_arn=a.get("role_arn"),
+        repository_url=a.get("repository_url"),
+        region=a.get("region"),
+        description=a.get("description"),
+        alert_emails=list(alerts.emails),
+        alert_webhook_url=alerts.webhook_url,
+        alert_topic_arn=alerts.sns_topic_arn,
+        domain=a.get("domain"),
+        tags=dict(a.get("tags") or {}),
+    )
+
+
+def tuning_for(inp: LambdaInputs) -> RuntimeTuning:
+    """The runtime tuning computed from the Args (error messages name the Args)."""
+    o = inp.overrides
+    lam = inp.settings
+    assert lam.reserved_concurrency is not None
+    return tune(
+        TuningInput(
+            "lambda",
+            lam.memory_mb / LAMBDA_MB_PER_VCPU,
+            lam.memory_mb,
+            lam.reserved_concurrency,
+            db_budget=inp.database.budget,
+            request_timeout_s=inp.timeout_s,
+            app_env=inp.app_env,
+            port=inp.port,
+            workers=o.workers,
+            pool_size=o.db_pool_size,
+            max_overflow=o.db_max_overflow,
+            pool_timeout_s=o.db_pool_timeout_s,
+            max_request_body_bytes=inp.max_request_body_bytes,
+            keys={
+                "workers": f"{OWNER}.overrides.workers",
+                "budget_max": f"{OWNER}.database.max_connections",
+                "budget_reserved": f"{OWNER}.database.reserved_connections",
+                "max_replicas": f"{OWNER}.reserved_concurrency",
+                "budget": f"{OWNER}.database (max_connections - reserved_connections)",
+                "size": f"{OWNER}.memory_mb",
+                "memory": f"{OWNER}.memory_mb",
+            },
+        )
+    )
+
+
+def final_env(inp: LambdaInputs, tuning: RuntimeTuning) -> dict[str, Any]:
+    """The Args' env, then the tuning's variables (they win), the metrics switch and the secret
+    references; refused (naming ``LambdaServiceArgs.env``) when reserved or over 4 KB."""
+    env: dict[str, Any] = {**inp.env, **tuning.env()}
+    if not METRICS_PRIVATELY_SCRAPABLE["lambda"]:
+        env.setdefault("METRICS_ENABLED", "false")
+    return build_function_env(dict(sorted(env.items())), inp.secrets, f"{OWNER}.env", ArgsError)
+
+
+class LambdaService(NamedComponent):
     """The FastAPI image on Lambda behind an HTTP API or a Function URL (see the module docstring)."""
 
-    function: aws.lambda_.Function
-    role: aws.iam.Role
-    log_group: aws.cloudwatch.LogGroup
-    alias: aws.lambda_.Alias | None
-    api: aws.apigatewayv2.Api | None
-    function_url: aws.lambda_.FunctionUrl | None
+    target: pulumi.Output[str]
+    """Always ``lambda``."""
     url: pulumi.Output[str]
-    function_arn: pulumi.Output[str]
+    """HTTP API endpoint or Function URL."""
+    image: pulumi.Output[str]
+    """The image reference the function runs."""
+    health_path: pulumi.Output[str]
+    """Liveness path."""
+    ready_path: pulumi.Output[str]
+    """Readiness path."""
+    region: pulumi.Output[str]
+    """AWS region."""
     function_name: pulumi.Output[str]
-    alias_name: pulumi.Output[str | None]
-    log_group_name: pulumi.Output[str]
+    """Lambda function name."""
+    function_arn: pulumi.Output[str]
+    """Lambda function ARN."""
+    alias_name: pulumi.Output[str]
+    """The ``live`` alias (with provisioned concurrency), else empty."""
+    log_group: pulumi.Output[str]
+    """CloudWatch log group name."""
 
     def __init__(
-        self, name: str, args: LambdaServiceArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: LambdaServiceArgs,
+        opts: Optional[pulumi.ResourceOptions] = None,
+        *,
+        tuning: Optional[RuntimeTuning] = None,
     ) -> None:
-        cfg = args.config
-        lam = cfg.lambda_
+        inp = inputs_from_args(args)
+        runtime = tuning if tuning is not None else tuning_for(inp)
+        if runtime.pool_class != "null" or runtime.workers != 1:
+            raise ArgsError(
+                f"{OWNER}.overrides: Lambda runs one request at a time (one worker, DB_POOL_CLASS=null)"
+            )
         # Validate before registering anything: a bad env must not leave half a stack behind.
-        validate(cfg, args.tuning)
-        env = function_env(cfg, args.tuning)
-        super().__init__(COMPONENT_TYPE, name, args.tuning.component_props(), opts)
-        child = pulumi.ResourceOptions(parent=self)
-        tags = cfg.resource_tags()
+        env = final_env(inp, runtime)
+        super().__init__(COMPONENT_TYPE, name, runtime.component_props(), opts)
+        self.tuning = runtime
+        lam = inp.settings
+        child = self.child_opts()
+        tags = inp.tags
         fn_name = function_name(name)
-        region = cfg.region or aws.get_region_output().region
-        identity = aws.get_caller_identity_output()
-        partition = aws.get_partition_output().partition
+        invoke = self.invoke_opts()
+        region: pulumi.Input[str] = inp.region or aws.get_region_output(opts=invoke).region
+        identity = aws.get_caller_identity_output(opts=invoke)
+        partition = aws.get_partition_output(opts=invoke).partition
 
-        self.log_group = aws.cloudwatch.LogGroup(
+        self.logs = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=f"/aws/lambda/{fn_name}",
             retention_in_days=lam.log_retention_days,
             tags=tags,
             opts=child,
         )
-
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-            description=f"Execution role of {fn_name}: its own log group and its referenced secrets only",
-            tags=tags,
-            opts=child,
-        )
-        # Not AWSLambdaBasicExecutionRole: that managed policy allows logs:* on every log group ("*").
-        logs_policy = aws.iam.RolePolicy(
-            f"{name}-logs-policy",
-            role=self.role.id,
-            policy=self.log_group.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "WriteOwnLogs",
-                                "Effect": "Allow",
-                                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                                "Resource": [f"{arn}:*"],
-                            }
-                        ],
-                    }
-                )
-            ),
-            opts=child,
-        )
-        depends: list[pulumi.Resource] = [self.log_group, logs_policy]
-
-        refs = cfg.secret_refs()
-        if refs:
-
-            def secrets_policy(values: list[Any]) -> str:
-                account, reg, part = values
-                statements = aws_read_policy_statements(
-                    refs,
-                    account,
-                    reg,
-                    kms_key_arns=cfg.secret_kms_key_arns,
-                    partition=part,
-                    ssm_actions=("ssm:GetParameter", "ssm:GetParameters"),
-                )
-                return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-            depends.append(
-                aws.iam.RolePolicy(
-                    f"{name}-secrets-policy",
-                    role=self.role.id,
-                    policy=pulumi.Output.all(identity.account_id, region, partition).apply(secrets_policy),
-                    opts=child,
-                )
-            )
-
-        vpc_config = None
-        if lam.vpc is not None:
-            vpc = lam.vpc
-            vpc_config = aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=vpc.subnet_ids, security_group_ids=vpc.security_group_ids
-            )
-
-            def vpc_policy(values: list[Any]) -> str:
-                account, reg, part = values
-                return json.dumps(
-                    {"Version": "2012-10-17", "Statement": vpc_statements(vpc, account, reg, part)}
-                )
-
-            depends.append(
-                aws.iam.RolePolicy(
-                    f"{name}-vpc-policy",
-                    role=self.role.id,
-                    policy=pulumi.Output.all(identity.account_id, region, partition).apply(vpc_policy),
-                    opts=child,
-                )
-            )
-
-        if args.repository_url is not None:
+        role_arn, depends = _role(self, name, inp, fn_name, identity.account_id, region, partition)
+        if inp.repository_url is not None:
             # Lambda pulls the image with its service principal, not the execution role. Without this policy
             # CreateFunction tries to add one itself (needs ecr:SetRepositoryPolicy); created in parallel with
             # the function, the first deploy races it. So: policy first, function depends on it.
             depends.append(
                 aws.ecr.RepositoryPolicy(
                     f"{name}-lambda-pull",
-                    repository=pulumi.Output.from_input(args.repository_url).apply(
-                        lambda u: u.split("/", 1)[1]
-                    ),
+                    repository=pulumi.Output.from_input(inp.repository_url).apply(lambda u: u.split("/", 1)[1]),
                     policy=pulumi.Output.all(partition, region, identity.account_id).apply(
-                        lambda v: ecr_pull_policy(
-                            f"arn:{v[0]}:lambda:{v[1]}:{v[2]}:function:{fn_name}*", v[2]
-                        )
+                        lambda v: ecr_pull_policy(f"arn:{v[0]}:lambda:{v[1]}:{v[2]}:function:{fn_name}*", v[2])
                     ),
                     opts=child,
                 )
             )
-
+        vpc_config = (
+            aws.lambda_.FunctionVpcConfigArgs(subnet_ids=inp.subnet_ids, security_group_ids=inp.security_group_ids)
+            if inp.subnet_ids
+            else None
+        )
         publish = lam.provisioned_concurrency is not None
         self.function = aws.lambda_.Function(
             f"{name}-function",
             name=fn_name,
-            description=f"{cfg.name} ({cfg.stack}) FastAPI via Mangum, managed by Pulumi",
+            description=inp.description or f"{name} FastAPI via Mangum, managed by Pulumi",
             package_type="Image",
-            image_uri=args.image,
+            image_uri=inp.image,
             image_config=aws.lambda_.FunctionImageConfigArgs(entry_points=ENTRY_POINT, commands=[HANDLER]),
             architectures=[_ARCH[lam.architecture]],
-            role=self.role.arn,
+            role=role_arn,
             memory_size=lam.memory_mb,
-            timeout=cfg.function_timeout_s,
+            timeout=inp.timeout_s,
             reserved_concurrent_executions=lam.reserved_concurrency,
             publish=publish,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=env),
             vpc_config=vpc_config,
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="Text", log_group=self.log_group.name
-            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="Text", log_group=self.logs.name),
             tags=tags,
             # The role's policies must exist before the first cold start tries to read secrets and log.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            opts=self.child_opts(depends_on=depends),
+        )
+        _alarms(self, name, inp, tags)
+        url = _front(self, name, inp, fn_name, tags)
+        self.outputs = self.finish(
+            {
+                "target": "lambda",
+                "url": url,
+                "image": inp.image,
+                "health_path": inp.health.liveness_path,
+                "ready_path": inp.health.readiness_path,
+                "region": region,
+                "function_name": self.function.name,
+                "function_arn": self.function.arn,
+                "alias_name": self.alias.name if self.alias else pulumi.Output.from_input(None),
+                "log_group": self.logs.name,
+            }
         )
 
-        # ------------------------------------------------------------------------------- alarms
-        alarms_cfg = lam.alarms
-        actions = alert_actions(name, cfg.alerts, cfg.alerts.sns_topic_arn, tags, child)
-        p95_s = alarms_cfg.p95_duration_s or round(0.8 * cfg.function_timeout_s, 3)
-        alarm_common: dict[str, Any] = dict(
-            namespace="AWS/Lambda",
-            dimensions={"FunctionName": self.function.name},
-            period=60,
-            evaluation_periods=alarms_cfg.evaluation_periods,
-            datapoints_to_alarm=alarms_cfg.evaluation_periods,
-            alarm_actions=actions,
-            ok_actions=actions,
-            treat_missing_data="notBreaching",
+
+def _role(
+    svc: LambdaService,
+    name: str,
+    inp: LambdaInputs,
+    fn_name: str,
+    account: pulumi.Output[str],
+    region: pulumi.Input[str],
+    partition: pulumi.Output[str],
+) -> tuple[pulumi.Input[str], list[pulumi.Resource]]:
+    """The execution role (its own log group, its referenced secrets, the VPC attach), unless the Args
+    name an existing role (then nothing is attached to it)."""
+    child = svc.child_opts()
+    if inp.role_arn is not None:
+        svc.role = None
+        return inp.role_arn, [svc.logs]
+    role = aws.iam.Role(
+        f"{name}-role",
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+        description=f"Execution role of {fn_name}: its own log group and its referenced secrets only",
+        tags=inp.tags,
+        opts=child,
+    )
+    svc.role = role
+    # Not AWSLambdaBasicExecutionRole: that managed policy allows logs:* on every log group ("*").
+    logs_policy = aws.iam.RolePolicy(
+        f"{name}-logs-policy",
+        role=role.id,
+        policy=svc.logs.arn.apply(
+            lambda arn: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "WriteOwnLogs",
+                            "Effect": "Allow",
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                            "Resource": [f"{arn}:*"],
+                        }
+                    ],
+                }
+            )
+        ),
+        opts=child,
+    )
+    depends: list[pulumi.Resource] = [svc.logs, logs_policy]
+
+    refs = inp.secrets
+    kms = list(inp.secret_kms_key_arns)
+    if refs:
+
+        def secrets_policy(values: list[Any]) -> str:
+            acct, reg, part = values
+            statements = aws_read_policy_statements(
+                refs,
+                acct,
+                reg,
+                kms_key_arns=kms,
+                partition=part,
+                ssm_actions=("ssm:GetParameter", "ssm:GetParameters"),
+            )
+            return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+        depends.append(
+            aws.iam.RolePolicy(
+                f"{name}-secrets-policy",
+                role=role.id,
+                policy=pulumi.Output.all(account, region, partition).apply(secrets_policy),
+                opts=child,
+            )
+        )
+
+    if inp.subnet_ids:
+
+        def vpc_policy(values: list[Any]) -> str:
+            acct, reg, part, subnets, groups = values
+            vpc = LambdaVpc.model_construct(subnet_ids=subnets, security_group_ids=groups)
+            return json.dumps({"Version": "2012-10-17", "Statement": vpc_statements(vpc, acct, reg, part)})
+
+        depends.append(
+            aws.iam.RolePolicy(
+                f"{name}-vpc-policy",
+                role=role.id,
+                policy=pulumi.Output.all(
+                    account, region, partition, pulumi.Output.all(*inp.subnet_ids), pulumi.Output.all(*inp.security_group_ids)
+                ).apply(vpc_policy),
+                opts=child,
+            )
+        )
+    return role.arn, depends
+
+
+def _alarms(svc: LambdaService, name: str, inp: LambdaInputs, tags: dict[str, str]) -> None:
+    """Errors, throttles and p95 duration alarms on the function, notifying the alert topic."""
+    alarms = inp.settings.alarms
+    actions = alert_actions(name, inp.alert_emails, inp.alert_webhook_url, inp.alert_topic_arn, tags, svc.child_opts())
+    p95_s = alarms.p95_duration_s or round(0.8 * inp.timeout_s, 3)
+    alarm_common: dict[str, Any] = dict(
+        namespace="AWS/Lambda",
+        dimensions={"FunctionName": svc.function.name},
+        period=60,
+        evaluation_periods=alarms.evaluation_periods,
+        datapoints_to_alarm=alarms.evaluation_periods,
+        alarm_actions=actions,
+        ok_actions=actions,
+        treat_missing_data="notBreaching",
+        tags=tags,
+        opts=svc.child_opts(),
+    )
+    svc.alarm_errors = aws.cloudwatch.MetricAlarm(
+        f"{name}-errors",
+        alarm_description=f"{name}: errors per minute at or above {alarms.errors_per_minute}",
+        metric_name="Errors",
+        statistic="Sum",
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        threshold=alarms.errors_per_minute,
+        **alarm_common,
+    )
+    svc.alarm_throttles = aws.cloudwatch.MetricAlarm(
+        f"{name}-throttles",
+        alarm_description=f"{name}: throttled invocations per minute at or above {alarms.throttles_per_minute}",
+        metric_name="Throttles",
+        statistic="Sum",
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        threshold=alarms.throttles_per_minute,
+        **alarm_common,
+    )
+    svc.alarm_duration = aws.cloudwatch.MetricAlarm(
+        f"{name}-duration",
+        alarm_description=f"{name}: p95 duration above {p95_s:g} s",
+        metric_name="Duration",
+        extended_statistic="p95",
+        comparison_operator="GreaterThanThreshold",
+        threshold=p95_s * 1000,  # AWS/Lambda Duration is in milliseconds
+        **alarm_common,
+    )
+
+
+def _front(svc: LambdaService, name: str, inp: LambdaInputs, fn_name: str, tags: dict[str, str]) -> pulumi.Output[str]:
+    """The live alias (with provisioned concurrency), then the HTTP API or the Function URL; returns the URL."""
+    lam = inp.settings
+    child = svc.child_opts()
+    svc.alias = None
+    invoke_arn: pulumi.Output[str] = svc.function.invoke_arn
+    qualifier: pulumi.Input[str] | None = None
+    if lam.provisioned_concurrency is not None:
+        svc.alias = aws.lambda_.Alias(
+            f"{name}-alias",
+            name=ALIAS_NAME,
+            function_name=svc.function.name,
+            function_version=svc.function.version,
+            description="The version this deploy published; provisioned concurrency lives here",
+            opts=child,
+        )
+        aws.lambda_.ProvisionedConcurrencyConfig(
+            f"{name}-provisioned",
+            function_name=svc.function.name,
+            qualifier=svc.alias.name,
+            provisioned_concurrent_executions=lam.provisioned_concurrency or 0,
+            opts=child,
+        )
+        invoke_arn = svc.alias.invoke_arn
+        qualifier = svc.alias.name
+
+    svc.api = None
+    svc.function_url = None
+    if lam.front == "http_api":
+        svc.api = aws.apigatewayv2.Api(
+            f"{name}-api",
+            name=fn_name,
+            protocol_type="HTTP",
+            description=f"HTTP front of {fn_name}",
             tags=tags,
             opts=child,
         )
-        self.alarm_errors = aws.cloudwatch.MetricAlarm(
-            f"{name}-errors",
-            alarm_description=f"{name}: errors per minute at or above {alarms_cfg.errors_per_minute}",
-            metric_name="Errors",
-            statistic="Sum",
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=alarms_cfg.errors_per_minute,
-            **alarm_common,
+        integration = aws.apigatewayv2.Integration(
+            f"{name}-integration",
+            api_id=svc.api.id,
+            integration_type="AWS_PROXY",
+            integration_uri=invoke_arn,
+            payload_format_version="2.0",
+            timeout_milliseconds=min(HTTP_API_MAX_INTEGRATION_MS, inp.timeout_s * 1000),
+            opts=child,
         )
-        self.alarm_throttles = aws.cloudwatch.MetricAlarm(
-            f"{name}-throttles",
-            alarm_description=(
-                f"{name}: throttled invocations per minute at or above {alarms_cfg.throttles_per_minute}"
+        route = aws.apigatewayv2.Route(
+            f"{name}-route",
+            api_id=svc.api.id,
+            route_key="$default",
+            target=integration.id.apply(lambda i: f"integrations/{i}"),
+            opts=child,
+        )
+        access_logs = aws.cloudwatch.LogGroup(
+            f"{name}-access-logs",
+            name=f"/aws/apigateway/{fn_name}",
+            retention_in_days=lam.log_retention_days,
+            tags=tags,
+            opts=child,
+        )
+        aws.apigatewayv2.Stage(
+            f"{name}-stage",
+            api_id=svc.api.id,
+            name="$default",
+            auto_deploy=True,
+            # Stage throttling caps the request rate before it reaches the function and, through it,
+            # the database; over the limit clients get 429s instead of a connection storm.
+            default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
+                throttling_rate_limit=lam.throttling.rate_limit,
+                throttling_burst_limit=lam.throttling.burst_limit,
             ),
-            metric_name="Throttles",
-            statistic="Sum",
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=alarms_cfg.throttles_per_minute,
-            **alarm_common,
-        )
-        self.alarm_duration = aws.cloudwatch.MetricAlarm(
-            f"{name}-duration",
-            alarm_description=f"{name}: p95 duration above {p95_s:g} s",
-            metric_name="Duration",
-            extended_statistic="p95",
-            comparison_operator="GreaterThanThreshold",
-            threshold=p95_s * 1000,  # AWS/Lambda Duration is in milliseconds
-            **alarm_common,
-        )
-
-        self.alias = None
-        invoke_arn: pulumi.Output[str] = self.function.invoke_arn
-        qualifier: pulumi.Input[str] | None = None
-        if publish:
-            self.alias = aws.lambda_.Alias(
-                f"{name}-alias",
-                name=ALIAS_NAME,
-                function_name=self.function.name,
-                function_version=self.function.version,
-                description="The version this deploy published; provisioned concurrency lives here",
-                opts=child,
-            )
-            aws.lambda_.ProvisionedConcurrencyConfig(
-                f"{name}-provisioned",
-                function_name=self.function.name,
-                qualifier=self.alias.name,
-                provisioned_concurrent_executions=lam.provisioned_concurrency or 0,
-                opts=child,
-            )
-            invoke_arn = self.alias.invoke_arn
-            qualifier = self.alias.name
-
-        self.api = None
-        self.function_url = None
-        if lam.front == "http_api":
-            self.api = aws.apigatewayv2.Api(
-                f"{name}-api",
-                name=fn_name,
-                protocol_type="HTTP",
-                description=f"HTTP front of {fn_name}",
-                tags=tags,
-                opts=child,
-            )
-            integration = aws.apigatewayv2.Integration(
-                f"{name}-integration",
-                api_id=self.api.id,
-                integration_type="AWS_PROXY",
-                integration_uri=invoke_arn,
-                payload_format_version="2.0",
-                timeout_milliseconds=min(HTTP_API_MAX_INTEGRATION_MS, cfg.function_timeout_s * 1000),
-                opts=child,
-            )
-            route = aws.apigatewayv2.Route(
-                f"{name}-route",
-                api_id=self.api.id,
-                route_key="$default",
-                target=integration.id.apply(lambda i: f"integrations/{i}"),
-                opts=child,
-            )
-            access_logs = aws.cloudwatch.LogGroup(
-                f"{name}-access-logs",
-                name=f"/aws/apigateway/{fn_name}",
-                retention_in_days=lam.log_retention_days,
-                tags=tags,
-                opts=child,
-            )
-            aws.apigatewayv2.Stage(
-                f"{name}-stage",
-                api_id=self.api.id,
-                name="$default",
-                auto_deploy=True,
-                # Stage throttling caps the request rate before it reaches the function and, through it,
-                # the database; over the limit clients get 429s instead of a connection storm.
-                default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
-                    throttling_rate_limit=lam.throttling.rate_limit,
-                    throttling_burst_limit=lam.throttling.burst_limit,
+            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
+                destination_arn=access_logs.arn,
+                format=json.dumps(
+                    {
+                        "requestId": "$context.requestId",
+                        "ip": "$context.identity.sourceIp",
+                        "routeKey": "$context.routeKey",
+                        "status": "$context.status",
+                        "latencyMs": "$context.responseLatency",
+                        "integrationError": "$context.integrationErrorMessage",
+                    }
                 ),
-                access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
-                    destination_arn=access_logs.arn,
-                    format=json.dumps(
-                        {
-                            "requestId": "$context.requestId",
-                            "ip": "$context.identity.sourceIp",
-                            "routeKey": "$context.routeKey",
-                            "status": "$context.status",
-                            "latencyMs": "$context.responseLatency",
-                            "integrationError": "$context.integrationErrorMessage",
-                        }
-                    ),
-                ),
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[route]),
-            )
-            aws.lambda_.Permission(
-                f"{name}-apigw-invoke",
-                action="lambda:InvokeFunction",
-                function=self.function.name,
-                principal="apigateway.amazonaws.com",
-                # Only this API (any stage/route) may invoke the function.
-                source_arn=self.api.execution_arn.apply(lambda a: f"{a}/*/*"),
-                qualifier=qualifier,
-                opts=child,
-            )
-            self.url = self.api.api_endpoint
-        else:
-            self.function_url = aws.lambda_.FunctionUrl(
-                f"{name}-url",
-                function_name=self.function.name,
-                qualifier=qualifier,
-                authorization_type="NONE",
-                opts=child,
-            )
-            # A public Function URL needs both statements since AWS's October 2025 change.
-            aws.lambda_.Permission(
-                f"{name}-url-invoke",
-                action="lambda:InvokeFunctionUrl",
-                function=self.function.name,
-                principal="*",
-                function_url_auth_type="NONE",
-                qualifier=qualifier,
-                opts=child,
-            )
-            aws.lambda_.Permission(
-                f"{name}-url-invoke-function",
-                action="lambda:InvokeFunction",
-                function=self.function.name,
-                principal="*",
-                invoked_via_function_url=True,
-                qualifier=qualifier,
-                opts=child,
-            )
-            self.url = self.function_url.function_url
-
-        self.function_arn = self.function.arn
-        self.function_name = self.function.name
-        self.alias_name = self.alias.name if self.alias else pulumi.Output.from_input(None)
-        self.log_group_name = self.log_group.name
-        self.register_outputs(
-            {
-                "url": self.url,
-                "function_name": self.function_name,
-                "function_arn": self.function_arn,
-                "alias_name": self.alias_name,
-                "log_group": self.log_group_name,
-            }
+            ),
+            tags=tags,
+            opts=svc.child_opts(depends_on=[route]),
         )
+        aws.lambda_.Permission(
+            f"{name}-apigw-invoke",
+            action="lambda:InvokeFunction",
+            function=svc.function.name,
+            principal="apigateway.amazonaws.com",
+            # Only this API (any stage/route) may invoke the function.
+            source_arn=svc.api.execution_arn.apply(lambda a: f"{a}/*/*"),
+            qualifier=qualifier,
+            opts=child,
+        )
+        return svc.api.api_endpoint
+    svc.function_url = aws.lambda_.FunctionUrl(
+        f"{name}-url",
+        function_name=svc.function.name,
+        qualifier=qualifier,
+        authorization_type="NONE",
+        opts=child,
+    )
+    # A public Function URL needs both statements since AWS's October 2025 change.
+    aws.lambda_.Permission(
+        f"{name}-url-invoke",
+        action="lambda:InvokeFunctionUrl",
+        function=svc.function.name,
+        principal="*",
+        function_url_auth_type="NONE",
+        qualifier=qualifier,
+        opts=child,
+    )
+    aws.lambda_.Permission(
+        f"{name}-url-invoke-function",
+        action="lambda:InvokeFunction",
+        function=svc.function.name,
+        principal="*",
+        invoked_via_function_url=True,
+        qualifier=qualifier,
+        opts=child,
+    )
+    return svc.function_url.function_url
 
 
 # ----------------------------------------------------------------------------------------- API check
@@ -596,25 +790,8 @@ def ecr_pull_policy(function_arn_pattern: str, account: str) -> str:
 
 
 def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
-    """Create the Lambda component and return the stack outputs of contract section 2."""
-    cfg = ctx.cfg
-    assert isinstance(cfg, LambdaConfig)
-    # Built here or promoted into the registry this stack owns: Lambda needs the pull policy on it.
-    repository_url = ctx.image.repository_url
-    svc = LambdaService(
-        ctx.name,
-        LambdaServiceArgs(config=cfg, tuning=ctx.tuning, image=ctx.image.ref, repository_url=repository_url),
-        opts=ctx.opts,
-    )
-    return {
-        "target": "lambda",
-        "url": svc.url,
-        "image": ctx.image.ref,
-        "health_path": cfg.health.liveness_path,
-        "ready_path": cfg.health.readiness_path,
-        "region": cfg.region or aws.get_region_output().region,
-        "function_name": svc.function_name,
-        "function_arn": svc.function_arn,
-        "alias_name": svc.alias_name,
-        "log_group": svc.log_group_name,
-    }
+    """Registry entry point: the LambdaService built from the spec; its outputs are the stack outputs."""
+    from fastapi_deploy.awslambda.adapter import args_from
+
+    svc = LambdaService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
+    return svc.outputs

@@ -79,5 +79,7 @@ class CloudRunServiceArgs(TypedDict):
     """Alert policy thresholds."""
     alerts: NotRequired[GcpAlertsArgs]
     """Who the alert policies notify."""
+    description: NotRequired[str]
+    """Description of the Cloud Run service (default ``<name> managed by Pulumi``)."""
     tags: NotRequired[dict[str, str]]
     """Labels on every resource (sanitised to GCP's label rules)."""

@@ -20,24 +20,45 @@ field names, so tests (and the plan) can parse them with ``google.cloud.run_v2.S
 any unknown field.
 """
 
-from __future__ import annotations
-
 import hashlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_gcp as gcp
+from pydantic import ValidationError
 
-from fastapi_deploy.config import CloudRunConfig, ConfigError, StackConfigType
+from fastapi_deploy import component as cargs
+from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
+from fastapi_deploy.component import ArgsError, NamedComponent
+from fastapi_deploy.config import (
+    AppConfigBase,
+    CloudRunAlarms,
+    CloudRunConfig,
+    CloudRunSettings,
+    ConfigError,
+    Database,
+    Health,
+    Scaling,
+    StackConfigType,
+    TuningOverrides,
+)
 from fastapi_deploy.image import Registry
-from fastapi_deploy.secret_refs import gcp_secret_id
+from fastapi_deploy.secret_refs import SecretRef, gcp_secret_id
 from fastapi_deploy.targets import DeployContext, RegistryContext
-from fastapi_deploy.tuning import RuntimeTuning, container_environment
+from fastapi_deploy.tuning import (
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
+    METRICS_PRIVATELY_SCRAPABLE,
+    RuntimeTuning,
+    TuningInput,
+    migrate_timeout_s,
+    tune,
+)
 
 COMPONENT_TYPE = "fastapi-deploy:cloudrun:CloudRunService"
+OWNER = "CloudRunServiceArgs"
 
 #: Cloud Run sends SIGTERM and kills the instance 10 s later; gunicorn must finish draining first.
 #: Source: https://cloud.google.com/run/docs/container-contract#instance-shutdown
@@ -58,24 +79,14 @@ _INGRESS = {
 }
 
 
-@dataclass(frozen=True)
-class CloudRunServiceArgs:
-    """Everything the component needs: validated config, the tuning result and the image digest ref."""
-
-    config: CloudRunConfig
-    tuning: RuntimeTuning
-    #: ``REGISTRY/REPO@sha256:...`` — Cloud Run pulls by digest, so a re-pushed tag cannot change a revision.
-    image: pulumi.Input[str]
-
-
 def _label(value: str) -> str:
     # GCP labels: lowercase letters, digits, '_' and '-', at most 63 chars.
     return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
 
 
-def gcp_labels(config: CloudRunConfig) -> dict[str, str]:
-    """``app``/``stack``/``managed-by`` plus user tags, sanitised to GCP's label rules."""
-    return {_label(k): _label(v) for k, v in config.resource_tags().items()}
+def gcp_labels(tags: dict[str, str]) -> dict[str, str]:
+    """Tags (``app``/``stack``/``managed-by`` plus user tags) sanitised to GCP's label rules."""
+    return {_label(k): _label(v) for k, v in tags.items()}
 
 
 def cpu_limit(cpu: float) -> str:
@@ -109,9 +120,9 @@ def service_name(name: str) -> str:
     return base if base[:1].isalpha() else f"s-{base}"[:49]
 
 
-def plain_env(config: CloudRunConfig, tuning: RuntimeTuning) -> dict[str, str]:
-    """Non-secret env (app.env, CORS, tuning numbers) minus the names Cloud Run reserves (PORT...)."""
-    return {k: v for k, v in container_environment(config, tuning).items() if k not in RESERVED_ENV}
+def plain_env(env: dict[str, Any]) -> dict[str, Any]:
+    """Non-secret env minus the names Cloud Run reserves (PORT...)."""
+    return {k: v for k, v in env.items() if k not in RESERVED_ENV}
 
 
 def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
@@ -125,48 +136,198 @@ def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
         )
 
 
-class CloudRunService(pulumi.ComponentResource):
+@dataclass(frozen=True)
+class CloudRunInputs:
+    """The Args after validation."""
+
+    image: pulumi.Input[str]
+    project: str
+    region: str
+    port: int
+    app_env: str
+    env: dict[str, pulumi.Input[str]]
+    secrets: dict[str, SecretRef]
+    health: Health
+    scaling: Scaling
+    database: Database
+    request_timeout_s: int
+    max_request_body_bytes: int
+    overrides: TuningOverrides
+    settings: CloudRunSettings
+    service_account_email: pulumi.Input[str] | None
+    vpc_network: pulumi.Input[str] | None
+    vpc_subnetwork: pulumi.Input[str] | None
+    vpc_connector: pulumi.Input[str] | None
+    vpc_egress: str | None
+    alert_emails: list[str]
+    notification_channels: list[str]
+    description: str | None
+    tags: dict[str, str]
+
+
+_SETTINGS_KEYS = (
+    "cpu", "memory", "concurrency", "startup_cpu_boost", "cpu_always_allocated", "ingress", "public",
+    "cloud_sql_instance", "alarms", "project", "region",
+)  # fmt: skip
+
+
+def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
+    """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
+    a: dict[str, Any] = dict(args)
+    unknown = sorted(set(a) - set(CloudRunServiceArgs.__annotations__))
+    if unknown:
+        raise ArgsError(f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(CloudRunServiceArgs.__annotations__)}")
+    image = cargs.required(OWNER, a, "image")
+    project = cargs.required(OWNER, a, "project")
+    region = cargs.required(OWNER, a, "region")
+    try:
+        settings = CloudRunSettings.model_validate({k: a[k] for k in _SETTINGS_KEYS if k in a})
+    except ValidationError as exc:
+        raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    alerts = a.get("alerts") or {}
+    egress = a.get("vpc_egress")
+    if egress is not None and egress not in ("PRIVATE_RANGES_ONLY", "ALL_TRAFFIC"):
+        raise ArgsError(f"{OWNER}.vpc_egress: {egress!r} is not PRIVATE_RANGES_ONLY or ALL_TRAFFIC")
+    if a.get("vpc_connector") is not None and (a.get("vpc_network") or a.get("vpc_subnetwork")):
+        raise ArgsError(f"{OWNER}.vpc_connector: use either a connector or vpc_network/vpc_subnetwork, not both")
+    return CloudRunInputs(
+        image=image,
+        project=project,
+        region=region,
+        port=cargs.field(OWNER, "port", CloudRunConfig, "port", a.get("port", 8080)),
+        app_env=cargs.field(OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")),
+        env=dict(a.get("env") or {}),
+        secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("gcp",)),
+        health=cargs.section(OWNER, "health", Health, a.get("health")),
+        scaling=cargs.section(OWNER, "scaling", Scaling, cargs.required(OWNER, a, "scaling")),
+        database=cargs.section(OWNER, "database", Database, a.get("database")),
+        request_timeout_s=cargs.field(
+            OWNER, "request_timeout_s", AppConfigBase, "request_timeout_s", a.get("request_timeout_s", 30)
+        ),
+        max_request_body_bytes=cargs.field(
+            OWNER, "max_request_body_bytes", AppConfigBase, "max_request_body_bytes",
+            a.get("max_request_body_bytes", DEFAULT_MAX_REQUEST_BODY_BYTES),
+        ),  # fmt: skip
+        overrides=cargs.section(OWNER, "overrides", TuningOverrides, a.get("overrides")),
+        settings=settings,
+        service_account_email=a.get("service_account_email"),
+        vpc_network=a.get("vpc_network"),
+        vpc_subnetwork=a.get("vpc_subnetwork"),
+        vpc_connector=a.get("vpc_connector"),
+        vpc_egress=egress,
+        alert_emails=list(alerts.get("emails") or []),
+        notification_channels=list(alerts.get("gcp_notification_channels") or []),
+        description=a.get("description"),
+        tags=dict(a.get("tags") or {}),
+    )
+
+
+def tuning_for(inp: CloudRunInputs) -> RuntimeTuning:
+    """The runtime tuning computed from the Args (error messages name the Args)."""
+    o = inp.overrides
+    t = tune(
+        TuningInput(
+            "cloudrun",
+            inp.settings.cpu,
+            inp.settings.memory,
+            inp.scaling.max,
+            db_budget=inp.database.budget,
+            request_timeout_s=inp.request_timeout_s,
+            app_env=inp.app_env,
+            port=inp.port,
+            workers=o.workers,
+            pool_size=o.db_pool_size,
+            max_overflow=o.db_max_overflow,
+            pool_timeout_s=o.db_pool_timeout_s,
+            max_request_body_bytes=inp.max_request_body_bytes,
+            keys={
+                "workers": f"{OWNER}.overrides.workers",
+                "budget_max": f"{OWNER}.database.max_connections",
+                "budget_reserved": f"{OWNER}.database.reserved_connections",
+                "max_replicas": f"{OWNER}.scaling.max",
+                "budget": f"{OWNER}.database (max_connections - reserved_connections)",
+                "size": f"{OWNER}.cpu",
+                "memory": f"{OWNER}.memory",
+            },
+        )
+    )
+    from dataclasses import replace
+
+    return replace(t, container_concurrency=inp.settings.concurrency)
+
+
+def final_env(inp: CloudRunInputs, tuning: RuntimeTuning) -> dict[str, pulumi.Input[str]]:
+    """The Args' env, then the tuning's variables (they win) and the migrate/metrics switches; minus the
+    names Cloud Run reserves."""
+    env: dict[str, pulumi.Input[str]] = {**inp.env, **tuning.env()}
+    if inp.database.migrate_mode("cloudrun") == "on_start":
+        env["MIGRATE_ON_START"] = "true"
+        env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
+    if not METRICS_PRIVATELY_SCRAPABLE["cloudrun"]:
+        env.setdefault("METRICS_ENABLED", "false")
+    return plain_env(dict(sorted(env.items())))
+
+
+class CloudRunService(NamedComponent):
     """A Cloud Run v2 service with its own least-privilege service account (see the module docstring)."""
 
-    service: gcp.cloudrunv2.Service
-    service_account: gcp.serviceaccount.Account
-    secret_access: list[gcp.secretmanager.SecretIamMember]
-    invoker: gcp.cloudrunv2.ServiceIamMember | None
+    target: pulumi.Output[str]
+    """Always ``cloudrun``."""
     url: pulumi.Output[str]
-    revision: pulumi.Output[str]
-    service_account_email: pulumi.Output[str]
+    """The service's ``https://...run.app`` URL."""
+    image: pulumi.Output[str]
+    """The image reference the revision runs."""
+    health_path: pulumi.Output[str]
+    """Liveness path."""
+    ready_path: pulumi.Output[str]
+    """Readiness path."""
+    project: pulumi.Output[str]
+    """Google Cloud project."""
+    region: pulumi.Output[str]
+    """Cloud Run region."""
     service_name: pulumi.Output[str]
+    """Cloud Run service name."""
+    revision: pulumi.Output[str]
+    """Latest ready revision."""
+    service_account: pulumi.Output[str]
+    """Email of the runtime service account."""
 
     def __init__(
-        self, name: str, args: CloudRunServiceArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: CloudRunServiceArgs,
+        opts: Optional[pulumi.ResourceOptions] = None,
+        *,
+        tuning: Optional[RuntimeTuning] = None,
     ) -> None:
-        validate(args.config, args.tuning)
-        super().__init__(COMPONENT_TYPE, name, args.tuning.component_props(), opts)
-        cfg = args.config
-        cr = cfg.cloudrun
-        project = cfg.gcp_project
-        region = cfg.gcp_region
-        assert project
-        assert region
-        labels = gcp_labels(cfg)
-        child = pulumi.ResourceOptions(parent=self)
+        inp = inputs_from_args(args)
+        runtime = tuning if tuning is not None else tuning_for(inp)
+        if runtime.graceful_timeout_s >= CLOUDRUN_SIGTERM_GRACE_S:
+            raise ArgsError(
+                f"{OWNER}.request_timeout_s: GUNICORN_GRACEFUL_TIMEOUT {runtime.graceful_timeout_s}s must be "
+                f"below Cloud Run's {CLOUDRUN_SIGTERM_GRACE_S}s SIGTERM grace"
+            )
+        super().__init__(COMPONENT_TYPE, name, runtime.component_props(), opts)
+        self.tuning = runtime
+        cr = inp.settings
+        project = inp.project
+        region = inp.region
+        labels = gcp_labels(inp.tags)
+        child = self.child_opts()
 
-        self.service_account = gcp.serviceaccount.Account(
-            f"{name}-sa",
-            account_id=service_account_id(name),
-            display_name=f"Cloud Run runtime identity of {name}",
-            description="Reads only the Secret Manager secrets this service references (managed by Pulumi).",
-            project=project,
-            opts=child,
-        )
-        member = self.service_account.email.apply(lambda e: f"serviceAccount:{e}")
-
+        if inp.service_account_email is not None:
+            self.account: gcp.serviceaccount.Account | None = None
+            email: pulumi.Output[str] = pulumi.Output.from_input(inp.service_account_email)
+        else:
+            self.account = _service_account(self, name, project)
+            email = self.account.email
+        member = email.apply(lambda e: f"serviceAccount:{e}")
         # One secret-level IAM member per referenced secret: the runtime identity can read exactly these,
         # never every secret in the project (which roles/secretmanager.secretAccessor at project level would).
         env_secrets: list[gcp.cloudrunv2.ServiceTemplateContainerEnvArgs] = []
         self.secret_access = []
         granted: dict[tuple[str, str], gcp.secretmanager.SecretIamMember] = {}
-        for env_name, ref in sorted(cfg.secret_refs().items()):
+        for env_name, ref in sorted(inp.secrets.items()):
             secret, version = gcp_secret_id(ref, project)
             secret_project = ref.project or project
             key = (secret_project, ref.name)
@@ -227,7 +388,7 @@ class CloudRunService(pulumi.ComponentResource):
 
         envs = [
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=k, value=v)
-            for k, v in plain_env(cfg, args.tuning).items()
+            for k, v in final_env(inp, runtime).items()
         ]
 
         # Startup probe = readiness: a revision that cannot reach its database (wrong DATABASE_URL, secret
@@ -237,7 +398,7 @@ class CloudRunService(pulumi.ComponentResource):
         startup_failures = min(24, math.floor(STARTUP_BUDGET_S / startup_period))
         startup_probe = gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
             http_get=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs(
-                path=cfg.health.readiness_path, port=cfg.port
+                path=inp.health.readiness_path, port=inp.port
             ),
             initial_delay_seconds=0,
             period_seconds=startup_period,
@@ -248,7 +409,7 @@ class CloudRunService(pulumi.ComponentResource):
         # database outage fails /ready but not this, so healthy instances are not killed in a loop.
         liveness_probe = gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
             http_get=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeHttpGetArgs(
-                path=cfg.health.liveness_path, port=cfg.port
+                path=inp.health.liveness_path, port=inp.port
             ),
             initial_delay_seconds=0,
             period_seconds=10,
@@ -258,8 +419,8 @@ class CloudRunService(pulumi.ComponentResource):
 
         container = gcp.cloudrunv2.ServiceTemplateContainerArgs(
             name="app",
-            image=args.image,
-            ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=cfg.port, name="http1"),
+            image=inp.image,
+            ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=inp.port, name="http1"),
             envs=envs + env_secrets,
             resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
                 limits={"cpu": cpu_limit(cr.cpu), "memory": f"{cr.memory}Mi"},
@@ -277,28 +438,29 @@ class CloudRunService(pulumi.ComponentResource):
             name=svc_name,
             project=project,
             location=region,
-            description=f"{cfg.name} ({cfg.stack}) managed by Pulumi",
+            description=inp.description or f"{name} managed by Pulumi",
             ingress=_INGRESS[cr.ingress],
             labels=labels,
             # Production services refuse `pulumi destroy` until this is turned off on purpose.
-            deletion_protection=cfg.environment == "production",
+            deletion_protection=inp.app_env == "production",
             template=gcp.cloudrunv2.ServiceTemplateArgs(
-                service_account=self.service_account.email,
+                service_account=email,
                 labels=labels,
                 execution_environment=execution_environment(cr.memory, cr.cpu),
                 max_instance_request_concurrency=cr.concurrency,
-                timeout=f"{cfg.request_timeout_s}s",
+                timeout=f"{inp.request_timeout_s}s",
                 scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
-                    min_instance_count=cfg.scaling.min, max_instance_count=cfg.scaling.max
+                    min_instance_count=inp.scaling.min, max_instance_count=inp.scaling.max
                 ),
                 containers=[container],
                 volumes=volumes or None,
+                vpc_access=_vpc_access(inp),
             ),
             traffics=[
                 gcp.cloudrunv2.ServiceTrafficArgs(type="TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", percent=100)
             ],
             # The revision must not start before its identity can read the secrets it mounts.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            opts=self.child_opts(depends_on=depends),
         )
 
         self.invoker = None
@@ -313,36 +475,44 @@ class CloudRunService(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self._alert_policies(name, cfg, project, svc_name, child)
+        self._alert_policies(name, inp, project, svc_name, labels, child)
 
-        self.url = self.service.uri
-        self.revision = self.service.latest_ready_revision
-        self.service_account_email = self.service_account.email
-        self.service_name = self.service.name
-        self.register_outputs(
+        self.outputs = self.finish(
             {
-                "url": self.url,
-                "revision": self.revision,
-                "service_account": self.service_account_email,
-                "service_name": self.service_name,
+                "target": "cloudrun",
+                "url": self.service.uri,
+                "image": inp.image,
+                "health_path": inp.health.liveness_path,
+                "ready_path": inp.health.readiness_path,
+                "project": project,
+                "region": region,
+                "service_name": self.service.name,
+                "revision": self.service.latest_ready_revision,
+                "service_account": email,
             }
         )
 
     def _alert_policies(
-        self, name: str, cfg: CloudRunConfig, project: str, svc_name: str, child: pulumi.ResourceOptions
+        self,
+        name: str,
+        inp: CloudRunInputs,
+        project: str,
+        svc_name: str,
+        labels: dict[str, str],
+        child: pulumi.ResourceOptions,
     ) -> None:
         """Alert policies on 5xx ratio, p95 latency and instances at the maximum, notifying the email
         channels made for ``alerts.emails`` and the existing ``alerts.gcp_notification_channels``."""
-        alarms = cfg.cloudrun.alarms
-        channels: list[Any] = list(cfg.alerts.gcp_notification_channels)
-        for i, email in enumerate(cfg.alerts.emails):
+        alarms = inp.settings.alarms
+        channels: list[Any] = list(inp.notification_channels)
+        for i, email in enumerate(inp.alert_emails):
             channel = gcp.monitoring.NotificationChannel(
                 f"{name}-alerts-email-{i}",
                 project=project,
                 display_name=f"{name} alerts: {email}",
                 type="email",
                 labels={"email_address": email},
-                user_labels=gcp_labels(cfg),
+                user_labels=labels,
                 opts=child,
             )
             channels.append(channel.name)
@@ -367,7 +537,7 @@ class CloudRunService(pulumi.ComponentResource):
                     auto_close="1800s", notification_prompts=["OPENED", "CLOSED"]
                 ),
                 severity="ERROR",
-                user_labels=gcp_labels(cfg),
+                user_labels=labels,
                 opts=child,
             )
 
@@ -412,7 +582,7 @@ class CloudRunService(pulumi.ComponentResource):
         )
         self.alert_instances = policy(
             "instances",
-            f"instance count at the maximum ({cfg.scaling.max})",
+            f"instance count at the maximum ({inp.scaling.max})",
             gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
                 filter=f'{revision} AND metric.type = "run.googleapis.com/container/instance_count"',
                 aggregations=[
@@ -423,10 +593,40 @@ class CloudRunService(pulumi.ComponentResource):
                     )
                 ],
                 comparison="COMPARISON_GT",
-                threshold_value=cfg.scaling.max - 0.5,  # >= max instances
+                threshold_value=inp.scaling.max - 0.5,  # >= max instances
                 duration=duration,
             ),
         )
+
+
+def _service_account(svc: CloudRunService, name: str, project: str) -> gcp.serviceaccount.Account:
+    """The runtime identity (created unless the Args name one)."""
+    return gcp.serviceaccount.Account(
+        f"{name}-sa",
+        account_id=service_account_id(name),
+        display_name=f"Cloud Run runtime identity of {name}",
+        description="Reads only the Secret Manager secrets this service references (managed by Pulumi).",
+        project=project,
+        opts=svc.child_opts(),
+    )
+
+
+def _vpc_access(inp: CloudRunInputs) -> gcp.cloudrunv2.ServiceTemplateVpcAccessArgs | None:
+    """Direct VPC egress (network/subnetwork) or a Serverless VPC Access connector, when the Args ask."""
+    if inp.vpc_connector is not None:
+        return gcp.cloudrunv2.ServiceTemplateVpcAccessArgs(
+            connector=inp.vpc_connector, egress=inp.vpc_egress or "PRIVATE_RANGES_ONLY"
+        )
+    if inp.vpc_network is not None or inp.vpc_subnetwork is not None:
+        return gcp.cloudrunv2.ServiceTemplateVpcAccessArgs(
+            network_interfaces=[
+                gcp.cloudrunv2.ServiceTemplateVpcAccessNetworkInterfaceArgs(
+                    network=inp.vpc_network, subnetwork=inp.vpc_subnetwork
+                )
+            ],
+            egress=inp.vpc_egress or "PRIVATE_RANGES_ONLY",
+        )
+    return None
 
 
 # ----------------------------------------------------------------------------------------- API check
@@ -519,21 +719,8 @@ def image_registry(ctx: RegistryContext) -> Registry:
 
 
 def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
-    """Create the Cloud Run component and return the stack outputs of contract section 2."""
-    cfg = ctx.cfg
-    assert isinstance(cfg, CloudRunConfig)
-    svc = CloudRunService(
-        ctx.name, CloudRunServiceArgs(config=cfg, tuning=ctx.tuning, image=ctx.image.ref), opts=ctx.opts
-    )
-    return {
-        "target": "cloudrun",
-        "url": svc.url,
-        "image": ctx.image.ref,
-        "health_path": cfg.health.liveness_path,
-        "ready_path": cfg.health.readiness_path,
-        "project": cfg.gcp_project,
-        "region": cfg.gcp_region,
-        "service_name": svc.service_name,
-        "revision": svc.revision,
-        "service_account": svc.service_account_email,
-    }
+    """Registry entry point: the CloudRunService built from the spec; its outputs are the stack outputs."""
+    from fastapi_deploy.cloudrun.adapter import args_from
+
+    svc = CloudRunService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
+    return svc.outputs

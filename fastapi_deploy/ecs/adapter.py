@@ -15,7 +15,7 @@ def args_from(spec: DeploySpec, section: EcsSettings) -> FargateServiceArgs:
     """The component Args of this stack (the component validates them again, naming the Arg)."""
     args = common_args(spec)
     args.update(
-        scaling=spec.scaling.model_dump(exclude_none=True),
+        scaling=_scaling(spec),
         cpu=section.cpu,
         memory=section.memory,
         log_retention_days=section.log_retention_days,
@@ -51,3 +51,8 @@ def args_from(spec: DeploySpec, section: EcsSettings) -> FargateServiceArgs:
     else:
         args["vpc"] = section.vpc.model_dump()
     return cast("FargateServiceArgs", args)
+
+
+def _scaling(spec: DeploySpec) -> dict[str, int]:
+    assert spec.scaling is not None
+    return spec.scaling.model_dump(exclude_none=True)

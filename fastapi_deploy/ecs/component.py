@@ -446,7 +446,7 @@ class FargateService(NamedComponent):
             region,
             account,
             partition,
-            self.log_group.name,
+            self.logs.name,
             pulumi.Output.from_input(env),
         ).apply(
             lambda a: json.dumps(
@@ -537,7 +537,7 @@ class FargateService(NamedComponent):
                 "region": region,
                 "cluster_name": self.cluster_name_out,
                 "service_name": self.service.name,
-                "log_group": self.log_group.name,
+                "log_group": self.logs.name,
                 "target_group_arn": self.target_group.arn,
                 "load_balancer_dns": self.load_balancer.dns_name,
             }
@@ -872,7 +872,7 @@ def _cluster_logs_iam(
         svc.cluster = None
         svc.cluster_arn = pulumi.Output.from_input(inp.cluster_arn)
         svc.cluster_name_out = svc.cluster_arn.apply(lambda arn: arn.rsplit("/", 1)[-1])
-    svc.log_group = aws.cloudwatch.LogGroup(
+    svc.logs = aws.cloudwatch.LogGroup(
         f"{name}-logs",
         name=f"/ecs/{name}",
         retention_in_days=settings.log_retention_days,
@@ -891,7 +891,7 @@ def _cluster_logs_iam(
     kms = list(inp.secret_kms_key_arns)
     repo_arn_in: pulumi.Input[str | None] = inp.repository_arn
     exec_policy = pulumi.Output.all(
-        account, region, partition, svc.log_group.arn, repo_arn_in, pulumi.Output.from_input(inp.image)
+        account, region, partition, svc.logs.arn, repo_arn_in, pulumi.Output.from_input(inp.image)
     ).apply(
         lambda a: json.dumps(
             task_execution_policy(

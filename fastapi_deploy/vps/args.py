@@ -59,5 +59,9 @@ class VpsServiceArgs(TypedDict):
     """Largest request body the app (and Caddy) accept."""
     overrides: NotRequired[RuntimeOverridesArgs]
     """Overrides of the computed tuning (workers, pool)."""
+    repository_url: NotRequired[pulumi.Input[str]]
+    """ECR repository the image was just pushed to (the host then logs in to ECR with a 12-hour token)."""
+    gcp_project: NotRequired[str]
+    """Project of ``gcp:`` secret references that name none."""
     tags: NotRequired[dict[str, str]]
     """Labels on the container."""

@@ -34,8 +34,6 @@ Zero-downtime redeploy (details and limits in docs/targets.md):
 Caddy's configuration names the alias, not a container, so an app redeploy never touches Caddy.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import os
@@ -44,23 +42,39 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_docker as docker
+from pydantic import ValidationError
 
-from fastapi_deploy.config import ConfigError, StackConfigType, VpsConfig
-from fastapi_deploy.image import ImageResult
-from fastapi_deploy.secret_refs import SecretRef
+from fastapi_deploy import component as cargs
+from fastapi_deploy.component import ArgsError, NamedComponent
+from fastapi_deploy.config import (
+    AppConfigBase,
+    ConfigError,
+    Database,
+    Health,
+    StackConfigType,
+    TuningOverrides,
+    VpsConfig,
+    VpsSettings,
+)
+from fastapi_deploy.secret_refs import SCHEMES, SecretRef
 from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     METRICS_PATHS,
+    METRICS_PRIVATELY_SCRAPABLE,
     RuntimeTuning,
-    container_environment,
+    TuningInput,
+    migrate_timeout_s,
+    tune,
 )
+from fastapi_deploy.vps.args import VpsServiceArgs
 
 COMPONENT_TYPE = "fastapi-deploy:vps:VpsService"
+OWNER = "VpsServiceArgs"
 
 #: Caddy 2 terminates TLS (ACME HTTP-01/TLS-ALPN-01 on 80/443) and proxies to the app alias.
 CADDY_IMAGE = "caddy:2.10-alpine"
@@ -82,18 +96,9 @@ CADDY_REFRESH = "1s"
 CADDY_TRY_DURATION = "5s"
 
 
-@dataclass(frozen=True)
-class VpsServiceArgs:
-    """Validated config, the VPS tuning and the image digest ref to pull."""
-
-    config: VpsConfig
-    tuning: RuntimeTuning
-    image: ImageResult
-
-
 # ----------------------------------------------------------------------------------------- secrets
 def read_secret(
-    ref: SecretRef, *, gcp_project: str | None, opts: pulumi.InvokeOptions | None = None
+    ref: SecretRef, *, gcp_project: Optional[str], opts: Optional[pulumi.InvokeOptions] = None
 ) -> pulumi.Output[str]:
     """Read a secret's value at deploy time as a Pulumi secret (never printed, encrypted in state)."""
     if ref.scheme == "ssm":
@@ -264,30 +269,154 @@ def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
         )
 
 
-class VpsService(pulumi.ComponentResource):
+@dataclass(frozen=True)
+class VpsInputs:
+    """The Args after validation."""
+
+    image: pulumi.Input[str]
+    domain: str
+    settings: VpsSettings
+    port: int
+    app_env: str
+    env: dict[str, pulumi.Input[str]]
+    secrets: dict[str, SecretRef]
+    health: Health
+    database: Database
+    request_timeout_s: int
+    max_request_body_bytes: int
+    overrides: TuningOverrides
+    repository_url: pulumi.Input[str] | None
+    gcp_project: str | None
+    tags: dict[str, str]
+
+
+_SETTINGS_KEYS = ("host", "ssh_port", "ssh_user", "ssh_key_secret", "cpus", "memory", "registry", "acme_email")
+
+
+def inputs_from_args(args: VpsServiceArgs) -> VpsInputs:
+    """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
+    a: dict[str, Any] = dict(args)
+    unknown = sorted(set(a) - set(VpsServiceArgs.__annotations__))
+    if unknown:
+        raise ArgsError(f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(VpsServiceArgs.__annotations__)}")
+    image = cargs.required(OWNER, a, "image")
+    domain = cargs.required(OWNER, a, "domain")
+    cargs.required(OWNER, a, "host")
+    try:
+        settings = VpsSettings.model_validate({k: a[k] for k in _SETTINGS_KEYS if k in a})
+    except ValidationError as exc:
+        raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    return VpsInputs(
+        image=image,
+        domain=domain,
+        settings=settings,
+        port=cargs.field(OWNER, "port", AppConfigBase, "port", a.get("port", 8000)),
+        app_env=cargs.field(OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")),
+        env=dict(a.get("env") or {}),
+        secrets=cargs.secret_refs(OWNER, a.get("secrets"), SCHEMES),
+        health=cargs.section(OWNER, "health", Health, a.get("health")),
+        database=cargs.section(OWNER, "database", Database, a.get("database")),
+        request_timeout_s=cargs.field(
+            OWNER, "request_timeout_s", AppConfigBase, "request_timeout_s", a.get("request_timeout_s", 30)
+        ),
+        max_request_body_bytes=cargs.field(
+            OWNER, "max_request_body_bytes", AppConfigBase, "max_request_body_bytes",
+            a.get("max_request_body_bytes", DEFAULT_MAX_REQUEST_BODY_BYTES),
+        ),  # fmt: skip
+        overrides=cargs.section(OWNER, "overrides", TuningOverrides, a.get("overrides")),
+        repository_url=a.get("repository_url"),
+        gcp_project=a.get("gcp_project"),
+        tags=dict(a.get("tags") or {}),
+    )
+
+
+def tuning_for(inp: VpsInputs) -> RuntimeTuning:
+    """The runtime tuning computed from the Args (one container: max replicas 1)."""
+    o = inp.overrides
+    return tune(
+        TuningInput(
+            "vps",
+            inp.settings.cpus,
+            inp.settings.memory,
+            1,
+            db_budget=inp.database.budget,
+            request_timeout_s=inp.request_timeout_s,
+            app_env=inp.app_env,
+            port=inp.port,
+            workers=o.workers,
+            pool_size=o.db_pool_size,
+            max_overflow=o.db_max_overflow,
+            pool_timeout_s=o.db_pool_timeout_s,
+            max_request_body_bytes=inp.max_request_body_bytes,
+            keys={
+                "workers": f"{OWNER}.overrides.workers",
+                "budget_max": f"{OWNER}.database.max_connections",
+                "budget_reserved": f"{OWNER}.database.reserved_connections",
+                "max_replicas": f"{OWNER} (one container)",
+                "budget": f"{OWNER}.database (max_connections - reserved_connections)",
+                "size": f"{OWNER}.cpus",
+                "memory": f"{OWNER}.memory",
+            },
+        )
+    )
+
+
+def final_env(inp: VpsInputs, tuning: RuntimeTuning) -> dict[str, pulumi.Input[str]]:
+    """The Args' env, then the tuning's variables (they win) and the migrate/metrics switches."""
+    env: dict[str, pulumi.Input[str]] = {**inp.env, **tuning.env()}
+    if inp.database.migrate_mode("vps") == "on_start":
+        env["MIGRATE_ON_START"] = "true"
+        env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
+    if not METRICS_PRIVATELY_SCRAPABLE["vps"]:
+        env.setdefault("METRICS_ENABLED", "false")
+    return dict(sorted(env.items()))
+
+
+class VpsService(NamedComponent):
     """The app and Caddy on one Docker host over SSH (see the module docstring)."""
 
-    provider: docker.Provider
-    network: docker.Network
-    image: docker.RemoteImage
-    app: docker.Container
-    gate: docker.Container
-    proxy: docker.Container
+    target: pulumi.Output[str]
+    """Always ``vps``."""
     url: pulumi.Output[str]
+    """``https://<domain>``."""
+    image: pulumi.Output[str]
+    """The image reference the container runs."""
+    health_path: pulumi.Output[str]
+    """Liveness path."""
+    ready_path: pulumi.Output[str]
+    """Readiness path."""
+    host: pulumi.Output[str]
+    """The Docker host."""
     container_name: pulumi.Output[str]
+    """Name of the serving app container."""
+    domain: pulumi.Output[str]
+    """The domain Caddy serves."""
 
-    def __init__(self, name: str, args: VpsServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        cfg = args.config
-        vps = cfg.vps
-        tuning = args.tuning
-        validate(cfg, tuning)
+    def __init__(
+        self,
+        name: str,
+        args: VpsServiceArgs,
+        opts: Optional[pulumi.ResourceOptions] = None,
+        *,
+        tuning: Optional[RuntimeTuning] = None,
+    ) -> None:
+        inp = inputs_from_args(args)
+        vps = inp.settings
+        tuning = tuning if tuning is not None else tuning_for(inp)
         health = tuning.container_health
-        assert health is not None
-        domain = cfg.domain
-        assert domain  # VpsConfig requires it
+        if health is None:
+            raise ArgsError(f"{OWNER}: the VPS tuning must define container health timings")
+        if tuning.graceful_timeout_s >= tuning.stop_timeout_s:
+            raise ArgsError(
+                f"{OWNER}.request_timeout_s: GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below "
+                f"the stop timeout {tuning.stop_timeout_s}s, or `docker stop` kills requests mid-drain"
+            )
+        env = final_env(inp, tuning)
+        domain = inp.domain
         super().__init__(COMPONENT_TYPE, name, tuning.component_props(), opts)
-        gcp_project = cfg.providers.get("gcp:project")
-        invoke = pulumi.InvokeOptions(parent=self)
+        self.tuning = tuning
+        gcp_project = inp.gcp_project
+        invoke = self.invoke_opts()
 
         # --- provider: ssh + registry credentials ---------------------------------------------------
         ssh_opts: pulumi.Input[list[str]] = ["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"]
@@ -300,39 +429,37 @@ class VpsService(pulumi.ComponentResource):
             f"{name}-docker",
             host=f"ssh://{vps.ssh_user}@{vps.host}:{vps.ssh_port}",
             ssh_opts=ssh_opts,
-            registry_auth=self._registry_auth(cfg, args.image, gcp_project, invoke),
-            opts=pulumi.ResourceOptions(parent=self),
+            registry_auth=self._registry_auth(inp, gcp_project, invoke),
+            opts=self.child_opts(),
         )
         on_host = pulumi.ResourceOptions(parent=self, provider=self.provider)
-        labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(cfg.resource_tags().items())]
+        labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(inp.tags.items())]
 
         self.network = docker.Network(
             f"{name}-net",
             driver="bridge",
             labels=[
-                docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(cfg.resource_tags().items())
+                docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(inp.tags.items())
             ],
             opts=on_host,
         )
 
         # --- the app --------------------------------------------------------------------------------
-        self.image = docker.RemoteImage(
+        self.remote_image = docker.RemoteImage(
             f"{name}-image",
-            name=args.image.ref,
+            name=inp.image,
             # Keep the previous image on the host: rolling back is a redeploy without a pull, and the old
             # container still references it while the new one starts.
             keep_locally=True,
             opts=on_host,
         )
-        plain = [f"{k}={v}" for k, v in container_environment(cfg, tuning).items()]
+        plain = [pulumi.Output.from_input(v).apply(_env_line(k)) for k, v in env.items()]
         secret_values: list[pulumi.Output[str]] = [
             read_secret(ref, gcp_project=gcp_project, opts=invoke).apply(_env_line(k))
-            for k, ref in sorted(cfg.secret_refs().items())
+            for k, ref in sorted(inp.secrets.items())
         ]
         # One secret Output for the whole list: plain values ride along encrypted, no secret leaks out.
-        all_lines: pulumi.Output[list[str]] = pulumi.Output.all(*secret_values).apply(
-            lambda s: plain + list(s)
-        )
+        all_lines: pulumi.Output[list[str]] = pulumi.Output.all(*plain, *secret_values).apply(list)
         envs: pulumi.Output[list[str]] = pulumi.Output.secret(all_lines)
 
         interval, timeout, retries, start = (
@@ -342,7 +469,7 @@ class VpsService(pulumi.ComponentResource):
             health.start_period_s,
         )
         healthcheck = docker.ContainerHealthcheckArgs(
-            tests=healthcheck_command(cfg.port, cfg.health.readiness_path, timeout),
+            tests=healthcheck_command(inp.port, inp.health.readiness_path, timeout),
             interval=f"{interval}s",
             timeout=f"{timeout}s",
             retries=retries,
@@ -358,13 +485,13 @@ class VpsService(pulumi.ComponentResource):
         attempts = max(1, -(-gate_health // GATE_POLL_S))
         self.gate = docker.Container(
             f"{name}-gate",
-            image=self.image.image_id,
+            image=self.remote_image.image_id,
             user=IMAGE_USER,
             envs=envs,
             command=[
                 "sh",
                 "-c",
-                gate_script(cfg.port, cfg.health.readiness_path, health.timeout_s, attempts),
+                gate_script(inp.port, inp.health.readiness_path, health.timeout_s, attempts),
             ],
             # attach: the create returns when the script exits; must_run=False keeps the exited container
             # (and its exit code) instead of treating the exit as a failure. Logs stay on the host, not in
@@ -391,7 +518,7 @@ class VpsService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, delete_before_replace=True),
         )
         gated_image: pulumi.Output[str] = pulumi.Output.all(
-            self.gate.exit_code, self.image.image_id, self.gate.name
+            self.gate.exit_code, self.remote_image.image_id, self.gate.name
         ).apply(require_gate_passed)
         self.app = docker.Container(
             f"{name}-app",
@@ -432,7 +559,7 @@ class VpsService(pulumi.ComponentResource):
         caddy_config = docker.Volume(f"{name}-caddy-config", opts=on_host)
         caddyfile = render_caddyfile(
             domain,
-            cfg.port,
+            inp.port,
             tuning.lb_idle_timeout_s or 60,
             vps.acme_email,
             max_body_bytes=tuning.max_request_body_bytes,
@@ -460,16 +587,23 @@ class VpsService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, delete_before_replace=True),
         )
 
-        self.url = pulumi.Output.from_input(f"https://{domain}")
-        self.container_name = self.app.name
-        self.register_outputs(
-            {"url": self.url, "host": vps.host, "container_name": self.container_name, "domain": domain}
+        self.outputs = self.finish(
+            {
+                "target": "vps",
+                "url": f"https://{domain}",
+                "image": inp.image,
+                "health_path": inp.health.liveness_path,
+                "ready_path": inp.health.readiness_path,
+                "host": vps.host,
+                "container_name": self.app.name,
+                "domain": domain,
+            }
         )
 
     def _registry_auth(
-        self, cfg: VpsConfig, image: ImageResult, gcp_project: Any, invoke: pulumi.InvokeOptions
+        self, inp: VpsInputs, gcp_project: Any, invoke: pulumi.InvokeOptions
     ) -> list[docker.ProviderRegistryAuthArgs] | None:
-        reg = cfg.vps.registry
+        reg = inp.settings.registry
         if reg is not None:
             password = (
                 read_secret(SecretRef.parse(reg.password_secret), gcp_project=gcp_project, opts=invoke)
@@ -479,8 +613,11 @@ class VpsService(pulumi.ComponentResource):
             return [
                 docker.ProviderRegistryAuthArgs(address=reg.server, username=reg.username, password=password)
             ]
-        host = _registry_host(cfg.image.digest) if cfg.image.digest else None
-        if image.built or (host and ".dkr.ecr." in host):
+        # The registry host is known when the image is a plain reference; an Output image was built here
+        # and pushed to ``repository_url`` (ECR).
+        host = _registry_host(inp.image) if isinstance(inp.image, str) else None
+        built_here = host is None and inp.repository_url is not None
+        if built_here or (host and ".dkr.ecr." in host):
             import pulumi_aws as aws
 
             # ECR: a 12-hour token from the deployer's AWS credentials; nothing long-lived on the host.
@@ -490,8 +627,8 @@ class VpsService(pulumi.ComponentResource):
                 registry_id=m.group(1) if m else None, region=m.group(2) if m else None, opts=invoke
             )
             address: pulumi.Input[str] = host or (
-                image.repository_url.apply(_registry_host)
-                if image.repository_url is not None
+                pulumi.Output.from_input(inp.repository_url).apply(_registry_host)
+                if inp.repository_url is not None
                 else token.proxy_endpoint.apply(lambda e: e.removeprefix("https://"))
             )
             return [
@@ -512,17 +649,8 @@ class VpsService(pulumi.ComponentResource):
 
 
 def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
-    """Create the VPS component and return the stack outputs of contract section 2."""
-    cfg = ctx.cfg
-    assert isinstance(cfg, VpsConfig)
-    svc = VpsService(ctx.name, VpsServiceArgs(config=cfg, tuning=ctx.tuning, image=ctx.image), opts=ctx.opts)
-    return {
-        "target": "vps",
-        "url": svc.url,
-        "image": ctx.image.ref,
-        "health_path": cfg.health.liveness_path,
-        "ready_path": cfg.health.readiness_path,
-        "host": cfg.vps.host,
-        "container_name": svc.container_name,
-        "domain": cfg.domain,
-    }
+    """Registry entry point: the VpsService built from the spec; its outputs are the stack outputs."""
+    from fastapi_deploy.vps.adapter import args_from
+
+    svc = VpsService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
+    return svc.outputs

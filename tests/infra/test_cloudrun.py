@@ -216,18 +216,29 @@ def test_runtime_env_fits_cloud_run(prod: ProgramResult) -> None:
     assert res["cpuIdle"] is True
 
 
+def _direct_args(cfg: CloudRunConfig) -> cr.CloudRunServiceArgs:
+    """Plain Args as a user of the component writes them (the stack file only supplies the numbers)."""
+    return {
+        "image": "r/x@sha256:" + "b" * 64,
+        "project": str(cfg.gcp_project),
+        "region": str(cfg.gcp_region),
+        "scaling": {"min": cfg.scaling.min, "max": cfg.scaling.max},
+        "database": {"max_connections": cfg.database.max_connections},
+    }
+
+
 def test_graceful_timeout_must_fit_the_sigterm_grace() -> None:
     cfg = config_mod.load_stack_file(PROD)
     assert isinstance(cfg, CloudRunConfig)
     import dataclasses
 
+    from fastapi_deploy.mocks import run_callable
+
     bad = dataclasses.replace(for_platform(cfg), graceful_timeout_s=20)
     mocks = Mocks()
-    pulumi.runtime.set_mocks(mocks, project="fastapi-deploy", stack="unit", preview=False)
-    with pytest.raises(ValueError, match="GUNICORN_GRACEFUL_TIMEOUT 20s"):
-        cr.CloudRunService(
-            "unit", cr.CloudRunServiceArgs(config=cfg, tuning=bad, image="r/x@sha256:" + "a" * 64)
-        )
+    with pytest.raises(ValueError, match=r"CloudRunServiceArgs\.request_timeout_s: GUNICORN_GRACEFUL_TIMEOUT 20s"):
+        run_callable(lambda: cr.CloudRunService("unit", _direct_args(cfg), tuning=bad), mocks=mocks)
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
 
 
 def test_small_instances_fall_back_to_gen1() -> None:
@@ -310,10 +321,7 @@ def test_component_outputs_resolve_under_runtime_test() -> None:
 
     @pulumi.runtime.test
     def check() -> pulumi.Output[None]:
-        svc = cr.CloudRunService(
-            "unit",
-            cr.CloudRunServiceArgs(config=cfg, tuning=for_platform(cfg), image="r/x@sha256:" + "b" * 64),
-        )
+        svc = cr.CloudRunService("unit", _direct_args(cfg))
 
         def verify(values: list[Any]) -> None:
             url, revision, email, name = values
@@ -324,7 +332,7 @@ def test_component_outputs_resolve_under_runtime_test() -> None:
             assert name == "unit"
 
         assert svc.invoker is None
-        return pulumi.Output.all(svc.url, svc.revision, svc.service_account_email, svc.service_name).apply(
+        return pulumi.Output.all(svc.url, svc.revision, svc.service_account, svc.service_name).apply(
             verify
         )
 

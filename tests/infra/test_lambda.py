@@ -442,10 +442,20 @@ def test_component_outputs_resolve_under_runtime_test() -> None:
 
     @pulumi.runtime.test
     def check() -> pulumi.Output[None]:
-        svc = lam.LambdaService(
-            "unit",
-            lam.LambdaServiceArgs(config=cfg, tuning=for_platform(cfg), image="r/x@sha256:" + "a" * 64),
-        )
+        lam_cfg = cfg.lambda_
+        assert lam_cfg.reserved_concurrency is not None
+        args: lam.LambdaServiceArgs = {
+            "image": "r/x@sha256:" + "a" * 64,
+            "reserved_concurrency": lam_cfg.reserved_concurrency,
+            "region": "us-east-1",
+            "database": {
+                "max_connections": cfg.database.max_connections,
+                "reserved_connections": cfg.database.reserved_connections,
+            },
+        }
+        if lam_cfg.provisioned_concurrency is not None:
+            args["provisioned_concurrency"] = lam_cfg.provisioned_concurrency
+        svc = lam.LambdaService("unit", args)
 
         def verify(values: list[Any]) -> None:
             url, arn, alias, log_group = values
@@ -455,7 +465,7 @@ def test_component_outputs_resolve_under_runtime_test() -> None:
             assert alias == "live"
             assert log_group == "/aws/lambda/unit"
 
-        return pulumi.Output.all(svc.url, svc.function_arn, svc.alias_name, svc.log_group_name).apply(verify)
+        return pulumi.Output.all(svc.url, svc.function_arn, svc.alias_name, svc.log_group).apply(verify)
 
     check()
 

@@ -501,8 +501,6 @@ def test_children_carry_the_component_name(prod: ProgramResult) -> None:
 
 
 def test_component_outputs_resolve_under_runtime_test() -> None:
-    from fastapi_deploy.image import ImageResult
-
     cfg = config_mod.load_stack_file(STACK)
     assert isinstance(cfg, VpsConfig)
     pulumi.runtime.set_mocks(
@@ -511,8 +509,14 @@ def test_component_outputs_resolve_under_runtime_test() -> None:
 
     @pulumi.runtime.test
     def check() -> pulumi.Output[None]:
-        image = ImageResult(ref=pulumi.Output.from_input(OTHER_DIGEST), platform="linux/amd64", built=False)
-        svc = vps.VpsService("unit", vps.VpsServiceArgs(config=cfg, tuning=for_platform(cfg), image=image))
+        assert cfg.domain
+        args: vps.VpsServiceArgs = {
+            "image": pulumi.Output.from_input(OTHER_DIGEST),
+            "host": cfg.vps.host,
+            "domain": cfg.domain,
+            "database": {"max_connections": cfg.database.max_connections},
+        }
+        svc = vps.VpsService("unit", args)
 
         def verify(values: list[Any]) -> None:
             url, name, envs_secret = values
