@@ -236,7 +236,9 @@ def test_graceful_timeout_must_fit_the_sigterm_grace() -> None:
 
     bad = dataclasses.replace(for_platform(cfg), graceful_timeout_s=20)
     mocks = Mocks()
-    with pytest.raises(ValueError, match=r"CloudRunServiceArgs\.request_timeout_s: GUNICORN_GRACEFUL_TIMEOUT 20s"):
+    with pytest.raises(
+        ValueError, match=r"CloudRunServiceArgs\.request_timeout_s: GUNICORN_GRACEFUL_TIMEOUT 20s"
+    ):
         run_callable(lambda: cr.CloudRunService("unit", _direct_args(cfg), tuning=bad), mocks=mocks)
     assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
 
@@ -332,9 +334,7 @@ def test_component_outputs_resolve_under_runtime_test() -> None:
             assert name == "unit"
 
         assert svc.invoker is None
-        return pulumi.Output.all(svc.url, svc.revision, svc.service_account, svc.service_name).apply(
-            verify
-        )
+        return pulumi.Output.all(svc.url, svc.revision, svc.service_account, svc.service_name).apply(verify)
 
     check()
 

@@ -28,14 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pulumi
 import pytest
 import yaml
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, struct_pb2
+from pulumi.provider.experimental import host
 from pulumi.provider.experimental.analyzer import Analyzer
+from pulumi.provider.experimental.component import ComponentProvider
 from pulumi.provider.experimental.util import camel_case
+from pulumi.runtime import rpc
 from pulumi.runtime.proto import engine_pb2_grpc, provider_pb2, provider_pb2_grpc
 
-from fastapi_deploy.mocks import ProgramResult, RecordingMocks, run_program, unwrap
+from fastapi_deploy.mocks import ProgramResult, RecordingMocks, run_callable, unwrap
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER = ROOT / "provider"
@@ -206,6 +210,132 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "loadBalancerDns": "string!",
         },
     },
+    "CloudRunService": {
+        "inputs": {
+            "image": "Input<string>!",
+            "project": "string!",
+            "region": "string!",
+            "cpu": "number",
+            "memory": "integer",
+            "port": "integer",
+            "concurrency": "integer",
+            "environment": "string",
+            "env": "map<Input<string>>",
+            "secrets": "map<string>",
+            "health": "HealthArgs",
+            "scaling": "ScalingArgs!",
+            "database": "DatabaseArgs",
+            "requestTimeoutS": "integer",
+            "maxRequestBodyBytes": "integer",
+            "overrides": "RuntimeOverridesArgs",
+            "startupCpuBoost": "boolean",
+            "cpuAlwaysAllocated": "boolean",
+            "ingress": "string",
+            "public": "boolean",
+            "cloudSqlInstance": "string",
+            "serviceAccountEmail": "Input<string>",
+            "vpcNetwork": "Input<string>",
+            "vpcSubnetwork": "Input<string>",
+            "vpcConnector": "Input<string>",
+            "vpcEgress": "string",
+            "alarms": "CloudRunAlarmsArgs",
+            "alerts": "GcpAlertsArgs",
+            "description": "string",
+            "tags": "map<string>",
+        },
+        "outputs": {
+            "target": "string!",
+            "url": "string!",
+            "image": "string!",
+            "healthPath": "string!",
+            "readyPath": "string!",
+            "project": "string!",
+            "region": "string!",
+            "serviceName": "string!",
+            "revision": "string!",
+            "serviceAccount": "string!",
+        },
+    },
+    "LambdaService": {
+        "inputs": {
+            "image": "Input<string>!",
+            "reservedConcurrency": "integer!",
+            "memoryMb": "integer",
+            "timeoutS": "integer",
+            "architecture": "string",
+            "provisionedConcurrency": "integer",
+            "front": "string",
+            "environment": "string",
+            "env": "map<Input<string>>",
+            "secrets": "map<string>",
+            "secretKmsKeyArns": "array<string>",
+            "health": "HealthArgs",
+            "database": "DatabaseArgs",
+            "requestTimeoutS": "integer",
+            "maxRequestBodyBytes": "integer",
+            "overrides": "RuntimeOverridesArgs",
+            "throttling": "LambdaThrottlingArgs",
+            "logRetentionDays": "integer",
+            "subnetIds": "array<Input<string>>",
+            "securityGroupIds": "array<Input<string>>",
+            "roleArn": "Input<string>",
+            "repositoryUrl": "Input<string>",
+            "region": "string",
+            "description": "string",
+            "alarms": "LambdaAlarmsArgs",
+            "alerts": "AwsAlertsArgs",
+            "domain": "string",
+            "tags": "map<string>",
+        },
+        "outputs": {
+            "target": "string!",
+            "url": "string!",
+            "image": "string!",
+            "healthPath": "string!",
+            "readyPath": "string!",
+            "region": "string!",
+            "functionName": "string!",
+            "functionArn": "string!",
+            "aliasName": "string!",
+            "logGroup": "string!",
+        },
+    },
+    "VpsService": {
+        "inputs": {
+            "image": "Input<string>!",
+            "host": "string!",
+            "domain": "string!",
+            "sshPort": "integer",
+            "sshUser": "string",
+            "sshKeySecret": "string",
+            "cpus": "number",
+            "memory": "integer",
+            "port": "integer",
+            "registry": "VpsRegistryArgs",
+            "acmeEmail": "string",
+            "environment": "string",
+            "env": "map<Input<string>>",
+            "secrets": "map<string>",
+            "health": "HealthArgs",
+            "database": "DatabaseArgs",
+            "requestTimeoutS": "integer",
+            "maxRequestBodyBytes": "integer",
+            "overrides": "RuntimeOverridesArgs",
+            "repositoryUrl": "Input<string>",
+            "gcpProject": "string",
+            "tags": "map<string>",
+        },
+        "outputs": {
+            "target": "string!",
+            "url": "string!",
+            "image": "string!",
+            "healthPath": "string!",
+            "readyPath": "string!",
+            "host": "string!",
+            "containerName": "string!",
+            "domain": "string!",
+        },
+    },
 }
 
 TYPES: dict[str, dict[str, str]] = {
@@ -236,6 +366,16 @@ TYPES: dict[str, dict[str, str]] = {
         "workerRestarts": "integer",
         "emfNamespace": "string",
     },
+    "CloudRunAlarmsArgs": {"http5xxRatio": "number", "p95LatencyS": "number", "durationS": "integer"},
+    "GcpAlertsArgs": {"emails": "array<string>", "gcpNotificationChannels": "array<string>"},
+    "LambdaThrottlingArgs": {"rateLimit": "number", "burstLimit": "integer"},
+    "LambdaAlarmsArgs": {
+        "errorsPerMinute": "integer",
+        "throttlesPerMinute": "integer",
+        "p95DurationS": "number",
+        "evaluationPeriods": "integer",
+    },
+    "VpsRegistryArgs": {"server": "string!", "username": "string!", "passwordSecret": "string"},
 }
 
 
@@ -316,32 +456,10 @@ def test_schema_object_types(hosted: Hosted) -> None:
 
 
 # ------------------------------------------------------------------------------ Construct under mocks
-# The program below does what the hosted provider does on the engine's Construct call: the engine's inputs
-# (a protobuf Struct: camelCase keys, every number a float) deserialized by the SDK's rpc layer, then
-# ComponentProvider.construct maps them to the Args (snake_case, nested types) and calls the component.
-_CONSTRUCT_PROGRAM = """
-import json, os, runpy
-import pulumi
-from google.protobuf import struct_pb2
-from pulumi.provider.experimental import host
-from pulumi.provider.experimental.component import ComponentProvider
-from pulumi.runtime import rpc
-
-main = runpy.run_path(os.environ["FD_PROVIDER_MAIN"], run_name="fastapi_deploy_provider")
-req = json.loads(os.environ["FD_CONSTRUCT"])
-struct = struct_pb2.Struct()
-struct.update(req["inputs"])
-inputs = rpc.deserialize_properties(struct, keep_unknowns=True)
-provider = ComponentProvider(main["COMPONENTS"], main["NAME"], None, "0.0.0")
-host.is_hosting = True  # as in the plugin process (component_provider_host sets it before serving)
-try:
-    result = provider.construct(req["name"], req["type"], inputs, pulumi.ResourceOptions())
-finally:
-    host.is_hosting = False
-pulumi.export("urn", result.urn)
-pulumi.export("state", result.state)
-"""
-
+# What the hosted provider does on the engine's Construct call: the engine's inputs (a protobuf Struct:
+# camelCase keys, every number a float) deserialized by the SDK's rpc layer, then
+# ComponentProvider.construct maps them to the Args (snake_case, nested types) and calls the component;
+# here under the recording mocks instead of the engine's resource monitor.
 DIGEST = "sha256:" + "ab" * 32
 ECR_IMAGE = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/orders@{DIGEST}"
 HEALTH = {"livenessPath": "/healthz", "readinessPath": "/readyz"}
@@ -362,27 +480,29 @@ def _mocks() -> RecordingMocks:
     return RecordingMocks(region="eu-west-1", gcp_project="acme-orders", gcp_region="europe-west1")
 
 
-def _construct(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    component: str,
-    inputs: dict[str, Any],
-    mocks: RecordingMocks | None = None,
-) -> ProgramResult:
-    program = tmp_path / "construct" / "__main__.py"
-    program.parent.mkdir(exist_ok=True)
-    program.write_text(_CONSTRUCT_PROGRAM)
-    monkeypatch.setenv("FD_PROVIDER_MAIN", str(PROVIDER / "__main__.py"))
-    monkeypatch.setenv(
-        "FD_CONSTRUCT", json.dumps({"name": "orders", "type": f"{PKG}:index:{component}", "inputs": inputs})
-    )
+def _construct(component: str, inputs: dict[str, Any], mocks: RecordingMocks | None = None) -> ProgramResult:
+    main = _provider_main()
+    struct = struct_pb2.Struct()
+    struct.update(inputs)
+    engine_inputs = rpc.deserialize_properties(struct, keep_unknowns=True)
+    provider = ComponentProvider(main["COMPONENTS"], main["NAME"], None, "0.0.0")
+
+    def program() -> None:
+        host.is_hosting = True  # as in the plugin process (component_provider_host sets it before serving)
+        try:
+            result = provider.construct(
+                "orders", f"{PKG}:index:{component}", engine_inputs, pulumi.ResourceOptions()
+            )
+        finally:
+            host.is_hosting = False
+        pulumi.export("urn", result.urn)
+        pulumi.export("state", result.state)
+
     config = {"aws:region": "eu-west-1", "gcp:project": "acme-orders", "gcp:region": "europe-west1"}
-    return run_program("dev", config, mocks=mocks or _mocks(), main=program)
+    return run_callable(program, stack="dev", mocks=mocks or _mocks(), config=config)
 
 
-def test_construct_fargate_service_from_engine_inputs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_construct_fargate_service_from_engine_inputs() -> None:
     inputs = {
         "image": ECR_IMAGE,
         "port": 8080,
@@ -390,7 +510,7 @@ def test_construct_fargate_service_from_engine_inputs(
         "scaling": {"min": 2, "max": 4},
         "env": {"ORDERS_CURRENCY": "EUR"},
     }
-    result = _construct(tmp_path, monkeypatch, "FargateService", inputs)
+    result = _construct("FargateService", inputs)
     # The engine uses the URN Construct returns; the component keeps its Python type token, so hosted
     # and Python-program instances have the same URNs (docs/component-package.md, "Type tokens").
     assert (
@@ -416,23 +536,21 @@ def test_construct_fargate_service_from_engine_inputs(
     assert not [s for r in result.resources for s in _strings(unwrap(r.inputs)) if "8080.0" in s]
 
 
-def test_construct_refuses_a_bad_arg_naming_it_before_anything_is_registered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_construct_refuses_a_bad_arg_naming_it_before_anything_is_registered() -> None:
     from pulumi.provider.server import ComponentInitError
 
     inputs = {"image": ECR_IMAGE, "scaling": {"min": 1, "max": 2}, "cpu": 300}
     mocks = _mocks()
     with pytest.raises(ComponentInitError) as err:
-        _construct(tmp_path, monkeypatch, "FargateService", inputs, mocks)
+        _construct("FargateService", inputs, mocks)
     assert "FargateServiceArgs.cpu" in str(err.value.inner)
     assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
 
 
-def test_construct_without_a_required_input_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_construct_without_a_required_input_names_it() -> None:
     from pulumi.errors import InputPropertyError
 
     with pytest.raises(InputPropertyError) as err:
-        _construct(tmp_path, monkeypatch, "FargateService", {"scaling": {"min": 1, "max": 2}})
+        _construct("FargateService", {"scaling": {"min": 1, "max": 2}})
     assert err.value.property_path == "image"
     assert "Missing required input 'image' on 'FargateService'" in err.value.reason

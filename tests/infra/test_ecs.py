@@ -747,7 +747,10 @@ def test_component_outputs_resolve_through_output_apply() -> Any:
         "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x@sha256:" + "0" * 64,
         "scaling": {"min": 2, "max": 10},
         "database": {"max_connections": 400, "reserved_connections": 20},
-        "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12,
+        "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/"
+        + "0" * 8
+        + "-0000-0000-0000-"
+        + "0" * 12,
         "domain": "api.example.com",
     }
     svc = FargateService("unit", args)

@@ -53,7 +53,9 @@ def _no_repo_service(result: ProgramResult) -> None:
 def _env_is_own_plus_tuning(env: dict[str, str]) -> None:
     assert {k: env[k] for k in OWN_ENV} == OWN_ENV
     assert env["PORT"] == str(PORT)
-    extra = set(env) - set(OWN_ENV) - contract.TUNING_ENV_NAMES
+    # The tuning's variables, plus the switch the components set where nothing can scrape /metrics
+    # privately (Cloud Run, Lambda; fastapi_deploy/tuning.py METRICS_PRIVATELY_SCRAPABLE).
+    extra = set(env) - set(OWN_ENV) - contract.TUNING_ENV_NAMES - {"METRICS_ENABLED"}
     assert not extra, f"env the example did not ask for: {sorted(extra)}"
     assert not set(env) & contract.CREDENTIAL_ENV_NAMES
 
@@ -107,7 +109,7 @@ def test_cloud_run_runs_the_examples_image_on_its_port(both: ProgramResult) -> N
     assert not c.get("args")
     env = {e["name"]: e["value"] for e in c.get("envs") or [] if "value" in e}
     # Cloud Run sets PORT itself (reserved), from containerPort.
-    _env_is_own_plus_tuning({**env, "PORT": str(c["ports"]["containerPort"])})
+    _env_is_own_plus_tuning({**env, "PORT": str(int(c["ports"]["containerPort"]))})
     assert c["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     svc = both.one("gcp:cloudrunv2/service:Service")
