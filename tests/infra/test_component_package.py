@@ -554,3 +554,56 @@ def test_construct_without_a_required_input_names_it() -> None:
         _construct("FargateService", {"scaling": {"min": 1, "max": 2}})
     assert err.value.property_path == "image"
     assert "Missing required input 'image' on 'FargateService'" in err.value.reason
+
+
+AR_IMAGE = f"europe-west1-docker.pkg.dev/acme-orders/orders/orders@{DIGEST}"
+#: Minimal engine-shaped inputs per component, with distinctive integers to spot a float rendered as text.
+MINIMAL: dict[str, dict[str, Any]] = {
+    "FargateService": {"image": ECR_IMAGE, "port": 8080, "health": HEALTH, "scaling": {"min": 1, "max": 3}},
+    "CloudRunService": {
+        "image": AR_IMAGE,
+        "project": "acme-orders",
+        "region": "europe-west1",
+        "port": 8080,
+        "memory": 1024,
+        "health": HEALTH,
+        "scaling": {"min": 1, "max": 3},
+    },
+    "LambdaService": {"image": ECR_IMAGE, "reservedConcurrency": 7, "memoryMb": 1536, "health": HEALTH},
+    "VpsService": {
+        "image": f"ghcr.io/acme/orders@{DIGEST}",
+        "host": "203.0.113.10",
+        "domain": "orders.example.com",
+        "sshPort": 2222,
+        "port": 8080,
+        "health": HEALTH,
+    },
+}
+
+
+#: Declared required in the schema but None here (the comp branch's to fix: LambdaService.alias_name is
+#: ``pulumi.Output[str]`` but has no alias without provisioned concurrency; ``pulumi.Output[Optional[str]]``
+#: would make it optional in every SDK). Pinned so that a fix, or another such output, shows here.
+REQUIRED_BUT_NONE = {"LambdaService": ["aliasName"]}
+
+
+@pytest.mark.parametrize("name", sorted(MINIMAL))
+def test_construct_each_component_from_engine_inputs(name: str) -> None:
+    result = _construct(name, MINIMAL[name])
+    urn = result.outputs["urn"]
+    assert urn.endswith(f":{name}::orders")
+    assert urn.split("::")[2].startswith(f"{PKG}:")
+    state = result.outputs["state"]
+    # Every declared output comes back to the consumer, under its schema (camelCase) name.
+    assert set(state) == {k.rstrip("!") for k in EXPECTED[name]["outputs"]}
+    assert state["healthPath"] == "/healthz"
+    assert state["readyPath"] == "/readyz"
+    # An output the schema calls required (a consumer's SDK types it as never undefined) has a value.
+    required = [k.rstrip("!") for k, v in EXPECTED[name]["outputs"].items() if v.endswith("!")]
+    assert [k for k in required if state.get(k) in (None, "")] == REQUIRED_BUT_NONE.get(name, []), state
+    children = [r for r in result.resources if r.parent == urn]
+    assert children, f"{name} registered no children"
+    assert all(r.name.startswith("orders-") for r in result.resources if r.urn != urn)
+    ints = [str(v) for v in MINIMAL[name].values() if isinstance(v, int)]
+    floats = [s for r in result.resources for s in _strings(unwrap(r.inputs)) for i in ints if f"{i}.0" in s]
+    assert not floats, f"an integer Arg rendered as a float: {floats[:3]}"
