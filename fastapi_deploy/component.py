@@ -43,6 +43,10 @@ def pydantic_message(owner: str, exc: ValidationError, key: str = "") -> str:
     for err in exc.errors():
         where = ".".join(x for x in (owner, key, _loc(err.get("loc", ()))) if x)
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        # A model-level check names its field itself ("memory: 4096 is not valid ..."): join it on.
+        head = re.match(r"^([a-z_][a-z0-9_.]*): ", msg)
+        if head:
+            where, msg = f"{where}.{head.group(1)}", msg[head.end() :]
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
 

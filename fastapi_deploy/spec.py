@@ -120,7 +120,8 @@ def common_args(spec: DeploySpec) -> dict[str, Any]:
         "port": spec.port,
         "environment": spec.app_env,
         "env": dict(spec.env),
-        "secrets": {k: str(ref) for k, ref in spec.secrets.items()},
+        # Parsed once (the spec); the component accepts parsed references as they are.
+        "secrets": dict(spec.secrets),
         "health": spec.health.model_dump(),
         "database": spec.database.model_dump(exclude_none=True),
         "request_timeout_s": spec.request_timeout_s,

@@ -551,6 +551,7 @@ def _network(
 ) -> tuple[pulumi.Input[str], pulumi.Input[str], list[pulumi.Input[str]], list[pulumi.Input[str]]]:
     """The VPC: the given one (its CIDR looked up), else a new one with public/private subnets and NAT."""
     if inp.vpc_id is not None:
+        svc.vpc = None
         existing = aws.ec2.get_vpc_output(id=inp.vpc_id, opts=svc.invoke_opts())
         return inp.vpc_id, existing.cidr_block, inp.public_subnet_ids, inp.private_subnet_ids
     vpc = inp.new_vpc

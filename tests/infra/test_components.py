@@ -1,0 +1,331 @@
+"""The public component API: each component built from its Args in a few lines (no stack file, no
+StackConfig), bad Args refused naming the Arg before anything registers, outputs declared once, the
+schema the Pulumi component-provider analyzer infers from the annotations, child-name enforcement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from fastapi_deploy import contract
+from fastapi_deploy.component import ArgsError, ChildNameError, NamedComponent, output_names
+from fastapi_deploy.mocks import ProgramResult, RecordingMocks, run_callable
+
+DIGEST = "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop@sha256:" + "c" * 64
+GAR = "europe-west1-docker.pkg.dev/acme-prod/shop/shop@sha256:" + "d" * 64
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+
+
+def ecs_args(**extra: Any) -> dict[str, Any]:
+    return {"image": DIGEST, "port": 9000, "scaling": {"min": 1, "max": 4}, **extra}
+
+
+def cloudrun_args(**extra: Any) -> dict[str, Any]:
+    return {
+        "image": GAR,
+        "project": "acme-prod",
+        "region": "europe-west1",
+        "scaling": {"min": 0, "max": 5},
+        **extra,
+    }
+
+
+def lambda_args(**extra: Any) -> dict[str, Any]:
+    return {"image": DIGEST, "reserved_concurrency": 20, "region": "us-east-1", **extra}
+
+
+def vps_args(**extra: Any) -> dict[str, Any]:
+    return {"image": GAR, "host": "203.0.113.10", "domain": "shop.example.org", **extra}
+
+
+def build(target: str, args: dict[str, Any], mocks: RecordingMocks | None = None) -> ProgramResult:
+    """Create one component from Args under the recording mocks and export its outputs dict."""
+
+    def program() -> None:
+        if target == "ecs":
+            from fastapi_deploy.ecs import FargateService
+
+            comp: Any = FargateService("shop", args)  # type: ignore[arg-type]
+        elif target == "cloudrun":
+            from fastapi_deploy.cloudrun import CloudRunService
+
+            comp = CloudRunService("shop", args)  # type: ignore[arg-type]
+        elif target == "lambda":
+            from fastapi_deploy.awslambda import LambdaService
+
+            comp = LambdaService("shop", args)  # type: ignore[arg-type]
+        else:
+            from fastapi_deploy.vps import VpsService
+
+            comp = VpsService("shop", args)  # type: ignore[arg-type]
+        for key, value in comp.outputs.items():
+            pulumi.export(key, value)
+
+    return run_callable(program, stack="direct", mocks=mocks)
+
+
+# ------------------------------------------------------------------------------------- direct use
+def test_ecs_from_args() -> None:
+    """FargateService from six Args: a new VPC, ALB, service on port 9000, outputs of the contract."""
+    result = build("ecs", ecs_args(certificate_arn=CERT, domain="shop.example.org", env={"FEATURE_X": "on"}))
+    td = result.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    assert (td["cpu"], td["memory"]) == ("512", "1024")  # defaults
+    import json
+
+    container = json.loads(td["containerDefinitions"])[0]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["FEATURE_X"] == "on"
+    assert env["PORT"] == "9000"  # the tuning's variables are added by the component
+    assert env["METRICS_EMF_SERVICE"] == "shop"  # the dimension its alarms read
+    assert result.one("aws:lb/targetGroup:TargetGroup").inputs["port"] == 9000
+    assert result.one("aws:ecs/service:Service").inputs["desiredCount"] == 1
+    assert len(result.by_type("aws:ec2/vpc:Vpc")) == 1
+    assert result.outputs["url"] == "https://shop.example.org"
+    assert result.outputs["target"] == "ecs"
+    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS["ecs"]}
+    for r in result.resources:
+        assert r.name == "shop" or r.name.startswith("shop-"), r.name
+
+
+def test_ecs_attaches_to_existing_vpc_cluster_and_security_groups() -> None:
+    """awsx-style: an existing VPC + subnets (Outputs of another resource are fine), cluster, extra SG."""
+    vpc_id = pulumi.Output.from_input("vpc-0123456789abcdef0")
+    args = ecs_args(
+        vpc_id=vpc_id,
+        public_subnet_ids=["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
+        private_subnet_ids=["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"],
+        cluster_arn="arn:aws:ecs:us-east-1:123456789012:cluster/platform",
+        task_security_group_ids=["sg-0123456789abcdef0"],
+    )
+    result = build("ecs", args)
+    assert result.by_type("aws:ec2/vpc:Vpc") == []
+    assert result.by_type("aws:ecs/cluster:Cluster") == []
+    svc = result.one("aws:ecs/service:Service").inputs
+    assert svc["cluster"] == "arn:aws:ecs:us-east-1:123456789012:cluster/platform"
+    net = svc["networkConfiguration"]
+    assert net["subnets"] == ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"]
+    assert "sg-0123456789abcdef0" in net["securityGroups"]
+    assert result.one("aws:lb/targetGroup:TargetGroup").inputs["vpcId"] == "vpc-0123456789abcdef0"
+    assert result.outputs["cluster_name"] == "platform"
+    scaling = result.one("aws:appautoscaling/target:Target").inputs
+    assert scaling["resourceId"].startswith("service/platform/")
+
+
+def test_cloudrun_from_args() -> None:
+    result = build(
+        "cloudrun",
+        cloudrun_args(
+            secrets={"DATABASE_URL": "gcp:shop-db"},
+            service_account_email="runner@acme-prod.iam.gserviceaccount.com",
+            vpc_network="default",
+            vpc_subnetwork="run-egress",
+        ),
+    )
+    assert result.by_type("gcp:serviceaccount/account:Account") == []  # the given one is used
+    svc = result.one("gcp:cloudrunv2/service:Service").inputs
+    tmpl = svc["template"]
+    assert tmpl["serviceAccount"] == "runner@acme-prod.iam.gserviceaccount.com"
+    assert tmpl["vpcAccess"]["networkInterfaces"] == [{"network": "default", "subnetwork": "run-egress"}]
+    assert tmpl["containers"][0]["ports"]["containerPort"] == 8080
+    member = result.one("gcp:secretmanager/secretIamMember:SecretIamMember").inputs
+    assert member["member"] == "serviceAccount:runner@acme-prod.iam.gserviceaccount.com"
+    assert result.outputs["service_account"] == "runner@acme-prod.iam.gserviceaccount.com"
+    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS["cloudrun"]}
+
+
+def test_lambda_from_args() -> None:
+    result = build(
+        "lambda",
+        lambda_args(
+            secrets={"DATABASE_URL": "ssm:/shop/db"},
+            subnet_ids=["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
+            security_group_ids=["sg-0123456789abcdef0"],
+        ),
+    )
+    fn = result.one("aws:lambda/function:Function").inputs
+    assert fn["reservedConcurrentExecutions"] == 20
+    assert fn["environment"]["variables"]["DATABASE_URL"] == "ssm:/shop/db"
+    assert fn["vpcConfig"]["subnetIds"] == ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
+    names = {r.name for r in result.by_type("aws:iam/rolePolicy:RolePolicy")}
+    assert names == {"shop-logs-policy", "shop-secrets-policy", "shop-vpc-policy"}
+    assert result.outputs["function_name"] == "shop"
+    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS["lambda"]}
+
+
+def test_lambda_with_an_existing_role_creates_none() -> None:
+    role = "arn:aws:iam::123456789012:role/shop-runtime"
+    result = build("lambda", lambda_args(role_arn=role))
+    assert result.by_type("aws:iam/role:Role") == []
+    assert result.one("aws:lambda/function:Function").inputs["role"] == role
+
+
+def test_vps_from_args() -> None:
+    result = build("vps", vps_args(port=9000, health={"readiness_path": "/healthz/ready"}))
+    app = [r for r in result.by_type("docker:index/container:Container") if r.name == "shop-app"][0]
+    assert app.inputs["healthcheck"]["tests"][-1].count("9000") >= 1
+    assert result.outputs["url"] == "https://shop.example.org"
+    assert result.outputs["ready_path"] == "/healthz/ready"
+    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS["vps"]}
+
+
+def test_a_passed_tuning_is_used_as_is() -> None:
+    """``tuning=`` skips the computation (the program passes the one it computed from the stack)."""
+    import dataclasses
+
+    from fastapi_deploy.ecs.component import inputs_from_args, tuning_for
+
+    computed = tuning_for(inputs_from_args(ecs_args()))  # type: ignore[arg-type]
+    mine = dataclasses.replace(computed, workers=1)
+
+    def program() -> None:
+        from fastapi_deploy.ecs import FargateService
+
+        svc = FargateService("shop", ecs_args(), tuning=mine)  # type: ignore[arg-type]
+        assert svc.tuning is mine
+
+    result = run_callable(program)
+    import json
+
+    env = json.loads(result.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])[0]
+    assert {"name": "WEB_CONCURRENCY", "value": "1"} in env["environment"]
+
+
+# -------------------------------------------------------------------------------- bad Args, nothing made
+BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("ecs", ecs_args(image=None), r"FargateServiceArgs\.image: required"),
+    ("ecs", ecs_args(cpu=256, memory=4096), r"FargateServiceArgs\.memory: 4096 is not valid with cpu 256"),
+    ("ecs", ecs_args(cpu=300), r"FargateServiceArgs\.cpu: .*not a Fargate cpu"),
+    ("ecs", ecs_args(port=80), r"FargateServiceArgs\.port: .*1024"),
+    ("ecs", ecs_args(scaling={"min": 5, "max": 2}), r"FargateServiceArgs\.scaling: .*min \(5\) is above max \(2\)"),
+    ("ecs", ecs_args(scaling={"min": -1, "max": 2}), r"FargateServiceArgs\.scaling\.min: "),
+    ("ecs", ecs_args(secrets={"DB": "ssm:no-slash"}), r"FargateServiceArgs\.secrets\.DB: "),
+    ("ecs", ecs_args(secrets={"DB": "gcp:shop-db"}), r"FargateServiceArgs\.secrets\.DB: scheme gcp"),
+    ("ecs", ecs_args(health={"liveness_path": "health"}), r"FargateServiceArgs\.health\.liveness_path: "),
+    ("ecs", ecs_args(certificate_arn="arn:nope"), r"FargateServiceArgs\.certificate_arn: "),
+    ("ecs", ecs_args(vpc_id="vpc-0123456789abcdef0"), r"FargateServiceArgs\.public_subnet_ids: "),
+    ("ecs", ecs_args(imgae="x"), r"FargateServiceArgs\.imgae: unknown Arg"),
+    (
+        "ecs",
+        ecs_args(scaling={"min": 1, "max": 200}),
+        r"FargateServiceArgs\.scaling\.max.*FargateServiceArgs\.database",
+    ),
+    ("cloudrun", cloudrun_args(project=None), r"CloudRunServiceArgs\.project: required"),
+    ("cloudrun", cloudrun_args(cpu=3), r"CloudRunServiceArgs\.cpu: "),
+    ("cloudrun", cloudrun_args(secrets={"DB": "ssm:/x"}), r"CloudRunServiceArgs\.secrets\.DB: scheme ssm"),
+    ("cloudrun", cloudrun_args(ingress="public"), r"CloudRunServiceArgs\.ingress: "),
+    ("lambda", lambda_args(reserved_concurrency=None), r"LambdaServiceArgs\.reserved_concurrency: required"),
+    ("lambda", lambda_args(memory_mb=64), r"LambdaServiceArgs\.memory_mb: "),
+    ("lambda", lambda_args(env={"AWS_REGION": "x"}), r"LambdaServiceArgs\.env: \['AWS_REGION'\] are reserved"),
+    ("lambda", lambda_args(env={"BIG": "x" * 5000}), r"LambdaServiceArgs\.env: .* bytes"),
+    ("lambda", lambda_args(subnet_ids=["subnet-0aaaaaaaaaaaaaaa1"]), r"LambdaServiceArgs\.subnet_ids: "),
+    ("vps", vps_args(host="bad host!"), r"VpsServiceArgs\.host: "),
+    ("vps", vps_args(domain=None), r"VpsServiceArgs\.domain: required"),
+    ("vps", vps_args(ssh_key_secret="file:/id"), r"VpsServiceArgs\.ssh_key_secret: "),
+]
+
+
+@pytest.mark.parametrize(("target", "args", "message"), BAD, ids=[m for _, _, m in BAD])
+def test_bad_args_fail_naming_the_arg_before_anything_registers(
+    target: str, args: dict[str, Any], message: str
+) -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(ValueError, match=message) as info:
+        build(target, {k: v for k, v in args.items() if v is not None}, mocks=mocks)
+    assert isinstance(info.value, (ArgsError, ValueError))
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------- outputs written once, schema
+COMPONENTS = {
+    "ecs": ("fastapi_deploy.ecs", "FargateService", "fastapi-deploy:ecs:FargateService"),
+    "cloudrun": ("fastapi_deploy.cloudrun", "CloudRunService", "fastapi-deploy:cloudrun:CloudRunService"),
+    "lambda": ("fastapi_deploy.awslambda", "LambdaService", "fastapi-deploy:lambda:LambdaService"),
+    "vps": ("fastapi_deploy.vps", "VpsService", "fastapi-deploy:vps:VpsService"),
+}
+
+
+def _component(target: str) -> type:
+    import importlib
+
+    module, cls, _ = COMPONENTS[target]
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("target", list(COMPONENTS))
+def test_declared_outputs_are_the_contracts_keys(target: str) -> None:
+    """One list: the class's Output annotations are exactly contract section 2 for the target (the
+    component registers that dict once and the program exports the same dict)."""
+    assert output_names(_component(target)) == [*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS[target]]
+
+
+@pytest.mark.parametrize("target", list(COMPONENTS))
+def test_type_tokens_are_unchanged(target: str) -> None:
+    import importlib
+
+    module, _, token = COMPONENTS[target]
+    assert importlib.import_module(f"{module}.component").COMPONENT_TYPE == token
+
+
+def test_the_provider_analyzer_infers_every_component_and_field() -> None:
+    """The SDK's own analyzer reads the Args TypedDicts and the Output annotations: plain numbers for
+    what the tuning needs at construction, Inputs for what may come from another resource."""
+    from pulumi.provider.experimental.analyzer import Analyzer, PropertyType
+
+    result = Analyzer("fastapi-deploy").analyze([_component(t) for t in COMPONENTS])
+    defs = result["component_definitions"]
+    assert set(defs) == {"FargateService", "CloudRunService", "LambdaService", "VpsService"}
+    ecs = defs["FargateService"]
+    for plain in ("cpu", "memory", "port", "requestTimeoutS"):
+        assert ecs.inputs[plain].plain is True, plain
+        assert ecs.inputs[plain].type == PropertyType.INTEGER
+    for wired in ("image", "vpcId", "clusterArn", "certificateArn"):
+        assert ecs.inputs[wired].plain is None, wired
+        assert ecs.inputs[wired].type == PropertyType.STRING
+    assert ecs.inputs["image"].optional is False and ecs.inputs["cpu"].optional is True
+    assert ecs.inputs["privateSubnetIds"].type == PropertyType.ARRAY
+    assert ecs.inputs["scaling"].ref == "#/types/fastapi-deploy:index:ScalingArgs"
+    assert ecs.inputs["cpu"].description and "CPU units" in ecs.inputs["cpu"].description
+    assert set(ecs.outputs) == {
+        "target", "url", "image", "healthPath", "readyPath", "region", "clusterName", "serviceName",
+        "logGroup", "targetGroupArn", "loadBalancerDns",
+    }  # fmt: skip
+    assert defs["CloudRunService"].inputs["serviceAccountEmail"].plain is None
+    assert defs["LambdaService"].inputs["subnetIds"].type == PropertyType.ARRAY
+    assert defs["VpsService"].inputs["host"].optional is False
+    types = result["type_definitions"]
+    assert {"ScalingArgs", "HealthArgs", "EcsAlarmsArgs", "LambdaAlarmsArgs", "VpsRegistryArgs"} <= set(types)
+
+
+# ------------------------------------------------------------------------------------ child names
+class _Demo(NamedComponent):
+    def __init__(self, name: str, child: str) -> None:
+        super().__init__("fastapi-deploy:test:Demo", name, {}, None)
+        import pulumi_aws as aws
+
+        aws.sns.Topic(child, opts=self.child_opts())
+
+
+def test_a_child_without_the_components_name_is_refused() -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(ChildNameError, match=r"'alerts'.*must be named 'shop-\.\.\.'"):
+        run_callable(lambda: _Demo("shop", "alerts"), mocks=mocks)
+    recorded = [r.name for r in mocks.monitor.recorded]  # type: ignore[attr-defined]
+    assert "alerts" not in recorded
+    ok = run_callable(lambda: _Demo("shop", "shop-alerts"))
+    assert [r.name for r in ok.resources] == ["shop", "shop-alerts"]
+
+
+def test_invokes_are_parented_the_same_way_in_every_target() -> None:
+    """One helper gives the invoke options (parent=the component, so its provider applies)."""
+    import inspect
+
+    from fastapi_deploy.awslambda import component as lam
+    from fastapi_deploy.ecs import component as ecs
+    from fastapi_deploy.vps import component as vps
+
+    for module in (ecs, lam, vps):
+        src = inspect.getsource(module)
+        assert "InvokeOutputOptions(" not in src and "InvokeOptions(" not in src, module.__name__
+        assert "invoke_opts()" in src, module.__name__
