@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import runpy
 import subprocess
 import sys
@@ -607,3 +608,94 @@ def test_construct_each_component_from_engine_inputs(name: str) -> None:
     ints = [str(v) for v in MINIMAL[name].values() if isinstance(v, int)]
     floats = [s for r in result.resources for s in _strings(unwrap(r.inputs)) for i in ints if f"{i}.0" in s]
     assert not floats, f"an integer Arg rendered as a float: {floats[:3]}"
+
+
+# ------------------------------------------------------------- a YAML program using the package
+YAML_PROGRAM = ROOT / "examples" / "orders-api" / "yaml" / "Pulumi.yaml"
+_INTERPOLATION = re.compile(r"^\$\{([^}]+)\}$")
+YAML_CONFIG = {
+    "ecrImage": ECR_IMAGE,
+    "arImage": AR_IMAGE,
+    "gcpProject": "acme-orders",
+    "gcpRegion": "europe-west1",
+}
+
+
+def _check_value(value: Any, prop: dict[str, Any], schema: dict[str, Any], where: str, config: dict) -> None:
+    """A YAML property value against its schema property: names, types, required keys, config refs."""
+    if isinstance(value, str) and (m := _INTERPOLATION.match(value)):
+        declared = config.get(m.group(1))
+        assert declared is not None, f"{where}: ${{{m.group(1)}}} is not declared under config:"
+        assert prop.get("type") == declared["type"] == "string", where
+        return
+    ref = prop.get("$ref")
+    if ref:
+        t = schema["types"][ref.removeprefix("#/types/")]
+        assert isinstance(value, dict), where
+        assert set(value) <= set(t["properties"]), f"{where}: unknown {set(value) - set(t['properties'])}"
+        assert set(t.get("required") or []) <= set(value), f"{where}: missing {t.get('required')}"
+        for k, v in value.items():
+            _check_value(v, t["properties"][k], schema, f"{where}.{k}", config)
+    elif prop["type"] == "object":
+        assert isinstance(value, dict), where
+        for k, v in value.items():
+            _check_value(v, prop["additionalProperties"], schema, f"{where}.{k}", config)
+    elif prop["type"] == "array":
+        assert isinstance(value, list), where
+        for i, v in enumerate(value):
+            _check_value(v, prop["items"], schema, f"{where}[{i}]", config)
+    else:
+        py = {"string": str, "integer": int, "number": (int, float), "boolean": bool}[prop["type"]]
+        assert isinstance(value, py), where
+        assert not isinstance(value, bool) or prop["type"] == "boolean", where
+
+
+def test_yaml_program_matches_the_served_schema(hosted: Hosted) -> None:
+    program = yaml.safe_load(YAML_PROGRAM.read_text())
+    assert program["runtime"] == "yaml"
+    assert (YAML_PROGRAM.parent / program["packages"][PKG]).resolve() == PROVIDER
+    schema = hosted.schema
+    for name, res in program["resources"].items():
+        spec = schema["resources"][res["type"]]
+        props = res["properties"]
+        assert set(props) <= set(spec["inputProperties"]), (
+            f"{name}: {set(props) - set(spec['inputProperties'])}"
+        )
+        assert set(spec["requiredInputs"]) <= set(props), f"{name}: missing {spec['requiredInputs']}"
+        for key, value in props.items():
+            _check_value(value, spec["inputProperties"][key], schema, f"{name}.{key}", program["config"])
+    for key, value in program["outputs"].items():
+        resource, _, attr = _INTERPOLATION.match(value).group(1).partition(".")  # type: ignore[union-attr]
+        assert attr in schema["resources"][program["resources"][resource]["type"]]["properties"], key
+
+
+def _yaml_inputs(value: Any) -> Any:
+    """The YAML program's property values with its ``${config}`` references filled in."""
+    if isinstance(value, str) and (m := _INTERPOLATION.match(value)):
+        return YAML_CONFIG[m.group(1)]
+    if isinstance(value, dict):
+        return {k: _yaml_inputs(v) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("resource", ["orders-ecs", "orders-run"])
+def test_yaml_programs_resources_construct_with_its_port_and_health_paths(resource: str) -> None:
+    res = yaml.safe_load(YAML_PROGRAM.read_text())["resources"][resource]
+    component = res["type"].rsplit(":", 1)[-1]
+    result = _construct(component, _yaml_inputs(res["properties"]))
+    state = result.outputs["state"]
+    assert (state["healthPath"], state["readyPath"]) == ("/healthz", "/readyz")
+    if component == "FargateService":
+        (container,) = json.loads(
+            unwrap(result.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+        )
+        assert container["image"] == ECR_IMAGE
+        assert container["portMappings"][0]["containerPort"] == 8080
+        assert result.one("aws:lb/targetGroup:TargetGroup").inputs["healthCheck"]["path"] == "/healthz"
+    else:
+        svc = result.one("gcp:cloudrunv2/service:Service")
+        (container,) = unwrap(svc.inputs["template"])["containers"]
+        assert container["image"] == AR_IMAGE
+        assert container["ports"]["containerPort"] == 8080
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert svc.inputs["project"] == "acme-orders"
