@@ -477,6 +477,16 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+def _ints(value: Any) -> Iterator[int]:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _ints(v)
+
+
 def _mocks() -> RecordingMocks:
     return RecordingMocks(region="eu-west-1", gcp_project="acme-orders", gcp_region="europe-west1")
 
@@ -560,7 +570,7 @@ def test_construct_without_a_required_input_names_it() -> None:
 AR_IMAGE = f"europe-west1-docker.pkg.dev/acme-orders/orders/orders@{DIGEST}"
 #: Minimal engine-shaped inputs per component, with distinctive integers to spot a float rendered as text.
 MINIMAL: dict[str, dict[str, Any]] = {
-    "FargateService": {"image": ECR_IMAGE, "port": 8080, "health": HEALTH, "scaling": {"min": 1, "max": 3}},
+    "FargateService": {"image": ECR_IMAGE, "port": 8080, "health": HEALTH, "scaling": {"min": 1, "max": 13}},
     "CloudRunService": {
         "image": AR_IMAGE,
         "project": "acme-orders",
@@ -568,7 +578,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "port": 8080,
         "memory": 1024,
         "health": HEALTH,
-        "scaling": {"min": 1, "max": 3},
+        "scaling": {"min": 1, "max": 13},
     },
     "LambdaService": {"image": ECR_IMAGE, "reservedConcurrency": 7, "memoryMb": 1536, "health": HEALTH},
     "VpsService": {
@@ -605,7 +615,7 @@ def test_construct_each_component_from_engine_inputs(name: str) -> None:
     children = [r for r in result.resources if r.parent == urn]
     assert children, f"{name} registered no children"
     assert all(r.name.startswith("orders-") for r in result.resources if r.urn != urn)
-    ints = [str(v) for v in MINIMAL[name].values() if isinstance(v, int)]
+    ints = [str(v) for v in _ints(MINIMAL[name]) if v >= 10]  # distinctive ones (not "1.0 s")
     floats = [s for r in result.resources for s in _strings(unwrap(r.inputs)) for i in ints if f"{i}.0" in s]
     assert not floats, f"an integer Arg rendered as a float: {floats[:3]}"
 
@@ -699,3 +709,18 @@ def test_yaml_programs_resources_construct_with_its_port_and_health_paths(resour
         assert container["ports"]["containerPort"] == 8080
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert svc.inputs["project"] == "acme-orders"
+
+
+def test_sdk_hands_integer_inputs_to_components_as_floats() -> None:
+    """Why every integer Arg must be validated (coerced) by the component: the SDK's mapping keeps the
+    engine's float (its int() result is overwritten a line later), and an Output fails its int()."""
+    main = _provider_main()
+    provider = ComponentProvider(main["COMPONENTS"], main["NAME"], None, "0.0.0")
+    definition = provider._component_defs["FargateService"]
+    mapped = provider.map_inputs(
+        {"image": ECR_IMAGE, "port": 8080.0, "scaling": {"min": 1.0, "max": 2.0}}, definition
+    )
+    assert mapped["port"] == 8080.0
+    assert isinstance(mapped["port"], float)
+    with pytest.raises(TypeError):
+        provider.map_inputs({"image": ECR_IMAGE, "port": pulumi.Output.from_input(8080)}, definition)
