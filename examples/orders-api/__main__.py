@@ -7,20 +7,25 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 import pulumi_gcp as gcp
 
-from fastapi_deploy.cloudrun import CloudRunService
-from fastapi_deploy.ecs import FargateService
+from fastapi_deploy.args import HealthArgs, ScalingArgs
+from fastapi_deploy.cloudrun import CloudRunService, CloudRunServiceArgs
+from fastapi_deploy.ecs import FargateService, FargateServiceArgs
 from fastapi_deploy.image import default_tag
 
+PORT = 8080
+HEALTH: HealthArgs = {"liveness_path": "/healthz", "readiness_path": "/readyz"}
+ENV: dict[str, pulumi.Input[str]] = {"ORDERS_CURRENCY": "EUR"}
+SCALING: ScalingArgs = {"min": 1, "max": 4}
 targets = pulumi.Config("orders-api").get_object("targets") or ["ecs", "cloudrun"]
-service = {
-    "port": 8080,
-    "health": {"liveness_path": "/healthz", "readiness_path": "/readyz"},
-    "env": {"ORDERS_CURRENCY": "EUR"},
-    "scaling": {"min": 1, "max": 4},
-}
 
 
-def build(name: str, repo, server, user, password) -> pulumi.Output[str]:
+def build(
+    name: str,
+    repo: pulumi.Input[str],
+    server: pulumi.Input[str],
+    user: pulumi.Input[str],
+    password: pulumi.Input[str],
+) -> pulumi.Output[str]:
     """Build ./service/Dockerfile, push it with these credentials, return its digest reference."""
     image = docker.Image(
         name,
@@ -35,7 +40,10 @@ if "ecs" in targets:
     ecr = aws.ecr.Repository("orders", image_tag_mutability="IMMUTABLE")
     auth = aws.ecr.get_authorization_token_output(registry_id=ecr.registry_id)
     image = build("orders-ecr", ecr.repository_url, auth.proxy_endpoint, auth.user_name, auth.password)
-    pulumi.export("ecs_url", FargateService("orders-ecs", {**service, "image": image}).url)
+    ecs = FargateService(
+        "orders-ecs", FargateServiceArgs(image=image, port=PORT, health=HEALTH, env=ENV, scaling=SCALING)
+    )
+    pulumi.export("ecs_url", ecs.url)
 
 if "cloudrun" in targets:
     project, region = pulumi.Config("gcp").require("project"), pulumi.Config("gcp").require("region")
@@ -43,5 +51,10 @@ if "cloudrun" in targets:
     token = gcp.organizations.get_client_config_output().access_token
     repo = pulumi.Output.concat(ar.registry_uri, "/orders")
     image = build("orders-ar", repo, f"{region}-docker.pkg.dev", "oauth2accesstoken", token)
-    run = CloudRunService("orders-run", {**service, "image": image, "project": project, "region": region})
+    run = CloudRunService(
+        "orders-run",
+        CloudRunServiceArgs(
+            image=image, project=project, region=region, port=PORT, health=HEALTH, env=ENV, scaling=SCALING
+        ),
+    )
     pulumi.export("cloudrun_url", run.url)

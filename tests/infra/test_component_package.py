@@ -424,7 +424,7 @@ def test_analyzer_accepts_the_component(name: str, components: dict[str, type]) 
     """In-process, one component at a time: a type the analyzer cannot express fails here, by name."""
     result = Analyzer(PKG).analyze([components[name]])
     definition = result["component_definitions"][name]
-    args_type = typing.get_type_hints(components[name].__init__)["args"]
+    args_type = typing.get_type_hints(vars(components[name])["__init__"])["args"]
     assert set(definition.inputs) == _annotated_keys(args_type)
     assert typing.is_typeddict(args_type), (
         f"{name}: Args should be a TypedDict (plain dicts from any language)"
@@ -655,7 +655,13 @@ def _check_value(value: Any, prop: dict[str, Any], schema: dict[str, Any], where
         for i, v in enumerate(value):
             _check_value(v, prop["items"], schema, f"{where}[{i}]", config)
     else:
-        py = {"string": str, "integer": int, "number": (int, float), "boolean": bool}[prop["type"]]
+        types: dict[str, type | tuple[type, ...]] = {
+            "string": str,
+            "integer": int,
+            "number": (int, float),
+            "boolean": bool,
+        }
+        py = types[prop["type"]]
         assert isinstance(value, py), where
         assert not isinstance(value, bool) or prop["type"] == "boolean", where
 
