@@ -18,40 +18,26 @@ from __future__ import annotations
 import json
 import queue
 import re
-import runpy
 import subprocess
 import sys
 import threading
-import typing
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pulumi
 import pytest
 import yaml
-from google.protobuf import empty_pb2, struct_pb2
-from pulumi.provider.experimental import host
-from pulumi.provider.experimental.analyzer import Analyzer
-from pulumi.provider.experimental.component import ComponentProvider
-from pulumi.provider.experimental.util import camel_case
-from pulumi.runtime import rpc
+from google.protobuf import empty_pb2
 from pulumi.runtime.proto import engine_pb2_grpc, provider_pb2, provider_pb2_grpc
-
-from fastapi_deploy.mocks import ProgramResult, RecordingMocks, run_callable, unwrap
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER = ROOT / "provider"
 PKG = "fastapi-deploy"
 START_TIMEOUT_S = 120
 RPC_TIMEOUT_S = 30
-
-
-def _provider_main() -> dict[str, Any]:
-    """provider/__main__.py's globals, without hosting (its host call is under ``__main__``)."""
-    return runpy.run_path(str(PROVIDER / "__main__.py"), run_name="fastapi_deploy_provider")
+PROBE_TIMEOUT_S = 300
 
 
 # --------------------------------------------------------------------------------- the plugin manifest
@@ -401,41 +387,26 @@ def _shapes(props: dict[str, Any], required: list[str] | None, *, inputs: bool) 
     return {k: _shape(v, inputs=inputs) + ("!" if k in req else "") for k, v in props.items()}
 
 
-def _annotated_keys(typ: type) -> set[str]:
-    """The camelCase names of a TypedDict's (or class's) public annotations, bases included."""
-    keys: set[str] = set()
-    for cls in reversed(typ.__mro__):
-        keys |= {k for k in getattr(cls, "__annotations__", {}) if not k.startswith("_")}
-    return {camel_case(k) for k in keys}
-
-
-@pytest.fixture(scope="module")
-def components() -> dict[str, type]:
-    return {c.__name__: c for c in _provider_main()["COMPONENTS"]}
-
-
-def test_the_package_offers_exactly_the_expected_components(components: dict[str, type]) -> None:
-    assert sorted(components) == sorted(EXPECTED)
-    assert _provider_main()["NAME"] == PKG
+def test_the_package_offers_exactly_the_expected_components(probe: dict[str, Any]) -> None:
+    assert sorted(probe["components"]) == sorted(EXPECTED)
+    assert probe["name"] == PKG
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_analyzer_accepts_the_component(name: str, components: dict[str, type]) -> None:
-    """In-process, one component at a time: a type the analyzer cannot express fails here, by name."""
-    result = Analyzer(PKG).analyze([components[name]])
-    definition = result["component_definitions"][name]
-    args_type = typing.get_type_hints(vars(components[name])["__init__"])["args"]
-    assert set(definition.inputs) == _annotated_keys(args_type)
-    assert typing.is_typeddict(args_type), (
-        f"{name}: Args should be a TypedDict (plain dicts from any language)"
-    )
+def test_analyzer_accepts_the_component(name: str, probe: dict[str, Any]) -> None:
+    """One component at a time: a type the analyzer cannot express fails here, by name."""
+    verdict = probe["analyzer"][name]
+    assert verdict["ok"], verdict.get("error")
+    assert verdict["inputs"] == verdict["annotated"], "the schema's inputs are the Args TypedDict's keys"
+    assert verdict["typeddict"], f"{name}: Args should be a TypedDict (plain dicts from any language)"
 
 
-def test_analyzer_accepts_all_components_together(components: dict[str, type]) -> None:
+def test_analyzer_accepts_all_components_together(probe: dict[str, Any]) -> None:
     # Types share one namespace (fastapi-deploy:index:<Name>): two different classes with one name clash.
-    result = Analyzer(PKG).analyze(list(components.values()))
-    assert sorted(result["component_definitions"]) == sorted(EXPECTED)
-    assert sorted(result["type_definitions"]) == sorted(TYPES)
+    together = probe["together"]
+    assert "error" not in together, together.get("error")
+    assert together["components"] == sorted(EXPECTED)
+    assert together["types"] == sorted(TYPES)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -460,114 +431,14 @@ def test_schema_object_types(hosted: Hosted) -> None:
 # What the hosted provider does on the engine's Construct call: the engine's inputs (a protobuf Struct:
 # camelCase keys, every number a float) deserialized by the SDK's rpc layer, then
 # ComponentProvider.construct maps them to the Args (snake_case, nested types) and calls the component;
-# here under the recording mocks instead of the engine's resource monitor.
+# here under the recording mocks instead of the engine's resource monitor. It runs in a subprocess
+# (component_package_probe.py explains why: pulumi.provider.server and google-cloud-run cannot share
+# one process), once for every case below.
 DIGEST = "sha256:" + "ab" * 32
 ECR_IMAGE = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/orders@{DIGEST}"
+AR_IMAGE = f"europe-west1-docker.pkg.dev/acme-orders/orders/orders@{DIGEST}"
 HEALTH = {"livenessPath": "/healthz", "readinessPath": "/readyz"}
 
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
-def _ints(value: Any) -> Iterator[int]:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _ints(v)
-
-
-def _mocks() -> RecordingMocks:
-    return RecordingMocks(region="eu-west-1", gcp_project="acme-orders", gcp_region="europe-west1")
-
-
-def _construct(component: str, inputs: dict[str, Any], mocks: RecordingMocks | None = None) -> ProgramResult:
-    main = _provider_main()
-    struct = struct_pb2.Struct()
-    struct.update(inputs)
-    engine_inputs = rpc.deserialize_properties(struct, keep_unknowns=True)
-    provider = ComponentProvider(main["COMPONENTS"], main["NAME"], None, "0.0.0")
-
-    def program() -> None:
-        host.is_hosting = True  # as in the plugin process (component_provider_host sets it before serving)
-        try:
-            result = provider.construct(
-                "orders", f"{PKG}:index:{component}", engine_inputs, pulumi.ResourceOptions()
-            )
-        finally:
-            host.is_hosting = False
-        pulumi.export("urn", result.urn)
-        pulumi.export("state", result.state)
-
-    config = {"aws:region": "eu-west-1", "gcp:project": "acme-orders", "gcp:region": "europe-west1"}
-    return run_callable(program, stack="dev", mocks=mocks or _mocks(), config=config)
-
-
-def test_construct_fargate_service_from_engine_inputs() -> None:
-    inputs = {
-        "image": ECR_IMAGE,
-        "port": 8080,
-        "health": HEALTH,
-        "scaling": {"min": 2, "max": 4},
-        "env": {"ORDERS_CURRENCY": "EUR"},
-    }
-    result = _construct("FargateService", inputs)
-    # The engine uses the URN Construct returns; the component keeps its Python type token, so hosted
-    # and Python-program instances have the same URNs (docs/component-package.md, "Type tokens").
-    assert (
-        result.outputs["urn"] == "urn:pulumi:dev::fastapi-deploy::fastapi-deploy:ecs:FargateService::orders"
-    )
-    state = result.outputs["state"]
-    assert set(state) == {k.rstrip("!") for k in EXPECTED["FargateService"]["outputs"]}
-    assert state["healthPath"] == "/healthz"
-    assert state["image"] == ECR_IMAGE
-    (container,) = json.loads(
-        unwrap(result.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
-    )
-    # Numbers arrive as floats (8080.0); the component must still render 8080, not "8080.0".
-    assert container["portMappings"][0]["containerPort"] == 8080
-    env = {e["name"]: e["value"] for e in container["environment"]}
-    assert env["PORT"] == "8080"
-    assert env["ORDERS_CURRENCY"] == "EUR"
-    assert "'/healthz'" in container["healthCheck"]["command"][-1]
-    assert result.one("aws:lb/targetGroup:TargetGroup").inputs["healthCheck"]["path"] == "/healthz"
-    scaling = result.one("aws:appautoscaling/target:Target").inputs
-    assert (scaling["minCapacity"], scaling["maxCapacity"]) == (2, 4)
-    # No string anywhere (env, commands, JSON documents) carries the float form.
-    assert not [s for r in result.resources for s in _strings(unwrap(r.inputs)) if "8080.0" in s]
-
-
-def test_construct_refuses_a_bad_arg_naming_it_before_anything_is_registered() -> None:
-    from pulumi.provider.server import ComponentInitError
-
-    inputs = {"image": ECR_IMAGE, "scaling": {"min": 1, "max": 2}, "cpu": 300}
-    mocks = _mocks()
-    with pytest.raises(ComponentInitError) as err:
-        _construct("FargateService", inputs, mocks)
-    assert "FargateServiceArgs.cpu" in str(err.value.inner)
-    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
-
-
-def test_construct_without_a_required_input_names_it() -> None:
-    from pulumi.errors import InputPropertyError
-
-    with pytest.raises(InputPropertyError) as err:
-        _construct("FargateService", {"scaling": {"min": 1, "max": 2}})
-    assert err.value.property_path == "image"
-    assert "Missing required input 'image' on 'FargateService'" in err.value.reason
-
-
-AR_IMAGE = f"europe-west1-docker.pkg.dev/acme-orders/orders/orders@{DIGEST}"
 #: Minimal engine-shaped inputs per component, with distinctive integers to spot a float rendered as text.
 MINIMAL: dict[str, dict[str, Any]] = {
     "FargateService": {"image": ECR_IMAGE, "port": 8080, "health": HEALTH, "scaling": {"min": 1, "max": 13}},
@@ -591,6 +462,152 @@ MINIMAL: dict[str, dict[str, Any]] = {
     },
 }
 
+YAML_PROGRAM = ROOT / "examples" / "orders-api" / "yaml" / "Pulumi.yaml"
+_INTERPOLATION = re.compile(r"^\$\{([^}]+)\}$")
+YAML_CONFIG = {
+    "ecrImage": ECR_IMAGE,
+    "arImage": AR_IMAGE,
+    "gcpProject": "acme-orders",
+    "gcpRegion": "europe-west1",
+}
+
+
+def _yaml_inputs(value: Any) -> Any:
+    """The YAML program's property values with its ``${config}`` references filled in."""
+    if isinstance(value, str) and (m := _INTERPOLATION.match(value)):
+        return YAML_CONFIG[m.group(1)]
+    if isinstance(value, dict):
+        return {k: _yaml_inputs(v) for k, v in value.items()}
+    return value
+
+
+def _cases() -> dict[str, dict[str, Any]]:
+    cases = {f"minimal-{name}": {"component": name, "inputs": inputs} for name, inputs in MINIMAL.items()}
+    cases["ecs-example"] = {
+        "component": "FargateService",
+        "inputs": {
+            "image": ECR_IMAGE,
+            "port": 8080,
+            "health": HEALTH,
+            "scaling": {"min": 2, "max": 4},
+            "env": {"ORDERS_CURRENCY": "EUR"},
+        },
+    }
+    cases["ecs-bad-cpu"] = {
+        "component": "FargateService",
+        "inputs": {"image": ECR_IMAGE, "scaling": {"min": 1, "max": 2}, "cpu": 300},
+    }
+    cases["ecs-no-image"] = {"component": "FargateService", "inputs": {"scaling": {"min": 1, "max": 2}}}
+    for name, res in yaml.safe_load(YAML_PROGRAM.read_text())["resources"].items():
+        cases[f"yaml-{name}"] = {
+            "component": res["type"].rsplit(":", 1)[-1],
+            "inputs": _yaml_inputs(res["properties"]),
+        }
+    return cases
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("probe")
+    request, result = work / "request.json", work / "result.json"
+    request.write_text(json.dumps({"cases": _cases()}))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("component_package_probe.py")),
+            str(request),
+            str(result),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=PROBE_TIMEOUT_S,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    data: dict[str, Any] = json.loads(result.read_text())
+    return data
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _ints(value: Any) -> Iterator[int]:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _ints(v)
+
+
+class Constructed:
+    """One Construct case from the probe: the returned URN and state, and every resource registered."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        assert "error" not in data, data
+        self.outputs: dict[str, Any] = data["outputs"]
+        self.resources: list[dict[str, Any]] = data["resources"]
+
+    def one(self, type_token: str) -> dict[str, Any]:
+        found = [r for r in self.resources if r["type"] == type_token]
+        assert len(found) == 1, f"expected one {type_token}, found {[r['name'] for r in found]}"
+        return found[0]
+
+
+def _ecs_container(result: Constructed) -> dict[str, Any]:
+    (container,) = json.loads(
+        result.one("aws:ecs/taskDefinition:TaskDefinition")["inputs"]["containerDefinitions"]
+    )
+    return container
+
+
+def test_construct_fargate_service_from_engine_inputs(probe: dict[str, Any]) -> None:
+    result = Constructed(probe["cases"]["ecs-example"])
+    # The engine uses the URN Construct returns; the component keeps its Python type token, so hosted
+    # and Python-program instances have the same URNs (docs/component-package.md, "Type tokens").
+    assert (
+        result.outputs["urn"] == "urn:pulumi:dev::fastapi-deploy::fastapi-deploy:ecs:FargateService::orders"
+    )
+    state = result.outputs["state"]
+    assert set(state) == {k.rstrip("!") for k in EXPECTED["FargateService"]["outputs"]}
+    assert state["healthPath"] == "/healthz"
+    assert state["image"] == ECR_IMAGE
+    container = _ecs_container(result)
+    # Numbers arrive as floats (8080.0); the component must still render 8080, not "8080.0".
+    assert container["portMappings"][0]["containerPort"] == 8080
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["PORT"] == "8080"
+    assert env["ORDERS_CURRENCY"] == "EUR"
+    assert "'/healthz'" in container["healthCheck"]["command"][-1]
+    assert result.one("aws:lb/targetGroup:TargetGroup")["inputs"]["healthCheck"]["path"] == "/healthz"
+    scaling = result.one("aws:appautoscaling/target:Target")["inputs"]
+    assert (scaling["minCapacity"], scaling["maxCapacity"]) == (2, 4)
+    # No string anywhere (env, commands, JSON documents) carries the float form.
+    assert not [s for r in result.resources for s in _strings(r["inputs"]) if "8080.0" in s]
+
+
+def test_construct_refuses_a_bad_arg_naming_it_before_anything_is_registered(probe: dict[str, Any]) -> None:
+    case = probe["cases"]["ecs-bad-cpu"]
+    assert case["error"] == "ComponentInitError", case
+    assert "FargateServiceArgs.cpu" in case["message"]
+    assert case["recorded"] == 0
+
+
+def test_construct_without_a_required_input_names_it(probe: dict[str, Any]) -> None:
+    case = probe["cases"]["ecs-no-image"]
+    assert case["error"] == "InputPropertyError", case
+    assert case["property_path"] == "image"
+    assert "Missing required input 'image' on 'FargateService'" in case["reason"]
+
 
 #: Declared required in the schema but None here (the comp branch's to fix: LambdaService.alias_name is
 #: ``pulumi.Output[str]`` but has no alias without provisioned concurrency; ``pulumi.Output[Optional[str]]``
@@ -599,8 +616,8 @@ REQUIRED_BUT_NONE = {"LambdaService": ["aliasName"]}
 
 
 @pytest.mark.parametrize("name", sorted(MINIMAL))
-def test_construct_each_component_from_engine_inputs(name: str) -> None:
-    result = _construct(name, MINIMAL[name])
+def test_construct_each_component_from_engine_inputs(name: str, probe: dict[str, Any]) -> None:
+    result = Constructed(probe["cases"][f"minimal-{name}"])
     urn = result.outputs["urn"]
     assert urn.endswith(f":{name}::orders")
     assert urn.split("::")[2].startswith(f"{PKG}:")
@@ -612,25 +629,23 @@ def test_construct_each_component_from_engine_inputs(name: str) -> None:
     # An output the schema calls required (a consumer's SDK types it as never undefined) has a value.
     required = [k.rstrip("!") for k, v in EXPECTED[name]["outputs"].items() if v.endswith("!")]
     assert [k for k in required if state.get(k) in (None, "")] == REQUIRED_BUT_NONE.get(name, []), state
-    children = [r for r in result.resources if r.parent == urn]
-    assert children, f"{name} registered no children"
-    assert all(r.name.startswith("orders-") for r in result.resources if r.urn != urn)
+    assert [r for r in result.resources if r["parent"] == urn], f"{name} registered no children"
+    assert all(r["name"].startswith("orders-") for r in result.resources if r["urn"] != urn)
     ints = [str(v) for v in _ints(MINIMAL[name]) if v >= 10]  # distinctive ones (not "1.0 s")
-    floats = [s for r in result.resources for s in _strings(unwrap(r.inputs)) for i in ints if f"{i}.0" in s]
+    floats = [s for r in result.resources for s in _strings(r["inputs"]) for i in ints if f"{i}.0" in s]
     assert not floats, f"an integer Arg rendered as a float: {floats[:3]}"
 
 
+def test_sdk_hands_integer_inputs_to_components_as_floats(probe: dict[str, Any]) -> None:
+    """Why every integer Arg must be validated (coerced) by the component: the SDK's mapping keeps the
+    engine's float (its int() result is overwritten a line later), and an Output fails its int()."""
+    integers = probe["integers"]
+    assert integers["port"] == 8080
+    assert integers["port_type"] == "float"
+    assert integers["output_error"].startswith("TypeError: int() argument")
+
+
 # ------------------------------------------------------------- a YAML program using the package
-YAML_PROGRAM = ROOT / "examples" / "orders-api" / "yaml" / "Pulumi.yaml"
-_INTERPOLATION = re.compile(r"^\$\{([^}]+)\}$")
-YAML_CONFIG = {
-    "ecrImage": ECR_IMAGE,
-    "arImage": AR_IMAGE,
-    "gcpProject": "acme-orders",
-    "gcpRegion": "europe-west1",
-}
-
-
 def _check_value(value: Any, prop: dict[str, Any], schema: dict[str, Any], where: str, config: dict) -> None:
     """A YAML property value against its schema property: names, types, required keys, config refs."""
     if isinstance(value, str) and (m := _INTERPOLATION.match(value)):
@@ -661,8 +676,7 @@ def _check_value(value: Any, prop: dict[str, Any], schema: dict[str, Any], where
             "number": (int, float),
             "boolean": bool,
         }
-        py = types[prop["type"]]
-        assert isinstance(value, py), where
+        assert isinstance(value, types[prop["type"]]), where
         assert not isinstance(value, bool) or prop["type"] == "boolean", where
 
 
@@ -685,48 +699,22 @@ def test_yaml_program_matches_the_served_schema(hosted: Hosted) -> None:
         assert attr in schema["resources"][program["resources"][resource]["type"]]["properties"], key
 
 
-def _yaml_inputs(value: Any) -> Any:
-    """The YAML program's property values with its ``${config}`` references filled in."""
-    if isinstance(value, str) and (m := _INTERPOLATION.match(value)):
-        return YAML_CONFIG[m.group(1)]
-    if isinstance(value, dict):
-        return {k: _yaml_inputs(v) for k, v in value.items()}
-    return value
-
-
 @pytest.mark.parametrize("resource", ["orders-ecs", "orders-run"])
-def test_yaml_programs_resources_construct_with_its_port_and_health_paths(resource: str) -> None:
-    res = yaml.safe_load(YAML_PROGRAM.read_text())["resources"][resource]
-    component = res["type"].rsplit(":", 1)[-1]
-    result = _construct(component, _yaml_inputs(res["properties"]))
+def test_yaml_programs_resources_construct_with_its_port_and_health_paths(
+    resource: str, probe: dict[str, Any]
+) -> None:
+    result = Constructed(probe["cases"][f"yaml-{resource}"])
     state = result.outputs["state"]
     assert (state["healthPath"], state["readyPath"]) == ("/healthz", "/readyz")
-    if component == "FargateService":
-        (container,) = json.loads(
-            unwrap(result.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
-        )
+    if resource == "orders-ecs":
+        container = _ecs_container(result)
         assert container["image"] == ECR_IMAGE
         assert container["portMappings"][0]["containerPort"] == 8080
-        assert result.one("aws:lb/targetGroup:TargetGroup").inputs["healthCheck"]["path"] == "/healthz"
+        assert result.one("aws:lb/targetGroup:TargetGroup")["inputs"]["healthCheck"]["path"] == "/healthz"
     else:
-        svc = result.one("gcp:cloudrunv2/service:Service")
-        (container,) = unwrap(svc.inputs["template"])["containers"]
+        svc = result.one("gcp:cloudrunv2/service:Service")["inputs"]
+        (container,) = svc["template"]["containers"]
         assert container["image"] == AR_IMAGE
         assert container["ports"]["containerPort"] == 8080
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert svc.inputs["project"] == "acme-orders"
-
-
-def test_sdk_hands_integer_inputs_to_components_as_floats() -> None:
-    """Why every integer Arg must be validated (coerced) by the component: the SDK's mapping keeps the
-    engine's float (its int() result is overwritten a line later), and an Output fails its int()."""
-    main = _provider_main()
-    provider = ComponentProvider(main["COMPONENTS"], main["NAME"], None, "0.0.0")
-    definition = provider._component_defs["FargateService"]
-    mapped = provider.map_inputs(
-        {"image": ECR_IMAGE, "port": 8080.0, "scaling": {"min": 1.0, "max": 2.0}}, definition
-    )
-    assert mapped["port"] == 8080.0
-    assert isinstance(mapped["port"], float)
-    with pytest.raises(TypeError):
-        provider.map_inputs({"image": ECR_IMAGE, "port": pulumi.Output.from_input(8080)}, definition)
+        assert svc["project"] == "acme-orders"
