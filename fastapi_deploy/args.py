@@ -10,7 +10,7 @@ from typing import TypedDict
 try:
     from typing import NotRequired
 except ImportError:  # pragma: no cover - Python < 3.11
-    from typing_extensions import NotRequired
+    from typing import NotRequired
 
 
 class HealthArgs(TypedDict):

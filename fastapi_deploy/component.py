@@ -145,7 +145,9 @@ class NamedComponent(pulumi.ComponentResource):
         the schema analyzer reads); the returned dict is what a program exports."""
         declared = output_names(type(self))
         if list(values) != list(declared):
-            raise RuntimeError(f"{type(self).__name__}: outputs {list(values)} differ from the declared {declared}")
+            raise RuntimeError(
+                f"{type(self).__name__}: outputs {list(values)} differ from the declared {declared}"
+            )
         outputs = {key: pulumi.Output.from_input(value) for key, value in values.items()}
         for key, value in outputs.items():
             setattr(self, key, value)

@@ -9,14 +9,15 @@ analyzer turns into a schema).
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import inspect
+import itertools
 import sys
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any, NotRequired, Required
-
-from pulumi.provider.experimental.analyzer import Analyzer
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "components.md"
 
@@ -70,7 +71,8 @@ pulumi.export("url", svc.url)""",
         "LambdaService",
         "LambdaServiceArgs",
         "`.function`, `.alias` (with provisioned concurrency), `.role` (None with `role_arn`), `.logs`, "
-        "`.api` / `.function_url`, `.alarm_errors`, `.alarm_throttles`, `.alarm_duration`, `.tuning`, `.outputs`",
+        "`.api` / `.function_url`, `.alarm_errors`, `.alarm_throttles`, `.alarm_duration`, `.tuning`, "
+        "`.outputs`",
         """svc = LambdaService(
     "shop",
     {
@@ -119,7 +121,33 @@ def type_text(tp: Any) -> str:
     return getattr(tp, "__name__", repr(tp))
 
 
-def annotations(cls: type) -> dict[str, Any]:
+class Docstrings:
+    """Field docstrings (the string literal under an annotated field), read from the source with ast —
+    the rule the Pulumi analyzer uses for schema descriptions. (Importing the analyzer here would import
+    the provider host's protobufs, which clash with googleapis' ``google.rpc.Status`` in one process.)"""
+
+    def __init__(self) -> None:
+        self._cache: dict[type, dict[str, str]] = {}
+
+    def get_docstring(self, cls: type, name: str) -> str | None:
+        if cls not in self._cache:
+            docs: dict[str, str] = {}
+            tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+            body = next(n for n in tree.body if isinstance(n, ast.ClassDef)).body
+            for node, after in itertools.pairwise(body):
+                if (
+                    isinstance(node, ast.AnnAssign)
+                    and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)
+                ):
+                    docs[node.target.id] = after.value.value
+            self._cache[cls] = docs
+        return self._cache[cls].get(name)
+
+
+def own_annotations(cls: type) -> dict[str, Any]:
     """The class's own annotations (real types: the Args modules do not defer them), NotRequired unwrapped."""
     out: dict[str, Any] = {}
     for key, tp in inspect.get_annotations(cls).items():
@@ -129,9 +157,9 @@ def annotations(cls: type) -> dict[str, Any]:
     return out
 
 
-def _rows(cls: type, analyzer: Analyzer) -> list[str]:
-    hints = annotations(cls)
-    optional = getattr(cls, "__optional_keys__", frozenset())
+def _rows(cls: type, analyzer: Docstrings) -> list[str]:
+    hints = own_annotations(cls)
+    optional: frozenset[str] = getattr(cls, "__optional_keys__", frozenset())
     rows = ["| Arg | Type | Required | Description |", "|---|---|---|---|"]
     for key, tp in hints.items():
         doc = (analyzer.get_docstring(cls, key) or "").replace("\n", " ").replace("|", "\\|")
@@ -142,7 +170,7 @@ def _rows(cls: type, analyzer: Analyzer) -> list[str]:
 
 def _nested(cls: type, seen: set[str]) -> list[type]:
     out: list[type] = []
-    for tp in annotations(cls).values():
+    for tp in own_annotations(cls).values():
         for t in (tp, *typing.get_args(tp)):
             if typing.is_typeddict(t) and t.__name__ not in seen:
                 seen.add(t.__name__)
@@ -153,7 +181,7 @@ def _nested(cls: type, seen: set[str]) -> list[type]:
 
 def render() -> str:
     """The whole of docs/components.md."""
-    analyzer = Analyzer("fastapi-deploy")
+    analyzer = Docstrings()
     lines = [
         "# Components",
         "",
@@ -194,7 +222,7 @@ def render() -> str:
             "| Output | Description |",
             "|---|---|",
         ]
-        hints = annotations(comp)
+        hints = own_annotations(comp)
         for key in hints:
             if key.startswith("_"):
                 continue
@@ -204,7 +232,14 @@ def render() -> str:
         nested += _nested(args_cls, seen)
     lines += ["## Nested Arg types", ""]
     for cls in nested:
-        lines += [f"### {cls.__name__}", "", " ".join((cls.__doc__ or "").split()), "", *_rows(cls, analyzer), ""]
+        lines += [
+            f"### {cls.__name__}",
+            "",
+            " ".join((cls.__doc__ or "").split()),
+            "",
+            *_rows(cls, analyzer),
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
 
 

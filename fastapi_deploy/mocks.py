@@ -627,7 +627,9 @@ def run_callable(
         outputs: dict[str, Any] = {}
         for key, value in dict(getattr(root, "outputs", {}) or {}).items():
             outputs[key] = _sync_await(pulumi.Output.from_input(value).future())
-        return ProgramResult(stack=stack, resources=list(monitor.recorded), outputs=outputs, calls=list(mocks.calls))
+        return ProgramResult(
+            stack=stack, resources=list(monitor.recorded), outputs=outputs, calls=list(mocks.calls)
+        )
 
 
 def run_stack_file(path: str | Path, *, mocks: RecordingMocks | None = None) -> ProgramResult:

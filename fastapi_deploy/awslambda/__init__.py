@@ -1,4 +1,5 @@
-"""The awslambda target (AWS Lambda (container image)): ``from fastapi_deploy.awslambda import LambdaService, LambdaServiceArgs``.
+"""The awslambda target (AWS Lambda (container image)):
+``from fastapi_deploy.awslambda import LambdaService, LambdaServiceArgs``.
 
 The names load lazily, so importing the package (for its config section or checks) does not import the
 cloud provider SDK.

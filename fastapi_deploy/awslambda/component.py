@@ -26,7 +26,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -111,7 +111,8 @@ def build_function_env(
     """Plain env + secret REFERENCES (resolved by the handler at cold start), never secret values.
     Raises ``error`` naming ``where`` for runtime-reserved names or an environment over Lambda's 4 KB."""
     out = dict(env)
-    # The reference as str(SecretRef): app/secret_refs.py parses the same grammar (tests/test_secret_ref_grammar.py
+    # The reference as str(SecretRef): app/secret_refs.py parses the same grammar
+    # (tests/test_secret_ref_grammar.py
     # runs both parsers over one table).
     out.update(lambda_reference_env(refs))
     clash = sorted(set(out) & RESERVED_ENV)
@@ -219,7 +220,9 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
     a: dict[str, Any] = dict(args)
     unknown = sorted(set(a) - set(LambdaServiceArgs.__annotations__))
     if unknown:
-        raise ArgsError(f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(LambdaServiceArgs.__annotations__)}")
+        raise ArgsError(
+            f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(LambdaServiceArgs.__annotations__)}"
+        )
     image = cargs.required(OWNER, a, "image")
     cargs.required(OWNER, a, "reserved_concurrency")
     try:
@@ -229,7 +232,10 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
     subnets = list(a.get("subnet_ids") or [])
     groups = list(a.get("security_group_ids") or [])
     if bool(subnets) != bool(groups):
-        raise ArgsError(f"{OWNER}.subnet_ids: subnet_ids and security_group_ids go together (a function in a VPC needs both)")
+        raise ArgsError(
+            f"{OWNER}.subnet_ids: subnet_ids and security_group_ids go together "
+            "(a function in a VPC needs both)"
+        )
     if subnets and all(isinstance(x, str) for x in subnets + groups):
         cargs.section(OWNER, "subnet_ids", LambdaVpc, {"subnet_ids": subnets, "security_group_ids": groups})
     alerts = cargs.section(OWNER, "alerts", Alerts, a.get("alerts"))
@@ -238,12 +244,17 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
     )
     database = cargs.section(OWNER, "database", Database, a.get("database"))
     if database.migrate == "on_start":
-        raise ArgsError(f"{OWNER}.database.migrate: on_start is refused on Lambda (every cold start would run it); use manual")
+        raise ArgsError(
+            f"{OWNER}.database.migrate: on_start is refused on Lambda (every cold start would run it); "
+            "use manual"
+        )
     return LambdaInputs(
         image=image,
         settings=settings,
         timeout_s=settings.timeout_s or request_timeout,
-        app_env=cargs.field(OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")),
+        app_env=cargs.field(
+            OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")
+        ),
         port=8000,
         env=dict(a.get("env") or {}),
         secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("ssm", "secretsmanager")),
@@ -252,9 +263,12 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
         database=database,
         request_timeout_s=request_timeout,
         max_request_body_bytes=cargs.field(
-            OWNER, "max_request_body_bytes", AppConfigBase, "max_request_body_bytes",
+            OWNER,
+            "max_request_body_bytes",
+            AppConfigBase,
+            "max_request_body_bytes",
             a.get("max_request_body_bytes", DEFAULT_MAX_REQUEST_BODY_BYTES),
-        ),  # fmt: skip
+        ),
         overrides=cargs.section(OWNER, "overrides", TuningOverrides, a.get("overrides")),
         subnet_ids=subnets,
         security_group_ids=groups,
@@ -340,9 +354,9 @@ class LambdaService(NamedComponent):
         self,
         name: str,
         args: LambdaServiceArgs,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
         *,
-        tuning: Optional[RuntimeTuning] = None,
+        tuning: RuntimeTuning | None = None,
     ) -> None:
         inp = inputs_from_args(args)
         runtime = tuning if tuning is not None else tuning_for(inp)
@@ -353,6 +367,14 @@ class LambdaService(NamedComponent):
         # Validate before registering anything: a bad env must not leave half a stack behind.
         env = final_env(inp, runtime)
         super().__init__(COMPONENT_TYPE, name, runtime.component_props(), opts)
+        # Children (attributes, not outputs: declared here, not on the class, so the schema has none).
+        self.role: aws.iam.Role | None
+        self.alias: aws.lambda_.Alias | None
+        self.api: aws.apigatewayv2.Api | None
+        self.function_url: aws.lambda_.FunctionUrl | None
+        self.alarm_errors: aws.cloudwatch.MetricAlarm
+        self.alarm_throttles: aws.cloudwatch.MetricAlarm
+        self.alarm_duration: aws.cloudwatch.MetricAlarm
         self.tuning = runtime
         lam = inp.settings
         child = self.child_opts()
@@ -378,15 +400,21 @@ class LambdaService(NamedComponent):
             depends.append(
                 aws.ecr.RepositoryPolicy(
                     f"{name}-lambda-pull",
-                    repository=pulumi.Output.from_input(inp.repository_url).apply(lambda u: u.split("/", 1)[1]),
+                    repository=pulumi.Output.from_input(inp.repository_url).apply(
+                        lambda u: u.split("/", 1)[1]
+                    ),
                     policy=pulumi.Output.all(partition, region, identity.account_id).apply(
-                        lambda v: ecr_pull_policy(f"arn:{v[0]}:lambda:{v[1]}:{v[2]}:function:{fn_name}*", v[2])
+                        lambda v: ecr_pull_policy(
+                            f"arn:{v[0]}:lambda:{v[1]}:{v[2]}:function:{fn_name}*", v[2]
+                        )
                     ),
                     opts=child,
                 )
             )
         vpc_config = (
-            aws.lambda_.FunctionVpcConfigArgs(subnet_ids=inp.subnet_ids, security_group_ids=inp.security_group_ids)
+            aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=inp.subnet_ids, security_group_ids=inp.security_group_ids
+            )
             if inp.subnet_ids
             else None
         )
@@ -523,7 +551,11 @@ def _role(
                 f"{name}-vpc-policy",
                 role=role.id,
                 policy=pulumi.Output.all(
-                    account, region, partition, pulumi.Output.all(*inp.subnet_ids), pulumi.Output.all(*inp.security_group_ids)
+                    account,
+                    region,
+                    partition,
+                    pulumi.Output.all(*inp.subnet_ids),
+                    pulumi.Output.all(*inp.security_group_ids),
                 ).apply(vpc_policy),
                 opts=child,
             )
@@ -534,7 +566,9 @@ def _role(
 def _alarms(svc: LambdaService, name: str, inp: LambdaInputs, tags: dict[str, str]) -> None:
     """Errors, throttles and p95 duration alarms on the function, notifying the alert topic."""
     alarms = inp.settings.alarms
-    actions = alert_actions(name, inp.alert_emails, inp.alert_webhook_url, inp.alert_topic_arn, tags, svc.child_opts())
+    actions = alert_actions(
+        name, inp.alert_emails, inp.alert_webhook_url, inp.alert_topic_arn, tags, svc.child_opts()
+    )
     p95_s = alarms.p95_duration_s or round(0.8 * inp.timeout_s, 3)
     alarm_common: dict[str, Any] = dict(
         namespace="AWS/Lambda",
@@ -559,7 +593,9 @@ def _alarms(svc: LambdaService, name: str, inp: LambdaInputs, tags: dict[str, st
     )
     svc.alarm_throttles = aws.cloudwatch.MetricAlarm(
         f"{name}-throttles",
-        alarm_description=f"{name}: throttled invocations per minute at or above {alarms.throttles_per_minute}",
+        alarm_description=(
+            f"{name}: throttled invocations per minute at or above {alarms.throttles_per_minute}"
+        ),
         metric_name="Throttles",
         statistic="Sum",
         comparison_operator="GreaterThanOrEqualToThreshold",
@@ -577,8 +613,11 @@ def _alarms(svc: LambdaService, name: str, inp: LambdaInputs, tags: dict[str, st
     )
 
 
-def _front(svc: LambdaService, name: str, inp: LambdaInputs, fn_name: str, tags: dict[str, str]) -> pulumi.Output[str]:
-    """The live alias (with provisioned concurrency), then the HTTP API or the Function URL; returns the URL."""
+def _front(
+    svc: LambdaService, name: str, inp: LambdaInputs, fn_name: str, tags: dict[str, str]
+) -> pulumi.Output[str]:
+    """The live alias (with provisioned concurrency), then the HTTP API or the Function URL; returns
+    the URL."""
     lam = inp.settings
     child = svc.child_opts()
     svc.alias = None
@@ -794,4 +833,4 @@ def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
     from fastapi_deploy.awslambda.adapter import args_from
 
     svc = LambdaService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
-    return svc.outputs
+    return dict(svc.outputs)

@@ -1,4 +1,5 @@
-"""The cloudrun target (Google Cloud Run): ``from fastapi_deploy.cloudrun import CloudRunService, CloudRunServiceArgs``.
+"""The cloudrun target (Google Cloud Run):
+``from fastapi_deploy.cloudrun import CloudRunService, CloudRunServiceArgs``.
 
 The names load lazily, so importing the package (for its config section or checks) does not import the
 cloud provider SDK.

@@ -1,10 +1,21 @@
-"""Args of :class:`fastapi_deploy.cloudrun.CloudRunService` (TypedDicts; no future import, see fastapi_deploy/args.py)."""
+"""Args of :class:`fastapi_deploy.cloudrun.CloudRunService` (TypedDicts).
+
+No ``from __future__ import annotations``: the schema analyzer needs real types
+(see fastapi_deploy/args.py).
+"""
 
 from typing import TypedDict
 
 import pulumi
 
-from fastapi_deploy.args import DatabaseArgs, GcpAlertsArgs, HealthArgs, NotRequired, RuntimeOverridesArgs, ScalingArgs
+from fastapi_deploy.args import (
+    DatabaseArgs,
+    GcpAlertsArgs,
+    HealthArgs,
+    NotRequired,
+    RuntimeOverridesArgs,
+    ScalingArgs,
+)
 
 
 class CloudRunAlarmsArgs(TypedDict):

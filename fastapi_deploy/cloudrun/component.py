@@ -24,7 +24,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -35,7 +35,6 @@ from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
     AppConfigBase,
-    CloudRunAlarms,
     CloudRunConfig,
     CloudRunSettings,
     ConfigError,
@@ -176,7 +175,9 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
     a: dict[str, Any] = dict(args)
     unknown = sorted(set(a) - set(CloudRunServiceArgs.__annotations__))
     if unknown:
-        raise ArgsError(f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(CloudRunServiceArgs.__annotations__)}")
+        raise ArgsError(
+            f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(CloudRunServiceArgs.__annotations__)}"
+        )
     image = cargs.required(OWNER, a, "image")
     project = cargs.required(OWNER, a, "project")
     region = cargs.required(OWNER, a, "region")
@@ -189,13 +190,17 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
     if egress is not None and egress not in ("PRIVATE_RANGES_ONLY", "ALL_TRAFFIC"):
         raise ArgsError(f"{OWNER}.vpc_egress: {egress!r} is not PRIVATE_RANGES_ONLY or ALL_TRAFFIC")
     if a.get("vpc_connector") is not None and (a.get("vpc_network") or a.get("vpc_subnetwork")):
-        raise ArgsError(f"{OWNER}.vpc_connector: use either a connector or vpc_network/vpc_subnetwork, not both")
+        raise ArgsError(
+            f"{OWNER}.vpc_connector: use either a connector or vpc_network/vpc_subnetwork, not both"
+        )
     return CloudRunInputs(
         image=image,
         project=project,
         region=region,
         port=cargs.field(OWNER, "port", CloudRunConfig, "port", a.get("port", 8080)),
-        app_env=cargs.field(OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")),
+        app_env=cargs.field(
+            OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")
+        ),
         env=dict(a.get("env") or {}),
         secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("gcp",)),
         health=cargs.section(OWNER, "health", Health, a.get("health")),
@@ -205,9 +210,12 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
             OWNER, "request_timeout_s", AppConfigBase, "request_timeout_s", a.get("request_timeout_s", 30)
         ),
         max_request_body_bytes=cargs.field(
-            OWNER, "max_request_body_bytes", AppConfigBase, "max_request_body_bytes",
+            OWNER,
+            "max_request_body_bytes",
+            AppConfigBase,
+            "max_request_body_bytes",
             a.get("max_request_body_bytes", DEFAULT_MAX_REQUEST_BODY_BYTES),
-        ),  # fmt: skip
+        ),
         overrides=cargs.section(OWNER, "overrides", TuningOverrides, a.get("overrides")),
         settings=settings,
         service_account_email=a.get("service_account_email"),
@@ -296,9 +304,9 @@ class CloudRunService(NamedComponent):
         self,
         name: str,
         args: CloudRunServiceArgs,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
         *,
-        tuning: Optional[RuntimeTuning] = None,
+        tuning: RuntimeTuning | None = None,
     ) -> None:
         inp = inputs_from_args(args)
         runtime = tuning if tuning is not None else tuning_for(inp)
@@ -723,4 +731,4 @@ def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
     from fastapi_deploy.cloudrun.adapter import args_from
 
     svc = CloudRunService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
-    return svc.outputs
+    return dict(svc.outputs)

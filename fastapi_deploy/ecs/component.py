@@ -16,7 +16,7 @@ import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -267,10 +267,14 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
     a: dict[str, Any] = dict(args)
     unknown = sorted(set(a) - set(FargateServiceArgs.__annotations__))
     if unknown:
-        raise ArgsError(f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(FargateServiceArgs.__annotations__)}")
+        raise ArgsError(
+            f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(FargateServiceArgs.__annotations__)}"
+        )
     image = cargs.required(OWNER, a, "image")
     port = cargs.field(OWNER, "port", AppConfigBase, "port", a.get("port", 8000))
-    app_env = cargs.field(OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production"))
+    app_env = cargs.field(
+        OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")
+    )
     settings_in = {
         k: a[k]
         for k in ("cpu", "memory", "log_retention_days", "autoscaling", "alarms", "container_insights",
@@ -290,7 +294,12 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
             raise ArgsError(f"{OWNER}.public_subnet_ids: subnets need vpc_id (the VPC they belong to)")
         new_vpc = cargs.section(OWNER, "vpc", NewVpc, a.get("vpc"))
     else:
-        if isinstance(vpc_id, str) and public and private and all(isinstance(s, str) for s in public + private):
+        if (
+            isinstance(vpc_id, str)
+            and public
+            and private
+            and all(isinstance(s, str) for s in public + private)
+        ):
             # All plain: the stack config's own checks (id shapes, >= 2 subnets, no repeats).
             cargs.section(
                 OWNER, "vpc_id", ExistingVpc,
@@ -307,7 +316,9 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
             raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
     alerts = cargs.section(OWNER, "alerts", Alerts, {k: v for k, v in (a.get("alerts") or {}).items()})
     if alerts.gcp_notification_channels:
-        raise ArgsError(f"{OWNER}.alerts.gcp_notification_channels: Google channels cannot receive CloudWatch alarms")
+        raise ArgsError(
+            f"{OWNER}.alerts.gcp_notification_channels: Google channels cannot receive CloudWatch alarms"
+        )
     return EcsInputs(
         image=image,
         port=port,
@@ -318,11 +329,16 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         health=cargs.section(OWNER, "health", Health, a.get("health")),
         scaling=cargs.section(OWNER, "scaling", Scaling, cargs.required(OWNER, a, "scaling")),
         database=cargs.section(OWNER, "database", Database, a.get("database")),
-        request_timeout_s=cargs.field(OWNER, "request_timeout_s", AppConfigBase, "request_timeout_s", a.get("request_timeout_s", 30)),
+        request_timeout_s=cargs.field(
+            OWNER, "request_timeout_s", AppConfigBase, "request_timeout_s", a.get("request_timeout_s", 30)
+        ),
         max_request_body_bytes=cargs.field(
-            OWNER, "max_request_body_bytes", AppConfigBase, "max_request_body_bytes",
+            OWNER,
+            "max_request_body_bytes",
+            AppConfigBase,
+            "max_request_body_bytes",
             a.get("max_request_body_bytes", DEFAULT_MAX_REQUEST_BODY_BYTES),
-        ),  # fmt: skip
+        ),
         overrides=cargs.section(OWNER, "overrides", TuningOverrides, a.get("overrides")),
         settings=settings,
         certificate_arn=cert,
@@ -418,15 +434,36 @@ class FargateService(NamedComponent):
         self,
         name: str,
         args: FargateServiceArgs,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
         *,
-        tuning: Optional[RuntimeTuning] = None,
+        tuning: RuntimeTuning | None = None,
     ) -> None:
         inp = inputs_from_args(args)
         runtime = tuning if tuning is not None else tuning_for(inp)
         assert runtime.lb_health is not None
         assert runtime.deregistration_delay_s is not None
         super().__init__(COMPONENT_TYPE, name, runtime.component_props(), opts)
+        # Children (attributes, not outputs: declared here, not on the class, so the schema has none).
+        self.vpc: aws.ec2.Vpc | None
+        self.alb_security_group: aws.ec2.SecurityGroup
+        self.task_security_group: aws.ec2.SecurityGroup
+        self.load_balancer: aws.lb.LoadBalancer
+        self.target_group: aws.lb.TargetGroup
+        self.listeners: list[aws.lb.Listener]
+        self.metrics_block: aws.lb.ListenerRule
+        self.cluster: aws.ecs.Cluster | None
+        self.cluster_arn: pulumi.Output[str]
+        self.cluster_name_out: pulumi.Output[str]
+        self.logs: aws.cloudwatch.LogGroup
+        self.execution_role: aws.iam.Role
+        self.task_role: aws.iam.Role
+        self.alarm_5xx: aws.cloudwatch.MetricAlarm
+        self.alarm_p95: aws.cloudwatch.MetricAlarm
+        self.alarm_unhealthy: aws.cloudwatch.MetricAlarm
+        self.alarm_memory: aws.cloudwatch.MetricAlarm
+        self.alarm_db_pool: aws.cloudwatch.MetricAlarm
+        self.alarm_restarts: aws.cloudwatch.MetricAlarm
+        self.scaling_target: aws.appautoscaling.Target
         self.tuning = runtime
         env = final_env(name, inp, runtime)
         tags = inp.tags
@@ -506,7 +543,9 @@ class FargateService(NamedComponent):
             # the tuning's connection budget counts max x 2 replicas for exactly this overlap.
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
-            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+                enable=True, rollback=True
+            ),
             # A release that passes health checks but throws 5xx is rolled back too.
             alarms=aws.ecs.ServiceAlarmsArgs(alarm_names=[self.alarm_5xx.name], enable=True, rollback=True),
             health_check_grace_period_seconds=runtime.health_check_grace_s,
@@ -789,7 +828,9 @@ def _load_balancer(
         )
         redirect = aws.lb.ListenerDefaultActionArgs(
             type="redirect",
-            redirect=aws.lb.ListenerDefaultActionRedirectArgs(protocol="HTTPS", port="443", status_code="HTTP_301"),
+            redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                protocol="HTTPS", port="443", status_code="HTTP_301"
+            ),
         )
         listeners.append(
             aws.lb.Listener(
@@ -804,7 +845,8 @@ def _load_balancer(
         )
     else:
         pulumi.log.warn(
-            f"{name}: no certificate_arn (app.ecs.certificate_arn); the ALB serves plain HTTP (credentials in clear)",
+            f"{name}: no certificate_arn (app.ecs.certificate_arn); the ALB serves plain HTTP "
+            "(credentials in clear)",
             resource=svc,
         )
         listeners.append(
@@ -996,7 +1038,11 @@ def _service_alarms(svc: FargateService, name: str, inp: EcsInputs, alarm_common
     # The app's embedded-metric-format metrics (EMF log lines CloudWatch turns into metrics). These
     # alarms stay INSUFFICIENT_DATA (missing data = not breaching) until the app emits them with the
     # dimension Service=<name> in the namespace alarms.emf_namespace.
-    emf_common: dict[str, Any] = {**alarm_common, "dimensions": {"Service": name}, "namespace": alarms.emf_namespace}
+    emf_common: dict[str, Any] = {
+        **alarm_common,
+        "dimensions": {"Service": name},
+        "namespace": alarms.emf_namespace,
+    }
     svc.alarm_db_pool = aws.cloudwatch.MetricAlarm(
         f"{name}-dbpool",
         alarm_description=(
@@ -1041,7 +1087,9 @@ def _autoscaling(svc: FargateService, name: str, inp: EcsInputs) -> None:
     auto = inp.settings.autoscaling
     scaling_child = pulumi.ResourceOptions(parent=scaling_target)
     tt = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs
-    metric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs
+    metric = (
+        aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs
+    )
     aws.appautoscaling.Policy(
         f"{name}-scale-cpu",
         policy_type="TargetTrackingScaling",
@@ -1090,4 +1138,4 @@ def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
     from fastapi_deploy.ecs.adapter import args_from
 
     svc = FargateService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
-    return svc.outputs
+    return dict(svc.outputs)

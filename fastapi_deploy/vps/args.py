@@ -1,4 +1,8 @@
-"""Args of :class:`fastapi_deploy.vps.VpsService` (TypedDicts; no future import, see fastapi_deploy/args.py)."""
+"""Args of :class:`fastapi_deploy.vps.VpsService` (TypedDicts).
+
+No ``from __future__ import annotations``: the schema analyzer needs real types
+(see fastapi_deploy/args.py).
+"""
 
 from typing import TypedDict
 

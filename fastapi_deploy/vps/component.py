@@ -42,7 +42,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -98,7 +98,7 @@ CADDY_TRY_DURATION = "5s"
 
 # ----------------------------------------------------------------------------------------- secrets
 def read_secret(
-    ref: SecretRef, *, gcp_project: Optional[str], opts: Optional[pulumi.InvokeOptions] = None
+    ref: SecretRef, *, gcp_project: str | None, opts: pulumi.InvokeOptions | None = None
 ) -> pulumi.Output[str]:
     """Read a secret's value at deploy time as a Pulumi secret (never printed, encrypted in state)."""
     if ref.scheme == "ssm":
@@ -290,7 +290,16 @@ class VpsInputs:
     tags: dict[str, str]
 
 
-_SETTINGS_KEYS = ("host", "ssh_port", "ssh_user", "ssh_key_secret", "cpus", "memory", "registry", "acme_email")
+_SETTINGS_KEYS = (
+    "host",
+    "ssh_port",
+    "ssh_user",
+    "ssh_key_secret",
+    "cpus",
+    "memory",
+    "registry",
+    "acme_email",
+)
 
 
 def inputs_from_args(args: VpsServiceArgs) -> VpsInputs:
@@ -298,7 +307,9 @@ def inputs_from_args(args: VpsServiceArgs) -> VpsInputs:
     a: dict[str, Any] = dict(args)
     unknown = sorted(set(a) - set(VpsServiceArgs.__annotations__))
     if unknown:
-        raise ArgsError(f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(VpsServiceArgs.__annotations__)}")
+        raise ArgsError(
+            f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(VpsServiceArgs.__annotations__)}"
+        )
     image = cargs.required(OWNER, a, "image")
     domain = cargs.required(OWNER, a, "domain")
     cargs.required(OWNER, a, "host")
@@ -311,7 +322,9 @@ def inputs_from_args(args: VpsServiceArgs) -> VpsInputs:
         domain=domain,
         settings=settings,
         port=cargs.field(OWNER, "port", AppConfigBase, "port", a.get("port", 8000)),
-        app_env=cargs.field(OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")),
+        app_env=cargs.field(
+            OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")
+        ),
         env=dict(a.get("env") or {}),
         secrets=cargs.secret_refs(OWNER, a.get("secrets"), SCHEMES),
         health=cargs.section(OWNER, "health", Health, a.get("health")),
@@ -320,9 +333,12 @@ def inputs_from_args(args: VpsServiceArgs) -> VpsInputs:
             OWNER, "request_timeout_s", AppConfigBase, "request_timeout_s", a.get("request_timeout_s", 30)
         ),
         max_request_body_bytes=cargs.field(
-            OWNER, "max_request_body_bytes", AppConfigBase, "max_request_body_bytes",
+            OWNER,
+            "max_request_body_bytes",
+            AppConfigBase,
+            "max_request_body_bytes",
             a.get("max_request_body_bytes", DEFAULT_MAX_REQUEST_BODY_BYTES),
-        ),  # fmt: skip
+        ),
         overrides=cargs.section(OWNER, "overrides", TuningOverrides, a.get("overrides")),
         repository_url=a.get("repository_url"),
         gcp_project=a.get("gcp_project"),
@@ -396,9 +412,9 @@ class VpsService(NamedComponent):
         self,
         name: str,
         args: VpsServiceArgs,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
         *,
-        tuning: Optional[RuntimeTuning] = None,
+        tuning: RuntimeTuning | None = None,
     ) -> None:
         inp = inputs_from_args(args)
         vps = inp.settings
@@ -408,7 +424,8 @@ class VpsService(NamedComponent):
             raise ArgsError(f"{OWNER}: the VPS tuning must define container health timings")
         if tuning.graceful_timeout_s >= tuning.stop_timeout_s:
             raise ArgsError(
-                f"{OWNER}.request_timeout_s: GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below "
+                f"{OWNER}.request_timeout_s: GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be "
+                "below "
                 f"the stop timeout {tuning.stop_timeout_s}s, or `docker stop` kills requests mid-drain"
             )
         env = final_env(inp, tuning)
@@ -438,9 +455,7 @@ class VpsService(NamedComponent):
         self.network = docker.Network(
             f"{name}-net",
             driver="bridge",
-            labels=[
-                docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(inp.tags.items())
-            ],
+            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(inp.tags.items())],
             opts=on_host,
         )
 
@@ -653,4 +668,4 @@ def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
     from fastapi_deploy.vps.adapter import args_from
 
     svc = VpsService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
-    return svc.outputs
+    return dict(svc.outputs)

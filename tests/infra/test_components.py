@@ -163,7 +163,7 @@ def test_lambda_with_an_existing_role_creates_none() -> None:
 
 def test_vps_from_args() -> None:
     result = build("vps", vps_args(port=9000, health={"readiness_path": "/healthz/ready"}))
-    app = [r for r in result.by_type("docker:index/container:Container") if r.name == "shop-app"][0]
+    app = next(r for r in result.by_type("docker:index/container:Container") if r.name == "shop-app")
     assert app.inputs["healthcheck"]["tests"][-1].count("9000") >= 1
     assert result.outputs["url"] == "https://shop.example.org"
     assert result.outputs["ready_path"] == "/healthz/ready"
@@ -198,7 +198,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("ecs", ecs_args(cpu=256, memory=4096), r"FargateServiceArgs\.memory: 4096 is not valid with cpu 256"),
     ("ecs", ecs_args(cpu=300), r"FargateServiceArgs\.cpu: .*not a Fargate cpu"),
     ("ecs", ecs_args(port=80), r"FargateServiceArgs\.port: .*1024"),
-    ("ecs", ecs_args(scaling={"min": 5, "max": 2}), r"FargateServiceArgs\.scaling: .*min \(5\) is above max \(2\)"),
+    (
+        "ecs",
+        ecs_args(scaling={"min": 5, "max": 2}),
+        r"FargateServiceArgs\.scaling: .*min \(5\) is above max \(2\)",
+    ),
     ("ecs", ecs_args(scaling={"min": -1, "max": 2}), r"FargateServiceArgs\.scaling\.min: "),
     ("ecs", ecs_args(secrets={"DB": "ssm:no-slash"}), r"FargateServiceArgs\.secrets\.DB: "),
     ("ecs", ecs_args(secrets={"DB": "gcp:shop-db"}), r"FargateServiceArgs\.secrets\.DB: scheme gcp"),
@@ -217,7 +221,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("cloudrun", cloudrun_args(ingress="public"), r"CloudRunServiceArgs\.ingress: "),
     ("lambda", lambda_args(reserved_concurrency=None), r"LambdaServiceArgs\.reserved_concurrency: required"),
     ("lambda", lambda_args(memory_mb=64), r"LambdaServiceArgs\.memory_mb: "),
-    ("lambda", lambda_args(env={"AWS_REGION": "x"}), r"LambdaServiceArgs\.env: \['AWS_REGION'\] are reserved"),
+    (
+        "lambda",
+        lambda_args(env={"AWS_REGION": "x"}),
+        r"LambdaServiceArgs\.env: \['AWS_REGION'\] are reserved",
+    ),
     ("lambda", lambda_args(env={"BIG": "x" * 5000}), r"LambdaServiceArgs\.env: .* bytes"),
     ("lambda", lambda_args(subnet_ids=["subnet-0aaaaaaaaaaaaaaa1"]), r"LambdaServiceArgs\.subnet_ids: "),
     ("vps", vps_args(host="bad host!"), r"VpsServiceArgs\.host: "),
@@ -265,37 +273,67 @@ def test_type_tokens_are_unchanged(target: str) -> None:
     import importlib
 
     module, _, token = COMPONENTS[target]
-    assert importlib.import_module(f"{module}.component").COMPONENT_TYPE == token
+    assert token == importlib.import_module(f"{module}.component").COMPONENT_TYPE
+
+
+ANALYZE = """
+import json, sys
+from pulumi.provider.experimental.analyzer import Analyzer
+from fastapi_deploy.ecs import FargateService
+from fastapi_deploy.cloudrun import CloudRunService
+from fastapi_deploy.awslambda import LambdaService
+from fastapi_deploy.vps import VpsService
+
+result = Analyzer("fastapi-deploy").analyze([FargateService, CloudRunService, LambdaService, VpsService])
+prop = lambda p: {"type": p.type.value if p.type else None, "ref": p.ref, "plain": p.plain,
+                  "optional": p.optional, "description": p.description}
+json.dump({
+    "components": {n: {"inputs": {k: prop(v) for k, v in c.inputs.items()},
+                       "outputs": {k: prop(v) for k, v in c.outputs.items()}}
+                   for n, c in result["component_definitions"].items()},
+    "types": sorted(result["type_definitions"]),
+}, sys.stdout)
+"""
 
 
 def test_the_provider_analyzer_infers_every_component_and_field() -> None:
     """The SDK's own analyzer reads the Args TypedDicts and the Output annotations: plain numbers for
-    what the tuning needs at construction, Inputs for what may come from another resource."""
-    from pulumi.provider.experimental.analyzer import Analyzer, PropertyType
+    what the tuning needs at construction, Inputs for what may come from another resource. (In a
+    subprocess: the provider package's protobufs clash with googleapis' in the test process.)"""
+    import json
+    import subprocess
+    import sys
 
-    result = Analyzer("fastapi-deploy").analyze([_component(t) for t in COMPONENTS])
-    defs = result["component_definitions"]
+    done = subprocess.run([sys.executable, "-c", ANALYZE], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    schema = json.loads(done.stdout)
+    defs = schema["components"]
     assert set(defs) == {"FargateService", "CloudRunService", "LambdaService", "VpsService"}
-    ecs = defs["FargateService"]
+    ecs = defs["FargateService"]["inputs"]
     for plain in ("cpu", "memory", "port", "requestTimeoutS"):
-        assert ecs.inputs[plain].plain is True, plain
-        assert ecs.inputs[plain].type == PropertyType.INTEGER
+        assert ecs[plain]["plain"] is True, plain
+        assert ecs[plain]["type"] == "integer"
     for wired in ("image", "vpcId", "clusterArn", "certificateArn"):
-        assert ecs.inputs[wired].plain is None, wired
-        assert ecs.inputs[wired].type == PropertyType.STRING
-    assert ecs.inputs["image"].optional is False and ecs.inputs["cpu"].optional is True
-    assert ecs.inputs["privateSubnetIds"].type == PropertyType.ARRAY
-    assert ecs.inputs["scaling"].ref == "#/types/fastapi-deploy:index:ScalingArgs"
-    assert ecs.inputs["cpu"].description and "CPU units" in ecs.inputs["cpu"].description
-    assert set(ecs.outputs) == {
+        assert ecs[wired]["plain"] is None, wired
+        assert ecs[wired]["type"] == "string"
+    assert ecs["image"]["optional"] is False
+    assert ecs["cpu"]["optional"] is True
+    assert ecs["privateSubnetIds"]["type"] == "array"
+    assert ecs["scaling"]["ref"] == "#/types/fastapi-deploy:index:ScalingArgs"
+    assert "CPU units" in (ecs["cpu"]["description"] or "")
+    assert set(defs["FargateService"]["outputs"]) == {
         "target", "url", "image", "healthPath", "readyPath", "region", "clusterName", "serviceName",
         "logGroup", "targetGroupArn", "loadBalancerDns",
     }  # fmt: skip
-    assert defs["CloudRunService"].inputs["serviceAccountEmail"].plain is None
-    assert defs["LambdaService"].inputs["subnetIds"].type == PropertyType.ARRAY
-    assert defs["VpsService"].inputs["host"].optional is False
-    types = result["type_definitions"]
-    assert {"ScalingArgs", "HealthArgs", "EcsAlarmsArgs", "LambdaAlarmsArgs", "VpsRegistryArgs"} <= set(types)
+    assert defs["CloudRunService"]["inputs"]["serviceAccountEmail"]["plain"] is None
+    assert defs["LambdaService"]["inputs"]["subnetIds"]["type"] == "array"
+    assert defs["VpsService"]["inputs"]["host"]["optional"] is False
+    for name, comp in defs.items():
+        for key, p in {**comp["inputs"], **comp["outputs"]}.items():
+            assert p["description"], f"{name}.{key} has no docstring"
+    assert {"ScalingArgs", "HealthArgs", "EcsAlarmsArgs", "LambdaAlarmsArgs", "VpsRegistryArgs"} <= set(
+        schema["types"]
+    )
 
 
 # ------------------------------------------------------------------------------------ child names
@@ -327,5 +365,47 @@ def test_invokes_are_parented_the_same_way_in_every_target() -> None:
 
     for module in (ecs, lam, vps):
         src = inspect.getsource(module)
-        assert "InvokeOutputOptions(" not in src and "InvokeOptions(" not in src, module.__name__
+        assert "InvokeOutputOptions(" not in src, module.__name__
+        assert "InvokeOptions(" not in src, module.__name__
         assert "invoke_opts()" in src, module.__name__
+
+
+# ------------------------------------------------------------------- one-way flow: stack -> spec -> Args
+@pytest.mark.parametrize("stack", ["prod-ecs", "staging-ecs", "prod-cloudrun", "prod-lambda", "prod-vps"])
+def test_spec_is_frozen_and_its_args_rebuild_the_same_env(stack: str) -> None:
+    """The spec carries parsed secret references and the final env; the adapter's Args, validated by the
+    component, give back exactly that env (the component adds nothing the program did not decide)."""
+    import dataclasses
+    import importlib
+
+    from fastapi_deploy import spec as spec_mod
+    from fastapi_deploy import targets, tuning
+    from fastapi_deploy.config import load_stack_file
+    from fastapi_deploy.secret_refs import SecretRef
+    from tests.infra.conftest import STACKS
+
+    cfg = load_stack_file(STACKS / f"Pulumi.{stack}.yaml")
+    runtime = tuning.for_platform(cfg)
+    spec = spec_mod.build(cfg, runtime, "r.example/x@sha256:" + "e" * 64)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        spec.env["X"] = "y"  # type: ignore[index]
+    assert spec.secrets
+    assert all(isinstance(ref, SecretRef) for ref in spec.secrets.values())
+    package = {"ecs": "ecs", "cloudrun": "cloudrun", "lambda": "awslambda", "vps": "vps"}[cfg.target]
+    adapter = importlib.import_module(f"fastapi_deploy.{package}.adapter")
+    component = importlib.import_module(f"fastapi_deploy.{package}.component")
+    args = adapter.args_from(spec, targets.config_section(cfg))
+    inp = component.inputs_from_args(args)
+    assert dict(inp.secrets) == dict(spec.secrets)
+    if cfg.target == "ecs":
+        env = component.final_env(spec.name, inp, runtime)
+    else:
+        env = component.final_env(inp, runtime)
+    if cfg.target == "lambda":
+        env = {k: v for k, v in env.items() if k not in spec.secrets}
+    expected = {
+        k: v for k, v in spec.env.items() if not (cfg.target == "cloudrun" and k in component.RESERVED_ENV)
+    }
+    assert env == expected

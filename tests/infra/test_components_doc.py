@@ -20,7 +20,8 @@ def test_every_arg_and_output_is_documented() -> None:
         if line.startswith("| `"):
             assert not line.rstrip().endswith("|  |"), line
     for _package, comp, args, _children, _example in ref.COMPONENTS.values():
-        assert f"### `{args}`" in text and f"## `{comp}`" in text
+        assert f"### `{args}`" in text
+        assert f"## `{comp}`" in text
 
 
 def test_check_detects_a_stale_doc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,7 +44,9 @@ def urn_problems(before: set[str], result: ProgramResult, intended: set[str]) ->
 
 
 @pytest.mark.parametrize("stack", SHIPPED)
-def test_every_snapshotted_urn_is_kept_or_aliased(run_stack: Callable[..., ProgramResult], stack: str) -> None:
+def test_every_snapshotted_urn_is_kept_or_aliased(
+    run_stack: Callable[..., ProgramResult], stack: str
+) -> None:
     before = snapshot(stack)
     assert before, f"empty snapshot for {stack}"
     result = run_stack(stack)
@@ -59,7 +61,9 @@ class _Moved(NamedComponent):
         super().__init__("fastapi-deploy:test:Moved", name, {}, None)
         import pulumi_aws as aws
 
-        group = pulumi.ComponentResource("fastapi-deploy:test:Alerts", f"{name}-alerting", None, self.child_opts())
+        group = pulumi.ComponentResource(
+            "fastapi-deploy:test:Alerts", f"{name}-alerting", None, self.child_opts()
+        )
         aws.sns.Topic(
             f"{name}-alerts",
             opts=pulumi.ResourceOptions(parent=group, aliases=[pulumi.Alias(parent=self)] if alias else None),

@@ -21,7 +21,7 @@ from fastapi_deploy import config as config_mod
 from fastapi_deploy import mocks as mocks_mod
 from fastapi_deploy.config import ConfigError, VpsConfig
 from fastapi_deploy.mocks import ProgramResult, RecordingMocks, mask_secrets, run_program, unwrap
-from fastapi_deploy.tuning import TuningError, for_platform
+from fastapi_deploy.tuning import TuningError
 from fastapi_deploy.vps import component as vps
 from tests.infra.conftest import edited_config
 
