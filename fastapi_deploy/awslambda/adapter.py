@@ -42,6 +42,4 @@ def args_from(spec: DeploySpec, section: LambdaSettings) -> LambdaServiceArgs:
         args["repository_url"] = spec.repository_url
     if spec.secret_kms_key_arns:
         args["secret_kms_key_arns"] = list(spec.secret_kms_key_arns)
-    if spec.domain:
-        args["domain"] = spec.domain
     return cast("LambdaServiceArgs", args)

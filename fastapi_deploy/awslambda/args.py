@@ -90,7 +90,5 @@ class LambdaServiceArgs(TypedDict):
     """Alarm thresholds."""
     alerts: NotRequired[AwsAlertsArgs]
     """Who the alarms notify."""
-    domain: NotRequired[str]
-    """Public host name for the URL output (DNS is managed elsewhere)."""
     tags: NotRequired[dict[str, str]]
     """Tags on every resource."""

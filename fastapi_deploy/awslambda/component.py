@@ -205,7 +205,6 @@ class LambdaInputs:
     alert_emails: list[str]
     alert_webhook_url: str | None
     alert_topic_arn: str | None
-    domain: str | None
     tags: dict[str, str]
 
 
@@ -279,7 +278,6 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
         alert_emails=list(alerts.emails),
         alert_webhook_url=alerts.webhook_url,
         alert_topic_arn=alerts.sns_topic_arn,
-        domain=a.get("domain"),
         tags=dict(a.get("tags") or {}),
     )
 
