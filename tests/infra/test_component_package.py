@@ -271,7 +271,6 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "description": "string",
             "alarms": "LambdaAlarmsArgs",
             "alerts": "AwsAlertsArgs",
-            "domain": "string",
             "tags": "map<string>",
         },
         "outputs": {
