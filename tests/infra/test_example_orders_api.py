@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from fastapi_deploy import contract
 from fastapi_deploy.mocks import ProgramResult, run_program, unwrap
+from tests.infra.conftest import TEST_IMAGE_TAG
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "orders-api"
@@ -126,7 +127,7 @@ def test_image_is_built_from_the_examples_dockerfile(both: ProgramResult) -> Non
         assert (EXAMPLE / build["context"] / "Dockerfile").is_file()
         assert build["context"] == "service"
         assert build["platform"] == "linux/amd64"
-        assert img.inputs["imageName"].endswith(":test-0123456789ab")  # the tests' pinned IMAGE_TAG
+        assert img.inputs["imageName"].endswith(f":{TEST_IMAGE_TAG}")  # default_tag(): IMAGE_TAG, pinned here
     _no_repo_service(both)
 
 
