@@ -26,7 +26,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -366,7 +366,7 @@ class LambdaService(NamedComponent):
     """Lambda function name."""
     function_arn: pulumi.Output[str]
     """Lambda function ARN."""
-    alias_name: pulumi.Output[str]
+    alias_name: pulumi.Output[Optional[str]]  # noqa: UP045 - the schema analyzer reads typing.Optional
     """The ``live`` alias (with provisioned concurrency), else empty."""
     log_group: pulumi.Output[str]
     """CloudWatch log group name."""

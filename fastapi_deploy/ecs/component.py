@@ -925,9 +925,8 @@ def _load_balancer(
         )
     else:
         pulumi.log.warn(
-            f"{name}: no certificate_arn (app.ecs.certificate_arn) nor domain + zone (app.ecs.zone); the "
-            "ALB serves plain HTTP "
-            "(credentials in clear)",
+            f"{name}: no certificate_arn nor domain + zone ({OWNER}; in a stack file app.ecs.certificate_arn "
+            "or app.domain + app.ecs.zone): the ALB serves plain HTTP (credentials in clear)",
             resource=svc,
         )
         listeners.append(
