@@ -1,11 +1,18 @@
-"""Stack config -> :class:`LambdaServiceArgs`: the spec plus the ``app.lambda`` section."""
+"""The program's side of the target (the component never reads the stack config): stack config ->
+:class:`LambdaServiceArgs`, from the spec plus the ``app.lambda`` section;
+the pre-deploy checks and the registry entry point."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from fastapi_deploy.config import LambdaSettings
+import pulumi
+
+from fastapi_deploy.awslambda.component import LambdaService, build_function_env
+from fastapi_deploy.config import ConfigError, LambdaConfig, LambdaSettings, StackConfigType
 from fastapi_deploy.spec import DeploySpec, common_args
+from fastapi_deploy.targets import DeployContext
+from fastapi_deploy.tuning import RuntimeTuning, container_environment
 
 if TYPE_CHECKING:
     from fastapi_deploy.awslambda.args import LambdaServiceArgs
@@ -45,3 +52,25 @@ def args_from(spec: DeploySpec, section: LambdaSettings) -> LambdaServiceArgs:
     if spec.secret_kms_key_arns:
         args["secret_kms_key_arns"] = list(spec.secret_kms_key_arns)
     return cast("LambdaServiceArgs", args)
+
+
+# ------------------------------------------------ the program's side: stack config in, component out
+def function_env(config: LambdaConfig, tuning: RuntimeTuning) -> dict[str, str]:
+    """The function env of a stack config (the program's pre-check; errors name ``app.env``)."""
+    return build_function_env(container_environment(config, tuning), config.secret_refs(), "app.env")
+
+
+def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
+    """Checks run before anything is registered: reserved/oversized env, one-request-at-a-time tuning."""
+    assert isinstance(cfg, LambdaConfig)
+    function_env(cfg, tuning)
+    if tuning.pool_class != "null" or tuning.workers != 1:
+        raise ConfigError("Lambda tuning must be one worker with DB_POOL_CLASS=null (one request at a time)")
+
+
+def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
+    """Registry entry point: the LambdaService built from the spec; its outputs are the stack outputs."""
+    from fastapi_deploy.awslambda.adapter import args_from
+
+    svc = LambdaService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
+    return dict(svc.outputs)

@@ -43,24 +43,20 @@ from fastapi_deploy.config import (
     ConfigError,
     Database,
     Health,
-    LambdaConfig,
     LambdaSettings,
     LambdaVpc,
-    StackConfigType,
     TuningOverrides,
     aws_domain_problem,
 )
 from fastapi_deploy.release_gate import lambda_gate
 from fastapi_deploy.release_migrate import lambda_release_migration
 from fastapi_deploy.secret_refs import SecretRef, aws_read_policy_statements, lambda_reference_env
-from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     LAMBDA_MB_PER_VCPU,
     METRICS_PRIVATELY_SCRAPABLE,
     RuntimeTuning,
     TuningInput,
-    container_environment,
     tune,
 )
 
@@ -129,19 +125,6 @@ def build_function_env(
             "(move large values into SSM/Secrets Manager and reference them in secrets)"
         )
     return dict(sorted(out.items()))
-
-
-def function_env(config: LambdaConfig, tuning: RuntimeTuning) -> dict[str, str]:
-    """The function env of a stack config (the program's pre-check; errors name ``app.env``)."""
-    return build_function_env(container_environment(config, tuning), config.secret_refs(), "app.env")
-
-
-def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
-    """Checks run before anything is registered: reserved/oversized env, one-request-at-a-time tuning."""
-    assert isinstance(cfg, LambdaConfig)
-    function_env(cfg, tuning)
-    if tuning.pool_class != "null" or tuning.workers != 1:
-        raise ConfigError("Lambda tuning must be one worker with DB_POOL_CLASS=null (one request at a time)")
 
 
 def vpc_statements(
@@ -901,11 +884,3 @@ def ecr_pull_policy(function_arn_pattern: str, account: str) -> str:
         },
         sort_keys=True,
     )
-
-
-def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
-    """Registry entry point: the LambdaService built from the spec; its outputs are the stack outputs."""
-    from fastapi_deploy.awslambda.adapter import args_from
-
-    svc = LambdaService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
-    return dict(svc.outputs)

@@ -38,18 +38,14 @@ from fastapi_deploy.config import (
     AppConfigBase,
     CloudRunConfig,
     CloudRunSettings,
-    ConfigError,
     Database,
     Health,
     Scaling,
-    StackConfigType,
     TuningOverrides,
 )
-from fastapi_deploy.image import Registry
 from fastapi_deploy.release_gate import cloudrun_gate
 from fastapi_deploy.release_migrate import cloudrun_release_migration
 from fastapi_deploy.secret_refs import SecretRef, gcp_secret_id
-from fastapi_deploy.targets import DeployContext, RegistryContext
 from fastapi_deploy.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     METRICS_PRIVATELY_SCRAPABLE,
@@ -125,17 +121,6 @@ def service_name(name: str) -> str:
 def plain_env(env: dict[str, Any]) -> dict[str, Any]:
     """Non-secret env minus the names Cloud Run reserves (PORT...)."""
     return {k: v for k, v in env.items() if k not in RESERVED_ENV}
-
-
-def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
-    """Checks run before anything is registered (also by the program, before the registry and image)."""
-    assert isinstance(cfg, CloudRunConfig)
-    if tuning.graceful_timeout_s >= CLOUDRUN_SIGTERM_GRACE_S:
-        # A drain longer than the grace ends in SIGKILL mid-request.
-        raise ConfigError(
-            f"GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below Cloud Run's "
-            f"{CLOUDRUN_SIGTERM_GRACE_S}s SIGTERM grace"
-        )
 
 
 @dataclass(frozen=True)
@@ -754,65 +739,3 @@ def run_v2_service_body(inputs: dict[str, Any], project: str, region: str) -> di
 
 
 # --------------------------------------------------------------------------------------- registry API
-def _repo_id(name: str) -> str:
-    # Artifact Registry repository ids: lowercase letters, digits, '-', start with a letter, <= 63 chars.
-    base = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63].rstrip("-")
-    return base if base[:1].isalpha() else f"r-{base}"[:63]
-
-
-def image_registry(ctx: RegistryContext) -> Registry:
-    """An Artifact Registry Docker repository in the service's region (immutable tags, cleanup policies).
-
-    Cloud Run pulls from Artifact Registry in the same project without extra grants (the Cloud Run
-    service agent has reader access), so no cross-cloud pull credentials are needed.
-    """
-    cfg = ctx.cfg
-    assert isinstance(cfg, CloudRunConfig)
-    project, region = cfg.gcp_project, cfg.gcp_region
-    repo_id = _repo_id(ctx.name)
-    repo = gcp.artifactregistry.Repository(
-        f"{ctx.name}-repo",
-        project=project,
-        location=region,
-        repository_id=repo_id,
-        format="DOCKER",
-        description=f"Images of {cfg.name}, deployed by digest (managed by Pulumi)",
-        docker_config=gcp.artifactregistry.RepositoryDockerConfigArgs(immutable_tags=True),
-        # Delete images older than 30 days unless they are among the newest keep_images (the running digest
-        # always is), so the repository does not grow forever ($0.10/GB-month).
-        cleanup_policy_dry_run=False,
-        cleanup_policies=[
-            gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                id="keep-recent",
-                action="KEEP",
-                most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
-                    keep_count=cfg.image.keep_images
-                ),
-            ),
-            gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                id="delete-old",
-                action="DELETE",
-                condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
-                    tag_state="ANY", older_than=f"{30 * 86400}s"
-                ),
-            ),
-        ],
-        labels={_label(k): _label(v) for k, v in ctx.tags.items()},
-    )
-    host = f"{region}-docker.pkg.dev"
-    token = gcp.organizations.get_client_config_output().access_token
-    return Registry(
-        repository_url=repo.repository_id.apply(lambda rid: f"{host}/{project}/{rid}/{cfg.name}"),
-        server=host,
-        username="oauth2accesstoken",
-        password=pulumi.Output.secret(token),
-        repository_arn=repo.id,
-    )
-
-
-def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
-    """Registry entry point: the CloudRunService built from the spec; its outputs are the stack outputs."""
-    from fastapi_deploy.cloudrun.adapter import args_from
-
-    svc = CloudRunService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
-    return dict(svc.outputs)

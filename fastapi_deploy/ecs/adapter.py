@@ -1,11 +1,17 @@
-"""Stack config -> :class:`FargateServiceArgs`: the spec plus the ``app.ecs`` section."""
+"""The program's side of the target (the component never reads the stack config): stack config ->
+:class:`FargateServiceArgs`, from the spec plus the ``app.ecs`` section;
+the pre-deploy checks and the registry entry point."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
+
+import pulumi
 
 from fastapi_deploy.config import EcsSettings, ExistingVpc
+from fastapi_deploy.ecs.component import FargateService
 from fastapi_deploy.spec import DeploySpec, common_args
+from fastapi_deploy.targets import DeployContext
 
 if TYPE_CHECKING:
     from fastapi_deploy.ecs.args import FargateServiceArgs
@@ -58,3 +64,12 @@ def args_from(spec: DeploySpec, section: EcsSettings) -> FargateServiceArgs:
 def _scaling(spec: DeploySpec) -> dict[str, int]:
     assert spec.scaling is not None
     return spec.scaling.model_dump(exclude_none=True)
+
+
+# ------------------------------------------------ the program's side: stack config in, component out
+def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
+    """Registry entry point: the FargateService built from the spec; its outputs are the stack outputs."""
+    from fastapi_deploy.ecs.adapter import args_from
+
+    svc = FargateService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
+    return dict(svc.outputs)

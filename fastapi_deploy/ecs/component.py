@@ -42,7 +42,6 @@ from fastapi_deploy.ecs.args import FargateServiceArgs
 from fastapi_deploy.ecs.domain import EcsDomain, EcsDomainArgs
 from fastapi_deploy.release_gate import ReleaseGate, ecs_gate, ecs_timeout_s
 from fastapi_deploy.release_migrate import EcsReleaseMigration, ecs_release_migration
-from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     METRICS_PATHS,
@@ -1211,11 +1210,3 @@ def _nth(i: int) -> Any:
         return names[i]
 
     return pick
-
-
-def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
-    """Registry entry point: the FargateService built from the spec; its outputs are the stack outputs."""
-    from fastapi_deploy.ecs.adapter import args_from
-
-    svc = FargateService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
-    return dict(svc.outputs)

@@ -55,14 +55,11 @@ from fastapi_deploy.config import (
     ConfigError,
     Database,
     Health,
-    StackConfigType,
     TuningOverrides,
-    VpsConfig,
     VpsSettings,
     route53_zone_problem,
 )
 from fastapi_deploy.secret_refs import SCHEMES, SecretRef
-from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     METRICS_PATHS,
@@ -281,18 +278,6 @@ def _env_line(key: str) -> Callable[[str], str]:
 
 def _registry_host(image: str) -> str:
     return image.split("/", 1)[0]
-
-
-def validate(cfg: StackConfigType, tuning: RuntimeTuning) -> None:
-    """Checks run before anything is registered (also by the program, before the image)."""
-    assert isinstance(cfg, VpsConfig)
-    if tuning.container_health is None:
-        raise ConfigError("VPS tuning must define container health timings")
-    if tuning.graceful_timeout_s >= tuning.stop_timeout_s:
-        raise ConfigError(
-            f"GUNICORN_GRACEFUL_TIMEOUT {tuning.graceful_timeout_s}s must be below the stop timeout "
-            f"{tuning.stop_timeout_s}s, or `docker stop` kills requests mid-drain"
-        )
 
 
 @dataclass(frozen=True)
@@ -725,11 +710,3 @@ class VpsService(NamedComponent):
                 )
             ]
         return None  # a public registry
-
-
-def deploy(ctx: DeployContext) -> dict[str, pulumi.Input[Any]]:
-    """Registry entry point: the VpsService built from the spec; its outputs are the stack outputs."""
-    from fastapi_deploy.vps.adapter import args_from
-
-    svc = VpsService(ctx.name, args_from(ctx.spec, ctx.section), opts=ctx.opts, tuning=ctx.tuning)
-    return dict(svc.outputs)

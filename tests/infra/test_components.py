@@ -409,3 +409,32 @@ def test_spec_is_frozen_and_its_args_rebuild_the_same_env(stack: str) -> None:
         k: v for k, v in spec.env.items() if not (cfg.target == "cloudrun" and k in component.RESERVED_ENV)
     }
     assert env == expected
+
+
+@pytest.mark.parametrize("pkg", ["ecs", "cloudrun", "awslambda", "vps"])
+def test_component_modules_never_read_the_stack_config_or_call_back_into_the_tuning(pkg: str) -> None:
+    """One-way flow: the stack config is read by the target's adapter (``<pkg>/adapter.py``: Args from the
+    spec and the section, the pre-deploy checks, the registry entry point); ``<pkg>/component.py`` builds
+    from its Args alone and computes the tuning from them (``tune``), never from a stack config."""
+    import ast
+    from pathlib import Path
+
+    import fastapi_deploy
+
+    source = (Path(fastapi_deploy.__file__).parent / pkg / "component.py").read_text()
+    tree = ast.parse(source)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    used |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    used |= {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    forbidden = {
+        "StackConfigType",  # a whole stack config
+        "DeployContext",  # the program's hand-over (spec + section): the adapter's business
+        "RegistryContext",
+        "config_section",
+        "load_stack_file",
+        "for_platform",  # the tuning from a stack config
+        "container_environment",  # the env from a stack config
+        "args_from",  # the adapter
+    }
+    assert sorted(used & forbidden) == []
+    assert "def deploy(" not in source and "def validate(" not in source

@@ -217,7 +217,9 @@ def test_references_resolve_with_the_apps_resolver() -> None:
 
     cfg = config_mod.load_stack_file(STACK)
     assert isinstance(cfg, LambdaConfig)
-    env = lam.function_env(cfg, for_platform(cfg))
+    from fastapi_deploy.awslambda.adapter import function_env
+
+    env = function_env(cfg, for_platform(cfg))
     with moto.mock_aws():
         ssm = boto3.client("ssm", region_name="us-east-1")
         ssm.put_parameter(Name="/prod/items-api/redis-url", Value="redis://r:6379/0", Type="SecureString")

@@ -76,7 +76,7 @@ def test_shadow_check_catches_the_old_secrets_module(tmp_path: Path) -> None:
 PROBE = """
 import importlib, json, os, sys
 import fastapi_deploy.mocks as m
-import fastapi_deploy.ecs.component as ecs
+import fastapi_deploy.ecs.adapter as ecs
 
 infra_dir = os.path.join(sys.argv[2], "infra")
 orig, during = ecs.deploy, {}
