@@ -437,4 +437,5 @@ def test_component_modules_never_read_the_stack_config_or_call_back_into_the_tun
         "args_from",  # the adapter
     }
     assert sorted(used & forbidden) == []
-    assert "def deploy(" not in source and "def validate(" not in source
+    assert "def deploy(" not in source
+    assert "def validate(" not in source

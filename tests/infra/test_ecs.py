@@ -790,7 +790,6 @@ def test_target_group_name_changes_when_a_replacement_is_forced() -> None:
 
 def test_target_registry_names_missing_targets(monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi_deploy import targets
-
     from fastapi_deploy.ecs import adapter as ecs_adapter
 
     assert targets.module_for("ecs") is ecs_adapter
