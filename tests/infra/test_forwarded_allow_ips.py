@@ -196,3 +196,28 @@ async def test_a_client_cannot_pick_its_rate_limit_key_on_cloud_run(
         assert await _hops_client_seen(hops, "169.254.1.1", xff) == "203.0.113.9", xff
     # No header (not through the expected proxies): the TCP peer.
     assert await _hops_client_seen(hops, "169.254.1.1", "") == "169.254.1.1"
+
+
+@pytest.mark.parametrize(("ingress", "hops"), [(None, "2"), ("all", "1")])
+def test_with_a_domain_the_spec_env_and_the_components_env_agree(ingress: str | None, hops: str) -> None:
+    """The program's spec (stack config -> extra_env) and the component (Args -> final_env) choose the hop
+    count independently; with a domain they must still give the same env (the shipped stacks have none:
+    tests/infra/test_components.py covers those)."""
+    from fastapi_deploy import spec as spec_mod
+    from fastapi_deploy import targets, tuning
+    from fastapi_deploy.cloudrun import adapter, component
+    from fastapi_deploy.config import CONFIG_KEY, parse
+
+    raw = edited_config("prod-cloudrun", domain="api.example.com")
+    if ingress is None:
+        del raw[CONFIG_KEY]["cloudrun"]["ingress"]
+    else:
+        raw[CONFIG_KEY]["cloudrun"]["ingress"] = ingress
+    providers = {k: v for k, v in raw.items() if k != CONFIG_KEY}
+    cfg = parse(raw[CONFIG_KEY], stack="prod-cloudrun", providers=providers)
+    runtime = tuning.for_platform(cfg)
+    spec = spec_mod.build(cfg, runtime, "r.example/x@sha256:" + "e" * 64)
+    inp = component.inputs_from_args(adapter.args_from(spec, targets.config_section(cfg)))
+    env = component.final_env(inp, runtime)
+    assert env["FORWARDED_TRUSTED_HOPS"] == spec.env["FORWARDED_TRUSTED_HOPS"] == hops
+    assert env == {k: v for k, v in spec.env.items() if k not in component.RESERVED_ENV}
