@@ -74,10 +74,15 @@ worker_tmp_dir = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else N
 # X-Forwarded-For/-Proto are trusted only from these peers (uvicorn's worker reads this setting). The
 # deployer sets FORWARDED_ALLOW_IPS where only the proxy reaches the container: the private ranges behind
 # the ALB (ECS) and Caddy (VPS) — not `*`, which makes uvicorn take the LEFTMOST, client-written entry the
-# ALB appends to — and `*` on Cloud Run, whose front end replaces the header (fastapi_deploy/tuning.py).
-# The local
-# default trusts only loopback, so a direct client cannot forge its address to dodge the login limit.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# ALB appends to. The local default trusts only loopback, so a direct client cannot forge its address to
+# dodge the login limit.
+# On Cloud Run the proxies have no listable addresses: the deployer sets FORWARDED_TRUSTED_HOPS instead and
+# the app takes the address by hop count (app/forwarded.py). uvicorn must then trust NO peer: under `*` it
+# would already have replaced the peer with the leftmost (client-written) entry before the app sees it.
+_forwarded_trusted_hops = _int("FORWARDED_TRUSTED_HOPS", 0)
+forwarded_allow_ips = (
+    "" if _forwarded_trusted_hops else os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+)
 
 # Gunicorn >= 25's control socket lives in $HOME (the image user has none: "Permission denied") and
 # lets anything in the container change the worker count behind the deployer's back. Not wanted.

@@ -296,4 +296,10 @@ def create_app(settings: Settings | None = None, *, eager_db: bool = True) -> Fa
         )
     # Added last = outermost: every response, including CORS preflights and errors, gets a request id.
     app.add_middleware(RequestContextMiddleware, metrics=settings.metrics_enabled)
+    if settings.forwarded_trusted_hops:
+        # Outermost of all: the access log, the request id and the login limiter see the client address
+        # taken by hop count from X-Forwarded-For (Cloud Run; app/forwarded.py), never the client-written one.
+        from app.forwarded import TrustedHopsMiddleware
+
+        app.add_middleware(TrustedHopsMiddleware, hops=settings.forwarded_trusted_hops)
     return app

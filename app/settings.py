@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     # app.max_request_body_bytes (Caddy enforces the same number on the VPS; Lambda caps it at 6 MB).
     max_request_body_bytes: int = Field(DEFAULT_MAX_REQUEST_BODY_BYTES, ge=1024, le=1024 * 1024 * 1024)
 
+    # Client address = the N-th X-Forwarded-For entry from the right, N = the proxies the platform puts in
+    # front that each append one entry (app/forwarded.py). 0: off, uvicorn's FORWARDED_ALLOW_IPS decides.
+    # The deployer sets it on Cloud Run (1 on the run.app URL, 2 behind the custom-domain load balancer).
+    forwarded_trusted_hops: int = Field(0, ge=0, le=10)
+
     # /metrics on the app's port. Off where nothing can scrape it privately (Lambda, Cloud Run): there it
     # would only publish request counts and route names to the internet. ECS and the VPS keep it on for
     # in-network scrapers and block the path at the load balancer / Caddy instead.

@@ -110,7 +110,9 @@ MAX_DEREGISTRATION_DELAY_S = 120
 # tasks' security group admits only the ALB; the VPS app publishes no port), so trusting private ranges
 # trusts the proxy and nothing a client controls.
 PRIVATE_PROXY_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.1,::1"
-# Each target's value: TuningRules.forwarded_allow_ips in fastapi_deploy/<target>/tuning.py.
+# Each target's value: TuningRules.forwarded_allow_ips in fastapi_deploy/<target>/tuning.py. Cloud Run has
+# none: its proxies' addresses are unknown, the app counts FORWARDED_TRUSTED_HOPS from the right instead
+# (fastapi_deploy/cloudrun/tuning.py, app/forwarded.py).
 
 # --- /metrics exposure (METRICS_ENABLED) -----------------------------------------------------------------
 # Where a scraper can reach the container privately (a collector sidecar in the ECS task, on localhost:

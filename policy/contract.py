@@ -51,6 +51,7 @@ TUNING_ENV_NAMES = frozenset(
         "CORS_ORIGINS",
         "PROMETHEUS_MULTIPROC_DIR",
         "FORWARDED_ALLOW_IPS",
+        "FORWARDED_TRUSTED_HOPS",
         "MIGRATE_ON_START",
         "MIGRATE_TIMEOUT",
         "METRICS_EMF",

@@ -910,38 +910,58 @@ def check_single_instance_production(resources: Sequence[Resource]) -> list[tupl
 LOOPBACK_ONLY = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-def check_proxy_headers_trusted(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
-    """Behind a load balancer/proxy, the app trusts the proxy's X-Forwarded-For (FORWARDED_ALLOW_IPS).
+def _trusted_hops(env: Mapping[str, str]) -> int:
+    """FORWARDED_TRUSTED_HOPS as the app reads it (0 when unset or not a positive integer)."""
+    raw = str(env.get("FORWARDED_TRUSTED_HOPS", "")).strip()
+    return int(raw) if raw.isdigit() else 0
 
-    Without it the peer of every request is the proxy: all clients share the proxy's login limits
-    (30 attempts/minute, 5 per username, for the whole world) and logs show the proxy's address. On ECS
-    `*` is wrong too: uvicorn then takes the LEFTMOST entry, which the client writes (the ALB appends its
-    own observation to the right).
+
+def check_proxy_headers_trusted(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """Behind a load balancer/proxy, the app takes the client address from the proxy's X-Forwarded-For:
+    FORWARDED_ALLOW_IPS (the proxy's addresses: ECS, VPS) or FORWARDED_TRUSTED_HOPS (the count of entries
+    the platform's proxies append: Cloud Run, whose proxies have no listable addresses).
+
+    Without either the peer of every request is the proxy: all clients share the proxy's login limits
+    (30 attempts/minute, 5 per username, for the whole world) and logs show the proxy's address. `*` is
+    wrong everywhere: uvicorn then takes the LEFTMOST entry, which the client writes (the ALB and Google's
+    front end append their own observation to the right) — unless FORWARDED_TRUSTED_HOPS is set, which
+    turns uvicorn's rewriting off (app/gunicorn_conf.py). On Cloud Run FORWARDED_TRUSTED_HOPS is required.
     """
     findings: list[tuple[str | None, str]] = []
     for rt in app_runtimes(resources):
         behind_proxy = rt.platform in ("cloudrun", "vps") or (
             rt.platform == "ecs" and rt.lb_idle_timeout_s is not None
         )
-        if not behind_proxy:
+        if not behind_proxy or _trusted_hops(rt.env) >= 1:
             continue
         raw = rt.env.get("FORWARDED_ALLOW_IPS", "")
         trusted = {part.strip() for part in raw.split(",") if part.strip()}
-        if not trusted or trusted <= LOOPBACK_ONLY:
+        if "*" in trusted:
             findings.append(
                 (
                     rt.urn,
-                    f"{rt.platform}: FORWARDED_ALLOW_IPS is {raw or 'unset'} (loopback only) behind a "
-                    "proxy; every client then shares one login rate-limit bucket and logs show the proxy's "
-                    "address — trust the proxy's addresses",
+                    f"{rt.platform}: FORWARDED_ALLOW_IPS='*' makes uvicorn take the leftmost X-Forwarded-For "
+                    "entry, which the client writes (the proxy appends), so a client picks its own "
+                    "rate-limit key; "
+                    + (
+                        "set FORWARDED_TRUSTED_HOPS (1 on run.app, 2 behind the domain's load balancer)"
+                        if rt.platform == "cloudrun"
+                        else "trust the proxy's private ranges instead"
+                    ),
                 )
             )
-        elif rt.platform == "ecs" and "*" in trusted:
+        elif rt.platform == "cloudrun" or not trusted or trusted <= LOOPBACK_ONLY:
             findings.append(
                 (
                     rt.urn,
-                    "ecs: FORWARDED_ALLOW_IPS='*' makes uvicorn take the leftmost X-Forwarded-For entry, "
-                    "which the client writes (the ALB appends); trust the VPC's private ranges instead",
+                    f"{rt.platform}: neither FORWARDED_TRUSTED_HOPS nor a proxy in FORWARDED_ALLOW_IPS "
+                    f"({raw or 'unset'}) behind a proxy; every client then shares one login rate-limit "
+                    "bucket and logs show the proxy's address — "
+                    + (
+                        "set FORWARDED_TRUSTED_HOPS (Google's proxies have no listable addresses)"
+                        if rt.platform == "cloudrun"
+                        else "trust the proxy's addresses"
+                    ),
                 )
             )
     return findings

@@ -30,9 +30,10 @@ log = logging.getLogger("app.auth")
 
 
 def client_ip(request: Request) -> str:
-    """The peer address as uvicorn reports it. X-Forwarded-For is applied by uvicorn's proxy-headers
-    support only when the peer is in FORWARDED_ALLOW_IPS (the load balancer), so a client cannot dodge the
-    limit by sending its own X-Forwarded-For header."""
+    """The peer address as the server reports it. X-Forwarded-For is applied only by uvicorn's
+    proxy-headers support when the peer is in FORWARDED_ALLOW_IPS (the load balancer; ECS, VPS), or by
+    app/forwarded.py counting FORWARDED_TRUSTED_HOPS entries from the right (Cloud Run), so a client cannot
+    dodge the limit by sending its own X-Forwarded-For header."""
     return request.client.host if request.client else "unknown"
 
 

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from fastapi_deploy import component as cargs
 from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
 from fastapi_deploy.cloudrun.domain import CloudRunDomain, CloudRunDomainArgs
+from fastapi_deploy.cloudrun.tuning import forwarded_trusted_hops
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
     AppConfigBase,
@@ -290,6 +291,8 @@ def final_env(inp: CloudRunInputs, tuning: RuntimeTuning) -> dict[str, pulumi.In
         env["MIGRATE_ON_START"] = "false"
     if not METRICS_PRIVATELY_SCRAPABLE["cloudrun"]:
         env.setdefault("METRICS_ENABLED", "false")
+    # The client address by hop count: 2 behind the domain's load balancer, else 1 (cloudrun/tuning.py).
+    env["FORWARDED_TRUSTED_HOPS"] = str(forwarded_trusted_hops(inp.domain, inp.service_ingress))
     return plain_env(dict(sorted(env.items())))
 
 

@@ -58,7 +58,10 @@ TARGET = Target(
         deploy_surge=tuning.DEPLOY_SURGE,
         input_for=tuning.input_for,
         platform=tuning.platform,
-        forwarded_allow_ips=tuning.FORWARDED_ALLOW_IPS,
+        # No FORWARDED_ALLOW_IPS: Google's proxies have no listable addresses; the client address is taken
+        # by hop count instead (FORWARDED_TRUSTED_HOPS, tuning.extra_env).
+        forwarded_allow_ips=None,
+        extra_env=tuning.extra_env,
         startup_budget_s=tuning.CLOUDRUN_STARTUP_BUDGET_S,
         adjust=tuning.adjust,
     ),

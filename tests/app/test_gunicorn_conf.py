@@ -25,6 +25,7 @@ VARS = (
     "GUNICORN_MAX_REQUESTS_JITTER",
     "PROMETHEUS_MULTIPROC_DIR",
     "FORWARDED_ALLOW_IPS",
+    "FORWARDED_TRUSTED_HOPS",
     "GUNICORN_PRELOAD_APP",
     "GC_FREEZE",
     "GC_THRESHOLD",
@@ -59,6 +60,27 @@ def test_defaults_ignore_the_hosts_cpu_count(monkeypatch: pytest.MonkeyPatch) ->
     assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
     assert conf["preload_app"] is True  # replacements fork from the imported app (tests/app/test_preload.py)
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # one worker: the in-process registry is exact
+
+
+def test_a_hop_count_turns_uvicorns_proxy_header_rewriting_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cloud Run (FORWARDED_TRUSTED_HOPS): the app takes the address by hop count (app/forwarded.py), so
+    uvicorn trusts no peer — even if FORWARDED_ALLOW_IPS=* is still around, under which it would put the
+    client-written leftmost entry in the peer's place before the app sees the request."""
+    assert (
+        _load(monkeypatch, FORWARDED_TRUSTED_HOPS="2", FORWARDED_ALLOW_IPS="*")["forwarded_allow_ips"] == ""
+    )
+    assert _load(monkeypatch, FORWARDED_TRUSTED_HOPS="1")["forwarded_allow_ips"] == ""
+    assert (
+        _load(monkeypatch, FORWARDED_TRUSTED_HOPS="0", FORWARDED_ALLOW_IPS="10.0.0.0/8")[
+            "forwarded_allow_ips"
+        ]
+        == "10.0.0.0/8"
+    )
+    from gunicorn.config import validate_string_to_addr_list
+
+    assert validate_string_to_addr_list("") == []  # what uvicorn's worker then gets: nobody trusted
+    with pytest.raises(SystemExit, match="FORWARDED_TRUSTED_HOPS"):
+        _load(monkeypatch, FORWARDED_TRUSTED_HOPS="two")
 
 
 def test_values_come_from_the_deployers_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,11 +179,12 @@ def test_ecs_refuses_requests_longer_than_a_sane_drain() -> None:
 def test_env_has_exactly_the_contract_names() -> None:
     for platform in ("ecs", "cloudrun", "lambda", "vps"):
         env = tune(inp(platform, replicas=2)).env()  # type: ignore[arg-type]
-        # The trusted-proxy list goes to every platform with a proxy in front of a socket, not to Lambda.
-        # GC_FREEZE/GC_THRESHOLD are applied by gunicorn_conf, so only where gunicorn runs.
-        expected = CONTRACT_ENV | (
-            {"FORWARDED_ALLOW_IPS", "GC_FREEZE", "GC_THRESHOLD"} if platform != "lambda" else set()
-        )
+        # The trusted-proxy list goes to the platforms whose proxy has listable (private) addresses: not
+        # Lambda (no proxy in front of a socket), not Cloud Run (FORWARDED_TRUSTED_HOPS, from the config:
+        # tests/infra/test_forwarded_allow_ips.py). GC_FREEZE/GC_THRESHOLD are applied by gunicorn_conf, so
+        # only where gunicorn runs.
+        expected = CONTRACT_ENV | ({"FORWARDED_ALLOW_IPS"} if platform in ("ecs", "vps") else set())
+        expected |= {"GC_FREEZE", "GC_THRESHOLD"} if platform != "lambda" else set()
         # CloudWatch EMF metric lines where CloudWatch Logs receives the logs and nothing scrapes /metrics.
         expected |= {"METRICS_EMF"} if platform in ("ecs", "lambda") else set()
         assert set(env) == expected

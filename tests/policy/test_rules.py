@@ -621,9 +621,15 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
         ecs_stack(_env_task(FORWARDED_ALLOW_IPS="10.0.0.0/8")),
         ecs_stack(_env_task(FORWARDED_ALLOW_IPS="*")),  # uvicorn takes the client-written leftmost entry
     ),
+    # Cloud Run: the hop count; `*` lets the client pick its address (Google's front end appends).
     (
         "proxy-headers-trusted",
+        [cloud_run({**APP_ENV, "WEB_CONCURRENCY": "1", "FORWARDED_TRUSTED_HOPS": "1"})],
         [cloud_run({**APP_ENV, "WEB_CONCURRENCY": "1", "FORWARDED_ALLOW_IPS": "*"})],
+    ),
+    (
+        "proxy-headers-trusted",
+        [cloud_run({**APP_ENV, "WEB_CONCURRENCY": "1", "FORWARDED_TRUSTED_HOPS": "2"})],
         [cloud_run({**APP_ENV, "WEB_CONCURRENCY": "1", "FORWARDED_ALLOW_IPS": "127.0.0.1,::1"})],
     ),
     (
