@@ -236,3 +236,97 @@ async def test_requests_write_one_json_line_each(json_only_root: io.StringIO, se
     assert len(access) == 3
     assert all(x["request_id"] == "one-line" and x["route"] == "/health" for x in access)
     assert all(x["status"] == 200 and x["method"] == "GET" and x["path"] == "/health" for x in access)
+
+
+# --- CORS: app.cors.CORSMiddleware answers exactly as Starlette's, without its per-request cost -------
+
+
+def _cors_app(cls: type) -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    inner = FastAPI()
+
+    @inner.get("/plain")
+    async def plain() -> dict[str, str]:
+        return {"ok": "1"}
+
+    @inner.get("/varied")
+    async def varied() -> JSONResponse:
+        r = JSONResponse({"ok": "1"})
+        r.raw_headers += [(b"vary", b"Accept"), (b"x-a", b"1"), (b"vary", b"Cookie")]
+        return r
+
+    return cls(
+        inner,
+        allow_origins=["https://app.example.com"],
+        allow_headers=["Authorization", "Content-Type"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+    )
+
+
+CORS_REQUESTS = [
+    ("GET", "/plain", {}),
+    ("GET", "/varied", {}),
+    ("GET", "/plain", {"Origin": "https://app.example.com"}),
+    ("GET", "/varied", {"Origin": "https://app.example.com"}),
+    ("GET", "/plain", {"Origin": "https://evil.example.net"}),
+    ("OPTIONS", "/plain", {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}),
+    ("OPTIONS", "/plain", {"Origin": "https://evil.example.net", "Access-Control-Request-Method": "GET"}),
+    (
+        "OPTIONS",
+        "/plain",
+        {"Origin": "https://app.example.com", "Access-Control-Request-Method": "DELETE"},
+    ),
+    ("OPTIONS", "/plain", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers"), CORS_REQUESTS)
+async def test_cors_answers_exactly_as_starlettes(method: str, path: str, headers: dict[str, str]) -> None:
+    from starlette.middleware.cors import CORSMiddleware as Starlettes
+
+    from app.cors import CORSMiddleware as Ours
+
+    answers = []
+    for cls in (Starlettes, Ours):
+        transport = httpx.ASGITransport(app=_cors_app(cls))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.request(method, path, headers=headers)
+        answers.append((r.status_code, r.headers.multi_items(), r.content))
+    assert answers[0] == answers[1]
+
+
+async def test_cors_headers_only_for_allowed_origins(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"cors_origins": "https://app.example.com"}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        ok = await c.get("/health", headers={"Origin": "https://app.example.com"})
+        assert ok.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert "x-request-id" in ok.headers["access-control-expose-headers"].lower()
+        assert ok.headers["vary"] == "Origin"
+        none = await c.get("/health")
+        assert "access-control-allow-origin" not in none.headers
+        assert none.headers["vary"] == "Origin"  # as Starlette: caches must key on Origin
+        evil = await c.options(
+            "/api/items",
+            headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "GET"},
+        )
+        assert evil.status_code == 400
+        assert "access-control-allow-origin" not in evil.headers
+    await app.state.resources.close()
+
+
+def test_every_router_route_is_served_by_the_app(settings: Settings) -> None:
+    """The routers' routes sit on the app's own router (app.main._add_routes), prefixes and tags applied."""
+    from app.routes import auth, health, items
+
+    app = create_app(settings)
+    served = {(r.path, frozenset(getattr(r, "methods", ()) or ())) for r in app.routes}
+    for router in (health.router, health.metrics_router, auth.router, items.router):
+        for route in router.routes:
+            assert (route.path, frozenset(route.methods)) in served  # type: ignore[attr-defined]
+    assert "/api/items/{item_id}" in {r.path for r in app.routes}
+    spec = app.openapi()  # development: the schema still lists them, with the routers' tags
+    assert spec["paths"]["/api/items"]["get"]["tags"] == ["items"]
+    assert "413" in spec["paths"]["/api/items"]["post"]["responses"]
