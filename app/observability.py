@@ -7,6 +7,7 @@ memory stream, which costs throughput and breaks streaming/cancellation semantic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import json
@@ -164,7 +165,9 @@ class JsonLineHandler(logging.StreamHandler):
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self._write_batch()
-            super().flush()
+            # a closed stream (a test's capture, an interpreter shutting down): nothing left to flush
+            with contextlib.suppress(OSError, ValueError):
+                super().flush()
 
     def _after_fork(self) -> None:
         self._timer_loop = None  # a timer of the parent's loop never fires in the child

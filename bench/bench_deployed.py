@@ -354,7 +354,7 @@ def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 
     raw: list[dict[str, Any]] = []
     with _before_tree(rev) as before, appenv.deps() as deps:
         variants = [
-            Variant(f"before ({rev[:7]}, no preload)", SERVICE, before, deployer_env("prod-ecs", before)),
+            Variant(f"before ({rev[:7]})", SERVICE, before, deployer_env("prod-ecs", before)),
             Variant("after (preload)", SERVICE, h.REPO, deployer_env("prod-ecs", h.REPO)),
         ]
         for rnd in range(rounds):

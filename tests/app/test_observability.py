@@ -466,3 +466,10 @@ def test_every_router_route_is_served_by_the_app(settings: Settings) -> None:
     spec = app.openapi()  # development: the schema still lists them, with the routers' tags
     assert spec["paths"]["/api/items"]["get"]["tags"] == ["items"]
     assert "413" in spec["paths"]["/api/items"]["post"]["responses"]
+
+
+def test_flushing_a_handler_whose_stream_was_closed_does_not_raise() -> None:
+    """configure_logging() flushes the handler it replaces; its stream may be gone (a test's capture)."""
+    handler, stream = _handler()
+    stream.close()
+    handler.flush()
