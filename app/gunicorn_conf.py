@@ -148,10 +148,13 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Worker, shutting down by itself (max_requests, SIGTERM/HUP, or the master's timeout abort): mark
-    it so child_exit can tell this from a crash or SIGKILL, after which this hook never runs."""
+    it so child_exit can tell this from a crash or SIGKILL, after which this hook never runs. Also writes
+    the log lines the worker still holds in its batch (app.observability.JsonLineHandler)."""
     from app import runtime_metrics
 
     runtime_metrics.note_graceful_exit()
+    if "app.observability" in sys.modules:
+        sys.modules["app.observability"].flush_logs()
 
 
 def on_exit(server: Any) -> None:

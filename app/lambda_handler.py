@@ -21,6 +21,7 @@ from typing import Any
 from mangum import Mangum
 
 from app.main import create_app
+from app.observability import flush_logs
 from app.secret_refs import resolve_env
 from app.settings import load_settings
 
@@ -112,6 +113,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     finally:
         if _emf is not None:
             _emf.after_invocation(_resources.engine_if_created)
+        # Log lines written inside Mangum's event loop are batched (JsonLineHandler); the environment may
+        # be frozen or destroyed once the handler returns, so every invocation writes its lines before.
+        flush_logs()
 
 
 def _cold_start(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -12,6 +12,9 @@ Variants, in ONE run, interleaved per endpoint:
   service         this tree, its deployer env
   fastapi-bare    bench.apps.fastapi_bare under the same gunicorn config, env and worker count (/health)
   fastapi-sqla    bench.apps.fastapi_sqla: bare FastAPI + SQLAlchemy/asyncpg, the DB route's query (DB)
+  service-uncached  this tree, its deployer env but CACHE_TTL_SECONDS=0 (labelled override, DB route only):
+                  the deployed service answers the item list from its Redis read cache (§14) and would
+                  not run the query the bare app runs; this variant does
 All run the Dockerfile's CMD (gunicorn -c app/gunicorn_conf.py ...), bound to loopback.
 
 `--recycle-window`: how long a recycle leaves a ONE-worker task (prod-ecs) without an accepting worker.
@@ -139,10 +142,10 @@ def _measure(srv: h.Server, path: str, duration: float, conns: int) -> dict[str,
     h.run_wrk(srv.base + path, connections=conns, duration=2.0)  # warm-up: pools, caches
     load0 = h.loadavg()[0]
     initial = set(h.children(srv.pid))
-    c0 = tree_cpu_seconds(srv.pid)
+    c0, m0 = tree_cpu_seconds(srv.pid), h.cpu_seconds([srv.pid])
     with ChildWatcher(srv.pid) as watch:
         res = h.run_wrk(srv.base + path, connections=conns, duration=duration, timeout=10)
-    c1 = tree_cpu_seconds(srv.pid)
+    c1, m1 = tree_cpu_seconds(srv.pid), h.cpu_seconds([srv.pid])
     socket_errors = sum(v for k, v in res.errors.items() if k != "status")
     return {
         **res.row(),
@@ -151,6 +154,8 @@ def _measure(srv: h.Server, path: str, duration: float, conns: int) -> dict[str,
         "status_errors": res.errors["status"],
         "recycles": len([p for p in watch.seen if p not in initial]),
         "server_cpu_ms_per_req": round((c1 - c0) * 1000 / max(res.requests, 1), 3),
+        # the workers alone (live ones and those reaped during the run), without the master's own CPU
+        "worker_cpu_ms_per_req": round(((c1 - c0) - (m1 - m0)) * 1000 / max(res.requests, 1), 3),
         "total_pss_mib": srv.memory()["total_pss_mib"],
         "loadavg_1m_start": load0,
         "loadavg_1m_end": h.loadavg()[0],
@@ -159,7 +164,7 @@ def _measure(srv: h.Server, path: str, duration: float, conns: int) -> dict[str,
 
 def _env_row(env: dict[str, str]) -> dict[str, str]:
     keys = ("WEB_CONCURRENCY", "GUNICORN_MAX_REQUESTS", "GUNICORN_MAX_REQUESTS_JITTER", "GC_FREEZE")
-    return {k: env.get(k, "(unset)") for k in (*keys, "GC_THRESHOLD", "LOG_LEVEL")}
+    return {k: env.get(k, "(unset)") for k in (*keys, "GC_THRESHOLD", "LOG_LEVEL", "CACHE_TTL_SECONDS")}
 
 
 @contextmanager
@@ -185,8 +190,11 @@ COLUMNS = [
     "status_errors",
     "recycles",
     "server_cpu_ms_per_req",
+    "worker_cpu_ms_per_req",
     "loadavg_1m_start",
 ]
+#: Per variant, what differs from the deployer's env (besides the locally replaced secrets and port).
+OVERRIDES = {"service-uncached": {"CACHE_TTL_SECONDS": "0"}}
 
 
 def run(quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS) -> dict[str, Any]:
@@ -206,10 +214,18 @@ def run(quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS) 
                 "service": Variant("service", SERVICE, h.REPO, after_env),
                 "fastapi-bare": Variant("fastapi-bare", BARE, h.REPO, after_env),
                 "fastapi-sqla": Variant("fastapi+sqlalchemy bare", SQLA, h.REPO, after_env),
+                "service-uncached": Variant(
+                    "service, CACHE_TTL_SECONDS=0 (override)",
+                    SERVICE,
+                    h.REPO,
+                    {**after_env, **OVERRIDES["service-uncached"]},
+                ),
             }
+            # DB route: the deployed service (read cache on) and the same service running the query
+            # (uncached) against the bare app running it. service-before has the same cache (§14).
             plan = [
                 ("/health", ["service-before", "fastapi-bare", "service"]),
-                (appenv.DB_PATH, ["service-before", "fastapi-sqla", "service"]),
+                (appenv.DB_PATH, ["fastapi-sqla", "service-uncached", "service"]),
             ]
             for rnd in range(rounds):
                 for path, names in plan:
@@ -230,6 +246,7 @@ def run(quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS) 
         "rounds": rounds,
         "deployer_env": envs,
         "replaced_locally": ["DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "PORT", *NOT_DEPLOYABLE_HERE],
+        "overrides": OVERRIDES,
         "loadavg_at_end": h.loadavg(),
         "rows": rows,
         "raw": raw,
@@ -338,7 +355,7 @@ def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 
     raw: list[dict[str, Any]] = []
     with _before_tree(rev) as before, appenv.deps() as deps:
         variants = [
-            Variant(f"before ({rev[:7]}, no preload)", SERVICE, before, deployer_env("prod-ecs", before)),
+            Variant(f"before ({rev[:7]})", SERVICE, before, deployer_env("prod-ecs", before)),
             Variant("after (preload)", SERVICE, h.REPO, deployer_env("prod-ecs", h.REPO)),
         ]
         for rnd in range(rounds):
@@ -423,7 +440,9 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
     raw: list[dict[str, Any]] = []
     machine = h.machine_info()
     with appenv.deps() as deps:
-        env = {**os.environ, **deployer_env("prod-ecs", h.REPO)}
+        # CACHE_TTL_SECONDS=0 (override, like service-uncached above): the service runs the query the bare
+        # app runs instead of answering from its read cache. /health does not touch the cache.
+        env = {**os.environ, **deployer_env("prod-ecs", h.REPO), **OVERRIDES["service-uncached"]}
         env = {k: v for k, v in env.items() if k not in NOT_DEPLOYABLE_HERE}
         for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY"):
             env[k] = deps.env[k]
@@ -452,7 +471,14 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
         bare = next(x for x in rows if x["path"] == r["path"] and x["app"] != "service")
         r["bare_cpu_over_this"] = round(bare["cpu_ms_per_req_median"] / r["cpu_ms_per_req_median"], 2)
     print(h.table(rows, list(rows[0])))
-    data = {"machine": machine, "rounds": rounds, "rows": rows, "raw": raw, "loadavg_at_end": h.loadavg()}
+    data = {
+        "machine": machine,
+        "rounds": rounds,
+        "overrides": OVERRIDES["service-uncached"],
+        "rows": rows,
+        "raw": raw,
+        "loadavg_at_end": h.loadavg(),
+    }
     h.save_json("deployed_inprocess", data)
     return data
 

@@ -17,11 +17,13 @@ from typing import Any
 
 import httpx
 
+from app.observability import JsonLineHandler
 from devenv.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 STARTUP_S = 45.0
+LOG_SETTLE_S = 3 * JsonLineHandler.MAX_DELAY_S
 
 
 @dataclass
@@ -33,6 +35,9 @@ class Server:
     proc: subprocess.Popen[bytes]
 
     def logs(self) -> list[dict[str, Any]]:
+        # The workers write their lines in batches, at the latest MAX_DELAY_S after a line (app.observability
+        # .JsonLineHandler): whatever the server logged before this call is in the file after that.
+        time.sleep(LOG_SETTLE_S)
         out = []
         for line in self.log_path.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):

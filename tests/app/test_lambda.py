@@ -377,3 +377,24 @@ def test_an_oversized_body_gets_the_413_on_lambda_too(
     resp = lambda_handler(KINDS[kind]("POST", "/api/auth/login", body=big))
     assert resp["statusCode"] == 413, resp
     assert _body(resp) == {"detail": "request body exceeds 2048 bytes"}
+
+
+def test_each_invocation_writes_its_log_lines_before_it_returns(
+    lambda_handler: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Lines logged inside Mangum's event loop are batched (app.observability.JsonLineHandler); the
+    environment can be frozen once the handler returns, so the handler writes them first."""
+    import io
+    import logging
+
+    from app.observability import JsonLineHandler
+
+    make = KINDS[sorted(KINDS)[0]]
+    assert lambda_handler(make("GET", "/health"))["statusCode"] == 200  # cold start: builds the app
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, JsonLineHandler))
+    buf = io.StringIO()
+    handler.stream = buf
+    resp = lambda_handler(make("GET", "/health"))
+    rid = _header(resp, "x-request-id")
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    assert [x["request_id"] for x in lines if x.get("msg") == "request"] == [rid]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -182,9 +183,21 @@ def json_only_root(monkeypatch: pytest.MonkeyPatch) -> Any:
     return buf
 
 
-def test_fast_access_line_is_what_the_formatter_writes(json_only_root: io.StringIO) -> None:
+def _only_the_json_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest adds its capture handlers to root again when the test body starts (after the fixtures):
+    remove them here, or the access line takes the logging path instead of the direct one."""
+    root = logging.getLogger()
+    monkeypatch.setattr(
+        root, "handlers", [h for h in root.handlers if isinstance(h, observability.JsonLineHandler)]
+    )
+
+
+def test_fast_access_line_is_what_the_formatter_writes(
+    json_only_root: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The access line skips the logging machinery when only the JSON handler listens; it must be the
     same JSON object, keys in the same order, as JsonFormatter gives for log.info("request", extra=...)."""
+    _only_the_json_handler(monkeypatch)
     token = request_id_var.set("rid-fast")
     try:
         observability.access_log("rid-fast", "GET", '/x"\n{y}', "<unmatched>", 404, 1.25)
@@ -231,8 +244,232 @@ async def test_requests_write_one_json_line_each(json_only_root: io.StringIO, se
         for _ in range(3):
             assert (await c.get("/health", headers={"X-Request-ID": "one-line"})).status_code == 200
     await app.state.resources.close()
+    handler.flush()  # batched inside the event loop (JsonLineHandler); a worker flushes at exit
     lines = [json.loads(x) for x in json_only_root.getvalue().splitlines()]
     access = [x for x in lines if x.get("msg") == "request"]
     assert len(access) == 3
     assert all(x["request_id"] == "one-line" and x["route"] == "/health" for x in access)
     assert all(x["status"] == 200 and x["method"] == "GET" and x["path"] == "/health" for x in access)
+
+
+def test_fast_access_line_is_byte_for_byte_the_encoders(
+    json_only_root: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The access line is filled into a template; it must be exactly what json encodes for the same dict
+    (separators, ASCII escapes of client-sent strings, float repr)."""
+    _only_the_json_handler(monkeypatch)
+    monkeypatch.setattr(observability.time, "time", lambda: 1764430000.12345)
+    cases = [
+        ("a" * 32, "GET", "/health", "/health", 200, 0.1),
+        ("rid-1", "POST", '/x"\n{y}\u2028é\x00', "<unmatched>", 404, 12.34),
+        ("r", "PATCH", "/api/items/1", "/api/items/{item_id}", 503, 1e-05),
+    ]
+    for rid, method, path, route, status, ms in cases:
+        observability.access_log(rid, method, path, route, status, ms)
+    lines = json_only_root.getvalue().splitlines(keepends=True)
+    assert len(lines) == len(cases)
+    for line, (rid, method, path, route, status, ms) in zip(lines, cases, strict=True):
+        expected = {
+            "ts": round(1764430000.12345, 3),
+            "level": "info",
+            "logger": "app",
+            "msg": "request",
+            "pid": os.getpid(),
+            "request_id": rid,
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": ms,
+        }
+        assert line == json.dumps(expected) + "\n"
+
+
+class _Writes(io.StringIO):
+    """A stream that records each write (what reached the file descriptor in one system call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.writes.append(s)
+        return super().write(s)
+
+
+def _handler() -> tuple[observability.JsonLineHandler, _Writes]:
+    stream = _Writes()
+    handler = observability.JsonLineHandler(stream)  # type: ignore[arg-type]
+    handler.setFormatter(JsonFormatter())
+    return handler, stream
+
+
+def _record(msg: str, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.makeLogRecord({"msg": msg, "levelno": level, "levelname": logging.getLevelName(level)})
+
+
+def test_log_lines_are_written_at_once_outside_an_event_loop() -> None:
+    handler, stream = _handler()
+    handler.emit(_record("one"))
+    handler.write_line('{"msg": "two"}\n')
+    assert [json.loads(w)["msg"] for w in stream.writes] == ["one", "two"]
+
+
+async def test_log_lines_are_batched_in_the_loop_and_written_in_order_within_the_delay() -> None:
+    handler, stream = _handler()
+    for i in range(5):
+        handler.write_line(json.dumps({"msg": "request", "n": i}) + "\n")
+    assert stream.writes == []  # batched
+    await asyncio.sleep(handler.MAX_DELAY_S * 3)  # the loop's timer wrote them (behaviour, not speed)
+    assert len(stream.writes) == 1
+    assert [json.loads(x)["n"] for x in stream.getvalue().splitlines()] == [0, 1, 2, 3, 4]
+
+
+async def test_a_warning_writes_the_batch_and_itself_at_once_in_order() -> None:
+    handler, stream = _handler()
+    handler.write_line('{"msg": "request", "n": 0}\n')
+    handler.emit(_record("info line"))
+    assert stream.writes == []
+    handler.emit(_record("database unavailable", logging.ERROR))
+    msgs = [json.loads(x)["msg"] for x in stream.getvalue().splitlines()]
+    assert msgs == ["request", "info line", "database unavailable"]
+
+
+async def test_batches_are_whole_lines_of_at_most_pipe_buf_bytes() -> None:
+    """Each write is whole lines and <= 4096 bytes (atomic on a pipe: workers sharing stderr never
+    interleave); a longer single line is written alone."""
+    handler, stream = _handler()
+    lines = [json.dumps({"msg": "request", "n": i, "pad": "x" * (i % 300)}) + "\n" for i in range(400)]
+    long_line = json.dumps({"msg": "long", "pad": "y" * 10_000}) + "\n"
+    for line in lines[:200]:
+        handler.write_line(line)
+    handler.write_line(long_line)
+    for line in lines[200:]:
+        handler.write_line(line)
+    handler.flush()
+    assert "".join(stream.writes) == "".join([*lines[:200], long_line, *lines[200:]])
+    assert all(w.endswith("\n") for w in stream.writes)
+    assert all(len(w) <= handler.MAX_CHUNK for w in stream.writes if w != long_line)
+    assert len(stream.writes) < len(lines) / 5  # batched, not one write per line
+
+
+async def test_worker_exit_hook_writes_what_is_batched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn's worker_exit (max_requests, SIGTERM) writes the lines of the last <= 0.1 s."""
+    from app import gunicorn_conf
+
+    handler, stream = _handler()
+    handler.write_line('{"msg": "request", "n": 1}\n')
+    assert stream.writes == []
+    gunicorn_conf.worker_exit(None, None)
+    assert json.loads(stream.getvalue())["n"] == 1
+
+
+async def test_the_access_log_goes_through_the_batching_handler(
+    json_only_root: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _only_the_json_handler(monkeypatch)
+    observability.access_log("rid-b", "GET", "/health", "/health", 200, 0.5)
+    assert json_only_root.getvalue() == ""
+    observability.flush_logs()
+    assert json.loads(json_only_root.getvalue())["request_id"] == "rid-b"
+
+
+# --- CORS: app.cors.CORSMiddleware answers exactly as Starlette's, without its per-request cost -------
+
+
+def _cors_app(cls: type) -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    inner = FastAPI()
+
+    @inner.get("/plain")
+    async def plain() -> dict[str, str]:
+        return {"ok": "1"}
+
+    @inner.get("/varied")
+    async def varied() -> JSONResponse:
+        r = JSONResponse({"ok": "1"})
+        r.raw_headers += [(b"vary", b"Accept"), (b"x-a", b"1"), (b"vary", b"Cookie")]
+        return r
+
+    return cls(
+        inner,
+        allow_origins=["https://app.example.com"],
+        allow_headers=["Authorization", "Content-Type"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+    )
+
+
+CORS_REQUESTS = [
+    ("GET", "/plain", {}),
+    ("GET", "/varied", {}),
+    ("GET", "/plain", {"Origin": "https://app.example.com"}),
+    ("GET", "/varied", {"Origin": "https://app.example.com"}),
+    ("GET", "/plain", {"Origin": "https://evil.example.net"}),
+    ("OPTIONS", "/plain", {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}),
+    ("OPTIONS", "/plain", {"Origin": "https://evil.example.net", "Access-Control-Request-Method": "GET"}),
+    (
+        "OPTIONS",
+        "/plain",
+        {"Origin": "https://app.example.com", "Access-Control-Request-Method": "DELETE"},
+    ),
+    ("OPTIONS", "/plain", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers"), CORS_REQUESTS)
+async def test_cors_answers_exactly_as_starlettes(method: str, path: str, headers: dict[str, str]) -> None:
+    from starlette.middleware.cors import CORSMiddleware as Starlettes
+
+    from app.cors import CORSMiddleware as Ours
+
+    answers = []
+    for cls in (Starlettes, Ours):
+        transport = httpx.ASGITransport(app=_cors_app(cls))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.request(method, path, headers=headers)
+        answers.append((r.status_code, r.headers.multi_items(), r.content))
+    assert answers[0] == answers[1]
+
+
+async def test_cors_headers_only_for_allowed_origins(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"cors_origins": "https://app.example.com"}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        ok = await c.get("/health", headers={"Origin": "https://app.example.com"})
+        assert ok.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert "x-request-id" in ok.headers["access-control-expose-headers"].lower()
+        assert ok.headers["vary"] == "Origin"
+        none = await c.get("/health")
+        assert "access-control-allow-origin" not in none.headers
+        assert none.headers["vary"] == "Origin"  # as Starlette: caches must key on Origin
+        evil = await c.options(
+            "/api/items",
+            headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "GET"},
+        )
+        assert evil.status_code == 400
+        assert "access-control-allow-origin" not in evil.headers
+    await app.state.resources.close()
+
+
+def test_every_router_route_is_served_by_the_app(settings: Settings) -> None:
+    """The routers' routes sit on the app's own router (app.main._add_routes), prefixes and tags applied."""
+    from app.routes import auth, health, items
+
+    app = create_app(settings)
+    served = {(r.path, frozenset(getattr(r, "methods", ()) or ())) for r in app.routes}
+    for router in (health.router, health.metrics_router, auth.router, items.router):
+        for route in router.routes:
+            assert (route.path, frozenset(route.methods)) in served  # type: ignore[attr-defined]
+    assert "/api/items/{item_id}" in {r.path for r in app.routes}
+    spec = app.openapi()  # development: the schema still lists them, with the routers' tags
+    assert spec["paths"]["/api/items"]["get"]["tags"] == ["items"]
+    assert "413" in spec["paths"]["/api/items"]["post"]["responses"]
+
+
+def test_flushing_a_handler_whose_stream_was_closed_does_not_raise() -> None:
+    """configure_logging() flushes the handler it replaces; its stream may be gone (a test's capture)."""
+    handler, stream = _handler()
+    stream.close()
+    handler.flush()

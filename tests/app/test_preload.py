@@ -6,9 +6,11 @@ Pass/fail only, no timing (the timings are in bench/bench_deployed.py and BENCHM
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import re
 import secrets
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,6 +115,28 @@ def test_access_lines_keep_their_fields_under_the_deployed_env(deployed: Server)
     assert lines[0]["pid"] == _workers(deployed.proc.pid)[0]
     # uvicorn's own lines still reach the JSON log from the forked worker
     assert any("startup complete" in str(r.get("msg", "")) for r in deployed.logs())
+
+
+def test_access_lines_are_complete_and_in_order_when_the_worker_stops(
+    pg: PostgresInstance, redis_server: RedisInstance
+) -> None:
+    """The worker batches its log lines (app.observability.JsonLineHandler). 60 requests on one keep-alive
+    connection, then SIGTERM right after the last answer (well inside the batch delay): every access line
+    is in the log once, in request order, and every line of the log is a whole JSON object."""
+    env = _env(pg, redis_server)
+    with gunicorn(_cmd(), env, cwd=ROOT) as srv:
+        tag = secrets.token_hex(4)
+        rids = [f"stop-{tag}-{i}" for i in range(60)]
+        with httpx.Client(timeout=10) as c:
+            for rid in rids:
+                assert c.get(f"{srv.url}/health", headers={"X-Request-ID": rid}).status_code == 200
+        os.kill(srv.proc.pid, signal.SIGTERM)
+        srv.proc.wait(timeout=30)
+        raw = srv.log_path.read_text(errors="replace").splitlines()
+    records = [json.loads(line) for line in raw if line.startswith("{")]
+    assert len(records) == len([line for line in raw if line.strip()]), raw[-20:]  # nothing cut or merged
+    seen = [r["request_id"] for r in records if r.get("msg") == "request" and r.get("request_id") in rids]
+    assert seen == rids
 
 
 def test_forced_recycles_drop_no_request(pg: PostgresInstance, redis_server: RedisInstance) -> None:
