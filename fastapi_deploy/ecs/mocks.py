@@ -154,7 +154,7 @@ def _get_load_balancer(m: Any, a: dict[str, Any]) -> dict[str, Any]:
         "internal": False,
         "idleTimeout": 60,
         "ipAddressType": "ipv4",
-        "securityGroups": ["sg-0edge0000000000aa"],
+        "securityGroups": ["sg-0e1d2c3b4a5f60788"],
         "subnets": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
         "vpcId": "vpc-0a1b2c3d4e5f60718",
         "dropInvalidHeaderFields": True,
