@@ -333,7 +333,7 @@ def attachment_from_args(a: dict[str, Any]) -> EcsAttachment | None:
         "alb_deletion_protection": "the existing load balancer is not the component's",
     }
     for key, why in refused.items():
-        if a.get(key) is not None and a.get(key) != []:
+        if a.get(key) not in (None, [], False):
             raise ArgsError(f"{OWNER}.{key}: not with listener_arn: {why}")
     host = a.get("host_header") or a.get("domain")
     path = a.get("path_pattern")

@@ -292,3 +292,84 @@ def test_request_timeout_at_the_limit_is_accepted() -> None:
     inp = inputs_from_args(attached(request_timeout_s=55))  # type: ignore[arg-type]
     assert inp.attach is not None
     assert inp.attach.priority == 120
+
+
+# ----------------------------------------------------------------- stack config: app.ecs.load_balancer
+def _staging_config(**lb: Any) -> dict[str, Any]:
+    """stacks/Pulumi.staging-ecs.yaml with ``app.ecs.load_balancer`` (and no public subnets)."""
+    import copy
+    from pathlib import Path
+
+    from fastapi_deploy import config as config_mod
+
+    raw = copy.deepcopy(
+        config_mod.stack_file_config(Path(__file__).parents[2] / "stacks" / "Pulumi.staging-ecs.yaml")
+    )
+    app = raw["fastapi-deploy:app"]
+    app["ecs"]["vpc"].pop("public_subnet_ids")
+    app["ecs"]["load_balancer"] = {
+        "listener_arn": LISTENER.replace("us-east-1", "eu-west-1"),
+        "security_group_id": EDGE_SG,
+        "priority": 300,
+        **lb,
+    }
+    return {k: v for k, v in raw.items()}
+
+
+def test_stack_config_load_balancer_attaches_the_stack() -> None:
+    from fastapi_deploy.mocks import run_program
+
+    raw = _staging_config(path_pattern="/items/*")
+    res = run_program("staging-ecs", raw)
+    assert res.by_type("aws:lb/loadBalancer:LoadBalancer") == []
+    assert res.by_type("aws:lb/listener:Listener") == []
+    (rule,) = res.by_type(RULE)  # /items/* never sends /metrics here: no block rule
+    assert rule.inputs["priority"] == 300
+    assert rule.inputs["conditions"] == [{"pathPattern": {"values": ["/items/*"]}}]
+    (ingress,) = res.by_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert ingress.inputs["referencedSecurityGroupId"] == EDGE_SG
+    assert res.outputs["load_balancer_dns"].startswith(f"{EXISTING_LB_NAME}-")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"priority": 1}, r"ecs\.load_balancer\.priority"),
+        ({"listener_arn": "arn:aws:elasticloadbalancing:x"}, r"ecs\.load_balancer\.listener_arn"),
+        ({"security_group_id": "edge"}, r"ecs\.load_balancer\.security_group_id"),
+        ({"public": True}, r"ecs\.vpc\.public_subnet_ids: not with ecs\.load_balancer"),
+        ({"zone": "example.org"}, r"ecs\.zone: not with ecs\.load_balancer"),
+        ({"timeout": 90}, r"request_timeout_s: 90 s is above 55 s with ecs\.load_balancer"),
+        ({}, r"ecs\.load_balancer\.path_pattern: required without app\.domain"),
+        ({"listener_arn": LISTENER}, r"ecs\.load_balancer\.listener_arn: the listener is in us-east-1"),
+    ],
+)
+def test_stack_config_load_balancer_errors_name_the_key(change: dict[str, Any], message: str) -> None:
+    from fastapi_deploy.config import ConfigError, parse
+
+    lb = {k: v for k, v in change.items() if k in ("priority", "listener_arn", "security_group_id")}
+    raw = _staging_config(**lb)
+    app = raw["fastapi-deploy:app"]
+    if "priority" in lb or "listener_arn" in lb or "security_group_id" in lb:
+        app["ecs"]["load_balancer"]["path_pattern"] = "/items/*"
+    if change.get("public"):
+        app["ecs"]["vpc"]["public_subnet_ids"] = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]
+        app["ecs"]["load_balancer"]["path_pattern"] = "/items/*"
+    if change.get("zone"):
+        app["domain"] = "items.example.org"
+        app["ecs"]["zone"] = "example.org"
+    if change.get("timeout"):
+        app["request_timeout_s"] = change["timeout"]
+        app["ecs"]["load_balancer"]["path_pattern"] = "/items/*"
+    with pytest.raises((ConfigError, ValueError), match=message):
+        parse(app, stack="staging-ecs", providers={"aws:region": "eu-west-1"})
+
+
+def test_existing_vpc_without_load_balancer_still_needs_public_subnets() -> None:
+    from fastapi_deploy.config import parse
+
+    raw = _staging_config()
+    app = raw["fastapi-deploy:app"]
+    del app["ecs"]["load_balancer"]
+    with pytest.raises(ValueError, match=r"ecs\.vpc\.public_subnet_ids: required with vpc_id"):
+        parse(app, stack="staging-ecs", providers={"aws:region": "eu-west-1"})
