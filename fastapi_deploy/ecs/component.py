@@ -5,6 +5,8 @@ What a user gets: a VPC (or theirs) with tasks in private subnets, an internet-f
 image by digest as a non-root user on a read-only root filesystem with secrets injected by ECS, a
 service that rolls back a bad release on its own (deployment circuit breaker + container health gate +
 5xx alarm), target-tracking autoscaling, and alarms on 5xx, p95 latency and unhealthy hosts.
+With ``listener_arn`` it joins an existing ALB's listener instead (target group + listener rules only;
+docs/deployer.md).
 
 Health design (see docs/deployer.md): the ALB and the container health check must never kill tasks for
 a database outage, so they probe the LIVENESS path after start-up; a new task must pass READINESS once

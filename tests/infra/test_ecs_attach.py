@@ -373,3 +373,21 @@ def test_existing_vpc_without_load_balancer_still_needs_public_subnets() -> None
     del app["ecs"]["load_balancer"]
     with pytest.raises(ValueError, match=r"ecs\.vpc\.public_subnet_ids: required with vpc_id"):
         parse(app, stack="staging-ecs", providers={"aws:region": "eu-west-1"})
+
+
+def test_doctor_does_not_report_plain_http_for_an_attached_stack() -> None:
+    """The existing listener's certificate is its owner's: no "plain HTTP only" finding for it, while the
+    same stack without ecs.load_balancer (own ALB, no certificate) still gets one."""
+    from types import SimpleNamespace
+
+    from fastapi_deploy.config import parse
+    from fastapi_deploy.ecs.checks import check_certificate
+
+    app = _staging_config(path_pattern="/items/*")["fastapi-deploy:app"]
+    attached_cfg = parse(app, stack="staging-ecs", providers={"aws:region": "eu-west-1"})
+    assert check_certificate(SimpleNamespace(cfg=attached_cfg, aws_ok=True, aws_region="eu-west-1")) == []  # type: ignore[arg-type]
+    del app["ecs"]["load_balancer"]
+    app["ecs"]["vpc"]["public_subnet_ids"] = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]
+    own_cfg = parse(app, stack="staging-ecs", providers={"aws:region": "eu-west-1"})
+    (finding,) = check_certificate(SimpleNamespace(cfg=own_cfg, aws_ok=True, aws_region="eu-west-1"))  # type: ignore[arg-type]
+    assert "plain HTTP" in finding.what
