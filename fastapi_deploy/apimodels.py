@@ -192,13 +192,18 @@ def elbv2_target_group_attributes(inputs: Mapping[str, Any], arn: str) -> dict[s
 
 
 def elbv2_create_rule_params(inputs: Mapping[str, Any], listener_arn: str) -> dict[str, Any]:
-    """Recorded ``aws:lb/listenerRule:ListenerRule`` inputs (path-pattern / fixed-response rules) ->
+    """Recorded ``aws:lb/listenerRule:ListenerRule`` inputs (path-pattern / host-header conditions,
+    fixed-response / forward actions) ->
     ``CreateRule`` params."""
     conditions = []
     for c in inputs.get("conditions") or []:
         if c.get("pathPattern"):
             conditions.append(
                 {"Field": "path-pattern", "PathPatternConfig": {"Values": c["pathPattern"]["values"]}}
+            )
+        elif c.get("hostHeader"):
+            conditions.append(
+                {"Field": "host-header", "HostHeaderConfig": {"Values": c["hostHeader"]["values"]}}
             )
         else:
             raise ValueError(f"condition not mapped to CreateRule here: {sorted(c)}")

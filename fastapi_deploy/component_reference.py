@@ -29,6 +29,8 @@ COMPONENTS: dict[str, tuple[str, str, str, str, str]] = {
         "FargateServiceArgs",
         "`.service`, `.task_definition`, `.load_balancer`, `.target_group`, `.listeners`, `.cluster` "
         "(None with `cluster_arn`), `.logs`, `.execution_role`, `.task_role`, `.alb_security_group`, "
+        "`.listener_rule` (`.load_balancer`/`.alb_security_group` None, `.listeners` empty and "
+        "`.listener_rule` the forwarding rule with `listener_arn`), `.metrics_block`, "
         "`.task_security_group`, `.vpc` (only when created), `.scaling_target`, `.alarm_5xx`, `.alarm_p95`, "
         "`.alarm_unhealthy`, `.alarm_memory`, `.alarm_db_pool`, `.alarm_restarts`, `.tuning`, `.outputs`",
         """svc = FargateService(

@@ -21,6 +21,7 @@ without the project installed) uses ``policy/contract.py``, a byte-for-byte copy
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import re
@@ -581,6 +582,9 @@ class AppRuntime:
     vcpu: float | None = None
     stop_grace_s: float | None = None
     lb_idle_timeout_s: float | None = None
+    #: behind an ALB that is NOT in the stack (ECS service attached to an existing listener): its idle
+    #: timeout is assumed to be the default and its listeners cannot be checked here
+    lb_external: bool = False
     #: instances that can run at once, including the deploy surge; None = unbounded (Lambda without
     #: reserved concurrency)
     max_replicas: int | None = 1
@@ -634,6 +638,7 @@ def app_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
     idle = _num(lbs[0].inputs.get("idleTimeout")) if lbs else None
     scaling = _by_type(resources, AUTOSCALING_TARGET)
     services = _by_type(resources, ECS_SERVICE)
+    external = not lbs and any(_list(s.inputs.get("loadBalancers")) for s in services)
 
     for task in _by_type(resources, ECS_TASK_DEFINITION):
         for container in container_definitions(task.inputs):
@@ -663,7 +668,10 @@ def app_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
                     memory_mib=_memory_mib(container.get("memory")) or _memory_mib(task.inputs.get("memory")),
                     vcpu=None if cpu_units is None else cpu_units / 1024,
                     stop_grace_s=ECS_DEFAULT_STOP_TIMEOUT_S if stop is None else stop,
-                    lb_idle_timeout_s=(ALB_DEFAULT_IDLE_TIMEOUT_S if idle is None else idle) if lbs else None,
+                    lb_idle_timeout_s=(ALB_DEFAULT_IDLE_TIMEOUT_S if idle is None else idle)
+                    if lbs or external
+                    else None,
+                    lb_external=external,
                     max_replicas=math.ceil(max_replicas * surge),
                     min_replicas=min_replicas,
                     connection_budget=_connection_budget(resources, env),
@@ -743,7 +751,7 @@ def check_keepalive_above_lb_idle(resources: Sequence[Resource]) -> list[tuple[s
     """Server keepalive > LB idle timeout, or the ALB reuses a socket gunicorn just closed → 502."""
     findings: list[tuple[str | None, str]] = []
     for rt in app_runtimes(resources):
-        if rt.lb_idle_timeout_s is None:
+        if rt.lb_idle_timeout_s is None or rt.lb_external:  # an external ALB: external-load-balancer
             continue
         keepalive = rt.float_env("GUNICORN_KEEPALIVE", 2)  # gunicorn's own default is 2 s
         if keepalive <= rt.lb_idle_timeout_s:
@@ -990,6 +998,53 @@ def _alb_blocks_metrics(resources: Sequence[Resource]) -> bool:
     return False
 
 
+def _forward_rules_skip_metrics(resources: Sequence[Resource]) -> bool:
+    """On a listener the stack does not own, only its rules forward to the app: none of their path
+    patterns matches /metrics (ALB patterns: case-sensitive, ``*``/``?`` wildcards, like fnmatchcase)."""
+    forwarding = [
+        rule
+        for rule in _by_type(resources, LB_LISTENER_RULE)
+        if any(
+            isinstance(a, Mapping) and a.get("type") == "forward" for a in _list(rule.inputs.get("actions"))
+        )
+    ]
+    if not forwarding:
+        return False
+    for rule in forwarding:
+        patterns = [
+            str(value)
+            for cond in _list(rule.inputs.get("conditions"))
+            if isinstance(cond, Mapping)
+            for value in _list((cond.get("pathPattern") or {}).get("values"))
+        ]
+        if not patterns or any(fnmatch.fnmatchcase(probe, p) for p in patterns for probe in METRICS_PROBES):
+            return False
+    return True
+
+
+#: Request paths that reach the app's /metrics handler.
+METRICS_PROBES = ("/metrics", "/metrics/x")
+
+
+def check_external_load_balancer(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """An ECS service attached to a load balancer outside the stack: what cannot be checked here."""
+    findings: list[tuple[str | None, str]] = []
+    for rt in app_runtimes(resources):
+        if not rt.lb_external:
+            continue
+        keepalive = rt.float_env("GUNICORN_KEEPALIVE", 2)
+        findings.append(
+            (
+                rt.urn,
+                "ecs: the service is attached to a load balancer that is not in this stack; its idle timeout "
+                f"must stay below GUNICORN_KEEPALIVE={keepalive:g}s (assumed: the default "
+                f"{ALB_DEFAULT_IDLE_TIMEOUT_S:g}s) and its listener should be HTTPS with HTTP redirecting - "
+                "check that load balancer's own stack",
+            )
+        )
+    return findings
+
+
 def _caddy_blocks_metrics(resources: Sequence[Resource]) -> bool:
     """A Caddyfile uploaded to a container answers /metrics with 404 before it proxies anything:
     ``@m path /metrics ...`` + ``respond @m 404``, or ``respond /metrics... 404``."""
@@ -1023,7 +1078,12 @@ def check_metrics_not_public(resources: Sequence[Resource]) -> list[tuple[str | 
     for rt in app_runtimes(resources):
         if not _metrics_enabled(rt.env):
             continue
-        if rt.platform == "ecs" and rt.lb_idle_timeout_s is not None and not _alb_blocks_metrics(resources):
+        if (
+            rt.platform == "ecs"
+            and rt.lb_idle_timeout_s is not None
+            and not _alb_blocks_metrics(resources)
+            and not (rt.lb_external and _forward_rules_skip_metrics(resources))
+        ):
             findings.append(
                 (
                     rt.urn,
@@ -1183,6 +1243,12 @@ RULES: tuple[Rule, ...] = (
         "Server keepalive above the load balancer idle timeout",
         "mandatory",
         stack=check_keepalive_above_lb_idle,
+    ),
+    Rule(
+        "external-load-balancer",
+        "An ECS service on a load balancer outside the stack: its idle timeout and listeners are unchecked",
+        "advisory",
+        stack=check_external_load_balancer,
     ),
     Rule(
         "graceful-below-stop-grace",

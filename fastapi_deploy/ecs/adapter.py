@@ -51,13 +51,21 @@ def args_from(spec: DeploySpec, section: EcsSettings) -> FargateServiceArgs:
     if spec.repository_arn is not None:
         args["repository_arn"] = spec.repository_arn
     if isinstance(section.vpc, ExistingVpc):
-        args.update(
-            vpc_id=section.vpc.vpc_id,
-            public_subnet_ids=list(section.vpc.public_subnet_ids),
-            private_subnet_ids=list(section.vpc.private_subnet_ids),
-        )
+        args.update(vpc_id=section.vpc.vpc_id, private_subnet_ids=list(section.vpc.private_subnet_ids))
+        if section.vpc.public_subnet_ids:
+            args["public_subnet_ids"] = list(section.vpc.public_subnet_ids)
     else:
         args["vpc"] = section.vpc.model_dump()
+    lb = section.load_balancer
+    if lb is not None:  # app.ecs.load_balancer: attach to that listener (no ALB of our own)
+        args.update(
+            listener_arn=lb.listener_arn,
+            load_balancer_security_group_id=lb.security_group_id,
+            listener_rule_priority=lb.priority,
+        )
+        if lb.path_pattern is not None:
+            args["path_pattern"] = lb.path_pattern
+        args.pop("alb_deletion_protection", None)
     return cast("FargateServiceArgs", args)
 
 

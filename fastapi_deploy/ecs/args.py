@@ -131,6 +131,25 @@ class FargateServiceArgs(TypedDict):
     """CloudWatch Container Insights on a created cluster (default true)."""
     alb_deletion_protection: NotRequired[bool]
     """Deletion protection on the ALB (default false)."""
+    listener_arn: NotRequired[pulumi.Input[str]]
+    """An existing ALB listener (usually HTTPS) to attach to instead of creating an ALB: then no ALB, no
+    listeners and no ALB security group are made, only a target group and listener rules forwarding
+    ``host_header`` (default ``domain``) and/or ``path_pattern`` to it at ``listener_rule_priority``.
+    Needs ``vpc_id`` (the ALB's VPC), ``private_subnet_ids``, ``load_balancer_security_group_id`` and
+    ``listener_rule_priority``; refuses ``zone``, ``certificate_arn``, ``public_subnet_ids`` and a
+    ``request_timeout_s`` above 55 (the listener's certificate, DNS and idle timeout are not ours)."""
+    load_balancer_security_group_id: NotRequired[pulumi.Input[str]]
+    """Security group of the existing load balancer (with ``listener_arn``): the tasks accept the container
+    port from it only. Its egress must allow that port to the tasks."""
+    listener_rule_priority: NotRequired[int]
+    """Priority of the forwarding rule on ``listener_arn``, 2..50000, unique on that listener (required
+    with it; no automatic choice: the listener's other rules belong to others, and the priority is the
+    order in which they are matched). The ``/metrics`` block rule takes the priority just before it."""
+    host_header: NotRequired[str]
+    """Host header the forwarding rule matches on ``listener_arn`` (default ``domain``)."""
+    path_pattern: NotRequired[str]
+    """Path pattern the forwarding rule matches on ``listener_arn`` (``*``/``?`` wildcards; the app gets
+    the full path, nothing is stripped)."""
     wait_for_release: NotRequired[bool]
     """``pulumi up`` waits until the service runs this release and fails when ECS rolled it back (default
     true): a dynamic resource polls ECS, so the Pulumi CLI's Python needs this package and boto3."""

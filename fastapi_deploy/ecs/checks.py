@@ -22,6 +22,8 @@ def check_certificate(ctx: DoctorContext) -> list[Finding]:
     if not ctx.aws_ok:
         return []
     region = ctx.aws_region
+    if cfg.ecs.load_balancer is not None:  # the existing listener's certificate is its owner's
+        return []
     if cfg.ecs.certificate_arn and region:
         return aws_checks.check_acm_certificate(
             ctx.clients.aws, cfg.ecs.certificate_arn, cfg.domain, region, "app.ecs.certificate_arn"

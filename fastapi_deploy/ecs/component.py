@@ -5,6 +5,8 @@ What a user gets: a VPC (or theirs) with tasks in private subnets, an internet-f
 image by digest as a non-root user on a read-only root filesystem with secrets injected by ECS, a
 service that rolls back a bad release on its own (deployment circuit breaker + container health gate +
 5xx alarm), target-tracking autoscaling, and alarms on 5xx, p95 latency and unhealthy hosts.
+With ``listener_arn`` it joins an existing ALB's listener instead (target group + listener rules only;
+docs/deployer.md).
 
 Health design (see docs/deployer.md): the ALB and the container health check must never kill tasks for
 a database outage, so they probe the LIVENESS path after start-up; a new task must pass READINESS once
@@ -12,9 +14,11 @@ before its container health check switches to liveness, so a release with a wron
 becomes healthy and the circuit breaker rolls it back.
 """
 
+import fnmatch
 import hashlib
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +47,9 @@ from fastapi_deploy.ecs.domain import EcsDomain, EcsDomainArgs
 from fastapi_deploy.release_gate import ReleaseGate, ecs_gate, ecs_timeout_s
 from fastapi_deploy.release_migrate import EcsReleaseMigration, ecs_release_migration
 from fastapi_deploy.tuning import (
+    ALB_IDLE_TIMEOUT_S,
     DEFAULT_MAX_REQUEST_BODY_BYTES,
+    DRAIN_MARGIN_S,
     METRICS_PATHS,
     METRICS_PRIVATELY_SCRAPABLE,
     RuntimeTuning,
@@ -233,6 +239,136 @@ def container_definitions(
     ]
 
 
+#: Listener rule priorities AWS accepts (CreateRule); the /metrics block rule takes ``priority - 1``.
+RULE_PRIORITY_MIN, RULE_PRIORITY_MAX = 1, 50000
+_LISTENER_ARN = re.compile(
+    r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/app/[A-Za-z0-9-]{1,32}/[0-9a-f]+/[0-9a-f]+"
+)
+_SG_ID = re.compile(r"sg-[0-9a-f]{8}([0-9a-f]{9})?")
+#: ALB host-header condition values: letters, digits, -, ., * and ? (up to 128 characters).
+_HOST_HEADER = re.compile(r"[A-Za-z0-9*?.-]{1,128}")
+#: ALB path-pattern condition values (CreateRule: up to 128 characters of A-Z a-z 0-9 _ - . $ / ~ " ' @ : +
+#: & * ?); this component wants them absolute.
+_PATH_PATTERN = re.compile(r"/[A-Za-z0-9_.$/~\"'@:+&*?-]{0,127}")
+#: The longest request an ALB with its default idle timeout carries (the tuning adds DRAIN_MARGIN_S).
+ATTACHED_MAX_REQUEST_TIMEOUT_S = ALB_IDLE_TIMEOUT_S - DRAIN_MARGIN_S
+
+
+@dataclass(frozen=True)
+class EcsAttachment:
+    """An existing ALB listener the service is added to (``listener_arn``)."""
+
+    listener_arn: pulumi.Input[str]
+    load_balancer_security_group_id: pulumi.Input[str]
+    priority: int
+    host_header: str | None
+    path_pattern: str | None
+
+    def metrics_paths(self) -> list[str]:
+        """The /metrics paths the forwarding rule would send to the tasks (ALB path patterns are
+        case-sensitive, ``*`` and ``?`` wildcards: fnmatchcase is the same match). Empty: the listener never
+        forwards /metrics here, so no block rule is needed (and one would hide other services' paths)."""
+        if self.path_pattern is None:
+            return list(METRICS_PATHS)
+        probes = {"/metrics": "/metrics", "/metrics/*": "/metrics/x"}
+        return [p for p in METRICS_PATHS if fnmatch.fnmatchcase(probes.get(p, p), self.path_pattern)]
+
+
+ATTACH_ONLY = ("load_balancer_security_group_id", "listener_rule_priority", "host_header", "path_pattern")
+
+
+def attachment_from_args(a: dict[str, Any]) -> EcsAttachment | None:
+    """Validate the ``listener_arn`` Args (and the Args that cannot go with them); registers nothing."""
+    listener_arn = a.get("listener_arn")
+    if listener_arn is None:
+        for key in ATTACH_ONLY:
+            if a.get(key) is not None:
+                raise ArgsError(
+                    f"{OWNER}.{key}: only with listener_arn (an existing listener to attach to); without "
+                    "it the component creates its own ALB, listeners and rules"
+                )
+        return None
+    if isinstance(listener_arn, str) and not _LISTENER_ARN.fullmatch(listener_arn):
+        raise ArgsError(
+            f"{OWNER}.listener_arn: {listener_arn!r} is not an application load balancer listener ARN "
+            "(arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/NAME/ID/ID)"
+        )
+    priority = a.get("listener_rule_priority")
+    if priority is None:
+        raise ArgsError(
+            f"{OWNER}.listener_rule_priority: required with listener_arn ({RULE_PRIORITY_MIN + 1}.."
+            f"{RULE_PRIORITY_MAX}, unused on that listener, and the one before it for the /metrics block "
+            "rule): the listener's other rules belong to other stacks, so a free number read now can be "
+            "taken by a concurrent deploy, would change between runs, and the priority decides which rule "
+            "matches first - only you know where this service belongs"
+        )
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ArgsError(f"{OWNER}.listener_rule_priority: {priority!r} is not an integer")
+    if not RULE_PRIORITY_MIN + 1 <= priority <= RULE_PRIORITY_MAX:
+        raise ArgsError(
+            f"{OWNER}.listener_rule_priority: {priority} is outside "
+            f"{RULE_PRIORITY_MIN + 1}..{RULE_PRIORITY_MAX} (AWS accepts {RULE_PRIORITY_MIN}.."
+            f"{RULE_PRIORITY_MAX}; the one before it is the /metrics block rule, which must match "
+            "before the forwarding rule)"
+        )
+    sg = a.get("load_balancer_security_group_id")
+    if sg is None or sg == "":
+        raise ArgsError(
+            f"{OWNER}.load_balancer_security_group_id: required with listener_arn (the tasks accept the "
+            "container port from the load balancer's security group only)"
+        )
+    if isinstance(sg, str) and not _SG_ID.fullmatch(sg):
+        raise ArgsError(
+            f"{OWNER}.load_balancer_security_group_id: {sg!r} is not a security group id (sg-...)"
+        )
+    if a.get("vpc_id") is None:
+        raise ArgsError(
+            f"{OWNER}.vpc_id: required with listener_arn (the target group and the tasks must be in the "
+            "load balancer's VPC; with private_subnet_ids there)"
+        )
+    refused = {
+        "public_subnet_ids": "public subnets are for an ALB the component creates; the existing one has "
+        "its own",
+        "zone": "the existing listener serves its own certificate and the DNS record to its ALB is yours "
+        "(add the domain's certificate to that listener)",
+        "certificate_arn": "the certificate belongs to the existing listener (add it there)",
+        "alb_deletion_protection": "the existing load balancer is not the component's",
+    }
+    for key, why in refused.items():
+        if a.get(key) not in (None, [], False):
+            raise ArgsError(f"{OWNER}.{key}: not with listener_arn: {why}")
+    host = a.get("host_header") or a.get("domain")
+    path = a.get("path_pattern")
+    if host is None and path is None:
+        raise ArgsError(
+            f"{OWNER}.host_header: required with listener_arn unless domain or path_pattern is set: a rule "
+            "without conditions would take every request the listener gets"
+        )
+    if host is not None and (not isinstance(host, str) or not _HOST_HEADER.fullmatch(host)):
+        key = "host_header" if a.get("host_header") else "domain"
+        raise ArgsError(f"{OWNER}.{key}: {host!r} is not a host name an ALB host-header condition accepts")
+    if path is not None and (not isinstance(path, str) or not _PATH_PATTERN.fullmatch(path)):
+        raise ArgsError(
+            f"{OWNER}.path_pattern: {path!r} is not an ALB path pattern (starts with /, up to 128 of "
+            "A-Z a-z 0-9 _ - . $ / ~ \" ' @ : + & * ?)"
+        )
+    timeout = a.get("request_timeout_s", 30)
+    if isinstance(timeout, int) and timeout > ATTACHED_MAX_REQUEST_TIMEOUT_S:
+        raise ArgsError(
+            f"{OWNER}.request_timeout_s: {timeout} s is above {ATTACHED_MAX_REQUEST_TIMEOUT_S} s with "
+            f"listener_arn: a request may not outlast the load balancer's idle timeout (default "
+            f"{ALB_IDLE_TIMEOUT_S} s, minus {DRAIN_MARGIN_S} s), and the idle timeout of a load balancer the "
+            "component does not own cannot be raised by it; lower it or let the component create its ALB"
+        )
+    return EcsAttachment(
+        listener_arn=listener_arn,
+        load_balancer_security_group_id=sg,
+        priority=priority,
+        host_header=host,
+        path_pattern=path,
+    )
+
+
 @dataclass(frozen=True)
 class EcsInputs:
     """The Args after validation (plain values checked with the stack config's own models)."""
@@ -265,10 +401,12 @@ class EcsInputs:
     alert_webhook_url: str | None
     alert_topic_arn: str | None
     tags: dict[str, str]
+    attach: EcsAttachment | None = None
 
     @property
     def https(self) -> bool:
-        """The ALB serves HTTPS: a certificate is given, or one is made for ``domain`` in ``zone``."""
+        """The ALB serves HTTPS: a certificate is given, or one is made for ``domain`` in ``zone``
+        (with ``listener_arn`` the listener's protocol decides; see FargateService.url)."""
         return bool(self.certificate_arn or (self.domain and self.zone))
 
 
@@ -295,6 +433,7 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         settings = EcsSettings.model_validate(settings_in)
     except ValidationError as exc:
         raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    attach = attachment_from_args(a)
     vpc_id = a.get("vpc_id")
     new_vpc: NewVpc | None = None
     public: list[Any] = list(a.get("public_subnet_ids") or [])
@@ -303,6 +442,11 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         if public or private:
             raise ArgsError(f"{OWNER}.public_subnet_ids: subnets need vpc_id (the VPC they belong to)")
         new_vpc = cargs.section(OWNER, "vpc", NewVpc, a.get("vpc"))
+    elif attach is not None:
+        if len(private) < 2:
+            raise ArgsError(
+                f"{OWNER}.private_subnet_ids: needs at least 2 subnets in different AZs with vpc_id"
+            )
     else:
         if (
             isinstance(vpc_id, str)
@@ -325,7 +469,7 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         except ValidationError as exc:
             raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
     domain_problem = aws_domain_problem(
-        a.get("domain"), a.get("zone"), "given" if cert is not None else None, OWNER
+        a.get("domain"), a.get("zone"), "given" if cert is not None or attach else None, OWNER
     )
     if domain_problem:
         raise ArgsError(domain_problem.replace("app.domain", f"{OWNER}.domain"))
@@ -371,6 +515,7 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         alert_webhook_url=alerts.webhook_url,
         alert_topic_arn=alerts.sns_topic_arn,
         tags=dict(a.get("tags") or {}),
+        attach=attach,
     )
 
 
@@ -465,15 +610,21 @@ class FargateService(NamedComponent):
         super().__init__(COMPONENT_TYPE, name, runtime.component_props(), opts)
         # Children (attributes, not outputs: declared here, not on the class, so the schema has none).
         self.vpc: aws.ec2.Vpc | None
-        self.alb_security_group: aws.ec2.SecurityGroup
+        # None / [] with listener_arn (the load balancer, its listeners and security group are not ours).
+        self.alb_security_group: aws.ec2.SecurityGroup | None
         self.task_security_group: aws.ec2.SecurityGroup
-        self.load_balancer: aws.lb.LoadBalancer
+        self.load_balancer: aws.lb.LoadBalancer | None
         self.target_group: aws.lb.TargetGroup
         self.listeners: list[aws.lb.Listener]
+        #: The forwarding rule on ``listener_arn`` (None when the component owns the ALB).
+        self.listener_rule: aws.lb.ListenerRule | None = None
+        self.lb_arn_suffix: pulumi.Output[str]
+        self.lb_dns_name: pulumi.Output[str]
         self.custom_domain: EcsDomain | None = None
         self.migration: EcsReleaseMigration | None
         self.release_gate: ReleaseGate | None
-        self.metrics_block: aws.lb.ListenerRule
+        #: None with listener_arn when the rule's path pattern never matches /metrics.
+        self.metrics_block: aws.lb.ListenerRule | None
         self.cluster: aws.ecs.Cluster | None
         self.cluster_arn: pulumi.Output[str]
         self.cluster_name_out: pulumi.Output[str]
@@ -497,8 +648,23 @@ class FargateService(NamedComponent):
         partition = aws.get_partition_output(opts=invoke).partition
 
         vpc_id, vpc_cidr, public_subnets, private_subnets = _network(self, name, inp, tags)
-        alb_sg, task_sg = _security_groups(self, name, inp, vpc_id, vpc_cidr, tags)
-        listeners = _load_balancer(self, name, inp, runtime, vpc_id, alb_sg, public_subnets, tags)
+        task_sg = _security_groups(self, name, inp, vpc_id, vpc_cidr, tags)
+        url_base: pulumi.Output[str]
+        lb_ready: list[pulumi.Resource]
+        if inp.attach is None:
+            assert self.alb_security_group is not None
+            lb_ready = list(
+                _load_balancer(
+                    self, name, inp, runtime, vpc_id, self.alb_security_group, public_subnets, tags
+                )
+            )
+            scheme = "https" if inp.https else "http"
+            host: pulumi.Input[str] = inp.domain if inp.domain else self.lb_dns_name
+            url_base = pulumi.Output.concat(scheme, "://", host)
+        else:
+            url_base = _attach_to_listener(self, name, inp, runtime, vpc_id, tags)
+            assert self.listener_rule is not None
+            lb_ready = [self.listener_rule]
         _cluster_logs_iam(self, name, inp, account, region, partition, tags)
 
         containers = pulumi.Output.all(
@@ -594,7 +760,7 @@ class FargateService(NamedComponent):
             wait_for_steady_state=True,
             tags=tags,
             opts=self.child_opts(
-                depends_on=[*listeners, *([self.migration] if self.migration else [])],
+                depends_on=[*lb_ready, *([self.migration] if self.migration else [])],
                 # Autoscaling owns desiredCount after creation; resetting it on every `up` would undo a
                 # scale-out in the middle of a traffic spike.
                 ignore_changes=["desiredCount"],
@@ -625,12 +791,10 @@ class FargateService(NamedComponent):
                 opts=self.child_opts(depends_on=[self.service]),
             )
 
-        scheme = "https" if inp.https else "http"
-        host: pulumi.Input[str] = inp.domain if inp.domain else self.load_balancer.dns_name
         self.outputs = self.finish(
             {
                 "target": "ecs",
-                "url": pulumi.Output.concat(scheme, "://", host),
+                "url": url_base,
                 "image": inp.image,
                 "health_path": inp.health.liveness_path,
                 "ready_path": inp.health.readiness_path,
@@ -639,7 +803,7 @@ class FargateService(NamedComponent):
                 "service_name": self.service.name,
                 "log_group": self.logs.name,
                 "target_group_arn": self.target_group.arn,
-                "load_balancer_dns": self.load_balancer.dns_name,
+                "load_balancer_dns": self.lb_dns_name,
             }
         )
 
@@ -735,8 +899,22 @@ def _security_groups(
     vpc_id: pulumi.Input[str],
     vpc_cidr: pulumi.Input[str],
     tags: dict[str, str],
-) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
-    """ALB group (HTTP(S) in from the internet, out to the tasks) and task group (app port from the ALB)."""
+) -> aws.ec2.SecurityGroup:
+    """ALB group (HTTP(S) in from the internet, out to the tasks) and task group (app port from the ALB).
+
+    With ``listener_arn`` only the task group: the app port from the given load balancer group."""
+    task_description = f"{name} tasks: app port from the ALB only"
+    if inp.attach is not None:
+        svc.alb_security_group = None
+        svc.task_security_group = aws.ec2.SecurityGroup(
+            f"{name}-task-sg",
+            vpc_id=vpc_id,
+            description=task_description,
+            tags={**tags, "Name": f"{name}-task"},
+            opts=svc.child_opts(),
+        )
+        _task_rules(svc, name, inp, inp.attach.load_balancer_security_group_id, vpc_cidr, tags)
+        return svc.task_security_group
     alb_sg = aws.ec2.SecurityGroup(
         f"{name}-alb-sg",
         vpc_id=vpc_id,
@@ -747,7 +925,7 @@ def _security_groups(
     task_sg = aws.ec2.SecurityGroup(
         f"{name}-task-sg",
         vpc_id=vpc_id,
-        description=f"{name} tasks: app port from the ALB only",
+        description=task_description,
         tags={**tags, "Name": f"{name}-task"},
         opts=svc.child_opts(),
     )
@@ -777,13 +955,29 @@ def _security_groups(
         tags=tags,
         opts=pulumi.ResourceOptions(parent=alb_sg),
     )
+    svc.alb_security_group = alb_sg
+    svc.task_security_group = task_sg
+    _task_rules(svc, name, inp, alb_sg.id, vpc_cidr, tags)
+    return task_sg
+
+
+def _task_rules(
+    svc: FargateService,
+    name: str,
+    inp: EcsInputs,
+    lb_sg_id: pulumi.Input[str],
+    vpc_cidr: pulumi.Input[str],
+    tags: dict[str, str],
+) -> None:
+    """The task group's rules: the app port from the load balancer's group, HTTPS out, DB/Redis in the VPC."""
+    task_sg = svc.task_security_group
     aws.vpc.SecurityGroupIngressRule(
         f"{name}-task-in-alb",
         security_group_id=task_sg.id,
         ip_protocol="tcp",
         from_port=inp.port,
         to_port=inp.port,
-        referenced_security_group_id=alb_sg.id,
+        referenced_security_group_id=lb_sg_id,
         description="app port from the ALB only",
         tags=tags,
         opts=pulumi.ResourceOptions(parent=task_sg),
@@ -803,9 +997,6 @@ def _security_groups(
             tags=tags,
             opts=pulumi.ResourceOptions(parent=task_sg),
         )
-    svc.alb_security_group = alb_sg
-    svc.task_security_group = task_sg
-    return alb_sg, task_sg
 
 
 def _load_balancer(
@@ -834,6 +1025,21 @@ def _load_balancer(
         tags=tags,
         opts=svc.child_opts(),
     )
+    svc.lb_arn_suffix = svc.load_balancer.arn_suffix
+    svc.lb_dns_name = svc.load_balancer.dns_name
+    _target_group(svc, name, inp, tuning, vpc_id, tags)
+    return _listeners(svc, name, inp, tags)
+
+
+def _target_group(
+    svc: FargateService,
+    name: str,
+    inp: EcsInputs,
+    tuning: RuntimeTuning,
+    vpc_id: pulumi.Input[str],
+    tags: dict[str, str],
+) -> None:
+    """The target group: IP targets on the app port, health-checking LIVENESS."""
     lbh = tuning.lb_health
     assert lbh is not None
     vpc_key = (
@@ -870,6 +1076,11 @@ def _load_balancer(
         tags=tags,
         opts=svc.child_opts(),
     )
+
+
+def _listeners(svc: FargateService, name: str, inp: EcsInputs, tags: dict[str, str]) -> list[aws.lb.Listener]:
+    """The owned ALB's listeners (HTTPS + redirect, or HTTP), its domain and the /metrics block rule."""
+    assert svc.load_balancer is not None
     lb_child = pulumi.ResourceOptions(parent=svc.load_balancer)
     # With a domain in a Route 53 zone: the certificate validated by DNS there (the HTTPS listener takes the
     # VALIDATED ARN, so it waits for issuance) and alias records to the ALB (ecs/domain.py).
@@ -952,18 +1163,122 @@ def _load_balancer(
                 path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(METRICS_PATHS))
             )
         ],
-        actions=[
-            aws.lb.ListenerRuleActionArgs(
-                type="fixed-response",
-                fixed_response=aws.lb.ListenerRuleActionFixedResponseArgs(
-                    content_type="text/plain", message_body="Not Found", status_code="404"
-                ),
-            )
-        ],
+        actions=[_NOT_FOUND],
         tags=tags,
         opts=pulumi.ResourceOptions(parent=listeners[0]),
     )
     return listeners
+
+
+_NOT_FOUND = aws.lb.ListenerRuleActionArgs(
+    type="fixed-response",
+    fixed_response=aws.lb.ListenerRuleActionFixedResponseArgs(
+        content_type="text/plain", message_body="Not Found", status_code="404"
+    ),
+)
+
+
+def _attach_to_listener(
+    svc: FargateService,
+    name: str,
+    inp: EcsInputs,
+    tuning: RuntimeTuning,
+    vpc_id: pulumi.Input[str],
+    tags: dict[str, str],
+) -> pulumi.Output[str]:
+    """``listener_arn``: the target group and the rules on the existing listener (no ALB, no listener,
+    no ALB security group); the load balancer's attributes come from invokes. Returns the URL base."""
+    att = inp.attach
+    assert att is not None
+    svc.load_balancer = None
+    svc.listeners = []
+    listener = aws.lb.get_listener_output(arn=att.listener_arn, opts=svc.invoke_opts())
+    lb = aws.lb.get_load_balancer_output(arn=listener.load_balancer_arn, opts=svc.invoke_opts())
+    svc.lb_arn_suffix = lb.arn_suffix
+    svc.lb_dns_name = lb.dns_name
+    _target_group(svc, name, inp, tuning, vpc_id, tags)
+    host_condition = (
+        [
+            aws.lb.ListenerRuleConditionArgs(
+                host_header=aws.lb.ListenerRuleConditionHostHeaderArgs(values=[att.host_header])
+            )
+        ]
+        if att.host_header
+        else []
+    )
+    path_condition = (
+        [
+            aws.lb.ListenerRuleConditionArgs(
+                path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=[att.path_pattern])
+            )
+        ]
+        if att.path_pattern
+        else []
+    )
+    svc.listener_rule = aws.lb.ListenerRule(
+        f"{name}-rule",
+        listener_arn=att.listener_arn,
+        priority=att.priority,
+        conditions=[*host_condition, *path_condition],
+        actions=[aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=svc.target_group.arn)],
+        tags=tags,
+        opts=svc.child_opts(),
+    )
+    # /metrics of THIS service only (same host condition), just before the forwarding rule; none when the
+    # path pattern never sends /metrics here (a bare /metrics rule would hide other services' paths).
+    svc.metrics_block = None
+    metrics = att.metrics_paths()
+    if metrics:
+        svc.metrics_block = aws.lb.ListenerRule(
+            f"{name}-block-metrics",
+            listener_arn=att.listener_arn,
+            priority=att.priority - 1,
+            conditions=[
+                *host_condition,
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=metrics)
+                ),
+            ],
+            actions=[_NOT_FOUND],
+            tags=tags,
+            opts=svc.child_opts(),
+        )
+    keepalive = tuning.keepalive_s
+
+    def check(facts: list[Any]) -> None:
+        protocol, idle, lb_type = facts
+        if lb_type and lb_type != "application":
+            pulumi.log.error(
+                f"{name}: {OWNER}.listener_arn belongs to a {lb_type} load balancer; listener rules and "
+                "these alarms need an application load balancer",
+                resource=svc,
+            )
+        if idle is not None and int(idle) >= keepalive:
+            pulumi.log.error(
+                f"{name}: the load balancer of {OWNER}.listener_arn has an idle timeout of {idle} s, not "
+                f"below the app's keepalive of {keepalive} s: it would reuse connections gunicorn closed "
+                f"(502s); lower that idle timeout to {tuning.lb_idle_timeout_s} s (the component cannot)",
+                resource=svc,
+            )
+        if protocol and str(protocol).upper() != "HTTPS":
+            pulumi.log.warn(
+                f"{name}: {OWNER}.listener_arn is a {protocol} listener: the service is served in clear",
+                resource=svc,
+            )
+
+    pulumi.Output.all(listener.protocol, lb.idle_timeout, lb.load_balancer_type).apply(check)
+    public_host = inp.domain or (
+        att.host_header if att.host_header and not set("*?") & set(att.host_header) else None
+    )
+
+    def url(facts: list[Any]) -> str:
+        protocol, port, dns = facts
+        scheme = "https" if str(protocol).upper() == "HTTPS" else "http"
+        default_port = 443 if scheme == "https" else 80
+        suffix = "" if port is None or int(port) == default_port else f":{int(port)}"
+        return f"{scheme}://{public_host or dns}{suffix}"
+
+    return pulumi.Output.all(listener.protocol, listener.port, lb.dns_name).apply(url)
 
 
 def _cluster_logs_iam(
@@ -1051,7 +1366,7 @@ def _lb_alarms(svc: FargateService, name: str, inp: EcsInputs, tags: dict[str, s
     actions = alert_actions(
         name, inp.alert_emails, inp.alert_webhook_url, inp.alert_topic_arn, tags, svc.child_opts()
     )
-    lb_dims = {"LoadBalancer": svc.load_balancer.arn_suffix, "TargetGroup": svc.target_group.arn_suffix}
+    lb_dims = {"LoadBalancer": svc.lb_arn_suffix, "TargetGroup": svc.target_group.arn_suffix}
     alarm_common: dict[str, Any] = dict(
         namespace="AWS/ApplicationELB",
         dimensions=lb_dims,
@@ -1194,9 +1509,7 @@ def _autoscaling(svc: FargateService, name: str, inp: EcsInputs) -> None:
                 target_value=float(auto.requests_per_target),
                 predefined_metric_specification=metric(
                     predefined_metric_type="ALBRequestCountPerTarget",
-                    resource_label=pulumi.Output.concat(
-                        svc.load_balancer.arn_suffix, "/", svc.target_group.arn_suffix
-                    ),
+                    resource_label=pulumi.Output.concat(svc.lb_arn_suffix, "/", svc.target_group.arn_suffix),
                 ),
                 scale_in_cooldown=auto.scale_in_cooldown_s,
                 scale_out_cooldown=auto.scale_out_cooldown_s,

@@ -71,8 +71,9 @@ class ExistingVpc(_Model):
 
     vpc_id: str
     """``vpc-xxxxxxxx``."""
-    public_subnet_ids: list[str]
-    """At least 2 subnets in different AZs, for the ALB."""
+    public_subnet_ids: list[str] = Field(default_factory=list)
+    """At least 2 subnets in different AZs, for the ALB (required unless ``ecs.load_balancer`` is set, and
+    refused with it: the existing load balancer has its own)."""
     private_subnet_ids: list[str]
     """At least 2 subnets in different AZs with NAT egress, for the tasks."""
 
@@ -86,13 +87,59 @@ class ExistingVpc(_Model):
     @field_validator("public_subnet_ids", "private_subnet_ids")
     @classmethod
     def _subnets(cls, v: list[str]) -> list[str]:
-        if len(v) < 2:
+        if 0 < len(v) < 2:
             raise ValueError("needs at least 2 subnets in different AZs (an ALB requires 2 AZs)")
         for s in v:
             if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s):
                 raise ValueError(f"{s!r} is not a subnet id (subnet-xxxxxxxx)")
         if len(set(v)) != len(v):
             raise ValueError("subnet ids repeat")
+        return v
+
+
+class EcsLoadBalancer(_Model):
+    """An existing ALB listener the service is added to (no ALB, listener or ALB security group is made):
+    a target group and a rule forwarding ``app.domain`` (host header) and/or ``path_pattern`` to it."""
+
+    listener_arn: str
+    """The listener (usually HTTPS:443) of an application load balancer in ``ecs.vpc.vpc_id``."""
+    security_group_id: str
+    """The load balancer's security group: the tasks accept the app port from it only (its egress must
+    allow that port)."""
+    priority: int
+    """The forwarding rule's priority on that listener, 2..50000 and unused there; ``priority - 1`` holds the
+    rule answering ``/metrics`` with 404. No automatic choice: the listener's other rules belong to other
+    stacks, a free number read now can be taken by a concurrent deploy, and the order decides which rule
+    matches first."""
+    path_pattern: str | None = None
+    """Path pattern of the forwarding rule (``/api/*``; the app gets the full path). Without it the rule
+    matches ``app.domain``, which is then required."""
+
+    @field_validator("listener_arn")
+    @classmethod
+    def _listener(cls, v: str) -> str:
+        if not re.fullmatch(
+            r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/app/[A-Za-z0-9-]{1,32}/[0-9a-f]+/[0-9a-f]+",
+            v,
+        ):
+            raise ValueError(
+                f"{v!r} is not an application load balancer listener ARN "
+                "(arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/NAME/ID/ID)"
+            )
+        return v
+
+    @field_validator("security_group_id")
+    @classmethod
+    def _sg(cls, v: str) -> str:
+        if not re.fullmatch(r"sg-[0-9a-f]{8}([0-9a-f]{9})?", v):
+            raise ValueError(f"{v!r} is not a security group id (sg-...)")
+        return v
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, v: int) -> int:
+        if not 2 <= v <= 50000:
+            raise ValueError(f"{v} is outside 2..50000 (priority - 1 is the /metrics block rule)")
         return v
 
 
@@ -168,6 +215,10 @@ class EcsSettings(_Model):
     """CloudWatch Container Insights on the cluster."""
     alb_deletion_protection: bool = False
     """Deletion protection on the ALB."""
+    load_balancer: EcsLoadBalancer | None = None
+    """Attach to an existing ALB listener instead of creating an ALB (needs an existing ``vpc``; refuses
+    ``zone``, ``certificate_arn``, ``vpc.public_subnet_ids``, ``alb_deletion_protection`` and
+    ``app.request_timeout_s`` above 55: the listener's certificate, DNS and idle timeout are not ours)."""
 
     @field_validator("cpu")
     @classmethod
@@ -242,7 +293,15 @@ class EcsConfig(AppConfigBase):
             )
         if self.image.platform != "linux/amd64":
             raise ValueError("image.build.platform: ECS tasks here run X86_64; use linux/amd64")
-        domain_problem = aws_domain_problem(self.domain, self.ecs.zone, cert, "ecs")
+        lb = self.ecs.load_balancer
+        vpc = self.ecs.vpc
+        if lb is None and isinstance(vpc, ExistingVpc) and not vpc.public_subnet_ids:
+            raise ValueError("ecs.vpc.public_subnet_ids: required with vpc_id (at least 2, for the ALB)")
+        if lb is not None:
+            self._attach_rules(lb)
+        domain_problem = aws_domain_problem(
+            self.domain, self.ecs.zone, cert or ("attached" if lb else None), "ecs"
+        )
         if domain_problem:
             raise ValueError(domain_problem)
         legacy = self.ecs.alarms.sns_topic_arn
@@ -256,6 +315,51 @@ class EcsConfig(AppConfigBase):
             if problem:
                 raise ValueError(f"ecs.alarms.sns_topic_arn: {problem}")
         return self
+
+    def _attach_rules(self, lb: EcsLoadBalancer) -> None:
+        """``ecs.load_balancer``: what cannot go with an existing listener (see FargateServiceArgs)."""
+        vpc = self.ecs.vpc
+        if not isinstance(vpc, ExistingVpc):
+            raise ValueError(
+                "ecs.load_balancer: needs ecs.vpc.vpc_id and private_subnet_ids (the load balancer's VPC: "
+                "the target group and the tasks must be in it)"
+            )
+        listener_region = lb.listener_arn.split(":")[3]
+        if self.region and listener_region != self.region:
+            raise ValueError(
+                f"ecs.load_balancer.listener_arn: the listener is in {listener_region} but the stack deploys "
+                f"to {self.region} (aws:region); a target group can only join a listener of its own region"
+            )
+        why = "the existing load balancer's listener"
+        refused = {
+            "ecs.vpc.public_subnet_ids": (
+                bool(vpc.public_subnet_ids),
+                "the existing load balancer has its own",
+            ),
+            "ecs.zone": (self.ecs.zone is not None, f"the certificate and DNS record belong to {why}"),
+            "ecs.certificate_arn": (
+                self.ecs.certificate_arn is not None,
+                f"the certificate belongs to {why}",
+            ),
+            "ecs.alb_deletion_protection": (
+                self.ecs.alb_deletion_protection,
+                "that load balancer is not ours",
+            ),
+        }
+        for key, (present, reason) in refused.items():
+            if present:
+                raise ValueError(f"{key}: not with ecs.load_balancer: {reason}")
+        if self.domain is None and lb.path_pattern is None:
+            raise ValueError(
+                "ecs.load_balancer.path_pattern: required without app.domain: a rule without conditions "
+                "would take every request of the listener"
+            )
+        if self.request_timeout_s > 55:
+            raise ValueError(
+                f"request_timeout_s: {self.request_timeout_s} s is above 55 s with ecs.load_balancer: a "
+                "request may not outlast the load balancer's idle timeout (default 60 s, minus 5 s), which "
+                "the deployer cannot raise on a load balancer it does not own"
+            )
 
     @property
     def https(self) -> bool:

@@ -183,6 +183,11 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "alerts": "AwsAlertsArgs",
             "containerInsights": "boolean",
             "albDeletionProtection": "boolean",
+            "listenerArn": "Input<string>",
+            "loadBalancerSecurityGroupId": "Input<string>",
+            "listenerRulePriority": "integer",
+            "hostHeader": "string",
+            "pathPattern": "string",
             "tags": "map<string>",
         },
         "outputs": {

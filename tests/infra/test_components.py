@@ -212,6 +212,12 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("ecs", ecs_args(imgae="x"), r"FargateServiceArgs\.imgae: unknown Arg"),
     (
         "ecs",
+        ecs_args(listener_arn="arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/edge/0a/0b"),
+        r"FargateServiceArgs\.listener_rule_priority: required with listener_arn",
+    ),
+    ("ecs", ecs_args(listener_rule_priority=10), r"FargateServiceArgs\.listener_rule_priority: only with"),
+    (
+        "ecs",
         ecs_args(scaling={"min": 1, "max": 200}),
         r"FargateServiceArgs\.scaling\.max.*FargateServiceArgs\.database",
     ),

@@ -100,6 +100,17 @@ def ecs_stack(
     ]
 
 
+def _attached_stack() -> list[Resource]:
+    """An ECS service on a listener of an ALB the stack does not own: no LB resource, the service's
+    loadBalancers name a target group the stack's listener rule forwards to."""
+    stack = [r for r in ecs_stack() if r.type != rules.LB]
+    service = next(r for r in stack if r.type == rules.ECS_SERVICE)
+    service.inputs["loadBalancers"] = [
+        {"targetGroupArn": "arn:tg", "containerName": "app", "containerPort": 8000}
+    ]
+    return stack
+
+
 def cloud_run(env: dict[str, str] | None = None, **container_overrides: Any) -> Resource:
     container: dict[str, Any] = {
         "image": "us-central1-docker.pkg.dev/p/r/api@sha256:" + "b" * 64,
@@ -672,6 +683,8 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
         [lambda_function({"APP_ENV": "production", "WEB_CONCURRENCY": "1", "METRICS_ENABLED": "False"})],
         [lambda_function()],
     ),
+    # attached to an ALB outside the stack (FargateService listener_arn): its idle timeout is unchecked
+    ("external-load-balancer", ecs_stack(), _attached_stack()),
     # custom domains: HTTPS only (mandatory in production, advisory elsewhere)
     ("custom-domain-https-only", ecs_domain_stack(), ecs_domain_stack("forward")),
     ("custom-domain-https-only", gcp_lb(), gcp_lb(port80_map="api-urlmap")),
