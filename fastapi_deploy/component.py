@@ -75,6 +75,37 @@ def field(owner: str, key: str, model: type[BaseModel], name: str, value: Any) -
         raise ArgsError(pydantic_message(owner, exc, key)) from None
 
 
+def known_args(owner: str, args: Mapping[str, Any], spec: type) -> dict[str, Any]:
+    """``args`` as a dict, refusing a key the Args TypedDict ``spec`` does not declare (a misspelt Arg)."""
+    given = dict(args)
+    declared = spec.__annotations__
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ArgsError(f"{owner}.{unknown[0]}: unknown Arg; known: {', '.join(declared)}")
+    return given
+
+
+def settings(owner: str, args: Mapping[str, Any], model: type[M], keys: Sequence[str]) -> M:
+    """The target's settings model from the Args named ``keys`` (errors name the Arg)."""
+    try:
+        return model.model_validate({k: args[k] for k in keys if k in args})
+    except ValidationError as exc:
+        raise ArgsError(pydantic_message(owner, exc)) from None
+
+
+def tuning_keys(owner: str, *, max_replicas: str, size: str, memory: str) -> dict[str, str]:
+    """What the tuning's error messages call each input: the component's Args."""
+    return {
+        "workers": f"{owner}.overrides.workers",
+        "budget_max": f"{owner}.database.max_connections",
+        "budget_reserved": f"{owner}.database.reserved_connections",
+        "max_replicas": max_replicas,
+        "budget": f"{owner}.database (max_connections - reserved_connections)",
+        "size": size,
+        "memory": memory,
+    }
+
+
 def required(owner: str, args: Mapping[str, Any], key: str) -> Any:
     """``args[key]``, or an ArgsError naming it."""
     value = args.get(key)

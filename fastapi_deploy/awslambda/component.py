@@ -30,7 +30,6 @@ from typing import Any, Optional
 
 import pulumi
 import pulumi_aws as aws
-from pydantic import ValidationError
 
 from fastapi_deploy import component as cargs
 from fastapi_deploy.aws_alerts import alert_actions
@@ -205,18 +204,10 @@ _SETTINGS_KEYS = (
 
 def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
     """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
-    a: dict[str, Any] = dict(args)
-    unknown = sorted(set(a) - set(LambdaServiceArgs.__annotations__))
-    if unknown:
-        raise ArgsError(
-            f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(LambdaServiceArgs.__annotations__)}"
-        )
+    a = cargs.known_args(OWNER, args, LambdaServiceArgs)
     image = cargs.required(OWNER, a, "image")
     cargs.required(OWNER, a, "reserved_concurrency")
-    try:
-        settings = LambdaSettings.model_validate({k: a[k] for k in _SETTINGS_KEYS if k in a})
-    except ValidationError as exc:
-        raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    settings = cargs.settings(OWNER, a, LambdaSettings, _SETTINGS_KEYS)
     subnets = list(a.get("subnet_ids") or [])
     groups = list(a.get("security_group_ids") or [])
     if bool(subnets) != bool(groups):
@@ -306,15 +297,12 @@ def tuning_for(inp: LambdaInputs) -> RuntimeTuning:
             max_overflow=o.db_max_overflow,
             pool_timeout_s=o.db_pool_timeout_s,
             max_request_body_bytes=inp.max_request_body_bytes,
-            keys={
-                "workers": f"{OWNER}.overrides.workers",
-                "budget_max": f"{OWNER}.database.max_connections",
-                "budget_reserved": f"{OWNER}.database.reserved_connections",
-                "max_replicas": f"{OWNER}.reserved_concurrency",
-                "budget": f"{OWNER}.database (max_connections - reserved_connections)",
-                "size": f"{OWNER}.memory_mb",
-                "memory": f"{OWNER}.memory_mb",
-            },
+            keys=cargs.tuning_keys(
+                OWNER,
+                max_replicas=f"{OWNER}.reserved_concurrency",
+                size=f"{OWNER}.memory_mb",
+                memory=f"{OWNER}.memory_mb",
+            ),
         )
     )
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
-from pydantic import ValidationError
 
 from fastapi_deploy import component as cargs
 from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
@@ -170,19 +169,11 @@ _SETTINGS_KEYS = (
 
 def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
     """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
-    a: dict[str, Any] = dict(args)
-    unknown = sorted(set(a) - set(CloudRunServiceArgs.__annotations__))
-    if unknown:
-        raise ArgsError(
-            f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(CloudRunServiceArgs.__annotations__)}"
-        )
+    a = cargs.known_args(OWNER, args, CloudRunServiceArgs)
     image = cargs.required(OWNER, a, "image")
     project = cargs.required(OWNER, a, "project")
     region = cargs.required(OWNER, a, "region")
-    try:
-        settings = CloudRunSettings.model_validate({k: a[k] for k in _SETTINGS_KEYS if k in a})
-    except ValidationError as exc:
-        raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    settings = cargs.settings(OWNER, a, CloudRunSettings, _SETTINGS_KEYS)
     domain = a.get("domain")
     if domain is not None:
         cargs.field(OWNER, "domain", AppConfigBase, "domain", domain)
@@ -263,15 +254,9 @@ def tuning_for(inp: CloudRunInputs) -> RuntimeTuning:
             max_overflow=o.db_max_overflow,
             pool_timeout_s=o.db_pool_timeout_s,
             max_request_body_bytes=inp.max_request_body_bytes,
-            keys={
-                "workers": f"{OWNER}.overrides.workers",
-                "budget_max": f"{OWNER}.database.max_connections",
-                "budget_reserved": f"{OWNER}.database.reserved_connections",
-                "max_replicas": f"{OWNER}.scaling.max",
-                "budget": f"{OWNER}.database (max_connections - reserved_connections)",
-                "size": f"{OWNER}.cpu",
-                "memory": f"{OWNER}.memory",
-            },
+            keys=cargs.tuning_keys(
+                OWNER, max_replicas=f"{OWNER}.scaling.max", size=f"{OWNER}.cpu", memory=f"{OWNER}.memory"
+            ),
         )
     )
     from dataclasses import replace

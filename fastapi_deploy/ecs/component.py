@@ -412,12 +412,7 @@ class EcsInputs:
 
 def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
     """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
-    a: dict[str, Any] = dict(args)
-    unknown = sorted(set(a) - set(FargateServiceArgs.__annotations__))
-    if unknown:
-        raise ArgsError(
-            f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(FargateServiceArgs.__annotations__)}"
-        )
+    a = cargs.known_args(OWNER, args, FargateServiceArgs)
     image = cargs.required(OWNER, a, "image")
     port = cargs.field(OWNER, "port", AppConfigBase, "port", a.get("port", 8000))
     app_env = cargs.field(
@@ -521,15 +516,9 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
 
 def tuning_for(inp: EcsInputs) -> RuntimeTuning:
     """The runtime tuning computed from the Args (error messages name the Args)."""
-    keys = {
-        "workers": f"{OWNER}.overrides.workers",
-        "budget_max": f"{OWNER}.database.max_connections",
-        "budget_reserved": f"{OWNER}.database.reserved_connections",
-        "max_replicas": f"{OWNER}.scaling.max",
-        "budget": f"{OWNER}.database (max_connections - reserved_connections)",
-        "size": f"{OWNER}.cpu",
-        "memory": f"{OWNER}.memory",
-    }
+    keys = cargs.tuning_keys(
+        OWNER, max_replicas=f"{OWNER}.scaling.max", size=f"{OWNER}.cpu", memory=f"{OWNER}.memory"
+    )
     o = inp.overrides
     return tune(
         TuningInput(

@@ -46,7 +46,6 @@ from typing import Any
 
 import pulumi
 import pulumi_docker as docker
-from pydantic import ValidationError
 
 from fastapi_deploy import component as cargs
 from fastapi_deploy.component import ArgsError, NamedComponent
@@ -317,19 +316,11 @@ _SETTINGS_KEYS = (
 
 def inputs_from_args(args: VpsServiceArgs) -> VpsInputs:
     """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
-    a: dict[str, Any] = dict(args)
-    unknown = sorted(set(a) - set(VpsServiceArgs.__annotations__))
-    if unknown:
-        raise ArgsError(
-            f"{OWNER}.{unknown[0]}: unknown Arg; known: {', '.join(VpsServiceArgs.__annotations__)}"
-        )
+    a = cargs.known_args(OWNER, args, VpsServiceArgs)
     image = cargs.required(OWNER, a, "image")
     domain = cargs.required(OWNER, a, "domain")
     cargs.required(OWNER, a, "host")
-    try:
-        settings = VpsSettings.model_validate({k: a[k] for k in _SETTINGS_KEYS if k in a})
-    except ValidationError as exc:
-        raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    settings = cargs.settings(OWNER, a, VpsSettings, _SETTINGS_KEYS)
     if (settings.zone is None) != (settings.zone_provider is None):
         raise ArgsError(f"{OWNER}.zone_provider: set zone and zone_provider together (route53 or clouddns)")
     if settings.zone is not None and settings.zone_provider == "route53":
@@ -385,15 +376,9 @@ def tuning_for(inp: VpsInputs) -> RuntimeTuning:
             max_overflow=o.db_max_overflow,
             pool_timeout_s=o.db_pool_timeout_s,
             max_request_body_bytes=inp.max_request_body_bytes,
-            keys={
-                "workers": f"{OWNER}.overrides.workers",
-                "budget_max": f"{OWNER}.database.max_connections",
-                "budget_reserved": f"{OWNER}.database.reserved_connections",
-                "max_replicas": f"{OWNER} (one container)",
-                "budget": f"{OWNER}.database (max_connections - reserved_connections)",
-                "size": f"{OWNER}.cpus",
-                "memory": f"{OWNER}.memory",
-            },
+            keys=cargs.tuning_keys(
+                OWNER, max_replicas=f"{OWNER} (one container)", size=f"{OWNER}.cpus", memory=f"{OWNER}.memory"
+            ),
         )
     )
 
