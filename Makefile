@@ -7,7 +7,7 @@ STACK ?= prod-ecs
 # system store, as pip and curl do (UV_SYSTEM_CERTS: uv >= 0.13; older uv called it UV_NATIVE_TLS).
 export UV_SYSTEM_CERTS ?= 1
 
-.PHONY: help uv sync plan plan-json doctor verify test lint typecheck run docs
+.PHONY: help uv sync plan plan-json doctor verify status logs test lint typecheck run docs
 
 help:
 	@echo "make plan [STACK=prod-ecs]   offline plan (resources, tuning, policy, cost) - no cloud credentials"
@@ -15,6 +15,8 @@ help:
 	@echo "make doctor STACK=...        preflight against the cloud (needs credentials)"
 	@echo "make verify STACK=...        post-deploy checks of a stack's outputs (needs the Pulumi CLI or"
 	@echo "                             OUTPUTS=file.json from \`pulumi stack output --json\`)"
+	@echo "make status STACK=...        deployed vs running release, counts, a rollback detected (needs credentials)"
+	@echo "make logs STACK=... [SINCE=10m]  the service's logs (CloudWatch, Cloud Logging, docker logs over SSH)"
 	@echo "make test                    lint, type-check and the whole test suite"
 	@echo "make run                     the service locally exactly as the container runs it"
 	@echo "make docs                    regenerate docs/stack-config.md from the stack config models"
@@ -44,6 +46,12 @@ doctor: sync
 
 verify: sync
 	$(UV) run infra verify --stack $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS))
+
+status: sync
+	$(UV) run infra status --stack $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS))
+
+logs: sync
+	$(UV) run infra logs --stack $(STACK) --since $(or $(SINCE),10m)
 
 lint: sync
 	$(UV) run ruff check .
