@@ -41,8 +41,12 @@ class DatabaseArgs(TypedDict):
     reserved_connections: NotRequired[int]
     """Kept free for psql, migrations and monitoring (default 10)."""
     migrate: NotRequired[str]
-    """``on_start``: migrate under an advisory lock before the workers fork; ``manual``: the operator runs
-    ``python -m app.migrate`` (default: the platform's default)."""
+    """``on_start``: every new task/instance migrates under an advisory lock before its workers fork;
+    ``release``: the deploy runs ``python -m app.migrate`` once with the new image, secrets and network
+    before the new release takes traffic, and a failed migration fails ``pulumi up`` (ECS: a one-off task;
+    Cloud Run: a Job execution; Lambda: an invocation of the new version before the alias moves; VPS: the
+    release gate); ``manual``: the operator runs ``python -m app.migrate``. Default: ``on_start``, on Lambda
+    ``manual`` (``on_start`` is refused there)."""
 
 
 class RuntimeOverridesArgs(TypedDict):

@@ -106,6 +106,56 @@ def tuning_keys(owner: str, *, max_replicas: str, size: str, memory: str) -> dic
     }
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env(owner: str, value: Any) -> dict[str, Any]:
+    """The ``env`` Arg: NAME -> a string or an Output of one. A credential name or a URL carrying a password
+    is refused (it would sit in plain text in the state and the console: use ``secrets``)."""
+    from fastapi_deploy import contract
+
+    if value is None:
+        return {}
+    if isinstance(value, pulumi.Output) or not isinstance(value, Mapping):
+        raise ArgsError(
+            f"{owner}.env: a mapping of NAME -> value (each value a string or an Output of one), "
+            f"not {type(value).__name__}"
+        )
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ArgsError(
+                f"{owner}.env: {name!r} is not an environment variable name (letters, digits and _, "
+                "not starting with a digit)"
+            )
+        if name in contract.CREDENTIAL_ENV_NAMES:
+            raise ArgsError(
+                f"{owner}.env.{name}: a credential in plain text would sit in the state and the console; "
+                f"pass a secret reference in {owner}.secrets instead"
+            )
+        if isinstance(item, str):
+            if contract.URL_WITH_PASSWORD.match(item):
+                raise ArgsError(
+                    f"{owner}.env.{name}: holds a URL with a password ({contract.mask(item)}); pass a secret "
+                    f"reference in {owner}.secrets instead"
+                )
+        elif not isinstance(item, pulumi.Output):
+            raise ArgsError(f"{owner}.env.{name}: a string (or an Output of one), not {type(item).__name__}")
+        out[name] = item
+    return out
+
+
+def tags(owner: str, value: Any) -> dict[str, str]:
+    """The ``tags`` Arg: plain string keys and values (they become AWS tags or GCP labels)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ArgsError(f"{owner}.tags: a mapping of plain strings to plain strings")
+    return dict(value)
+
+
 def required(owner: str, args: Mapping[str, Any], key: str) -> Any:
     """``args[key]``, or an ArgsError naming it."""
     value = args.get(key)

@@ -168,7 +168,7 @@ def ci_login(target: str, raw: Mapping[str, Any], app: Mapping[str, Any]) -> tup
 
 # --- secrets -----------------------------------------------------------------------------------------
 def _secret_env_name(name: str, value: str) -> bool:
-    from policy import rules
+    from fastapi_deploy import policy_rules as rules
 
     if not value or rules.is_reference(value):
         return False
@@ -271,6 +271,8 @@ def plan_stack(
         return plan
 
     from fastapi_deploy import mocks as mocks_mod
+    from fastapi_deploy.component import ArgsError
+    from fastapi_deploy.image import ImageError
     from fastapi_deploy.targets import TargetNotAvailable
 
     raw = config_mod.stack_file_config(path)
@@ -281,7 +283,7 @@ def plan_stack(
             mocks=mocks_factory(raw) if mocks_factory else None,
             main=project.find(path.resolve().parent).main,
         )
-    except (config_mod.ConfigError, tuning_mod.TuningError, TargetNotAvailable) as exc:
+    except (config_mod.ConfigError, tuning_mod.TuningError, TargetNotAvailable, ImageError, ArgsError) as exc:
         plan.error = f"{path.name}: {exc}"
         plan.seconds = time.perf_counter() - started
         return plan
@@ -351,9 +353,9 @@ def _region_line(cfg: Any, path: Path) -> str | None:
 
 def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: Any) -> None:
     from fastapi_deploy import cost as cost_mod
+    from fastapi_deploy import policy_rules as rules
     from fastapi_deploy import registry
     from fastapi_deploy.mocks import unwrap
-    from policy import rules
 
     result.resources[:] = tree_order(result.resources)
     secret_env = frozenset(getattr(cfg, "secrets", {}) or {})

@@ -36,6 +36,8 @@ MIGRATE_COMMAND = ["python", "-m", "app.migrate"]
 LAMBDA_MIGRATE_EVENT = {"fastapi_deploy": "migrate"}
 #: Default bound on the whole release step (start-up + migration), seconds.
 DEFAULT_TIMEOUT_S = 900
+#: The longest a release migration may hold `pulumi up` (an hour), whatever a caller passes.
+MAX_TIMEOUT_S = 3600
 #: Start-up budget inside the bound (Fargate provisioning + image pull; Cloud Run job start): the app's own
 #: MIGRATE_TIMEOUT is the bound minus this, so app.migrate gives up with a readable error first.
 STARTUP_MARGIN_S = 120
@@ -57,9 +59,11 @@ def app_migrate_timeout_s(timeout_s: float) -> int:
 def _common_checks(news: dict[str, Any], required: tuple[str, ...]) -> list[CheckFailure]:
     failures = [CheckFailure(k, f"{k} is required") for k in required if news.get(k) in (None, "", [])]
     timeout, poll = news.get("timeout_s"), news.get("poll_s")
-    if not isinstance(timeout, int | float) or timeout <= 0:
+    if not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT_S:
         failures.append(
-            CheckFailure("timeout_s", f"timeout_s must be a number of seconds > 0, got {timeout!r}")
+            CheckFailure(
+                "timeout_s", f"timeout_s must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {timeout!r}"
+            )
         )
     if not isinstance(poll, int | float) or poll < 0:
         failures.append(CheckFailure("poll_s", f"poll_s must be a number of seconds >= 0, got {poll!r}"))
@@ -120,8 +124,8 @@ def run_ecs_migration(props: dict[str, Any]) -> dict[str, Any]:
     task_arn = resp["tasks"][0]["taskArn"]
     task_id = task_arn.rsplit("/", 1)[-1]
     stream = _ecs_log_stream(props, task_id)
-    delay = max(math.ceil(poll_s), 0)  # the waiter sleeps whole seconds
-    attempts = max(1, math.ceil(timeout_s / delay)) if delay > 0 else max(1, int(timeout_s))
+    delay = max(math.ceil(poll_s), 1)  # the waiter sleeps whole seconds; 0 would call the API back to back
+    attempts = max(1, math.ceil(timeout_s / delay))
     try:
         ecs.get_waiter("tasks_stopped").wait(
             cluster=cluster, tasks=[task_arn], WaiterConfig={"Delay": delay, "MaxAttempts": attempts}

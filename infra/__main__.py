@@ -4,8 +4,8 @@ component Args (its adapter) -> the component -> its outputs dict, exported as i
 Run by the Pulumi CLI (``main: infra/`` in Pulumi.yaml, via runpy, so only ``infra/`` is on sys.path and
 the project itself must be installed by ``uv sync``), by the tests and by ``infra plan`` under mocks.
 With ``infra/`` first on sys.path its modules are also importable as top-level names, so none of them may
-be named like a stdlib module (tests/infra/test_program_imports.py); ``infra.*`` imports resolve through
-the installed package.
+be named like a stdlib module (tests/infra/test_program_imports.py); ``fastapi_deploy`` imports resolve
+through the installed distribution.
 Validation happens before the first resource is registered: a bad config registers nothing.
 """
 
@@ -27,6 +27,7 @@ CONFIG_ERRORS = (
     SecretRefError,
     targets.TargetNotAvailable,
     ArgsError,
+    image_mod.ImageError,
 )
 
 

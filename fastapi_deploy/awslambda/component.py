@@ -248,7 +248,7 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
             OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")
         ),
         port=8000,
-        env=dict(a.get("env") or {}),
+        env=cargs.env(OWNER, a.get("env")),
         secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("ssm", "secretsmanager")),
         secret_kms_key_arns=list(a.get("secret_kms_key_arns") or []),
         health=cargs.section(OWNER, "health", Health, a.get("health")),
@@ -273,7 +273,7 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
         alert_emails=list(alerts.emails),
         alert_webhook_url=alerts.webhook_url,
         alert_topic_arn=alerts.sns_topic_arn,
-        tags=dict(a.get("tags") or {}),
+        tags=cargs.tags(OWNER, a.get("tags")),
     )
 
 

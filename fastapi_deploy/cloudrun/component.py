@@ -205,7 +205,7 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
         app_env=cargs.field(
             OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")
         ),
-        env=dict(a.get("env") or {}),
+        env=cargs.env(OWNER, a.get("env")),
         secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("gcp",)),
         health=cargs.section(OWNER, "health", Health, a.get("health")),
         scaling=cargs.section(OWNER, "scaling", Scaling, cargs.required(OWNER, a, "scaling")),
@@ -232,7 +232,7 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
         description=a.get("description"),
         domain=domain,
         wait_for_release=bool(a.get("wait_for_release", True)),
-        tags=dict(a.get("tags") or {}),
+        tags=cargs.tags(OWNER, a.get("tags")),
     )
 
 

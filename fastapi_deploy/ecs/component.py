@@ -477,7 +477,7 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         image=image,
         port=port,
         app_env=app_env,
-        env=dict(a.get("env") or {}),
+        env=cargs.env(OWNER, a.get("env")),
         secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("ssm", "secretsmanager")),
         secret_kms_key_arns=list(a.get("secret_kms_key_arns") or []),
         health=cargs.section(OWNER, "health", Health, a.get("health")),
@@ -509,7 +509,7 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         alert_emails=list(alerts.emails),
         alert_webhook_url=alerts.webhook_url,
         alert_topic_arn=alerts.sns_topic_arn,
-        tags=dict(a.get("tags") or {}),
+        tags=cargs.tags(OWNER, a.get("tags")),
         attach=attach,
     )
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.api_core import exceptions as gexc
-
 from fastapi_deploy.ops.findings import Finding, blocking, ok
+
+
+def _gexc() -> Any:
+    """google.api_core's exceptions, imported on first use: the GCP clients are the [gcp] extra, and an
+    AWS-only install must still run doctor/verify for its own targets."""
+    from google.api_core import exceptions
+
+    return exceptions
 
 
 def secret_version_name(project: str, secret: str, version: str = "latest") -> str:
@@ -21,6 +27,7 @@ def check_gcp_secret(client: Any, project: str, secret: str, version: str, where
     """
     check = "gcp-secret"
     name = secret_version_name(project, secret, version)
+    gexc = _gexc()
     try:
         client.access_secret_version(request={"name": name}, timeout=10.0)
     except gexc.NotFound as exc:

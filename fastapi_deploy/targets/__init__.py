@@ -40,6 +40,16 @@ if TYPE_CHECKING:
 COMMON_OUTPUTS = contract.COMMON_OUTPUTS
 
 
+#: Top-level module -> the distribution's extra that installs it.
+_EXTRAS = {
+    "pulumi_aws": "aws",
+    "boto3": "aws",
+    "pulumi_gcp": "gcp",
+    "google": "gcp",
+    "pulumi_docker": "docker",
+}
+
+
 class TargetNotAvailable(RuntimeError):
     """The config names a target whose module is not in this checkout."""
 
@@ -102,5 +112,11 @@ def module_for(target: str) -> ModuleType:
             raise TargetNotAvailable(
                 f"app.target: {target!r} is not implemented in this checkout "
                 f"({path.replace('.', '/')}.py missing)"
+            ) from None
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra:
+            raise TargetNotAvailable(
+                f"app.target: {target!r} needs {exc.name}, which is not installed: "
+                f'pip install "fastapi-deploy[{extra}]" (or [all])'
             ) from None
         raise

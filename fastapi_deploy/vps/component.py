@@ -337,7 +337,7 @@ def inputs_from_args(args: VpsServiceArgs) -> VpsInputs:
         app_env=cargs.field(
             OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")
         ),
-        env=dict(a.get("env") or {}),
+        env=cargs.env(OWNER, a.get("env")),
         secrets=cargs.secret_refs(OWNER, a.get("secrets"), SCHEMES),
         health=cargs.section(OWNER, "health", Health, a.get("health")),
         database=cargs.section(OWNER, "database", Database, a.get("database")),
@@ -354,7 +354,7 @@ def inputs_from_args(args: VpsServiceArgs) -> VpsInputs:
         overrides=cargs.section(OWNER, "overrides", TuningOverrides, a.get("overrides")),
         repository_url=a.get("repository_url"),
         gcp_project=a.get("gcp_project"),
-        tags=dict(a.get("tags") or {}),
+        tags=cargs.tags(OWNER, a.get("tags")),
     )
 
 

@@ -237,6 +237,22 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("vps", vps_args(host="bad host!"), r"VpsServiceArgs\.host: "),
     ("vps", vps_args(domain=None), r"VpsServiceArgs\.domain: required"),
     ("vps", vps_args(ssh_key_secret="file:/id"), r"VpsServiceArgs\.ssh_key_secret: "),
+    # env and tags: a credential in plain text, a password URL, wrong types, a whole Output
+    (
+        "ecs",
+        ecs_args(env={"JWT_SECRET_KEY": "hunter2hunter2"}),
+        r"FargateServiceArgs\.env\.JWT_SECRET_KEY: a credential",
+    ),
+    (
+        "vps",
+        vps_args(env={"CACHE": "redis://u:hunter2@cache:6379/0"}),
+        r"VpsServiceArgs\.env\.CACHE: holds a URL with a password \('redis:…' \(30 chars\)\); pass",
+    ),
+    ("ecs", ecs_args(env={"A": 1}), r"FargateServiceArgs\.env\.A: a string \(or an Output of one\), not int"),
+    ("lambda", lambda_args(env={"1BAD": "x"}), r"LambdaServiceArgs\.env: '1BAD' is not an environment"),
+    ("cloudrun", cloudrun_args(env=["A=1"]), r"CloudRunServiceArgs\.env: a mapping"),
+    ("cloudrun", cloudrun_args(tags={"team": 1}), r"CloudRunServiceArgs\.tags: a mapping of plain strings"),
+    ("ecs", ecs_args(tags=["a"]), r"FargateServiceArgs\.tags: a mapping of plain strings"),
 ]
 
 

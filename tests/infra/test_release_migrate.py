@@ -239,7 +239,9 @@ def test_ecs_check_names_missing_and_bad_inputs() -> None:
         "region",
         "timeout_s",
     } <= set(failed)
-    assert "timeout_s must be a number of seconds > 0" in failed["timeout_s"]
+    assert "timeout_s must be a number of seconds in (0, 3600], got -1" in failed["timeout_s"]
+    too_long = rm.EcsMigrationProvider().check({}, {"cluster_arn": "c", "timeout_s": 86400})
+    assert "got 86400" in {f.property: f.reason for f in too_long.failures}["timeout_s"]
 
 
 # ================================================================================== Cloud Run (gRPC fake)
