@@ -530,13 +530,7 @@ def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[s
     if cfg.cors_origins:
         env["CORS_ORIGINS"] = ",".join(cfg.cors_origins)
     env.update(tuning.env())
-    mode = cfg.database.migrate_mode(cfg.target)
-    if mode == "on_start":
-        env["MIGRATE_ON_START"] = "true"
-        env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
-    elif mode == "release":
-        # The deploy runs the migration once before traffic moves (fastapi_deploy/release_migrate.py).
-        env["MIGRATE_ON_START"] = "false"
+    env.update(migrate_env(cfg.database.migrate_mode(cfg.target), tuning))
     rules = rules_for(cfg.target)
     if not rules.metrics_privately_scrapable:
         env.setdefault("METRICS_ENABLED", "false")  # the user's explicit app.env value stays
@@ -547,6 +541,18 @@ def container_environment(cfg: StackConfigType, tuning: RuntimeTuning) -> dict[s
     if rules.extra_env is not None:
         env.update(rules.extra_env(cfg))
     return dict(sorted(env.items()))
+
+
+def migrate_env(mode: str, tuning: RuntimeTuning) -> dict[str, str]:
+    """The migration switches of the container env for ``app.database.migrate`` (stack config and
+    component Args alike): ``on_start`` migrates in each new container within its start window; ``release``
+    turns that off, the deploy runs it once before traffic moves (fastapi_deploy/release_migrate.py);
+    ``manual`` sets nothing."""
+    if mode == "on_start":
+        return {"MIGRATE_ON_START": "true", "MIGRATE_TIMEOUT": str(migrate_timeout_s(tuning))}
+    if mode == "release":
+        return {"MIGRATE_ON_START": "false"}
+    return {}
 
 
 def migrate_timeout_s(tuning: RuntimeTuning) -> int:

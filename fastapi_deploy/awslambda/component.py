@@ -56,6 +56,7 @@ from fastapi_deploy.tuning import (
     METRICS_PRIVATELY_SCRAPABLE,
     RuntimeTuning,
     TuningInput,
+    migrate_env,
     tune,
 )
 
@@ -311,8 +312,7 @@ def final_env(inp: LambdaInputs, tuning: RuntimeTuning) -> dict[str, Any]:
     """The Args' env, then the tuning's variables (they win), the metrics switch and the secret
     references; refused (naming ``LambdaServiceArgs.env``) when reserved or over 4 KB."""
     env: dict[str, Any] = {**inp.env, **tuning.env()}
-    if inp.database.migrate_mode("lambda") == "release":  # the deploy invokes it once per version
-        env["MIGRATE_ON_START"] = "false"
+    env.update(migrate_env(inp.database.migrate_mode("lambda"), tuning))
     if not METRICS_PRIVATELY_SCRAPABLE["lambda"]:
         env.setdefault("METRICS_ENABLED", "false")
     return build_function_env(dict(sorted(env.items())), inp.secrets, f"{OWNER}.env", ArgsError)

@@ -51,7 +51,7 @@ from fastapi_deploy.tuning import (
     METRICS_PRIVATELY_SCRAPABLE,
     RuntimeTuning,
     TuningInput,
-    migrate_timeout_s,
+    migrate_env,
     tune,
 )
 
@@ -268,12 +268,7 @@ def final_env(inp: CloudRunInputs, tuning: RuntimeTuning) -> dict[str, pulumi.In
     """The Args' env, then the tuning's variables (they win) and the migrate/metrics switches; minus the
     names Cloud Run reserves."""
     env: dict[str, pulumi.Input[str]] = {**inp.env, **tuning.env()}
-    mode = inp.database.migrate_mode("cloudrun")
-    if mode == "on_start":
-        env["MIGRATE_ON_START"] = "true"
-        env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
-    elif mode == "release":  # a Cloud Run Job runs it once per release (fastapi_deploy/release_migrate.py)
-        env["MIGRATE_ON_START"] = "false"
+    env.update(migrate_env(inp.database.migrate_mode("cloudrun"), tuning))
     if not METRICS_PRIVATELY_SCRAPABLE["cloudrun"]:
         env.setdefault("METRICS_ENABLED", "false")
     # The client address by hop count: 2 behind the domain's load balancer, else 1 (cloudrun/tuning.py).

@@ -54,7 +54,7 @@ from fastapi_deploy.tuning import (
     METRICS_PRIVATELY_SCRAPABLE,
     RuntimeTuning,
     TuningInput,
-    migrate_timeout_s,
+    migrate_env,
     tune,
 )
 
@@ -544,12 +544,7 @@ def final_env(name: str, inp: EcsInputs, tuning: RuntimeTuning) -> dict[str, pul
     """The container's plain env: the Args' env, then the tuning's variables (they win), then what this
     component owns (the EMF service dimension its alarms read)."""
     env: dict[str, pulumi.Input[str]] = {**inp.env, **tuning.env()}
-    mode = inp.database.migrate_mode("ecs")
-    if mode == "on_start":
-        env["MIGRATE_ON_START"] = "true"
-        env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
-    elif mode == "release":  # the deploy runs it once (fastapi_deploy/release_migrate.py), not each task
-        env["MIGRATE_ON_START"] = "false"
+    env.update(migrate_env(inp.database.migrate_mode("ecs"), tuning))
     if not METRICS_PRIVATELY_SCRAPABLE["ecs"]:
         env.setdefault("METRICS_ENABLED", "false")
     if env.get("METRICS_EMF") == "true":

@@ -65,7 +65,7 @@ from fastapi_deploy.tuning import (
     METRICS_PRIVATELY_SCRAPABLE,
     RuntimeTuning,
     TuningInput,
-    migrate_timeout_s,
+    migrate_env,
     tune,
 )
 from fastapi_deploy.vps.args import VpsServiceArgs
@@ -386,12 +386,7 @@ def tuning_for(inp: VpsInputs) -> RuntimeTuning:
 def final_env(inp: VpsInputs, tuning: RuntimeTuning) -> dict[str, pulumi.Input[str]]:
     """The Args' env, then the tuning's variables (they win) and the migrate/metrics switches."""
     env: dict[str, pulumi.Input[str]] = {**inp.env, **tuning.env()}
-    mode = inp.database.migrate_mode("vps")
-    if mode == "on_start":
-        env["MIGRATE_ON_START"] = "true"
-        env["MIGRATE_TIMEOUT"] = str(migrate_timeout_s(tuning))
-    elif mode == "release":  # the release gate migrates once before the app container is replaced
-        env["MIGRATE_ON_START"] = "false"
+    env.update(migrate_env(inp.database.migrate_mode("vps"), tuning))
     if not METRICS_PRIVATELY_SCRAPABLE["vps"]:
         env.setdefault("METRICS_ENABLED", "false")
     return dict(sorted(env.items()))
