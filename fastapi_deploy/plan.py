@@ -29,6 +29,7 @@ config (the message names the key) or a target missing from this checkout.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -167,9 +168,22 @@ def ci_login(target: str, raw: Mapping[str, Any], app: Mapping[str, Any]) -> tup
 
 
 # --- secrets -----------------------------------------------------------------------------------------
-def _secret_env_name(name: str, value: str) -> bool:
-    from fastapi_deploy import policy_rules as rules
+@functools.cache
+def _policy_rules() -> Any:
+    """The policy pack's rule module: shipped inside the wheel as ``fastapi_deploy.policy_rules`` (the
+    wheel force-includes policy/rules.py under that name), else ``policy/`` of this checkout."""
+    try:
+        from fastapi_deploy import policy_rules  # type: ignore[attr-defined]
 
+        return policy_rules
+    except ImportError:
+        from policy import rules
+
+        return rules
+
+
+def _secret_env_name(name: str, value: str) -> bool:
+    rules = _policy_rules()
     if not value or rules.is_reference(value):
         return False
     return bool(
@@ -353,10 +367,10 @@ def _region_line(cfg: Any, path: Path) -> str | None:
 
 def _fill(plan: StackPlan, result: ProgramResult, tuning: dict[str, Any], cfg: Any) -> None:
     from fastapi_deploy import cost as cost_mod
-    from fastapi_deploy import policy_rules as rules
     from fastapi_deploy import registry
     from fastapi_deploy.mocks import unwrap
 
+    rules = _policy_rules()
     result.resources[:] = tree_order(result.resources)
     secret_env = frozenset(getattr(cfg, "secrets", {}) or {})
     secrets: set[str] = set()

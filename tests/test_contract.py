@@ -17,14 +17,6 @@ from fastapi_deploy.tuning import TuningInput, tune
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_deployer_carries_the_policy_packs_rules_byte_for_byte() -> None:
-    """`infra plan` evaluates the pack's rules from an installed distribution, which ships no `policy/`:
-    fastapi_deploy/policy_rules.py is policy/rules.py, byte for byte (edit the pack's, then copy)."""
-    assert (ROOT / "fastapi_deploy" / "policy_rules.py").read_bytes() == (
-        ROOT / "policy" / "rules.py"
-    ).read_bytes()
-
-
 @pytest.mark.parametrize("copy", ["app/contract.py", "policy/contract.py"])
 def test_the_service_and_the_pack_carry_the_deployers_contract_byte_for_byte(copy: str) -> None:
     """fastapi_deploy/contract.py is the contract. The image has no deployer in it and the standalone pack
