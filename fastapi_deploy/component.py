@@ -106,9 +106,6 @@ def tuning_keys(owner: str, *, max_replicas: str, size: str, memory: str) -> dic
     }
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
 def env(owner: str, value: Any) -> dict[str, Any]:
     """The ``env`` Arg: NAME -> a string or an Output of one. A credential name or a URL carrying a password
     is refused (it would sit in plain text in the state and the console: use ``secrets``)."""
