@@ -94,6 +94,21 @@ class PolicyFacts:
 
 
 @dataclass(frozen=True)
+class ComponentDoc:
+    """How docs/components.md presents a target's Pulumi component (fastapi_deploy/component_reference.py)."""
+
+    #: The package that exports the component and its Args (its ``component`` module has COMPONENT_TYPE).
+    package: str
+    #: The component class and its Args TypedDict, both exported by ``package``.
+    component: str
+    args: str
+    #: Markdown listing the component's children attributes (not outputs).
+    children: str
+    #: A Python example of its use.
+    example: str
+
+
+@dataclass(frozen=True)
 class Target:
     """Everything about one deploy target. Built-in ones live in ``fastapi_deploy/<pkg>/target.py``."""
 
@@ -153,6 +168,11 @@ class Target:
     reference_extra: Callable[[], list[str]] | None = None
     #: Module with ``status``/``logs``/``rollback`` for `infra status|logs|rollback` (None: not offered).
     operations_module: str | None = None
+    #: Module with ``PLATFORM`` (a :class:`fastapi_deploy.release_gate.GatePlatform`): `pulumi up` waits for
+    #: the platform to serve the release (None: the target has no platform-side rollout to wait for).
+    release_gate: str | None = None
+    #: Its section of docs/components.md (None: not documented there).
+    component_doc: ComponentDoc | None = None
 
 
 #: The table: target key -> Target (built-in ones loaded on first lookup). Change it with register().

@@ -10,18 +10,12 @@ version. :class:`ReleaseGate` is a Pulumi dynamic resource placed after the plat
 ``pulumi up`` — naming the stack resource, the expected and the serving release, and the platform's own
 reason.
 
-What "live" means per target (the pollers' ``expected_*`` arguments):
-
-- ECS: the service's PRIMARY deployment is the task definition ARN this deploy registered, its
-  rolloutState is COMPLETED, running == desired, only one deployment left, and (with a target group)
-  every registered target healthy. A rollback leaves the PRIMARY on the previous task definition: fail.
-- Cloud Run: the latest created revision is the one this deploy created, it is the latest READY one,
-  it serves 100 % of the traffic (or ``traffic_tag`` routes to it), and no condition failed.
-- Lambda: the alias points at the version this deploy published and that version is State Active /
-  LastUpdateStatus Successful (without an alias: ``$LATEST`` runs the deployed image digest).
-- VPS: no gate: Pulumi itself swaps the containers there and the Docker provider already fails the
-  create unless the new container turns healthy (``wait=True``), after a one-shot readiness ``gate``
-  container (see :mod:`fastapi_deploy.vps.component`).
+What "live" means is the target's: each gated target's package has a ``gate`` module
+(``fastapi_deploy/ecs/gate.py``, ``cloudrun/gate.py``, ``awslambda/gate.py``) with its poller, its timeout
+and the builder its component calls, and names it in ``Target.release_gate`` (fastapi_deploy/registry.py).
+This module is the shared machinery: the dynamic resource, its provider (which finds the platform from
+the gate's ``target`` input through the registry), the bounded wait and the failure message. A target
+without a ``release_gate`` (the VPS: the Docker provider already waits for a healthy container) has none.
 
 The provider object is pickled (dill) into the stack state and unpickled by the ``pulumi-python``
 dynamic provider process, so it holds no state at all: clients are built inside the methods (the
@@ -33,68 +27,67 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi.dynamic as dyn
 
-#: Targets with a platform-side rollout to wait for (the VPS has none; see the module docstring).
-TARGETS = ("ecs", "cloudrun", "lambda")
 #: No gate waits longer than this, whatever a caller passes (a stuck deploy must end).
 MAX_TIMEOUT_S = 3600
-#: Fargate provisioning + ENI attach + image pull + boot of a task, on top of the ECS health timings.
-ECS_TASK_START_MARGIN_S = 180
-#: Cloud Run: the provider already waited for the revision; this covers traffic settling + a margin.
-CLOUDRUN_MARGIN_S = 120
-#: Lambda: an image function's version leaves State Pending within a few minutes.
-LAMBDA_TIMEOUT_S = 300
-#: Identity of a release: a change in any of these re-runs the gate (timeouts and intervals do not).
-IDENTITY_KEYS = (
-    "target",
-    "region",
-    "project",
-    "cluster",
-    "service_name",
-    "function_name",
-    "alias",
-    "release",
-    "image",
-    "traffic_tag",
-    "target_group_arn",
-)
 OUTPUT_KEYS = ("live_release", "running_images", "summary")
+#: Inputs that are not the identity of a release: a change in any OTHER input (the target, region, the
+#: platform's service/function names, the release, the image...) re-runs the gate; these do not (a new
+#: pickle of the provider, another timeout or interval, the outputs of the last run).
+NOT_IDENTITY = frozenset(
+    {"__provider", "stack", "stack_resource", "timeout_s", "poll_interval_s", *OUTPUT_KEYS}
+)
 
 
 class ReleaseNotLive(Exception):
     """The new release is not what ended up serving; the message says what is, and why."""
 
 
-# ----------------------------------------------------------------------------------------- timeouts
+@dataclass(frozen=True)
+class GatePlatform:
+    """What the shared gate needs to know about one target's platform. Each gated target's package has a
+    ``gate`` module with ``PLATFORM = GatePlatform(...)`` and names that module in ``Target.release_gate``
+    (fastapi_deploy/registry.py); the provider finds it from the gate's ``target`` input."""
+
+    #: Inputs the platform needs besides ``stack_resource``, ``region`` and ``release``.
+    required: tuple[str, ...]
+    #: What a release is called there ("task definition", "revision", "version").
+    what: str
+    #: The gate's inputs -> the `infra verify` poller told which release must be the one serving.
+    poller: Callable[[Mapping[str, Any]], Any]
+    #: The gate's inputs -> where it looked ("ECS service api in cluster prod (eu-west-1)").
+    where: Callable[[Mapping[str, Any]], str]
+    #: A release as the platform's console shows it (Cloud Run: the revision's short name).
+    release_name: Callable[[str], str] = str
+    #: The failure line when an older release serves (None: "an older <what> is still the one serving").
+    rolled_back_line: str | None = None
+    #: Advice put first when an older release serves (the platform rolled back by itself).
+    rolled_back_hint: str | None = None
 
 
-def ecs_timeout_s(
-    deregistration_delay_s: int,
-    health_check_grace_s: int,
-    lb_interval_s: int = 15,
-    lb_healthy_threshold: int = 2,
-) -> int:
-    """How long an ECS rollout may take: a new task starts (margin), passes the grace period and the ALB's
-    healthy threshold, then the old tasks drain for the deregistration delay. Bounded by MAX_TIMEOUT_S."""
-    total = (
-        ECS_TASK_START_MARGIN_S
-        + health_check_grace_s
-        + lb_interval_s * lb_healthy_threshold
-        + deregistration_delay_s
-    )
-    return min(MAX_TIMEOUT_S, total)
+def platform(target: object) -> GatePlatform | None:
+    """The gate platform of a registered target (None: no such target, or it has no gate)."""
+    import importlib
+
+    from fastapi_deploy import registry
+
+    spec = registry.find(target)
+    if spec is None or spec.release_gate is None:
+        return None
+    found: GatePlatform = importlib.import_module(spec.release_gate).PLATFORM
+    return found
 
 
-def cloudrun_timeout_s(startup_budget_s: int | None = None) -> int:
-    """Cloud Run: the startup probe window (tuning.CLOUDRUN_STARTUP_BUDGET_S) plus a margin."""
-    from fastapi_deploy.tuning import CLOUDRUN_STARTUP_BUDGET_S
+def gated_targets() -> tuple[str, ...]:
+    """The registered targets with a platform-side rollout to wait for."""
+    from fastapi_deploy import registry
 
-    budget = CLOUDRUN_STARTUP_BUDGET_S if startup_budget_s is None else startup_budget_s
-    return min(MAX_TIMEOUT_S, budget + CLOUDRUN_MARGIN_S)
+    return tuple(t.key for t in registry.all_targets() if t.release_gate is not None)
 
 
 # ------------------------------------------------------------------------------------ props checks
@@ -104,13 +97,6 @@ def _is_unknown(value: Any) -> bool:
     from pulumi.runtime import rpc
 
     return isinstance(value, str) and value == rpc.UNKNOWN
-
-
-_REQUIRED = {
-    "ecs": ("cluster", "service_name"),
-    "cloudrun": ("project", "service_name"),
-    "lambda": ("function_name",),
-}
 
 
 def check_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -125,10 +111,12 @@ def check_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
             failures.append((key, f"{key} is required for a {target} release gate"))
 
     target = props.get("target")
-    if target not in TARGETS:
-        failures.append(("target", f"target must be one of {', '.join(TARGETS)}, not {target!r}"))
+    gate = platform(target)
+    if gate is None:
+        known = ", ".join(gated_targets())
+        failures.append(("target", f"target must be one of {known}, not {target!r}"))
         return failures
-    for key in ("stack_resource", "region", "release", *_REQUIRED[target]):
+    for key in ("stack_resource", "region", "release", *gate.required):
         need(key)
     timeout, interval = props.get("timeout_s"), props.get("poll_interval_s")
     if not _is_unknown(timeout) and not (isinstance(timeout, int | float) and 0 < timeout <= MAX_TIMEOUT_S):
@@ -141,88 +129,20 @@ def check_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------- the check
 
 
-def aws_client(service: str, region: str) -> Any:
-    """A boto3 client with bounded network timeouts (the gate's loop is bounded; so is every call)."""
-    import boto3
-    from botocore.config import Config
-
-    cfg = Config(connect_timeout=10, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.client(service, region_name=region, config=cfg)  # type: ignore[call-overload]
-
-
-def cloudrun_clients(region: str) -> tuple[Any, Any]:
-    """Cloud Run admin clients (Application Default Credentials of the user running `pulumi up`)."""
-    from google.cloud import run_v2
-
-    return run_v2.ServicesClient(), run_v2.RevisionsClient()
-
-
 def build_poller(props: Mapping[str, Any]) -> Any:
     """The `infra verify` poller of this target, told which release must be the one serving."""
-    from fastapi_deploy.ops import rollout
-
-    target, region = props["target"], props["region"]
-    if target == "ecs":
-        return rollout.EcsRollout(
-            aws_client("ecs", region),
-            aws_client("elbv2", region),
-            props["cluster"],
-            props["service_name"],
-            props.get("target_group_arn") or None,
-            props.get("image") or None,
-            expected_task_definition=props["release"],
-        )
-    if target == "lambda":
-        return rollout.LambdaRollout(
-            aws_client("lambda", region),
-            props["function_name"],
-            props.get("alias") or None,
-            props.get("image") or None,
-            expected_version=props["release"],
-        )
-    services, revisions = cloudrun_clients(region)
-    return rollout.CloudRunRollout(
-        services,
-        revisions,
-        props["project"],
-        region,
-        props["service_name"],
-        props.get("image") or None,
-        expected_revision=props["release"],
-        traffic_tag=props.get("traffic_tag") or None,
-    )
+    gate = platform(props["target"])
+    if gate is None:
+        raise ReleaseNotLive(f"release gate: target {props['target']!r} has no release gate")
+    return gate.poller(props)
 
 
-_WHAT = {"ecs": "task definition", "cloudrun": "revision", "lambda": "version"}
-
-
-def _platform(props: Mapping[str, Any]) -> str:
-    target = props["target"]
-    if target == "ecs":
-        return f"ECS service {props['service_name']} in cluster {props['cluster']} ({props['region']})"
-    if target == "cloudrun":
-        return f"Cloud Run service {props['service_name']} in {props['project']}/{props['region']}"
-    alias = f" alias {props['alias']}" if props.get("alias") else ""
-    return f"Lambda function {props['function_name']}{alias} ({props['region']})"
-
-
-def _hint(props: Mapping[str, Any], rolled_back: bool) -> str:
+def _hint(props: Mapping[str, Any], gate: GatePlatform, rolled_back: bool) -> str:
     stack = props.get("stack") or "STACK"
     lines = [f"`infra verify --stack {stack}` shows the same after the fix."]
-    if rolled_back and props["target"] == "ecs":
-        lines.insert(
-            0,
-            "The platform is back on the previous release (nothing is broken for users). Fix the release, "
-            "then run `pulumi up --refresh`: without the refresh Pulumi believes the service already runs "
-            "the new task definition and does not deploy it again.",
-        )
+    if rolled_back and gate.rolled_back_hint:
+        lines.insert(0, gate.rolled_back_hint)
     return " ".join(lines)
-
-
-def _release_name(target: str, release: str | None) -> str | None:
-    # Cloud Run names revisions by their full resource path in the provider's outputs; the short name is
-    # what the console and gcloud show.
-    return release.rsplit("/", 1)[-1] if release and target == "cloudrun" else release
 
 
 def failure_message(props: Mapping[str, Any], obs: Any, *, timed_out: bool, timeout_s: float) -> str:
@@ -230,13 +150,16 @@ def failure_message(props: Mapping[str, Any], obs: Any, *, timed_out: bool, time
 
     ``obs`` is the last observation the platform gave (on a timeout: the last one before the deadline).
     """
-    what = _WHAT[props["target"]]
-    expected = _release_name(props["target"], props["release"])
-    serving = _release_name(props["target"], obs.release)
+    gate = platform(props["target"])
+    if gate is None:
+        raise ReleaseNotLive(f"release gate: target {props['target']!r} has no release gate")
+    what = gate.what
+    expected = gate.release_name(props["release"]) if props["release"] else props["release"]
+    serving = gate.release_name(obs.release) if obs.release else obs.release
     rolled_back = bool(serving) and serving != expected
     head = (
         f"release gate: {props.get('stack_resource')} (stack {props.get('stack') or '?'}) did not go live "
-        f"on {_platform(props)}"
+        f"on {gate.where(props)}"
     )
     lines = [head, f"  expected {what}: {expected}", f"  serving {what}:  {serving or 'unknown'}"]
     if props.get("image"):
@@ -245,19 +168,14 @@ def failure_message(props: Mapping[str, Any], obs: Any, *, timed_out: bool, time
         lines.append(f"  running image(s): {', '.join(obs.running_images)}")
     if timed_out:
         lines.append(f"  timed out after {timeout_s:g} s waiting for the rollout to settle")
-    elif rolled_back and props["target"] == "ecs":
-        lines.append(
-            "  the service is on an older task definition: ECS rolled the release back (deployment "
-            "circuit breaker or CloudWatch alarm rollback), or another deploy replaced it"
-        )
     elif rolled_back:
-        lines.append(f"  an older {what} is still the one serving")
+        lines.append(f"  {gate.rolled_back_line or f'an older {what} is still the one serving'}")
     lines.append(f"  {'last seen' if timed_out else 'platform state'}: {obs.summary}")
     reason = (obs.reason or "").strip()
     if reason:
         lines.append("  platform reason:")
         lines.extend(f"    {line}" for line in reason.splitlines() if line.strip())
-    lines.append("  " + _hint(props, rolled_back))
+    lines.append("  " + _hint(props, gate, rolled_back))
     return "\n".join(lines)
 
 
@@ -325,7 +243,10 @@ class ReleaseGateProvider(dyn.ResourceProvider):
         return dyn.CheckResult(news, [dyn.CheckFailure(k, r) for k, r in check_props(news)])
 
     def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dyn.DiffResult:
-        changed = [k for k in IDENTITY_KEYS if _olds.get(k) != _news.get(k)]
+        # The pickled provider (``__provider``) is not part of the identity: moving code between modules, or
+        # a new dill, must not make every stack wait for a rollout again.
+        keys = (set(_olds) | set(_news)) - NOT_IDENTITY
+        changed = sorted(k for k in keys if _olds.get(k) != _news.get(k))
         # Never a replacement: the gate owns nothing; an update just waits for the new release again.
         return dyn.DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
@@ -372,10 +293,11 @@ class ReleaseGate(dyn.Resource, name="ReleaseGate"):
         )
 
 
-# ------------------------------------------------------------------------------ per-target builders
+# ------------------------------------------------------------------------------ for the gate modules
 
 
-def _props(target: str, stack_resource: str, timeout_s: int, poll_interval_s: float) -> dict[str, Any]:
+def gate_props(target: str, stack_resource: str, timeout_s: int, poll_interval_s: float) -> dict[str, Any]:
+    """The inputs every gate has; a target's gate module adds its platform's own."""
     return {
         "target": target,
         "stack": pulumi.get_stack(),
@@ -383,84 +305,3 @@ def _props(target: str, stack_resource: str, timeout_s: int, poll_interval_s: fl
         "timeout_s": timeout_s,
         "poll_interval_s": poll_interval_s,
     }
-
-
-def ecs_gate(
-    name: str,
-    *,
-    cluster: pulumi.Input[str],
-    service_name: pulumi.Input[str],
-    task_definition_arn: pulumi.Input[str],
-    region: pulumi.Input[str],
-    timeout_s: int,
-    stack_resource: str,
-    target_group_arn: pulumi.Input[str] | None = None,
-    image: pulumi.Input[str] | None = None,
-    poll_interval_s: float = 10,
-    opts: pulumi.ResourceOptions | None = None,
-) -> ReleaseGate:
-    """Gate on an ECS service: the PRIMARY deployment must be ``task_definition_arn``, COMPLETED, healthy.
-
-    ``cluster``: name or ARN; ``stack_resource``: the Pulumi name of the service (for the error);
-    ``timeout_s``: :func:`ecs_timeout_s` of the stack's tuning. Put the service in ``opts.depends_on``.
-    """
-    props = _props("ecs", stack_resource, timeout_s, poll_interval_s)
-    props.update(
-        region=region,
-        cluster=cluster,
-        service_name=service_name,
-        release=task_definition_arn,
-        target_group_arn=target_group_arn,
-        image=image,
-    )
-    return ReleaseGate(name, props, opts)
-
-
-def cloudrun_gate(
-    name: str,
-    *,
-    project: pulumi.Input[str],
-    region: pulumi.Input[str],
-    service_name: pulumi.Input[str],
-    revision: pulumi.Input[str],
-    stack_resource: str,
-    timeout_s: int | None = None,
-    image: pulumi.Input[str] | None = None,
-    traffic_tag: str | None = None,
-    poll_interval_s: float = 5,
-    opts: pulumi.ResourceOptions | None = None,
-) -> ReleaseGate:
-    """Gate on a Cloud Run service: ``revision`` (the service's ``latest_created_revision`` output) must be
-    the latest ready one and serve 100 % (or be behind ``traffic_tag``)."""
-    props = _props("cloudrun", stack_resource, timeout_s or cloudrun_timeout_s(), poll_interval_s)
-    props.update(
-        region=region,
-        project=project,
-        service_name=service_name,
-        release=revision,
-        image=image,
-        traffic_tag=traffic_tag,
-    )
-    return ReleaseGate(name, props, opts)
-
-
-def lambda_gate(
-    name: str,
-    *,
-    function_name: pulumi.Input[str],
-    version: pulumi.Input[str],
-    region: pulumi.Input[str],
-    stack_resource: str,
-    alias: pulumi.Input[str] | None = None,
-    image: pulumi.Input[str] | None = None,
-    timeout_s: int = LAMBDA_TIMEOUT_S,
-    poll_interval_s: float = 5,
-    opts: pulumi.ResourceOptions | None = None,
-) -> ReleaseGate:
-    """Gate on a Lambda function: ``alias`` must point at ``version`` (the function's published
-    ``version`` output) and that version be Active/Successful; without an alias ``$LATEST`` must run
-    ``image`` (pass it: the version is always ``$LATEST`` then, so the image is what identifies a release).
-    """
-    props = _props("lambda", stack_resource, timeout_s, poll_interval_s)
-    props.update(region=region, function_name=function_name, release=version, alias=alias, image=image)
-    return ReleaseGate(name, props, opts)

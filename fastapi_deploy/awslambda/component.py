@@ -35,6 +35,7 @@ from fastapi_deploy import component as cargs
 from fastapi_deploy.aws_alerts import alert_actions
 from fastapi_deploy.awslambda.args import LambdaServiceArgs
 from fastapi_deploy.awslambda.domain import LambdaDomain, LambdaDomainArgs
+from fastapi_deploy.awslambda.gate import lambda_gate
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
     Alerts,
@@ -47,7 +48,6 @@ from fastapi_deploy.config import (
     TuningOverrides,
     aws_domain_problem,
 )
-from fastapi_deploy.release_gate import lambda_gate
 from fastapi_deploy.release_migrate import lambda_release_migration
 from fastapi_deploy.secret_refs import SecretRef, aws_read_policy_statements, lambda_reference_env
 from fastapi_deploy.tuning import (

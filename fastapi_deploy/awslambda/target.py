@@ -31,6 +31,7 @@ TARGET = Target(
     section="lambda",
     deploy_module="fastapi_deploy.awslambda.adapter",
     operations_module="fastapi_deploy.awslambda.operate",
+    release_gate="fastapi_deploy.awslambda.gate",
     outputs=contract.TARGET_OUTPUTS["lambda"],
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,

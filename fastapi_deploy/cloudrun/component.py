@@ -32,6 +32,7 @@ import pulumi_gcp as gcp
 from fastapi_deploy import component as cargs
 from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
 from fastapi_deploy.cloudrun.domain import CloudRunDomain, CloudRunDomainArgs
+from fastapi_deploy.cloudrun.gate import cloudrun_gate
 from fastapi_deploy.cloudrun.tuning import forwarded_trusted_hops
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
@@ -43,7 +44,6 @@ from fastapi_deploy.config import (
     Scaling,
     TuningOverrides,
 )
-from fastapi_deploy.release_gate import cloudrun_gate
 from fastapi_deploy.release_migrate import cloudrun_release_migration
 from fastapi_deploy.secret_refs import SecretRef, gcp_secret_id
 from fastapi_deploy.tuning import (

@@ -53,6 +53,7 @@ TARGET = Target(
     section="cloudrun",
     deploy_module="fastapi_deploy.cloudrun.adapter",
     operations_module="fastapi_deploy.cloudrun.operate",
+    release_gate="fastapi_deploy.cloudrun.gate",
     outputs=contract.TARGET_OUTPUTS["cloudrun"],
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,

@@ -44,7 +44,8 @@ from fastapi_deploy.config import (
 )
 from fastapi_deploy.ecs.args import FargateServiceArgs
 from fastapi_deploy.ecs.domain import EcsDomain, EcsDomainArgs
-from fastapi_deploy.release_gate import ReleaseGate, ecs_gate, ecs_timeout_s
+from fastapi_deploy.ecs.gate import ecs_gate, ecs_timeout_s
+from fastapi_deploy.release_gate import ReleaseGate
 from fastapi_deploy.release_migrate import EcsReleaseMigration, ecs_release_migration
 from fastapi_deploy.tuning import (
     ALB_IDLE_TIMEOUT_S,

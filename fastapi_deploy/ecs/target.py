@@ -55,6 +55,7 @@ TARGET = Target(
     section="ecs",
     deploy_module="fastapi_deploy.ecs.adapter",
     operations_module="fastapi_deploy.ecs.operate",
+    release_gate="fastapi_deploy.ecs.gate",
     outputs=contract.TARGET_OUTPUTS["ecs"],
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,

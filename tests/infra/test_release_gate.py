@@ -30,6 +30,9 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
 from fastapi_deploy import release_gate as rg
+from fastapi_deploy.awslambda import gate as lambda_gate
+from fastapi_deploy.cloudrun import gate as cloudrun_gate
+from fastapi_deploy.ecs import gate as ecs_gate
 from fastapi_deploy.release_gate import ReleaseGateProvider, ReleaseNotLive
 from tests.infra._ops_fakes import GrpcFake
 
@@ -264,7 +267,7 @@ def _stub_lambda(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]) -> Non
         {"FunctionName": "api", "Qualifier": "2"},
     )
     stub.activate()
-    monkeypatch.setattr(rg, "aws_client", lambda service, region: client)
+    monkeypatch.setattr(lambda_gate, "aws_client", lambda service, region: client)
 
 
 def test_lambda_published_version_failed_reports_lambdas_reason(monkeypatch) -> None:
@@ -357,7 +360,7 @@ def _revision(name: str, image: str = IMAGE, failed_message: str | None = None) 
 def _run_cloudrun(monkeypatch: pytest.MonkeyPatch, fake: GrpcFake, props: dict[str, Any]) -> dict[str, Any]:
     with fake.serve() as channel:
         monkeypatch.setattr(
-            rg,
+            cloudrun_gate,
             "cloudrun_clients",
             lambda region: (
                 run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
@@ -475,8 +478,9 @@ def test_delete_and_read_touch_nothing(monkeypatch) -> None:
     def no_client(*_: Any) -> Any:
         raise AssertionError("delete/read must not call the platform")
 
-    monkeypatch.setattr(rg, "aws_client", no_client)
-    monkeypatch.setattr(rg, "cloudrun_clients", no_client)
+    monkeypatch.setattr(ecs_gate, "aws_client", no_client)
+    monkeypatch.setattr(lambda_gate, "aws_client", no_client)
+    monkeypatch.setattr(cloudrun_gate, "cloudrun_clients", no_client)
     p = ReleaseGateProvider()
     props = _props("ecs", cluster="prod", service_name="api", release=f"{TD}:1")
     p.delete("id", props)
@@ -497,6 +501,38 @@ def test_provider_pickles_with_dill_and_loads_in_a_fresh_interpreter() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["fastapi_deploy.release_gate", "ReleaseGateProvider", "True"]
+
+
+#: `__provider` of every gate in the stacks deployed before the platforms' pollers moved to their target
+#: packages (fastapi_deploy/<target>/gate.py): serialize_provider(ReleaseGateProvider()) at that commit.
+GATE_PROVIDER_BEFORE_THE_MOVE = (
+    "gASVOgAAAAAAAACMG2Zhc3RhcGlfZGVwbG95LnJlbGVhc2VfZ2F0ZZSME1JlbGVhc2VHYXRlUHJvdmlkZXKUk5QpgZQu"
+)
+
+
+def test_deployed_gates_see_no_diff_after_the_pollers_moved() -> None:
+    # The provider class stayed where it was: the stored pickle is byte for byte what a new one is, and
+    # the platform-specific code it reaches through the registry is not part of it.
+    assert serialize_provider(ReleaseGateProvider()) == GATE_PROVIDER_BEFORE_THE_MOVE
+    old = {**_props("ecs", cluster="prod", service_name="api", release=f"{TD}:2")}
+    old["__provider"] = GATE_PROVIDER_BEFORE_THE_MOVE
+    stored = {**old, "live_release": f"{TD}:2", "running_images": [f"{REPO}@{NEW}"], "summary": "ok"}
+    new = {**old, "__provider": serialize_provider(ReleaseGateProvider())}
+    assert ReleaseGateProvider().diff("ecs:app-prod-service", stored, new).changes is False
+    # A target-specific identity input still re-runs it (nothing is ignored but the timing and the pickle).
+    assert ReleaseGateProvider().diff("id", stored, {**new, "target_group_arn": "tg-2"}).changes is True
+
+
+def test_the_provider_finds_each_platform_through_the_registry() -> None:
+    from fastapi_deploy import registry
+
+    gated = {t.key: rg.platform(t.key) for t in registry.all_targets()}
+    assert {k for k, p in gated.items() if p is not None} == {"ecs", "cloudrun", "lambda"}
+    assert rg.gated_targets() == ("ecs", "cloudrun", "lambda")
+    assert gated["ecs"] is ecs_gate.PLATFORM
+    assert gated["lambda"] is lambda_gate.PLATFORM
+    assert gated["cloudrun"] is cloudrun_gate.PLATFORM
+    assert gated["vps"] is None  # the Docker provider itself waits for a healthy container there
 
 
 @pytest.fixture
@@ -579,9 +615,9 @@ def test_the_sdks_dynamic_provider_process_runs_the_gate_live_and_rolled_back(
 def test_timeouts_follow_the_targets_own_timings() -> None:
     from fastapi_deploy.tuning import CLOUDRUN_STARTUP_BUDGET_S
 
-    assert rg.ecs_timeout_s(60, 60, 15, 2) == rg.ECS_TASK_START_MARGIN_S + 60 + 60 + 30
-    assert rg.ecs_timeout_s(100_000, 60) == rg.MAX_TIMEOUT_S
-    assert rg.cloudrun_timeout_s() == CLOUDRUN_STARTUP_BUDGET_S + rg.CLOUDRUN_MARGIN_S
+    assert ecs_gate.ecs_timeout_s(60, 60, 15, 2) == ecs_gate.ECS_TASK_START_MARGIN_S + 60 + 60 + 30
+    assert ecs_gate.ecs_timeout_s(100_000, 60) == rg.MAX_TIMEOUT_S
+    assert cloudrun_gate.cloudrun_timeout_s() == CLOUDRUN_STARTUP_BUDGET_S + cloudrun_gate.CLOUDRUN_MARGIN_S
 
 
 def test_builder_refuses_a_bad_plain_input_before_registering() -> None:
@@ -631,7 +667,7 @@ def test_ecs_gate_registers_with_the_task_definition_arn_after_the_service(monke
         "target": "ecs",
         "stack": "prod-ecs",
         "stack_resource": service.name,
-        "timeout_s": rg.ECS_TASK_START_MARGIN_S
+        "timeout_s": ecs_gate.ECS_TASK_START_MARGIN_S
         + tuning.health_check_grace_s
         + tuning.lb_health.interval_s * tuning.lb_health.healthy_threshold
         + tuning.deregistration_delay_s,
