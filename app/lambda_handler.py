@@ -36,7 +36,7 @@ _resources: Any = None
 #: database stack included, so no request pays for it. On demand, INIT and the first request are both in
 #: the caller's latency, and only what that request needs is loaded.
 _AHEAD_OF_TIME = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in {"provisioned-concurrency", "snap-start"}
-#: The deployer's migrate event (fastapi_deploy/release_migrate.py sends exactly this, nothing else).
+#: The deployer's migrate event (fastapi_deploy/awslambda/migrate.py sends exactly this, nothing else).
 MIGRATE_EVENT: dict[str, str] = {"fastapi_deploy": "migrate"}
 #: Seconds of the invocation kept for resolving secrets, reporting and returning after a timed-out migration.
 MIGRATE_RESERVE_S = 5.0

@@ -36,6 +36,7 @@ from fastapi_deploy.aws_alerts import alert_actions
 from fastapi_deploy.awslambda.args import LambdaServiceArgs
 from fastapi_deploy.awslambda.domain import LambdaDomain, LambdaDomainArgs
 from fastapi_deploy.awslambda.gate import lambda_gate
+from fastapi_deploy.awslambda.migrate import lambda_release_migration
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
     Alerts,
@@ -48,7 +49,6 @@ from fastapi_deploy.config import (
     TuningOverrides,
     aws_domain_problem,
 )
-from fastapi_deploy.release_migrate import lambda_release_migration
 from fastapi_deploy.secret_refs import SecretRef, aws_read_policy_statements, lambda_reference_env
 from fastapi_deploy.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
@@ -641,7 +641,7 @@ def _front(
     release = inp.database.migrate_mode("lambda") == "release"
     if lam.provisioned_concurrency is not None or release:
         # migrate: release - the new version is invoked with the migrate event first; the alias only
-        # moves to a version whose migration answered ok (fastapi_deploy/release_migrate.py).
+        # moves to a version whose migration answered ok (fastapi_deploy/awslambda/migrate.py).
         alias_version: pulumi.Input[str] = svc.function.version
         alias_opts = child
         if release:

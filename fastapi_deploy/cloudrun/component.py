@@ -33,6 +33,7 @@ from fastapi_deploy import component as cargs
 from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
 from fastapi_deploy.cloudrun.domain import CloudRunDomain, CloudRunDomainArgs
 from fastapi_deploy.cloudrun.gate import cloudrun_gate
+from fastapi_deploy.cloudrun.migrate import cloudrun_release_migration
 from fastapi_deploy.cloudrun.tuning import forwarded_trusted_hops
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
@@ -44,7 +45,6 @@ from fastapi_deploy.config import (
     Scaling,
     TuningOverrides,
 )
-from fastapi_deploy.release_migrate import cloudrun_release_migration
 from fastapi_deploy.secret_refs import SecretRef, gcp_secret_id
 from fastapi_deploy.tuning import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,

@@ -45,8 +45,8 @@ from fastapi_deploy.config import (
 from fastapi_deploy.ecs.args import FargateServiceArgs
 from fastapi_deploy.ecs.domain import EcsDomain, EcsDomainArgs
 from fastapi_deploy.ecs.gate import ecs_gate, ecs_timeout_s
+from fastapi_deploy.ecs.migrate import EcsReleaseMigration, ecs_release_migration
 from fastapi_deploy.release_gate import ReleaseGate
-from fastapi_deploy.release_migrate import EcsReleaseMigration, ecs_release_migration
 from fastapi_deploy.tuning import (
     ALB_IDLE_TIMEOUT_S,
     DEFAULT_MAX_REQUEST_BODY_BYTES,
@@ -694,7 +694,7 @@ class FargateService(NamedComponent):
         )
 
         # migrate: release - one task of the NEW task definition runs `python -m app.migrate` and must exit 0
-        # before the service moves to it (fastapi_deploy/release_migrate.py).
+        # before the service moves to it (fastapi_deploy/ecs/migrate.py).
         self.migration = None
         if inp.database.migrate_mode("ecs") == "release":
             self.migration = ecs_release_migration(

@@ -32,7 +32,10 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from fastapi_deploy import release_migrate as rm
+from fastapi_deploy.awslambda import migrate as lambda_migrate
 from fastapi_deploy.cloudrun import component as cr
+from fastapi_deploy.cloudrun import migrate as cloudrun_migrate
+from fastapi_deploy.ecs import migrate as ecs_migrate
 from fastapi_deploy.mocks import ProgramResult, RecordedResource, RecordingMocks, run_program, unwrap
 from fastapi_deploy.vps import component as vps
 from tests.infra._ops_fakes import GrpcFake
@@ -123,8 +126,8 @@ def _moto_task_ends(monkeypatch: pytest.MonkeyPatch, exit_code: int | None, reas
 def test_ecs_create_runs_the_new_task_definition_with_the_migrate_command_and_waits(
     ecs_env: dict[str, Any],
 ) -> None:
-    props = rm.EcsMigrationProvider().check({}, ecs_env).inputs
-    result = rm.EcsMigrationProvider().create(props)
+    props = ecs_migrate.EcsMigrationProvider().check({}, ecs_env).inputs
+    result = ecs_migrate.EcsMigrationProvider().create(props)
     outs = result.outs or {}
     assert outs["exit_code"] == 0
     assert result.id == outs["task_arn"]
@@ -136,7 +139,7 @@ def test_ecs_create_runs_the_new_task_definition_with_the_migrate_command_and_wa
     assert task["lastStatus"] == "STOPPED"  # the create returned only after the waiter saw it stop
     assert task["taskDefinitionArn"] == ecs_env["task_definition_arn"]
     assert task["launchType"] == "FARGATE"
-    assert task["startedBy"] == rm.STARTED_BY
+    assert task["startedBy"] == ecs_migrate.STARTED_BY
     [override] = task["overrides"]["containerOverrides"]
     assert override["name"] == "app"
     assert override["command"] == ["python", "-m", "app.migrate"]
@@ -151,7 +154,7 @@ def test_ecs_non_zero_exit_fails_with_exit_code_reason_and_log_stream(
 ) -> None:
     _moto_task_ends(monkeypatch, 3, "Essential container in task exited")
     with pytest.raises(rm.ReleaseMigrationError) as ei:
-        rm.EcsMigrationProvider().create(dict(ecs_env))
+        ecs_migrate.EcsMigrationProvider().create(dict(ecs_env))
     msg = str(ei.value)
     assert "exit code 3" in msg
     assert "stoppedReason: Essential container in task exited" in msg
@@ -164,7 +167,7 @@ def test_ecs_container_that_never_ran_fails_naming_that(
 ) -> None:
     _moto_task_ends(monkeypatch, None, "CannotPullContainerError: pull access denied")
     with pytest.raises(rm.ReleaseMigrationError, match=r"never ran.*CannotPullContainerError"):
-        rm.EcsMigrationProvider().create(dict(ecs_env))
+        ecs_migrate.EcsMigrationProvider().create(dict(ecs_env))
 
 
 @pytest.fixture
@@ -186,14 +189,14 @@ def test_ecs_timeout_is_bounded_stops_the_task_and_fails(
     props = {**ecs_env, "timeout_s": 2, "poll_s": 1}
     start = time.monotonic()
     with pytest.raises(rm.ReleaseMigrationError, match=r"did not stop within 2s") as ei:
-        rm.EcsMigrationProvider().create(props)
+        ecs_migrate.EcsMigrationProvider().create(props)
     assert time.monotonic() - start < 10
     task_arn = str(ei.value).split("task ", 1)[1].split(" ", 1)[0]
     task = boto3.client("ecs", region_name=REGION).describe_tasks(
         cluster=ecs_env["cluster_arn"], tasks=[task_arn]
     )["tasks"][0]
     assert task["desiredStatus"] == "STOPPED"  # not left migrating behind a failed deploy
-    assert task["stoppedReason"].startswith(rm.STARTED_BY)
+    assert task["stoppedReason"].startswith(ecs_migrate.STARTED_BY)
 
 
 def test_ecs_reruns_only_when_the_task_definition_changes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,8 +206,8 @@ def test_ecs_reruns_only_when_the_task_definition_changes(monkeypatch: pytest.Mo
         runs.append(props["task_definition_arn"])
         return {**props, "task_arn": "arn:task/2", "exit_code": 0, "log_stream": "s"}
 
-    monkeypatch.setattr(rm, "run_ecs_migration", fake_run)
-    p = rm.EcsMigrationProvider()
+    monkeypatch.setattr(ecs_migrate, "run_ecs_migration", fake_run)
+    p = ecs_migrate.EcsMigrationProvider()
     old = {
         "cluster_arn": "c",
         "task_definition_arn": "td:1",
@@ -229,7 +232,7 @@ def test_ecs_reruns_only_when_the_task_definition_changes(monkeypatch: pytest.Mo
 
 
 def test_ecs_check_names_missing_and_bad_inputs() -> None:
-    res = rm.EcsMigrationProvider().check({}, {"cluster_arn": "c", "timeout_s": -1})
+    res = ecs_migrate.EcsMigrationProvider().check({}, {"cluster_arn": "c", "timeout_s": -1})
     failed = {f.property: f.reason for f in res.failures}
     assert {
         "task_definition_arn",
@@ -240,7 +243,7 @@ def test_ecs_check_names_missing_and_bad_inputs() -> None:
         "timeout_s",
     } <= set(failed)
     assert "timeout_s must be a number of seconds in (0, 3600], got -1" in failed["timeout_s"]
-    too_long = rm.EcsMigrationProvider().check({}, {"cluster_arn": "c", "timeout_s": 86400})
+    too_long = ecs_migrate.EcsMigrationProvider().check({}, {"cluster_arn": "c", "timeout_s": 86400})
     assert "got 86400" in {f.property: f.reason for f in too_long.failures}["timeout_s"]
 
 
@@ -323,14 +326,14 @@ CR_PROPS = {
 def _run_cloudrun(monkeypatch: pytest.MonkeyPatch, fake: GrpcFake, props: dict[str, Any]) -> Any:
     with fake.serve() as channel:
         monkeypatch.setattr(
-            rm,
+            cloudrun_migrate,
             "_cloudrun_clients",
             lambda: (
                 run_v2.JobsClient(transport=JobsGrpcTransport(channel=channel)),
                 run_v2.ExecutionsClient(transport=ExecutionsGrpcTransport(channel=channel)),
             ),
         )
-        return rm.CloudRunMigrationProvider().create(props)
+        return cloudrun_migrate.CloudRunMigrationProvider().create(props)
 
 
 def test_cloudrun_executes_the_job_and_waits_for_success(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -371,8 +374,8 @@ def test_cloudrun_reruns_when_the_job_generation_changes(monkeypatch: pytest.Mon
         runs.append(props["generation"])
         return {**props, "execution": "e2", "log_uri": ""}
 
-    monkeypatch.setattr(rm, "run_cloudrun_migration", fake_run)
-    p = rm.CloudRunMigrationProvider()
+    monkeypatch.setattr(cloudrun_migrate, "run_cloudrun_migration", fake_run)
+    p = cloudrun_migrate.CloudRunMigrationProvider()
     old = {**CR_PROPS, "execution": "e1", "log_uri": ""}
     assert p.diff("e1", old, dict(old)).changes is False
     assert (p.update("e1", old, {**old, "poll_s": 5}).outs or {})["execution"] == "e1"
@@ -384,7 +387,7 @@ def test_cloudrun_reruns_when_the_job_generation_changes(monkeypatch: pytest.Mon
 # ================================================================================================ Lambda
 def test_lambda_result_check_passes_only_an_ok_migrate_result() -> None:
     ok = json.dumps({"fastapi_deploy": "migrate", "ok": True, "msg": "migrations applied"})
-    assert rm.require_lambda_migration_ok([ok, "7"]) == "7"
+    assert lambda_migrate.require_lambda_migration_ok([ok, "7"]) == "7"
     for bad in (
         json.dumps({"fastapi_deploy": "migrate", "ok": False, "error": "OperationalError"}),
         json.dumps({"statusCode": 404, "body": "{}"}),  # an image without the migrate event (Mangum answered)
@@ -392,7 +395,7 @@ def test_lambda_result_check_passes_only_an_ok_migrate_result() -> None:
         "not json",
     ):
         with pytest.raises(rm.ReleaseMigrationError, match=r"version 7.*alias was NOT moved"):
-            rm.require_lambda_migration_ok([bad, "7"])
+            lambda_migrate.require_lambda_migration_ok([bad, "7"])
 
 
 # ==================================================================================== programs under mocks
@@ -584,7 +587,12 @@ def test_vps_gate_script_stops_on_a_failed_migration(tmp_path: Path) -> None:
 def test_providers_pickle_with_dill_and_load_in_a_fresh_interpreter() -> None:
     from pulumi.dynamic.dynamic import serialize_provider
 
-    for provider in (rm.EcsMigrationProvider(), rm.CloudRunMigrationProvider()):
+    providers = (ecs_migrate.EcsMigrationProvider(), cloudrun_migrate.CloudRunMigrationProvider())
+    assert [type(p).__module__ for p in providers] == [
+        "fastapi_deploy.ecs.migrate",
+        "fastapi_deploy.cloudrun.migrate",
+    ]
+    for provider in providers:
         blob = serialize_provider(provider)
         assert vars(provider) == {}  # nothing captured: no client, no credentials, no config
         code = (
@@ -603,10 +611,98 @@ def test_providers_pickle_with_dill_and_load_in_a_fresh_interpreter() -> None:
             cwd=ROOT,
             env={**os.environ},
         ).stdout.split()
-        assert out[:2] == ["fastapi_deploy.release_migrate", type(provider).__name__]
+        assert out[:2] == [type(provider).__module__, type(provider).__name__]
         assert "timeout_s" in " ".join(out[2:])
         # By reference to the importable class: the stored provider is small and carries no module code.
         assert len(base64.b64decode(blob)) < 2_000
+
+
+#: The ``__provider`` deployed stacks hold: serialize_provider(...) of the two providers while they lived in
+#: fastapi_deploy/release_migrate.py, before they moved to their target packages.
+PROVIDERS_BEFORE_THE_MOVE = {
+    "EcsMigrationProvider": (
+        "gASVPgAAAAAAAACMHmZhc3RhcGlfZGVwbG95LnJlbGVhc2VfbWlncmF0ZZSMFEVjc01pZ3JhdGlvblByb3ZpZGVylJOUKYGULg=="
+    ),
+    "CloudRunMigrationProvider": (
+        "gASVQwAAAAAAAACMHmZhc3RhcGlfZGVwbG95LnJlbGVhc2VfbWlncmF0ZZSMGUNsb3VkUnVuTWlncmF0aW9uUHJvdmlkZXKUk5QpgZQu"
+    ),
+}
+
+
+def test_stored_providers_from_before_the_move_still_load_as_the_moved_classes() -> None:
+    """`pulumi destroy`/`refresh` (Delete/Read) unpickle the STORED ``__provider``: the old module path must
+    keep resolving, in the engine's fresh provider process, to the class at its new home."""
+    code = (
+        "import base64, json, sys, dill\n"
+        "for blob in json.loads(sys.stdin.read()):\n"
+        "    p = dill.loads(base64.b64decode(blob))\n"
+        "    p.delete('id', {})\n"
+        "    print(type(p).__module__, type(p).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(list(PROVIDERS_BEFORE_THE_MOVE.values())),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    ).stdout.splitlines()
+    assert out == [
+        "fastapi_deploy.ecs.migrate EcsMigrationProvider",
+        "fastapi_deploy.cloudrun.migrate CloudRunMigrationProvider",
+    ]
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchProvider'"):
+        _ = rm.NoSuchProvider
+
+
+def test_the_move_alone_reruns_no_migration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first `pulumi up` after upgrading sends the same inputs with a NEW ``__provider`` (the module path
+    changed): the engine asks the provider's diff (with the new pickle), which must see no change."""
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    def no_run(props: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("the migration must not run again")
+
+    monkeypatch.setattr(ecs_migrate, "run_ecs_migration", no_run)
+    monkeypatch.setattr(cloudrun_migrate, "run_cloudrun_migration", no_run)
+    ecs_inputs = {
+        "cluster_arn": "arn:aws:ecs:eu-west-1:123456789012:cluster/prod",
+        "task_definition_arn": "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:7",
+        "subnets": ["subnet-1"],
+        "security_groups": ["sg-1"],
+        "container_name": "app",
+        "region": REGION,
+        "log_group": "/ecs/api",
+        "log_stream_prefix": "app",
+    }
+    cases = [
+        (
+            ecs_migrate.EcsMigrationProvider(),
+            ecs_inputs,
+            {"task_arn": "arn:task/1", "exit_code": 0, "log_stream": "s"},
+        ),
+        (
+            cloudrun_migrate.CloudRunMigrationProvider(),
+            dict(CR_PROPS),
+            {"execution": EXEC, "log_uri": LOG_URI},
+        ),
+    ]
+    for provider, inputs, outs in cases:
+        name = type(provider).__name__
+        old_blob, new_blob = PROVIDERS_BEFORE_THE_MOVE[name], serialize_provider(provider)
+        assert old_blob != new_blob, "the move does change the stored value"
+        stored = {**provider.check({}, inputs).inputs, **outs, "__provider": old_blob}  # the state's outputs
+        news = {**provider.check(stored, inputs).inputs, "__provider": new_blob}
+        diff = provider.diff("id", stored, news)
+        assert diff.changes is False, name
+        assert not diff.replaces
+        # Even an update forced by something else keeps the last run's record instead of running again.
+        kept = provider.update("id", stored, news).outs or {}
+        assert {k: kept[k] for k in outs} == outs
+        # A real change still runs it.
+        changed_key = "task_definition_arn" if "task_definition_arn" in inputs else "generation"
+        assert provider.diff("id", stored, {**news, changed_key: "new"}).changes is True
 
 
 def test_plan_masks_credential_shaped_env_in_the_migration_job() -> None:
