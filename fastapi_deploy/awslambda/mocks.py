@@ -1,8 +1,9 @@
 """The lambda target's answers for the recording mocks (fastapi_deploy/mocks.py): the function, its
-alias and URL, the HTTP API."""
+alias and URL, the HTTP API, its custom domain and the release migration's invocation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -61,12 +62,32 @@ def _stage_stage(m: Any, name: str, inputs: dict[str, Any], out: dict[str, Any],
     return None
 
 
+def _api_domain_name(
+    m: Any, name: str, inputs: dict[str, Any], out: dict[str, Any], physical: str
+) -> str | None:
+    """The HTTP API's custom domain (fastapi_deploy/awslambda/domain.py) as API Gateway returns it."""
+    conf = dict(inputs.get("domainNameConfiguration") or {})
+    conf.setdefault("targetDomainName", f"d-{_fake_hex(name, n=10)}.execute-api.{m.region}.amazonaws.com")
+    conf.setdefault("hostedZoneId", "Z1UJRXOUMOOFQ8")  # API Gateway's regional zone in us-east-1
+    out["domainNameConfiguration"] = conf
+    out["apiMappingSelectionExpression"] = "$request.basepath"
+    return str(inputs.get("domainName", name))
+
+
+def _invocation(m: Any, name: str, inputs: dict[str, Any], out: dict[str, Any], physical: str) -> str | None:
+    """app/lambda_handler.py's answer to the migrate event (migrate: release) on a database at head."""
+    out["result"] = json.dumps({"fastapi_deploy": "migrate", "ok": True, "msg": "schema already at head"})
+    return None
+
+
 RESOURCES: dict[str, Callable[..., str | None]] = {
     "aws:lambda/function:Function": _function_function,
     "aws:lambda/alias:Alias": _alias_alias,
     "aws:lambda/functionUrl:FunctionUrl": _functionurl_functionurl,
     "aws:apigatewayv2/api:Api": _api_api,
     "aws:apigatewayv2/stage:Stage": _stage_stage,
+    "aws:apigatewayv2/domainName:DomainName": _api_domain_name,
+    "aws:lambda/invocation:Invocation": _invocation,
 }
 
 INVOKES: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {}

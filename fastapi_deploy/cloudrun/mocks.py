@@ -1,5 +1,6 @@
 """The cloudrun target's answers for the recording mocks (fastapi_deploy/mocks.py): the Cloud Run
-service, its alert policies and service account."""
+service, its alert policies and service account, the Artifact Registry repository, the custom domain's
+load balancer (Compute) and the release migration's job."""
 
 from __future__ import annotations
 
@@ -54,11 +55,64 @@ def _account_account(
     return None
 
 
+def _global_address(
+    m: Any, name: str, inputs: dict[str, Any], out: dict[str, Any], physical: str
+) -> str | None:
+    out["address"] = "198.51.100.7"
+    proj = inputs.get("project", m.gcp_project)
+    return f"projects/{proj}/global/addresses/{inputs.get('name', physical)}"
+
+
+def _compute(collection: str) -> Callable[..., str | None]:
+    """Compute ids are the resources' relative names: projects/P/global|regions/R/<collection>/NAME."""
+
+    def answer(m: Any, name: str, inputs: dict[str, Any], out: dict[str, Any], physical: str) -> str | None:
+        proj = inputs.get("project", m.gcp_project)
+        where = f"regions/{inputs['region']}" if "region" in inputs else "global"
+        rid = f"projects/{proj}/{where}/{collection}/{inputs.get('name', physical)}"
+        out["selfLink"] = f"https://www.googleapis.com/compute/v1/{rid}"
+        return rid
+
+    return answer
+
+
+def _job(m: Any, name: str, inputs: dict[str, Any], out: dict[str, Any], physical: str) -> str | None:
+    """The release migration's job (fastapi_deploy/cloudrun/migrate.py)."""
+    out["name"] = inputs.get("name", physical)
+    out["generation"] = "1"
+    out["uid"] = _fake_hex(name, n=32)
+    return None
+
+
+def _repository(m: Any, name: str, inputs: dict[str, Any], out: dict[str, Any], physical: str) -> str | None:
+    out["name"] = inputs.get("repositoryId", physical)
+    out["registryUri"] = (
+        f"{inputs.get('location', m.gcp_region)}-docker.pkg.dev/"
+        f"{inputs.get('project', m.gcp_project)}/{out['name']}"
+    )
+    return None
+
+
 RESOURCES: dict[str, Callable[..., str | None]] = {
     "gcp:cloudrunv2/service:Service": _service_service,
     "gcp:monitoring/notificationChannel:NotificationChannel": _notification_channel,
     "gcp:monitoring/alertPolicy:AlertPolicy": _alert_policy,
     "gcp:serviceaccount/account:Account": _account_account,
+    "gcp:cloudrunv2/job:Job": _job,
+    "gcp:artifactregistry/repository:Repository": _repository,
+    "gcp:compute/globalAddress:GlobalAddress": _global_address,
+    **{
+        f"gcp:compute/{kind}": _compute(collection)
+        for kind, collection in {
+            "uRLMap:URLMap": "urlMaps",
+            "backendService:BackendService": "backendServices",
+            "managedSslCertificate:ManagedSslCertificate": "sslCertificates",
+            "targetHttpsProxy:TargetHttpsProxy": "targetHttpsProxies",
+            "targetHttpProxy:TargetHttpProxy": "targetHttpProxies",
+            "globalForwardingRule:GlobalForwardingRule": "forwardingRules",
+            "regionNetworkEndpointGroup:RegionNetworkEndpointGroup": "networkEndpointGroups",
+        }.items()
+    },
 }
 
 INVOKES: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {}

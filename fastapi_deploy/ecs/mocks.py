@@ -81,6 +81,12 @@ def _listener_listener(
     return None
 
 
+def _named(m: Any, name: str, inputs: dict[str, Any], out: dict[str, Any], physical: str) -> str | None:
+    """A resource whose physical name the provider reports back as ``name``."""
+    out["name"] = physical
+    return None
+
+
 RESOURCES: dict[str, Callable[..., str | None]] = {
     "aws:ecs/cluster:Cluster": _cluster_cluster,
     "aws:ecs/service:Service": _service_service,
@@ -88,6 +94,7 @@ RESOURCES: dict[str, Callable[..., str | None]] = {
     "aws:lb/loadBalancer:LoadBalancer": _loadbalancer_loadbalancer,
     "aws:lb/targetGroup:TargetGroup": _targetgroup_targetgroup,
     "aws:lb/listener:Listener": _listener_listener,
+    "aws:appautoscaling/policy:Policy": _named,
 }
 
 
