@@ -121,7 +121,8 @@ class Target:
     section: str
     #: Dotted path of the module that deploys it (``deploy(ctx)``; see fastapi_deploy/targets).
     deploy_module: str
-    #: Stack outputs the target exports besides the common ones (contract section 2).
+    #: Stack outputs the target exports besides the common ones (contract section 2); declared only here:
+    #: `infra verify`, the program and the components' output annotations (tested) follow it.
     outputs: tuple[str, ...]
     tuning: TuningRules
     #: ``(resources, assumptions, prices) -> lines``: the stack's priced lines.
@@ -204,19 +205,6 @@ def _add(target: Target, *, builtin: bool = False) -> None:
         raise ValueError(f"target {target.key!r} is already registered")
     TARGETS[target.key] = target
     VERSION += 1
-    _adapt_contract(target)
-
-
-def _adapt_contract(target: Target, remove: bool = False) -> None:
-    """Keep ``contract.TARGET_OUTPUTS`` (what `infra verify` and the policy pack read, a byte-copied
-    module that cannot import this registry) in step with it."""
-    from fastapi_deploy import contract
-
-    if remove:
-        if target.key not in BUILTIN:
-            contract.TARGET_OUTPUTS.pop(target.key, None)
-        return
-    contract.TARGET_OUTPUTS.setdefault(target.key, target.outputs)
 
 
 def _check(target: Target) -> None:
@@ -250,7 +238,6 @@ def unregister(key: str) -> None:
     target = TARGETS.pop(key, None)
     if target is not None:
         VERSION += 1
-        _adapt_contract(target, remove=True)
 
 
 def all_targets() -> tuple[Target, ...]:

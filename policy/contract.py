@@ -12,7 +12,8 @@ these names instead of writing them again, so what the plan accepts is what the 
   :func:`jwt_secret_problem`) and :data:`FIX_HINTS`.
 * the secret-reference grammar (:func:`parse_secret_ref`, :func:`looks_like_reference`).
 * :data:`SECRET_MASK` and :func:`mask` — how a value that may be secret is shown.
-* :data:`COMMON_OUTPUTS`, :data:`TARGET_OUTPUTS` — the stack outputs every target exports.
+* :data:`COMMON_OUTPUTS` — the stack outputs every target exports (a target's own ones are declared once, in
+  its registration: ``fastapi_deploy.registry.Target.outputs``).
 
 ``policy/contract.py`` is a byte-for-byte copy for the standalone policy pack (``tests/test_contract.py``
 fails when the two differ). Edit this file, then copy it.
@@ -301,9 +302,3 @@ def _parse_secretsmanager(raw: str, body: str) -> ParsedSecretRef:
 # -------------------------------------------------------------------------------------------- stack outputs
 #: Output keys every target exports (read back by `infra verify`).
 COMMON_OUTPUTS = ("target", "url", "image", "health_path", "ready_path")
-TARGET_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "ecs": ("region", "cluster_name", "service_name", "log_group", "target_group_arn", "load_balancer_dns"),
-    "cloudrun": ("project", "region", "service_name", "revision", "service_account"),
-    "lambda": ("region", "function_name", "function_arn", "alias_name", "log_group"),
-    "vps": ("host", "container_name", "domain"),
-}

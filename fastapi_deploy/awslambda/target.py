@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi_deploy import contract
 from fastapi_deploy.awslambda import checks, cost, mocks, tuning
 from fastapi_deploy.awslambda.config import LambdaConfig
 from fastapi_deploy.ecs.target import AWS_SECRETS
@@ -32,7 +31,8 @@ TARGET = Target(
     deploy_module="fastapi_deploy.awslambda.adapter",
     operations_module="fastapi_deploy.awslambda.operate",
     release_gate="fastapi_deploy.awslambda.gate",
-    outputs=contract.TARGET_OUTPUTS["lambda"],
+    # Its stack outputs besides contract.COMMON_OUTPUTS (the component's output annotations are these).
+    outputs=("region", "function_name", "function_arn", "alias_name", "log_group"),
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,
         input_for=tuning.input_for,

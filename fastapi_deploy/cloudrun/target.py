@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fastapi_deploy import contract
 from fastapi_deploy.cloudrun import checks, cost, mocks, tuning
 from fastapi_deploy.cloudrun.config import CloudRunConfig
 from fastapi_deploy.registry import PolicyFacts, SecretRules, Target, TuningRules
@@ -54,7 +53,8 @@ TARGET = Target(
     deploy_module="fastapi_deploy.cloudrun.adapter",
     operations_module="fastapi_deploy.cloudrun.operate",
     release_gate="fastapi_deploy.cloudrun.gate",
-    outputs=contract.TARGET_OUTPUTS["cloudrun"],
+    # Its stack outputs besides contract.COMMON_OUTPUTS (the component's output annotations are these).
+    outputs=("project", "region", "service_name", "revision", "service_account"),
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,
         input_for=tuning.input_for,

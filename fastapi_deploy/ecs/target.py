@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi_deploy import contract
 from fastapi_deploy.ecs import checks, cost, mocks, tuning
 from fastapi_deploy.ecs.config import EcsConfig
 from fastapi_deploy.registry import PolicyFacts, SecretRules, Target, TuningRules
@@ -56,7 +55,8 @@ TARGET = Target(
     deploy_module="fastapi_deploy.ecs.adapter",
     operations_module="fastapi_deploy.ecs.operate",
     release_gate="fastapi_deploy.ecs.gate",
-    outputs=contract.TARGET_OUTPUTS["ecs"],
+    # Its stack outputs besides contract.COMMON_OUTPUTS (the component's output annotations are these).
+    outputs=("region", "cluster_name", "service_name", "log_group", "target_group_arn", "load_balancer_dns"),
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,
         input_for=tuning.input_for,

@@ -6,7 +6,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fastapi_deploy import contract
 from fastapi_deploy.registry import PolicyFacts, SecretRules, Target, TuningRules
 from fastapi_deploy.vps import checks, cost, mocks, tuning
 from fastapi_deploy.vps.config import VpsConfig
@@ -68,7 +67,8 @@ TARGET = Target(
     section="vps",
     deploy_module="fastapi_deploy.vps.adapter",
     operations_module="fastapi_deploy.vps.operate",
-    outputs=contract.TARGET_OUTPUTS["vps"],
+    # Its stack outputs besides contract.COMMON_OUTPUTS (the component's output annotations are these).
+    outputs=("host", "container_name", "domain"),
     tuning=TuningRules(
         deploy_surge=tuning.DEPLOY_SURGE,
         input_for=tuning.input_for,

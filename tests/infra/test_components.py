@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from fastapi_deploy import contract
+from fastapi_deploy import contract, registry
 from fastapi_deploy.component import ArgsError, ChildNameError, NamedComponent, output_names
 from fastapi_deploy.mocks import ProgramResult, RecordingMocks, run_callable
 
@@ -84,7 +84,7 @@ def test_ecs_from_args() -> None:
     assert len(result.by_type("aws:ec2/vpc:Vpc")) == 1
     assert result.outputs["url"] == "https://shop.example.org"
     assert result.outputs["target"] == "ecs"
-    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS["ecs"]}
+    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *registry.get("ecs").outputs}
     for r in result.resources:
         assert r.name == "shop" or r.name.startswith("shop-"), r.name
 
@@ -132,7 +132,7 @@ def test_cloudrun_from_args() -> None:
     member = result.one("gcp:secretmanager/secretIamMember:SecretIamMember").inputs
     assert member["member"] == "serviceAccount:runner@acme-prod.iam.gserviceaccount.com"
     assert result.outputs["service_account"] == "runner@acme-prod.iam.gserviceaccount.com"
-    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS["cloudrun"]}
+    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *registry.get("cloudrun").outputs}
 
 
 def test_lambda_from_args() -> None:
@@ -151,7 +151,7 @@ def test_lambda_from_args() -> None:
     names = {r.name for r in result.by_type("aws:iam/rolePolicy:RolePolicy")}
     assert names == {"shop-logs-policy", "shop-secrets-policy", "shop-vpc-policy"}
     assert result.outputs["function_name"] == "shop"
-    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS["lambda"]}
+    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *registry.get("lambda").outputs}
 
 
 def test_lambda_with_an_existing_role_creates_none() -> None:
@@ -167,7 +167,7 @@ def test_vps_from_args() -> None:
     assert app.inputs["healthcheck"]["tests"][-1].count("9000") >= 1
     assert result.outputs["url"] == "https://shop.example.org"
     assert result.outputs["ready_path"] == "/healthz/ready"
-    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS["vps"]}
+    assert set(result.outputs) == {*contract.COMMON_OUTPUTS, *registry.get("vps").outputs}
 
 
 def test_a_passed_tuning_is_used_as_is() -> None:
@@ -287,7 +287,7 @@ def _component(target: str) -> type:
 def test_declared_outputs_are_the_contracts_keys(target: str) -> None:
     """One list: the class's Output annotations are exactly contract section 2 for the target (the
     component registers that dict once and the program exports the same dict)."""
-    assert output_names(_component(target)) == [*contract.COMMON_OUTPUTS, *contract.TARGET_OUTPUTS[target]]
+    assert output_names(_component(target)) == [*contract.COMMON_OUTPUTS, *registry.get(target).outputs]
 
 
 @pytest.mark.parametrize("target", list(COMPONENTS))

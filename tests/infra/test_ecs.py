@@ -14,9 +14,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from fastapi_deploy import apimodels
+from fastapi_deploy import apimodels, registry
 from fastapi_deploy.config import ConfigError
-from fastapi_deploy.contract import COMMON_OUTPUTS, TARGET_OUTPUTS
+from fastapi_deploy.contract import COMMON_OUTPUTS
 from fastapi_deploy.ecs import component as ecs_target
 from fastapi_deploy.mocks import (
     ACCOUNT_ID,
@@ -107,7 +107,7 @@ def test_every_taggable_resource_has_app_stack_managed_by_tags(prod: ProgramResu
 
 
 def test_outputs_follow_the_contract(prod: ProgramResult) -> None:
-    for key in (*COMMON_OUTPUTS, *TARGET_OUTPUTS["ecs"]):
+    for key in (*COMMON_OUTPUTS, *registry.get("ecs").outputs):
         assert key in prod.outputs, key
     out = prod.outputs
     assert out["target"] == "ecs"
