@@ -21,90 +21,6 @@ from typing import Any, NotRequired, Required
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "components.md"
 
-#: target -> (package, component class, Args class, main child attributes, example).
-COMPONENTS: dict[str, tuple[str, str, str, str, str]] = {
-    "ecs": (
-        "fastapi_deploy.ecs",
-        "FargateService",
-        "FargateServiceArgs",
-        "`.service`, `.task_definition`, `.load_balancer`, `.target_group`, `.listeners`, `.cluster` "
-        "(None with `cluster_arn`), `.logs`, `.execution_role`, `.task_role`, `.alb_security_group`, "
-        "`.listener_rule` (`.load_balancer`/`.alb_security_group` None, `.listeners` empty and "
-        "`.listener_rule` the forwarding rule with `listener_arn`), `.metrics_block`, "
-        "`.task_security_group`, `.vpc` (only when created), `.scaling_target`, `.alarm_5xx`, `.alarm_p95`, "
-        "`.alarm_unhealthy`, `.alarm_memory`, `.alarm_db_pool`, `.alarm_restarts`, `.tuning`, `.outputs`",
-        """svc = FargateService(
-    "shop",
-    {
-        "image": image.repo_digest,
-        "port": 9000,
-        "scaling": {"min": 2, "max": 6},
-        "database": {"max_connections": 200},
-        "secrets": {"DATABASE_URL": "secretsmanager:shop/db:url"},
-        "health": {"liveness_path": "/livez", "readiness_path": "/readyz"},
-        "vpc_id": vpc.id,
-        "public_subnet_ids": vpc.public_subnet_ids,
-        "private_subnet_ids": vpc.private_subnet_ids,
-        "certificate_arn": cert.arn,
-    },
-)
-pulumi.export("url", svc.url)""",
-    ),
-    "cloudrun": (
-        "fastapi_deploy.cloudrun",
-        "CloudRunService",
-        "CloudRunServiceArgs",
-        "`.service`, `.account` (None with `service_account_email`), `.secret_access`, `.invoker`, "
-        "`.alert_5xx`, `.alert_latency`, `.alert_instances`, `.tuning`, `.outputs`",
-        """svc = CloudRunService(
-    "shop",
-    {
-        "image": "europe-west1-docker.pkg.dev/acme/shop/shop@sha256:...",
-        "project": "acme",
-        "region": "europe-west1",
-        "scaling": {"min": 0, "max": 10},
-        "secrets": {"DATABASE_URL": "gcp:shop-db"},
-        "public": True,
-    },
-)""",
-    ),
-    "lambda": (
-        "fastapi_deploy.awslambda",
-        "LambdaService",
-        "LambdaServiceArgs",
-        "`.function`, `.alias` (with provisioned concurrency), `.role` (None with `role_arn`), `.logs`, "
-        "`.api` / `.function_url`, `.alarm_errors`, `.alarm_throttles`, `.alarm_duration`, `.tuning`, "
-        "`.outputs`",
-        """svc = LambdaService(
-    "shop",
-    {
-        "image": image.repo_digest,
-        "reserved_concurrency": 20,
-        "database": {"max_connections": 100},
-        "secrets": {"DATABASE_URL": "ssm:/shop/db"},
-        "subnet_ids": private_subnet_ids,
-        "security_group_ids": [sg.id],
-    },
-)""",
-    ),
-    "vps": (
-        "fastapi_deploy.vps",
-        "VpsService",
-        "VpsServiceArgs",
-        "`.provider` (docker over SSH), `.network`, `.remote_image`, `.gate` (release gate), `.app`, "
-        "`.proxy` (Caddy), `.tuning`, `.outputs`",
-        """svc = VpsService(
-    "shop",
-    {
-        "image": "ghcr.io/acme/shop@sha256:...",
-        "host": "203.0.113.10",
-        "domain": "shop.example.org",
-        "registry": {"server": "ghcr.io", "username": "acme", "password_secret": "ssm:/ghcr/token"},
-    },
-)""",
-    ),
-}
-
 
 def type_text(tp: Any) -> str:
     """``pulumi.Input[str]`` -> ``Input[str]``, ``list[pulumi.Input[str]]`` -> ``list[Input[str]]``..."""
@@ -203,13 +119,20 @@ def render() -> str:
     ]
     seen: set[str] = set()
     nested: list[type] = []
-    for target, (package, comp_name, args_name, children, example) in COMPONENTS.items():
+    from fastapi_deploy import registry
+
+    for target in registry.all_targets():
+        if target.component_doc is None:
+            continue
+        doc = target.component_doc
+        package, comp_name, args_name = doc.package, doc.component, doc.args
+        children, example = doc.children, doc.example
         module = importlib.import_module(package)
         comp = getattr(module, comp_name)
         args_cls = getattr(module, args_name)
         comp_module = importlib.import_module(f"{package}.component")
         lines += [
-            f"## `{comp_name}` ({target})",
+            f"## `{comp_name}` ({target.key})",
             "",
             f"`from {package} import {comp_name}, {args_name}` — type token `{comp_module.COMPONENT_TYPE}`.",
             "",

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi_deploy.awslambda import checks, cost, mocks, tuning
 from fastapi_deploy.awslambda.config import LambdaConfig
 from fastapi_deploy.ecs.target import AWS_SECRETS
-from fastapi_deploy.registry import PolicyFacts, Target, TuningRules
+from fastapi_deploy.registry import ComponentDoc, PolicyFacts, Target, TuningRules
 
 
 def _mask_env(
@@ -24,12 +24,36 @@ def _mask_env(
     return {**inputs, "environment": {**inputs["environment"], "variables": masked}}
 
 
+COMPONENT_DOC = ComponentDoc(
+    package="fastapi_deploy.awslambda",
+    component="LambdaService",
+    args="LambdaServiceArgs",
+    children=(
+        "`.function`, `.alias` (with provisioned concurrency), `.role` (None with `role_arn`), `.logs`, "
+        "`.api` / `.function_url`, `.alarm_errors`, `.alarm_throttles`, `.alarm_duration`, `.tuning`, "
+        "`.outputs`"
+    ),
+    example="""svc = LambdaService(
+    "shop",
+    {
+        "image": image.repo_digest,
+        "reserved_concurrency": 20,
+        "database": {"max_connections": 100},
+        "secrets": {"DATABASE_URL": "ssm:/shop/db"},
+        "subnet_ids": private_subnet_ids,
+        "security_group_ids": [sg.id],
+    },
+)""",
+)
+
+
 TARGET = Target(
     key="lambda",
     config_model=LambdaConfig,
     section="lambda",
     deploy_module="fastapi_deploy.awslambda.adapter",
     operations_module="fastapi_deploy.awslambda.operate",
+    component_doc=COMPONENT_DOC,
     release_gate="fastapi_deploy.awslambda.gate",
     # Its stack outputs besides contract.COMMON_OUTPUTS (the component's output annotations are these).
     outputs=("region", "function_name", "function_arn", "alias_name", "log_group"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi_deploy.cloudrun import checks, cost, mocks, tuning
 from fastapi_deploy.cloudrun.config import CloudRunConfig
-from fastapi_deploy.registry import PolicyFacts, SecretRules, Target, TuningRules
+from fastapi_deploy.registry import ComponentDoc, PolicyFacts, SecretRules, Target, TuningRules
 
 
 def _provider_checks(providers: Mapping[str, Any], app: Mapping[str, Any], stack: str) -> list[str]:
@@ -46,12 +46,35 @@ def _mask_env(
     return inputs
 
 
+COMPONENT_DOC = ComponentDoc(
+    package="fastapi_deploy.cloudrun",
+    component="CloudRunService",
+    args="CloudRunServiceArgs",
+    children=(
+        "`.service`, `.account` (None with `service_account_email`), `.secret_access`, `.invoker`, "
+        "`.alert_5xx`, `.alert_latency`, `.alert_instances`, `.tuning`, `.outputs`"
+    ),
+    example="""svc = CloudRunService(
+    "shop",
+    {
+        "image": "europe-west1-docker.pkg.dev/acme/shop/shop@sha256:...",
+        "project": "acme",
+        "region": "europe-west1",
+        "scaling": {"min": 0, "max": 10},
+        "secrets": {"DATABASE_URL": "gcp:shop-db"},
+        "public": True,
+    },
+)""",
+)
+
+
 TARGET = Target(
     key="cloudrun",
     config_model=CloudRunConfig,
     section="cloudrun",
     deploy_module="fastapi_deploy.cloudrun.adapter",
     operations_module="fastapi_deploy.cloudrun.operate",
+    component_doc=COMPONENT_DOC,
     release_gate="fastapi_deploy.cloudrun.gate",
     # Its stack outputs besides contract.COMMON_OUTPUTS (the component's output annotations are these).
     outputs=("project", "region", "service_name", "revision", "service_account"),

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi_deploy.ecs import checks, cost, mocks, tuning
 from fastapi_deploy.ecs.config import EcsConfig
-from fastapi_deploy.registry import PolicyFacts, SecretRules, Target, TuningRules
+from fastapi_deploy.registry import ComponentDoc, PolicyFacts, SecretRules, Target, TuningRules
 
 AWS_SECRETS = SecretRules(
     schemes=("ssm", "secretsmanager"),
@@ -48,12 +48,44 @@ def _mask_env(
     return {**inputs, "containerDefinitions": json.dumps(containers)}
 
 
+COMPONENT_DOC = ComponentDoc(
+    package="fastapi_deploy.ecs",
+    component="FargateService",
+    args="FargateServiceArgs",
+    children=(
+        "`.service`, `.task_definition`, `.load_balancer`, `.target_group`, `.listeners`, `.cluster` "
+        "(None with `cluster_arn`), `.logs`, `.execution_role`, `.task_role`, `.alb_security_group`, "
+        "`.listener_rule` (`.load_balancer`/`.alb_security_group` None, `.listeners` empty and "
+        "`.listener_rule` the forwarding rule with `listener_arn`), `.metrics_block`, "
+        "`.task_security_group`, `.vpc` (only when created), `.scaling_target`, `.alarm_5xx`, `.alarm_p95`, "
+        "`.alarm_unhealthy`, `.alarm_memory`, `.alarm_db_pool`, `.alarm_restarts`, `.tuning`, `.outputs`"
+    ),
+    example="""svc = FargateService(
+    "shop",
+    {
+        "image": image.repo_digest,
+        "port": 9000,
+        "scaling": {"min": 2, "max": 6},
+        "database": {"max_connections": 200},
+        "secrets": {"DATABASE_URL": "secretsmanager:shop/db:url"},
+        "health": {"liveness_path": "/livez", "readiness_path": "/readyz"},
+        "vpc_id": vpc.id,
+        "public_subnet_ids": vpc.public_subnet_ids,
+        "private_subnet_ids": vpc.private_subnet_ids,
+        "certificate_arn": cert.arn,
+    },
+)
+pulumi.export("url", svc.url)""",
+)
+
+
 TARGET = Target(
     key="ecs",
     config_model=EcsConfig,
     section="ecs",
     deploy_module="fastapi_deploy.ecs.adapter",
     operations_module="fastapi_deploy.ecs.operate",
+    component_doc=COMPONENT_DOC,
     release_gate="fastapi_deploy.ecs.gate",
     # Its stack outputs besides contract.COMMON_OUTPUTS (the component's output annotations are these).
     outputs=("region", "cluster_name", "service_name", "log_group", "target_group_arn", "load_balancer_dns"),

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fastapi_deploy.registry import PolicyFacts, SecretRules, Target, TuningRules
+from fastapi_deploy.registry import ComponentDoc, PolicyFacts, SecretRules, Target, TuningRules
 from fastapi_deploy.vps import checks, cost, mocks, tuning
 from fastapi_deploy.vps.config import VpsConfig
 
@@ -61,11 +61,32 @@ def _mask_env(
     return {**inputs, "envs": envs}
 
 
+COMPONENT_DOC = ComponentDoc(
+    package="fastapi_deploy.vps",
+    component="VpsService",
+    args="VpsServiceArgs",
+    children=(
+        "`.provider` (docker over SSH), `.network`, `.remote_image`, `.gate` (release gate), `.app`, "
+        "`.proxy` (Caddy), `.tuning`, `.outputs`"
+    ),
+    example="""svc = VpsService(
+    "shop",
+    {
+        "image": "ghcr.io/acme/shop@sha256:...",
+        "host": "203.0.113.10",
+        "domain": "shop.example.org",
+        "registry": {"server": "ghcr.io", "username": "acme", "password_secret": "ssm:/ghcr/token"},
+    },
+)""",
+)
+
+
 TARGET = Target(
     key="vps",
     config_model=VpsConfig,
     section="vps",
     deploy_module="fastapi_deploy.vps.adapter",
+    component_doc=COMPONENT_DOC,
     operations_module="fastapi_deploy.vps.operate",
     # Its stack outputs besides contract.COMMON_OUTPUTS (the component's output annotations are these).
     outputs=("host", "container_name", "domain"),

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from fastapi_deploy import component_reference as ref
+from fastapi_deploy import registry
 
 
 def test_components_doc_is_up_to_date() -> None:
@@ -19,9 +20,12 @@ def test_every_arg_and_output_is_documented() -> None:
     for line in text.splitlines():
         if line.startswith("| `"):
             assert not line.rstrip().endswith("|  |"), line
-    for _package, comp, args, _children, _example in ref.COMPONENTS.values():
-        assert f"### `{args}`" in text
-        assert f"## `{comp}`" in text
+    documented = [t for t in registry.all_targets() if t.component_doc is not None]
+    assert [t.key for t in documented] == ["ecs", "cloudrun", "lambda", "vps"]
+    for target in documented:
+        assert target.component_doc is not None
+        assert f"### `{target.component_doc.args}`" in text
+        assert f"## `{target.component_doc.component}` ({target.key})" in text
 
 
 def test_check_detects_a_stale_doc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,3 +35,20 @@ def test_check_detects_a_stale_doc(tmp_path: Path, capsys: pytest.CaptureFixture
     out.write_text(out.read_text() + "edited\n")
     assert ref.main(["--check", "--output", str(out)]) == 1
     assert "stale" in capsys.readouterr().err
+
+
+def test_a_registered_targets_component_doc_is_rendered_from_its_registration() -> None:
+    """The doc's sections come from the registry, so a target registered with a ComponentDoc gets one."""
+    from dataclasses import replace
+
+    ecs = registry.get("ecs")
+    assert ecs.component_doc is not None
+    extra = replace(ecs, key="ecs-copy", component_doc=replace(ecs.component_doc, children="`.copy_only`"))
+    registry.TARGETS["ecs-copy"] = extra  # bypasses register()'s config checks: only the doc is under test
+    try:
+        text = ref.render()
+    finally:
+        del registry.TARGETS["ecs-copy"]
+    assert "## `FargateService` (ecs-copy)" in text
+    assert "Attributes (children, not outputs): `.copy_only`." in text
+    assert ref.render() == ref.OUTPUT.read_text()
