@@ -124,9 +124,9 @@ def render() -> str:
     for target in registry.all_targets():
         if target.component_doc is None:
             continue
-        doc = target.component_doc
-        package, comp_name, args_name = doc.package, doc.component, doc.args
-        children, example = doc.children, doc.example
+        section = target.component_doc
+        package, comp_name, args_name = section.package, section.component, section.args
+        children, example = section.children, section.example
         module = importlib.import_module(package)
         comp = getattr(module, comp_name)
         args_cls = getattr(module, args_name)
