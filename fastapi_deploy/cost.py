@@ -223,8 +223,11 @@ def load_prices(path: str | Path = PRICES_PATH) -> PriceTable:
     doc = yaml.load(Path(path).read_text(), Loader=loader)  # noqa: S506 - a safe loader either way
     prices: dict[str, dict[str, Price]] = {}
     base_regions: dict[str, str] = {}
-    for provider in ("aws", "gcp", "vps"):
-        section = doc.get(provider) or {}
+    # Every top-level table but ``regions`` is a price provider's (a target's ``Target.price_provider``):
+    # the table, not a list here, says which there are.
+    for provider, section in doc.items():
+        if provider == "regions" or not isinstance(section, dict):
+            continue
         prices[provider] = {key: _price(v) for key, v in section.items() if isinstance(v, dict)}
         if section.get("region"):
             base_regions[provider] = str(section["region"])

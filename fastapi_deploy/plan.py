@@ -154,17 +154,22 @@ def list_stacks(stacks_dir: Path | None = None, prefix: str = "") -> dict[str, l
     return {"include": include}
 
 
+#: `plan --list`'s (cloud, region) for a stack whose target declares no ``ci_login``.
+NO_CLOUD_LOGIN = ("none", "")
+
+
 def ci_login(target: str, raw: Mapping[str, Any], app: Mapping[str, Any]) -> tuple[str, str]:
-    """(cloud, region) a CI job of this stack authenticates to: the target's ``ci_login``, else its
-    ``cloud`` with that cloud's region key; AWS for a target nothing is known about."""
+    """(cloud, region) a CI job of this stack authenticates to: the target's ``ci_login``.
+
+    A target that declares none (or a stack whose target is not registered: its plan job then reports
+    that) gets :data:`NO_CLOUD_LOGIN`: the workflows log in to no cloud for it, instead of to a guessed one.
+    """
     from fastapi_deploy import registry
 
     spec = registry.find(target)
-    if spec is not None and spec.ci_login is not None:
-        return spec.ci_login(raw, app)
-    if spec is not None and spec.cloud == "gcp":
-        return "gcp", str(raw.get("gcp:region") or "")
-    return "aws", str(raw.get("aws:region") or "us-east-1")
+    if spec is None or spec.ci_login is None:
+        return NO_CLOUD_LOGIN
+    return spec.ci_login(raw, app)
 
 
 # --- secrets -----------------------------------------------------------------------------------------

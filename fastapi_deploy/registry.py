@@ -133,7 +133,8 @@ class Target:
     migrate_default: Literal["on_start", "manual"] = "on_start"
     #: The cloud a deploy authenticates to (``aws``, ``gcp``) or None (a host reached over SSH).
     cloud: str | None = None
-    #: Raw stack file (provider keys, app object) -> (cloud, region) for `infra plan --list`'s CI matrix.
+    #: Raw stack file (provider keys, app object) -> (cloud, region) for `infra plan --list`'s CI matrix
+    #: (None: the CI job logs in to no cloud, ``cloud: "none"``).
     ci_login: Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[str, str]] | None = None
     #: The region line `infra plan` prints (None: nothing printed).
     region_line: Callable[[AppConfigBase, str], str | None] | None = None

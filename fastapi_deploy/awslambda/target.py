@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi_deploy.awslambda import checks, cost, mocks, tuning
 from fastapi_deploy.awslambda.config import LambdaConfig
-from fastapi_deploy.ecs.target import AWS_SECRETS
+from fastapi_deploy.ecs.target import AWS_SECRETS, aws_ci_login
 from fastapi_deploy.registry import ComponentDoc, PolicyFacts, Target, TuningRules
 
 
@@ -74,6 +74,7 @@ TARGET = Target(
     # Every cold start would pay for a migration.
     migrate_default="manual",
     cloud="aws",
+    ci_login=aws_ci_login,
     secrets=AWS_SECRETS,
     ecr_only=True,
     verify_poller=checks.rollout,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi_deploy.ecs import checks, cost, mocks, tuning
@@ -15,6 +15,11 @@ AWS_SECRETS = SecretRules(
     refused="{target} cannot read gcp: secrets",
     example="ssm:/{env}/{name}/{slug}",
 )
+
+
+def aws_ci_login(raw: Mapping[str, Any], app: Mapping[str, Any]) -> tuple[str, str]:
+    """`infra plan --list`: an AWS target's CI job logs in to AWS, in the stack's ``aws:region``."""
+    return "aws", str(raw.get("aws:region") or "us-east-1")
 
 
 def _fargate_table() -> list[str]:
@@ -101,6 +106,7 @@ TARGET = Target(
     cost_lines=cost.lines,
     price_provider="aws",
     cloud="aws",
+    ci_login=aws_ci_login,
     secrets=AWS_SECRETS,
     doctor_checks=(checks.check_certificate,),
     verify_poller=checks.rollout,

@@ -1,7 +1,8 @@
 """A fifth, minimal target defined OUTSIDE fastapi_deploy: the proof that a target is one package.
 
 `nomad`: the image as a HashiCorp Nomad service job. Everything the deployer needs is here — the config
-section, the component, the tuning rule, one doctor check, one verify check, a cost line, a mock answer —
+section, the component, the tuning rule, one doctor check, one verify check, a cost line, a mock answer, the
+release gate's platform —
 and :data:`TARGET` is handed to ``fastapi_deploy.registry.register``. No file of ``fastapi_deploy/`` knows
 it exists (tests/infra/test_fifth_target.py registers it and runs plan, doctor, verify and the cost on it).
 """
@@ -21,6 +22,7 @@ from fastapi_deploy.cost import Assumptions, Line, PriceTable, aws_lines
 from fastapi_deploy.ops.findings import Finding, blocking, ok
 from fastapi_deploy.ops.rollout import Observation
 from fastapi_deploy.registry import PolicyFacts, SecretRules, Target, TuningRules
+from fastapi_deploy.release_gate import GatePlatform
 from fastapi_deploy.targets import DeployContext
 from fastapi_deploy.tuning import (
     ALB_IDLE_TIMEOUT_S,
@@ -195,11 +197,13 @@ class NomadRollout:
         deployment = _get_json(self.url)
         status = deployment.get("Status")
         summary = f"deployment {deployment.get('ID')} {status}: {deployment.get('StatusDescription')}"
+        release = deployment.get("ID")
         if status == "successful":
-            return Observation("stable", summary, running_images=[self.image] if self.image else [])
+            images = [self.image] if self.image else []
+            return Observation("stable", summary, running_images=images, release=release)
         if status in ("failed", "cancelled"):
-            return Observation("failed", summary, reason=deployment.get("StatusDescription"))
-        return Observation("progress", summary)
+            return Observation("failed", summary, reason=deployment.get("StatusDescription"), release=release)
+        return Observation("progress", summary, release=release)
 
     def explain(self) -> str:
         return ""
@@ -207,6 +211,16 @@ class NomadRollout:
 
 def _rollout(outputs: Mapping[str, Any], clients: Any, login: Any) -> NomadRollout:
     return NomadRollout(str(outputs["nomad_address"]), str(outputs["job_id"]), outputs.get("image"))
+
+
+# --------------------------------------------------------------------------------------- release gate
+#: `pulumi up` waits for the job's deployment (``release``: the deployment ID) through the shared gate.
+PLATFORM = GatePlatform(
+    required=("nomad_address", "job_id"),
+    what="deployment",
+    poller=lambda props: NomadRollout(str(props["nomad_address"]), str(props["job_id"]), props.get("image")),
+    where=lambda props: f"Nomad job {props['job_id']} at {props['nomad_address']}",
+)
 
 
 TARGET = Target(
@@ -232,4 +246,5 @@ TARGET = Target(
     verify_poller=_rollout,
     mock_resources={JOB_TYPE: _mock_job},
     policy=PolicyFacts(resource_types=(JOB_TYPE,)),
+    release_gate=__name__,
 )

@@ -42,7 +42,10 @@ def test_every_price_has_a_source_unit_and_the_table_is_dated() -> None:
     doc = yaml.safe_load(Path(cost.PRICES_PATH).read_text())
     assert doc["as_of"]
     assert "re-check" in doc["recheck"].lower() or "verify" in doc["recheck"].lower()
-    for provider in ("aws", "gcp", "vps"):
+    providers = [k for k, v in doc.items() if isinstance(v, dict) and k != "regions"]
+    assert providers == ["aws", "gcp", "vps"]
+    assert sorted(cost.load_prices().prices) == sorted(providers)
+    for provider in providers:
         for key, entry in doc[provider].items():
             if key == "region":
                 continue

@@ -168,9 +168,9 @@ def test_plan_list_puts_it_in_the_ci_matrix(
 ) -> None:
     write_project(tmp_path, nomad_app())
     matrix = plan.list_stacks(tmp_path)
-    assert matrix == {
-        "include": [{"stack": "prod-nomad", "target": "nomad", "cloud": "aws", "region": "us-east-1"}]
-    }
+    # nomad declares no ci_login: its CI job logs in to no cloud (not to a guessed AWS).
+    assert matrix == {"include": [{"stack": "prod-nomad", "target": "nomad", "cloud": "none", "region": ""}]}
+    assert plan.ci_login("not-registered", {"aws:region": "eu-west-1"}, {}) == plan.NO_CLOUD_LOGIN
 
 
 def test_doctor_runs_its_check_with_the_common_ones(nomad: registry.Target, tmp_path: Path) -> None:
@@ -243,6 +243,76 @@ def test_the_cost_estimate_includes_its_line(nomad: registry.Target) -> None:
         (line,) = est.lines
         assert line.monthly == pytest.approx(3 * 0.5 * nomad_target.USD_PER_GHZ_MONTH)
     assert cost.TARGET_PROVIDER["nomad"] == "nomad"
+
+
+def test_the_shared_paths_read_everything_else_from_its_registration(tmp_path: Path) -> None:
+    """CI login, verify's required outputs, the price table's providers and the release gate: what the
+    registration says, with no edit of fastapi_deploy/ (a variant of nomad that declares more of them)."""
+    from dataclasses import replace
+
+    from fastapi_deploy import release_gate
+    from fastapi_deploy.ops import outputs as outputs_mod
+
+    def login(raw: Any, app: Any) -> tuple[str, str]:
+        return "gcp", str(app["nomad"]["datacenter"])
+
+    variant = replace(
+        nomad_target.TARGET, ci_login=login, outputs=(*nomad_target.TARGET.outputs, "allocations")
+    )
+    registry.register(variant)
+    try:
+        write_project(tmp_path, nomad_app())
+        assert plan.list_stacks(tmp_path)["include"] == [
+            {"stack": "prod-nomad", "target": "nomad", "cloud": "gcp", "region": "fra1"}
+        ]
+        assert outputs_mod.REQUIRED["nomad"] == ("nomad_address", "job_id", "allocations")
+        given = {
+            "target": "nomad",
+            "url": "http://x",
+            "image": DIGEST,
+            "health_path": "/h",
+            "ready_path": "/r",
+        }
+        given |= {"nomad_address": "http://n", "job_id": "j"}
+        with pytest.raises(outputs_mod.OutputsError, match="allocations"):
+            outputs_mod.validate_outputs(given, "outputs.json")
+        assert outputs_mod.validate_outputs({**given, "allocations": 3}, "outputs.json") == "nomad"
+
+        # A price table with a section for its provider is read like aws/gcp/vps (no list of providers).
+        table = yaml.safe_load(cost.PRICES_PATH.read_text())
+        table["nomad"] = {"ghz_month": {"price": 12.0, "unit": "GHz-month", "source": "https://x.example"}}
+        path = tmp_path / "prices.yaml"
+        path.write_text(yaml.safe_dump(table))
+        assert cost.load_prices(path)("nomad", "ghz_month") == 12.0
+
+        # The release gate's provider finds its platform through the registry and waits for its deployment.
+        assert release_gate.gated_targets() == ("ecs", "cloudrun", "lambda", "nomad")
+        body = {"ID": "d-2", "Status": "failed", "StatusDescription": "Failed due to unhealthy allocations"}
+        with HttpFake(routes={"/v1/job/api/deployment": (200, json.dumps(body))}).serve() as api:
+            props = {
+                "target": "nomad",
+                "stack": "prod-nomad",
+                "stack_resource": "api-job",
+                "timeout_s": 5,
+                "poll_interval_s": 0.05,
+                "region": "fra1",
+                "release": "d-2",
+                "nomad_address": api.url,
+                "job_id": "api",
+            }
+            with pytest.raises(release_gate.ReleaseNotLive) as err:
+                release_gate.ReleaseGateProvider().create(props)
+            assert api.hits == ["/v1/job/api/deployment"]
+        text = str(err.value)
+        assert f"did not go live on Nomad job api at {api.url}" in text
+        assert "expected deployment: d-2" in text
+        assert "Failed due to unhealthy allocations" in text
+        missing = release_gate.check_props({**props, "job_id": ""})
+        assert missing == [("job_id", "job_id is required for a nomad release gate")]
+    finally:
+        registry.unregister("nomad")
+        service_env.service_model.cache_clear()
+    assert release_gate.gated_targets() == ("ecs", "cloudrun", "lambda")
 
 
 def test_unregistering_leaves_the_built_in_targets_as_they_were(nomad: registry.Target) -> None:
