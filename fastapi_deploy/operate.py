@@ -35,7 +35,7 @@ from fastapi_deploy.ops import access
 from fastapi_deploy.ops.findings import Finding, Severity
 from fastapi_deploy.ops.outputs import OutputsError, read_outputs, validate_outputs
 from fastapi_deploy.ops.rollout import digest_of
-from fastapi_deploy.verify import Clients, _vps_login
+from fastapi_deploy.verify import Clients, _ssh_login
 
 Printer = Callable[[str], None]
 
@@ -331,7 +331,7 @@ def run(
     except OutputsError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return access.EXIT_INVALID
-    user, port = _vps_login(args.stack, args.stacks_dir)
+    user, port = _ssh_login(args.stack, args.stacks_dir)
     ctx = OpsContext(
         outputs=outputs,
         clients=clients or OpsClients(),

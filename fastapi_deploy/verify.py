@@ -110,8 +110,8 @@ def run_verify(
             url, paths, attempts=smoke_attempts, bearer_token=id_token, backoff_s=smoke_backoff_s
         )
         if not id_token and any(r.status in (401, 403) for r in results):
-            # A non-public service (Cloud Run): retry once with an ID token if the caller's ADC can mint one.
-            token = _cloudrun_id_token(outputs)
+            # A non-public service: retry once with a token when the target mints one (Target.smoke_token).
+            token = _smoke_token(outputs)
             if token:
                 out("the service requires authentication; retrying with an ID token from your credentials")
                 results = smoke_test(
@@ -128,7 +128,7 @@ def run_verify(
     return 0
 
 
-def _cloudrun_id_token(outputs: dict[str, Any]) -> str | None:
+def _smoke_token(outputs: dict[str, Any]) -> str | None:
     """A bearer token for a service that refuses anonymous calls, when the target can mint one
     (``Target.smoke_token``: Cloud Run with the caller's ADC)."""
     spec = registry.find(outputs.get("target"))
@@ -195,7 +195,7 @@ def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print
         print(f"infra verify: {exc}", file=sys.stderr)
         return 2
     out(f"outputs from {source}")
-    ssh_user, ssh_port = _vps_login(args.stack, args.stacks_dir)
+    ssh_user, ssh_port = _ssh_login(args.stack, args.stacks_dir)
     return access.unreachable_is_exit_3(
         lambda: run_verify(
             outputs,
@@ -214,7 +214,7 @@ def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print
     )
 
 
-def _vps_login(stack: str | None, stacks_dir: str) -> tuple[str, int]:
+def _ssh_login(stack: str | None, stacks_dir: str) -> tuple[str, int]:
     """ssh user/port from the stack file when there is one (outputs carry only the host)."""
     from pathlib import Path
 
