@@ -593,7 +593,8 @@ def check_deregistration_delay(type_token: str, inputs: Mapping[str, Any]) -> li
 # --- runtime facts for the stack rules ---------------------------------------------------------------
 @dataclass
 class AppRuntime:
-    """What the app process gets on its platform, reconstructed from the resources."""
+    """What the app process gets on its platform, reconstructed from the resources (built-in platforms) or
+    read from the runtime facts a target's component publishes (any other)."""
 
     #: ``ecs``, ``cloudrun``, ``lambda``, ``vps`` (read off the resources) or another target's key (read
     #: from the runtime facts its component publishes)
@@ -653,15 +654,11 @@ def _connection_budget(resources: Sequence[Resource], env: Mapping[str, str]) ->
     return None
 
 
-def _facts(resource: Resource) -> Any:
-    return resource.inputs.get(contract.RUNTIME_FACTS)
-
-
 def _published(resources: Sequence[Resource]) -> Iterator[tuple[Resource, Any]]:
     """(resource, facts) for every resource that publishes runtime facts of a platform whose resources
     this pack does not read itself."""
     for resource in resources:
-        facts = _facts(resource)
+        facts = resource.inputs.get(contract.RUNTIME_FACTS)
         if facts is None:
             continue
         platform = facts.get("platform") if isinstance(facts, Mapping) else None
