@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from app.breaker import CircuitBreaker
 
-#: Key of the request's DbUse in the ASGI scope (set by app.main.DatabaseUnavailableMiddleware).
+#: Key of the request's DbUse in the ASGI scope (set by app.edge.DatabaseUnavailableMiddleware).
 DB_USE_SCOPE_KEY = "app.db_use"
 # Set in a session's .info once it obtained a connection (its first transaction began).
 _REACHED = "app.reached_db"
@@ -112,7 +112,7 @@ def unavailable_errors() -> tuple[type[BaseException], ...]:
     """The SQLAlchemy errors that mean "database unavailable" (pool timeout, connection refused/lost).
 
     Empty while SQLAlchemy is not imported: then no such error can have been raised. Lets the app map them
-    to a 503 without importing SQLAlchemy at start (app.main.DatabaseUnavailableMiddleware).
+    to a 503 without importing SQLAlchemy at start (app.edge.DatabaseUnavailableMiddleware).
     """
     if "sqlalchemy.exc" not in sys.modules:
         return ()
@@ -126,7 +126,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
     Asks the database's circuit breaker first: while it is open this raises CircuitOpenError (a 503 with
     Retry-After, app.main) before any connection attempt. The request's outcome is reported to the breaker
-    by app.main.DatabaseUnavailableMiddleware.
+    by app.edge.DatabaseUnavailableMiddleware.
     """
     resources = request.app.state.resources
     use: DbUse | None = request.scope.get(DB_USE_SCOPE_KEY)

@@ -149,12 +149,13 @@ def child_exit(server: Any, worker: Any) -> None:
 def worker_exit(server: Any, worker: Any) -> None:
     """Worker, shutting down by itself (max_requests, SIGTERM/HUP, or the master's timeout abort): mark
     it so child_exit can tell this from a crash or SIGKILL, after which this hook never runs. Also writes
-    the log lines the worker still holds in its batch (app.observability.JsonLineHandler)."""
+    the log lines the worker still holds in its batch (app.observability.JsonLineHandler) and folds its
+    last request counts into the metrics (app.observability.HttpTally)."""
     from app import runtime_metrics
 
     runtime_metrics.note_graceful_exit()
     if "app.observability" in sys.modules:
-        sys.modules["app.observability"].flush_logs()
+        sys.modules["app.observability"].flush_telemetry()
 
 
 def on_exit(server: Any) -> None:

@@ -14,21 +14,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.bodylimit import BodyLimitMiddleware
-from app.breaker import CircuitBreaker, CircuitOpenError, State, prometheus_reporter
+from app.breaker import CircuitBreaker, State, prometheus_reporter
 from app.cache import ReadCache
-from app.cors import CORSMiddleware
-from app.db import DB_USE_SCOPE_KEY, DbUse, create_engine, create_sessionmaker, unavailable_errors
-from app.observability import (
-    ASGIApp,
-    Message,
-    Receive,
-    RequestContextMiddleware,
-    Scope,
-    Send,
-    configure_logging,
-    init_sentry,
-)
+from app.db import create_engine, create_sessionmaker
+from app.edge import EdgeMiddleware
+from app.observability import configure_logging, init_sentry
 from app.ratelimit import LoginLimiter, Rate
 from app.routes import auth, health, items
 from app.settings import Settings, load_settings
@@ -151,19 +141,6 @@ class Resources:
         await self.lazy_redis.aclose()
 
 
-async def _db_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # Pool exhausted / DB unreachable: a clean 503 the LB and clients understand, not a 500 with a traceback.
-    if isinstance(exc, CircuitOpenError):
-        # Refused without trying (breaker open): no log line per request - the breaker logs opening/closing.
-        retry_after = exc.retry_after
-    else:
-        log.error("database unavailable", extra={"error": type(exc).__name__, "detail": str(exc)[:200]})
-        retry_after = 5
-    return JSONResponse(
-        {"detail": "database unavailable"}, status_code=503, headers={"Retry-After": str(retry_after)}
-    )
-
-
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's default 422 carries each error's `input` (the value sent: a password from a form-encoded
     # login, a whole body when it was not JSON) and `ctx` (the JSON decoder's message). Locations, messages
@@ -174,63 +151,6 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()
     ]
     return JSONResponse({"detail": errors}, status_code=422)
-
-
-class DatabaseUnavailableMiddleware:
-    """Answers 503 (via `_db_unavailable`) for the errors that mean the database is unreachable: SQLAlchemy's
-    OperationalError / InterfaceError / pool TimeoutError, ConnectionError / TimeoutError / OSError, and
-    CircuitOpenError (the breaker refused the request at once; Retry-After = until its next probe).
-
-    It also reports each request that took a session (app.db.get_session, which acquired the database's
-    circuit breaker) to the breaker: an unavailable error is a failure; a request that reached the database
-    (a transaction began) and ended without one is a success; anything else (no query made, cancelled, an
-    unrelated error) only frees the half-open probe slot.
-
-    What `app.add_exception_handler(sa_exc.OperationalError, ...)` did, placed where Starlette's exception
-    middleware sits (innermost, inside CORS and the request-id middleware), but without needing SQLAlchemy's
-    classes at start: a Lambda cold start serving /health never imports SQLAlchemy.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def sender(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        use = DbUse()
-        scope[DB_USE_SCOPE_KEY] = use
-        outcome: bool | None = None  # True: the database answered; False: it failed
-        try:
-            await self.app(scope, receive, sender)
-            outcome = True if use.reached() else None
-        except Exception as exc:
-            if isinstance(exc, CircuitOpenError):
-                pass
-            elif isinstance(exc, (OSError, TimeoutError, *unavailable_errors())):
-                outcome = False
-            else:
-                raise
-            if started:
-                raise
-            response = await _db_unavailable(Request(scope), exc)
-            await response(scope, receive, send)
-        finally:
-            if use.breaker is not None:
-                if outcome is True:
-                    use.breaker.success()
-                elif outcome is False:
-                    use.breaker.failure()
-                else:
-                    use.breaker.release(use.probe)
 
 
 def _add_routes(app: FastAPI, router: APIRouter) -> None:
@@ -293,21 +213,21 @@ def create_app(settings: Settings | None = None, *, eager_db: bool = True) -> Fa
     _add_routes(app, auth.router)
     _add_routes(app, items.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    # DB outages -> 503: a middleware, not exception handlers keyed on SQLAlchemy's classes (see there).
-    # Added first = innermost, where exception handlers run.
-    app.add_middleware(DatabaseUnavailableMiddleware)
-    # Inside CORS and the request id: a 413 still gets CORS headers (a browser can read it) and a request id.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    if settings.cors_origin_list:
-        app.add_middleware(
-            CORSMiddleware,
+    # Request id, access line, metrics, CORS, the body limit and DB outages -> 503, in one layer
+    # (app/edge.py): the outermost but for the forwarded-address one below.
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        cors=dict(
             allow_origins=settings.cors_origin_list,
             allow_headers=settings.cors_header_list,
             allow_methods=["GET", "POST", "OPTIONS"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    # Added last = outermost: every response, including CORS preflights and errors, gets a request id.
-    app.add_middleware(RequestContextMiddleware, metrics=settings.metrics_enabled)
+        if settings.cors_origin_list
+        else None,
+        metrics=settings.metrics_enabled,
+    )
     if settings.forwarded_trusted_hops:
         # Outermost of all: the access log, the request id and the login limiter see the client address
         # taken by hop count from X-Forwarded-For (Cloud Run; app/forwarded.py), never the client-written one.

@@ -7,6 +7,7 @@ memory stream, which costs throughput and breaks streaming/cancellation semantic
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import contextvars
 import functools
@@ -36,7 +37,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # Accept a caller's id only if it is short and boring: it ends up in every log line of the request.
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
     "asctime",
@@ -56,7 +57,7 @@ def http_metrics() -> tuple[Counter, Histogram]:
         "http_request_duration_seconds",
         "HTTP request latency",
         ["method", "route"],
-        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        buckets=_UPPER_BOUNDS,
     )
     return requests, latency
 
@@ -177,6 +178,12 @@ def flush_logs() -> None:
     """Write every batched log line now (gunicorn's worker_exit hook; logging.shutdown() does it too)."""
     for handler in list(_handlers):
         handler.flush()
+
+
+def flush_telemetry() -> None:
+    """At a worker's exit: the batched log lines and the request counts not yet in the metrics."""
+    flush_http_metrics()
+    flush_logs()
 
 
 def _after_fork_in_child() -> None:
@@ -331,59 +338,105 @@ def _metric_children(method: str, route: str, status: int) -> tuple[Any, Any]:
     return pair
 
 
-def _route_label(scope: Scope) -> str:
+def route_label(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     # Unmatched paths are collapsed so a scanner hitting random URLs cannot explode metric cardinality.
     return path if isinstance(path, str) else "<unmatched>"
 
 
-class RequestContextMiddleware:
-    """Assigns/propagates X-Request-ID, logs one JSON access line and records metrics per HTTP request
-    (``metrics=False``: no metrics, and prometheus-client is never imported)."""
+class HttpTally:
+    """This process's request counts and latencies, folded into the Prometheus counter and histogram in bulk.
 
-    def __init__(self, app: ASGIApp, metrics: bool = True) -> None:
-        self.app = app
-        self._metrics = http_metrics() if metrics else None
+    Recording a request is a dict lookup, a bisect and three additions (~0.5 us), where ``Counter.inc`` +
+    ``Histogram.observe`` took a lock four times and walked the buckets (~3 us, ~4 % of a /health request's
+    CPU; BENCHMARKS.md §10). The figures reach the Prometheus values:
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+    - before every ``/metrics`` answer of this process (:func:`metrics_payload`), so a scrape of a single
+      worker is exact;
+    - ``FLUSH_EVERY_S`` after the first request since the last fold (a timer on the event loop): under
+      several gunicorn workers a scrape served by another worker reads this one's figures from the
+      multiprocess files at most ~1 s behind;
+    - at worker exit (gunicorn's ``worker_exit`` hook, with the log batch).
+
+    A worker killed without running Python's exit (SIGKILL, OOM) loses at most its last ~1 s of counts.
+    """
+
+    FLUSH_EVERY_S = 1.0
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str, int], list[Any]] = {}
+
+    def record(self, method: str, route: str, status: int, elapsed_s: float) -> None:
+        key = (method, route, status)
+        pending = self._pending
+        if not pending:  # the first request since the last fold: fold this batch in FLUSH_EVERY_S
+            try:
+                asyncio.get_running_loop().call_later(self.FLUSH_EVERY_S, self.flush)
+            except RuntimeError:  # no event loop (not how the app runs): count it at once
+                self._add(key, elapsed_s)
+                self.flush()
+                return
+        self._add(key, elapsed_s)
+
+    def _add(self, key: tuple[str, str, int], elapsed_s: float) -> None:
+        entry = self._pending.get(key)
+        if entry is None:
+            entry = self._pending[key] = [0, 0.0, [0] * (len(_UPPER_BOUNDS) + 1)]
+        entry[0] += 1
+        entry[1] += elapsed_s
+        # Histogram.observe's rule: the first bucket whose upper bound is >= the value (else +Inf)
+        entry[2][_bisect_left(_UPPER_BOUNDS, elapsed_s)] += 1
+
+    def discard(self) -> None:
+        """Forget what was recorded and not folded (a forked child: the parent's requests are not its)."""
+        self._pending = {}
+
+    def flush(self) -> None:
+        """Add everything recorded since the last flush to the Prometheus metrics."""
+        if not self._pending:
             return
-        rid = None
-        for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if _REQUEST_ID_RE.match(candidate):
-                    rid = candidate
-                break
-        # 32 hex chars like uuid4().hex. An id, not a secret: 128 bits from the process's Mersenne Twister
-        # (what OpenTelemetry's trace ids use; re-seeded from os.urandom in each forked worker), which
-        # costs no getrandom() system call per request as os.urandom(16) did (~1 % of a worker's CPU).
-        rid = rid or f"{_getrandbits(128):032x}"
-        token = request_id_var.set(rid)
-        status = 500
-        start = time.perf_counter()
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
-            await send(message)
-
+        pending, self._pending = self._pending, {}
         try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            elapsed = time.perf_counter() - start
-            route = _route_label(scope)
-            method = scope.get("method", "")
-            if self._metrics is not None:
-                counter, histogram = _metric_children(method, route, status)
-                counter.inc()
-                histogram.observe(elapsed)
-            access_log(rid, method, scope.get("path", ""), route, status, round(elapsed * 1000, 2))
-            request_id_var.reset(token)
+            self._fold(pending)
+        except Exception:  # a metrics problem must never fail a request or the loop's timer
+            log.exception("folding request metrics failed")
+
+    @staticmethod
+    def _fold(pending: dict[tuple[str, str, int], list[Any]]) -> None:
+        for (method, route, status), (count, total, buckets) in pending.items():
+            counter, histogram = _metric_children(method, route, status)
+            counter.inc(count)
+            # What Histogram.observe does per value, per bucket: prometheus-client has no bulk observe.
+            # tests/app/test_observability.py checks the exposition against observe() itself.
+            histogram._sum.inc(total)
+            for i, n in enumerate(buckets):
+                if n:
+                    histogram._buckets[i].inc(n)
+
+
+#: http_metrics()'s latency buckets, without +Inf (the tally's last slot)
+_UPPER_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_bisect_left = bisect.bisect_left
+http_tally = HttpTally()
+os.register_at_fork(after_in_child=http_tally.discard)
+
+
+def record_http_metrics(method: str, route: str, status: int, elapsed_s: float) -> None:
+    """Count one request and its latency (``http_requests_total``, ``http_request_duration_seconds``)."""
+    http_tally.record(method, route, status, elapsed_s)
+
+
+def flush_http_metrics() -> None:
+    """Fold the requests recorded so far into the Prometheus metrics (see :class:`HttpTally`)."""
+    http_tally.flush()
+
+
+def new_request_id() -> str:
+    """32 hex chars like uuid4().hex. An id, not a secret: 128 bits from the process's Mersenne Twister
+    (what OpenTelemetry's trace ids use; re-seeded from os.urandom in each forked worker), which costs no
+    getrandom() system call per request as os.urandom(16) did (~1 % of a worker's CPU)."""
+    return f"{_getrandbits(128):032x}"
 
 
 def metrics_payload() -> tuple[bytes, str]:
@@ -391,6 +444,8 @@ def metrics_payload() -> tuple[bytes, str]:
     PROMETHEUS_MULTIPROC_DIR and the scrape aggregates them; otherwise a scrape would only see whichever
     worker happened to accept the connection (1/N of the traffic)."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    http_tally.flush()
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pulumi
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fastapi_deploy.secret_refs import SecretRef, SecretRefError
+
+if TYPE_CHECKING:
+    from fastapi_deploy.tuning import RuntimeTuning
 
 M = TypeVar("M", bound=BaseModel)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -180,6 +183,60 @@ def secret_refs(
             )
         out[env_name] = ref
     return out
+
+
+def runtime_facts(
+    tuning: RuntimeTuning,
+    env: Mapping[str, Any],
+    *,
+    min_replicas: int | None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The runtime facts (``contract.RUNTIME_FACT_KEYS``) a target's component publishes for the policy
+    pack, which judges a target it does not know from them (policy/rules.py, "Runtime facts").
+
+    ``env`` is the app container's plain env exactly as the target hands it to its compute resource (values
+    may be Outputs; a secret Output stays a secret in the engine's state). The numbers default to the
+    tuning's: its platform, memory and vCPU, the stop grace and LB idle timeout it planned for, the max
+    replicas times the deploy surge, the max replicas and the connection budget. ``overrides`` (fact key ->
+    value) states what the target's resources actually set where that differs (a size in other units, a
+    grace the platform fixes). Raises ValueError naming the fact when the result could not be read."""
+    from fastapi_deploy import contract
+
+    facts: dict[str, Any] = {
+        "platform": tuning.platform,
+        "env": dict(env),
+        "memoryMib": tuning.memory_mib,
+        "vcpu": tuning.vcpu,
+        "stopGraceS": tuning.stop_timeout_s,
+        "lbIdleTimeoutS": tuning.lb_idle_timeout_s,
+        "maxReplicas": tuning.replicas_during_deploy,
+        "minReplicas": min_replicas,
+        "maxInstances": tuning.max_replicas,
+        "connectionBudget": tuning.connection_budget,
+    }
+    facts.update(overrides or {})
+    # Outputs are resolved by the engine; their shape is the target's to get right, the names are checked.
+    shape = {**facts, "env": {k: "" if isinstance(v, pulumi.Output) else v for k, v in facts["env"].items()}}
+    problems = contract.runtime_facts_problems(shape)
+    if problems:
+        raise ValueError(f"{tuning.platform} runtime facts: {'; '.join(problems)}")
+    return facts
+
+
+def runtime_props(
+    tuning: RuntimeTuning,
+    env: Mapping[str, Any],
+    *,
+    min_replicas: int | None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The props a target's component registers: the tuning's budget arithmetic
+    (``RuntimeTuning.component_props``) plus its runtime facts under ``contract.RUNTIME_FACTS``."""
+    from fastapi_deploy import contract
+
+    facts = runtime_facts(tuning, env, min_replicas=min_replicas, overrides=overrides)
+    return {**tuning.component_props(), contract.RUNTIME_FACTS: facts}
 
 
 class NamedComponent(pulumi.ComponentResource):

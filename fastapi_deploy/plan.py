@@ -201,11 +201,19 @@ def _secret_env_name(name: str, value: str) -> bool:
 def _mask_env_entries(kind: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Mask plain env values that are credentials by name or shape (the policy flags them; never printed).
     Where a resource type keeps its env is the target's knowledge (``Target.mask_env``)."""
-    from fastapi_deploy import registry
+    from fastapi_deploy import contract, registry
 
     for target in registry.all_targets():
         if target.mask_env is not None:
             inputs = target.mask_env(kind, inputs, _secret_env_name, SECRET_MARK)
+    # Any target's component: the plain env it publishes in its runtime facts.
+    facts = inputs.get(contract.RUNTIME_FACTS)
+    if isinstance(facts, dict) and isinstance(facts.get("env"), dict):
+        env = {
+            k: SECRET_MARK if isinstance(v, str) and _secret_env_name(str(k), v) else v
+            for k, v in facts["env"].items()
+        }
+        inputs = {**inputs, contract.RUNTIME_FACTS: {**facts, "env": env}}
     return inputs
 
 

@@ -87,7 +87,12 @@ class SecretRules:
 
 @dataclass(frozen=True)
 class PolicyFacts:
-    """What the policy pack and the cost estimate can tell about a target from the resources alone."""
+    """What the policy pack and the cost estimate can tell about a target from the resources alone.
+
+    The runtime facts the pack's stack rules judge a target by (its env, size, stop grace, LB idle timeout,
+    replicas, connection budget) are not here: the target's component publishes them on itself, as the
+    prop ``contract.RUNTIME_FACTS`` (``fastapi_deploy.component.runtime_props``), where the standalone pack
+    sees them under `pulumi preview --policy-pack` as well as in `infra plan`."""
 
     #: Resource types whose presence means a stack of this target (its compute).
     resource_types: tuple[str, ...] = ()

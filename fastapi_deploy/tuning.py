@@ -331,7 +331,8 @@ class RuntimeTuning:
         `db-connection-budget` rule (which reads `dbConnectionBudget` off the `fastapi-deploy:*` component)
         can check pool x workers x max replicas x deploy surge under `pulumi preview --policy-pack policy`.
         The rule takes workers/pool/replicas from the real resources (env, autoscaling, deployment
-        settings); the others are here so the engine's view of the component shows the arithmetic."""
+        settings); the others are here so the engine's view of the component shows the arithmetic.
+        Components register these plus their runtime facts (``fastapi_deploy.component.runtime_props``)."""
         return {
             "dbConnectionBudget": self.connection_budget,
             "maxReplicas": self.max_replicas,

@@ -14,6 +14,8 @@ these names instead of writing them again, so what the plan accepts is what the 
 * :data:`SECRET_MASK` and :func:`mask` — how a value that may be secret is shown.
 * :data:`COMMON_OUTPUTS` — the stack outputs every target exports (a target's own ones are declared once, in
   its registration: ``fastapi_deploy.registry.Target.outputs``).
+* :data:`RUNTIME_FACTS`, :data:`RUNTIME_FACT_KEYS`, :func:`runtime_facts_problems` — the runtime facts a
+  target's component publishes for the policy pack's stack rules.
 
 ``policy/contract.py`` is a byte-for-byte copy for the standalone policy pack (``tests/test_contract.py``
 fails when the two differ). Edit this file, then copy it.
@@ -297,6 +299,70 @@ def _parse_secretsmanager(raw: str, body: str) -> ParsedSecretRef:
     if sep and not _JSON_KEY.match(key):
         raise SecretRefSyntaxError(f"{mask(raw)}: a json key may only contain letters, digits, _ . -")
     return ParsedSecretRef("secretsmanager", name, json_key=key or None)
+
+
+# -------------------------------------------------------------------------------------------- runtime facts
+#: The prop under which a target's component publishes its runtime facts. Component props are registered
+#: with the engine as the component's inputs, so `pulumi preview --policy-pack policy` and `infra plan`
+#: both hand them to the policy pack. The pack derives the same facts from the real resources for the
+#: platforms whose resources it reads itself (:data:`RESOURCE_DERIVED_PLATFORMS`) and takes them from
+#: here for any other target: its stack rules (keepalive vs LB idle timeout, graceful timeout vs stop
+#: grace, workers per vCPU and memory, the DB connection budget, proxy headers, one instance in
+#: production, CORS, alarms) then judge a fifth target like a built-in one.
+RUNTIME_FACTS = "runtimeFacts"
+#: key -> what it states. ``platform`` and ``env`` are required; a number may be null (unknown / none).
+RUNTIME_FACT_KEYS: dict[str, str] = {
+    "platform": "the target's key (app.target)",
+    "env": "the app container's plain environment, NAME -> string (never a secret's value: secrets are "
+    "injected from the secret store, by reference)",
+    "memoryMib": "memory limit of one instance, MiB",
+    "vcpu": "vCPUs of one instance",
+    "stopGraceS": "seconds between SIGTERM and SIGKILL when an instance is stopped",
+    "lbIdleTimeoutS": "idle timeout of the load balancer or proxy in front of the app, seconds (null: none; "
+    "a value also means the app is behind a proxy that appends X-Forwarded-For)",
+    "maxReplicas": "instances alive at once at the scaling maximum, including the deploy surge (null: "
+    "unbounded)",
+    "minReplicas": "instances kept running at least",
+    "maxInstances": "the configured scaling maximum, without the surge",
+    "connectionBudget": "database connections the whole service may hold (null: unknown)",
+}
+#: Platforms whose facts the pack reads off the real resources (task definition, service, function,
+#: container): published facts of these are not used, the resources are the ground truth.
+RESOURCE_DERIVED_PLATFORMS = frozenset({"ecs", "cloudrun", "lambda", "vps"})
+_WHOLE_FACTS = frozenset({"maxReplicas", "minReplicas", "maxInstances", "connectionBudget"})
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def runtime_facts_problems(facts: object) -> list[str]:
+    """What makes a published facts mapping unusable, one message per key (empty: usable)."""
+    if not isinstance(facts, dict):
+        return [f"{RUNTIME_FACTS}: a mapping of {', '.join(RUNTIME_FACT_KEYS)}, not {type(facts).__name__}"]
+    problems = [
+        f"{RUNTIME_FACTS}.{key}: unknown fact; known: {', '.join(RUNTIME_FACT_KEYS)}"
+        for key in facts
+        if key not in RUNTIME_FACT_KEYS
+    ]
+    platform = facts.get("platform")
+    if not isinstance(platform, str) or not platform:
+        problems.append(f"{RUNTIME_FACTS}.platform: required, the target's key (app.target)")
+    env = facts.get("env")
+    if not isinstance(env, dict):
+        problems.append(f"{RUNTIME_FACTS}.env: required, the container's plain env as NAME -> string")
+    else:
+        for name, value in env.items():
+            if not isinstance(name, str) or not _ENV_NAME.match(name):
+                problems.append(f"{RUNTIME_FACTS}.env: {name!r} is not an environment variable name")
+            elif not isinstance(value, str):
+                problems.append(f"{RUNTIME_FACTS}.env.{name}: a string, not {type(value).__name__}")
+    for key in RUNTIME_FACT_KEYS:
+        if key in ("platform", "env") or facts.get(key) is None:
+            continue
+        value = facts[key]
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or number < 0 or (key in _WHOLE_FACTS and not float(number).is_integer()):
+            kind = "a whole number" if key in _WHOLE_FACTS else "a number"
+            problems.append(f"{RUNTIME_FACTS}.{key}: {kind} >= 0 or null, not {value!r}")
+    return problems
 
 
 # -------------------------------------------------------------------------------------------- stack outputs

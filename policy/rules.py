@@ -13,6 +13,17 @@ env vs. the ALB idle timeout, the pool in the env vs. the autoscaling maximum...
 they check are read from the container environment the deployer injects (contract section 1), so the
 rules see exactly what the process will see — not what a config file intended.
 
+Runtime facts. For the four built-in platforms (``contract.RESOURCE_DERIVED_PLATFORMS``) :func:`app_runtimes`
+reads the facts off the real resources (task definition + service + ALB + autoscaling, Cloud Run service,
+Lambda function, Docker container). Any other target — a fifth one registered from outside the deployer —
+publishes them on its component resource, as the prop ``contract.RUNTIME_FACTS`` (``runtimeFacts``:
+``platform``, ``env``, ``memoryMib``, ``vcpu``, ``stopGraceS``, ``lbIdleTimeoutS``, ``maxReplicas`` incl.
+the deploy surge, ``minReplicas``, ``maxInstances``, ``connectionBudget``; ``contract.RUNTIME_FACT_KEYS``
+says what each means), and every stack rule judges it from those: keepalive vs LB idle timeout, graceful
+timeout vs stop grace, workers per vCPU and memory, the connection budget, proxy headers (behind a proxy
+when ``lbIdleTimeoutS`` is set), one instance in production, CORS, alarms. Facts that cannot be read are a
+mandatory `runtime-facts-valid` violation naming the key, never a silently skipped service.
+
 This module imports nothing outside the standard library but the service/deployer contract
 (``app/contract.py``, itself standard library only): the policy pack must start fast and must not depend
 on the deployer's code to judge the deployer's output. A standalone copy of the pack (``policy/`` alone,
@@ -440,6 +451,15 @@ def check_no_plaintext_secrets(type_token: str, inputs: Mapping[str, Any]) -> li
         return problems
     if type_token == LAMBDA_FUNCTION:
         return _secret_env_problems(_lambda_env(inputs), "Lambda function")
+    facts = inputs.get(contract.RUNTIME_FACTS)
+    if (
+        isinstance(facts, Mapping)
+        and facts.get("platform") not in contract.RESOURCE_DERIVED_PLATFORMS
+        and isinstance(facts.get("env"), Mapping)
+    ):
+        # Another target's published env is, by the contract, what its container gets in plain text.
+        env = {str(k): str(v) for k, v in facts["env"].items()}
+        return _secret_env_problems(env, f"{facts.get('platform')} container (runtimeFacts.env)")
     # Docker on a VPS has no secret store: values arrive as Pulumi secrets (encrypted in state) and the
     # engine hands them to this rule unwrapped, so the rule cannot tell them apart. Not checked here.
     return []
@@ -573,9 +593,12 @@ def check_deregistration_delay(type_token: str, inputs: Mapping[str, Any]) -> li
 # --- runtime facts for the stack rules ---------------------------------------------------------------
 @dataclass
 class AppRuntime:
-    """What the app process gets on its platform, reconstructed from the resources."""
+    """What the app process gets on its platform, reconstructed from the resources (built-in platforms) or
+    read from the runtime facts a target's component publishes (any other)."""
 
-    platform: Literal["ecs", "cloudrun", "lambda", "vps"]
+    #: ``ecs``, ``cloudrun``, ``lambda``, ``vps`` (read off the resources) or another target's key (read
+    #: from the runtime facts its component publishes)
+    platform: str
     urn: str
     env: dict[str, str]
     memory_mib: float | None = None
@@ -631,8 +654,63 @@ def _connection_budget(resources: Sequence[Resource], env: Mapping[str, str]) ->
     return None
 
 
+def _published(resources: Sequence[Resource]) -> Iterator[tuple[Resource, Any]]:
+    """(resource, facts) for every resource that publishes runtime facts of a platform whose resources
+    this pack does not read itself."""
+    for resource in resources:
+        facts = resource.inputs.get(contract.RUNTIME_FACTS)
+        if facts is None:
+            continue
+        platform = facts.get("platform") if isinstance(facts, Mapping) else None
+        if platform not in contract.RESOURCE_DERIVED_PLATFORMS:
+            yield resource, facts
+
+
+def _whole(value: Any) -> int | None:
+    number = _num(value)
+    return None if number is None else int(number)
+
+
+def published_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
+    """The app runtimes other targets publish as ``runtimeFacts`` on their component (unusable facts are
+    skipped here and reported by the `runtime-facts-valid` rule)."""
+    runtimes: list[AppRuntime] = []
+    for resource, facts in _published(resources):
+        if contract.runtime_facts_problems(facts):
+            continue
+        env = {str(k): str(v) for k, v in facts["env"].items()}
+        from_env = _num(env.get("DB_CONNECTION_BUDGET"))  # the env wins, as for the built-in platforms
+        budget = _whole(facts.get("connectionBudget")) if from_env is None else int(from_env)
+        runtimes.append(
+            AppRuntime(
+                platform=str(facts["platform"]),
+                urn=resource.urn,
+                env=env,
+                memory_mib=_num(facts.get("memoryMib")),
+                vcpu=_num(facts.get("vcpu")),
+                stop_grace_s=_num(facts.get("stopGraceS")),
+                lb_idle_timeout_s=_num(facts.get("lbIdleTimeoutS")),
+                max_replicas=_whole(facts.get("maxReplicas")),
+                min_replicas=_whole(facts.get("minReplicas")),
+                max_instances=_whole(facts.get("maxInstances")),
+                connection_budget=budget,
+            )
+        )
+    return runtimes
+
+
+def check_runtime_facts(resources: Sequence[Resource]) -> list[tuple[str | None, str]]:
+    """Published runtime facts the stack rules can read: otherwise the service would go unjudged."""
+    return [
+        (resource.urn or None, f"{problem}; the stack rules cannot judge this service")
+        for resource, facts in _published(resources)
+        for problem in contract.runtime_facts_problems(facts)
+    ]
+
+
 def app_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
-    """Find the app container(s) and the platform numbers around them."""
+    """Find the app container(s) and the platform numbers around them: read off the resources for the
+    built-in platforms, from the published runtime facts for any other target."""
     runtimes: list[AppRuntime] = []
     lbs = _by_type(resources, LB)
     idle = _num(lbs[0].inputs.get("idleTimeout")) if lbs else None
@@ -743,7 +821,7 @@ def app_runtimes(resources: Sequence[Resource]) -> list[AppRuntime]:
                 connection_budget=_connection_budget(resources, env),
             )
         )
-    return runtimes
+    return runtimes + published_runtimes(resources)
 
 
 # --- stack rules -------------------------------------------------------------------------------------
@@ -840,7 +918,10 @@ def check_connection_budget(resources: Sequence[Resource]) -> list[tuple[str | N
                 (
                     rt.urn,
                     "Lambda has no reserved concurrency: up to the account limit (1000) executions can each "
-                    "open a connection; set reservedConcurrentExecutions within the DB connection budget",
+                    "open a connection; set reservedConcurrentExecutions within the DB connection budget"
+                    if rt.platform == "lambda"
+                    else f"{rt.platform}: no bound on the instances (runtimeFacts.maxReplicas is null): each "
+                    "can open its pool; bound the scaling maximum within the DB connection budget",
                 )
             )
             continue
@@ -937,8 +1018,9 @@ def check_proxy_headers_trusted(resources: Sequence[Resource]) -> list[tuple[str
     """
     findings: list[tuple[str | None, str]] = []
     for rt in app_runtimes(resources):
+        # ECS and other targets: behind a proxy when a load balancer's idle timeout applies to it.
         behind_proxy = rt.platform in ("cloudrun", "vps") or (
-            rt.platform == "ecs" and rt.lb_idle_timeout_s is not None
+            rt.platform != "lambda" and rt.lb_idle_timeout_s is not None
         )
         if not behind_proxy or _trusted_hops(rt.env) >= 1:
             continue
@@ -1237,6 +1319,12 @@ RULES: tuple[Rule, ...] = (
         "Target-group deregistration delay well below the 300 s default",
         "advisory",
         check_deregistration_delay,
+    ),
+    Rule(
+        "runtime-facts-valid",
+        "A target's published runtime facts can be read by the stack rules",
+        "mandatory",
+        stack=check_runtime_facts,
     ),
     Rule(
         "keepalive-above-lb-idle",

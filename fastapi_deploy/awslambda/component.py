@@ -358,7 +358,10 @@ class LambdaService(NamedComponent):
             )
         # Validate before registering anything: a bad env must not leave half a stack behind.
         env = final_env(inp, runtime)
-        super().__init__(COMPONENT_TYPE, name, runtime.component_props(), opts)
+        # The runtime facts (contract.RUNTIME_FACTS): executions kept warm are the provisioned ones.
+        warm = inp.settings.provisioned_concurrency or 0
+        props = cargs.runtime_props(runtime, env, min_replicas=warm)
+        super().__init__(COMPONENT_TYPE, name, props, opts)
         # Children (attributes, not outputs: declared here, not on the class, so the schema has none).
         self.role: aws.iam.Role | None
         self.alias: aws.lambda_.Alias | None

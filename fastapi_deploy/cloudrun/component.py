@@ -315,7 +315,9 @@ class CloudRunService(NamedComponent):
                 f"{OWNER}.request_timeout_s: GUNICORN_GRACEFUL_TIMEOUT {runtime.graceful_timeout_s}s must be "
                 f"below Cloud Run's {CLOUDRUN_SIGTERM_GRACE_S}s SIGTERM grace"
             )
-        super().__init__(COMPONENT_TYPE, name, runtime.component_props(), opts)
+        # The runtime facts (contract.RUNTIME_FACTS) state the plain env and sizes the service gets.
+        props = cargs.runtime_props(runtime, final_env(inp, runtime), min_replicas=inp.scaling.min)
+        super().__init__(COMPONENT_TYPE, name, props, opts)
         self.tuning = runtime
         cr = inp.settings
         project = inp.project

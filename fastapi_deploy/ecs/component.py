@@ -592,7 +592,9 @@ class FargateService(NamedComponent):
         runtime = tuning if tuning is not None else tuning_for(inp)
         assert runtime.lb_health is not None
         assert runtime.deregistration_delay_s is not None
-        super().__init__(COMPONENT_TYPE, name, runtime.component_props(), opts)
+        # The runtime facts (contract.RUNTIME_FACTS) state the env and sizes the task definition gets.
+        props = cargs.runtime_props(runtime, final_env(name, inp, runtime), min_replicas=inp.scaling.min)
+        super().__init__(COMPONENT_TYPE, name, props, opts)
         # Children (attributes, not outputs: declared here, not on the class, so the schema has none).
         self.vpc: aws.ec2.Vpc | None
         # None / [] with listener_arn (the load balancer, its listeners and security group are not ours).

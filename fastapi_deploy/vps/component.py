@@ -434,7 +434,10 @@ class VpsService(NamedComponent):
             )
         env = final_env(inp, tuning)
         domain = inp.domain
-        super().__init__(COMPONENT_TYPE, name, tuning.component_props(), opts)
+        # The runtime facts (contract.RUNTIME_FACTS): one container. Its plain env only (no credential by
+        # construction, as on the other targets); the secrets' values join it in the container's env list.
+        props = cargs.runtime_props(tuning, env, min_replicas=1)
+        super().__init__(COMPONENT_TYPE, name, props, opts)
         self.tuning = tuning
         gcp_project = inp.gcp_project
         invoke = self.invoke_opts()

@@ -374,64 +374,7 @@ async def test_the_access_log_goes_through_the_batching_handler(
     assert json.loads(json_only_root.getvalue())["request_id"] == "rid-b"
 
 
-# --- CORS: app.cors.CORSMiddleware answers exactly as Starlette's, without its per-request cost -------
-
-
-def _cors_app(cls: type) -> Any:
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
-
-    inner = FastAPI()
-
-    @inner.get("/plain")
-    async def plain() -> dict[str, str]:
-        return {"ok": "1"}
-
-    @inner.get("/varied")
-    async def varied() -> JSONResponse:
-        r = JSONResponse({"ok": "1"})
-        r.raw_headers += [(b"vary", b"Accept"), (b"x-a", b"1"), (b"vary", b"Cookie")]
-        return r
-
-    return cls(
-        inner,
-        allow_origins=["https://app.example.com"],
-        allow_headers=["Authorization", "Content-Type"],
-        allow_methods=["GET", "POST", "OPTIONS"],
-        expose_headers=["X-Request-ID", "Retry-After"],
-    )
-
-
-CORS_REQUESTS = [
-    ("GET", "/plain", {}),
-    ("GET", "/varied", {}),
-    ("GET", "/plain", {"Origin": "https://app.example.com"}),
-    ("GET", "/varied", {"Origin": "https://app.example.com"}),
-    ("GET", "/plain", {"Origin": "https://evil.example.net"}),
-    ("OPTIONS", "/plain", {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}),
-    ("OPTIONS", "/plain", {"Origin": "https://evil.example.net", "Access-Control-Request-Method": "GET"}),
-    (
-        "OPTIONS",
-        "/plain",
-        {"Origin": "https://app.example.com", "Access-Control-Request-Method": "DELETE"},
-    ),
-    ("OPTIONS", "/plain", {}),
-]
-
-
-@pytest.mark.parametrize(("method", "path", "headers"), CORS_REQUESTS)
-async def test_cors_answers_exactly_as_starlettes(method: str, path: str, headers: dict[str, str]) -> None:
-    from starlette.middleware.cors import CORSMiddleware as Starlettes
-
-    from app.cors import CORSMiddleware as Ours
-
-    answers = []
-    for cls in (Starlettes, Ours):
-        transport = httpx.ASGITransport(app=_cors_app(cls))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            r = await c.request(method, path, headers=headers)
-        answers.append((r.status_code, r.headers.multi_items(), r.content))
-    assert answers[0] == answers[1]
+# --- CORS (app.edge; tests/app/test_edge.py compares it with Starlette's layered CORS) ---------------
 
 
 async def test_cors_headers_only_for_allowed_origins(settings: Settings) -> None:
@@ -473,3 +416,69 @@ def test_flushing_a_handler_whose_stream_was_closed_does_not_raise() -> None:
     handler, stream = _handler()
     stream.close()
     handler.flush()
+
+
+# --- request metrics: counted per request, folded into Prometheus in bulk (observability.HttpTally) ---
+def _route_lines(text: str, route: str) -> list[str]:
+    return sorted(line for line in text.splitlines() if f'route="{route}"' in line and "_created" not in line)
+
+
+async def test_folded_request_metrics_read_exactly_as_observe_would_have_written_them() -> None:
+    import uuid
+
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+
+    route = f"/tally-{uuid.uuid4().hex[:8]}"
+    # on, just above and just below bucket bounds, zero, beyond the last bound (+Inf)
+    values = [0.0, 0.0001, 0.005, 0.0051, 0.01, 0.3, 2.5, 10.0, 11.0, 0.024]
+    ref_registry = CollectorRegistry()
+    ref_count = Counter("http_requests_total", "", ["method", "route", "status"], registry=ref_registry)
+    ref_latency = Histogram(
+        "http_request_duration_seconds",
+        "",
+        ["method", "route"],
+        buckets=observability._UPPER_BOUNDS,
+        registry=ref_registry,
+    )
+    tally = observability.HttpTally()
+    for i, v in enumerate(values):
+        status = 200 if i % 3 else 503
+        ref_count.labels("GET", route, str(status)).inc()
+        ref_latency.labels("GET", route).observe(v)
+        tally.record("GET", route, status, v)
+    assert _route_lines(generate_latest(REGISTRY).decode(), route) == []  # not folded yet
+    tally.flush()
+    folded = _route_lines(generate_latest(REGISTRY).decode(), route)
+    expected = _route_lines(generate_latest(ref_registry).decode(), route)
+    assert folded == expected
+    assert f'http_request_duration_seconds_count{{method="GET",route="{route}"}} 10.0' in folded
+
+
+async def test_request_counts_reach_the_metrics_within_a_second_without_a_scrape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under several workers a scrape served by another worker reads this one's counts from the
+    multiprocess files: they must get there by themselves, not only when this worker is scraped."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    monkeypatch.setattr(observability.HttpTally, "FLUSH_EVERY_S", 0.05)
+    tally = observability.HttpTally()
+    tally.record("GET", "/tally-timer", 200, 0.001)
+    tally.record("GET", "/tally-timer", 200, 0.002)
+    assert _route_lines(generate_latest(REGISTRY).decode(), "/tally-timer") == []
+    await asyncio.sleep(0.3)
+    lines = _route_lines(generate_latest(REGISTRY).decode(), "/tally-timer")
+    assert 'http_requests_total{method="GET",route="/tally-timer",status="200"} 2.0' in lines
+
+
+async def test_a_scrape_sees_every_request_answered_before_it(client: httpx.AsyncClient) -> None:
+    def count(text: str) -> float:
+        for line in text.splitlines():
+            if line.startswith('http_requests_total{method="GET",route="/health",status="200"}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = count((await client.get("/metrics")).text)
+    for _ in range(7):
+        await client.get("/health")
+    assert count((await client.get("/metrics")).text) - before == 7

@@ -1,10 +1,11 @@
 """A fifth, minimal target defined OUTSIDE fastapi_deploy: the proof that a target is one package.
 
 `nomad`: the image as a HashiCorp Nomad service job. Everything the deployer needs is here — the config
-section, the component, the tuning rule, one doctor check, one verify check, a cost line, a mock answer, the
-release gate's platform —
-and :data:`TARGET` is handed to ``fastapi_deploy.registry.register``. No file of ``fastapi_deploy/`` knows
-it exists (tests/infra/test_fifth_target.py registers it and runs plan, doctor, verify and the cost on it).
+section, the component, the tuning rule, one doctor check, one verify check, a cost line, a mock answer,
+the runtime facts the policy pack's stack rules judge it by (published on the component), the release
+gate's platform — and :data:`TARGET` is handed to ``fastapi_deploy.registry.register``. No file of
+``fastapi_deploy/`` knows it exists (tests/infra/test_fifth_target.py registers it and runs plan, doctor,
+verify and the cost on it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import pulumi
 from pydantic import Field
 
+from fastapi_deploy.component import runtime_props
 from fastapi_deploy.config import AppConfigBase, Scaling, _Model
 from fastapi_deploy.cost import Assumptions, Line, PriceTable, aws_lines
 from fastapi_deploy.ops.findings import Finding, blocking, ok
@@ -92,10 +94,15 @@ def _tuning_platform(inp: TuningInput, common: dict[str, Any]) -> RuntimeTuning:
 # ------------------------------------------------------------------------------------------ component
 class NomadService(pulumi.ComponentResource):
     def __init__(self, name: str, ctx: DeployContext, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(COMPONENT_TYPE, name, ctx.tuning.component_props(), opts)
         spec, nomad = ctx.spec, ctx.section  # the frozen spec and this target's own section (app.nomad)
         env = dict(spec.env)
         assert spec.scaling is not None
+        kill_timeout_s = ctx.tuning.stop_timeout_s
+        # The policy pack cannot read a Nomad jobspec: the component states what the job below sets (its
+        # env, allocation size and kill timeout) and the rest comes from the tuning (replicas x surge...).
+        facts = {"memoryMib": nomad.memory, "vcpu": nomad.cpu_mhz / 1000, "stopGraceS": kill_timeout_s}
+        props = runtime_props(ctx.tuning, env, min_replicas=spec.scaling.min, overrides=facts)
+        super().__init__(COMPONENT_TYPE, name, props, opts)
         jobspec = pulumi.Output.from_input(spec.image).apply(
             lambda image: json.dumps(
                 {
@@ -109,7 +116,7 @@ class NomadService(pulumi.ComponentResource):
                                     "Driver": "docker",
                                     "Config": {"image": image},
                                     "Env": env,
-                                    "KillTimeout": ctx.tuning.stop_timeout_s * 1_000_000_000,
+                                    "KillTimeout": kill_timeout_s * 1_000_000_000,
                                     "Resources": {"CPU": nomad.cpu_mhz, "MemoryMB": nomad.memory},
                                 }
                             ],

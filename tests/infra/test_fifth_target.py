@@ -1,15 +1,22 @@
-"""A fifth target, registered from outside the package, goes through plan, doctor, verify and the cost.
+"""A fifth target, registered from outside the package, goes through plan, doctor, verify, the cost and
+the policy pack.
 
 tests/infra/nomad_target.py defines `nomad` (config section, component, tuning rule, doctor check, verify
-check, cost line, mock answer) and nothing in fastapi_deploy/ names it: the fixture registers it, the
-shared modules find everything through fastapi_deploy.registry, and it is unregistered afterwards.
+check, cost line, mock answer, the runtime facts its component publishes) and nothing in fastapi_deploy/
+names it: the fixture registers it, the shared modules find everything through fastapi_deploy.registry,
+and it is unregistered afterwards. The policy pack, which imports no registry, judges it by the facts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +24,9 @@ import pytest
 import yaml
 
 from fastapi_deploy import config as config_mod
-from fastapi_deploy import cost, doctor, plan, registry, service_env, verify
+from fastapi_deploy import contract, cost, doctor, plan, registry, service_env, tuning, verify
+from fastapi_deploy.component import runtime_facts
+from policy import rules
 from tests.infra import nomad_target
 from tests.infra._ops_fakes import HttpFake
 
@@ -338,10 +347,205 @@ def test_nothing_in_fastapi_deploy_names_it() -> None:
 
 
 def test_an_inconsistent_target_is_refused_when_registered() -> None:
-    from dataclasses import replace
-
     with pytest.raises(ValueError, match=r'NomadConfig.target must be Literal\["fly"\]'):
         registry.register(replace(nomad_target.TARGET, key="fly"))
     with pytest.raises(ValueError, match="has no section 'fly'"):
         registry.register(replace(nomad_target.TARGET, section="fly"))
     assert "nomad" not in registry.names()
+
+
+# --- the policy pack judges it from the runtime facts its component publishes ------------------------
+@contextlib.contextmanager
+def nomad_variant(adjust: Any = None, **rules: Any) -> Iterator[None]:
+    """The nomad target with a changed tuning rule, registered for the block. ``adjust`` runs after the
+    tuning's own check (like Cloud Run's concurrency hook): a drift there reaches the container env and
+    only the policy pack can still catch it."""
+    tuning_rules = replace(nomad_target.TARGET.tuning, adjust=adjust, **rules)
+    registry.register(replace(nomad_target.TARGET, tuning=tuning_rules))
+    try:
+        yield
+    finally:
+        registry.unregister("nomad")
+        service_env.service_model.cache_clear()
+
+
+def plan_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, app: dict[str, Any]) -> tuple[int, Any]:
+    write_project(tmp_path, app)
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    rc = plan.cli(["--stack", "prod-nomad", "--format", "json"], out=out, err=err)
+    assert not err.getvalue() or rc != 2, err.getvalue()
+    doc = json.loads(out.getvalue())
+    return rc, doc[0] if isinstance(doc, list) else doc
+
+
+def test_its_component_publishes_the_runtime_facts_and_a_good_stack_passes_every_rule(
+    nomad: registry.Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rc, doc = plan_json(tmp_path, monkeypatch, nomad_app())
+    assert rc == 0
+    assert doc["policy"]["violations"] == []
+    (component,) = [r for r in doc["resources"] if r["type"] == nomad_target.COMPONENT_TYPE]
+    facts = component["inputs"]["runtimeFacts"]
+    (job,) = [r for r in doc["resources"] if r["type"] == nomad_target.JOB_TYPE]
+    task = json.loads(job["inputs"]["jobspec"])["TaskGroups"][0]["Tasks"][0]
+    # What the job gets, stated where the pack can read it.
+    assert facts["env"] == task["Env"]
+    assert facts["stopGraceS"] == task["KillTimeout"] / 1e9 == nomad_target.KILL_TIMEOUT_S
+    assert (facts["memoryMib"], facts["vcpu"]) == (2048, 2)
+    assert facts["lbIdleTimeoutS"] == 60
+    # scaling max 3 x the deploy surge 2.0; the budget is max_connections - reserved.
+    assert (facts["maxReplicas"], facts["minReplicas"], facts["maxInstances"]) == (6, 2, 3)
+    assert facts["connectionBudget"] == 90
+
+    # Not vacuous: the rules found the nomad service and read its numbers from the facts.
+    graph = [
+        rules.Resource(type=r["type"], inputs=r["inputs"], urn=r["urn"], name=r["name"], parent=r["parent"])
+        for r in doc["resources"]
+    ]
+    (runtime,) = rules.app_runtimes(graph)
+    assert runtime.platform == "nomad"
+    assert runtime.urn == component["urn"]
+    assert (runtime.stop_grace_s, runtime.lb_idle_timeout_s, runtime.max_replicas) == (45, 60, 6)
+    assert (runtime.connection_budget, runtime.vcpu, runtime.env["WEB_CONCURRENCY"]) == (90, 2, "2")
+
+
+@pytest.mark.parametrize(
+    ("drift", "policy", "message"),
+    [
+        (
+            {"pool_size": 20},
+            "db-connection-budget",
+            "peak DB connections 22 per worker x 2 workers x 6 instances (incl. deployment surge) = 264 > "
+            "budget 90",
+        ),
+        (
+            {"graceful_timeout_s": nomad_target.KILL_TIMEOUT_S},
+            "graceful-below-stop-grace",
+            "GUNICORN_GRACEFUL_TIMEOUT=45s is not below the nomad stop grace 45s",
+        ),
+        (
+            {"keepalive_s": 60},
+            "keepalive-above-lb-idle",
+            "GUNICORN_KEEPALIVE=60s is not above the load balancer idle timeout 60s",
+        ),
+        ({"workers": 8}, "workers-per-platform", "WEB_CONCURRENCY=8 on 2 vCPU"),
+    ],
+)
+def test_plan_fails_a_nomad_stack_the_stack_rules_refuse(
+    drift: dict[str, Any], policy: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with nomad_variant(adjust=lambda cfg, t: replace(t, **drift)):
+        rc, doc = plan_json(tmp_path, monkeypatch, nomad_app())
+    found = [v for v in doc["policy"]["violations"] if v["policy"] == policy]
+    assert found, doc["policy"]["violations"]
+    assert found[0]["enforcement"] == "mandatory"
+    assert message in found[0]["message"]
+    assert found[0]["urn"].endswith(f"{nomad_target.COMPONENT_TYPE}::items-api-prod-nomad")
+    assert rc == plan.EXIT_FINDINGS
+
+
+def test_the_advisory_rules_judge_it_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No FORWARDED_ALLOW_IPS behind its load balancer, and production on one allocation.
+    with nomad_variant(forwarded_allow_ips=None):
+        rc, doc = plan_json(tmp_path, monkeypatch, nomad_app(scaling={"min": 1, "max": 3}))
+    found = {v["policy"]: v for v in doc["policy"]["violations"]}
+    assert set(found) == {"proxy-headers-trusted", "single-instance-production"}
+    assert "nomad: neither FORWARDED_TRUSTED_HOPS nor a proxy" in found["proxy-headers-trusted"]["message"]
+    assert "production on a single nomad instance" in found["single-instance-production"]["message"]
+    assert rc == 0  # advisory only
+
+
+NOMAD_URN = "urn:pulumi:prod::fastapi-deploy::tests-nomad:index:NomadService::api"
+
+
+def facts_graph(**facts: Any) -> list[rules.Resource]:
+    published = {
+        "platform": "nomad",
+        "env": {"APP_ENV": "staging", "WEB_CONCURRENCY": "2", "DB_POOL_SIZE": "5", "DB_MAX_OVERFLOW": "2"},
+        "vcpu": 2,
+        "memoryMib": 2048,
+        "stopGraceS": 45,
+        "maxReplicas": 4,
+        "connectionBudget": 60,
+    }
+    published.update(facts)
+    return [rules.Resource(nomad_target.COMPONENT_TYPE, {"runtimeFacts": published}, urn=NOMAD_URN)]
+
+
+def test_facts_the_rules_cannot_read_are_a_violation_naming_the_key() -> None:
+    assert rules.evaluate(facts_graph()) == []  # (5 + 2) x 2 workers x 4 = 56 <= 60
+    graph = facts_graph(stopGrace=30, maxReplicas="many")
+    found = [v for v in rules.evaluate(graph) if v.policy == "runtime-facts-valid"]
+    assert [v.message.split(";")[0] for v in found] == [
+        "runtimeFacts.stopGrace: unknown fact",
+        "runtimeFacts.maxReplicas: a whole number >= 0 or null, not 'many'",
+    ]
+    assert {v.enforcement for v in found} == {"mandatory"}
+    assert rules.app_runtimes(graph) == []
+    (missing,) = rules.evaluate([rules.Resource("x:y:Z", {"runtimeFacts": {"platform": "fly"}}, urn="u")])
+    assert missing.message.startswith("runtimeFacts.env: required")
+
+
+def test_facts_published_for_a_built_in_platform_do_not_replace_its_resources() -> None:
+    """ECS, Cloud Run, Lambda and the VPS are judged from their real resources only."""
+    graph = facts_graph(platform="ecs", maxReplicas=100)
+    assert rules.app_runtimes(graph) == []
+    assert rules.evaluate(graph) == []
+    assert [v.policy for v in rules.evaluate(facts_graph(maxReplicas=100))] == ["db-connection-budget"]
+
+
+def test_unbounded_replicas_of_another_target_are_named_as_such() -> None:
+    (found,) = rules.evaluate(facts_graph(maxReplicas=None))
+    assert found.policy == "db-connection-budget"
+    assert found.message.startswith("nomad: no bound on the instances (runtimeFacts.maxReplicas is null)")
+
+
+def test_a_standalone_copy_of_the_pack_judges_it_from_the_facts(tmp_path: Path) -> None:
+    """The pack without the project (policy/ alone): the facts path needs nothing but its contract copy."""
+    pack = tmp_path / "pack"
+    shutil.copytree(ROOT / "policy", pack, ignore=shutil.ignore_patterns("__pycache__"))
+    (resource,) = facts_graph(maxReplicas=100)
+    probe = (
+        "import json, sys; sys.modules['app'] = None; sys.modules['policy'] = None; "
+        "sys.modules['fastapi_deploy'] = None; "
+        f"sys.path.insert(0, {str(pack)!r}); import rules; "
+        f"graph = [rules.Resource({resource.type!r}, {dict(resource.inputs)!r}, urn={NOMAD_URN!r})]; "
+        "print(json.dumps([v.as_dict() for v in rules.evaluate(graph)]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    (found,) = json.loads(proc.stdout)
+    assert found["policy"] == "db-connection-budget"
+    assert found["message"].endswith("= 1400 > budget 60")
+
+
+def test_a_target_that_misstates_a_fact_is_stopped_before_its_component_registers(
+    nomad: registry.Target,
+) -> None:
+    runtime = tuning.for_platform(config_mod.parse(nomad_app(), stack="prod-nomad"))
+    with pytest.raises(ValueError, match=r"nomad runtime facts: runtimeFacts\.vcpus: unknown fact; known: "):
+        runtime_facts(runtime, {"APP_ENV": "production"}, min_replicas=2, overrides={"vcpus": 2})
+    with pytest.raises(ValueError, match=r"runtimeFacts\.stopGraceS: a number >= 0 or null, not '45s'"):
+        runtime_facts(runtime, {"APP_ENV": "production"}, min_replicas=2, overrides={"stopGraceS": "45s"})
+
+
+def test_the_facts_default_to_the_tuning(nomad: registry.Target) -> None:
+    cfg = config_mod.parse(nomad_app(), stack="prod-nomad")
+    runtime = tuning.for_platform(cfg)
+    facts = runtime_facts(runtime, {"APP_ENV": "production"}, min_replicas=2)
+    assert facts == {
+        "platform": "nomad",
+        "env": {"APP_ENV": "production"},
+        "memoryMib": 2048,
+        "vcpu": 2.0,
+        "stopGraceS": nomad_target.KILL_TIMEOUT_S,
+        "lbIdleTimeoutS": 60,
+        "maxReplicas": 6,
+        "minReplicas": 2,
+        "maxInstances": 3,
+        "connectionBudget": 90,
+    }
+    assert set(facts) == set(contract.RUNTIME_FACT_KEYS)

@@ -206,8 +206,23 @@ def statement(actions: list[str] | str, resources: list[str] | str) -> dict[str,
 SECRET_ARN = "arn:aws:ssm:us-east-1:123456789012:parameter/prod/api/db"
 
 
+def facts_component(platform: str = "fly", **env: str) -> Resource:
+    """A target's component publishing its runtime facts (only ``platform`` and ``env`` matter here)."""
+    facts = {"platform": platform, "env": {**APP_ENV, **env}}
+    return Resource(
+        type="acme:fly:App", urn="urn:pulumi:s::p::acme:fly:App::api", inputs={"runtimeFacts": facts}
+    )
+
+
 # --- resource rules ----------------------------------------------------------------------------------
 GOOD_AND_BAD: list[tuple[str, Resource, Resource]] = [
+    # another target's plain env, as published in its runtime facts
+    ("no-plaintext-secrets", facts_component(), facts_component(PAYMENT_API_KEY="plain-text-credential")),
+    (
+        "no-plaintext-secrets",
+        facts_component(DATABASE_URL=f"ssm:{SECRET_ARN}"),
+        facts_component(DATABASE_URL="postgresql://u:pw@db/x"),
+    ),
     ("containers-non-root", task_definition(), task_definition(ecs_container(user="root"))),
     (
         "containers-non-root",
@@ -419,6 +434,11 @@ def test_docker_healthcheck_on_readiness_is_a_gate_not_a_restart_loop() -> None:
     )
 
 
+def test_facts_of_a_built_in_platform_are_left_to_its_resources() -> None:
+    """ECS publishes the task definition's env in its facts too: the task definition is judged, once."""
+    assert resource_messages("no-plaintext-secrets", facts_component("ecs", PAYMENT_API_KEY="plain")) == []
+
+
 def test_secret_rule_never_echoes_the_value() -> None:
     messages = resource_messages(
         "no-plaintext-secrets", with_env({**APP_ENV, "JWT_SECRET_KEY": "TOPSECRET-42-xyz"})
@@ -541,7 +561,50 @@ def caddy_https(off: bool = False) -> Resource:
     return Resource(type=resource.type, urn=resource.urn, inputs={**resource.inputs, "uploads": [upload]})
 
 
+def published(**facts: Any) -> list[Resource]:
+    """A component of a target the pack does not read (a fifth one) publishing its runtime facts."""
+    env = {**APP_ENV, "WEB_CONCURRENCY": "2", "FORWARDED_ALLOW_IPS": "10.0.0.0/8", **facts.pop("env", {})}
+    base: dict[str, Any] = {
+        "platform": "fly",
+        "env": env,
+        "memoryMib": 2048,
+        "vcpu": 2,
+        "stopGraceS": 30,
+        "lbIdleTimeoutS": 60,
+        "maxReplicas": 4,
+        "minReplicas": 2,
+        "maxInstances": 2,
+        "connectionBudget": 100,
+    }
+    base.update(facts)
+    return [
+        Resource(type="acme:fly:App", urn="urn:pulumi:s::p::acme:fly:App::api", inputs={"runtimeFacts": base})
+    ]
+
+
 STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
+    ("runtime-facts-valid", published(), published(stopGrace=30)),
+    ("runtime-facts-valid", published(), published(env={"WEB_CONCURRENCY": 2})),
+    # every runtime rule judges a target it knows only from its published facts
+    ("keepalive-above-lb-idle", published(), published(lbIdleTimeoutS=75)),
+    ("graceful-below-stop-grace", published(), published(stopGraceS=20)),
+    ("workers-per-platform", published(), published(vcpu=0.5)),
+    ("workers-per-platform", published(), published(memoryMib=512)),
+    ("db-connection-budget", published(), published(connectionBudget=50)),
+    ("single-instance-production", published(), published(minReplicas=1)),
+    ("proxy-headers-trusted", published(), published(env={"FORWARDED_ALLOW_IPS": "127.0.0.1"})),
+    # no load balancer in front (lbIdleTimeoutS null): nobody appends X-Forwarded-For, nothing to trust
+    (
+        "proxy-headers-trusted",
+        published(lbIdleTimeoutS=None, env={"FORWARDED_ALLOW_IPS": ""}),
+        published(env={"FORWARDED_ALLOW_IPS": ""}),
+    ),
+    ("cors-not-wildcard-in-production", published(), published(env={"CORS_ORIGINS": "*"})),
+    (
+        "alarms-notify-in-production",
+        [*published(env={"APP_ENV": "staging"}), metric_alarm(None)],
+        [*published(), metric_alarm(None)],
+    ),
     ("keepalive-above-lb-idle", ecs_stack(), ecs_stack(_env_task(GUNICORN_KEEPALIVE="60"))),
     # Default ALB idle (60 s) applies when idleTimeout is not set; gunicorn's 2 s default is the classic 502.
     (
