@@ -40,7 +40,7 @@ OUTPUT_KEYS = ("live_release", "running_images", "summary")
 #: platform's service/function names, the release, the image...) re-runs the gate; these do not (a new
 #: pickle of the provider, another timeout or interval, the outputs of the last run).
 NOT_IDENTITY = frozenset(
-    {"__provider", "stack", "stack_resource", "timeout_s", "poll_interval_s", *OUTPUT_KEYS}
+    {"__provider", "stack", "stack_resource", "timeout_s", "poll_interval_s", "gate_module", *OUTPUT_KEYS}
 )
 
 
@@ -70,16 +70,22 @@ class GatePlatform:
     rolled_back_hint: str | None = None
 
 
-def platform(target: object) -> GatePlatform | None:
-    """The gate platform of a registered target (None: no such target, or it has no gate)."""
+def platform(target: object, module: object = None) -> GatePlatform | None:
+    """The gate platform of a registered target (None: no such target, or it has no gate).
+
+    ``module`` is the gate's ``gate_module`` input: a target registered from outside fastapi_deploy is
+    unknown to the registry of the engine's dynamic provider process (only the built-in ones load there
+    by themselves), so its gate carries the module that has its platform.
+    """
     import importlib
 
     from fastapi_deploy import registry
 
     spec = registry.find(target)
-    if spec is None or spec.release_gate is None:
+    path = spec.release_gate if spec is not None else module if isinstance(module, str) and module else None
+    if path is None:
         return None
-    found: GatePlatform = importlib.import_module(spec.release_gate).PLATFORM
+    found: GatePlatform = importlib.import_module(path).PLATFORM
     return found
 
 
@@ -111,7 +117,7 @@ def check_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
             failures.append((key, f"{key} is required for a {target} release gate"))
 
     target = props.get("target")
-    gate = platform(target)
+    gate = platform(target, props.get("gate_module"))
     if gate is None:
         known = ", ".join(gated_targets())
         failures.append(("target", f"target must be one of {known}, not {target!r}"))
@@ -131,7 +137,7 @@ def check_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def build_poller(props: Mapping[str, Any]) -> Any:
     """The `infra verify` poller of this target, told which release must be the one serving."""
-    gate = platform(props["target"])
+    gate = platform(props["target"], props.get("gate_module"))
     if gate is None:
         raise ReleaseNotLive(f"release gate: target {props['target']!r} has no release gate")
     return gate.poller(props)
@@ -150,7 +156,7 @@ def failure_message(props: Mapping[str, Any], obs: Any, *, timed_out: bool, time
 
     ``obs`` is the last observation the platform gave (on a timeout: the last one before the deadline).
     """
-    gate = platform(props["target"])
+    gate = platform(props["target"], props.get("gate_module"))
     if gate is None:
         raise ReleaseNotLive(f"release gate: target {props['target']!r} has no release gate")
     what = gate.what
@@ -279,6 +285,13 @@ class ReleaseGate(dyn.Resource, name="ReleaseGate"):
     ) -> None:
         from pulumi.runtime import rpc
 
+        from fastapi_deploy import registry
+
+        spec = registry.find(props.get("target"))
+        if spec is not None and spec.release_gate and spec.key not in registry.BUILTIN:
+            # The provider process knows only the built-in targets (see platform()); built-in gates carry
+            # no such input, so deployed ones see no new input.
+            props = {**props, "gate_module": spec.release_gate}
         # Outputs are judged by the provider's `check` once known; plain values are judged now, before
         # anything is registered.
         known = {k: rpc.UNKNOWN if isinstance(v, pulumi.Output) else v for k, v in props.items()}

@@ -324,6 +324,57 @@ def test_the_shared_paths_read_everything_else_from_its_registration(tmp_path: P
     assert release_gate.gated_targets() == ("ecs", "cloudrun", "lambda")
 
 
+def test_its_gate_works_in_a_provider_process_that_never_registered_it(nomad: registry.Target) -> None:
+    """The engine's dynamic provider process unpickles the gate's provider and loads only the built-in
+    targets: a registered target's gate names its platform's module in its inputs (built-in gates do not)."""
+    import subprocess
+    import sys
+
+    from fastapi_deploy import release_gate
+    from fastapi_deploy.mocks import run_callable
+
+    props = {
+        "target": "nomad",
+        "stack": "prod-nomad",
+        "stack_resource": "api-job",
+        "timeout_s": 60,
+        "poll_interval_s": 1,
+        "region": "fra1",
+        "release": "d-2",
+        "nomad_address": "http://127.0.0.1:4646",
+        "job_id": "api",
+    }
+    result = run_callable(lambda: release_gate.ReleaseGate("api-gate", props))
+    inputs = result.one("pulumi-python:dynamic:ReleaseGate").inputs
+    assert inputs["gate_module"] == "tests.infra.nomad_target"
+    sent = {k: v for k, v in inputs.items() if k != "__provider" and v is not None}
+    code = (
+        "import json, sys\n"
+        "from fastapi_deploy import registry\n"
+        "from fastapi_deploy.release_gate import ReleaseGateProvider\n"
+        "props = json.loads(sys.stdin.read())\n"
+        "assert 'nomad' not in registry.names()\n"
+        "failures = ReleaseGateProvider().check({}, props).failures\n"
+        "print(json.dumps([[f.property, f.reason] for f in failures]))\n"
+    )
+
+    def check_in_a_fresh_process(given: dict[str, Any]) -> Any:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], input=json.dumps(given), capture_output=True, text=True, cwd=ROOT
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    assert check_in_a_fresh_process(sent) == []
+    without = {k: v for k, v in sent.items() if k != "gate_module"}
+    assert check_in_a_fresh_process(without) == [
+        ["target", "target must be one of ecs, cloudrun, lambda, not 'nomad'"]
+    ]
+    # Where the module lives is not the release's identity: moving it re-runs nothing.
+    moved = {**sent, "gate_module": "elsewhere.nomad"}
+    assert release_gate.ReleaseGateProvider().diff("id", sent, moved).changes is False
+
+
 def test_unregistering_leaves_the_built_in_targets_as_they_were(nomad: registry.Target) -> None:
     registry.unregister("nomad")
     assert registry.names() == ("ecs", "cloudrun", "lambda", "vps")
