@@ -5,21 +5,32 @@ The Pulumi CLI runs ``python provider/ <engine address>`` (PulumiPlugin.yaml, ``
 Args (``TypedDict``) and output annotations and serves ``GetSchema`` and ``Construct``. Hosted, the
 engine constructs ``fastapi-deploy:index:<ClassName>``.
 
-``COMPONENTS`` is the one list of what the package offers; tests import it from here.
+``COMPONENTS`` is the one list of what the package offers, taken from the built-in targets' registrations
+(``Target.component_doc``: the package exporting each component); tests import it from here.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from pulumi.provider.experimental import component_provider_host
 
-from fastapi_deploy.awslambda import LambdaService
-from fastapi_deploy.cloudrun import CloudRunService
-from fastapi_deploy.ecs import FargateService
-from fastapi_deploy.vps import VpsService
+from fastapi_deploy import registry
 
 #: The package name: type tokens are ``fastapi-deploy:index:<ClassName>``.
 NAME = "fastapi-deploy"
-COMPONENTS = [FargateService, CloudRunService, LambdaService, VpsService]
+
+
+def _components() -> list[Any]:
+    out = []
+    for target in registry.all_targets():
+        doc = target.component_doc
+        if target.key in registry.BUILTIN and doc is not None:
+            out.append(getattr(import_module(doc.package), doc.component))
+    return out
+
+
+COMPONENTS = _components()
 
 
 def package_version() -> str:
