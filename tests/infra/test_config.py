@@ -123,7 +123,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (ecs(secrets={"DATABASE_URL": "ssm:relative/path"}), "app.secrets.DATABASE_URL:"),
     (ecs(secrets={"database_url": "ssm:/p/db"}), "not a valid env var name"),
     (ecs(secrets={"DATABASE_URL": "gcp:db"}), "app.secrets.DATABASE_URL: scheme gcp: is not supported on target ecs"),
-    (ecs(env={"JWT_SECRET_KEY": "x" * 40}), "app.env: JWT_SECRET_KEY is a credential"),
+    (ecs(env={"JWT_SECRET_KEY": "x" * 40}), "app.env.JWT_SECRET_KEY: a credential, which in plain text would sit in the state"),
     (ecs(env={"DB_POOL_SIZE": "50"}), "app.env: DB_POOL_SIZE is computed by the deployer"),
     (ecs(env={"LOG_LEVEL": "info"}, secrets={"LOG_LEVEL": "ssm:/x"}), "app: env and secrets both set"),
     (ecs(cors_origins=["*"]), "app.cors_origins: '*' is refused in production"),
