@@ -478,6 +478,14 @@ def test_an_arn_given_as_an_output_is_taken_unchecked_and_the_region_only_when_k
         build("ecs", ecs_args(certificate_arn="arn:aws:acm:eu-west-1:1:x"), opts=explicit_provider)
 
 
+def test_an_ecr_repository_in_another_region_is_accepted() -> None:
+    """ECS pulls across regions: the repository ARN is checked for its partition, not its region."""
+    repo = "arn:aws:ecr:eu-west-1:123456789012:repository/shop"
+    result = build("ecs", ecs_args(repository_arn=repo), config={"aws:region": "us-east-1"})
+    policy = next(r for r in result.by_type("aws:iam/rolePolicy:RolePolicy") if r.name == "shop-exec-policy")
+    assert repo in policy.inputs["policy"]
+
+
 # ------------------------------------------------------------- id lists as Outputs of whole lists (awsx)
 def _as(kind: str, ids: list[str]) -> Any:
     return pulumi.Output.from_input(ids) if kind == "output" else list(ids)
