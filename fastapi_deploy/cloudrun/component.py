@@ -31,12 +31,14 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fastapi_deploy import component as cargs
+from fastapi_deploy.args import GcpAlertsArgs
 from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
 from fastapi_deploy.cloudrun.config import gcp_region_problem
 from fastapi_deploy.cloudrun.domain import CloudRunDomain, CloudRunDomainArgs
 from fastapi_deploy.cloudrun.tuning import forwarded_trusted_hops
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
+    Alerts,
     AppConfigBase,
     CloudRunConfig,
     CloudRunSettings,
@@ -203,6 +205,9 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
     alerts = a.get("alerts") or {}
     if not isinstance(alerts, Mapping):
         raise ArgsError(f"{OWNER}.alerts: expected a dict with the keys of GcpAlertsArgs, got {alerts!r}")
+    cargs.known_args(f"{OWNER}.alerts", alerts, GcpAlertsArgs)
+    # The emails with the stack config's own check (the channels may be Outputs: checked below).
+    alert_emails = cargs.section(OWNER, "alerts", Alerts, {"emails": alerts.get("emails") or []}).emails
     channels = cargs.checked_ids(
         OWNER,
         "alerts.gcp_notification_channels",
@@ -246,7 +251,7 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
         vpc_subnetwork=a.get("vpc_subnetwork"),
         vpc_connector=a.get("vpc_connector"),
         vpc_egress=egress,
-        alert_emails=list(alerts.get("emails") or []),
+        alert_emails=list(alert_emails),
         notification_channels=channels,
         description=a.get("description"),
         domain=domain,

@@ -332,6 +332,16 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         cloudrun_args(alerts={"gcp_notification_channels": ["oncall"]}),
         r"CloudRunServiceArgs\.alerts\.gcp_notification_channels: 'oncall' is not a notification channel",
     ),
+    (
+        "cloudrun",
+        cloudrun_args(alerts={"webhook_url": "https://hooks.example.org/x"}),
+        r"CloudRunServiceArgs\.alerts\.webhook_url: unknown Arg; known: emails, gcp_notification_channels",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(alerts={"emails": ["oncall"]}),
+        r"CloudRunServiceArgs\.alerts\.emails: 'oncall' is not an email address",
+    ),
     # ARNs given as plain strings: service, resource, partition (and region: the table below)
     (
         "ecs",
