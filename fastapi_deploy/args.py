@@ -5,7 +5,10 @@ annotations at runtime and needs real types, not strings. Field docstrings (the 
 become the schema's descriptions and docs/components.md.
 """
 
+from collections.abc import Sequence
 from typing import TypedDict
+
+import pulumi
 
 try:
     from typing import NotRequired
@@ -70,7 +73,8 @@ class AwsAlertsArgs(TypedDict):
     webhook_url: NotRequired[str]
     """HTTPS endpoint subscribed to the topic."""
     sns_topic_arn: NotRequired[str]
-    """An existing SNS topic to notify instead of creating one."""
+    """An existing SNS topic to notify instead of creating one, in the component's region and partition
+    (CloudWatch alarms notify only a topic of their own region; checked before anything registers)."""
 
 
 class GcpAlertsArgs(TypedDict):
@@ -78,8 +82,9 @@ class GcpAlertsArgs(TypedDict):
 
     emails: NotRequired[list[str]]
     """Email notification channels (created)."""
-    gcp_notification_channels: NotRequired[list[str]]
-    """Existing channels (``projects/P/notificationChannels/ID``)."""
+    gcp_notification_channels: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """Existing channels (``projects/P/notificationChannels/ID``): a list (entries may be Outputs such as
+    ``gcp.monitoring.NotificationChannel.name``) or an Output of a list; names are checked when known."""
 
 
 __all__ = [

@@ -12,13 +12,16 @@ helpers here validate them with the same pydantic section models the stack confi
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pulumi
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from fastapi_deploy.config import ArnKind, aws_arn_problem
 from fastapi_deploy.secret_refs import SecretRef, SecretRefError
 
 if TYPE_CHECKING:
@@ -128,19 +131,14 @@ def env(owner: str, value: Any) -> dict[str, Any]:
                 f"{owner}.env: {name!r} is not an environment variable name (letters, digits and _, "
                 "not starting with a digit)"
             )
-        if name in contract.CREDENTIAL_ENV_NAMES:
-            raise ArgsError(
-                f"{owner}.env.{name}: a credential in plain text would sit in the state and the console; "
-                f"pass a secret reference in {owner}.secrets instead"
-            )
-        if isinstance(item, str):
-            if contract.URL_WITH_PASSWORD.match(item):
-                raise ArgsError(
-                    f"{owner}.env.{name}: holds a URL with a password ({contract.mask(item)}); pass a secret "
-                    f"reference in {owner}.secrets instead"
-                )
-        elif not isinstance(item, pulumi.Output):
+        if not isinstance(item, (str, pulumi.Output)):
             raise ArgsError(f"{owner}.env.{name}: a string (or an Output of one), not {type(item).__name__}")
+        # The same two refusals as the stack's app.env (one function, each naming its own field).
+        problem = contract.env_entry_problem(name, item)
+        if problem:
+            raise ArgsError(
+                f"{owner}.env.{name}: {problem}; pass a secret reference in {owner}.secrets.{name} instead"
+            )
         out[name] = item
     return out
 
@@ -237,6 +235,138 @@ def runtime_props(
 
     facts = runtime_facts(tuning, env, min_replicas=min_replicas, overrides=overrides)
     return {**tuning.component_props(), contract.RUNTIME_FACTS: facts}
+
+
+# ------------------------------------------------------------------------- lists of ids, ARNs, the region
+#: An id-list Arg after validation: a plain list (entries strings or Outputs) or an Output of a list.
+IdList = list[Any] | pulumi.Output[Any]
+
+
+def id_list(owner: str, key: str, value: Any) -> IdList:
+    """An id-list Arg (``pulumi.Input[Sequence[pulumi.Input[str]]]``): a list whose entries are strings or
+    Outputs, or an Output of a whole list (``vpc.private_subnet_ids``). None -> ``[]``. A lone string is
+    refused (it is not a list of one id)."""
+    if value is None:
+        return []
+    if isinstance(value, pulumi.Output):
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ArgsError(
+            f"{owner}.{key}: a list of ids (each a string or an Output of one) or an Output of a list, "
+            f"not {type(value).__name__}"
+        )
+    for item in value:
+        if not isinstance(item, (str, pulumi.Output)):
+            raise ArgsError(f"{owner}.{key}: {item!r} is not an id (a string or an Output of one)")
+    return list(value)
+
+
+def plain_ids(value: IdList) -> list[str] | None:
+    """The ids when every one is known now (a plain list of strings), else None."""
+    if isinstance(value, pulumi.Output) or not all(isinstance(v, str) for v in value):
+        return None
+    return list(value)
+
+
+def given(value: IdList) -> bool:
+    """The list was given: an Output of a list counts (its length is not known yet)."""
+    return isinstance(value, pulumi.Output) or bool(value)
+
+
+def checked_ids(
+    owner: str,
+    key: str,
+    value: IdList,
+    problem: Callable[[list[str]], str | None],
+    at_least: tuple[int, str] | None = None,
+) -> IdList:
+    """Check an id list: ``at_least`` (count, message) as soon as the count is known (a plain list, even with
+    Output entries), ``problem`` (count and shapes of the ids) once every id is: now for a plain list of
+    strings (an ArgsError naming the Arg, before anything registers), else inside an apply - at preview when
+    the Output list is already known, else at deploy, failing the resource that takes the list with the
+    same message (a preview of a list still unknown skips it). Returns what the resources should take."""
+    if at_least is not None and not isinstance(value, pulumi.Output) and len(value) < at_least[0]:
+        raise ArgsError(f"{owner}.{key}: {at_least[1]}")
+    plain = plain_ids(value)
+    if plain is not None:
+        found = problem(plain)
+        if found:
+            raise ArgsError(f"{owner}.{key}: {found}")
+        return value
+
+    def check(ids: Any) -> list[str]:
+        found = problem(list(ids))
+        if found:
+            raise ArgsError(f"{owner}.{key}: {found}")
+        return list(ids)
+
+    return pulumi.Output.from_input(value).apply(check)
+
+
+def join_ids(*parts: IdList) -> list[Any] | pulumi.Output[list[Any]]:
+    """The lists one after the other, where any may be an Output of a list (then so is the result)."""
+    if not any(isinstance(p, pulumi.Output) for p in parts):
+        return [x for p in parts for x in p]
+    lists = [pulumi.Output.from_input(p) for p in parts]
+    return pulumi.Output.all(*lists).apply(lambda vs: [x for v in vs for x in v])
+
+
+@dataclass(frozen=True)
+class KnownRegion:
+    """The region a component's AWS resources land in, when it is known before anything registers."""
+
+    name: str
+    source: str
+    """Where it came from, for messages: ``aws:region`` or ``LambdaServiceArgs.region``."""
+
+
+def aws_region_now(opts: pulumi.ResourceOptions | None) -> KnownRegion | None:
+    """The default AWS provider's region (``aws:region``, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` as the
+    provider reads them) when no explicit AWS provider applies to the component (``opts.provider``,
+    ``opts.providers`` or its parent's). None otherwise: an explicit provider's region is an Input this
+    component cannot read before deploy, so ARN Args are then checked for everything but their region."""
+    o = opts or pulumi.ResourceOptions()
+    providers: list[Any] = [o.provider] if o.provider is not None else []
+    if isinstance(o.providers, Mapping):
+        providers += list(o.providers.values())
+    elif o.providers:
+        providers += list(o.providers)
+    if o.parent is not None:
+        providers += list((getattr(o.parent, "_providers", None) or {}).values())
+    if any(getattr(p, "package", None) == "aws" for p in providers):
+        return None
+    configured = pulumi.Config("aws").get("region")
+    if configured:
+        return KnownRegion(configured, "aws:region")
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(var):
+            return KnownRegion(os.environ[var], var)
+    return None
+
+
+def arn(owner: str, key: str, value: Any, kind: ArnKind, region: KnownRegion | None) -> None:
+    """Check a plain ARN Arg (form, service, resource, partition, and region when ``kind`` must be in the
+    component's region and that region is known now); an Output is accepted unchecked."""
+    if value is None or isinstance(value, pulumi.Output):
+        return
+    if not isinstance(value, str):
+        raise ArgsError(f"{owner}.{key}: an ARN string (or an Output of one), not {type(value).__name__}")
+    problem = aws_arn_problem(
+        value,
+        kind,
+        region.name if region else None,
+        f"the component deploys to {{region}} ({region.source})" if region else "",
+    )
+    if problem:
+        raise ArgsError(f"{owner}.{key}: {problem}")
+
+
+def arn_list(owner: str, key: str, value: IdList, kind: ArnKind, region: KnownRegion | None) -> None:
+    """:func:`arn` for each plain entry of an ARN-list Arg (Outputs, and an Output list, unchecked)."""
+    if isinstance(value, pulumi.Output):
+        return
+    for i, item in enumerate(value):
+        arn(owner, f"{key}[{i}]", item, kind, region)
 
 
 class NamedComponent(pulumi.ComponentResource):

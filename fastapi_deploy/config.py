@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
@@ -355,10 +356,16 @@ Environment = Literal["production", "staging", "development"]
 _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 )
-_SNS_TOPIC_ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):sns:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):[A-Za-z0-9_-]{1,256}(\.fifo)?$"
-)
 _GCP_CHANNEL = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+$")
+
+
+def gcp_channels_problem(names: list[str]) -> str | None:
+    """Why ``names`` are not Cloud Monitoring notification channel names, or None (the stack's
+    alerts.gcp_notification_channels and the Cloud Run component's, there also once an Output resolves)."""
+    for name in names:
+        if not _GCP_CHANNEL.match(name):
+            return f"{name!r} is not a notification channel name 'projects/PROJECT/notificationChannels/ID'"
+    return None
 
 
 def aws_partition(region: str) -> str | None:
@@ -374,22 +381,82 @@ def aws_partition(region: str) -> str | None:
     return None
 
 
+#: ``arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`` (REGION empty for a global service such as IAM).
+_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>\d{12}):"
+    r"(?P<resource>.+)$"
+)
+
+
+@dataclass(frozen=True)
+class ArnKind:
+    """What an ARN Arg or key must name: its service, the shape of its resource part, and whether it must be
+    in the region the stack or component deploys to (``why`` says why, after the region mismatch)."""
+
+    what: str
+    """``an ACM certificate``: the message says ``'...' is not an ACM certificate ARN (example)``."""
+    service: str
+    resource: str
+    """A regular expression the resource part must match in full."""
+    example: str
+    noun: str
+    """What the mismatch message calls it: ``the certificate is in eu-west-1 but ...``."""
+    same_region: str | None = None
+    """Why it must be in the deploying region (None: any region of the partition, e.g. an ECR repository
+    pulled across regions)."""
+    global_service: bool = False
+    """IAM: the ARN has no region."""
+
+
+ACM_CERTIFICATE = ArnKind(
+    "an ACM certificate", "acm", r"certificate/[0-9a-f-]{36}",
+    "arn:aws:acm:REGION:ACCOUNT:certificate/UUID", "certificate",
+    "a load balancer or regional API serves only a certificate of its own region",
+)  # fmt: skip
+SNS_TOPIC = ArnKind(
+    "an SNS topic", "sns", r"[A-Za-z0-9_-]{1,256}(\.fifo)?", "arn:aws:sns:REGION:ACCOUNT:topic-name", "topic",
+    "CloudWatch alarms can only notify a topic in their own region",
+)  # fmt: skip
+KMS_KEY = ArnKind(
+    "a KMS key", "kms", r"key/([0-9a-f-]{36}|mrk-[0-9a-f]{32})", "arn:aws:kms:REGION:ACCOUNT:key/UUID", "key",
+    "SSM and Secrets Manager decrypt with a key of the secret's own region",
+)  # fmt: skip
+IAM_ROLE = ArnKind(
+    "an IAM role", "iam", r"role/[\w+=,.@/-]{1,512}", "arn:aws:iam::ACCOUNT:role/NAME", "role",
+    global_service=True,
+)  # fmt: skip
+
+
+def aws_arn_problem(
+    arn: str, kind: ArnKind, region: str | None, deploys: str = "the stack deploys to {region} (aws:region)"
+) -> str | None:
+    """Why ``arn`` is not ``kind`` usable from ``region`` (None: region unknown before deploy), or None.
+
+    Checked: the ARN's form, service and resource; its partition against the region's (botocore's
+    partitions) - or, with no region, against its own region's; its region against ``region`` when
+    ``kind.same_region`` says it must match. ``deploys`` is how the message names where the deploy goes."""
+    m = _ARN.match(arn)
+    if not m or m["service"] != kind.service or not re.fullmatch(kind.resource, m["resource"]):
+        return f"{arn!r} is not {kind.what} ARN ({kind.example})"
+    if kind.global_service and m["region"]:
+        return f"{arn!r}: {kind.what} ARN has no region ({kind.example})"
+    if not kind.global_service and not m["region"]:
+        return f"{arn!r} names no region ({kind.example})"
+    if region and kind.same_region and m["region"] != region:
+        where = deploys.format(region=region)
+        return f"the {kind.noun} is in {m['region']} but {where}; {kind.same_region}"
+    anchor = region or m["region"]
+    partition = aws_partition(anchor) if anchor else None
+    if partition and m["partition"] != partition:
+        return f"partition {m['partition']!r} does not match {anchor}'s partition {partition!r}"
+    return None
+
+
 def sns_topic_problem(arn: str, region: str | None) -> str | None:
     """Why ``arn`` is not an SNS topic ARN usable from ``region`` (the stack's ``aws:region``), or None.
 
     CloudWatch alarm actions must name a topic in the alarm's own region (and so its partition)."""
-    m = _SNS_TOPIC_ARN.match(arn)
-    if not m:
-        return f"{arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:topic-name)"
-    if region and m["region"] != region:
-        return (
-            f"the topic is in {m['region']} but the stack deploys to {region} (aws:region); CloudWatch "
-            "alarms can only notify a topic in their own region"
-        )
-    partition = aws_partition(region) if region else None
-    if partition and m["partition"] != partition:
-        return f"partition {m['partition']!r} does not match {region}'s partition {partition!r}"
-    return None
+    return aws_arn_problem(arn, SNS_TOPIC, region)
 
 
 class Alerts(_Model):
@@ -439,11 +506,9 @@ class Alerts(_Model):
     @field_validator("gcp_notification_channels")
     @classmethod
     def _channels(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not _GCP_CHANNEL.match(name):
-                raise ValueError(
-                    f"{name!r} is not a notification channel name 'projects/PROJECT/notificationChannels/ID'"
-                )
+        problem = gcp_channels_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @property
@@ -534,18 +599,15 @@ class AppConfigBase(_Model):
         for key in v:
             if not _ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not a valid env var name (A-Z, 0-9, _)")
-            if key in SECRET_ENV_NAMES:
+            problem = contract.env_entry_problem(key, v[key])
+            if problem:
+                # "KEY: ..." folds into the path: app.env.KEY (the component's env Arg says the same).
                 raise ValueError(
-                    f"{key} is a credential: put a reference in app.secrets.{key} "
-                    "(e.g. 'ssm:/prod/api/...'), never a value in app.env"
+                    f"{key}: {problem}; store it in a secret store and put the reference in "
+                    f"app.secrets.{key} (e.g. 'ssm:/prod/api/{key.lower().replace('_', '-')}')"
                 )
             if key in TUNING_ENV_NAMES:
                 raise ValueError(f"{key} {_TUNING_OWNED}")
-            if contract.URL_WITH_PASSWORD.match(v[key]):
-                raise ValueError(
-                    f"{key}: the URL carries a password; store it in a secret store and put the reference in "
-                    f"app.secrets.{key} (e.g. 'ssm:/prod/api/{key.lower().replace('_', '-')}')"
-                )
         return v
 
     @field_validator("secrets")

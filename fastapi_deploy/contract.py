@@ -11,7 +11,8 @@ these names instead of writing them again, so what the plan accepts is what the 
 * literal-value validators (:func:`parse_rate`, :func:`database_url_problem`, :func:`redis_url_problem`,
   :func:`jwt_secret_problem`) and :data:`FIX_HINTS`.
 * the secret-reference grammar (:func:`parse_secret_ref`, :func:`looks_like_reference`).
-* :data:`SECRET_MASK` and :func:`mask` — how a value that may be secret is shown.
+* :data:`SECRET_MASK` and :func:`mask` — how a value that may be secret is shown;
+  :func:`env_entry_problem` — what plain env may never hold.
 * :data:`COMMON_OUTPUTS` — the stack outputs every target exports (a target's own ones are declared once, in
   its registration: ``fastapi_deploy.registry.Target.outputs``).
 * :data:`RUNTIME_FACTS`, :data:`RUNTIME_FACT_KEYS`, :func:`runtime_facts_problems` — the runtime facts a
@@ -180,6 +181,25 @@ def mask(value: object) -> str:
     m = _SCHEME.match(text)
     shown = m.group(0) if m else text[:3]
     return f"'{shown}…' ({len(text)} chars)"
+
+
+def env_entry_problem(name: str, value: object) -> str | None:
+    """Why ``name=value`` must not be a plain environment variable of a deploy, or None.
+
+    Two things are refused wherever plain env is given (the stack's ``app.env``, a component's ``env``
+    Arg): a credential's name (:data:`CREDENTIAL_ENV_NAMES`) and a URL carrying a password. Either would
+    sit in plain text in the state, the console and the plan. The text names neither the field nor the
+    fix: the caller prefixes its field (``app.env.NAME`` / ``XxxArgs.env.NAME``) and says where the secret
+    reference goes. A value that is not a string (an Output) is judged by its name only.
+    """
+    if name in CREDENTIAL_ENV_NAMES:
+        return "a credential, which in plain text would sit in the state and the console"
+    if isinstance(value, str) and URL_WITH_PASSWORD.match(value):
+        return (
+            f"the URL carries a password ({mask(value)}), which in plain text would sit in the state and the "
+            "console"
+        )
+    return None
 
 
 def shown_scheme(value: str) -> str | None:

@@ -4,6 +4,7 @@ No ``from __future__ import annotations``: the schema analyzer needs real types
 (see fastapi_deploy/args.py).
 """
 
+from collections.abc import Sequence
 from typing import TypedDict
 
 import pulumi
@@ -59,8 +60,10 @@ class LambdaServiceArgs(TypedDict):
     zone: NotRequired[str]
     """Route 53 hosted zone (id or name) of ``domain``: the certificate is validated by DNS there.
     Required with ``domain`` unless ``certificate_arn`` is given."""
-    certificate_arn: NotRequired[str]
-    """An issued regional ACM certificate for ``domain``; given, none is created."""
+    certificate_arn: NotRequired[pulumi.Input[str]]
+    """An issued regional ACM certificate for ``domain``; given, none is created. An Output (another
+    resource's ARN) is taken as is; a plain ARN is checked before anything registers: an ACM certificate in
+    the component's region and partition (``region``, else ``aws:region`` of the default provider)."""
     environment: NotRequired[str]
     """APP_ENV: ``production`` (default), ``staging`` or ``development``."""
     env: NotRequired[dict[str, pulumi.Input[str]]]
@@ -68,8 +71,9 @@ class LambdaServiceArgs(TypedDict):
     secrets: NotRequired[dict[str, str]]
     """Secret references by env name (``ssm:`` / ``secretsmanager:``); the function resolves them at cold
     start and may read exactly these."""
-    secret_kms_key_arns: NotRequired[list[str]]
-    """Customer-managed KMS keys of the referenced secrets."""
+    secret_kms_key_arns: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """Customer-managed KMS keys of the referenced secrets: a list (entries may be Outputs) or an Output of
+    a list; plain ARNs must be KMS keys in the component's region."""
     health: NotRequired[HealthArgs]
     """Liveness and readiness paths."""
     database: NotRequired[DatabaseArgs]
@@ -84,17 +88,24 @@ class LambdaServiceArgs(TypedDict):
     """HTTP API throttling."""
     log_retention_days: NotRequired[int]
     """CloudWatch Logs retention (default 30)."""
-    subnet_ids: NotRequired[list[pulumi.Input[str]]]
-    """Subnets (with NAT egress, at least 2 AZs) to run the function in; needs ``security_group_ids``."""
-    security_group_ids: NotRequired[list[pulumi.Input[str]]]
-    """Security groups of the function in the VPC."""
+    subnet_ids: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """Subnets (with NAT egress, at least 2 AZs) to run the function in; needs ``security_group_ids``. A
+    list (entries may be Outputs) or an Output of a list such as awsx's ``vpc.private_subnet_ids``: count
+    and id shapes are checked before anything registers when plain, else when the Output resolves (at
+    deploy, failing the function with the same message; a preview of a still unknown list skips it)."""
+    security_group_ids: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """Security groups of the function in the VPC (at least one); a list or an Output of one, checked like
+    ``subnet_ids``."""
     role_arn: NotRequired[pulumi.Input[str]]
-    """An existing execution role to use instead of creating one (no policies are attached to it)."""
+    """An existing execution role to use instead of creating one (no policies are attached to it); a plain
+    ARN must be an IAM role of the component's partition."""
     repository_url: NotRequired[pulumi.Input[str]]
     """URL of the ECR repository the image is in, when this program owns it: the component adds the
     repository policy that lets exactly this function pull (before the function is created)."""
     region: NotRequired[str]
-    """AWS region (default: the provider's, looked up)."""
+    """AWS region (default: the provider's, looked up). Plain: it is the region plain ARN Args are checked
+    against before anything registers, and it must agree with ``aws:region`` when the default provider
+    applies (the function is created in the provider's region)."""
     description: NotRequired[str]
     """Function description (default ``<name> FastAPI via Mangum``)."""
     alarms: NotRequired[LambdaAlarmsArgs]

@@ -34,11 +34,21 @@ import pulumi_aws as aws
 from fastapi_deploy import component as cargs
 from fastapi_deploy.aws_alerts import alert_actions
 from fastapi_deploy.awslambda.args import LambdaServiceArgs
+from fastapi_deploy.awslambda.config import (
+    LAMBDA_NO_SECURITY_GROUP,
+    LAMBDA_TOO_FEW_SUBNETS,
+    lambda_security_groups_problem,
+    lambda_subnets_problem,
+)
 from fastapi_deploy.awslambda.domain import LambdaDomain, LambdaDomainArgs
 from fastapi_deploy.awslambda.gate import lambda_gate
 from fastapi_deploy.awslambda.migrate import lambda_release_migration
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
+    ACM_CERTIFICATE,
+    IAM_ROLE,
+    KMS_KEY,
+    SNS_TOPIC,
     Alerts,
     AppConfigBase,
     ConfigError,
@@ -177,20 +187,22 @@ class LambdaInputs:
     port: int
     env: dict[str, pulumi.Input[str]]
     secrets: dict[str, SecretRef]
-    secret_kms_key_arns: list[str]
+    secret_kms_key_arns: cargs.IdList
     health: Health
     database: Database
     request_timeout_s: int
     max_request_body_bytes: int
     overrides: TuningOverrides
-    subnet_ids: list[pulumi.Input[str]]
-    security_group_ids: list[pulumi.Input[str]]
+    subnet_ids: cargs.IdList
+    """A plain list, or an Output of one (checked when it resolves); the same for security_group_ids."""
+    security_group_ids: cargs.IdList
     role_arn: pulumi.Input[str] | None
     repository_url: pulumi.Input[str] | None
     region: str | None
     description: str | None
     wait_for_release: bool
     domain: str | None
+    certificate_arn: pulumi.Input[str] | None
     alert_emails: list[str]
     alert_webhook_url: str | None
     alert_topic_arn: str | None
@@ -199,25 +211,55 @@ class LambdaInputs:
 
 _SETTINGS_KEYS = (
     "architecture", "memory_mb", "timeout_s", "reserved_concurrency", "provisioned_concurrency", "front",
-    "throttling", "log_retention_days", "alarms", "zone", "certificate_arn",
+    "throttling", "log_retention_days", "alarms", "zone",
 )  # fmt: skip
 
 
-def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
-    """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
+def region_from_args(a: Mapping[str, Any], opts: pulumi.ResourceOptions | None) -> cargs.KnownRegion | None:
+    """The region known before anything registers: the ``region`` Arg, else the default provider's (when it
+    applies). Both known and different: refused (the function is created in the provider's region)."""
+    provider = cargs.aws_region_now(opts)
+    given = a.get("region")
+    if given is None:
+        return provider
+    if not isinstance(given, str) or not given:
+        raise ArgsError(f"{OWNER}.region: an AWS region name such as 'eu-west-1', not {given!r}")
+    if provider is not None and provider.name != given:
+        raise ArgsError(
+            f"{OWNER}.region: {given} but the AWS provider deploys to {provider.name} ({provider.source}); "
+            "the function is created in the provider's region: drop region or make them agree"
+        )
+    return cargs.KnownRegion(given, f"{OWNER}.region")
+
+
+def inputs_from_args(args: LambdaServiceArgs, opts: pulumi.ResourceOptions | None = None) -> LambdaInputs:
+    """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing. ARN Args are checked
+    against the region when it is known now (``region``, else ``aws:region`` of the default provider)."""
     a = cargs.known_args(OWNER, args, LambdaServiceArgs)
     image = cargs.required(OWNER, a, "image")
     cargs.required(OWNER, a, "reserved_concurrency")
+    region = region_from_args(a, opts)
     settings = cargs.settings(OWNER, a, LambdaSettings, _SETTINGS_KEYS)
-    subnets = list(a.get("subnet_ids") or [])
-    groups = list(a.get("security_group_ids") or [])
-    if bool(subnets) != bool(groups):
+    # Id lists: plain, partly Outputs, or an Output of a whole list (awsx's vpc.private_subnet_ids).
+    subnets = cargs.id_list(OWNER, "subnet_ids", a.get("subnet_ids"))
+    groups = cargs.id_list(OWNER, "security_group_ids", a.get("security_group_ids"))
+    if cargs.given(subnets) != cargs.given(groups):
         raise ArgsError(
             f"{OWNER}.subnet_ids: subnet_ids and security_group_ids go together "
             "(a function in a VPC needs both)"
         )
-    if subnets and all(isinstance(x, str) for x in subnets + groups):
-        cargs.section(OWNER, "subnet_ids", LambdaVpc, {"subnet_ids": subnets, "security_group_ids": groups})
+    if cargs.given(subnets):
+        subnets = cargs.checked_ids(
+            OWNER, "subnet_ids", subnets, lambda_subnets_problem, (2, LAMBDA_TOO_FEW_SUBNETS)
+        )
+        groups = cargs.checked_ids(
+            OWNER, "security_group_ids", groups, lambda_security_groups_problem, (1, LAMBDA_NO_SECURITY_GROUP)
+        )
+    kms_keys = cargs.id_list(OWNER, "secret_kms_key_arns", a.get("secret_kms_key_arns"))
+    cargs.arn_list(OWNER, "secret_kms_key_arns", kms_keys, KMS_KEY, region)
+    cargs.arn(OWNER, "role_arn", a.get("role_arn"), IAM_ROLE, region)
+    certificate_arn = a.get("certificate_arn")
+    cargs.arn(OWNER, "certificate_arn", certificate_arn, ACM_CERTIFICATE, region)
     domain = a.get("domain")
     if domain is not None:
         cargs.field(OWNER, "domain", AppConfigBase, "domain", domain)
@@ -226,12 +268,15 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
                 f"{OWNER}.front: a custom domain needs the API Gateway HTTP API front (a function URL cannot "
                 "have one); set front: http_api or drop domain"
             )
-    elif settings.certificate_arn or settings.zone:
+    elif certificate_arn is not None or settings.zone:
         raise ArgsError(f"{OWNER}.domain: zone and certificate_arn need the custom domain they serve")
-    domain_problem = aws_domain_problem(domain, settings.zone, settings.certificate_arn, OWNER)
+    domain_problem = aws_domain_problem(
+        domain, settings.zone, "given" if certificate_arn is not None else None, OWNER
+    )
     if domain_problem:
         raise ArgsError(domain_problem.replace("app.domain", f"{OWNER}.domain"))
     alerts = cargs.section(OWNER, "alerts", Alerts, a.get("alerts"))
+    cargs.arn(OWNER, "alerts.sns_topic_arn", alerts.sns_topic_arn, SNS_TOPIC, region)
     request_timeout = cargs.field(
         OWNER, "request_timeout_s", AppConfigBase, "request_timeout_s", a.get("request_timeout_s", 30)
     )
@@ -251,7 +296,7 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
         port=8000,
         env=cargs.env(OWNER, a.get("env")),
         secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("ssm", "secretsmanager")),
-        secret_kms_key_arns=list(a.get("secret_kms_key_arns") or []),
+        secret_kms_key_arns=kms_keys,
         health=cargs.section(OWNER, "health", Health, a.get("health")),
         database=database,
         request_timeout_s=request_timeout,
@@ -271,6 +316,7 @@ def inputs_from_args(args: LambdaServiceArgs) -> LambdaInputs:
         description=a.get("description"),
         wait_for_release=bool(a.get("wait_for_release", True)),
         domain=domain,
+        certificate_arn=certificate_arn,
         alert_emails=list(alerts.emails),
         alert_webhook_url=alerts.webhook_url,
         alert_topic_arn=alerts.sns_topic_arn,
@@ -350,7 +396,7 @@ class LambdaService(NamedComponent):
         *,
         tuning: RuntimeTuning | None = None,
     ) -> None:
-        inp = inputs_from_args(args)
+        inp = inputs_from_args(args, opts)
         runtime = tuning if tuning is not None else tuning_for(inp)
         if runtime.pool_class != "null" or runtime.workers != 1:
             raise ArgsError(
@@ -414,7 +460,7 @@ class LambdaService(NamedComponent):
             aws.lambda_.FunctionVpcConfigArgs(
                 subnet_ids=inp.subnet_ids, security_group_ids=inp.security_group_ids
             )
-            if inp.subnet_ids
+            if cargs.given(inp.subnet_ids)
             else None
         )
         # migrate: release needs a published version (migrated before the live alias moves to it).
@@ -531,16 +577,15 @@ def _role(
     depends: list[pulumi.Resource] = [svc.logs, logs_policy]
 
     refs = inp.secrets
-    kms = list(inp.secret_kms_key_arns)
     if refs:
 
         def secrets_policy(values: list[Any]) -> str:
-            acct, reg, part = values
+            acct, reg, part, kms = values
             statements = aws_read_policy_statements(
                 refs,
                 acct,
                 reg,
-                kms_key_arns=kms,
+                kms_key_arns=list(kms or []),
                 partition=part,
                 ssm_actions=("ssm:GetParameter", "ssm:GetParameters"),
             )
@@ -550,12 +595,14 @@ def _role(
             aws.iam.RolePolicy(
                 f"{name}-secrets-policy",
                 role=role.id,
-                policy=pulumi.Output.all(account, region, partition).apply(secrets_policy),
+                policy=pulumi.Output.all(
+                    account, region, partition, pulumi.Output.from_input(inp.secret_kms_key_arns)
+                ).apply(secrets_policy),
                 opts=child,
             )
         )
 
-    if inp.subnet_ids:
+    if cargs.given(inp.subnet_ids):
 
         def vpc_policy(values: list[Any]) -> str:
             acct, reg, part, subnets, groups = values
@@ -570,8 +617,8 @@ def _role(
                     account,
                     region,
                     partition,
-                    pulumi.Output.all(*inp.subnet_ids),
-                    pulumi.Output.all(*inp.security_group_ids),
+                    pulumi.Output.from_input(inp.subnet_ids),
+                    pulumi.Output.from_input(inp.security_group_ids),
                 ).apply(vpc_policy),
                 opts=child,
             )
@@ -756,7 +803,7 @@ def _front(
                     zone=lam.zone,
                     api_id=svc.api.id,
                     stage=stage.name,
-                    certificate_arn=lam.certificate_arn,
+                    certificate_arn=inp.certificate_arn,
                     tags=tags,
                 ),
                 opts=child,

@@ -46,22 +46,44 @@ class LambdaVpc(_Model):
     @field_validator("subnet_ids")
     @classmethod
     def _subnets(cls, v: list[str]) -> list[str]:
-        if len(v) < 2:
-            raise ValueError("needs at least 2 subnets in different AZs (an AZ outage must not stop it)")
-        for s in v:
-            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s):
-                raise ValueError(f"{s!r} is not a subnet id (subnet-xxxxxxxx)")
+        problem = lambda_subnets_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("security_group_ids")
     @classmethod
     def _sgs(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("needs at least one security group id")
-        for g in v:
-            if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g):
-                raise ValueError(f"{g!r} is not a security group id (sg-xxxxxxxx)")
+        problem = lambda_security_groups_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
+
+
+#: Too few subnets for a function in a VPC (the count is checked as soon as it is known).
+LAMBDA_TOO_FEW_SUBNETS = "needs at least 2 subnets in different AZs (an AZ outage must not stop it)"
+LAMBDA_NO_SECURITY_GROUP = "needs at least one security group id"
+
+
+def lambda_subnets_problem(ids: list[str]) -> str | None:
+    """Why ``ids`` are not the subnets of a function in a VPC, or None (stack config and component Args,
+    there also once an Output list resolves)."""
+    if len(ids) < 2:
+        return LAMBDA_TOO_FEW_SUBNETS
+    for s in ids:
+        if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s):
+            return f"{s!r} is not a subnet id (subnet-xxxxxxxx)"
+    return None
+
+
+def lambda_security_groups_problem(ids: list[str]) -> str | None:
+    """Why ``ids`` are not the security groups of a function in a VPC, or None."""
+    if not ids:
+        return LAMBDA_NO_SECURITY_GROUP
+    for g in ids:
+        if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g):
+            return f"{g!r} is not a security group id (sg-xxxxxxxx)"
+    return None
 
 
 class LambdaAlarms(_Model):

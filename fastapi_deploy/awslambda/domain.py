@@ -37,8 +37,8 @@ class LambdaDomainArgs:
     zone: str | None
     api_id: pulumi.Input[str]
     stage: pulumi.Input[str]
-    #: An issued regional certificate to use instead of creating one.
-    certificate_arn: str | None = None
+    #: An issued regional certificate to use instead of creating one (another resource's output is fine).
+    certificate_arn: pulumi.Input[str] | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -54,7 +54,7 @@ class LambdaDomain(pulumi.ComponentResource):
         super().__init__(COMPONENT_TYPE, name, {"domain": args.domain}, opts)
         zone_id = aws_dns.hosted_zone_id(args.zone, self) if args.zone else None
         cert_arn: pulumi.Input[str]
-        if args.certificate_arn:
+        if args.certificate_arn is not None:
             cert_arn = args.certificate_arn
         else:
             assert zone_id is not None

@@ -37,7 +37,9 @@ class CloudRunServiceArgs(TypedDict):
     project: str
     """Google Cloud project the service is created in."""
     region: str
-    """Cloud Run region, e.g. ``europe-west1``."""
+    """Cloud Run region, e.g. ``europe-west1``. Plain, not an Input: it is checked against Cloud Run's
+    regions before anything registers (a misspelt region would otherwise fail only at ``pulumi up``), and
+    the release migration (``database.migrate: release``) takes it as a plain value at construction."""
     cpu: NotRequired[float]
     """vCPUs per instance (default 1)."""
     memory: NotRequired[int]

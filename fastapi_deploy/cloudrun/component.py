@@ -23,6 +23,7 @@ any unknown field.
 import hashlib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +31,16 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fastapi_deploy import component as cargs
+from fastapi_deploy.args import GcpAlertsArgs
 from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
+from fastapi_deploy.cloudrun.config import gcp_region_problem
 from fastapi_deploy.cloudrun.domain import CloudRunDomain, CloudRunDomainArgs
 from fastapi_deploy.cloudrun.gate import cloudrun_gate
 from fastapi_deploy.cloudrun.migrate import cloudrun_release_migration
 from fastapi_deploy.cloudrun.tuning import forwarded_trusted_hops
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
+    Alerts,
     AppConfigBase,
     CloudRunConfig,
     CloudRunSettings,
@@ -44,6 +48,7 @@ from fastapi_deploy.config import (
     Health,
     Scaling,
     TuningOverrides,
+    gcp_channels_problem,
 )
 from fastapi_deploy.secret_refs import SecretRef, gcp_secret_id
 from fastapi_deploy.tuning import (
@@ -147,7 +152,7 @@ class CloudRunInputs:
     vpc_connector: pulumi.Input[str] | None
     vpc_egress: str | None
     alert_emails: list[str]
-    notification_channels: list[str]
+    notification_channels: cargs.IdList
     description: str | None
     domain: str | None
     wait_for_release: bool
@@ -173,6 +178,14 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
     image = cargs.required(OWNER, a, "image")
     project = cargs.required(OWNER, a, "project")
     region = cargs.required(OWNER, a, "region")
+    if not isinstance(region, str):
+        raise ArgsError(
+            f"{OWNER}.region: a plain region name such as 'europe-west1', not {type(region).__name__} "
+            "(it is checked before anything registers; see the Arg's description)"
+        )
+    region_problem = gcp_region_problem(region)
+    if region_problem:
+        raise ArgsError(f"{OWNER}.region: {region_problem}")
     settings = cargs.settings(OWNER, a, CloudRunSettings, _SETTINGS_KEYS)
     domain = a.get("domain")
     if domain is not None:
@@ -190,6 +203,17 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
     elif settings.zone:
         raise ArgsError(f"{OWNER}.zone: set domain too (the hostname to create in this managed zone)")
     alerts = a.get("alerts") or {}
+    if not isinstance(alerts, Mapping):
+        raise ArgsError(f"{OWNER}.alerts: expected a dict with the keys of GcpAlertsArgs, got {alerts!r}")
+    cargs.known_args(f"{OWNER}.alerts", alerts, GcpAlertsArgs)
+    # The emails with the stack config's own check (the channels may be Outputs: checked below).
+    alert_emails = cargs.section(OWNER, "alerts", Alerts, {"emails": alerts.get("emails") or []}).emails
+    channels = cargs.checked_ids(
+        OWNER,
+        "alerts.gcp_notification_channels",
+        cargs.id_list(OWNER, "alerts.gcp_notification_channels", alerts.get("gcp_notification_channels")),
+        gcp_channels_problem,
+    )
     egress = a.get("vpc_egress")
     if egress is not None and egress not in ("PRIVATE_RANGES_ONLY", "ALL_TRAFFIC"):
         raise ArgsError(f"{OWNER}.vpc_egress: {egress!r} is not PRIVATE_RANGES_ONLY or ALL_TRAFFIC")
@@ -227,8 +251,8 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
         vpc_subnetwork=a.get("vpc_subnetwork"),
         vpc_connector=a.get("vpc_connector"),
         vpc_egress=egress,
-        alert_emails=list(alerts.get("emails") or []),
-        notification_channels=list(alerts.get("gcp_notification_channels") or []),
+        alert_emails=list(alert_emails),
+        notification_channels=channels,
         description=a.get("description"),
         domain=domain,
         wait_for_release=bool(a.get("wait_for_release", True)),
@@ -566,7 +590,7 @@ class CloudRunService(NamedComponent):
         """Alert policies on 5xx ratio, p95 latency and instances at the maximum, notifying the email
         channels made for ``alerts.emails`` and the existing ``alerts.gcp_notification_channels``."""
         alarms = inp.settings.alarms
-        channels: list[Any] = list(inp.notification_channels)
+        created: list[Any] = []
         for i, email in enumerate(inp.alert_emails):
             channel = gcp.monitoring.NotificationChannel(
                 f"{name}-alerts-email-{i}",
@@ -577,7 +601,8 @@ class CloudRunService(NamedComponent):
                 user_labels=labels,
                 opts=child,
             )
-            channels.append(channel.name)
+            created.append(channel.name)
+        channels = cargs.join_ids(inp.notification_channels, created)
         revision = f'resource.type = "cloud_run_revision" AND resource.labels.service_name = "{svc_name}"'
         requests = f'{revision} AND metric.type = "run.googleapis.com/request_count"'
         duration = f"{alarms.duration_s}s"

@@ -4,6 +4,7 @@ No ``from __future__ import annotations``: the schema analyzer needs real types
 (see fastapi_deploy/args.py).
 """
 
+from collections.abc import Sequence
 from typing import TypedDict
 
 import pulumi
@@ -81,8 +82,10 @@ class FargateServiceArgs(TypedDict):
     secrets: NotRequired[dict[str, str]]
     """Secret references by env name (``ssm:/path`` or ``secretsmanager:name[:json-key]``); ECS injects
     the values, they never reach the task definition or the state."""
-    secret_kms_key_arns: NotRequired[list[str]]
-    """Customer-managed KMS keys the referenced secrets are encrypted with (decrypt is granted)."""
+    secret_kms_key_arns: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """Customer-managed KMS keys the referenced secrets are encrypted with (decrypt is granted). A list (its
+    entries may be Outputs) or an Output of a list; plain ARNs are checked: KMS keys in the component's
+    region."""
     health: NotRequired[HealthArgs]
     """Liveness and readiness paths."""
     scaling: ScalingArgs
@@ -103,22 +106,31 @@ class FargateServiceArgs(TypedDict):
     ``certificate_arn`` is given."""
     certificate_arn: NotRequired[pulumi.Input[str]]
     """ACM certificate for HTTPS on the ALB (HTTP then redirects); given, none is created. Without it or
-    ``domain`` + ``zone`` the ALB serves plain HTTP."""
+    ``domain`` + ``zone`` the ALB serves plain HTTP. A plain ARN is checked before anything registers: an
+    ACM certificate in the component's region and partition (the region is known when the default AWS
+    provider applies: ``aws:region``); an Output is taken as is."""
     vpc: NotRequired[EcsNewVpcArgs]
     """Settings of the VPC the component creates (ignored when ``vpc_id`` is given)."""
     vpc_id: NotRequired[pulumi.Input[str]]
     """An existing VPC to deploy into (with ``public_subnet_ids`` and ``private_subnet_ids``)."""
-    public_subnet_ids: NotRequired[list[pulumi.Input[str]]]
-    """Existing public subnets for the ALB (at least 2 AZs)."""
-    private_subnet_ids: NotRequired[list[pulumi.Input[str]]]
-    """Existing private subnets with NAT egress for the tasks (at least 2 AZs)."""
+    public_subnet_ids: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """Existing public subnets for the ALB (at least 2 AZs): a list (entries may be Outputs) or an Output of
+    a list such as awsx's ``vpc.public_subnet_ids``. Count, id shapes and repeats are checked before
+    anything registers when the list is plain, else when the Output resolves (at deploy, failing the ALB
+    with the same message; a preview of a still unknown list skips it)."""
+    private_subnet_ids: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """Existing private subnets with NAT egress for the tasks (at least 2 AZs); a list or an Output of one,
+    checked like ``public_subnet_ids``."""
     cluster_arn: NotRequired[pulumi.Input[str]]
-    """An existing ECS cluster to run in (default: the component creates one)."""
-    task_security_group_ids: NotRequired[list[pulumi.Input[str]]]
-    """Extra security groups for the tasks (e.g. one the database accepts), beside the component's own."""
+    """An existing ECS cluster to run in (default: the component creates one); a plain ARN must be an ECS
+    cluster in the component's region."""
+    task_security_group_ids: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """Extra security groups for the tasks (e.g. one the database accepts), beside the component's own; a
+    list or an Output of one (``sg-`` ids, no repeats: checked when known)."""
     repository_arn: NotRequired[pulumi.Input[str]]
     """ECR repository ARN the image is pulled from (pull is granted on it; derived from an ECR image
-    reference when unset)."""
+    reference when unset); a plain ARN must be an ECR repository of the component's partition (any
+    region)."""
     log_retention_days: NotRequired[int]
     """CloudWatch Logs retention (default 30)."""
     autoscaling: NotRequired[EcsAutoscalingArgs]
@@ -132,7 +144,8 @@ class FargateServiceArgs(TypedDict):
     alb_deletion_protection: NotRequired[bool]
     """Deletion protection on the ALB (default false)."""
     listener_arn: NotRequired[pulumi.Input[str]]
-    """An existing ALB listener (usually HTTPS) to attach to instead of creating an ALB: then no ALB, no
+    """An existing ALB listener (usually HTTPS; a plain ARN must be an application load balancer listener in
+    the component's region) to attach to instead of creating an ALB: then no ALB, no
     listeners and no ALB security group are made, only a target group and listener rules forwarding
     ``host_header`` (default ``domain``) and/or ``path_pattern`` to it at ``listener_rule_priority``.
     Needs ``vpc_id`` (the ALB's VPC), ``private_subnet_ids``, ``load_balancer_security_group_id`` and

@@ -31,11 +31,14 @@ from fastapi_deploy import secret_refs as refs_mod
 from fastapi_deploy.aws_alerts import alert_actions
 from fastapi_deploy.component import ArgsError, NamedComponent
 from fastapi_deploy.config import (
+    ACM_CERTIFICATE,
+    KMS_KEY,
+    SNS_TOPIC,
     Alerts,
     AppConfigBase,
+    ArnKind,
     Database,
     EcsSettings,
-    ExistingVpc,
     Health,
     NewVpc,
     Scaling,
@@ -43,6 +46,7 @@ from fastapi_deploy.config import (
     aws_domain_problem,
 )
 from fastapi_deploy.ecs.args import FargateServiceArgs
+from fastapi_deploy.ecs.config import security_group_ids_problem, subnet_ids_problem, vpc_id_problem
 from fastapi_deploy.ecs.domain import EcsDomain, EcsDomainArgs
 from fastapi_deploy.ecs.gate import ecs_gate, ecs_timeout_s
 from fastapi_deploy.ecs.migrate import EcsReleaseMigration, ecs_release_migration
@@ -242,9 +246,23 @@ def container_definitions(
 
 #: Listener rule priorities AWS accepts (CreateRule); the /metrics block rule takes ``priority - 1``.
 RULE_PRIORITY_MIN, RULE_PRIORITY_MAX = 1, 50000
-_LISTENER_ARN = re.compile(
-    r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/app/[A-Za-z0-9-]{1,32}/[0-9a-f]+/[0-9a-f]+"
-)
+#: The ARN Args (checked before anything registers when plain; see fastapi_deploy.config.aws_arn_problem).
+ALB_LISTENER = ArnKind(
+    "an application load balancer listener", "elasticloadbalancing",
+    r"listener/app/[A-Za-z0-9-]{1,32}/[0-9a-f]+/[0-9a-f]+",
+    "arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/NAME/ID/ID", "listener",
+    "the target group and the tasks are made in the component's region, and a listener forwards only to "
+    "target groups of its own region",
+)  # fmt: skip
+ECS_CLUSTER = ArnKind(
+    "an ECS cluster", "ecs", r"cluster/[A-Za-z0-9_-]{1,255}", "arn:aws:ecs:REGION:ACCOUNT:cluster/NAME",
+    "cluster", "an ECS service runs in a cluster of its own region",
+)  # fmt: skip
+#: Any region of the partition: ECS pulls across regions (the execution role is granted this repository).
+ECR_REPOSITORY = ArnKind(
+    "an ECR repository", "ecr", r"repository/[a-z0-9][a-z0-9._/-]{0,255}",
+    "arn:aws:ecr:REGION:ACCOUNT:repository/NAME", "repository",
+)  # fmt: skip
 _SG_ID = re.compile(r"sg-[0-9a-f]{8}([0-9a-f]{9})?")
 #: ALB host-header condition values: letters, digits, -, ., * and ? (up to 128 characters).
 _HOST_HEADER = re.compile(r"[A-Za-z0-9*?.-]{1,128}")
@@ -278,7 +296,7 @@ class EcsAttachment:
 ATTACH_ONLY = ("load_balancer_security_group_id", "listener_rule_priority", "host_header", "path_pattern")
 
 
-def attachment_from_args(a: dict[str, Any]) -> EcsAttachment | None:
+def attachment_from_args(a: dict[str, Any], region: cargs.KnownRegion | None = None) -> EcsAttachment | None:
     """Validate the ``listener_arn`` Args (and the Args that cannot go with them); registers nothing."""
     listener_arn = a.get("listener_arn")
     if listener_arn is None:
@@ -289,11 +307,7 @@ def attachment_from_args(a: dict[str, Any]) -> EcsAttachment | None:
                     "it the component creates its own ALB, listeners and rules"
                 )
         return None
-    if isinstance(listener_arn, str) and not _LISTENER_ARN.fullmatch(listener_arn):
-        raise ArgsError(
-            f"{OWNER}.listener_arn: {listener_arn!r} is not an application load balancer listener ARN "
-            "(arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/NAME/ID/ID)"
-        )
+    cargs.arn(OWNER, "listener_arn", listener_arn, ALB_LISTENER, region)
     priority = a.get("listener_rule_priority")
     if priority is None:
         raise ArgsError(
@@ -379,7 +393,7 @@ class EcsInputs:
     app_env: str
     env: dict[str, pulumi.Input[str]]
     secrets: dict[str, refs_mod.SecretRef]
-    secret_kms_key_arns: list[str]
+    secret_kms_key_arns: cargs.IdList
     health: Health
     scaling: Scaling
     database: Database
@@ -390,10 +404,11 @@ class EcsInputs:
     certificate_arn: pulumi.Input[str] | None
     new_vpc: NewVpc | None
     vpc_id: pulumi.Input[str] | None
-    public_subnet_ids: list[pulumi.Input[str]]
-    private_subnet_ids: list[pulumi.Input[str]]
+    public_subnet_ids: cargs.IdList
+    """A plain list, or an Output of one (checked when it resolves); the same for the other id lists."""
+    private_subnet_ids: cargs.IdList
     cluster_arn: pulumi.Input[str] | None
-    task_security_group_ids: list[pulumi.Input[str]]
+    task_security_group_ids: cargs.IdList
     repository_arn: pulumi.Input[str] | None
     domain: str | None
     zone: str | None
@@ -411,9 +426,16 @@ class EcsInputs:
         return bool(self.certificate_arn or (self.domain and self.zone))
 
 
-def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
-    """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
+#: With vpc_id, each subnet list needs two AZs (checked as soon as its length is known).
+_TWO_SUBNETS = (2, "needs at least 2 subnets in different AZs with vpc_id")
+
+
+def inputs_from_args(args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None) -> EcsInputs:
+    """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing. ``opts`` tells
+    whether the default AWS provider (and so ``aws:region``) applies: ARN Args are then checked against
+    that region too."""
     a = cargs.known_args(OWNER, args, FargateServiceArgs)
+    region = cargs.aws_region_now(opts)
     image = cargs.required(OWNER, a, "image")
     port = cargs.field(OWNER, "port", AppConfigBase, "port", a.get("port", 8000))
     app_env = cargs.field(
@@ -429,41 +451,38 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         settings = EcsSettings.model_validate(settings_in)
     except ValidationError as exc:
         raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
-    attach = attachment_from_args(a)
+    attach = attachment_from_args(a, region)
     vpc_id = a.get("vpc_id")
     new_vpc: NewVpc | None = None
-    public: list[Any] = list(a.get("public_subnet_ids") or [])
-    private: list[Any] = list(a.get("private_subnet_ids") or [])
+    # Id lists: plain, partly Outputs, or an Output of a whole list (awsx's vpc.private_subnet_ids).
+    public = cargs.id_list(OWNER, "public_subnet_ids", a.get("public_subnet_ids"))
+    private = cargs.id_list(OWNER, "private_subnet_ids", a.get("private_subnet_ids"))
     if vpc_id is None:
-        if public or private:
+        if cargs.given(public) or cargs.given(private):
             raise ArgsError(f"{OWNER}.public_subnet_ids: subnets need vpc_id (the VPC they belong to)")
         new_vpc = cargs.section(OWNER, "vpc", NewVpc, a.get("vpc"))
-    elif attach is not None:
-        if len(private) < 2:
-            raise ArgsError(
-                f"{OWNER}.private_subnet_ids: needs at least 2 subnets in different AZs with vpc_id"
-            )
     else:
-        if (
-            isinstance(vpc_id, str)
-            and public
-            and private
-            and all(isinstance(s, str) for s in public + private)
-        ):
-            # All plain: the stack config's own checks (id shapes, >= 2 subnets, no repeats).
-            cargs.section(
-                OWNER, "vpc_id", ExistingVpc,
-                {"vpc_id": vpc_id, "public_subnet_ids": public, "private_subnet_ids": private},
-            )  # fmt: skip
-        for key, subnets in (("public_subnet_ids", public), ("private_subnet_ids", private)):
-            if len(subnets) < 2:
-                raise ArgsError(f"{OWNER}.{key}: needs at least 2 subnets in different AZs with vpc_id")
+        if isinstance(vpc_id, str):
+            problem = vpc_id_problem(vpc_id)
+            if problem:
+                raise ArgsError(f"{OWNER}.vpc_id: {problem}")
+        # The stack config's own checks (>= 2 subnets, id shapes, no repeats): now for a plain list, once
+        # an Output list resolves otherwise (the length as soon as it is known).
+        if attach is None:
+            public = cargs.checked_ids(OWNER, "public_subnet_ids", public, subnet_ids_problem, _TWO_SUBNETS)
+        private = cargs.checked_ids(OWNER, "private_subnet_ids", private, subnet_ids_problem, _TWO_SUBNETS)
+    extra_groups = cargs.checked_ids(
+        OWNER,
+        "task_security_group_ids",
+        cargs.id_list(OWNER, "task_security_group_ids", a.get("task_security_group_ids")),
+        security_group_ids_problem,
+    )
+    kms_keys = cargs.id_list(OWNER, "secret_kms_key_arns", a.get("secret_kms_key_arns"))
+    cargs.arn_list(OWNER, "secret_kms_key_arns", kms_keys, KMS_KEY, region)
     cert = a.get("certificate_arn")
-    if isinstance(cert, str):
-        try:
-            EcsSettings.model_validate({"certificate_arn": cert})
-        except ValidationError as exc:
-            raise ArgsError(cargs.pydantic_message(OWNER, exc)) from None
+    cargs.arn(OWNER, "certificate_arn", cert, ACM_CERTIFICATE, region)
+    cargs.arn(OWNER, "cluster_arn", a.get("cluster_arn"), ECS_CLUSTER, region)
+    cargs.arn(OWNER, "repository_arn", a.get("repository_arn"), ECR_REPOSITORY, region)
     domain_problem = aws_domain_problem(
         a.get("domain"), a.get("zone"), "given" if cert is not None or attach else None, OWNER
     )
@@ -474,13 +493,14 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         raise ArgsError(
             f"{OWNER}.alerts.gcp_notification_channels: Google channels cannot receive CloudWatch alarms"
         )
+    cargs.arn(OWNER, "alerts.sns_topic_arn", alerts.sns_topic_arn, SNS_TOPIC, region)
     return EcsInputs(
         image=image,
         port=port,
         app_env=app_env,
         env=cargs.env(OWNER, a.get("env")),
         secrets=cargs.secret_refs(OWNER, a.get("secrets"), ("ssm", "secretsmanager")),
-        secret_kms_key_arns=list(a.get("secret_kms_key_arns") or []),
+        secret_kms_key_arns=kms_keys,
         health=cargs.section(OWNER, "health", Health, a.get("health")),
         scaling=cargs.section(OWNER, "scaling", Scaling, cargs.required(OWNER, a, "scaling")),
         database=cargs.section(OWNER, "database", Database, a.get("database")),
@@ -502,7 +522,7 @@ def inputs_from_args(args: FargateServiceArgs) -> EcsInputs:
         public_subnet_ids=public,
         private_subnet_ids=private,
         cluster_arn=a.get("cluster_arn"),
-        task_security_group_ids=list(a.get("task_security_group_ids") or []),
+        task_security_group_ids=extra_groups,
         repository_arn=a.get("repository_arn"),
         domain=a.get("domain"),
         zone=a.get("zone"),
@@ -588,7 +608,7 @@ class FargateService(NamedComponent):
         *,
         tuning: RuntimeTuning | None = None,
     ) -> None:
-        inp = inputs_from_args(args)
+        inp = inputs_from_args(args, opts)
         runtime = tuning if tuning is not None else tuning_for(inp)
         assert runtime.lb_health is not None
         assert runtime.deregistration_delay_s is not None
@@ -704,7 +724,7 @@ class FargateService(NamedComponent):
                 cluster_arn=self.cluster_arn,
                 task_definition_arn=self.task_definition.arn,
                 subnets=private_subnets,
-                security_groups=[task_sg.id, *inp.task_security_group_ids],
+                security_groups=cargs.join_ids([task_sg.id], inp.task_security_group_ids),
                 container_name=CONTAINER_NAME,
                 region=region,
                 log_group=self.logs.name,
@@ -721,7 +741,7 @@ class FargateService(NamedComponent):
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
                 subnets=private_subnets,
-                security_groups=[task_sg.id, *inp.task_security_group_ids],
+                security_groups=cargs.join_ids([task_sg.id], inp.task_security_group_ids),
                 assign_public_ip=False,
             ),
             load_balancers=[
@@ -799,7 +819,7 @@ class FargateService(NamedComponent):
 # same parents as before the split: the URNs of shipped stacks do not change)
 def _network(
     svc: FargateService, name: str, inp: EcsInputs, tags: dict[str, str]
-) -> tuple[pulumi.Input[str], pulumi.Input[str], list[pulumi.Input[str]], list[pulumi.Input[str]]]:
+) -> tuple[pulumi.Input[str], pulumi.Input[str], cargs.IdList, cargs.IdList]:
     """The VPC: the given one (its CIDR looked up), else a new one with public/private subnets and NAT."""
     if inp.vpc_id is not None:
         svc.vpc = None
@@ -993,7 +1013,7 @@ def _load_balancer(
     tuning: RuntimeTuning,
     vpc_id: pulumi.Input[str],
     alb_sg: aws.ec2.SecurityGroup,
-    public_subnets: list[pulumi.Input[str]],
+    public_subnets: cargs.IdList,
     tags: dict[str, str],
 ) -> list[aws.lb.Listener]:
     """ALB, target group (liveness health check), listeners (HTTPS + redirect, or HTTP) and /metrics block."""
@@ -1312,10 +1332,15 @@ def _cluster_logs_iam(
         opts=svc.child_opts(),
     )
     refs = inp.secrets
-    kms = list(inp.secret_kms_key_arns)
     repo_arn_in: pulumi.Input[str | None] = inp.repository_arn
     exec_policy = pulumi.Output.all(
-        account, region, partition, svc.logs.arn, repo_arn_in, pulumi.Output.from_input(inp.image)
+        account,
+        region,
+        partition,
+        svc.logs.arn,
+        repo_arn_in,
+        pulumi.Output.from_input(inp.image),
+        pulumi.Output.from_input(inp.secret_kms_key_arns),
     ).apply(
         lambda a: json.dumps(
             task_execution_policy(
@@ -1325,7 +1350,7 @@ def _cluster_logs_iam(
                 log_group_arn=a[3],
                 repository_arn=a[4] or ecr_repository_arn_from_ref(a[5] or "", a[2]),
                 secret_refs=refs,
-                kms_key_arns=kms,
+                kms_key_arns=list(a[6] or []),
             ),
             sort_keys=True,
         )

@@ -80,21 +80,48 @@ class ExistingVpc(_Model):
     @field_validator("vpc_id")
     @classmethod
     def _vpc(cls, v: str) -> str:
-        if not re.fullmatch(r"vpc-[0-9a-f]{8,17}", v):
-            raise ValueError(f"{v!r} is not a VPC id (vpc-xxxxxxxx)")
+        problem = vpc_id_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("public_subnet_ids", "private_subnet_ids")
     @classmethod
     def _subnets(cls, v: list[str]) -> list[str]:
-        if 0 < len(v) < 2:
-            raise ValueError("needs at least 2 subnets in different AZs (an ALB requires 2 AZs)")
-        for s in v:
-            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s):
-                raise ValueError(f"{s!r} is not a subnet id (subnet-xxxxxxxx)")
-        if len(set(v)) != len(v):
-            raise ValueError("subnet ids repeat")
+        problem = subnet_ids_problem(v) if v else None
+        if problem:
+            raise ValueError(problem)
         return v
+
+
+def vpc_id_problem(vpc_id: str) -> str | None:
+    """Why ``vpc_id`` is not a VPC id, or None (the stack's ecs.vpc.vpc_id and the component's vpc_id)."""
+    if not re.fullmatch(r"vpc-[0-9a-f]{8,17}", vpc_id):
+        return f"{vpc_id!r} is not a VPC id (vpc-xxxxxxxx)"
+    return None
+
+
+def subnet_ids_problem(ids: list[str]) -> str | None:
+    """Why ``ids`` are not the subnets of an existing VPC (at least 2, subnet ids, none repeated), or None.
+    The stack's ecs.vpc subnets and the component's subnet Args (there also once an Output list resolves)."""
+    if len(ids) < 2:
+        return "needs at least 2 subnets in different AZs (an ALB requires 2 AZs)"
+    for s in ids:
+        if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s):
+            return f"{s!r} is not a subnet id (subnet-xxxxxxxx)"
+    if len(set(ids)) != len(ids):
+        return "subnet ids repeat"
+    return None
+
+
+def security_group_ids_problem(ids: list[str]) -> str | None:
+    """Why ``ids`` are not security group ids (none repeated), or None."""
+    for g in ids:
+        if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g):
+            return f"{g!r} is not a security group id (sg-xxxxxxxx)"
+    if len(set(ids)) != len(ids):
+        return "security group ids repeat"
+    return None
 
 
 class EcsLoadBalancer(_Model):

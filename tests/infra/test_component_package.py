@@ -159,7 +159,7 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "environment": "string",
             "env": "map<Input<string>>",
             "secrets": "map<string>",
-            "secretKmsKeyArns": "array<string>",
+            "secretKmsKeyArns": "Input<array<Input<string>>>",
             "health": "HealthArgs",
             "scaling": "ScalingArgs!",
             "database": "DatabaseArgs",
@@ -172,10 +172,10 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "waitForRelease": "boolean",
             "vpc": "EcsNewVpcArgs",
             "vpcId": "Input<string>",
-            "publicSubnetIds": "array<Input<string>>",
-            "privateSubnetIds": "array<Input<string>>",
+            "publicSubnetIds": "Input<array<Input<string>>>",
+            "privateSubnetIds": "Input<array<Input<string>>>",
             "clusterArn": "Input<string>",
-            "taskSecurityGroupIds": "array<Input<string>>",
+            "taskSecurityGroupIds": "Input<array<Input<string>>>",
             "repositoryArn": "Input<string>",
             "logRetentionDays": "integer",
             "autoscaling": "EcsAutoscalingArgs",
@@ -264,12 +264,12 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "front": "string",
             "domain": "string",
             "zone": "string",
-            "certificateArn": "string",
+            "certificateArn": "Input<string>",
             "waitForRelease": "boolean",
             "environment": "string",
             "env": "map<Input<string>>",
             "secrets": "map<string>",
-            "secretKmsKeyArns": "array<string>",
+            "secretKmsKeyArns": "Input<array<Input<string>>>",
             "health": "HealthArgs",
             "database": "DatabaseArgs",
             "requestTimeoutS": "integer",
@@ -277,8 +277,8 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "overrides": "RuntimeOverridesArgs",
             "throttling": "LambdaThrottlingArgs",
             "logRetentionDays": "integer",
-            "subnetIds": "array<Input<string>>",
-            "securityGroupIds": "array<Input<string>>",
+            "subnetIds": "Input<array<Input<string>>>",
+            "securityGroupIds": "Input<array<Input<string>>>",
             "roleArn": "Input<string>",
             "repositoryUrl": "Input<string>",
             "region": "string",
@@ -369,7 +369,7 @@ TYPES: dict[str, dict[str, str]] = {
         "emfNamespace": "string",
     },
     "CloudRunAlarmsArgs": {"http5xxRatio": "number", "p95LatencyS": "number", "durationS": "integer"},
-    "GcpAlertsArgs": {"emails": "array<string>", "gcpNotificationChannels": "array<string>"},
+    "GcpAlertsArgs": {"emails": "array<string>", "gcpNotificationChannels": "Input<array<Input<string>>>"},
     "LambdaThrottlingArgs": {"rateLimit": "number", "burstLimit": "integer"},
     "LambdaAlarmsArgs": {
         "errorsPerMinute": "integer",
@@ -496,6 +496,24 @@ def _yaml_inputs(value: Any) -> Any:
     return value
 
 
+VPC_ID = "vpc-0a1b2c3d4e5f60718"
+PUBLIC_SUBNETS = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]
+PRIVATE_SUBNETS = ["subnet-0a1b2c3d4e5f60011", "subnet-0a1b2c3d4e5f60012"]
+DB_CLIENT_SG = "sg-0e1d2c3b4a5f60788"
+
+
+def _engine_output(value: Any) -> dict[str, Any]:
+    """How the engine sends another resource's output (known, with its dependency) in a Construct request:
+    the SDK's rpc layer turns it into a ``pulumi.Output``."""
+    from pulumi.runtime import rpc
+
+    return {
+        rpc._special_sig_key: rpc._special_output_value_sig,
+        "value": value,
+        "dependencies": ["urn:pulumi:dev::consumer::awsx:ec2:Vpc::main"],
+    }
+
+
 def _cases() -> dict[str, dict[str, Any]]:
     cases = {f"minimal-{name}": {"component": name, "inputs": inputs} for name, inputs in MINIMAL.items()}
     cases["ecs-example"] = {
@@ -506,6 +524,27 @@ def _cases() -> dict[str, dict[str, Any]]:
             "health": HEALTH,
             "scaling": {"min": 2, "max": 4},
             "env": {"ORDERS_CURRENCY": "EUR"},
+        },
+    }
+    # A TypeScript program's `vpc.privateSubnetIds` (awsx): the engine sends an output value of the list.
+    cases["ecs-output-subnets"] = {
+        "component": "FargateService",
+        "inputs": {
+            "image": ECR_IMAGE,
+            "scaling": {"min": 1, "max": 2},
+            "vpcId": _engine_output(VPC_ID),
+            "publicSubnetIds": _engine_output(PUBLIC_SUBNETS),
+            "privateSubnetIds": _engine_output(PRIVATE_SUBNETS),
+            "taskSecurityGroupIds": _engine_output([DB_CLIENT_SG]),
+        },
+    }
+    cases["lambda-output-subnets"] = {
+        "component": "LambdaService",
+        "inputs": {
+            "image": ECR_IMAGE,
+            "reservedConcurrency": 7,
+            "subnetIds": _engine_output(PRIVATE_SUBNETS),
+            "securityGroupIds": _engine_output([DB_CLIENT_SG]),
         },
     }
     cases["ecs-bad-cpu"] = {
@@ -649,6 +688,21 @@ def test_construct_each_component_from_engine_inputs(name: str, probe: dict[str,
     ints = [str(v) for v in _ints(MINIMAL[name]) if v >= 10]  # distinctive ones (not "1.0 s")
     floats = [s for r in result.resources for s in _strings(r["inputs"]) for i in ints if f"{i}.0" in s]
     assert not floats, f"an integer Arg rendered as a float: {floats[:3]}"
+
+
+def test_construct_takes_whole_lists_from_other_resources(probe: dict[str, Any]) -> None:
+    """Id lists are ``Input<array<Input<string>>>``: an Output of a whole list from the consumer's program
+    (awsx's ``vpc.privateSubnetIds``) reaches the ALB, the service and the function as the ids."""
+    ecs = Constructed(probe["cases"]["ecs-output-subnets"])
+    assert ecs.one("aws:lb/loadBalancer:LoadBalancer")["inputs"]["subnets"] == PUBLIC_SUBNETS
+    network = ecs.one("aws:ecs/service:Service")["inputs"]["networkConfiguration"]
+    assert network["subnets"] == PRIVATE_SUBNETS
+    assert DB_CLIENT_SG in network["securityGroups"]
+    assert ecs.one("aws:lb/targetGroup:TargetGroup")["inputs"]["vpcId"] == VPC_ID
+    assert [r for r in ecs.resources if r["type"] == "aws:ec2/vpc:Vpc"] == []
+    fn = Constructed(probe["cases"]["lambda-output-subnets"]).one("aws:lambda/function:Function")
+    assert fn["inputs"]["vpcConfig"]["subnetIds"] == PRIVATE_SUBNETS
+    assert fn["inputs"]["vpcConfig"]["securityGroupIds"] == [DB_CLIENT_SG]
 
 
 def test_sdk_hands_integer_inputs_to_components_as_floats(probe: dict[str, Any]) -> None:

@@ -16,6 +16,33 @@ from fastapi_deploy.mocks import ProgramResult, RecordingMocks, run_callable
 DIGEST = "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop@sha256:" + "c" * 64
 GAR = "europe-west1-docker.pkg.dev/acme-prod/shop/shop@sha256:" + "d" * 64
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+CERT_EU = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+KMS = "arn:aws:kms:us-east-1:123456789012:key/0f6d1a4e-3b1c-4a2b-9e8f-1c2d3e4f5a6b"
+VPC = "vpc-0123456789abcdef0"
+PUBLIC = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
+PRIVATE = ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"]
+SG = "sg-0123456789abcdef0"
+LISTENER_EU = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/edge/0a1b2c3d/4e5f6a7b"
+
+
+class Out:
+    """An Output of ``value``, made when the test runs (:func:`live`). One made at import, in a table, would
+    be a task of the collection's event loop: Pulumi tracks it until a program awaits it, and after the
+    app tests replaced that loop the first program of the session would wait for it forever."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def live(value: Any) -> Any:
+    """``value`` with every :class:`Out` turned into its Output."""
+    if isinstance(value, Out):
+        return pulumi.Output.from_input(value.value)
+    if isinstance(value, dict):
+        return {k: live(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [live(v) for v in value]
+    return value
 
 
 def ecs_args(**extra: Any) -> dict[str, Any]:
@@ -40,30 +67,47 @@ def vps_args(**extra: Any) -> dict[str, Any]:
     return {"image": GAR, "host": "203.0.113.10", "domain": "shop.example.org", **extra}
 
 
-def build(target: str, args: dict[str, Any], mocks: RecordingMocks | None = None) -> ProgramResult:
-    """Create one component from Args under the recording mocks and export its outputs dict."""
+@pytest.fixture(autouse=True)
+def _no_region_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default AWS provider reads AWS_REGION / AWS_DEFAULT_REGION when aws:region is unset, and so do
+    the ARN checks: a developer's shell must not decide these tests (each sets aws:region when it needs
+    one)."""
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+
+
+def build(
+    target: str,
+    args: dict[str, Any],
+    mocks: RecordingMocks | None = None,
+    config: dict[str, Any] | None = None,
+    opts: Any = None,
+) -> ProgramResult:
+    """Create one component from Args under the recording mocks and export its outputs dict
+    (``opts``: a callable returning the component's ResourceOptions, made inside the program)."""
 
     def program() -> None:
+        options = opts() if opts is not None else None
         if target == "ecs":
             from fastapi_deploy.ecs import FargateService
 
-            comp: Any = FargateService("shop", args)  # type: ignore[arg-type]
+            comp: Any = FargateService("shop", args, options)  # type: ignore[arg-type]
         elif target == "cloudrun":
             from fastapi_deploy.cloudrun import CloudRunService
 
-            comp = CloudRunService("shop", args)  # type: ignore[arg-type]
+            comp = CloudRunService("shop", args, options)  # type: ignore[arg-type]
         elif target == "lambda":
             from fastapi_deploy.awslambda import LambdaService
 
-            comp = LambdaService("shop", args)  # type: ignore[arg-type]
+            comp = LambdaService("shop", args, options)  # type: ignore[arg-type]
         else:
             from fastapi_deploy.vps import VpsService
 
-            comp = VpsService("shop", args)  # type: ignore[arg-type]
+            comp = VpsService("shop", args, options)  # type: ignore[arg-type]
         for key, value in comp.outputs.items():
             pulumi.export(key, value)
 
-    return run_callable(program, stack="direct", mocks=mocks)
+    return run_callable(program, stack="direct", mocks=mocks, config=config)
 
 
 # ------------------------------------------------------------------------------------- direct use
@@ -246,13 +290,129 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "vps",
         vps_args(env={"CACHE": "redis://u:hunter2@cache:6379/0"}),
-        r"VpsServiceArgs\.env\.CACHE: holds a URL with a password \('redis:…' \(30 chars\)\); pass",
+        r"VpsServiceArgs\.env\.CACHE: the URL carries a password \('redis:…' \(30 chars\)\), which in "
+        r"plain text would sit in the state and the console; pass a secret reference in "
+        r"VpsServiceArgs\.secrets\.CACHE",
     ),
     ("ecs", ecs_args(env={"A": 1}), r"FargateServiceArgs\.env\.A: a string \(or an Output of one\), not int"),
     ("lambda", lambda_args(env={"1BAD": "x"}), r"LambdaServiceArgs\.env: '1BAD' is not an environment"),
     ("cloudrun", cloudrun_args(env=["A=1"]), r"CloudRunServiceArgs\.env: a mapping"),
     ("cloudrun", cloudrun_args(tags={"team": 1}), r"CloudRunServiceArgs\.tags: a mapping of plain strings"),
     ("ecs", ecs_args(tags=["a"]), r"FargateServiceArgs\.tags: a mapping of plain strings"),
+    # id lists: a lone string is not a list; a count known now is checked now, Outputs in it or not
+    (
+        "ecs",
+        ecs_args(vpc_id=VPC, public_subnet_ids=PUBLIC, private_subnet_ids="subnet-0bbbbbbbbbbbbbbb1"),
+        r"FargateServiceArgs\.private_subnet_ids: a list of ids .* not str",
+    ),
+    (
+        "ecs",
+        ecs_args(vpc_id=VPC, public_subnet_ids=PUBLIC, private_subnet_ids=[Out(PRIVATE[0])]),
+        r"FargateServiceArgs\.private_subnet_ids: needs at least 2 subnets in different AZs with vpc_id",
+    ),
+    (
+        "ecs",
+        ecs_args(vpc_id=VPC, public_subnet_ids=PUBLIC, private_subnet_ids=[PRIVATE[0], PRIVATE[0]]),
+        r"FargateServiceArgs\.private_subnet_ids: subnet ids repeat",
+    ),
+    (
+        "ecs",
+        ecs_args(vpc_id="vpc-main", public_subnet_ids=PUBLIC, private_subnet_ids=PRIVATE),
+        r"FargateServiceArgs\.vpc_id: 'vpc-main' is not a VPC id",
+    ),
+    (
+        "ecs",
+        ecs_args(public_subnet_ids=Out(PUBLIC)),
+        r"FargateServiceArgs\.public_subnet_ids: subnets need vpc_id",
+    ),
+    (
+        "ecs",
+        ecs_args(task_security_group_ids=["default"]),
+        r"FargateServiceArgs\.task_security_group_ids: 'default' is not a security group id",
+    ),
+    (
+        "lambda",
+        lambda_args(subnet_ids=Out(PRIVATE)),
+        r"LambdaServiceArgs\.subnet_ids: subnet_ids and security_group_ids go together",
+    ),
+    (
+        "lambda",
+        lambda_args(subnet_ids=PRIVATE, security_group_ids=[]),
+        r"LambdaServiceArgs\.subnet_ids: subnet_ids and security_group_ids go together",
+    ),
+    (
+        "lambda",
+        lambda_args(subnet_ids=[Out(PRIVATE[0])], security_group_ids=[SG]),
+        r"LambdaServiceArgs\.subnet_ids: needs at least 2 subnets",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(alerts={"gcp_notification_channels": ["oncall"]}),
+        r"CloudRunServiceArgs\.alerts\.gcp_notification_channels: 'oncall' is not a notification channel",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(alerts={"webhook_url": "https://hooks.example.org/x"}),
+        r"CloudRunServiceArgs\.alerts\.webhook_url: unknown Arg; known: emails, gcp_notification_channels",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(alerts={"emails": ["oncall"]}),
+        r"CloudRunServiceArgs\.alerts\.emails: 'oncall' is not an email address",
+    ),
+    # ARNs given as plain strings: service, resource, partition (and region: the table below)
+    (
+        "ecs",
+        ecs_args(certificate_arn="arn:aws:sqs:us-east-1:123456789012:certificate/" + "0" * 36),
+        r"FargateServiceArgs\.certificate_arn: '.*' is not an ACM certificate ARN",
+    ),
+    (
+        "ecs",
+        ecs_args(cluster_arn="arn:aws-cn:ecs:us-east-1:123456789012:cluster/platform"),
+        r"FargateServiceArgs\.cluster_arn: partition 'aws-cn' does not match us-east-1's partition 'aws'",
+    ),
+    (
+        "ecs",
+        ecs_args(repository_arn="arn:aws:s3:::shop-images"),
+        r"FargateServiceArgs\.repository_arn: 'arn:aws:s3:::shop-images' is not an ECR repository ARN",
+    ),
+    (
+        "ecs",
+        ecs_args(secret_kms_key_arns=[KMS, "alias/shop"]),
+        r"FargateServiceArgs\.secret_kms_key_arns\[1\]: 'alias/shop' is not a KMS key ARN",
+    ),
+    (
+        "lambda",
+        lambda_args(role_arn="arn:aws:iam:us-east-1:123456789012:role/shop"),
+        r"LambdaServiceArgs\.role_arn: .*an IAM role ARN has no region",
+    ),
+    (
+        "lambda",
+        lambda_args(domain="api.example.org", certificate_arn=CERT_EU),
+        r"LambdaServiceArgs\.certificate_arn: the certificate is in eu-west-1 but the component deploys to "
+        r"us-east-1 \(LambdaServiceArgs\.region\); a load balancer or regional API serves only a certificate",
+    ),
+    (
+        "lambda",
+        lambda_args(alerts={"sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops"}),
+        r"LambdaServiceArgs\.alerts\.sns_topic_arn: the topic is in eu-west-1 but the component deploys to "
+        r"us-east-1",
+    ),
+    (
+        "lambda",
+        lambda_args(secret_kms_key_arns=["arn:aws:kms:eu-west-1:123456789012:key/" + "1" * 36]),
+        r"LambdaServiceArgs\.secret_kms_key_arns\[0\]: the key is in eu-west-1",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(region="europe-west99"),
+        r"CloudRunServiceArgs\.region: 'europe-west99' is not",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(region=Out("europe-west1")),
+        r"CloudRunServiceArgs\.region: a plain region name",
+    ),
 ]
 
 
@@ -262,9 +422,243 @@ def test_bad_args_fail_naming_the_arg_before_anything_registers(
 ) -> None:
     mocks = RecordingMocks()
     with pytest.raises(ValueError, match=message) as info:
-        build(target, {k: v for k, v in args.items() if v is not None}, mocks=mocks)
+        build(target, live({k: v for k, v in args.items() if v is not None}), mocks=mocks)
     assert isinstance(info.value, (ArgsError, ValueError))
     assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+
+
+# ARNs against the region the default AWS provider deploys to (aws:region), before anything registers.
+BAD_IN_REGION: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "ecs",
+        ecs_args(certificate_arn=CERT_EU),
+        r"FargateServiceArgs\.certificate_arn: the certificate is in eu-west-1 but the component deploys to "
+        r"us-east-1 \(aws:region\)",
+    ),
+    (
+        "ecs",
+        ecs_args(listener_arn=LISTENER_EU),
+        r"FargateServiceArgs\.listener_arn: the listener is in eu-west-1 but the component deploys to "
+        r"us-east-1",
+    ),
+    (
+        "ecs",
+        ecs_args(cluster_arn="arn:aws:ecs:eu-west-1:123456789012:cluster/platform"),
+        r"FargateServiceArgs\.cluster_arn: the cluster is in eu-west-1 .*cluster of its own region",
+    ),
+    (
+        "ecs",
+        ecs_args(alerts={"sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops"}),
+        r"FargateServiceArgs\.alerts\.sns_topic_arn: the topic is in eu-west-1 .*notify a topic in their own",
+    ),
+    (
+        "ecs",
+        ecs_args(secret_kms_key_arns=["arn:aws:kms:eu-west-1:123456789012:key/" + "1" * 36]),
+        r"FargateServiceArgs\.secret_kms_key_arns\[0\]: the key is in eu-west-1",
+    ),
+    (
+        "lambda",
+        lambda_args(region="eu-west-1"),
+        r"LambdaServiceArgs\.region: eu-west-1 but the AWS provider deploys to us-east-1 \(aws:region\)",
+    ),
+    (
+        "lambda",
+        {
+            k: v
+            for k, v in lambda_args(domain="api.example.org", certificate_arn=CERT_EU).items()
+            if k != "region"
+        },
+        r"LambdaServiceArgs\.certificate_arn: the certificate is in eu-west-1 .*\(aws:region\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("target", "args", "message"), BAD_IN_REGION, ids=[m for _, _, m in BAD_IN_REGION])
+def test_plain_arns_in_another_region_fail_naming_the_arg_before_anything_registers(
+    target: str, args: dict[str, Any], message: str
+) -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(ArgsError, match=message):
+        build(target, args, mocks=mocks, config={"aws:region": "us-east-1"})
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+
+
+def test_an_arn_given_as_an_output_is_taken_unchecked_and_the_region_only_when_known() -> None:
+    """An Output ARN (another resource's) is not checked; with an explicit AWS provider the region is not
+    known before deploy, so a plain ARN is checked for everything but its region."""
+    result = build(
+        "ecs", ecs_args(certificate_arn=pulumi.Output.from_input(CERT_EU)), config={"aws:region": "us-east-1"}
+    )
+    https = next(r for r in result.by_type("aws:lb/listener:Listener") if r.name == "shop-https")
+    assert https.inputs["certificateArn"] == CERT_EU
+
+    def explicit_provider() -> pulumi.ResourceOptions:
+        import pulumi_aws as aws
+
+        return pulumi.ResourceOptions(provider=aws.Provider("eu", region="eu-west-1"))
+
+    result = build(
+        "ecs", ecs_args(certificate_arn=CERT_EU), config={"aws:region": "us-east-1"}, opts=explicit_provider
+    )
+    https = next(r for r in result.by_type("aws:lb/listener:Listener") if r.name == "shop-https")
+    assert https.inputs["certificateArn"] == CERT_EU
+    with pytest.raises(ArgsError, match=r"certificate_arn: .* is not an ACM certificate ARN"):
+        build("ecs", ecs_args(certificate_arn="arn:aws:acm:eu-west-1:1:x"), opts=explicit_provider)
+
+
+def test_an_ecr_repository_in_another_region_is_accepted() -> None:
+    """ECS pulls across regions: the repository ARN is checked for its partition, not its region."""
+    repo = "arn:aws:ecr:eu-west-1:123456789012:repository/shop"
+    result = build("ecs", ecs_args(repository_arn=repo), config={"aws:region": "us-east-1"})
+    policy = next(r for r in result.by_type("aws:iam/rolePolicy:RolePolicy") if r.name == "shop-exec-policy")
+    assert repo in policy.inputs["policy"]
+
+
+# ------------------------------------------------------------- id lists as Outputs of whole lists (awsx)
+def _as(kind: str, ids: list[str]) -> Any:
+    return pulumi.Output.from_input(ids) if kind == "output" else list(ids)
+
+
+@pytest.mark.parametrize("kind", ["plain", "output"])
+def test_ecs_takes_subnet_security_group_and_kms_lists_as_outputs(kind: str) -> None:
+    """``vpc.private_subnet_ids`` (an Output of a list) where a list goes: the ALB, the service and the
+    execution policy get the ids, exactly as with a plain list."""
+    result = build(
+        "ecs",
+        ecs_args(
+            vpc_id=VPC,
+            public_subnet_ids=_as(kind, PUBLIC),
+            private_subnet_ids=_as(kind, PRIVATE),
+            task_security_group_ids=_as(kind, [SG]),
+            secret_kms_key_arns=_as(kind, [KMS]),
+            secrets={"DATABASE_URL": "ssm:/shop/db"},
+            database={"migrate": "release"},
+        ),
+    )
+    assert result.one("aws:lb/loadBalancer:LoadBalancer").inputs["subnets"] == PUBLIC
+    net = result.one("aws:ecs/service:Service").inputs["networkConfiguration"]
+    assert net["subnets"] == PRIVATE
+    assert len(net["securityGroups"]) == 2
+    assert net["securityGroups"][1] == SG
+    import json
+
+    policy = json.loads(
+        next(
+            r for r in result.by_type("aws:iam/rolePolicy:RolePolicy") if r.name == "shop-exec-policy"
+        ).inputs["policy"]
+    )
+    assert any(KMS in json.dumps(st) for st in policy["Statement"])
+    migration = next(r for r in result.resources if r.name == "shop-migrate")
+    assert migration.inputs["subnets"] == PRIVATE
+    assert migration.inputs["security_groups"][1] == SG
+
+
+@pytest.mark.parametrize("kind", ["plain", "output"])
+def test_lambda_takes_vpc_and_kms_lists_as_outputs(kind: str) -> None:
+    result = build(
+        "lambda",
+        lambda_args(
+            subnet_ids=_as(kind, PRIVATE),
+            security_group_ids=_as(kind, [SG]),
+            secret_kms_key_arns=_as(kind, [KMS]),
+            secrets={"DATABASE_URL": "ssm:/shop/db"},
+        ),
+    )
+    vpc = result.one("aws:lambda/function:Function").inputs["vpcConfig"]
+    assert (vpc["subnetIds"], vpc["securityGroupIds"]) == (PRIVATE, [SG])
+    policies = {r.name: r.inputs["policy"] for r in result.by_type("aws:iam/rolePolicy:RolePolicy")}
+    assert f"subnet/{PRIVATE[1]}" in policies["shop-vpc-policy"]
+    assert f"security-group/{SG}" in policies["shop-vpc-policy"]
+    assert KMS in policies["shop-secrets-policy"]
+
+
+def test_cloudrun_takes_notification_channels_as_an_output() -> None:
+    channel = "projects/acme-prod/notificationChannels/123"
+    result = build(
+        "cloudrun",
+        cloudrun_args(
+            alerts={
+                "emails": ["ops@example.org"],
+                "gcp_notification_channels": pulumi.Output.from_input([channel]),
+            }
+        ),
+    )
+    for policy in result.by_type("gcp:monitoring/alertPolicy:AlertPolicy"):
+        channels = policy.inputs["notificationChannels"]
+        assert len(channels) == 2
+        assert channels[0] == channel  # the given one, then the email channel made
+
+
+def test_lambda_takes_its_certificate_as_an_output() -> None:
+    result = build(
+        "lambda",
+        lambda_args(domain="api.example.org", certificate_arn=pulumi.Output.from_input(CERT)),
+    )
+    assert result.by_type("aws:acm/certificate:Certificate") == []
+    domain = result.one("aws:apigatewayv2/domainName:DomainName").inputs
+    assert domain["domainNameConfiguration"]["certificateArn"] == CERT
+
+
+OUTPUT_LIST_AT_DEPLOY: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "ecs",
+        ecs_args(vpc_id=VPC, public_subnet_ids=PUBLIC, private_subnet_ids=Out(PRIVATE[:1])),
+        "private_subnet_ids",
+        r"FargateServiceArgs\.private_subnet_ids: needs at least 2 subnets",
+    ),
+    (
+        "ecs",
+        ecs_args(
+            vpc_id=VPC,
+            public_subnet_ids=Out(["subnet-1", "subnet-2"]),
+            private_subnet_ids=PRIVATE,
+        ),
+        "public_subnet_ids",
+        r"FargateServiceArgs\.public_subnet_ids: 'subnet-1' is not a subnet id",
+    ),
+    (
+        "ecs",
+        ecs_args(task_security_group_ids=Out([SG, SG])),
+        "task_security_group_ids",
+        r"FargateServiceArgs\.task_security_group_ids: security group ids repeat",
+    ),
+    (
+        "lambda",
+        lambda_args(subnet_ids=Out(PRIVATE), security_group_ids=Out([])),
+        "security_group_ids",
+        r"LambdaServiceArgs\.security_group_ids: needs at least one security group id",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(alerts={"gcp_notification_channels": Out(["oncall"])}),
+        "notification_channels",
+        r"CloudRunServiceArgs\.alerts\.gcp_notification_channels: 'oncall' is not a notification channel",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "args", "field", "message"), OUTPUT_LIST_AT_DEPLOY, ids=[m for *_, m in OUTPUT_LIST_AT_DEPLOY]
+)
+def test_an_output_list_is_checked_when_it_resolves_naming_the_arg(
+    target: str, args: dict[str, Any], field: str, message: str
+) -> None:
+    """The same checks as for a plain list, once the Output is known: what the component hands its
+    resources for that Arg fails with the Arg's name, so the resources taking it (the ALB, the service, the
+    function...) fail with it and ``pulumi up`` stops there. (Checked on the validated Arg: under the mocks
+    a failed registration leaves the other waiting ones to fail in the next test's run.)"""
+    import importlib
+
+    module = {"ecs": "fastapi_deploy.ecs.component", "lambda": "fastapi_deploy.awslambda.component"}.get(
+        target, "fastapi_deploy.cloudrun.component"
+    )
+    inputs_from_args = importlib.import_module(module).inputs_from_args
+
+    def program() -> None:
+        pulumi.export("ids", getattr(inputs_from_args(live(args)), field))
+
+    with pytest.raises(ArgsError, match=message):
+        run_callable(program)
 
 
 # ------------------------------------------------------------------------- outputs written once, schema

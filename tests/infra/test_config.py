@@ -123,7 +123,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (ecs(secrets={"DATABASE_URL": "ssm:relative/path"}), "app.secrets.DATABASE_URL:"),
     (ecs(secrets={"database_url": "ssm:/p/db"}), "not a valid env var name"),
     (ecs(secrets={"DATABASE_URL": "gcp:db"}), "app.secrets.DATABASE_URL: scheme gcp: is not supported on target ecs"),
-    (ecs(env={"JWT_SECRET_KEY": "x" * 40}), "app.env: JWT_SECRET_KEY is a credential"),
+    (ecs(env={"JWT_SECRET_KEY": "x" * 40}), "app.env.JWT_SECRET_KEY: a credential, which in plain text would sit in the state"),
     (ecs(env={"DB_POOL_SIZE": "50"}), "app.env: DB_POOL_SIZE is computed by the deployer"),
     (ecs(env={"LOG_LEVEL": "info"}, secrets={"LOG_LEVEL": "ssm:/x"}), "app: env and secrets both set"),
     (ecs(cors_origins=["*"]), "app.cors_origins: '*' is refused in production"),
@@ -270,3 +270,87 @@ def test_unknown_keys_are_errors_everywhere() -> None:
     """A typo must not silently fall back to a default (e.g. `max_conections` -> budget 100)."""
     with pytest.raises(ConfigError, match=r"app\.database\.max_conections: unknown key"):
         parse(ecs(database={"max_conections": 500}), providers=AWS)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JWT_SECRET_KEY", "x" * 40),
+        ("SENTRY_DSN", "https://k@o1.ingest.sentry.io/1"),
+        ("CACHE_URL", "redis://u:hunter2@cache:6379/0"),
+    ],
+)
+def test_app_env_and_the_components_env_arg_refuse_the_same_entries_in_the_same_words(
+    name: str, value: str
+) -> None:
+    """One rule (contract.env_entry_problem) behind both: each message names its own field and where the
+    secret reference goes, and says the same thing about the value."""
+    from fastapi_deploy import contract
+    from fastapi_deploy.component import ArgsError
+    from fastapi_deploy.component import env as env_arg
+
+    problem = contract.env_entry_problem(name, value)
+    assert problem is not None
+    assert "hunter2" not in problem  # a password in the value is never echoed
+    with pytest.raises(ConfigError) as stack:
+        parse(ecs(env={name: value}), providers=AWS)
+    assert (
+        f"app.env.{name}: {problem}; store it in a secret store and put the reference in app.secrets.{name}"
+        in str(stack.value)
+    )
+    with pytest.raises(ArgsError) as arg:
+        env_arg("FargateServiceArgs", {name: value})
+    assert str(arg.value) == (
+        f"FargateServiceArgs.env.{name}: {problem}; pass a secret reference in FargateServiceArgs.secrets.{name} "
+        "instead"
+    )
+    assert contract.env_entry_problem("CACHE_URL", "redis://cache:6379/0") is None
+
+
+ACM_ID = "12345678-1234-1234-1234-123456789012"
+
+
+@pytest.mark.parametrize(
+    ("arn", "kind", "region", "problem"),
+    [
+        (f"arn:aws:acm:us-east-1:123456789012:certificate/{ACM_ID}", C.ACM_CERTIFICATE, "us-east-1", None),
+        (f"arn:aws:acm:us-east-1:123456789012:certificate/{ACM_ID}", C.ACM_CERTIFICATE, None, None),
+        (
+            f"arn:aws:acm:eu-west-1:123456789012:certificate/{ACM_ID}",
+            C.ACM_CERTIFICATE,
+            "us-east-1",
+            "the certificate is in eu-west-1 but the stack deploys to us-east-1 (aws:region)",
+        ),
+        # Region unknown (an explicit provider): the ARN's partition must still be its own region's.
+        (
+            f"arn:aws:acm:cn-north-1:123456789012:certificate/{ACM_ID}",
+            C.ACM_CERTIFICATE,
+            None,
+            "partition 'aws' does not match cn-north-1's partition 'aws-cn'",
+        ),
+        (
+            f"arn:aws-us-gov:acm:us-gov-west-1:123456789012:certificate/{ACM_ID}",
+            C.ACM_CERTIFICATE,
+            "us-gov-west-1",
+            None,
+        ),
+        ("arn:aws:iam::123456789012:role/app/runtime", C.IAM_ROLE, "eu-west-1", None),
+        ("arn:aws:iam:eu-west-1:123456789012:role/runtime", C.IAM_ROLE, None, "ARN has no region"),
+        (
+            "arn:aws-cn:iam::123456789012:role/runtime",
+            C.IAM_ROLE,
+            "eu-west-1",
+            "partition 'aws-cn' does not match",
+        ),
+        ("arn:aws:kms:us-east-1:123456789012:key/mrk-" + "a" * 32, C.KMS_KEY, "us-east-1", None),
+        ("arn:aws:kms:us-east-1:123456789012:alias/app", C.KMS_KEY, "us-east-1", "is not a KMS key ARN"),
+        ("arn:aws:sns:us-east-1:12345:ops", C.SNS_TOPIC, None, "is not an SNS topic ARN"),
+    ],
+)
+def test_aws_arn_problem(arn: str, kind: C.ArnKind, region: str | None, problem: str | None) -> None:
+    found = C.aws_arn_problem(arn, kind, region)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found

@@ -677,7 +677,7 @@ INVALID = [
         ConfigError,
         "app.scaling: desired (20) must be between min (2) and max (10)",
     ),
-    (_set("env.DATABASE_URL", "postgresql://u:p@h/db"), ConfigError, "app.env: DATABASE_URL is a credential"),
+    (_set("env.DATABASE_URL", "postgresql://u:p@h/db"), ConfigError, "app.env.DATABASE_URL: a credential"),
     (_set("env.WEB_CONCURRENCY", "9"), ConfigError, "computed by the deployer"),
     (_set("ecs.log_retention_days", 10), ConfigError, "app.ecs.log_retention_days: 10 is not accepted"),
     (
