@@ -69,3 +69,4 @@ run: sync
 
 docs: sync
 	$(UV) run python -m fastapi_deploy.reference
+	$(UV) run python -m fastapi_deploy.component_reference

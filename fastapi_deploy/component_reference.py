@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import collections.abc
 import importlib
 import inspect
 import itertools
@@ -22,17 +23,25 @@ from typing import Any, NotRequired, Required
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "components.md"
 
 
+def _input_wrapper(tp: Any) -> bool:
+    """The Awaitable[T] / Output[T] members of ``pulumi.Input[T]`` (Output[T] is a forward reference)."""
+    if isinstance(tp, typing.ForwardRef):
+        return tp.__forward_arg__.startswith(("Output", "Awaitable"))
+    origin = typing.get_origin(tp) or tp
+    return getattr(origin, "__name__", "") in ("Awaitable", "Output")
+
+
 def type_text(tp: Any) -> str:
     """``pulumi.Input[str]`` -> ``Input[str]``, ``list[pulumi.Input[str]]`` -> ``list[Input[str]]``..."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Union:
-        names = {getattr(a, "__name__", "") for a in args}
-        if {"Awaitable", "Output"} & names or any(typing.get_origin(a) is not None for a in args[1:]):
-            plain = [a for a in args if typing.get_origin(a) is None and a is not type(None)]
+        wrappers = [a for a in args if _input_wrapper(a)]
+        if wrappers:  # pulumi.Input[T] = Union[T, Awaitable[T], Output[T]]
+            plain = [a for a in args if not _input_wrapper(a) and a is not type(None)]
             return f"Input[{type_text(plain[0])}]" if plain else repr(tp)
         return " | ".join(type_text(a) for a in args)
-    if origin in (list, dict):
+    if origin in (list, dict, collections.abc.Sequence, collections.abc.Mapping):
         return f"{origin.__name__}[{', '.join(type_text(a) for a in args)}]"
     if typing.is_typeddict(tp):
         return f"[{tp.__name__}](#{tp.__name__.lower()})"

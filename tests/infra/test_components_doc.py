@@ -52,3 +52,19 @@ def test_a_registered_targets_component_doc_is_rendered_from_its_registration() 
     assert "## `FargateService` (ecs-copy)" in text
     assert "Attributes (children, not outputs): `.copy_only`." in text
     assert ref.render() == ref.OUTPUT.read_text()
+
+
+def test_input_types_read_as_the_args_declare_them() -> None:
+    """pulumi.Input[T] is Union[T, Awaitable[T], Output[T]] with Output[T] a forward reference: the doc shows
+    Input[T] whatever T is (a list type included), never the forward reference."""
+    from collections.abc import Sequence
+
+    import pulumi
+
+    from fastapi_deploy.component_reference import type_text
+
+    assert type_text(pulumi.Input[str]) == "Input[str]"
+    assert type_text(pulumi.Input[Sequence[pulumi.Input[str]]]) == "Input[Sequence[Input[str]]]"
+    assert type_text(list[pulumi.Input[str]]) == "list[Input[str]]"
+    assert type_text(int | None) == "int | None"
+    assert "ForwardRef" not in ref.render()
