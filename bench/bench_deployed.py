@@ -89,7 +89,20 @@ def export_tree(rev: str) -> Path:
     return dest
 
 
+#: ``--before REV``: the release the "before" variants run (default: where this branch left main).
+BEFORE_REV: str | None = None
+
+
 def base_rev() -> str:
+    if BEFORE_REV:
+        return subprocess.run(
+            ["git", "rev-parse", "--verify", BEFORE_REV],
+            cwd=h.REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
     out = subprocess.run(
         ["git", "merge-base", "HEAD", "main"], cwd=h.REPO, capture_output=True, text=True, timeout=30
     )
@@ -491,7 +504,10 @@ def main() -> None:
     ap.add_argument("--recycle-window", action="store_true", help="only the forced-recycle probe run")
     ap.add_argument("--max-requests", type=int, default=4000, help="forced value for --recycle-window")
     ap.add_argument("--inprocess", action="store_true", help="only the in-process CPU/request comparison")
+    ap.add_argument("--before", help="git revision of the 'before' variants (default: merge-base HEAD main)")
     a = ap.parse_args()
+    global BEFORE_REV
+    BEFORE_REV = a.before
     h.set_quick(a.quick)
     if a.inprocess:
         inprocess(a.quick, max(1, a.rounds))
