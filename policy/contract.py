@@ -353,6 +353,11 @@ _WHOLE_FACTS = frozenset({"maxReplicas", "minReplicas", "maxInstances", "connect
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+#: The largest runtime fact accepted (MiB, vCPU, seconds, replicas, connections): anything larger is a
+#: mistake, and bounding it keeps the pack's arithmetic finite.
+MAX_RUNTIME_FACT = 10**9
+
+
 def runtime_facts_problems(facts: object) -> list[str]:
     """What makes a published facts mapping unusable, one message per key (empty: usable)."""
     if not isinstance(facts, dict):
@@ -379,9 +384,19 @@ def runtime_facts_problems(facts: object) -> list[str]:
             continue
         value = facts[key]
         number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-        if number is None or number < 0 or (key in _WHOLE_FACTS and not float(number).is_integer()):
+        # `0 <= n <= max` is False for NaN and infinities; huge ints stop there, before float() overflows
+        if (
+            number is None
+            or not 0 <= number <= MAX_RUNTIME_FACT
+            or (key in _WHOLE_FACTS and not float(number).is_integer())
+        ):
             kind = "a whole number" if key in _WHOLE_FACTS else "a number"
-            problems.append(f"{RUNTIME_FACTS}.{key}: {kind} >= 0 or null, not {value!r}")
+            # (a huge int has no repr beyond 4300 digits: never build one)
+            big = isinstance(number, int) and number > MAX_RUNTIME_FACT
+            shown = "a larger number" if big else repr(value)[:40]
+            problems.append(
+                f"{RUNTIME_FACTS}.{key}: {kind} from 0 to {MAX_RUNTIME_FACT} or null, not {shown}"
+            )
     return problems
 
 

@@ -208,12 +208,15 @@ def _list(value: Any) -> list[Any]:
 
 
 def _num(value: Any) -> float | None:
+    """A finite number, or None (absent, not a number, NaN, infinite or beyond a float: never a crash - an
+    input or env value the rules cannot read counts as unset)."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _port(value: Any) -> str:
@@ -454,7 +457,7 @@ def check_no_plaintext_secrets(type_token: str, inputs: Mapping[str, Any]) -> li
     facts = inputs.get(contract.RUNTIME_FACTS)
     if (
         isinstance(facts, Mapping)
-        and facts.get("platform") not in contract.RESOURCE_DERIVED_PLATFORMS
+        and not _resource_derived(facts.get("platform"))
         and isinstance(facts.get("env"), Mapping)
     ):
         # Another target's published env is, by the contract, what its container gets in plain text.
@@ -661,9 +664,14 @@ def _published(resources: Sequence[Resource]) -> Iterator[tuple[Resource, Any]]:
         facts = resource.inputs.get(contract.RUNTIME_FACTS)
         if facts is None:
             continue
-        platform = facts.get("platform") if isinstance(facts, Mapping) else None
-        if platform not in contract.RESOURCE_DERIVED_PLATFORMS:
+        if not _resource_derived(facts.get("platform") if isinstance(facts, Mapping) else None):
             yield resource, facts
+
+
+def _resource_derived(platform: Any) -> bool:
+    """A built-in platform, whose runtime this pack reads off its resources (any other value - not a
+    string, a list, a mapping - is a published one, reported by `runtime-facts-valid` when unusable)."""
+    return isinstance(platform, str) and platform in contract.RESOURCE_DERIVED_PLATFORMS
 
 
 def _whole(value: Any) -> int | None:

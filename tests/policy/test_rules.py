@@ -584,6 +584,13 @@ def published(**facts: Any) -> list[Resource]:
 
 STACK_CASES: list[tuple[str, list[Resource], list[Resource]]] = [
     ("runtime-facts-valid", published(), published(stopGrace=30)),
+    # facts the pack cannot compute with are reported, never a crash of the pack
+    ("runtime-facts-valid", published(), published(platform=["kube"])),
+    ("runtime-facts-valid", published(), published(platform={"name": "kube"})),
+    ("runtime-facts-valid", published(), published(connectionBudget=10**400)),
+    ("runtime-facts-valid", published(), published(memoryMib=10**5000)),
+    ("runtime-facts-valid", published(), published(stopGraceS=float("nan"))),
+    ("runtime-facts-valid", published(), published(maxReplicas=float("inf"))),
     ("runtime-facts-valid", published(), published(env={"WEB_CONCURRENCY": 2})),
     # every runtime rule judges a target it knows only from its published facts
     ("keepalive-above-lb-idle", published(), published(lbIdleTimeoutS=75)),
@@ -852,3 +859,13 @@ def test_a_stack_without_a_custom_domain_is_left_to_alb_https_only() -> None:
     """staging-ecs style: HTTP-only ALB, no domain -> only the advisory alb-https-only speaks."""
     graph = [_env_task(APP_ENV="staging"), listener("HTTP", "forward", "api-http")]
     assert [v.policy for v in rules.evaluate(graph) if "https" in v.policy] == ["alb-https-only"]
+
+
+@pytest.mark.parametrize("value", ["nan", "1e400", "-inf", "9" * 5000, "x"])
+def test_an_unreadable_number_in_an_env_is_unset_for_the_rules_not_a_crash(value: str) -> None:
+    """DB_CONNECTION_BUDGET / WEB_CONCURRENCY from a stack's app.env reach the pack as strings."""
+    env = {**APP_ENV, "DB_CONNECTION_BUDGET": value, "WEB_CONCURRENCY": value}
+    listed = [{"name": k, "value": v} for k, v in env.items()]
+    for stack in (ecs_stack(task_definition(ecs_container(environment=listed))), published(env=env)):
+        rules.evaluate(stack)  # no exception
+    assert stack_messages("db-connection-budget", published(env=env, connectionBudget=10)) != []
