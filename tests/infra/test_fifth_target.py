@@ -530,7 +530,7 @@ def test_facts_the_rules_cannot_read_are_a_violation_naming_the_key() -> None:
     found = [v for v in rules.evaluate(graph) if v.policy == "runtime-facts-valid"]
     assert [v.message.split(";")[0] for v in found] == [
         "runtimeFacts.stopGrace: unknown fact",
-        "runtimeFacts.maxReplicas: a whole number >= 0 or null, not 'many'",
+        "runtimeFacts.maxReplicas: a whole number from 0 to 1000000000 or null, not 'many'",
     ]
     assert {v.enforcement for v in found} == {"mandatory"}
     assert rules.app_runtimes(graph) == []
@@ -579,7 +579,7 @@ def test_a_target_that_misstates_a_fact_is_stopped_before_its_component_register
     runtime = tuning.for_platform(config_mod.parse(nomad_app(), stack="prod-nomad"))
     with pytest.raises(ValueError, match=r"nomad runtime facts: runtimeFacts\.vcpus: unknown fact; known: "):
         runtime_facts(runtime, {"APP_ENV": "production"}, min_replicas=2, overrides={"vcpus": 2})
-    with pytest.raises(ValueError, match=r"runtimeFacts\.stopGraceS: a number >= 0 or null, not '45s'"):
+    with pytest.raises(ValueError, match=r"runtimeFacts\.stopGraceS: a number from 0 to 1000000000 or null, not '45s'"):
         runtime_facts(runtime, {"APP_ENV": "production"}, min_replicas=2, overrides={"stopGraceS": "45s"})
 
 
