@@ -579,7 +579,8 @@ def test_a_target_that_misstates_a_fact_is_stopped_before_its_component_register
     runtime = tuning.for_platform(config_mod.parse(nomad_app(), stack="prod-nomad"))
     with pytest.raises(ValueError, match=r"nomad runtime facts: runtimeFacts\.vcpus: unknown fact; known: "):
         runtime_facts(runtime, {"APP_ENV": "production"}, min_replicas=2, overrides={"vcpus": 2})
-    with pytest.raises(ValueError, match=r"runtimeFacts\.stopGraceS: a number from 0 to 1000000000 or null, not '45s'"):
+    bad_grace = r"runtimeFacts\.stopGraceS: a number from 0 to 1000000000 or null, not '45s'"
+    with pytest.raises(ValueError, match=bad_grace):
         runtime_facts(runtime, {"APP_ENV": "production"}, min_replicas=2, overrides={"stopGraceS": "45s"})
 
 
