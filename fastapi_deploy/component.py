@@ -226,14 +226,20 @@ def image(owner: str, args: Mapping[str, Any]) -> pulumi.Input[str]:
     """The ``image`` Arg: required; an Output (a built image's reference) as is, a plain string only when it
     is an image reference (``registry/repo@sha256:...``; the grammar the platforms pull)."""
     value = required(owner, args, "image")
-    if isinstance(value, pulumi.Output):
-        return value
-    if not isinstance(value, str):
-        raise ArgsError(f"{owner}.image: an image reference string (or an Output of one), not {_kind(value)}")
-    problem = image_ref_problem(value)
-    if problem:
-        raise ArgsError(f"{owner}.image: {problem}")
-    return value
+
+    def check(ref: Any) -> str:
+        if not isinstance(ref, str):
+            raise ArgsError(
+                f"{owner}.image: an image reference (a string or an Output of one), not {_kind(ref)}"
+            )
+        problem = image_ref_problem(ref)
+        if problem:
+            raise ArgsError(f"{owner}.image: {problem}")
+        return ref
+
+    # An Output is checked once it resolves (at deploy: the resources taking the image fail with the
+    # same message); a plain value now, before anything registers.
+    return value.apply(check) if isinstance(value, pulumi.Output) else check(value)
 
 
 def required(owner: str, args: Mapping[str, Any], key: str) -> Any:

@@ -891,6 +891,32 @@ def test_an_output_list_is_checked_when_it_resolves_naming_the_arg(
         run_callable(program)
 
 
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (123, r"image: an image reference \(a string or an Output of one\), not int"),
+        ("Not A Ref", "image: 'Not A Ref' is not an image reference"),
+    ],
+)
+@pytest.mark.parametrize("target", ["ecs", "cloudrun", "lambda", "vps"])
+def test_an_image_output_is_checked_when_it_resolves_naming_the_arg(
+    target: str, image: Any, message: str
+) -> None:
+    """An image given as an Output (a build's reference) is checked once known: what the resources take
+    fails naming the Arg (checked on the validated Arg, as the id lists above)."""
+    import importlib
+
+    package = {"lambda": "awslambda"}.get(target, target)
+    inputs_from_args = importlib.import_module(f"fastapi_deploy.{package}.component").inputs_from_args
+    args = {"ecs": ecs_args, "cloudrun": cloudrun_args, "lambda": lambda_args, "vps": vps_args}[target]()
+
+    def program() -> None:
+        pulumi.export("image", inputs_from_args({**args, "image": pulumi.Output.from_input(image)}).image)
+
+    with pytest.raises(ArgsError, match=rf"ServiceArgs\.{message}"):
+        run_callable(program)
+
+
 # ------------------------------------------------------------------------- outputs written once, schema
 COMPONENTS = {
     "ecs": ("fastapi_deploy.ecs", "FargateService", "fastapi-deploy:ecs:FargateService"),
