@@ -16,12 +16,22 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    NotRequired,
+    Required,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    is_typeddict,
+)
 
 import pulumi
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from fastapi_deploy.config import ArnKind, aws_arn_problem
+from fastapi_deploy.config import MAX_COMPONENT_NAME, ArnKind, aws_arn_problem, image_ref_problem
 from fastapi_deploy.secret_refs import SecretRef, SecretRefError
 
 if TYPE_CHECKING:
@@ -31,8 +41,11 @@ M = TypeVar("M", bound=BaseModel)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class ArgsError(ValueError):
-    """A component Arg is invalid. The message names the Arg (``XxxArgs.key``) and the fix."""
+class ArgsError(pulumi.RunError, ValueError):
+    """A component Arg is invalid. The message names the Arg (``XxxArgs.key``) and the fix.
+
+    A ``pulumi.RunError``: under ``pulumi up`` the Python language host prints its message alone, not a
+    traceback through this package (a ValueError too, for callers that catch that)."""
 
 
 class ChildNameError(ValueError):
@@ -81,14 +94,69 @@ def field(owner: str, key: str, model: type[BaseModel], name: str, value: Any) -
         raise ArgsError(pydantic_message(owner, exc, key)) from None
 
 
-def known_args(owner: str, args: Mapping[str, Any], spec: type) -> dict[str, Any]:
-    """``args`` as a dict, refusing a key the Args TypedDict ``spec`` does not declare (a misspelt Arg)."""
+def known_args(owner: str, args: Any, spec: type) -> dict[str, Any]:
+    """``args`` as a dict, refusing what does not fit the Args TypedDict ``spec``: not a dict, a key it does
+    not declare (a misspelt Arg), and a value of the wrong shape (:func:`shape_problem`), in nested Args
+    dicts too. The values' contents are the callers' to check."""
+    if isinstance(args, pulumi.Output) or not isinstance(args, Mapping):
+        raise ArgsError(f"{owner}: a dict with the keys of {spec.__name__}, not {_kind(args)}")
     given = dict(args)
     declared = spec.__annotations__
-    unknown = sorted(set(given) - set(declared))
+    unknown = sorted(set(given) - set(declared), key=str)
     if unknown:
         raise ArgsError(f"{owner}.{unknown[0]}: unknown Arg; known: {', '.join(declared)}")
+    for key, value in given.items():
+        if value is not None:
+            shape_problem(f"{owner}.{key}", declared[key], value)
     return given
+
+
+def _kind(value: Any) -> str:
+    """What a value is, for messages: its type, never its text (it may be a secret or an Output)."""
+    return "an Output" if isinstance(value, pulumi.Output) else type(value).__name__
+
+
+def _is_input(ann: Any) -> bool:
+    """``pulumi.Input[X]``: a Union with ``Output`` among its members."""
+    return get_origin(ann) is Union and any(
+        a is pulumi.Output or get_origin(a) is pulumi.Output or "Output" in str(a) for a in get_args(ann)
+    )
+
+
+def shape_problem(where: str, ann: Any, value: Any) -> None:
+    """Refuse (ArgsError naming ``where``) a value whose shape does not fit its Arg's annotation, before any
+    of it is used: a bool Arg takes only ``True``/``False`` (``bool("no")`` is True), a plain ``str`` Arg
+    no Output (it is read before anything registers), a list Arg no lone string (it is not a list of its
+    characters), a nested Args dict only a dict with its own keys. ``pulumi.Input[...]`` Args take an
+    Output as is; their lists (id lists) and the ``dict[...]`` Args (env, secrets, tags) are checked by
+    their own helpers."""
+    while get_origin(ann) in (NotRequired, Required):
+        ann = get_args(ann)[0]
+    if _is_input(ann):
+        if isinstance(value, pulumi.Output):
+            return
+        inner = get_args(ann)[0]
+        if inner is str and not isinstance(value, str):
+            raise ArgsError(f"{where}: a string (or an Output of one), not {_kind(value)}")
+        return
+    if ann is bool:
+        if not isinstance(value, bool):
+            raise ArgsError(f"{where}: true or false (a bool), not {_kind(value)}")
+    elif ann is str:
+        if isinstance(value, pulumi.Output):
+            raise ArgsError(
+                f"{where}: a plain string, not an Output (this Arg is read before anything registers)"
+            )
+        if not isinstance(value, str):
+            raise ArgsError(f"{where}: a string, not {_kind(value)}")
+    elif get_origin(ann) in (list, Sequence):
+        if isinstance(value, (str, bytes, Mapping, pulumi.Output)) or not isinstance(value, (list, tuple)):
+            raise ArgsError(f"{where}: a list, not {_kind(value)} (a single value goes in a list of one)")
+        (item,) = get_args(ann) or (Any,)
+        for i, entry in enumerate(value):
+            shape_problem(f"{where}[{i}]", item, entry)
+    elif is_typeddict(ann):
+        known_args(where, value, ann)
 
 
 def settings(owner: str, args: Mapping[str, Any], model: type[M], keys: Sequence[str]) -> M:
@@ -154,6 +222,26 @@ def tags(owner: str, value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def image(owner: str, args: Mapping[str, Any]) -> pulumi.Input[str]:
+    """The ``image`` Arg: required; an Output (a built image's reference) as is, a plain string only when it
+    is an image reference (``registry/repo@sha256:...``; the grammar the platforms pull)."""
+    value = required(owner, args, "image")
+
+    def check(ref: Any) -> str:
+        if not isinstance(ref, str):
+            raise ArgsError(
+                f"{owner}.image: an image reference (a string or an Output of one), not {_kind(ref)}"
+            )
+        problem = image_ref_problem(ref)
+        if problem:
+            raise ArgsError(f"{owner}.image: {problem}")
+        return ref
+
+    # An Output is checked once it resolves (at deploy: the resources taking the image fail with the
+    # same message); a plain value now, before anything registers.
+    return value.apply(check) if isinstance(value, pulumi.Output) else check(value)
+
+
 def required(owner: str, args: Mapping[str, Any], key: str) -> Any:
     """``args[key]``, or an ArgsError naming it."""
     value = args.get(key)
@@ -162,16 +250,28 @@ def required(owner: str, args: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def secret_refs(
-    owner: str, secrets: Mapping[str, Any] | None, schemes: Sequence[str]
-) -> dict[str, SecretRef]:
+def secret_refs(owner: str, secrets: Any, schemes: Sequence[str]) -> dict[str, SecretRef]:
     """Parse ``{ENV_NAME: "scheme:..."}`` (or already parsed refs); errors name ``owner.secrets.ENV``."""
     out: dict[str, SecretRef] = {}
-    for env_name, raw in sorted((secrets or {}).items()):
-        if not _ENV_NAME.fullmatch(env_name):
+    if secrets is None:
+        return out
+    if isinstance(secrets, pulumi.Output) or not isinstance(secrets, Mapping):
+        raise ArgsError(
+            f"{owner}.secrets: a mapping of ENV_NAME -> secret reference ('ssm:/path', ...), "
+            f"not {_kind(secrets)}"
+        )
+    for env_name, raw in sorted(secrets.items(), key=lambda kv: str(kv[0])):
+        if not isinstance(env_name, str) or not _ENV_NAME.fullmatch(env_name):
             raise ArgsError(f"{owner}.secrets.{env_name}: not a valid environment variable name")
+        if isinstance(raw, pulumi.Output) or not isinstance(raw, (str, SecretRef)):
+            # Never str(raw): an Output's text is a warning, and a value here may be the secret itself.
+            raise ArgsError(
+                f"{owner}.secrets.{env_name}: a secret reference is a plain string naming where the secret "
+                f"lives ('ssm:/path', 'secretsmanager:name', 'gcp:...'), not {_kind(raw)}; the value is "
+                "read by the platform, so it is never an Output"
+            )
         try:
-            ref = raw if isinstance(raw, SecretRef) else SecretRef.parse(str(raw))
+            ref = raw if isinstance(raw, SecretRef) else SecretRef.parse(raw)
         except SecretRefError as exc:
             raise ArgsError(f"{owner}.secrets.{env_name}: {exc}") from None
         if ref.scheme not in schemes:
@@ -369,6 +469,27 @@ def arn_list(owner: str, key: str, value: IdList, kind: ArnKind, region: KnownRe
         arn(owner, f"{key}[{i}]", item, kind, region)
 
 
+#: A component name: it prefixes every child's physical name (ALB and target group: letters, digits and '-';
+#: ECR and Cloud Run: lowercase), the stack path's rule for ``<app.name>-<stack>``.
+_COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+
+
+def check_name(cls: str, name: Any) -> None:
+    """Refuse (ArgsError naming ``<Class>.name``) a component name the clouds would refuse in a child's
+    name only at deploy: the stack path's rule (``config.AppConfigBase``), at most
+    :data:`~fastapi_deploy.config.MAX_COMPONENT_NAME` characters (``<name>-exec-role-xxxxxxx`` must fit
+    IAM's 64)."""
+    if not isinstance(name, str):
+        raise ArgsError(f"{cls}.name: a string, not {_kind(name)}")
+    if not _COMPONENT_NAME.match(name) or len(name) > MAX_COMPONENT_NAME:
+        shown = repr(name) if len(name) <= 80 else f"{name[:40]!r}... ({len(name)} chars)"
+        raise ArgsError(
+            f"{cls}.name: {shown} must be 2-{MAX_COMPONENT_NAME} chars of lowercase letters, digits and '-', "
+            "starting with a letter and not ending with '-': it prefixes the names of the resources made "
+            "(load balancer, IAM roles, repositories), which the clouds limit in length and characters"
+        )
+
+
 class NamedComponent(pulumi.ComponentResource):
     """A ComponentResource whose descendants must be named ``<component name>-...``."""
 
@@ -379,6 +500,7 @@ class NamedComponent(pulumi.ComponentResource):
         props: Mapping[str, Any] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        check_name(type(self).__name__, name)
         super().__init__(t, name, dict(props or {}), opts)
         self._component_name = name
         # Legacy transformations run in the SDK before a descendant registers, for every descendant.

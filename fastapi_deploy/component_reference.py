@@ -120,7 +120,9 @@ def render() -> str:
         "below; the runtime tuning (workers, DB pool, timeouts) is computed from it unless you pass",
         "`tuning=`. A bad Arg raises `fastapi_deploy.component.ArgsError` naming it (`FargateServiceArgs.cpu:"
         " ...`)",
-        "before any resource is registered. Every child is named `<name>-...` (enforced). The outputs are",
+        "before any resource is registered (a `pulumi.RunError`: `pulumi up` prints the message alone). The",
+        "`name` follows the stack's rule: 2-40 lowercase letters, digits and `-`, starting with a letter.",
+        "Every child is named `<name>-...` (enforced). The outputs are",
         "registered once from one dict, `component.outputs`, which is also what this repository's program",
         "exports. Args typed `Input[...]` may come from other resources; the others must be known at",
         "construction (the tuning needs them).",

@@ -58,6 +58,31 @@ _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,27}[a-z0-9]$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$")
+#: Any image reference (the distribution/reference grammar): ``[host[:port]/]path[:tag][@sha256:<64 hex>]``.
+_IMAGE_HOST = (
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d+)?/)"
+)
+_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REF = re.compile(
+    rf"^{_IMAGE_HOST}?{_IMAGE_PATH}(?:/{_IMAGE_PATH})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+    r"(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+def image_ref_problem(ref: str) -> str | None:
+    """Why ``ref`` is not an image reference a platform can pull, or None. A tag is accepted (a component
+    user may deploy one); the stack config's ``app.image.digest`` demands a digest (``_DIGEST_REF``)."""
+    if len(ref) > 512 or not _IMAGE_REF.match(ref):
+        shown = repr(ref) if len(ref) <= 200 else f"{ref[:60]!r}... ({len(ref)} chars)"
+        return (
+            f"{shown} is not an image reference; expected 'registry/repo@sha256:<64 hex chars>' (or "
+            "'registry/repo:tag'; lowercase repository path)"
+        )
+    return None
+
+
+#: A URL with a user part (``scheme://user[:password]@host``): credentials in plain text.
+_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#\s]*@")
 _CERT_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}")
 _PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
 #: Route 53 hosted zone id (``Z`` + upper-case letters/digits, ListHostedZones' Id minus ``/hostedzone/``).
@@ -491,8 +516,17 @@ class Alerts(_Model):
     @field_validator("webhook_url")
     @classmethod
     def _webhook(cls, v: str | None) -> str | None:
+        # The URL is never echoed (contract.mask): a webhook's path or user part is often its secret.
+        if v is not None and _URL_USERINFO.match(v):
+            raise ValueError(
+                f"{contract.mask(v)}: credentials in the URL (user:password@host) are refused: they would "
+                "sit in plain text in the state and the console; give a URL without them, or subscribe "
+                "the endpoint to an SNS topic of your own and set sns_topic_arn"
+            )
         if v is not None and not re.fullmatch(r"https://[A-Za-z0-9.\-]+(:\d+)?(/[^\s]*)?", v):
-            raise ValueError(f"{v!r} is not an https:// URL (plain http is refused: alerts leave the VPC)")
+            raise ValueError(
+                f"{contract.mask(v)} is not an https:// URL (plain http is refused: alerts leave the VPC)"
+            )
         return v
 
     @field_validator("sns_topic_arn")

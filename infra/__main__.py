@@ -74,5 +74,7 @@ except CONFIG_ERRORS as exc:
     # The CLI's language host prints a RunError's message alone and a traceback for anything else; a bad
     # stack config deserves one clean message naming the key. The raised error is both a RunError and the
     # original type, so callers running this file under mocks (tests, `infra plan`) still catch ConfigError.
+    if isinstance(exc, pulumi.RunError):  # ArgsError is one already (a component refusing an Arg)
+        raise
     clean = type(type(exc).__name__, (pulumi.RunError, type(exc)), {"__module__": type(exc).__module__})
     raise clean(str(exc)) from None

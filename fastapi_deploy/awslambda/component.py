@@ -236,7 +236,7 @@ def inputs_from_args(args: LambdaServiceArgs, opts: pulumi.ResourceOptions | Non
     """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing. ARN Args are checked
     against the region when it is known now (``region``, else ``aws:region`` of the default provider)."""
     a = cargs.known_args(OWNER, args, LambdaServiceArgs)
-    image = cargs.required(OWNER, a, "image")
+    image = cargs.image(OWNER, a)
     cargs.required(OWNER, a, "reserved_concurrency")
     region = region_from_args(a, opts)
     settings = cargs.settings(OWNER, a, LambdaSettings, _SETTINGS_KEYS)

@@ -23,7 +23,6 @@ any unknown field.
 import hashlib
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,6 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fastapi_deploy import component as cargs
-from fastapi_deploy.args import GcpAlertsArgs
 from fastapi_deploy.cloudrun.args import CloudRunServiceArgs
 from fastapi_deploy.cloudrun.config import gcp_region_problem
 from fastapi_deploy.cloudrun.domain import CloudRunDomain, CloudRunDomainArgs
@@ -175,7 +173,7 @@ _SETTINGS_KEYS = (
 def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
     """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
     a = cargs.known_args(OWNER, args, CloudRunServiceArgs)
-    image = cargs.required(OWNER, a, "image")
+    image = cargs.image(OWNER, a)
     project = cargs.required(OWNER, a, "project")
     region = cargs.required(OWNER, a, "region")
     if not isinstance(region, str):
@@ -202,10 +200,8 @@ def inputs_from_args(args: CloudRunServiceArgs) -> CloudRunInputs:
             )
     elif settings.zone:
         raise ArgsError(f"{OWNER}.zone: set domain too (the hostname to create in this managed zone)")
+    # A dict of GcpAlertsArgs' keys, emails a list: known_args checked its shape.
     alerts = a.get("alerts") or {}
-    if not isinstance(alerts, Mapping):
-        raise ArgsError(f"{OWNER}.alerts: expected a dict with the keys of GcpAlertsArgs, got {alerts!r}")
-    cargs.known_args(f"{OWNER}.alerts", alerts, GcpAlertsArgs)
     # The emails with the stack config's own check (the channels may be Outputs: checked below).
     alert_emails = cargs.section(OWNER, "alerts", Alerts, {"emails": alerts.get("emails") or []}).emails
     channels = cargs.checked_ids(

@@ -436,7 +436,7 @@ def inputs_from_args(args: FargateServiceArgs, opts: pulumi.ResourceOptions | No
     that region too."""
     a = cargs.known_args(OWNER, args, FargateServiceArgs)
     region = cargs.aws_region_now(opts)
-    image = cargs.required(OWNER, a, "image")
+    image = cargs.image(OWNER, a)
     port = cargs.field(OWNER, "port", AppConfigBase, "port", a.get("port", 8000))
     app_env = cargs.field(
         OWNER, "environment", AppConfigBase, "environment", a.get("environment", "production")

@@ -317,7 +317,7 @@ _SETTINGS_KEYS = (
 def inputs_from_args(args: VpsServiceArgs) -> VpsInputs:
     """Validate the Args (raises :class:`ArgsError` naming the Arg); registers nothing."""
     a = cargs.known_args(OWNER, args, VpsServiceArgs)
-    image = cargs.required(OWNER, a, "image")
+    image = cargs.image(OWNER, a)
     domain = cargs.required(OWNER, a, "domain")
     cargs.required(OWNER, a, "host")
     settings = cargs.settings(OWNER, a, VpsSettings, _SETTINGS_KEYS)

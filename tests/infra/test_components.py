@@ -82,6 +82,7 @@ def build(
     mocks: RecordingMocks | None = None,
     config: dict[str, Any] | None = None,
     opts: Any = None,
+    name: str = "shop",
 ) -> ProgramResult:
     """Create one component from Args under the recording mocks and export its outputs dict
     (``opts``: a callable returning the component's ResourceOptions, made inside the program)."""
@@ -91,19 +92,19 @@ def build(
         if target == "ecs":
             from fastapi_deploy.ecs import FargateService
 
-            comp: Any = FargateService("shop", args, options)  # type: ignore[arg-type]
+            comp: Any = FargateService(name, args, options)  # type: ignore[arg-type]
         elif target == "cloudrun":
             from fastapi_deploy.cloudrun import CloudRunService
 
-            comp = CloudRunService("shop", args, options)  # type: ignore[arg-type]
+            comp = CloudRunService(name, args, options)  # type: ignore[arg-type]
         elif target == "lambda":
             from fastapi_deploy.awslambda import LambdaService
 
-            comp = LambdaService("shop", args, options)  # type: ignore[arg-type]
+            comp = LambdaService(name, args, options)  # type: ignore[arg-type]
         else:
             from fastapi_deploy.vps import VpsService
 
-            comp = VpsService("shop", args, options)  # type: ignore[arg-type]
+            comp = VpsService(name, args, options)  # type: ignore[arg-type]
         for key, value in comp.outputs.items():
             pulumi.export(key, value)
 
@@ -411,7 +412,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "cloudrun",
         cloudrun_args(region=Out("europe-west1")),
-        r"CloudRunServiceArgs\.region: a plain region name",
+        r"CloudRunServiceArgs\.region: a plain string, not an Output",
     ),
 ]
 
@@ -425,6 +426,235 @@ def test_bad_args_fail_naming_the_arg_before_anything_registers(
         build(target, live({k: v for k, v in args.items() if v is not None}), mocks=mocks)
     assert isinstance(info.value, (ArgsError, ValueError))
     assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+
+
+HOOK_WITH_PASSWORD = "https://u:S3CRET@hooks.example/x"
+
+# Args of the wrong shape: each refused as an ArgsError naming it, nothing registered (not deployed one
+# character at a time, not a TypeError from inside the component, not a truthy string taken as true).
+BAD_SHAPE: list[tuple[str, dict[str, Any], str]] = [
+    # a lone string where a list goes
+    (
+        "ecs",
+        ecs_args(task_security_group_ids=SG),
+        r"FargateServiceArgs\.task_security_group_ids: a list of ids .* not str",
+    ),
+    (
+        "ecs",
+        ecs_args(secret_kms_key_arns=KMS),
+        r"FargateServiceArgs\.secret_kms_key_arns: a list of ids .* not str",
+    ),
+    (
+        "ecs",
+        ecs_args(alerts={"emails": "ops@example.org"}),
+        r"FargateServiceArgs\.alerts\.emails: a list, not str",
+    ),
+    (
+        "ecs",
+        ecs_args(alerts={"emails": Out(["ops@example.org"])}),
+        r"FargateServiceArgs\.alerts\.emails: a list, not an Output",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(alerts={"emails": "ops@example.org"}),
+        r"CloudRunServiceArgs\.alerts\.emails: a list, not str",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(alerts={"gcp_notification_channels": "projects/acme-prod/notificationChannels/1"}),
+        r"CloudRunServiceArgs\.alerts\.gcp_notification_channels: a list of ids .* not str",
+    ),
+    (
+        "lambda",
+        lambda_args(alerts={"emails": "ops@example.org"}),
+        r"LambdaServiceArgs\.alerts\.emails: a list, not str",
+    ),
+    (
+        "lambda",
+        lambda_args(subnet_ids=PRIVATE[0], security_group_ids=[SG]),
+        r"LambdaServiceArgs\.subnet_ids: a list of ids .* not str",
+    ),
+    (
+        "lambda",
+        lambda_args(subnet_ids=PRIVATE, security_group_ids=SG),
+        r"LambdaServiceArgs\.security_group_ids: a list of ids .* not str",
+    ),
+    (
+        "lambda",
+        lambda_args(secret_kms_key_arns=KMS),
+        r"LambdaServiceArgs\.secret_kms_key_arns: a list of ids",
+    ),
+    # a key a nested Args dict does not declare, in every target
+    (
+        "cloudrun",
+        cloudrun_args(alerts={"emials": ["ops@example.org"]}),
+        r"CloudRunServiceArgs\.alerts\.emials: unknown Arg; known: emails, gcp_notification_channels",
+    ),
+    (
+        "ecs",
+        ecs_args(alerts={"emials": ["ops@example.org"]}),
+        r"FargateServiceArgs\.alerts\.emials: unknown Arg",
+    ),
+    ("lambda", lambda_args(throttling={"burts": 1}), r"LambdaServiceArgs\.throttling\.burts: unknown Arg"),
+    (
+        "vps",
+        vps_args(registry={"server": "ghcr.io", "username": "u", "password": "hunter2"}),
+        r"VpsServiceArgs\.registry\.password: unknown Arg; known: server, username, password_secret",
+    ),
+    # image: a reference string or an Output of one, in every target
+    ("ecs", ecs_args(image=123), r"FargateServiceArgs\.image: a string \(or an Output of one\), not int"),
+    (
+        "cloudrun",
+        cloudrun_args(image=123),
+        r"CloudRunServiceArgs\.image: a string \(or an Output of one\), not int",
+    ),
+    (
+        "lambda",
+        lambda_args(image=123),
+        r"LambdaServiceArgs\.image: a string \(or an Output of one\), not int",
+    ),
+    ("vps", vps_args(image=123), r"VpsServiceArgs\.image: a string \(or an Output of one\), not int"),
+    (
+        "ecs",
+        ecs_args(image="shop app:v1"),
+        r"FargateServiceArgs\.image: 'shop app:v1' is not an image reference",
+    ),
+    (
+        "vps",
+        vps_args(image="ghcr.io/Acme/API@sha256:xyz"),
+        r"VpsServiceArgs\.image: .* is not an image reference",
+    ),
+    ("lambda", lambda_args(image=""), r"LambdaServiceArgs\.image: required"),
+    # other wrong types: a clean ArgsError naming the Arg
+    (
+        "ecs",
+        ecs_args(secrets=["ssm:/shop/db"]),
+        r"FargateServiceArgs\.secrets: a mapping of ENV_NAME .*not list",
+    ),
+    (
+        "ecs",
+        ecs_args(secrets={"DATABASE_URL": Out("ssm:/shop/db")}),
+        r"FargateServiceArgs\.secrets\.DATABASE_URL: a secret reference is a plain string .*not an Output",
+    ),
+    (
+        "vps",
+        vps_args(secrets={"DATABASE_URL": 5}),
+        r"VpsServiceArgs\.secrets\.DATABASE_URL: a secret reference .*not int",
+    ),
+    (
+        "ecs",
+        ecs_args(domain=Out("shop.example.org"), zone="example.org"),
+        r"FargateServiceArgs\.domain: a plain string, not an Output",
+    ),
+    ("vps", vps_args(host=Out("203.0.113.10")), r"VpsServiceArgs\.host: a plain string, not an Output"),
+    (
+        "ecs",
+        ecs_args(wait_for_release="no"),
+        r"FargateServiceArgs\.wait_for_release: true or false \(a bool\), not str",
+    ),
+    (
+        "cloudrun",
+        cloudrun_args(wait_for_release="no"),
+        r"CloudRunServiceArgs\.wait_for_release: true or false",
+    ),
+    (
+        "lambda",
+        lambda_args(wait_for_release=0),
+        r"LambdaServiceArgs\.wait_for_release: true or false .*not int",
+    ),
+    ("cloudrun", cloudrun_args(public="yes"), r"CloudRunServiceArgs\.public: true or false"),
+    (
+        "ecs",
+        ecs_args(container_insights=Out(True)),
+        r"FargateServiceArgs\.container_insights: true or false \(a bool\), not an Output",
+    ),
+    # a password in the alert webhook: refused, saying so, without echoing it
+    (
+        "ecs",
+        ecs_args(alerts={"webhook_url": HOOK_WITH_PASSWORD}),
+        r"FargateServiceArgs\.alerts\.webhook_url: 'https:…' \(32 chars\): credentials in the URL .* refused",
+    ),
+    (
+        "lambda",
+        lambda_args(alerts={"webhook_url": HOOK_WITH_PASSWORD}),
+        r"LambdaServiceArgs\.alerts\.webhook_url: 'https:…' \(32 chars\): credentials in the URL",
+    ),
+]
+
+
+@pytest.mark.parametrize(("target", "args", "message"), BAD_SHAPE, ids=[m for _, _, m in BAD_SHAPE])
+def test_args_of_the_wrong_shape_fail_naming_the_arg_before_anything_registers(
+    target: str, args: dict[str, Any], message: str
+) -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(ArgsError, match=message) as info:
+        build(target, live(args), mocks=mocks)
+    assert "S3CRET" not in str(info.value)
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("args", ["notadict", None, ["image"]], ids=["str", "None", "list"])
+@pytest.mark.parametrize("target", ["ecs", "cloudrun", "lambda", "vps"])
+def test_args_that_are_not_a_dict_fail_naming_the_args_type(target: str, args: Any) -> None:
+    owner = {"ecs": "FargateServiceArgs", "cloudrun": "CloudRunServiceArgs"}.get(
+        target, "LambdaServiceArgs" if target == "lambda" else "VpsServiceArgs"
+    )
+    mocks = RecordingMocks()
+    with pytest.raises(ArgsError, match=rf"^{owner}: a dict with the keys of {owner}, not "):
+        build(target, args, mocks=mocks)
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+
+
+BAD_NAMES = [
+    ("x" * 41, r"'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' must be 2-40 chars"),
+    ("Shop_API!", r"'Shop_API!' must be 2-40 chars of lowercase letters, digits and '-'"),
+    ("shop-", r"'shop-' must be .* not ending with '-'"),
+    ("9shop", r"'9shop' must be .* starting with a letter"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), BAD_NAMES, ids=[n[:12] for n, _ in BAD_NAMES])
+@pytest.mark.parametrize("target", ["ecs", "cloudrun", "lambda", "vps"])
+def test_a_component_name_the_clouds_would_refuse_fails_before_anything_registers(
+    target: str, name: str, message: str
+) -> None:
+    """The stack path's rule for ``<app.name>-<stack>`` (config.AppConfigBase) holds for a component built
+    directly: over 40 chars the IAM role names pass AWS's 64, and '_', '!' or capitals the ALB or ECR."""
+    cls = {"ecs": "FargateService", "cloudrun": "CloudRunService", "lambda": "LambdaService"}.get(
+        target, "VpsService"
+    )
+    args = {"ecs": ecs_args, "cloudrun": cloudrun_args, "lambda": lambda_args, "vps": vps_args}[target]()
+    mocks = RecordingMocks()
+    with pytest.raises(ArgsError, match=rf"{cls}\.name: {message}"):
+        build(target, args, mocks=mocks, name=name)
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]
+
+
+def test_the_longest_allowed_name_deploys_within_the_iam_limit() -> None:
+    name = "a" + "b" * 39  # 40 chars: the limit
+    result = build("ecs", ecs_args(), name=name)
+    roles = result.by_type("aws:iam/role:Role")
+    assert roles
+    # Auto-named: the engine appends '-' and 7 random characters to the logical name; IAM allows 64.
+    assert all(len(r.name) + 8 <= 64 for r in roles), [r.name for r in roles]
+
+
+def test_an_image_given_as_an_output_or_by_tag_is_taken() -> None:
+    """A built image's reference is an Output (taken as is); a tag reference is a valid reference too."""
+    ref = "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop:v1.2.3"
+    result = build("ecs", ecs_args(image=pulumi.Output.from_input(DIGEST)))
+    assert result.outputs["image"] == DIGEST
+    assert build("ecs", ecs_args(image=ref)).outputs["image"] == ref
+
+
+def test_an_args_error_is_a_run_error_so_pulumi_prints_the_message_alone() -> None:
+    """The Python language host prints a pulumi.RunError's message and no traceback; a library user's
+    misspelt Arg is then one line naming it (it stays a ValueError for callers catching that)."""
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError, match=r"^FargateServiceArgs\.cpuu: unknown Arg") as info:
+        build("ecs", ecs_args(cpuu=512), mocks=mocks)
+    assert isinstance(info.value, ArgsError)
+    assert isinstance(info.value, ValueError)
 
 
 # ARNs against the region the default AWS provider deploys to (aws:region), before anything registers.
@@ -661,6 +891,32 @@ def test_an_output_list_is_checked_when_it_resolves_naming_the_arg(
         run_callable(program)
 
 
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (123, r"image: an image reference \(a string or an Output of one\), not int"),
+        ("Not A Ref", "image: 'Not A Ref' is not an image reference"),
+    ],
+)
+@pytest.mark.parametrize("target", ["ecs", "cloudrun", "lambda", "vps"])
+def test_an_image_output_is_checked_when_it_resolves_naming_the_arg(
+    target: str, image: Any, message: str
+) -> None:
+    """An image given as an Output (a build's reference) is checked once known: what the resources take
+    fails naming the Arg (checked on the validated Arg, as the id lists above)."""
+    import importlib
+
+    package = {"lambda": "awslambda"}.get(target, target)
+    inputs_from_args = importlib.import_module(f"fastapi_deploy.{package}.component").inputs_from_args
+    args = {"ecs": ecs_args, "cloudrun": cloudrun_args, "lambda": lambda_args, "vps": vps_args}[target]()
+
+    def program() -> None:
+        pulumi.export("image", inputs_from_args({**args, "image": pulumi.Output.from_input(image)}).image)
+
+    with pytest.raises(ArgsError, match=rf"ServiceArgs\.{message}"):
+        run_callable(program)
+
+
 # ------------------------------------------------------------------------- outputs written once, schema
 COMPONENTS = {
     "ecs": ("fastapi_deploy.ecs", "FargateService", "fastapi-deploy:ecs:FargateService"),
@@ -855,3 +1111,21 @@ def test_component_modules_never_read_the_stack_config_or_call_back_into_the_tun
     assert sorted(used & forbidden) == []
     assert "def deploy(" not in source
     assert "def validate(" not in source
+
+
+def test_the_program_passes_an_args_error_on_as_the_run_error_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """infra/__main__.py re-raises a stack's config error as a RunError of the same type; an ArgsError (an
+    adapter handing its component a bad Arg) is one already and reaches the language host unchanged, its
+    message alone (no new class that could not be made: RunError is among its bases)."""
+    from fastapi_deploy.ecs import adapter
+    from fastapi_deploy.mocks import run_program
+    from tests.infra.conftest import edited_config
+
+    real = adapter.args_from
+    monkeypatch.setattr(adapter, "args_from", lambda spec, section: {**real(spec, section), "cpuu": 512})
+    raw = edited_config("prod-ecs", image={"digest": DIGEST})  # nothing to build: nothing registered first
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError, match=r"^FargateServiceArgs\.cpuu: unknown Arg") as info:
+        run_program("prod-ecs", raw, mocks=mocks)
+    assert isinstance(info.value, ArgsError)
+    assert mocks.monitor.recorded == []  # type: ignore[attr-defined]

@@ -169,7 +169,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (vps(vps={"host": "h", "ssh_key_secret": "file:~/.ssh/id"}), "app.vps.ssh_key_secret:"),
     (ecs(alerts={"emails": ["oncall"]}), "app.alerts.emails: 'oncall' is not an email address"),
     (ecs(alerts={"emails": ["a@example.com", "a@example.com"]}), "app.alerts.emails: an address is listed twice"),
-    (ecs(alerts={"webhook_url": "http://hooks.example.com/x"}), "app.alerts.webhook_url: 'http://hooks.example.com/x' is not an https:// URL"),
+    (ecs(alerts={"webhook_url": "http://hooks.example.com/x"}), "app.alerts.webhook_url: 'http:…' (26 chars) is not an https:// URL"),
     (ecs(alerts={"sns_topic_arn": "arn:aws:sqs:us-east-1:123456789012:q"}), "app.alerts.sns_topic_arn: 'arn:aws:sqs:us-east-1:123456789012:q' is not an SNS topic ARN"),
     (ecs(alerts={"sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:t"}), "app.alerts.sns_topic_arn: the topic is in eu-west-1 but the stack deploys to us-east-1"),
     (ecs(alerts={"sns_topic_arn": "arn:aws-cn:sns:us-east-1:123456789012:t"}), "app.alerts.sns_topic_arn: partition 'aws-cn' does not match us-east-1's partition 'aws'"),
@@ -186,6 +186,22 @@ def test_invalid_config_names_the_key(data: dict[str, Any], fragment: str) -> No
     with pytest.raises(ConfigError) as err:
         parse(data, providers=AWS)
     assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://u:S3CRET@hooks.example/x", "https://S3CRET@hooks.example/x", "http://u:S3CRET@hooks/x"]
+)
+def test_a_webhook_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    """A password in app.alerts.webhook_url would sit in the state; the refusal says so, names the key,
+    and shows only the scheme and length (what `infra plan` and `pulumi up` print is this message)."""
+    with pytest.raises(ConfigError) as err:
+        parse(ecs(alerts={"webhook_url": url}), providers=AWS)
+    message = str(err.value)
+    assert message.startswith(
+        f"app.alerts.webhook_url: '{url.split(':')[0]}:…' ({len(url)} chars): credentials in the URL "
+        "(user:password@host) are refused"
+    ), message
+    assert "S3CRET" not in message
 
 
 def test_valid_alerts_parse() -> None:
