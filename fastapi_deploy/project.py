@@ -2,7 +2,8 @@
 
 The library ships no program of its own: ``infra plan`` runs the project's program (``main:`` in
 Pulumi.yaml, default the project directory) under mocks, and reads stack files from ``stackConfigDir``
-(default the project directory), exactly where the Pulumi CLI would.
+(default the project directory), exactly where the Pulumi CLI would: every command finds a stack file
+with :func:`stack_path`.
 """
 
 from __future__ import annotations
@@ -58,3 +59,10 @@ def _find_from(here: Path) -> Project | None:
                 main = main / "__main__.py"
             return Project(root=folder, main=main, stacks_dir=folder / str(doc.get("stackConfigDir") or "."))
     return None
+
+
+def stack_path(stack: str, stacks_dir: str | Path | None = None) -> Path:
+    """``Pulumi.<stack>.yaml`` in ``stacks_dir`` when given (``--stacks-dir``), else in the project's
+    ``stackConfigDir`` — where `infra plan` and the Pulumi CLI read it. Raises :class:`ProjectNotFound`."""
+    folder = Path(stacks_dir) if stacks_dir is not None else find().stacks_dir
+    return folder / f"Pulumi.{stack}.yaml"
