@@ -4,6 +4,9 @@
 belong to their own modules, which own their arguments. Subcommand modules are imported only when
 used, so ``infra plan`` does not pay for boto3 and ``infra --help`` starts instantly.
 
+Every command first registers the project's own targets, the modules its pyproject.toml names in
+``[tool.fastapi-deploy] targets`` (:func:`fastapi_deploy.registry.load_project_targets`).
+
 Exit codes: 0 ok, 1 findings/failed, 2 invalid config or usage.
 """
 
@@ -111,6 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "plan":
             _cache_bytecode_outside_the_tree()
             stack.enter_context(_set_up_for_planning())
+        # The project's own targets (pyproject.toml [tool.fastapi-deploy] targets) are registered before
+        # any command reads a stack file or an outputs file naming one of them.
+        from fastapi_deploy import registry
+
+        try:
+            registry.load_project_targets()
+        except registry.ProjectTargetsError as exc:
+            sys.stderr.write(f"infra {command}: {exc}\n")
+            return 2
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

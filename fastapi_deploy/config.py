@@ -1000,6 +1000,14 @@ def load() -> StackConfigType:
     """Inside a Pulumi program: read ``fastapi-deploy:app`` and provider keys from the stack config."""
     import pulumi
 
+    from fastapi_deploy import registry
+
+    # The project's own targets (pyproject.toml [tool.fastapi-deploy] targets) before the config union is
+    # built: the Pulumi CLI runs the program with no `infra` command in front of it.
+    try:
+        registry.load_project_targets()
+    except registry.ProjectTargetsError as exc:
+        raise ConfigError(str(exc)) from None
     data = pulumi.Config(CONFIG_NAMESPACE).require_object("app")
     providers: dict[str, Any] = {}
     for ns, keys in (("aws", ("region",)), ("gcp", ("project", "region"))):

@@ -15,9 +15,9 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+from fastapi_deploy import project as pulumi_project
 from fastapi_deploy import registry as targets
 from fastapi_deploy.config import ConfigError, StackConfigType, load_stack_file
 from fastapi_deploy.ops import access, aws_checks, gcp_checks, registry
@@ -288,8 +288,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog=access.EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
-    p.add_argument("--stacks-dir", default="stacks", help="directory of stack files (default: stacks)")
+    p.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    p.add_argument(
+        "--stacks-dir", default=None, help="directory of stack files (default: stackConfigDir of Pulumi.yaml)"
+    )
     p.add_argument("--json", action="store_true", help="print findings as JSON")
     p.add_argument("--quiet", action="store_true", help="only print warnings and blocking findings")
     return p
@@ -301,7 +303,11 @@ def cli(argv: list[str], *, clients: DoctorClients | None = None, out: Printer =
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 2
-    path = Path(args.stacks_dir) / f"Pulumi.{args.stack}.yaml"
+    try:
+        path = pulumi_project.stack_path(args.stack, args.stacks_dir)
+    except pulumi_project.ProjectNotFound as exc:
+        print(f"infra doctor: {exc} (or pass --stacks-dir)", file=sys.stderr)
+        return 2
     if not path.is_file():
         print(f"infra doctor: {path} does not exist", file=sys.stderr)
         return 2

@@ -499,6 +499,30 @@ def ensure_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def _drain_failed_run() -> None:
+    """Leave nothing of a failed run behind for the next one.
+
+    A program that fails stops at its first error and leaves the rest of its work on the event loop: Output
+    tasks and RPCs still pending, some of which fail later. Every run drives the same loop, so the next run
+    would drive them and raise this run's error. Right after a run fails, every task still pending on the
+    loop (this run's: the caller is blocked in it) is cancelled and awaited, its exception retrieved.
+    Not done before a run: Outputs the caller made for that run (Output.from_input) are pending tasks too.
+    """
+    loop = asyncio.get_event_loop()
+    if loop.is_running():  # called from inside a running program: leave its loop alone
+        return
+    for _ in range(10):  # a cancelled task may schedule more work before it ends: drain until none is left
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    with settings.SETTINGS.lock:
+        settings.SETTINGS.outputs.clear()
+    settings.SETTINGS.rpc_manager.clear()
+
+
 def run_program(
     stack: str,
     raw_config: Mapping[str, Any],
@@ -539,7 +563,11 @@ def run_program(
                 run_name="__main__",
             )
 
-        _sync_await(run_pulumi_func(program))
+        try:
+            _sync_await(run_pulumi_func(program))
+        except BaseException:
+            _drain_failed_run()
+            raise
         outputs: dict[str, Any] = {}
         secret_outputs: set[str] = set()
         for key, value in dict(getattr(root, "outputs", {}) or {}).items():
@@ -579,7 +607,11 @@ def run_callable(
         pulumi.runtime.set_all_config(flat, secret_keys)
         settings.SETTINGS.rpc_manager.clear()
         root = settings.get_root_resource()
-        _sync_await(run_pulumi_func(fn))
+        try:
+            _sync_await(run_pulumi_func(fn))
+        except BaseException:
+            _drain_failed_run()
+            raise
         outputs: dict[str, Any] = {}
         for key, value in dict(getattr(root, "outputs", {}) or {}).items():
             outputs[key] = _sync_await(pulumi.Output.from_input(value).future())

@@ -293,7 +293,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for stability (600)")
         p.add_argument("--interval", type=float, default=10.0, help="seconds between polls (default 10)")
     p.add_argument(
-        "--stacks-dir", default="stacks", help="where Pulumi.<stack>.yaml lives (VPS ssh user/port)"
+        "--stacks-dir",
+        default=None,
+        help="where Pulumi.<stack>.yaml lives (VPS ssh user/port; default: stackConfigDir of Pulumi.yaml)",
     )
     p.add_argument("--ssh-user", help="VPS ssh user (default: app.vps.ssh_user of the stack file)")
     p.add_argument("--ssh-identity", metavar="FILE", help="VPS ssh private key file (default: your agent)")

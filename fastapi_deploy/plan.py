@@ -125,10 +125,9 @@ def resolve_stack(stack: str, stacks_dir: Path | None = None) -> Path:
     candidate = Path(stack)
     if candidate.suffix in {".yaml", ".yml"} and candidate.exists():
         return candidate
-    stacks_dir = stacks_dir or project.find().stacks_dir
-    path = stacks_dir / f"Pulumi.{stack}.yaml"
+    path = project.stack_path(stack, stacks_dir)
     if not path.exists():
-        known = ", ".join(stack_name(p) for p in stack_files(stacks_dir)) or "none"
+        known = ", ".join(stack_name(p) for p in stack_files(path.parent)) or "none"
         raise FileNotFoundError(f"--stack {stack}: no {path}; known stacks: {known}, or 'all'")
     return path
 

@@ -3,7 +3,12 @@
 A target is a package that exports one :class:`Target` (``fastapi_deploy/<pkg>/target.py: TARGET`` for the
 four built-in ones). The shared modules (config, tuning, cost, doctor, verify, plan, mocks, outputs,
 reference, service_env) hold no per-target branch: they look the target up here. Adding a target is
-writing its package and calling :func:`register` (built-ins: one line in :data:`BUILTIN`).
+writing its package and calling :func:`register` (built-ins: one line in :data:`BUILTIN`). A project's
+own targets are named in its pyproject.toml and registered by :func:`load_project_targets`, which every
+`infra` command and the program (``config.load``) call before they read a stack file::
+
+    [tool.fastapi-deploy]
+    targets = ["kube_target"]   # modules that each expose TARGET (a Target)
 
 This module imports no provider SDK and no target package until a target is looked up: the built-in
 ``target.py`` modules are imported lazily, and the module that deploys a target is a dotted path string.
@@ -14,6 +19,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -283,3 +289,74 @@ def for_resources(resources: list[Mapping[str, Any]]) -> Iterator[Target]:
     for t in all_targets():
         if types & set(t.policy.resource_types):
             yield t
+
+
+class ProjectTargetsError(ValueError):
+    """``[tool.fastapi-deploy] targets`` names a module that cannot be loaded; one line, naming the key."""
+
+
+#: The pyproject.toml key that names a project's own target modules.
+PROJECT_KEY = "[tool.fastapi-deploy] targets"
+
+
+def load_project_targets(start: Path | None = None) -> tuple[Target, ...]:
+    """Register the targets the nearest pyproject.toml names in ``[tool.fastapi-deploy] targets``.
+
+    Each entry is a module name; the module exposes ``TARGET`` (a :class:`Target`) and this registers it
+    (a module that registered the same object itself is fine; it is not registered twice). The modules are
+    imported from the installed packages, then from the folder of that pyproject.toml and the folder of the
+    project's Pulumi program (``main:`` of Pulumi.yaml), which are appended to ``sys.path``. Calling it again
+    is cheap and registers nothing new. Raises :class:`ProjectTargetsError` (missing module, an error while
+    importing it, no TARGET, a key already taken).
+    """
+    from fastapi_deploy import project
+
+    found, table = project.tool_table(start)
+    if found is None or "targets" not in table:
+        return ()
+    where = f"{PROJECT_KEY} in {found}"
+    names = table["targets"]
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ProjectTargetsError(f'{where}: expected a list of module names, e.g. targets = ["kube_target"]')
+    _importable_from(found.parent)
+    loaded: list[Target] = []
+    for name in names:
+        try:
+            module = importlib.import_module(name.strip())
+        except Exception as exc:  # not found, or the module itself failed: one line either way
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise ProjectTargetsError(
+                f"{where}: cannot import {name!r} ({detail}); the module must be importable from "
+                f"{found.parent} or installed"
+            ) from None
+        target = getattr(module, "TARGET", None)
+        if not isinstance(target, Target):
+            raise ProjectTargetsError(
+                f"{where}: module {name!r} has no TARGET (a fastapi_deploy.registry.Target to register)"
+            )
+        if find(target.key) is not target:
+            try:
+                register(target)
+            except ValueError as exc:
+                raise ProjectTargetsError(f"{where}: {name}.TARGET: {exc}") from None
+        loaded.append(target)
+    return tuple(loaded)
+
+
+def _importable_from(root: Path) -> None:
+    """Append the pyproject's folder and the Pulumi program's folder to sys.path (after everything else,
+    so a project module never shadows an installed package)."""
+    import sys
+
+    from fastapi_deploy import project
+
+    folders = [root]
+    try:
+        main = project.find(root).main
+    except project.ProjectNotFound:
+        pass
+    else:
+        folders.append(main.parent)
+    for folder in folders:
+        if folder.is_dir() and str(folder) not in sys.path:
+            sys.path.append(str(folder))

@@ -73,15 +73,24 @@ class GatePlatform:
 def platform(target: object, module: object = None) -> GatePlatform | None:
     """The gate platform of a registered target (None: no such target, or it has no gate).
 
-    ``module`` is the gate's ``gate_module`` input: a target registered from outside fastapi_deploy is
-    unknown to the registry of the engine's dynamic provider process (only the built-in ones load there
-    by themselves), so its gate carries the module that has its platform.
+    A target registered from outside fastapi_deploy is unknown to the registry of the engine's dynamic
+    provider process, where only the built-in targets load by themselves. There, the project's targets are
+    registered the way every `infra` command and the program register them: from the nearest
+    pyproject.toml's ``[tool.fastapi-deploy] targets`` (the engine starts the provider in the program's
+    directory, inside the project), whose folders then also make its modules importable. ``module``, the
+    gate's ``gate_module`` input (the module with the target's platform), is the fallback when that
+    registers nothing by that name (a target registered by other means): it is imported as named.
     """
+    import contextlib
     import importlib
 
     from fastapi_deploy import registry
 
     spec = registry.find(target)
+    if spec is None and isinstance(target, str) and target not in registry.BUILTIN:
+        with contextlib.suppress(registry.ProjectTargetsError):
+            registry.load_project_targets()
+        spec = registry.find(target)
     path = spec.release_gate if spec is not None else module if isinstance(module, str) and module else None
     if path is None:
         return None

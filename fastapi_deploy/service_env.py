@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import tomllib
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -90,21 +89,12 @@ class ContractModel:
         return problems
 
 
-def _pyproject(start: Path) -> Path | None:
-    for folder in (start, *start.parents):
-        if (folder / "pyproject.toml").is_file():
-            return folder / "pyproject.toml"
-    return None
-
-
 @cache
 def service_model(start: Path | None = None) -> ServiceModel:
     """The settings module the nearest ``pyproject.toml`` names, else :class:`ContractModel`."""
-    found = _pyproject((start or Path.cwd()).resolve())
-    if found is None:
-        return ContractModel()
-    with found.open("rb") as fh:
-        table = tomllib.load(fh).get("tool", {}).get("fastapi-deploy", {})
+    from fastapi_deploy import project
+
+    found, table = project.tool_table(start)
     name = table.get("service-settings")
     if not name:
         return ContractModel()

@@ -168,7 +168,9 @@ def _parser() -> argparse.ArgumentParser:
         help="bearer token for a non-public Cloud Run service (e.g. $(gcloud auth print-identity-token))",
     )
     p.add_argument(
-        "--stacks-dir", default="stacks", help="where Pulumi.<stack>.yaml lives (VPS ssh user/port)"
+        "--stacks-dir",
+        default=None,
+        help="where Pulumi.<stack>.yaml lives (VPS ssh user/port; default: stackConfigDir of Pulumi.yaml)",
     )
     p.add_argument(
         "--ssh-user", help="VPS ssh user (default: app.vps.ssh_user of the stack file, else deploy)"
@@ -214,14 +216,19 @@ def cli(argv: list[str], *, clients: Clients | None = None, out: Printer = print
     )
 
 
-def _ssh_login(stack: str | None, stacks_dir: str) -> tuple[str, int]:
-    """ssh user/port from the stack file when there is one (outputs carry only the host)."""
-    from pathlib import Path
-
+def _ssh_login(stack: str | None, stacks_dir: str | None) -> tuple[str, int]:
+    """ssh user/port from the stack file when there is one (outputs carry only the host); the stack file
+    is found like `infra plan` finds it (``--stacks-dir``, else the project's stackConfigDir)."""
+    from fastapi_deploy import project
     from fastapi_deploy.config import ConfigError, load_stack_file
 
-    path = Path(stacks_dir) / f"Pulumi.{stack}.yaml"
-    if stack and path.is_file():
+    if not stack:
+        return "deploy", 22
+    try:
+        path = project.stack_path(stack, stacks_dir)
+    except project.ProjectNotFound:
+        return "deploy", 22
+    if path.is_file():
         try:
             cfg = load_stack_file(path)
         except ConfigError:

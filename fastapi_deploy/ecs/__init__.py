@@ -6,8 +6,9 @@ cloud provider SDK.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from fastapi_deploy.targets import import_component_module
 
 if TYPE_CHECKING:
     from fastapi_deploy.ecs.args import FargateServiceArgs
@@ -20,5 +21,6 @@ _WHERE = {"FargateService": "component", "FargateServiceArgs": "args"}
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        # Without the extra (pip install "fastapi-deploy[...]"), an ImportError saying which one to install.
+        return getattr(import_component_module(__name__, _WHERE[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -113,10 +113,28 @@ def module_for(target: str) -> ModuleType:
                 f"app.target: {target!r} is not implemented in this checkout "
                 f"({path.replace('.', '/')}.py missing)"
             ) from None
-        extra = _EXTRAS.get((exc.name or "").split(".")[0])
-        if extra:
-            raise TargetNotAvailable(
-                f"app.target: {target!r} needs {exc.name}, which is not installed: "
-                f'pip install "fastapi-deploy[{extra}]" (or [all])'
-            ) from None
+        hint = install_hint(exc)
+        if hint:
+            raise TargetNotAvailable(f"app.target: {target!r} {hint}") from None
         raise
+
+
+def install_hint(exc: ModuleNotFoundError) -> str | None:
+    """``needs pulumi_gcp, which is not installed: pip install "fastapi-deploy[gcp]" (or [all])`` when the
+    missing module belongs to one of the package's extras, else None."""
+    extra = _EXTRAS.get((exc.name or "").split(".")[0])
+    if not extra:
+        return None
+    return f'needs {exc.name}, which is not installed: pip install "fastapi-deploy[{extra}]" (or [all])'
+
+
+def import_component_module(package: str, module: str) -> ModuleType:
+    """A target package's lazily loaded module (``__getattr__`` of fastapi_deploy/<target>/__init__.py):
+    a provider SDK of a missing extra is an ImportError that says which extra to install."""
+    try:
+        return importlib.import_module(f"{package}.{module}")
+    except ModuleNotFoundError as exc:
+        hint = install_hint(exc)
+        if hint is None:
+            raise
+        raise ImportError(f"{package} {hint}", name=exc.name) from None

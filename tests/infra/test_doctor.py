@@ -363,6 +363,29 @@ def test_invalid_config_and_missing_stack_are_usage_errors(tmp_path: Path, capsy
     assert "Pulumi.nope.yaml does not exist" in capsys.readouterr().err
 
 
+def test_the_stack_file_is_found_where_plan_finds_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    """No --stacks-dir: the project's stackConfigDir (default: beside Pulumi.yaml), like `infra plan`."""
+    project = tmp_path.resolve() / "shop"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: shop\nruntime: python\n")
+    (project / "Pulumi.shop.yaml").write_text(
+        yaml.safe_dump(
+            {"config": {"aws:region": REGION, "fastapi-deploy:app": {"target": "ecs", "name": "x"}}}
+        )
+    )
+    monkeypatch.chdir(project)
+    assert cli(["--stack", "shop"]) == 2
+    err = capsys.readouterr().err
+    assert f"infra doctor: {project / 'Pulumi.shop.yaml'}: " in err  # read: its config is what is refused
+    assert "app.image: required" in err
+
+    (project / "Pulumi.yaml").write_text("name: shop\nruntime: python\nstackConfigDir: deploy\n")
+    assert cli(["--stack", "shop"]) == 2
+    assert (
+        f"infra doctor: {project / 'deploy' / 'Pulumi.shop.yaml'} does not exist" in capsys.readouterr().err
+    )
+
+
 # ------------------------------------------------------------------------------------------------- VPS
 
 

@@ -1014,6 +1014,33 @@ def test_vps_status_in_sync_and_after_a_rollback(tmp_path, monkeypatch) -> None:
     assert "ROLLBACK DETECTED: the host runs" in text
 
 
+def test_vps_status_reads_the_ssh_login_from_the_stack_file_where_plan_finds_it(
+    tmp_path, monkeypatch
+) -> None:
+    """No --stacks-dir: the stack file beside Pulumi.yaml (no stackConfigDir), as `infra plan` reads it."""
+    bindir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", path_with(bindir))
+    scripted_ssh(bindir, _vps_rules())
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: shop\nruntime: python\n")
+    app = {
+        "target": "vps",
+        "name": "items-api",
+        "image": {"digest": f"{GH}@{V_NEW}"},
+        "domain": "api.example.com",
+        "vps": {"host": "203.0.113.7", "ssh_user": "alice", "ssh_port": 2222},
+    }
+    (project / "Pulumi.shop.yaml").write_text(json.dumps({"config": {"fastapi-deploy:app": app}}))
+    monkeypatch.chdir(project)
+    out, emit = _lines()
+    rc = status_cli(_args(_vps_outputs(), "--stack", "shop"), out=emit)
+    assert rc == 0, "\n".join(out)
+    argv = ssh_calls(bindir)[0]["argv"]
+    assert argv[argv.index("-p") + 1] == "2222"
+    assert "alice@203.0.113.7" in argv
+
+
 def test_vps_rollback_starts_the_previous_image_with_the_same_settings_then_stops_the_old(
     tmp_path, monkeypatch
 ) -> None:

@@ -653,6 +653,37 @@ def test_outputs_from_pulumi_cli_when_present(tmp_path: Path, monkeypatch, http)
     ]
 
 
+def test_the_ssh_login_comes_from_the_stack_file_where_plan_finds_it(
+    tmp_path: Path, monkeypatch, http
+) -> None:
+    """No --stacks-dir: the stack file beside Pulumi.yaml (no stackConfigDir), as `infra plan` reads it."""
+    bindir = tmp_path / "bin"
+    outputs = _vps_outputs(http.url)
+    fake_executable(bindir, "ssh", stdout=_inspect("running", "healthy", outputs["image"]))
+    monkeypatch.setenv("PATH", path_with(bindir))
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: shop\nruntime: python\n")
+    app = {
+        "target": "vps",
+        "name": "items-api",
+        "image": {"digest": outputs["image"]},
+        "domain": "api.example.com",
+        "vps": {"host": "203.0.113.7", "ssh_user": "ops", "ssh_port": 2222},
+    }
+    (project / "Pulumi.shop.yaml").write_text(json.dumps({"config": {"fastapi-deploy:app": app}}))
+    monkeypatch.chdir(project)
+    out, emit = _lines()
+    rc = cli(
+        ["--stack", "shop", "--outputs-json", json.dumps(outputs), "--timeout", "5", "--interval", "0.05"],
+        out=emit,
+    )
+    assert rc == 0, "\n".join(out)
+    argv = calls_of(bindir, "ssh")[0]
+    assert argv[argv.index("-p") + 1] == "2222"
+    assert "ops@203.0.113.7" in argv
+
+
 def test_outputs_missing_contract_key_is_a_usage_error(capsys) -> None:
     outputs = _vps_outputs("https://api.example.com")
     del outputs["container_name"]
