@@ -321,23 +321,6 @@ def access_log(rid: str, method: str, path: str, route: str, status: int, durati
     _write_access_line(handler, line)
 
 
-# Metric children per label set: .labels() takes a lock and validates/str()s the labels on every call.
-# Bounded (methods come from clients); past the cap, labels() is called as before.
-_MAX_CACHED_CHILDREN = 1024
-_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-
-def _metric_children(method: str, route: str, status: int) -> tuple[Any, Any]:
-    key = (method, route, status)
-    pair = _children.get(key)
-    if pair is None:
-        requests, latency = http_metrics()
-        pair = (requests.labels(method, route, str(status)), latency.labels(method, route))
-        if len(_children) < _MAX_CACHED_CHILDREN:
-            _children[key] = pair
-    return pair
-
-
 def route_label(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
@@ -404,8 +387,9 @@ class HttpTally:
 
     @staticmethod
     def _fold(pending: dict[tuple[str, str, int], list[Any]]) -> None:
+        requests, latency = http_metrics()
         for (method, route, status), (count, total, buckets) in pending.items():
-            counter, histogram = _metric_children(method, route, status)
+            counter, histogram = requests.labels(method, route, str(status)), latency.labels(method, route)
             counter.inc(count)
             # What Histogram.observe does per value, per bucket: prometheus-client has no bulk observe.
             # tests/app/test_observability.py checks the exposition against observe() itself.
