@@ -45,6 +45,10 @@ from app.observability import (
 log = logging.getLogger("app")
 
 _perf_counter = time.perf_counter
+_request_id_ok = REQUEST_ID_RE.match
+#: the request headers EdgeMiddleware acts on
+_WATCHED = frozenset({b"x-request-id", b"origin", b"content-length", b"transfer-encoding"})
+_VARY_ORIGIN = (b"vary", b"Origin")
 
 
 async def _db_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -168,19 +172,22 @@ class EdgeMiddleware:
         rid: str | None = None
         seen_rid = origin = bodied = False
         for name, value in scope["headers"]:
+            if name not in _WATCHED:  # most headers: one hash lookup
+                continue
             if name == b"x-request-id":
                 if not seen_rid:  # the first one only
                     seen_rid = True
                     candidate = value.decode("latin-1")
-                    if REQUEST_ID_RE.match(candidate):
+                    if _request_id_ok(candidate):
                         rid = candidate
             elif name == b"origin":
                 origin = True
             elif name == b"content-length":
                 bodied = bodied or value != b"0"
-            elif name == b"transfer-encoding":
+            else:  # transfer-encoding
                 bodied = True
-        rid = rid or new_request_id()
+        if rid is None:
+            rid = new_request_id()
         rid_header = (b"x-request-id", rid.encode())
         vary = self._cors is not None and not origin
         token = request_id_var.set(rid)
@@ -195,7 +202,12 @@ class EdgeMiddleware:
                 started = True
                 headers = list(message.get("headers", ()))
                 if vary:
-                    add_vary_origin(headers)
+                    for name, _ in headers:
+                        if name == b"vary":
+                            add_vary_origin(headers)
+                            break
+                    else:
+                        headers.append(_VARY_ORIGIN)
                 headers.append(rid_header)
                 message["headers"] = headers
             await send(message)
@@ -211,7 +223,7 @@ class EdgeMiddleware:
                 outcome: bool | None = None
                 try:
                     await self.app(scope, receive, send_wrapper)
-                    outcome = True if use.reached() else None
+                    outcome = True if use.session is not None and use.reached() else None
                 except Exception as exc:
                     outcome = _outcome_of(exc)
                     if started:
@@ -219,12 +231,13 @@ class EdgeMiddleware:
                     response = await _db_unavailable(Request(scope), exc)
                     await response(scope, receive, send_wrapper)
                 finally:
-                    _report(use, outcome)
+                    if use.breaker is not None:
+                        _report(use, outcome)
         finally:
             elapsed = _perf_counter() - start
             route = route_label(scope)
             method = scope["method"]
             if self._metrics:
                 record_http_metrics(method, route, status, elapsed)
-            access_log(rid, method, scope["path"], route, status, round(elapsed * 1000, 2))
+            access_log(rid, method, scope["path"], route, status, elapsed * 1000)
             request_id_var.reset(token)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -153,6 +155,49 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+#: FastAPI's own test for "no provider configured": the OpenTelemetry API's stand-ins for a provider that
+#: is set later (fastapi.telemetry._api._DEFERRED_PROVIDERS)
+_UNSET_PROVIDERS = frozenset(
+    {
+        ("opentelemetry.trace", "ProxyTracerProvider"),
+        ("opentelemetry.metrics._internal", "_ProxyMeterProvider"),
+        ("opentelemetry._logs._internal", "ProxyLoggerProvider"),
+    }
+)
+#: FastAPI(telemetry=...) with every signal off
+TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False}
+
+
+def _opentelemetry_configured(environ: Mapping[str, str]) -> bool:
+    """Whether this process has somewhere to send OpenTelemetry data: an ``OTEL_*`` variable (what
+    opentelemetry-instrument and the SDK's own configuration read), FastAPI's OTLP auto-configuration, or
+    a global provider that is not the API's stand-in."""
+    if any(name.startswith("OTEL_") for name in environ):
+        return True
+    if environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true":
+        return True
+    from opentelemetry import _logs, metrics, trace  # imported by FastAPI itself already
+
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):
+        cls = type(provider)
+        if (cls.__module__, cls.__name__) not in _UNSET_PROVIDERS:
+            return True
+    return False
+
+
+def fastapi_telemetry(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The ``telemetry`` argument for ``FastAPI()`` per ``FASTAPI_TELEMETRY`` (see app.settings): None keeps
+    FastAPI's default (native OpenTelemetry on); :data:`TELEMETRY_OFF` turns it off. None too on a FastAPI
+    without native telemetry (older than 0.165), which takes no such argument."""
+    if importlib.util.find_spec("fastapi.telemetry") is None:
+        return None
+    mode = settings.fastapi_telemetry
+    env = os.environ if environ is None else environ
+    if mode == "on" or (mode == "auto" and _opentelemetry_configured(env)):
+        return None
+    return dict(TELEMETRY_OFF)
+
+
 def _add_routes(app: FastAPI, router: APIRouter) -> None:
     """Put `router`'s routes on the app's own router, where `app.include_router(router)` would keep the
     router behind FastAPI's `_IncludedRouter` and match through it on every request (FastAPI 0.165: ~6 % of
@@ -198,7 +243,10 @@ def create_app(settings: Settings | None = None, *, eager_db: bool = True) -> Fa
         await resources.close()
 
     is_dev = settings.app_env.value == "development"
+    telemetry = fastapi_telemetry(settings)
+    extra: dict[str, Any] = {} if telemetry is None else {"telemetry": telemetry}
     app = FastAPI(
+        **extra,
         title="fastapi-deploy sample service",
         lifespan=lifespan,
         docs_url="/docs" if is_dev else None,

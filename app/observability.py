@@ -243,15 +243,6 @@ _ENCODER = json.JSONEncoder(default=str)
 _ROOT = logging.getLogger()
 _getrandbits = random.getrandbits
 _LOGGER_NAME = _ENCODER.encode(log.name)
-_pid = os.getpid()
-
-
-def _reset_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_reset_pid)
 
 
 def _access_handler() -> JsonLineHandler | None:
@@ -273,14 +264,49 @@ def _access_handler() -> JsonLineHandler | None:
     return handler
 
 
-# The access line as JsonFormatter/_ENCODER write it for these keys (", " and ": " separators, ASCII
-# escapes, float repr), filled in with % instead of encoding a dict: ~3x cheaper. Strings that come
-# from the client (method, path) or the app go through the encoder's own C string escaper.
-_ACCESS_LINE = (
-    '{"ts": %r, "level": "info", "logger": %s, "msg": "request", "pid": %d, "request_id": %s, '
-    '"method": %s, "path": %s, "route": %s, "status": %d, "duration_ms": %r}\n'
-)
+# The access line: the JSON object JsonFormatter writes for these keys (same keys, order, separators and
+# ASCII escapes), assembled from pieces instead of encoding a dict (was ~4 us a line, now ~1.5 us):
+# - the head - ts, level, logger, msg, pid - is built once per millisecond (a busy worker writes several
+#   lines per millisecond), with ts in milliseconds: always three decimals, truncated, not rounded;
+# - the part that depends only on the method, path, route and status once per such combination (most
+#   requests repeat one: a health check, a list page);
+# - duration_ms with two decimals (float repr and round() were ~1 us of the line between them).
+# Strings that come from the client (method, path, request id) or the app go through the encoder's own C
+# string escaper whenever their piece is built.
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_access_prefix = ""
+#: the millisecond _head was built for, and '{"ts": <ms>, "level": ..., "request_id": '
+_head_ms = -1
+_head = ""
+#: (method, path, route, status) -> '"method": ..., "status": 200, "duration_ms": '; only for paths that
+#: are their route (no path parameters), and at most _MAX_FRAGMENTS of them (the method is the client's)
+_fragments: dict[tuple[str, str, str, int], str] = {}
+_MAX_FRAGMENTS = 256
+
+
+def _reset_access_prefix() -> None:
+    global _access_prefix, _head_ms
+    _head_ms = -1
+    _access_prefix = (
+        f', "level": "info", "logger": {_LOGGER_NAME}, "msg": "request", "pid": {os.getpid()}, "request_id": '
+    )
+
+
+_reset_access_prefix()
+os.register_at_fork(after_in_child=_reset_access_prefix)
+
+
+def _access_fragment(method: str, path: str, route: str, status: int) -> str:
+    key = (method, path, route, status)
+    fragment = _fragments.get(key)
+    if fragment is None:
+        fragment = (
+            f', "method": {_quote(method)}, "path": {_quote(path)}, "route": {_quote(route)}, '
+            f'"status": {status}, "duration_ms": '
+        )
+        if path == route and len(_fragments) < _MAX_FRAGMENTS:
+            _fragments[key] = fragment
+    return fragment
 
 
 def _write_access_line(handler: JsonLineHandler, line: str) -> None:
@@ -288,7 +314,8 @@ def _write_access_line(handler: JsonLineHandler, line: str) -> None:
 
 
 def access_log(rid: str, method: str, path: str, route: str, status: int, duration_ms: float) -> None:
-    """One JSON access line per request: the keys and order JsonFormatter gives `log.info("request", extra)`.
+    """One JSON access line per request: the keys and order JsonFormatter gives `log.info("request", extra)`;
+    ``duration_ms`` is written with two decimals.
 
     Nothing is built when INFO is disabled for the "app" logger.
     """
@@ -303,21 +330,16 @@ def access_log(rid: str, method: str, path: str, route: str, status: int, durati
                 "path": path,
                 "route": route,
                 "status": status,
-                "duration_ms": duration_ms,
+                "duration_ms": round(duration_ms, 2),
             },
         )
         return
-    line = _ACCESS_LINE % (
-        round(time.time(), 3),
-        _LOGGER_NAME,
-        _pid,
-        _quote(rid),
-        _quote(method),
-        _quote(path),
-        _quote(route),
-        status,
-        duration_ms,
-    )
+    global _head_ms, _head
+    ms = int(time.time() * 1000)
+    if ms != _head_ms:
+        _head_ms = ms
+        _head = f'{{"ts": {ms // 1000}.{ms % 1000:03d}{_access_prefix}'
+    line = f"{_head}{_quote(rid)}{_access_fragment(method, path, route, status)}{duration_ms:.2f}}}\n"
     _write_access_line(handler, line)
 
 

@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     sentry_dsn: SecretStr | None = None
     sentry_traces_sample_rate: float = Field(0.1, ge=0.0, le=1.0)
 
+    # FastAPI's native OpenTelemetry (FastAPI >= 0.165: a span, metrics and log records per request, sent to
+    # the process's global OpenTelemetry providers; app.main.fastapi_telemetry). "auto": on when this
+    # process has somewhere to send it - an OTEL_* variable is set (opentelemetry-instrument, an OTLP
+    # endpoint, a service name) or a provider is configured when the app is built - else off. The image
+    # carries the OpenTelemetry API (FastAPI requires it) but no SDK, so with nothing configured FastAPI
+    # would only find out, on every request, that there is nothing to do: ~10 us of a /health request
+    # (BENCHMARKS.md §10). "on"/"off" decide regardless.
+    fastapi_telemetry: Literal["auto", "on", "off"] = "auto"
+
     @field_validator("database_url")
     @classmethod
     def _asyncpg_url(cls, v: SecretStr) -> SecretStr:

@@ -2,12 +2,12 @@
 
 Nothing here is hand-picked: each variant's env is what `infra` computes for the stack's container
 (`fastapi_deploy.tuning.container_environment(cfg, for_platform(cfg))`, i.e. the plan's task definition /
-container
-env), computed by the release that runs it. Only what cannot be deployed locally is replaced, and recorded:
-the secrets (DATABASE_URL, REDIS_URL, JWT_SECRET_KEY point at throwaway local services), PORT (a free
-loopback port) and MIGRATE_ON_START/MIGRATE_TIMEOUT (the benchmark migrates once beforehand).
+container env), computed by the release that runs it. Only what cannot be deployed locally is replaced, and
+recorded: the secrets (DATABASE_URL, REDIS_URL, JWT_SECRET_KEY point at throwaway local services), PORT (a
+free loopback port) and MIGRATE_ON_START/MIGRATE_TIMEOUT (the benchmark migrates once beforehand).
 
-Variants, in ONE run, interleaved per endpoint:
+Variants, in ONE run, per endpoint all up at once, the load moving between them in 5-s slices (12 per
+variant = 60 s each, order reversed every other slice; see run()):
   service-before  the release this branch started from (`git archive`d to a temp dir), its own deployer env
   service         this tree, its deployer env
   fastapi-bare    bench.apps.fastapi_bare under the same gunicorn config, env and worker count (/health)
@@ -32,12 +32,13 @@ import itertools
 import json
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,34 +151,56 @@ def _server(v: Variant, deps_env: dict[str, str], **overrides: Any) -> h.Server:
 
 
 def _measure(srv: h.Server, path: str, duration: float, conns: int) -> dict[str, Any]:
-    workers = int(srv.env.get("WEB_CONCURRENCY", "1"))
-    srv.wait_workers(workers)
+    """One run of `duration` s on a freshly started server (after its workers are up and a 2-s warm-up)."""
+    srv.wait_workers(int(srv.env.get("WEB_CONCURRENCY", "1")))
     h.run_wrk(srv.base + path, connections=conns, duration=2.0)  # warm-up: pools, caches
+    row = _slice(srv, path, duration, conns)
+    del row["_histogram"]
+    return row
+
+
+def _slice(srv: h.Server, path: str, duration: float, conns: int) -> dict[str, Any]:
+    """`duration` s of wrk against an already warm server: throughput, latency, errors, recycles, CPU."""
     load0 = h.loadavg()[0]
     initial = set(h.children(srv.pid))
     c0, m0 = tree_cpu_seconds(srv.pid), h.cpu_seconds([srv.pid])
     with ChildWatcher(srv.pid) as watch:
-        res = h.run_wrk(srv.base + path, connections=conns, duration=duration, timeout=10)
+        res = h.run_wrk(srv.base + path, connections=conns, duration=duration, timeout=10, histogram=True)
     c1, m1 = tree_cpu_seconds(srv.pid), h.cpu_seconds([srv.pid])
     socket_errors = sum(v for k, v in res.errors.items() if k != "status")
     return {
         **res.row(),
+        "_histogram": res.histogram,  # for percentiles over all slices; not saved
         "path": path,
+        "seconds": duration,
         "socket_errors": socket_errors,
         "status_errors": res.errors["status"],
         "recycles": len([p for p in watch.seen if p not in initial]),
+        "server_cpu_s": c1 - c0,
+        "worker_cpu_s": (c1 - c0) - (m1 - m0),
         "server_cpu_ms_per_req": round((c1 - c0) * 1000 / max(res.requests, 1), 3),
         # the workers alone (live ones and those reaped during the run), without the master's own CPU
         "worker_cpu_ms_per_req": round(((c1 - c0) - (m1 - m0)) * 1000 / max(res.requests, 1), 3),
-        "total_pss_mib": srv.memory()["total_pss_mib"],
         "loadavg_1m_start": load0,
         "loadavg_1m_end": h.loadavg()[0],
     }
 
 
+_ENV_KEYS = (
+    "WEB_CONCURRENCY",
+    "GUNICORN_MAX_REQUESTS",
+    "GUNICORN_MAX_REQUESTS_JITTER",
+    "GC_FREEZE",
+    "GC_THRESHOLD",
+    "LOG_LEVEL",
+    "CACHE_TTL_SECONDS",
+)
+#: seconds of load per slice (run())
+SLICE_S = 5.0
+
+
 def _env_row(env: dict[str, str]) -> dict[str, str]:
-    keys = ("WEB_CONCURRENCY", "GUNICORN_MAX_REQUESTS", "GUNICORN_MAX_REQUESTS_JITTER", "GC_FREEZE")
-    return {k: env.get(k, "(unset)") for k in (*keys, "GC_THRESHOLD", "LOG_LEVEL", "CACHE_TTL_SECONDS")}
+    return {k: env.get(k, "(unset)") for k in _ENV_KEYS}
 
 
 @contextmanager
@@ -195,9 +218,12 @@ COLUMNS = [
     "variant",
     "rps",
     "vs_bare",
+    "vs_bare_pooled",
+    "cpu_vs_bare",
     "p50_ms",
     "p99_ms",
     "p99_vs_bare",
+    "p99_vs_bare_worst_slice",
     "max_ms",
     "socket_errors",
     "status_errors",
@@ -210,8 +236,19 @@ COLUMNS = [
 OVERRIDES = {"service-uncached": {"CACHE_TTL_SECONDS": "0"}}
 
 
-def run(quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS) -> dict[str, Any]:
-    duration = 10.0 if quick else 60.0
+def run(
+    quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS, slices: int | None = None
+) -> dict[str, Any]:
+    """Per stack and endpoint, every variant's server runs at once and the load moves between them in
+    slices (``slices`` of ``SLICE_S`` s per variant, order reversed every other slice): each variant gets
+    ``slices x SLICE_S`` s of load (60 s by default, spanning the deployed env's recycles), and each slice
+    of the service has a slice of the bare app next to it in time. On this shared 2-vCPU VM the same app's
+    throughput drifts by +-15 % within minutes (BENCHMARKS.md §10); back-to-back 60-s runs put that drift
+    into the ratio, paired slices mostly cancel it. Idle servers cost nothing measurable (no request
+    reaches them; their 1-s timers are microseconds), and each slice reads CPU from the loaded server only.
+    ``rounds``: the whole thing again with fresh servers (a new process layout each time)."""
+    n_slices = slices or (4 if quick else 12)
+    slice_s = 3.0 if quick else SLICE_S
     conns = 64
     machine = h.machine_info()
     rev = base_rev()
@@ -242,27 +279,38 @@ def run(quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS) 
             ]
             for rnd in range(rounds):
                 for path, names in plan:
-                    for key in names if rnd % 2 == 0 else names[::-1]:
-                        v = variants[key]
-                        with h.timed(f"{stack} round {rnd} {v.name} {path}"), _server(v, deps.env) as srv:
-                            row = _measure(srv, path, duration, conns)
-                        row.update(round=rnd, stack=stack, variant=key, label=v.name, **_env_row(v.env))
-                        raw.append(row)
-                        print(row, flush=True)
+                    with h.timed(f"{stack} round {rnd} {path}: {', '.join(names)}"), ExitStack() as up:
+                        servers = {k: up.enter_context(_server(variants[k], deps.env)) for k in names}
+                        for srv in servers.values():
+                            srv.wait_workers(int(srv.env.get("WEB_CONCURRENCY", "1")))
+                            h.run_wrk(srv.base + path, connections=conns, duration=2.0)  # warm-up
+                        for i in range(n_slices):
+                            for key in names if i % 2 == 0 else names[::-1]:
+                                row = _slice(servers[key], path, slice_s, conns)
+                                v = variants[key]
+                                row.update(round=rnd, slice=i, stack=stack, variant=key, label=v.name)
+                                row.update(_env_row(v.env))
+                                raw.append(row)
+                            print(
+                                f"{stack} {path} slice {i}: "
+                                + ", ".join(f"{r['variant']} {r['rps']:.0f}" for r in raw[-len(names) :]),
+                                flush=True,
+                            )
     rows = _summarise(raw)
     print(h.table(rows, COLUMNS))
     data = {
         "machine": machine,
         "before_rev": rev,
         "connections": conns,
-        "duration_s": duration,
+        "slice_s": slice_s,
+        "slices": n_slices,
         "rounds": rounds,
         "deployer_env": envs,
         "replaced_locally": ["DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "PORT", *NOT_DEPLOYABLE_HERE],
         "overrides": OVERRIDES,
         "loadavg_at_end": h.loadavg(),
         "rows": rows,
-        "raw": raw,
+        "raw": [{k: v for k, v in r.items() if k != "_histogram"} for r in raw],
     }
     name = "deployed_" + "_".join(stacks)
     h.save_json(name, data)
@@ -270,20 +318,60 @@ def run(quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS) 
     return data
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def _summarise(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Best round per (stack, path, variant) by req/s; ratios against the bare app of the same endpoint."""
-    best: dict[tuple[str, str, str], dict[str, Any]] = {}
+    """Per (stack, path, variant), over all slices and rounds: pooled throughput (requests / seconds under
+    load), p50/p99 over every request (pooled latency histograms), the worst max, errors and recycles
+    summed, CPU per request pooled. Against the bare app of the same endpoint: the median of the paired
+    per-slice throughput ratios (the headline: each slice is compared with the bare app's slice next to it
+    in time), the pooled ratio, the p99 ratio and the worst slice's p99 ratio."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in raw:
-        key = (r["stack"], r["path"], r["variant"])
-        if key not in best or r["rps"] > best[key]["rps"]:
-            best[key] = dict(r)
-    for (stack, path, _), r in best.items():
+        groups.setdefault((r["stack"], r["path"], r["variant"]), []).append(r)
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for key, rs in groups.items():
+        seconds = sum(r["seconds"] for r in rs)
+        requests = sum(r["requests"] for r in rs)
+        rows[key] = {
+            "stack": key[0],
+            "path": key[1],
+            "variant": key[2],
+            "label": rs[0]["label"],
+            "slices": len(rs),
+            "seconds": seconds,
+            "requests": requests,
+            "rps": round(requests / seconds, 1),
+            # over every request of every slice (wrk's latency histograms pooled)
+            "p50_ms": h.pooled_percentile([r["_histogram"] for r in rs], 50),
+            "p99_ms": h.pooled_percentile([r["_histogram"] for r in rs], 99),
+            "p99_slice_median_ms": round(_median([r["p99_ms"] for r in rs]), 2),
+            "max_ms": max(r["max_ms"] for r in rs),
+            "socket_errors": sum(r["socket_errors"] for r in rs),
+            "status_errors": sum(r["status_errors"] for r in rs),
+            "recycles": sum(r["recycles"] for r in rs),
+            "server_cpu_ms_per_req": round(sum(r["server_cpu_s"] for r in rs) * 1000 / max(requests, 1), 3),
+            "worker_cpu_ms_per_req": round(sum(r["worker_cpu_s"] for r in rs) * 1000 / max(requests, 1), 3),
+            "loadavg_1m_start": min(r["loadavg_1m_start"] for r in rs),
+            **{k: rs[0][k] for k in _ENV_KEYS if k in rs[0]},
+        }
+    for (stack, path, variant), row in rows.items():
         bare_key = "fastapi-bare" if path == "/health" else "fastapi-sqla"
-        bare = best.get((stack, path, bare_key))
-        if bare and bare["rps"]:
-            r["vs_bare"] = round(r["rps"] / bare["rps"], 2)
-            r["p99_vs_bare"] = round(r["p99_ms"] / bare["p99_ms"], 2) if bare["p99_ms"] else None
-    return list(best.values())
+        bare = rows.get((stack, path, bare_key))
+        if bare is None:
+            continue
+        mine = {(r["round"], r["slice"]): r for r in groups[(stack, path, variant)]}
+        theirs = {(r["round"], r["slice"]): r for r in groups[(stack, path, bare_key)]}
+        pairs = [(mine[k], theirs[k]) for k in sorted(mine.keys() & theirs.keys())]
+        row["vs_bare"] = round(_median([a["rps"] / b["rps"] for a, b in pairs if b["rps"]]), 3)
+        row["vs_bare_pooled"] = round(row["rps"] / bare["rps"], 3) if bare["rps"] else None
+        row["p99_vs_bare"] = round(row["p99_ms"] / bare["p99_ms"], 2) if bare["p99_ms"] else None
+        ratios = [a["p99_ms"] / b["p99_ms"] for a, b in pairs if b["p99_ms"]]
+        row["p99_vs_bare_worst_slice"] = round(max(ratios), 2) if ratios else None
+        row["cpu_vs_bare"] = round(bare["server_cpu_ms_per_req"] / row["server_cpu_ms_per_req"], 3)
+    return list(rows.values())
 
 
 # ------------------------------------------------------------------------------------ recycle window
@@ -500,6 +588,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10-s runs, written to bench/results/quick/")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--slices", type=int, help=f"slices of {SLICE_S:g} s per variant (default 12; quick 4)")
     ap.add_argument("--stack", action="append", choices=STACKS, help="default: both")
     ap.add_argument("--recycle-window", action="store_true", help="only the forced-recycle probe run")
     ap.add_argument("--max-requests", type=int, default=4000, help="forced value for --recycle-window")
@@ -514,7 +603,7 @@ def main() -> None:
     elif a.recycle_window:
         recycle_window(a.quick, a.max_requests, max(1, a.rounds))
     else:
-        run(a.quick, a.rounds, tuple(a.stack or STACKS))
+        run(a.quick, a.rounds, tuple(a.stack or STACKS), a.slices)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,15 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
     e.timeout, latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
     latency:percentile(95), latency:percentile(99), latency:percentile(99.9)))
+  if WRK_HISTOGRAM then
+    -- every distinct latency (us) and how many requests took it: lets runs be pooled exactly
+    local parts = {}
+    for i = 1, #latency do
+      local v, c = latency(i)
+      parts[#parts + 1] = string.format("%d:%d", v, c)
+    end
+    io.write("WRKHIST " .. table.concat(parts, ",") .. "\n")
+  end
 end
 """
 
@@ -357,6 +366,8 @@ class WrkResult:
     max_ms: float
     mean_ms: float
     errors: dict[str, int]
+    #: latency (us) -> requests, when run_wrk(histogram=True)
+    histogram: dict[int, int] | None = None
 
     @property
     def failed(self) -> int:
@@ -385,17 +396,19 @@ def run_wrk(
     duration: float = 5.0,
     timeout: float = 5.0,
     headers: Mapping[str, str] | None = None,
+    histogram: bool = False,
 ) -> WrkResult:
     """Closed-loop load with `wrk`: `connections` keep-alive connections, fixed duration.
 
     One wrk thread by default: on a 2-core box every core wrk uses is taken from the server under test.
     Non-2xx/3xx responses count as `status` errors; `timeout` are requests slower than `timeout`.
+    ``histogram``: also the whole latency distribution (:func:`pooled_percentile` pools several runs).
     """
     wrk = shutil.which("wrk")
     if not wrk:
         raise RuntimeError("wrk not found: apt-get install wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(_WRK_LUA)
+        f.write(("WRK_HISTOGRAM = true\n" if histogram else "") + _WRK_LUA)
         script = f.name
     cmd = [
         wrk,
@@ -421,6 +434,13 @@ def run_wrk(
     if not m:
         raise RuntimeError(f"wrk produced no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
     d = json.loads(m.group(1))
+    hist: dict[int, int] | None = None
+    if histogram:
+        hm = re.search(r"WRKHIST ([0-9:,]*)", out.stdout)
+        hist = {}
+        for part in hm.group(1).split(",") if hm and hm.group(1) else ():
+            v, c = part.split(":")
+            hist[int(v)] = hist.get(int(v), 0) + int(c)
     secs = d["duration_us"] / 1e6
     ms = 1000.0
     return WrkResult(
@@ -443,7 +463,26 @@ def run_wrk(
             "status": d["err_status"],
             "timeout": d["err_timeout"],
         },
+        histogram=hist,
     )
+
+
+def pooled_percentile(histograms: Sequence[Mapping[int, int]], pct: float) -> float | None:
+    """The `pct` percentile (ms) of the requests of several runs together, from run_wrk(histogram=True)."""
+    merged: dict[int, int] = {}
+    for hist in histograms:
+        for v, c in hist.items():
+            merged[v] = merged.get(v, 0) + c
+    total = sum(merged.values())
+    if not total:
+        return None
+    rank = pct / 100 * total
+    seen = 0
+    for v in sorted(merged):
+        seen += merged[v]
+        if seen >= rank:
+            return round(v / 1000, 2)
+    return round(max(merged) / 1000, 2)
 
 
 # --------------------------------------------------------------------------------------------- output

@@ -255,14 +255,17 @@ async def test_requests_write_one_json_line_each(json_only_root: io.StringIO, se
 def test_fast_access_line_is_byte_for_byte_the_encoders(
     json_only_root: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The access line is filled into a template; it must be exactly what json encodes for the same dict
-    (separators, ASCII escapes of client-sent strings, float repr)."""
+    """The access line is assembled from pieces; it must be exactly what json encodes for the same dict
+    (separators, ASCII escapes of client-sent strings), with ts in milliseconds (three decimals, truncated)
+    and duration_ms with two decimals - also when the cached pieces are reused."""
     _only_the_json_handler(monkeypatch)
     monkeypatch.setattr(observability.time, "time", lambda: 1764430000.12345)
     cases = [
         ("a" * 32, "GET", "/health", "/health", 200, 0.1),
         ("rid-1", "POST", '/x"\n{y}\u2028é\x00', "<unmatched>", 404, 12.34),
         ("r", "PATCH", "/api/items/1", "/api/items/{item_id}", 503, 1e-05),
+        ("b" * 32, "GET", "/health", "/health", 200, 7.005),  # the first case's cached pieces again
+        ("rid-2", "POST", '/x"\n{y}\u2028é\x00', "<unmatched>", 404, 999.999),
     ]
     for rid, method, path, route, status, ms in cases:
         observability.access_log(rid, method, path, route, status, ms)
@@ -270,7 +273,7 @@ def test_fast_access_line_is_byte_for_byte_the_encoders(
     assert len(lines) == len(cases)
     for line, (rid, method, path, route, status, ms) in zip(lines, cases, strict=True):
         expected = {
-            "ts": round(1764430000.12345, 3),
+            "ts": "@TS@",
             "level": "info",
             "logger": "app",
             "msg": "request",
@@ -280,9 +283,11 @@ def test_fast_access_line_is_byte_for_byte_the_encoders(
             "path": path,
             "route": route,
             "status": status,
-            "duration_ms": ms,
+            "duration_ms": "@MS@",
         }
-        assert line == json.dumps(expected) + "\n"
+        want = json.dumps(expected).replace('"@TS@"', "1764430000.123").replace('"@MS@"', f"{ms:.2f}")
+        assert line == want + "\n"
+        assert json.loads(line)["duration_ms"] == round(ms, 2)
 
 
 class _Writes(io.StringIO):

@@ -118,6 +118,8 @@ CASES: list[tuple[str, Edit, tuple[str, ...]]] = [
     ("prod-vps", env("prod-vps", CORS_ALLOW_HEADERS="*"), ("app.env.CORS_ALLOW_HEADERS:", "refused in production")),
     ("staging-cloudrun", env("staging-cloudrun", METRICS_ENABLED="maybe"), ("app.env.METRICS_ENABLED:", "valid boolean")),
     ("staging-ecs", env("staging-ecs", REDIS_SOCKET_TIMEOUT="60"), ("app.env.REDIS_SOCKET_TIMEOUT:", "less than or equal to 10")),
+    ("prod-ecs", env("prod-ecs", FASTAPI_TELEMETRY="yes"), ("app.env.FASTAPI_TELEMETRY:", "'auto', 'on' or 'off'")),
+    ("prod-vps", env("prod-vps", FASTAPI_TELEMETRI="off"), ("app.env.FASTAPI_TELEMETRI:", "did you mean FASTAPI_TELEMETRY?")),
     # --- secrets pasted where a reference belongs: refused, never echoed -------------------------------
     ("prod-ecs", secrets("prod-ecs", DATABASE_URL=PASTED_SECRET), ("app.secrets.DATABASE_URL:", f"({len(PASTED_SECRET)} chars)")),
     ("prod-vps", secrets("prod-vps", JWT_SECRET_KEY="k8Zq3-pasted-jwt-signing-key-value-0123456789"), ("app.secrets.JWT_SECRET_KEY:", "chars)")),
