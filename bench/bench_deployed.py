@@ -7,7 +7,7 @@ recorded: the secrets (DATABASE_URL, REDIS_URL, JWT_SECRET_KEY point at throwawa
 free loopback port) and MIGRATE_ON_START/MIGRATE_TIMEOUT (the benchmark migrates once beforehand).
 
 Variants, in ONE run, per endpoint all up at once, the load moving between them in 5-s slices (12 per
-variant = 60 s each, order reversed every other slice; see run()):
+variant = 60 s each, the order rotated each slice; see run()):
   service-before  the release this branch started from (`git archive`d to a temp dir), its own deployer env
   service         this tree, its deployer env
   fastapi-bare    bench.apps.fastapi_bare under the same gunicorn config, env and worker count (/health)
@@ -240,7 +240,7 @@ def run(
     quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS, slices: int | None = None
 ) -> dict[str, Any]:
     """Per stack and endpoint, every variant's server runs at once and the load moves between them in
-    slices (``slices`` of ``SLICE_S`` s per variant, order reversed every other slice): each variant gets
+    slices (``slices`` of ``SLICE_S`` s per variant, the order rotated each slice): each variant gets
     ``slices x SLICE_S`` s of load (60 s by default, spanning the deployed env's recycles), and each slice
     of the service has a slice of the bare app next to it in time. On this shared 2-vCPU VM the same app's
     throughput drifts by +-15 % within minutes (BENCHMARKS.md §10); back-to-back 60-s runs put that drift
@@ -285,7 +285,7 @@ def run(
                             srv.wait_workers(int(srv.env.get("WEB_CONCURRENCY", "1")))
                             h.run_wrk(srv.base + path, connections=conns, duration=2.0)  # warm-up
                         for i in range(n_slices):
-                            for key in names if i % 2 == 0 else names[::-1]:
+                            for key in _slice_order(names, i):
                                 row = _slice(servers[key], path, slice_s, conns)
                                 v = variants[key]
                                 row.update(round=rnd, slice=i, stack=stack, variant=key, label=v.name)
@@ -316,6 +316,14 @@ def run(
     h.save_json(name, data)
     h.save_csv(name, rows)
     return data
+
+
+def _slice_order(names: list[str], i: int) -> list[str]:
+    """Slice `i`'s order: rotated by one each slice, so over len(names) slices every variant is loaded in
+    every position and after every other variant equally often (a variant always loaded right after the
+    busiest one, or always first, would carry that into its ratio)."""
+    k = i % len(names)
+    return names[k:] + names[:k]
 
 
 def _median(values: list[float]) -> float:
