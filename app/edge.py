@@ -132,10 +132,13 @@ class DatabaseUnavailableMiddleware:
 def add_vary_origin(headers: list[tuple[bytes, bytes]]) -> None:
     """What Starlette's CORS does for a request without Origin: ``headers["Vary"] = ", ".join([*getlist(
     "Vary"), "Origin"])`` - the existing Vary values joined into the first one, any others dropped."""
-    found = [i for i, (name, _) in enumerate(headers) if name == b"vary"]
-    if not found:
-        headers.append((b"vary", b"Origin"))
+    for name, _ in headers:
+        if name == b"vary":
+            break
+    else:  # the common case: no Vary yet (a plain scan, no list built)
+        headers.append(_VARY_ORIGIN)
         return
+    found = [i for i, (name, _) in enumerate(headers) if name == b"vary"]
     value = b", ".join([*(headers[i][1] for i in found), b"Origin"])
     headers[found[0]] = (b"vary", value)
     for i in reversed(found[1:]):
@@ -202,12 +205,7 @@ class EdgeMiddleware:
                 started = True
                 headers = list(message.get("headers", ()))
                 if vary:
-                    for name, _ in headers:
-                        if name == b"vary":
-                            add_vary_origin(headers)
-                            break
-                    else:
-                        headers.append(_VARY_ORIGIN)
+                    add_vary_origin(headers)
                 headers.append(rid_header)
                 message["headers"] = headers
             await send(message)
@@ -223,7 +221,7 @@ class EdgeMiddleware:
                 outcome: bool | None = None
                 try:
                     await self.app(scope, receive, send_wrapper)
-                    outcome = True if use.session is not None and use.reached() else None
+                    outcome = True if use.reached() else None
                 except Exception as exc:
                     outcome = _outcome_of(exc)
                     if started:
@@ -231,8 +229,7 @@ class EdgeMiddleware:
                     response = await _db_unavailable(Request(scope), exc)
                     await response(scope, receive, send_wrapper)
                 finally:
-                    if use.breaker is not None:
-                        _report(use, outcome)
+                    _report(use, outcome)
         finally:
             elapsed = _perf_counter() - start
             route = route_label(scope)

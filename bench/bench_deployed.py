@@ -154,23 +154,26 @@ def _measure(srv: h.Server, path: str, duration: float, conns: int) -> dict[str,
     """One run of `duration` s on a freshly started server (after its workers are up and a 2-s warm-up)."""
     srv.wait_workers(int(srv.env.get("WEB_CONCURRENCY", "1")))
     h.run_wrk(srv.base + path, connections=conns, duration=2.0)  # warm-up: pools, caches
-    row = _slice(srv, path, duration, conns)
-    del row["_histogram"]
-    return row
+    return _slice(srv, path, duration, conns)
 
 
-def _slice(srv: h.Server, path: str, duration: float, conns: int) -> dict[str, Any]:
-    """`duration` s of wrk against an already warm server: throughput, latency, errors, recycles, CPU."""
+def _slice(
+    srv: h.Server, path: str, duration: float, conns: int, *, histogram: bool = False
+) -> dict[str, Any]:
+    """`duration` s of wrk against an already warm server: throughput, latency, errors, recycles, CPU.
+    ``histogram``: also wrk's latency histogram under ``_histogram`` (for pooling slices; not saved)."""
     load0 = h.loadavg()[0]
     initial = set(h.children(srv.pid))
     c0, m0 = tree_cpu_seconds(srv.pid), h.cpu_seconds([srv.pid])
     with ChildWatcher(srv.pid) as watch:
-        res = h.run_wrk(srv.base + path, connections=conns, duration=duration, timeout=10, histogram=True)
+        res = h.run_wrk(
+            srv.base + path, connections=conns, duration=duration, timeout=10, histogram=histogram
+        )
     c1, m1 = tree_cpu_seconds(srv.pid), h.cpu_seconds([srv.pid])
     socket_errors = sum(v for k, v in res.errors.items() if k != "status")
     return {
         **res.row(),
-        "_histogram": res.histogram,  # for percentiles over all slices; not saved
+        **({"_histogram": res.histogram} if histogram else {}),
         "path": path,
         "seconds": duration,
         "socket_errors": socket_errors,
@@ -286,7 +289,7 @@ def run(
                             h.run_wrk(srv.base + path, connections=conns, duration=2.0)  # warm-up
                         for i in range(n_slices):
                             for key in _slice_order(names, i):
-                                row = _slice(servers[key], path, slice_s, conns)
+                                row = _slice(servers[key], path, slice_s, conns, histogram=True)
                                 v = variants[key]
                                 row.update(round=rnd, slice=i, stack=stack, variant=key, label=v.name)
                                 row.update(_env_row(v.env))
