@@ -55,6 +55,31 @@ async def test_create_get_list_items_with_relations(client: httpx.AsyncClient, t
     assert listed[0]["category"]["name"].startswith("cat-")
 
 
+async def test_pages_follow_limit_and_offset(client: httpx.AsyncClient, token: str) -> None:
+    """Paging, with and without a category: the pages are consecutive slices of the list ordered by id."""
+    cat = await _category(client, token)
+    ids = []
+    for i in range(5):
+        r = await client.post(
+            "/api/items", json={"name": f"p{i}", "price_cents": i, "category_id": cat}, headers=_auth(token)
+        )
+        ids.append(r.json()["id"])
+
+    async def page(**params: int) -> list[int]:
+        r = await client.get("/api/items", params=params)
+        assert r.status_code == 200, r.text
+        return [i["id"] for i in r.json()]
+
+    assert await page(category_id=cat, limit=2) == ids[:2]
+    assert await page(category_id=cat, limit=2, offset=2) == ids[2:4]
+    assert await page(category_id=cat, limit=2, offset=4) == ids[4:]
+    assert await page(category_id=cat, limit=3, offset=5) == []
+    everything = await page(limit=200)
+    assert everything == sorted(everything) and set(ids) <= set(everything)
+    assert await page(limit=3, offset=2) == everything[2:5]
+    assert (await client.get(f"/api/items/{ids[3]}")).json()["name"] == "p3"
+
+
 async def test_errors_are_clear(client: httpx.AsyncClient, token: str) -> None:
     assert (await client.get("/api/items/999999")).status_code == 404
     r = await client.post(
