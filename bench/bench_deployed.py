@@ -546,9 +546,18 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
     from bench.bench_gc import _CHILD
 
     counts = {"/health": 5000 if quick else 20000, appenv.DB_PATH: 300 if quick else 1500}
-    apps = {"service": None, "fastapi-bare": BARE, "fastapi-sqla": SQLA}
+    # name: (module:attr or None for the service, extra env)
+    apps: dict[str, tuple[str | None, dict[str, str]]] = {
+        "service": (None, {}),
+        "fastapi-bare": (BARE, {}),
+        "fastapi-sqla": (SQLA, {}),
+        # the bare app running the service's own query function (statement built once): the service's
+        # cost around the same query code, without what app.queries saves over building it per request
+        "fastapi-sqla-prebuilt": (SQLA, {"BENCH_SQLA_PREBUILT": "1"}),
+    }
     pairs = [("/health", "service"), ("/health", "fastapi-bare")]
     pairs += [(appenv.DB_PATH, "service"), (appenv.DB_PATH, "fastapi-sqla")]
+    pairs += [(appenv.DB_PATH, "fastapi-sqla-prebuilt")]
     raw: list[dict[str, Any]] = []
     machine = h.machine_info()
     with appenv.deps() as deps:
@@ -561,10 +570,16 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
         env["PYTHONPATH"] = str(h.REPO)
         for rnd in range(rounds):
             for path, name in pairs if rnd % 2 == 0 else pairs[::-1]:
-                spec = apps[name]
+                spec, extra = apps[name]
                 argv = [sys.executable, "-c", _CHILD, path, str(counts[path]), *([spec] if spec else [])]
                 out = subprocess.run(
-                    argv, cwd=h.REPO, env=env, capture_output=True, text=True, timeout=600, check=True
+                    argv,
+                    cwd=h.REPO,
+                    env={**env, **extra},
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
                 )
                 row = {
                     "round": rnd,
@@ -579,10 +594,15 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
     for path, name in pairs:
         pts = sorted(r["cpu_ms_per_req"] for r in raw if r["app"] == name and r["path"] == path)
         rows.append({"path": path, "app": name, "cpu_ms_per_req_median": round(pts[len(pts) // 2], 4)})
+    cpu = {(r["path"], r["app"]): r["cpu_ms_per_req_median"] for r in rows}
+    reference = {"/health": "fastapi-bare", appenv.DB_PATH: "fastapi-sqla"}
     for r in rows:
-        bare = next(x for x in rows if x["path"] == r["path"] and x["app"] != "service")
-        r["bare_cpu_over_this"] = round(bare["cpu_ms_per_req_median"] / r["cpu_ms_per_req_median"], 2)
-    print(h.table(rows, list(rows[0])))
+        r["bare_cpu_over_this"] = round(cpu[r["path"], reference[r["path"]]] / r["cpu_ms_per_req_median"], 2)
+        if r["path"] == appenv.DB_PATH and r["app"] == "service":
+            prebuilt = cpu[r["path"], "fastapi-sqla-prebuilt"]
+            r["same_query_code_cpu_over_this"] = round(prebuilt / r["cpu_ms_per_req_median"], 2)
+    cols = ["path", "app", "cpu_ms_per_req_median", "bare_cpu_over_this", "same_query_code_cpu_over_this"]
+    print(h.table(rows, cols))
     data = {
         "machine": machine,
         "rounds": rounds,
@@ -595,6 +615,89 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
     return data
 
 
+_SAME_CODE_CHILD = r"""
+import asyncio, json, os, statistics, sys, time
+os.environ["BENCH_SQLA_PREBUILT"] = "1"
+import uvloop
+from app import gctune
+from app.main import create_app
+import bench.apps.fastapi_sqla as sqla
+svc, bare = create_app(), sqla.app
+path, _, query = sys.argv[2].partition("?")
+scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+         "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+         "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+async def one(app):
+    sent = False
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(3600)
+    status = []
+    async def send(msg):
+        if msg["type"] == "http.response.start":
+            status.append(msg["status"])
+    await app(dict(scope), receive, send)
+    assert status == [200], status
+async def main():
+    async with svc.router.lifespan_context(svc):
+        for app in (svc, bare):
+            for _ in range(50):
+                await one(app)
+        gctune.apply()
+        cpu = {"service": [], "bare": []}
+        for rnd in range(int(sys.argv[1])):
+            for name in (("service", "bare") if rnd % 2 == 0 else ("bare", "service")):
+                app = svc if name == "service" else bare
+                c0 = time.process_time()
+                for _ in range(60):
+                    await one(app)
+                cpu[name].append((time.process_time() - c0) / 60 * 1000)
+    await sqla.engine.dispose()
+    ratios = [b / s for b, s in zip(cpu["bare"], cpu["service"])]
+    print(json.dumps({"rounds": len(ratios),
+        "service_cpu_ms_median": statistics.median(cpu["service"]),
+        "bare_cpu_ms_median": statistics.median(cpu["bare"]),
+        "bare_over_service_paired_median": statistics.median(ratios),
+        "bare_over_service_min": min(ratios), "bare_over_service_max": max(ratios)}))
+uvloop.run(main())
+"""
+
+
+def same_query_code(rounds: int = 30) -> dict[str, Any]:
+    """The DB page's CPU in ONE interpreter: the service (deployer prod-ecs env, CACHE_TTL_SECONDS=0) and
+    the bare FastAPI + SQLAlchemy app running the service's own query function (BENCH_SQLA_PREBUILT=1),
+    both driven straight into ASGI, alternating every 60 requests: what the service costs around the same
+    query code, without the drift between fresh interpreters that `inprocess()` has on this box."""
+    import os
+    import sys
+
+    machine = h.machine_info()
+    with appenv.deps() as deps:
+        env = {**os.environ, **deployer_env("prod-ecs", h.REPO), **OVERRIDES["service-uncached"]}
+        env = {k: v for k, v in env.items() if k not in NOT_DEPLOYABLE_HERE}
+        for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY"):
+            env[k] = deps.env[k]
+        env["PYTHONPATH"] = str(h.REPO)
+        out = subprocess.run(
+            [sys.executable, "-c", _SAME_CODE_CHILD, str(rounds), appenv.DB_PATH],
+            cwd=h.REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=True,
+        )
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    print(row)
+    data = {"machine": machine, "overrides": OVERRIDES["service-uncached"], **row}
+    data["loadavg_at_end"] = h.loadavg()
+    h.save_json("deployed_same_query_code", data)
+    return data
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10-s runs, written to bench/results/quick/")
@@ -604,6 +707,11 @@ def main() -> None:
     ap.add_argument("--recycle-window", action="store_true", help="only the forced-recycle probe run")
     ap.add_argument("--max-requests", type=int, default=4000, help="forced value for --recycle-window")
     ap.add_argument("--inprocess", action="store_true", help="only the in-process CPU/request comparison")
+    ap.add_argument(
+        "--same-query-code",
+        action="store_true",
+        help="only the DB page in one interpreter: service vs the bare app running app.queries",
+    )
     ap.add_argument("--before", help="git revision of the 'before' variants (default: merge-base HEAD main)")
     a = ap.parse_args()
     global BEFORE_REV
@@ -611,6 +719,8 @@ def main() -> None:
     h.set_quick(a.quick)
     if a.inprocess:
         inprocess(a.quick, max(1, a.rounds))
+    elif a.same_query_code:
+        same_query_code(10 if a.quick else 30)
     elif a.recycle_window:
         recycle_window(a.quick, a.max_requests, max(1, a.rounds))
     else:

@@ -4,6 +4,10 @@ Same query (the service's `_items_query()`: items JOIN category, reviews in one 
 LIMIT 20), same ORM models and response model (`list[ItemOut]`), same pool size from the env the deployer
 sets. No middleware, no request id, no access log, no metrics, no settings object. The engine opens no
 connection until the first request (safe to import in a preloading gunicorn master).
+
+Like a typical FastAPI + SQLAlchemy app it builds the statement in each request; the service builds it once
+with bound parameters (app.queries: same SQL, ~140 us of CPU less per request). BENCHMARKS.md §10 (fifth
+pass) gives the ratio with that and the service's own per-request cost without it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Query
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from app import queries
 from app.models import Item
 from app.queries import _items_query
 from app.schemas import ItemOut
@@ -28,6 +33,9 @@ engine = create_async_engine(
     pool_pre_ping=os.environ.get("DB_POOL_PRE_PING", "true") == "true",
 )
 maker = async_sessionmaker(engine, expire_on_commit=False)
+#: BENCH_SQLA_PREBUILT=1: the service's own query function (the statement built once) instead - then the
+#: comparison with the service shows only what the service does around the same query code.
+PREBUILT = os.environ.get("BENCH_SQLA_PREBUILT") == "1"
 
 
 @asynccontextmanager
@@ -55,5 +63,7 @@ async def list_items(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[Item]:
+    if PREBUILT:
+        return await queries.list_items(s, None, limit, offset)
     q = _items_query().order_by(Item.id).limit(limit).offset(offset)
     return list((await s.scalars(q)).unique().all())
