@@ -535,12 +535,25 @@ def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 
     return data
 
 
+def _inprocess_env(deps: appenv.Deps) -> dict[str, str]:
+    """The in-process children's env: the deployer's prod-ecs env with CACHE_TTL_SECONDS=0 (override, like
+    service-uncached above: the service runs the query the bare app runs instead of answering from its
+    read cache; /health does not touch the cache) and the local PostgreSQL, Redis and secret."""
+    import os
+
+    env = {**os.environ, **deployer_env("prod-ecs", h.REPO), **OVERRIDES["service-uncached"]}
+    env = {k: v for k, v in env.items() if k not in NOT_DEPLOYABLE_HERE}
+    for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY"):
+        env[k] = deps.env[k]
+    env["PYTHONPATH"] = str(h.REPO)
+    return env
+
+
 def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
     """CPU per request of the service vs the bare apps with no server and no socket: each in a fresh
     interpreter with the deployed prod-ecs env (GC settings applied as gunicorn's hooks do), requests
     driven straight into the ASGI app (bench_gc's driver). Takes uvicorn, wrk and the kernel out of the
     comparison, and uses CPU time, so it holds on a loaded box."""
-    import os
     import sys
 
     from bench.bench_gc import _CHILD
@@ -561,13 +574,7 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
     raw: list[dict[str, Any]] = []
     machine = h.machine_info()
     with appenv.deps() as deps:
-        # CACHE_TTL_SECONDS=0 (override, like service-uncached above): the service runs the query the bare
-        # app runs instead of answering from its read cache. /health does not touch the cache.
-        env = {**os.environ, **deployer_env("prod-ecs", h.REPO), **OVERRIDES["service-uncached"]}
-        env = {k: v for k, v in env.items() if k not in NOT_DEPLOYABLE_HERE}
-        for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY"):
-            env[k] = deps.env[k]
-        env["PYTHONPATH"] = str(h.REPO)
+        env = _inprocess_env(deps)
         for rnd in range(rounds):
             for path, name in pairs if rnd % 2 == 0 else pairs[::-1]:
                 spec, extra = apps[name]
@@ -616,31 +623,18 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
 
 
 _SAME_CODE_CHILD = r"""
-import asyncio, json, os, statistics, sys, time
+import json, os, statistics, sys, time
 os.environ["BENCH_SQLA_PREBUILT"] = "1"
 import uvloop
 from app import gctune
 from app.main import create_app
 import bench.apps.fastapi_sqla as sqla
+from bench.asgi_drive import get, get_scope
 svc, bare = create_app(), sqla.app
-path, _, query = sys.argv[2].partition("?")
-scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-         "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-         "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+scope = get_scope(sys.argv[2])
 async def one(app):
-    sent = False
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.sleep(3600)
-    status = []
-    async def send(msg):
-        if msg["type"] == "http.response.start":
-            status.append(msg["status"])
-    await app(dict(scope), receive, send)
-    assert status == [200], status
+    status = await get(app, scope)
+    assert status == 200, status
 async def main():
     async with svc.router.lifespan_context(svc):
         for app in (svc, bare):
@@ -671,16 +665,11 @@ def same_query_code(rounds: int = 30) -> dict[str, Any]:
     the bare FastAPI + SQLAlchemy app running the service's own query function (BENCH_SQLA_PREBUILT=1),
     both driven straight into ASGI, alternating every 60 requests: what the service costs around the same
     query code, without the drift between fresh interpreters that `inprocess()` has on this box."""
-    import os
     import sys
 
     machine = h.machine_info()
     with appenv.deps() as deps:
-        env = {**os.environ, **deployer_env("prod-ecs", h.REPO), **OVERRIDES["service-uncached"]}
-        env = {k: v for k, v in env.items() if k not in NOT_DEPLOYABLE_HERE}
-        for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY"):
-            env[k] = deps.env[k]
-        env["PYTHONPATH"] = str(h.REPO)
+        env = _inprocess_env(deps)
         out = subprocess.run(
             [sys.executable, "-c", _SAME_CODE_CHILD, str(rounds), appenv.DB_PATH],
             cwd=h.REPO,

@@ -52,24 +52,10 @@ def cb(phase, info):
         t[0] = time.perf_counter()
     else:
         pauses.append(time.perf_counter() - t[0]); counts[info["generation"]] += 1
-p, _, q = path.partition("?")
-scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-         "path": p, "raw_path": p.encode(), "query_string": q.encode(), "root_path": "",
-         "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+from bench.asgi_drive import get, get_scope
+scope = get_scope(path)
 async def one():
-    sent = False
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.sleep(3600)
-    status = []
-    async def send(msg):
-        if msg["type"] == "http.response.start":
-            status.append(msg["status"])
-    await app(dict(scope), receive, send)
-    return status[0]
+    return await get(app, scope)
 async def main():
     for _ in range(min(200, n)):          # warm-up: pool, caches, lazily built things
         assert await one() == 200
