@@ -131,7 +131,13 @@ class Variant:
     env: dict[str, str]
 
 
-def _server(v: Variant, deps_env: dict[str, str], **overrides: Any) -> h.Server:
+#: bench/latprobe: the server-side latency probe (``--server-latency``), a sitecustomize
+LATPROBE_DIR = h.REPO / "bench" / "latprobe"
+
+
+def _server(v: Variant, deps_env: dict[str, str], *, probe: str | None = None, **overrides: Any) -> h.Server:
+    """``probe``: a file prefix for bench/latprobe's per-worker lines (the probe is put first on
+    PYTHONPATH, for every variant alike)."""
     port = h.free_port()
     cmd = dockerfile_cmd(v.tree / "Dockerfile")
     # the image's CMD; the app argument is swapped for the bare apps
@@ -146,6 +152,8 @@ def _server(v: Variant, deps_env: dict[str, str], **overrides: Any) -> h.Server:
         PORT=str(port),
         PYTHONPATH=str(v.tree),
     )
+    if probe is not None:
+        env.update(PYTHONPATH=f"{LATPROBE_DIR}:{v.tree}", BENCH_LATPROBE=probe)
     env.update({k: str(x) for k, x in overrides.items()})
     return h.Server(argv, port, env=env, ready_path="/health", cwd=v.tree, start_timeout=60)
 
@@ -157,12 +165,35 @@ def _measure(srv: h.Server, path: str, duration: float, conns: int) -> dict[str,
     return _slice(srv, path, duration, conns)
 
 
+def _probe_histogram(prefix: str, since: float) -> dict[int, int]:
+    """bench/latprobe's requests written at or after `since` (unix time), as {latency us: requests}."""
+    hist: dict[int, int] = {}
+    for f in Path(prefix).parent.glob(Path(prefix).name + ".*"):
+        for line in f.read_text().splitlines():
+            ts, _, counts = line.partition(" ")
+            if float(ts) < since:
+                continue
+            for bucket, n in json.loads(counts).items():
+                us = int(bucket) * 100 + 50  # the middle of the 0.1-ms bucket
+                hist[us] = hist.get(us, 0) + n
+    return hist
+
+
 def _slice(
-    srv: h.Server, path: str, duration: float, conns: int, *, histogram: bool = False
+    srv: h.Server,
+    path: str,
+    duration: float,
+    conns: int,
+    *,
+    histogram: bool = False,
+    probe: str | None = None,
 ) -> dict[str, Any]:
     """`duration` s of wrk against an already warm server: throughput, latency, errors, recycles, CPU.
-    ``histogram``: also wrk's latency histogram under ``_histogram`` (for pooling slices; not saved)."""
+    ``histogram``: also wrk's latency histogram under ``_histogram`` (for pooling slices; not saved).
+    ``probe``: the server runs bench/latprobe with this prefix: its server-side latencies of this slice
+    under ``_server_histogram`` and ``server_p99_ms``."""
     load0 = h.loadavg()[0]
+    started = time.time()
     initial = set(h.children(srv.pid))
     c0, m0 = tree_cpu_seconds(srv.pid), h.cpu_seconds([srv.pid])
     with ChildWatcher(srv.pid) as watch:
@@ -171,9 +202,15 @@ def _slice(
         )
     c1, m1 = tree_cpu_seconds(srv.pid), h.cpu_seconds([srv.pid])
     socket_errors = sum(v for k, v in res.errors.items() if k != "status")
+    server: dict[str, Any] = {}
+    if probe is not None:
+        time.sleep(0.8)  # the probe writes 0.5 s after the first request since its last line
+        hist = _probe_histogram(probe, started)
+        server = {"_server_histogram": hist, "server_p99_ms": h.pooled_percentile([hist], 99)}
     return {
         **res.row(),
         **({"_histogram": res.histogram} if histogram else {}),
+        **server,
         "path": path,
         "seconds": duration,
         "socket_errors": socket_errors,
@@ -227,6 +264,8 @@ COLUMNS = [
     "p99_ms",
     "p99_vs_bare",
     "p99_vs_bare_worst_slice",
+    "server_p99_ms",
+    "server_p99_vs_bare",
     "max_ms",
     "socket_errors",
     "status_errors",
@@ -240,7 +279,12 @@ OVERRIDES = {"service-uncached": {"CACHE_TTL_SECONDS": "0"}}
 
 
 def run(
-    quick: bool = False, rounds: int = 1, stacks: tuple[str, ...] = STACKS, slices: int | None = None
+    quick: bool = False,
+    rounds: int = 1,
+    stacks: tuple[str, ...] = STACKS,
+    slices: int | None = None,
+    conns: int = 64,
+    server_latency: bool = False,
 ) -> dict[str, Any]:
     """Per stack and endpoint, every variant's server runs at once and the load moves between them in
     slices (``slices`` of ``SLICE_S`` s per variant, the order rotated each slice): each variant gets
@@ -249,10 +293,12 @@ def run(
     throughput drifts by +-15 % within minutes (BENCHMARKS.md §10); back-to-back 60-s runs put that drift
     into the ratio, paired slices mostly cancel it. Idle servers cost nothing measurable (no request
     reaches them; their 1-s timers are microseconds), and each slice reads CPU from the loaded server only.
-    ``rounds``: the whole thing again with fresh servers (a new process layout each time)."""
+    ``rounds``: the whole thing again with fresh servers (a new process layout each time). ``conns``: wrk's
+    connections. ``server_latency``: every server runs bench/latprobe, and each slice also records the
+    server-side latency (socket read to answer handed to the transport)."""
     n_slices = slices or (4 if quick else 12)
     slice_s = 3.0 if quick else SLICE_S
-    conns = 64
+    probe_dir = Path(tempfile.mkdtemp(prefix="bench-latprobe-")) if server_latency else None
     machine = h.machine_info()
     rev = base_rev()
     raw: list[dict[str, Any]] = []
@@ -283,13 +329,19 @@ def run(
             for rnd in range(rounds):
                 for path, names in plan:
                     with h.timed(f"{stack} round {rnd} {path}: {', '.join(names)}"), ExitStack() as up:
-                        servers = {k: up.enter_context(_server(variants[k], deps.env)) for k in names}
+                        probes = {k: _probe_prefix(probe_dir, f"{stack}-{rnd}-{k}") for k in names}
+                        servers = {
+                            k: up.enter_context(_server(variants[k], deps.env, probe=probes[k]))
+                            for k in names
+                        }
                         for srv in servers.values():
                             srv.wait_workers(int(srv.env.get("WEB_CONCURRENCY", "1")))
                             h.run_wrk(srv.base + path, connections=conns, duration=2.0)  # warm-up
                         for i in range(n_slices):
                             for key in _slice_order(names, i):
-                                row = _slice(servers[key], path, slice_s, conns, histogram=True)
+                                row = _slice(
+                                    servers[key], path, slice_s, conns, histogram=True, probe=probes[key]
+                                )
                                 v = variants[key]
                                 row.update(round=rnd, slice=i, stack=stack, variant=key, label=v.name)
                                 row.update(_env_row(v.env))
@@ -313,12 +365,18 @@ def run(
         "overrides": OVERRIDES,
         "loadavg_at_end": h.loadavg(),
         "rows": rows,
-        "raw": [{k: v for k, v in r.items() if k != "_histogram"} for r in raw],
+        "raw": [{k: v for k, v in r.items() if not k.startswith("_")} for r in raw],
     }
-    name = "deployed_" + "_".join(stacks)
+    if probe_dir is not None:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+    name = "deployed_" + "_".join(stacks) + ("" if conns == 64 else f"_c{conns}")
     h.save_json(name, data)
     h.save_csv(name, rows)
     return data
+
+
+def _probe_prefix(probe_dir: Path | None, name: str) -> str | None:
+    return str(probe_dir / name) if probe_dir is not None else None
 
 
 def _slice_order(names: list[str], i: int) -> list[str]:
@@ -359,6 +417,10 @@ def _summarise(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "p50_ms": h.pooled_percentile([r["_histogram"] for r in rs], 50),
             "p99_ms": h.pooled_percentile([r["_histogram"] for r in rs], 99),
             "p99_slice_median_ms": round(_median([r["p99_ms"] for r in rs]), 2),
+            # server-side (bench/latprobe, --server-latency): socket read to answer handed to the transport
+            "server_p99_ms": h.pooled_percentile([r["_server_histogram"] for r in rs], 99)
+            if all("_server_histogram" in r for r in rs)
+            else None,
             "max_ms": max(r["max_ms"] for r in rs),
             "socket_errors": sum(r["socket_errors"] for r in rs),
             "status_errors": sum(r["status_errors"] for r in rs),
@@ -382,6 +444,8 @@ def _summarise(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ratios = [a["p99_ms"] / b["p99_ms"] for a, b in pairs if b["p99_ms"]]
         row["p99_vs_bare_worst_slice"] = round(max(ratios), 2) if ratios else None
         row["cpu_vs_bare"] = round(bare["server_cpu_ms_per_req"] / row["server_cpu_ms_per_req"], 3)
+        if row["server_p99_ms"] and bare["server_p99_ms"]:
+            row["server_p99_vs_bare"] = round(row["server_p99_ms"] / bare["server_p99_ms"], 2)
     return list(rows.values())
 
 
@@ -472,7 +536,10 @@ def recycle_window(quick: bool = False, max_requests: int = 4000, rounds: int = 
         ]
         for rnd in range(rounds):
             for v in variants if rnd % 2 == 0 else variants[::-1]:
-                forced = {"GUNICORN_MAX_REQUESTS": max_requests, "GUNICORN_MAX_REQUESTS_JITTER": 0}
+                forced: dict[str, Any] = {
+                    "GUNICORN_MAX_REQUESTS": max_requests,
+                    "GUNICORN_MAX_REQUESTS_JITTER": 0,
+                }
                 with h.timed(f"recycle window round {rnd} {v.name}"), _server(v, deps.env, **forced) as srv:
                     srv.wait_workers(1)
                     initial = set(h.children(srv.pid))
@@ -693,6 +760,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--slices", type=int, help=f"slices of {SLICE_S:g} s per variant (default 12; quick 4)")
     ap.add_argument("--stack", action="append", choices=STACKS, help="default: both")
+    ap.add_argument("--connections", type=int, default=64, help="wrk's connections (default 64)")
+    ap.add_argument(
+        "--server-latency",
+        action="store_true",
+        help="every server runs bench/latprobe: also the server-side latency per request",
+    )
     ap.add_argument("--recycle-window", action="store_true", help="only the forced-recycle probe run")
     ap.add_argument("--max-requests", type=int, default=4000, help="forced value for --recycle-window")
     ap.add_argument("--inprocess", action="store_true", help="only the in-process CPU/request comparison")
@@ -713,7 +786,7 @@ def main() -> None:
     elif a.recycle_window:
         recycle_window(a.quick, a.max_requests, max(1, a.rounds))
     else:
-        run(a.quick, a.rounds, tuple(a.stack or STACKS), a.slices)
+        run(a.quick, a.rounds, tuple(a.stack or STACKS), a.slices, a.connections, a.server_latency)
 
 
 if __name__ == "__main__":
