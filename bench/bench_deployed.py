@@ -621,7 +621,6 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
     interpreter with the deployed prod-ecs env (GC settings applied as gunicorn's hooks do), requests
     driven straight into the ASGI app (bench_gc's driver). Takes uvicorn, wrk and the kernel out of the
     comparison, and uses CPU time, so it holds on a loaded box."""
-    import sys
 
     from bench.bench_gc import _CHILD
 
@@ -645,21 +644,12 @@ def inprocess(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
         for rnd in range(rounds):
             for path, name in pairs if rnd % 2 == 0 else pairs[::-1]:
                 spec, extra = apps[name]
-                argv = [sys.executable, "-c", _CHILD, path, str(counts[path]), *([spec] if spec else [])]
-                out = subprocess.run(
-                    argv,
-                    cwd=h.REPO,
-                    env={**env, **extra},
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                    check=True,
-                )
+                args = [path, str(counts[path]), *([spec] if spec else [])]
                 row = {
                     "round": rnd,
                     "app": name,
                     "path": path,
-                    **json.loads(out.stdout.strip().splitlines()[-1]),
+                    **h.run_child_json(_CHILD, args, {**env, **extra}, timeout=600),
                 }
                 row["loadavg_1m"] = h.loadavg()[0]
                 raw.append(row)
@@ -732,21 +722,12 @@ def same_query_code(rounds: int = 30) -> dict[str, Any]:
     the bare FastAPI + SQLAlchemy app running the service's own query function (BENCH_SQLA_PREBUILT=1),
     both driven straight into ASGI, alternating every 60 requests: what the service costs around the same
     query code, without the drift between fresh interpreters that `inprocess()` has on this box."""
-    import sys
 
     machine = h.machine_info()
     with appenv.deps() as deps:
-        env = _inprocess_env(deps)
-        out = subprocess.run(
-            [sys.executable, "-c", _SAME_CODE_CHILD, str(rounds), appenv.DB_PATH],
-            cwd=h.REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=True,
+        row = h.run_child_json(
+            _SAME_CODE_CHILD, [str(rounds), appenv.DB_PATH], _inprocess_env(deps), timeout=1800
         )
-    row = json.loads(out.stdout.strip().splitlines()[-1])
     print(row)
     data = {"machine": machine, "overrides": OVERRIDES["service-uncached"], **row}
     data["loadavg_at_end"] = h.loadavg()

@@ -10,10 +10,7 @@ rounds; CPU time, not wall time (other tenants of this box).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from typing import Any
 
 from bench import appenv
@@ -87,17 +84,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                 for path, n in counts.items():
                     env = {**os.environ, **deps.env, **VARIANTS[name], "LOG_LEVEL": "warning"}
                     env["PYTHONPATH"] = str(h.REPO)
-                    out = subprocess.run(
-                        [sys.executable, "-c", _CHILD, path, str(n)],
-                        cwd=h.REPO,
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        timeout=600,
-                        check=True,
-                    )
                     row = {"round": rnd, "variant": name, "path": path, "requests": n}
-                    row.update(json.loads(out.stdout.strip().splitlines()[-1]))
+                    row.update(h.run_child_json(_CHILD, [path, str(n)], env, timeout=600))
                     row["loadavg_1m"] = h.loadavg()[0]
                     raw.append(row)
                     print(row, flush=True)

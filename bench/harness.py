@@ -514,6 +514,22 @@ def save_csv(name: str, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+def run_child_json(code: str, args: Sequence[str], env: Mapping[str, str], timeout: float) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter (this one's executable, the repository as working directory and
+    so first on sys.path) with ``args``; the JSON object its last line of stdout prints."""
+    out = subprocess.run(
+        [PY, "-c", code, *args],
+        cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     """A Markdown table (printed by each script, pasted into BENCHMARKS.md)."""
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from app import queries
 from app.models import Item
-from app.queries import _items_query
 from app.schemas import ItemOut
 
 engine = create_async_engine(
@@ -65,5 +64,5 @@ async def list_items(
 ) -> list[Item]:
     if PREBUILT:
         return await queries.list_items(s, None, limit, offset)
-    q = _items_query().order_by(Item.id).limit(limit).offset(offset)
+    q = queries._items_query().order_by(Item.id).limit(limit).offset(offset)
     return list((await s.scalars(q)).unique().all())
